@@ -1,0 +1,21 @@
+//! The GigaSPOT market core: domain types and rules as plain Rust, with no I/O.
+//!
+//! This crate holds what a plugin sees of the market ([`context`]), what it answers
+//! ([`verdict`]), the [`Strategy`] and [`Validator`] traits that the clearing calls, the
+//! checks every plugin answer must pass ([`output_check`]), the energy arithmetic
+//! ([`economics`]) and the native reference strategy ([`PricePerWatt`]) that serves as
+//! fallback and benchmark baseline.
+
+pub mod context;
+pub mod economics;
+pub mod output_check;
+pub mod plugin_traits;
+pub mod price_per_watt;
+#[cfg(feature = "sample")]
+pub mod sample;
+pub mod verdict;
+
+pub use context::{CandidateBid, GpuOc, GpuSlot, MachineContext, RangeS32, RangeU32, RunningBid};
+pub use plugin_traits::{Strategy, Validator};
+pub use price_per_watt::PricePerWatt;
+pub use verdict::{PluginFault, PluginInfo, PluginRef, Rejection, Score};

@@ -1,0 +1,87 @@
+//! What plugins answer, who answered, and how a call can fail.
+
+use thiserror::Error;
+
+/// A strategy's score for one bid: higher wins; zero or negative is "not acceptable".
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Score {
+    /// The scored bid.
+    pub bid_id: u64,
+    /// The score.
+    pub score: f64,
+}
+
+/// A validator's rejection of one bid for one interval.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rejection {
+    /// The rejected bid.
+    pub bid_id: u64,
+    /// Machine-readable reason, kebab-case.
+    pub code: String,
+    /// Human-readable explanation.
+    pub message: String,
+}
+
+/// Name, version and description a plugin reports about itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    /// Short kebab-case name.
+    pub name: String,
+    /// Semantic version.
+    pub version: String,
+    /// One-line description.
+    pub description: String,
+}
+
+/// Identifies exactly which plugin version answered a call; stored in decision records.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct PluginRef {
+    /// The plugin's own name.
+    pub name: String,
+    /// The plugin's own version.
+    pub version: String,
+    /// `sha256:<hex>` of the component bytes, or `native:<name>` for built-in code.
+    pub digest: String,
+}
+
+/// Why a plugin call produced no usable answer. Every variant fails the call closed.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum PluginFault {
+    /// The call used up its fuel budget (deterministic CPU limit).
+    #[error("plugin ran out of fuel (budget {budget} units)")]
+    OutOfFuel {
+        /// The fuel budget of the call.
+        budget: u64,
+    },
+    /// The call passed its wall-clock deadline.
+    #[error("plugin exceeded its wall-clock deadline of {timeout_ms} ms")]
+    Timeout {
+        /// The deadline in milliseconds.
+        timeout_ms: u64,
+    },
+    /// The guest tried to grow its memory beyond the cap.
+    #[error("plugin exceeded its memory cap of {limit_bytes} bytes")]
+    Memory {
+        /// The cap in bytes.
+        limit_bytes: u64,
+    },
+    /// The guest trapped (panic, unreachable, stack overflow, a refused import...).
+    #[error("plugin trapped: {0}")]
+    Trap(String),
+    /// The answer broke the contract (unknown or duplicate ids, non-finite scores...).
+    #[error("plugin returned malformed output: {0}")]
+    BadOutput(String),
+}
+
+impl PluginFault {
+    /// A short stable label for metrics and counters.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PluginFault::OutOfFuel { .. } => "out_of_fuel",
+            PluginFault::Timeout { .. } => "timeout",
+            PluginFault::Memory { .. } => "memory",
+            PluginFault::Trap(_) => "trap",
+            PluginFault::BadOutput(_) => "bad_output",
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! The wasmtime engine configuration shared by every plugin, and the epoch ticker that
+//! drives wall-clock deadlines.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::{Config, Engine};
+
+use crate::limits::PluginLimits;
+
+/// How often the engine's epoch advances; deadlines are whole multiples of it.
+pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// An engine configured for deterministic, bounded plugin calls.
+pub(crate) fn build_engine(limits: &PluginLimits) -> wasmtime::Result<Engine> {
+    let mut config = Config::new();
+    config
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(limits.max_wasm_stack)
+        // Replayable decisions: identical results on every host for the same input.
+        .cranelift_nan_canonicalization(true)
+        .relaxed_simd_deterministic(true)
+        // Synchronous calls only; cheaper entry into components.
+        .concurrency_support(false);
+    Engine::new(&config)
+}
+
+/// Number of epoch ticks that covers `timeout`, at least one.
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    let ticks = timeout.as_nanos().div_ceil(EPOCH_TICK.as_nanos());
+    u64::try_from(ticks).unwrap_or(u64::MAX).max(1)
+}
+
+/// A background thread that advances the engine's epoch every [`EPOCH_TICK`]; it stops
+/// when dropped.
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    /// Starts ticking `engine`.
+    pub(crate) fn start(engine: Engine) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("gigaspot-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_round_up_to_whole_ticks() {
+        assert_eq!(deadline_ticks(Duration::ZERO), 1);
+        assert_eq!(deadline_ticks(EPOCH_TICK), 1);
+        assert_eq!(deadline_ticks(EPOCH_TICK + Duration::from_nanos(1)), 2);
+        assert_eq!(deadline_ticks(Duration::from_secs(1)), 200);
+    }
+}

@@ -1,0 +1,49 @@
+//! The import audit: a plugin may import only what a std guest built for wasm32-wasip2
+//! links in, and the sandbox answers those imports with traps.
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+
+/// The WASI packages a plugin may import. A Rust std guest built for wasm32-wasip2
+/// imports interfaces of these two (environment, exit, stdio streams, errors) even when it
+/// never calls them; the sandbox links each of them to a function that traps.
+pub const ALLOWED_IMPORT_PACKAGES: [&str; 2] = ["wasi:cli/", "wasi:io/"];
+
+/// Names of the component's imports that the sandbox refuses, in import order.
+pub(crate) fn forbidden_imports(engine: &Engine, component: &Component) -> Vec<String> {
+    component
+        .component_type()
+        .imports(engine)
+        .map(|(name, _)| name)
+        .filter(|name| !is_allowed(name))
+        .map(str::to_owned)
+        .collect()
+}
+
+fn is_allowed(import: &str) -> bool {
+    ALLOWED_IMPORT_PACKAGES
+        .iter()
+        .any(|package| import.starts_with(package))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_cli_and_io_interfaces_pass() {
+        assert!(is_allowed("wasi:cli/environment@0.2.6"));
+        assert!(is_allowed("wasi:io/streams@0.2.6"));
+        for refused in [
+            "wasi:filesystem/types@0.2.6",
+            "wasi:sockets/tcp@0.2.6",
+            "wasi:clocks/wall-clock@0.2.6",
+            "wasi:random/random@0.2.6",
+            "wasi:http/outgoing-handler@0.2.6",
+            "wasi:clix/evil",
+            "host:anything/else",
+        ] {
+            assert!(!is_allowed(refused), "{refused} must be refused");
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Runs GigaSPOT plugins: WebAssembly components of `wit/plugin.wit`, sandboxed with
+//! wasmtime.
+//!
+//! [`PluginRuntime`] loads a component (auditing its imports, compiling it once per
+//! version through an [`ArtifactCache`]) into a [`WasmStrategy`] or [`WasmValidator`],
+//! which implement the market's [`gigaspot_market::Strategy`] and
+//! [`gigaspot_market::Validator`] traits. Every call runs under the [`PluginLimits`]:
+//! fuel, an epoch deadline, a memory cap and a stack cap. [`PluginRegistry`] holds the
+//! active versions, swaps them atomically and fails closed after faults.
+
+mod artifact_cache;
+mod engine;
+mod error;
+mod import_audit;
+mod limits;
+mod loader;
+mod registry;
+mod sandbox;
+mod wasm_plugin;
+mod wit_bindings;
+
+pub use artifact_cache::{ArtifactCache, CacheStats};
+pub use error::LoadError;
+pub use import_audit::ALLOWED_IMPORT_PACKAGES;
+pub use limits::PluginLimits;
+pub use loader::{PluginKind, PluginRuntime};
+pub use registry::{
+    FaultCounts, PluginRegistry, RankOutcome, RegistryError, ValidationOutcome, VersionStats,
+};
+pub use wasm_plugin::{WasmStrategy, WasmValidator};

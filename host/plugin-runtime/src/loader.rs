@@ -1,0 +1,199 @@
+//! Loading plugins: hash, compile (cached), audit imports, link, pre-instantiate,
+//! configure and describe.
+
+use std::path::Path;
+
+use gigaspot_market::PluginRef;
+use sha2::{Digest, Sha256};
+use wasmtime::Engine;
+use wasmtime::component::{Component, InstancePre, Linker};
+
+use crate::artifact_cache::ArtifactCache;
+use crate::engine::{EpochTicker, build_engine};
+use crate::error::LoadError;
+use crate::import_audit::forbidden_imports;
+use crate::limits::PluginLimits;
+use crate::sandbox::{HostState, Sandbox, StartError, World};
+use crate::wasm_plugin::{WasmStrategy, WasmValidator};
+use crate::wit_bindings::{self, strategy, validator};
+
+/// Which plugin world a component implements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginKind {
+    /// The `strategy` world: exports `rank`.
+    Strategy,
+    /// The `validator` world: exports `validate`.
+    Validator,
+}
+
+impl PluginKind {
+    fn world(self) -> &'static str {
+        match self {
+            PluginKind::Strategy => "strategy",
+            PluginKind::Validator => "validator",
+        }
+    }
+}
+
+/// Loads plugins into sandboxes sharing one engine, one set of limits and one artefact
+/// cache. Dropping it stops the epoch ticker; loaded plugins then keep fuel and memory
+/// limits but lose the wall-clock backstop, so keep the runtime alive as long as them.
+pub struct PluginRuntime {
+    engine: Engine,
+    limits: PluginLimits,
+    cache: ArtifactCache,
+    _ticker: EpochTicker,
+}
+
+impl PluginRuntime {
+    /// A runtime enforcing `limits` and caching compiled components in `cache`.
+    pub fn new(limits: PluginLimits, cache: ArtifactCache) -> Result<Self, LoadError> {
+        let engine = build_engine(&limits)
+            .map_err(|e| LoadError::Compile(format!("cannot configure wasmtime: {e:#}")))?;
+        let ticker = EpochTicker::start(engine.clone()).map_err(|source| LoadError::Io {
+            context: "cannot start the epoch ticker".into(),
+            source,
+        })?;
+        Ok(PluginRuntime {
+            engine,
+            limits,
+            cache,
+            _ticker: ticker,
+        })
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &PluginLimits {
+        &self.limits
+    }
+
+    /// The compiled-component cache.
+    pub fn cache(&self) -> &ArtifactCache {
+        &self.cache
+    }
+
+    /// Reads a plugin file.
+    pub fn read(path: &Path) -> Result<Vec<u8>, LoadError> {
+        std::fs::read(path).map_err(|source| LoadError::Io {
+            context: format!("cannot read {}", path.display()),
+            source,
+        })
+    }
+
+    /// Compiles and audits `wasm` and tells which world it implements.
+    pub fn kind_of(&self, wasm: &[u8]) -> Result<PluginKind, LoadError> {
+        let (component, _) = self.compile_audited(wasm)?;
+        self.detect_kind(&component)
+    }
+
+    /// Loads a strategy and configures it with `config`.
+    pub fn load_strategy(&self, wasm: &[u8], config: &str) -> Result<WasmStrategy, LoadError> {
+        let (pre, digest) = self.link(wasm, PluginKind::Strategy)?;
+        let world = strategy::StrategyPre::new(pre).map_err(|e| wrong_world("strategy", e))?;
+        let (sandbox, info) = self.start(world, config)?;
+        Ok(WasmStrategy {
+            plugin_ref: plugin_ref(&info, digest),
+            info: wit_bindings::info(info),
+            sandbox,
+        })
+    }
+
+    /// Loads a validator and configures it with `config`.
+    pub fn load_validator(&self, wasm: &[u8], config: &str) -> Result<WasmValidator, LoadError> {
+        let (pre, digest) = self.link(wasm, PluginKind::Validator)?;
+        let world = validator::ValidatorPre::new(pre).map_err(|e| wrong_world("validator", e))?;
+        let (sandbox, info) = self.start(world, config)?;
+        Ok(WasmValidator {
+            plugin_ref: plugin_ref(&info, digest),
+            info: wit_bindings::info(info),
+            sandbox,
+        })
+    }
+
+    fn compile_audited(&self, wasm: &[u8]) -> Result<(Component, String), LoadError> {
+        let sha256 = hex::encode(Sha256::digest(wasm));
+        let component = self.cache.component(&self.engine, wasm, &sha256)?;
+        let forbidden = forbidden_imports(&self.engine, &component);
+        if !forbidden.is_empty() {
+            return Err(LoadError::ForbiddenImports(forbidden));
+        }
+        Ok((component, format!("sha256:{sha256}")))
+    }
+
+    fn detect_kind(&self, component: &Component) -> Result<PluginKind, LoadError> {
+        let exports: Vec<String> = component
+            .component_type()
+            .exports(&self.engine)
+            .map(|(name, _)| name.to_owned())
+            .collect();
+        let has = |name: &str| exports.iter().any(|e| e == name);
+        match (has("rank"), has("validate")) {
+            (true, false) => Ok(PluginKind::Strategy),
+            (false, true) => Ok(PluginKind::Validator),
+            _ => Err(LoadError::WrongWorld {
+                expected: "strategy or validator",
+                reason: format!(
+                    "a plugin exports exactly one of `rank` and `validate`; this one exports [{}]",
+                    exports.join(", ")
+                ),
+            }),
+        }
+    }
+
+    fn link(
+        &self,
+        wasm: &[u8],
+        kind: PluginKind,
+    ) -> Result<(InstancePre<HostState>, String), LoadError> {
+        let (component, digest) = self.compile_audited(wasm)?;
+        let found = self.detect_kind(&component)?;
+        if found != kind {
+            return Err(LoadError::WrongWorld {
+                expected: kind.world(),
+                reason: format!("it implements the {} world", found.world()),
+            });
+        }
+        let mut linker = Linker::<HostState>::new(&self.engine);
+        // The audit admitted only wasi:cli and wasi:io imports; answer each with a trap.
+        linker
+            .define_unknown_imports_as_traps(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        Ok((pre, digest))
+    }
+
+    fn start<W: World>(
+        &self,
+        world: W,
+        config: &str,
+    ) -> Result<(Sandbox<W>, strategy::gigaspot::plugin::types::PluginInfo), LoadError> {
+        let sandbox = Sandbox::new(
+            self.engine.clone(),
+            world,
+            self.limits.clone(),
+            config.to_owned(),
+        );
+        match sandbox.start() {
+            Ok(info) => Ok((sandbox, info)),
+            Err(StartError::Refused(reason)) => Err(LoadError::Configure(reason)),
+            Err(StartError::Fault(fault)) => Err(LoadError::Fault(fault)),
+        }
+    }
+}
+
+fn wrong_world(expected: &'static str, error: wasmtime::Error) -> LoadError {
+    LoadError::WrongWorld {
+        expected,
+        reason: format!("{error:#}"),
+    }
+}
+
+fn plugin_ref(info: &strategy::gigaspot::plugin::types::PluginInfo, digest: String) -> PluginRef {
+    PluginRef {
+        name: info.name.clone(),
+        version: info.version.clone(),
+        digest,
+    }
+}

@@ -1,0 +1,503 @@
+//! The installed plugins: the active strategy with its predecessor, the ordered
+//! validators, atomic swaps, roll-backs and the fail-closed fallback chain.
+
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use arc_swap::ArcSwap;
+use gigaspot_market::{
+    CandidateBid, MachineContext, PluginFault, PluginRef, Rejection, Score, Strategy, Validator,
+};
+use thiserror::Error;
+
+/// Code of the rejection given to every bid while a validator has no working version.
+pub const VALIDATOR_UNAVAILABLE: &str = "validator-unavailable";
+
+/// Faults counted per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    /// Calls that ran out of fuel.
+    pub out_of_fuel: u64,
+    /// Calls that passed their deadline.
+    pub timeout: u64,
+    /// Calls that hit the memory cap.
+    pub memory: u64,
+    /// Calls that trapped.
+    pub trap: u64,
+    /// Calls that returned malformed output.
+    pub bad_output: u64,
+}
+
+impl FaultCounts {
+    /// All faults together.
+    pub fn total(&self) -> u64 {
+        self.out_of_fuel + self.timeout + self.memory + self.trap + self.bad_output
+    }
+}
+
+/// Call and fault counters of one installed version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionStats {
+    /// The version.
+    pub plugin: PluginRef,
+    /// `strategy`, `previous-strategy`, `fallback`, `validator` or `previous-validator`.
+    pub role: &'static str,
+    /// Calls made to it.
+    pub calls: u64,
+    /// Its faults by kind.
+    pub faults: FaultCounts,
+    /// Whether it is skipped after too many consecutive faults.
+    pub quarantined: bool,
+}
+
+/// What answered a ranking call and what failed on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankOutcome {
+    /// One score per input bid. All zero when no version could answer (the machine idles).
+    pub scores: Vec<Score>,
+    /// The version that produced the scores, `None` when none could.
+    pub answered_by: Option<PluginRef>,
+    /// The faults met before the answer, in the order they happened.
+    pub faults: Vec<(PluginRef, PluginFault)>,
+}
+
+/// The verdicts of all validators on one machine's candidates.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ValidationOutcome {
+    /// Each rejected bid with the version that rejected it. A bid is rejected at most once:
+    /// later validators see only the bids earlier ones let through.
+    pub rejections: Vec<(PluginRef, Rejection)>,
+    /// The faults met, in the order they happened.
+    pub faults: Vec<(PluginRef, PluginFault)>,
+}
+
+/// An operator action the registry could not carry out.
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum RegistryError {
+    /// There is no previous version to roll back to.
+    #[error("no previous {0} version to roll back to")]
+    NothingToRollBack(String),
+    /// No validator has this name.
+    #[error("no validator named {0:?} is installed")]
+    UnknownValidator(String),
+    /// A validator order must name every installed validator exactly once.
+    #[error("the order must name each installed validator exactly once; installed: {0:?}")]
+    BadOrder(Vec<String>),
+}
+
+#[derive(Default)]
+struct Counters {
+    calls: AtomicU64,
+    faults: [AtomicU64; 5],
+    consecutive_faults: AtomicU32,
+}
+
+/// A plugin version with its counters; cloning shares the counters.
+struct Installed<T: ?Sized> {
+    plugin: Arc<T>,
+    counters: Arc<Counters>,
+}
+
+impl<T: ?Sized> Clone for Installed<T> {
+    fn clone(&self) -> Self {
+        Installed {
+            plugin: self.plugin.clone(),
+            counters: self.counters.clone(),
+        }
+    }
+}
+
+impl<T: ?Sized> Installed<T> {
+    fn new(plugin: Arc<T>) -> Self {
+        Installed {
+            plugin,
+            counters: Arc::default(),
+        }
+    }
+
+    /// Runs `call`, counting it; a success clears the consecutive-fault streak.
+    fn call<R>(&self, call: impl FnOnce(&T) -> Result<R, PluginFault>) -> Result<R, PluginFault> {
+        let c = &self.counters;
+        c.calls.fetch_add(1, Ordering::Relaxed);
+        let result = call(&self.plugin);
+        match &result {
+            Ok(_) => c.consecutive_faults.store(0, Ordering::Relaxed),
+            Err(fault) => {
+                c.faults[fault_index(fault)].fetch_add(1, Ordering::Relaxed);
+                c.consecutive_faults.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        result
+    }
+
+    fn quarantined(&self, after: u32) -> bool {
+        after > 0 && self.counters.consecutive_faults.load(Ordering::Relaxed) >= after
+    }
+
+    fn release(&self) {
+        self.counters.consecutive_faults.store(0, Ordering::Relaxed);
+    }
+
+    fn faults(&self) -> FaultCounts {
+        let f = |i: usize| self.counters.faults[i].load(Ordering::Relaxed);
+        FaultCounts {
+            out_of_fuel: f(0),
+            timeout: f(1),
+            memory: f(2),
+            trap: f(3),
+            bad_output: f(4),
+        }
+    }
+}
+
+fn fault_index(fault: &PluginFault) -> usize {
+    match fault {
+        PluginFault::OutOfFuel { .. } => 0,
+        PluginFault::Timeout { .. } => 1,
+        PluginFault::Memory { .. } => 2,
+        PluginFault::Trap(_) => 3,
+        PluginFault::BadOutput(_) => 4,
+    }
+}
+
+#[derive(Clone, Default)]
+struct StrategySlot {
+    active: Option<Installed<dyn Strategy>>,
+    previous: Option<Installed<dyn Strategy>>,
+}
+
+#[derive(Clone)]
+struct ValidatorSlot {
+    name: String,
+    active: Installed<dyn Validator>,
+    previous: Option<Installed<dyn Validator>>,
+}
+
+/// The plugins the market clears with.
+///
+/// Readers take a snapshot of the installed versions for each call, so a swap never
+/// disturbs a call in flight: it finishes on the version it started with. Every fault
+/// fails closed: a faulting strategy call is answered by the previous version, then by the
+/// built-in fallback; a faulting validator by its previous version, and without a working
+/// one its bids are rejected as [`VALIDATOR_UNAVAILABLE`]. A version that faults
+/// `quarantine_after` times in a row is skipped until an operator activates or rolls back.
+pub struct PluginRegistry {
+    strategy: ArcSwap<StrategySlot>,
+    validators: ArcSwap<Vec<ValidatorSlot>>,
+    fallback: Installed<dyn Strategy>,
+    quarantine_after: u32,
+    /// Serialises operator changes; readers never take it.
+    writer: Mutex<()>,
+}
+
+impl PluginRegistry {
+    /// A registry with no plugin installed: `fallback` answers until a strategy is
+    /// activated. `quarantine_after = 0` never quarantines.
+    pub fn new(fallback: Arc<dyn Strategy>, quarantine_after: u32) -> Self {
+        PluginRegistry {
+            strategy: ArcSwap::from_pointee(StrategySlot::default()),
+            validators: ArcSwap::from_pointee(Vec::new()),
+            fallback: Installed::new(fallback),
+            quarantine_after,
+            writer: Mutex::new(()),
+        }
+    }
+
+    /// Makes `strategy` the active version; the active one becomes the previous. Returns
+    /// the version that was active.
+    pub fn activate_strategy(&self, strategy: Arc<dyn Strategy>) -> Option<PluginRef> {
+        let _guard = self.lock_writer();
+        let current = self.strategy.load_full();
+        let replaced = current.active.as_ref().map(|a| a.plugin.plugin_ref().clone());
+        self.strategy.store(Arc::new(StrategySlot {
+            active: Some(Installed::new(strategy)),
+            previous: current.active.clone(),
+        }));
+        replaced
+    }
+
+    /// Swaps the active and the previous strategy, releasing both from quarantine.
+    /// Returns the version now active.
+    pub fn rollback_strategy(&self) -> Result<PluginRef, RegistryError> {
+        let _guard = self.lock_writer();
+        let current = self.strategy.load_full();
+        let Some(previous) = current.previous.clone() else {
+            return Err(RegistryError::NothingToRollBack("strategy".into()));
+        };
+        previous.release();
+        if let Some(active) = &current.active {
+            active.release();
+        }
+        let now_active = previous.plugin.plugin_ref().clone();
+        self.strategy.store(Arc::new(StrategySlot {
+            active: Some(previous),
+            previous: current.active.clone(),
+        }));
+        Ok(now_active)
+    }
+
+    /// The active strategy version, or the fallback when none is installed.
+    pub fn active_strategy(&self) -> PluginRef {
+        let slot = self.strategy.load();
+        slot.active
+            .as_ref()
+            .unwrap_or(&self.fallback)
+            .plugin
+            .plugin_ref()
+            .clone()
+    }
+
+    /// Installs `validator`: it replaces the installed validator of the same name (kept as
+    /// its previous version) or runs after the others.
+    pub fn install_validator(&self, validator: Arc<dyn Validator>) {
+        let _guard = self.lock_writer();
+        let name = validator.plugin_ref().name.clone();
+        let mut slots = self.validators.load_full().as_ref().clone();
+        let installed = Installed::new(validator);
+        match slots.iter_mut().find(|s| s.name == name) {
+            Some(slot) => {
+                slot.previous = Some(std::mem::replace(&mut slot.active, installed));
+            }
+            None => slots.push(ValidatorSlot {
+                name,
+                active: installed,
+                previous: None,
+            }),
+        }
+        self.validators.store(Arc::new(slots));
+    }
+
+    /// Swaps the named validator with its previous version. Returns the version now active.
+    pub fn rollback_validator(&self, name: &str) -> Result<PluginRef, RegistryError> {
+        let _guard = self.lock_writer();
+        let mut slots = self.validators.load_full().as_ref().clone();
+        let slot = slots
+            .iter_mut()
+            .find(|s| s.name == name)
+            .ok_or_else(|| RegistryError::UnknownValidator(name.into()))?;
+        let previous = slot
+            .previous
+            .take()
+            .ok_or_else(|| RegistryError::NothingToRollBack(format!("validator {name:?}")))?;
+        previous.release();
+        slot.active.release();
+        slot.previous = Some(std::mem::replace(&mut slot.active, previous));
+        let now_active = slot.active.plugin.plugin_ref().clone();
+        self.validators.store(Arc::new(slots));
+        Ok(now_active)
+    }
+
+    /// Uninstalls the named validator with its previous version.
+    pub fn remove_validator(&self, name: &str) -> Result<(), RegistryError> {
+        let _guard = self.lock_writer();
+        let mut slots = self.validators.load_full().as_ref().clone();
+        let before = slots.len();
+        slots.retain(|s| s.name != name);
+        if slots.len() == before {
+            return Err(RegistryError::UnknownValidator(name.into()));
+        }
+        self.validators.store(Arc::new(slots));
+        Ok(())
+    }
+
+    /// Sets the order validators run in; `names` must name each installed one once.
+    pub fn order_validators(&self, names: &[&str]) -> Result<(), RegistryError> {
+        let _guard = self.lock_writer();
+        let slots = self.validators.load_full();
+        let installed: Vec<String> = slots.iter().map(|s| s.name.clone()).collect();
+        let mut ordered = Vec::with_capacity(names.len());
+        for name in names {
+            match slots.iter().find(|s| s.name == *name) {
+                Some(slot) if !ordered.iter().any(|o: &ValidatorSlot| o.name == slot.name) => {
+                    ordered.push(slot.clone())
+                }
+                _ => return Err(RegistryError::BadOrder(installed)),
+            }
+        }
+        if ordered.len() != slots.len() {
+            return Err(RegistryError::BadOrder(installed));
+        }
+        self.validators.store(Arc::new(ordered));
+        Ok(())
+    }
+
+    /// The installed validators' active versions, in the order they run.
+    pub fn validators(&self) -> Vec<PluginRef> {
+        self.validators
+            .load()
+            .iter()
+            .map(|s| s.active.plugin.plugin_ref().clone())
+            .collect()
+    }
+
+    /// Scores `bids` with the first version of the chain active → previous → fallback
+    /// that answers without a fault.
+    pub fn rank(&self, machine: &MachineContext, bids: &[CandidateBid]) -> RankOutcome {
+        // The snapshot keeps the versions of this call alive whatever swaps happen meanwhile.
+        let slot = self.strategy.load_full();
+        let mut faults = Vec::new();
+        let candidates = [slot.active.as_ref(), slot.previous.as_ref()];
+        for installed in candidates.into_iter().flatten() {
+            if installed.quarantined(self.quarantine_after) {
+                continue;
+            }
+            match installed.call(|s| s.rank(machine, bids)) {
+                Ok(scores) => return answered(scores, installed, faults),
+                Err(fault) => faults.push((installed.plugin.plugin_ref().clone(), fault)),
+            }
+        }
+        match self.fallback.call(|s| s.rank(machine, bids)) {
+            Ok(scores) => answered(scores, &self.fallback, faults),
+            Err(fault) => {
+                faults.push((self.fallback.plugin.plugin_ref().clone(), fault));
+                RankOutcome {
+                    scores: bids
+                        .iter()
+                        .map(|b| Score {
+                            bid_id: b.id,
+                            score: 0.0,
+                        })
+                        .collect(),
+                    answered_by: None,
+                    faults,
+                }
+            }
+        }
+    }
+
+    /// Runs every validator in order; each sees the bids the earlier ones let through.
+    pub fn validate(&self, machine: &MachineContext, bids: &[CandidateBid]) -> ValidationOutcome {
+        let slots = self.validators.load_full();
+        let mut outcome = ValidationOutcome {
+            rejections: Vec::new(),
+            faults: Vec::new(),
+        };
+        // Copied only once some bid has been rejected.
+        let mut remaining: Option<Vec<CandidateBid>> = None;
+        for slot in slots.iter() {
+            let candidates = remaining.as_deref().unwrap_or(bids);
+            if candidates.is_empty() {
+                break;
+            }
+            let rejections = self.validate_with(slot, machine, candidates, &mut outcome.faults);
+            if rejections.is_empty() {
+                continue;
+            }
+            let rejected: std::collections::HashSet<u64> =
+                rejections.iter().map(|(_, r)| r.bid_id).collect();
+            remaining = Some(
+                candidates
+                    .iter()
+                    .filter(|b| !rejected.contains(&b.id))
+                    .cloned()
+                    .collect(),
+            );
+            outcome.rejections.extend(rejections);
+        }
+        outcome
+    }
+
+    fn validate_with(
+        &self,
+        slot: &ValidatorSlot,
+        machine: &MachineContext,
+        bids: &[CandidateBid],
+        faults: &mut Vec<(PluginRef, PluginFault)>,
+    ) -> Vec<(PluginRef, Rejection)> {
+        let mut last_fault = None;
+        for installed in [Some(&slot.active), slot.previous.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if installed.quarantined(self.quarantine_after) {
+                continue;
+            }
+            let plugin_ref = installed.plugin.plugin_ref();
+            match installed.call(|v| v.validate(machine, bids)) {
+                Ok(rejections) => {
+                    return rejections
+                        .into_iter()
+                        .map(|r| (plugin_ref.clone(), r))
+                        .collect();
+                }
+                Err(fault) => {
+                    last_fault = Some(fault.to_string());
+                    faults.push((plugin_ref.clone(), fault));
+                }
+            }
+        }
+        // Fail closed: without a working version nothing passes this validator.
+        let why = last_fault.unwrap_or_else(|| "it is quarantined after repeated faults".into());
+        let active = slot.active.plugin.plugin_ref();
+        bids.iter()
+            .map(|b| {
+                (
+                    active.clone(),
+                    Rejection {
+                        bid_id: b.id,
+                        code: VALIDATOR_UNAVAILABLE.into(),
+                        message: format!(
+                            "validator {} has no working version ({why}); bids wait until it works",
+                            slot.name
+                        ),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    /// Counters of every installed version, the fallback included.
+    pub fn stats(&self) -> Vec<VersionStats> {
+        let strategy = self.strategy.load();
+        let validators = self.validators.load();
+        let mut stats = Vec::new();
+        let mut push = |role, plugin: &PluginRef, counters: FaultCounts, calls, quarantined| {
+            stats.push(VersionStats {
+                plugin: plugin.clone(),
+                role,
+                calls,
+                faults: counters,
+                quarantined,
+            })
+        };
+        let q = self.quarantine_after;
+        for (role, installed) in [
+            ("strategy", strategy.active.as_ref()),
+            ("previous-strategy", strategy.previous.as_ref()),
+            ("fallback", Some(&self.fallback)),
+        ] {
+            if let Some(i) = installed {
+                push(role, i.plugin.plugin_ref(), i.faults(), calls(i), i.quarantined(q));
+            }
+        }
+        for slot in validators.iter() {
+            let a = &slot.active;
+            push("validator", a.plugin.plugin_ref(), a.faults(), calls(a), a.quarantined(q));
+            if let Some(p) = &slot.previous {
+                let quarantined = p.quarantined(q);
+                push("previous-validator", p.plugin.plugin_ref(), p.faults(), calls(p), quarantined);
+            }
+        }
+        stats
+    }
+
+    fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn calls<T: ?Sized>(installed: &Installed<T>) -> u64 {
+    installed.counters.calls.load(Ordering::Relaxed)
+}
+
+fn answered(
+    scores: Vec<Score>,
+    by: &Installed<dyn Strategy>,
+    faults: Vec<(PluginRef, PluginFault)>,
+) -> RankOutcome {
+    RankOutcome {
+        scores,
+        answered_by: Some(by.plugin.plugin_ref().clone()),
+        faults,
+    }
+}

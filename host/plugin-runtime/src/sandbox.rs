@@ -1,0 +1,273 @@
+//! One plugin version's sandbox: its stores, limits, instance pool and the mapping of
+//! wasmtime errors to [`PluginFault`]s.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gigaspot_market::PluginFault;
+use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+
+use crate::engine::deadline_ticks;
+use crate::limits::PluginLimits;
+use crate::wit_bindings::strategy::gigaspot::plugin::types::PluginInfo;
+use crate::wit_bindings::{strategy, validator};
+
+/// Most table elements an instance may have; tables hold function references only.
+const MAX_TABLE_ELEMENTS: usize = 100_000;
+
+/// Per-store host state: only the memory accounting. Plugins get no WASI context.
+pub(crate) struct HostState {
+    memory: MemoryCap,
+}
+
+/// Caps the total linear memory of an instance and remembers when the cap was hit, so
+/// that the allocation failure (a trap inside the guest) is reported as a memory fault.
+struct MemoryCap {
+    cap: u64,
+    used: u64,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for MemoryCap {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        // Called at creation too (current = 0), so `used` covers every memory of the store.
+        let delta = desired.saturating_sub(current) as u64;
+        match self.used.checked_add(delta) {
+            Some(total) if total <= self.cap => {
+                self.used = total;
+                Ok(true)
+            }
+            _ => {
+                self.exceeded = true;
+                Ok(false)
+            }
+        }
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= MAX_TABLE_ELEMENTS)
+    }
+}
+
+/// A plugin world the sandbox can instantiate, configure and describe.
+pub(crate) trait World: Send + Sync + 'static {
+    /// The instantiated bindings.
+    type Instance: Send + 'static;
+    /// Instantiates the pre-linked component in `store`.
+    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::Instance>;
+    /// Calls the plugin's `configure`.
+    fn configure(
+        instance: &Self::Instance,
+        store: &mut Store<HostState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>>;
+    /// Calls the plugin's `info`.
+    fn info(
+        instance: &Self::Instance,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<PluginInfo>;
+}
+
+impl World for strategy::StrategyPre<HostState> {
+    type Instance = strategy::Strategy;
+    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::Instance> {
+        strategy::StrategyPre::instantiate(self, store)
+    }
+    fn configure(
+        instance: &Self::Instance,
+        store: &mut Store<HostState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        instance.call_configure(store, config)
+    }
+    fn info(
+        instance: &Self::Instance,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<PluginInfo> {
+        instance.call_info(store)
+    }
+}
+
+impl World for validator::ValidatorPre<HostState> {
+    type Instance = validator::Validator;
+    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::Instance> {
+        validator::ValidatorPre::instantiate(self, store)
+    }
+    fn configure(
+        instance: &Self::Instance,
+        store: &mut Store<HostState>,
+        config: &str,
+    ) -> wasmtime::Result<Result<(), String>> {
+        instance.call_configure(store, config)
+    }
+    fn info(
+        instance: &Self::Instance,
+        store: &mut Store<HostState>,
+    ) -> wasmtime::Result<PluginInfo> {
+        instance.call_info(store)
+    }
+}
+
+/// An instance with its own store, configured and ready for calls.
+struct Warm<I> {
+    store: Store<HostState>,
+    instance: I,
+}
+
+/// Why a fresh instance could not be made ready.
+pub(crate) enum StartError {
+    /// The plugin's `configure` refused the configuration.
+    Refused(String),
+    /// Instantiation or `configure` faulted.
+    Fault(PluginFault),
+}
+
+/// Runs calls into one plugin version under its limits, reusing healthy instances and
+/// discarding any instance whose call failed.
+pub(crate) struct Sandbox<W: World> {
+    engine: Engine,
+    world: W,
+    limits: PluginLimits,
+    config: String,
+    idle: Mutex<Vec<Warm<W::Instance>>>,
+    calls: AtomicU64,
+    fuel_consumed: AtomicU64,
+}
+
+impl<W: World> Sandbox<W> {
+    /// A sandbox for `world`, whose instances are configured with `config`.
+    pub(crate) fn new(engine: Engine, world: W, limits: PluginLimits, config: String) -> Self {
+        Sandbox {
+            engine,
+            world,
+            limits,
+            config,
+            idle: Mutex::new(Vec::new()),
+            calls: AtomicU64::new(0),
+            fuel_consumed: AtomicU64::new(0),
+        }
+    }
+
+    /// Makes a first instance, which proves that instantiation and configuration work,
+    /// reads the plugin's metadata with it and keeps it for later calls.
+    pub(crate) fn start(&self) -> Result<PluginInfo, StartError> {
+        let mut warm = self.fresh()?;
+        self.arm(&mut warm.store);
+        let info = W::info(&warm.instance, &mut warm.store)
+            .map_err(|e| StartError::Fault(self.classify(e, &warm.store)))?;
+        self.park(warm);
+        Ok(info)
+    }
+
+    /// Calls `f` on a ready instance with a fresh fuel budget and deadline.
+    pub(crate) fn call<R>(
+        &self,
+        f: impl FnOnce(&W::Instance, &mut Store<HostState>) -> wasmtime::Result<R>,
+    ) -> Result<R, PluginFault> {
+        let pooled = self.lock_idle().pop();
+        let mut warm = match pooled {
+            Some(warm) => warm,
+            None => self.fresh().map_err(|e| match e {
+                StartError::Fault(fault) => fault,
+                StartError::Refused(msg) => {
+                    PluginFault::Trap(format!("configuration refused on a new instance: {msg}"))
+                }
+            })?,
+        };
+        self.arm(&mut warm.store);
+        let result = f(&warm.instance, &mut warm.store);
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        let left = warm.store.get_fuel().unwrap_or(0);
+        self.fuel_consumed
+            .fetch_add(self.limits.fuel.saturating_sub(left), Ordering::Relaxed);
+        match result {
+            Ok(value) => {
+                self.park(warm);
+                Ok(value)
+            }
+            // The instance is dropped here: a trapped instance is never reused.
+            Err(e) => Err(self.classify(e, &warm.store)),
+        }
+    }
+
+    /// Calls made so far, successful or not.
+    pub(crate) fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
+
+    /// Fuel consumed by all calls so far.
+    pub(crate) fn fuel_consumed(&self) -> u64 {
+        self.fuel_consumed.load(Ordering::Relaxed)
+    }
+
+    fn fresh(&self) -> Result<Warm<W::Instance>, StartError> {
+        let mut store = Store::new(
+            &self.engine,
+            HostState {
+                memory: MemoryCap {
+                    cap: self.limits.memory_bytes,
+                    used: 0,
+                    exceeded: false,
+                },
+            },
+        );
+        store.limiter(|state| &mut state.memory);
+        self.arm(&mut store);
+        let fault = |e, store: &Store<HostState>| StartError::Fault(self.classify(e, store));
+        let instance = match self.world.instantiate(&mut store) {
+            Ok(instance) => instance,
+            Err(e) => return Err(fault(e, &store)),
+        };
+        match W::configure(&instance, &mut store, &self.config) {
+            Ok(Ok(())) => Ok(Warm { store, instance }),
+            Ok(Err(refusal)) => Err(StartError::Refused(refusal)),
+            Err(e) => Err(fault(e, &store)),
+        }
+    }
+
+    /// Gives the store a full fuel budget and a new wall-clock deadline.
+    fn arm(&self, store: &mut Store<HostState>) {
+        // Fuel is enabled on the engine, so setting it cannot fail.
+        let _ = store.set_fuel(self.limits.fuel);
+        store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
+    }
+
+    fn park(&self, warm: Warm<W::Instance>) {
+        let mut idle = self.lock_idle();
+        if idle.len() < self.limits.pooled_instances {
+            idle.push(warm);
+        }
+    }
+
+    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Warm<W::Instance>>> {
+        // A panic elsewhere cannot leave the pool inconsistent: it is a plain list.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn classify(&self, error: wasmtime::Error, store: &Store<HostState>) -> PluginFault {
+        if store.data().memory.exceeded {
+            return PluginFault::Memory {
+                limit_bytes: self.limits.memory_bytes,
+            };
+        }
+        match error.downcast_ref::<Trap>() {
+            Some(Trap::OutOfFuel) => PluginFault::OutOfFuel {
+                budget: self.limits.fuel,
+            },
+            Some(Trap::Interrupt) => PluginFault::Timeout {
+                timeout_ms: u64::try_from(self.limits.timeout.as_millis()).unwrap_or(u64::MAX),
+            },
+            _ => PluginFault::Trap(format!("{error:#}")),
+        }
+    }
+}

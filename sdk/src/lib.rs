@@ -1,0 +1,130 @@
+//! Write GigaSPOT ranking strategies and bid validators as WebAssembly components.
+//!
+//! A plugin is a Rust library crate built for `wasm32-wasip2`. Implement [`Strategy`]
+//! (rank a machine's candidate bids, highest score wins) or [`Validator`] (reject bids
+//! with a reason) for your type and invoke [`export_strategy!`] or [`export_validator!`]
+//! once. The market calls your plugin once per machine per billing interval with the
+//! machine's context and the whole list of candidate bids.
+//!
+//! ```
+//! use gigaspot_sdk::{economics, export_strategy, Bid, Machine, PluginInfo, Score, Strategy};
+//!
+//! /// Ranks by price per watt, but only bids that leave `margin` USD/day over energy.
+//! struct MarginPerWatt {
+//!     margin_usd: f64,
+//! }
+//!
+//! impl Strategy for MarginPerWatt {
+//!     fn info() -> PluginInfo {
+//!         PluginInfo {
+//!             name: "margin-per-watt".into(),
+//!             version: "0.1.0".into(),
+//!             description: "Price per watt among bids with a minimum margin".into(),
+//!         }
+//!     }
+//!
+//!     fn configure(config: &str) -> Result<Self, String> {
+//!         let margin_usd = match config.trim() {
+//!             "" => 0.0,
+//!             text => text.parse().map_err(|e| format!("margin {text:?}: {e}"))?,
+//!         };
+//!         Ok(MarginPerWatt { margin_usd })
+//!     }
+//!
+//!     fn rank(&self, machine: &Machine, bids: &[Bid]) -> Vec<Score> {
+//!         bids.iter()
+//!             .map(|bid| {
+//!                 let ok = economics::net_profit_usd_per_day(machine, bid) >= self.margin_usd;
+//!                 let score = if ok { economics::price_per_watt(bid) } else { 0.0 };
+//!                 Score { bid_id: bid.id, score }
+//!             })
+//!             .collect()
+//!     }
+//! }
+//!
+//! export_strategy!(MarginPerWatt);
+//! # fn main() {
+//! # use gigaspot_sdk::testing::{bid, machine};
+//! # let plugin = MarginPerWatt::configure("1.5").unwrap();
+//! # let m = machine(2, 0.10, 0.05);
+//! # let scores = plugin.rank(&m, &[bid(1, 100, 300, 2), bid(2, 40, 300, 2)]);
+//! # assert!(scores[0].score > 0.0 && scores[1].score == 0.0);
+//! # }
+//! ```
+//!
+//! Rules of the sandbox: a plugin gets no files, network, clocks, randomness or
+//! environment. Any import of those is refused when the plugin is loaded — this includes
+//! `std::collections::HashMap::new()`, whose random seed needs `wasi:random`; use
+//! `BTreeMap` or a fixed hasher. Each call has a fuel budget, a deadline and a memory cap;
+//! a panic or an exceeded limit fails the call, and the market falls back to another
+//! version. Answers must be deterministic: the same configuration and input must give the
+//! same output, and instances are reused between calls.
+
+#[doc(hidden)]
+pub mod __private {
+    //! Generated bindings; not part of the public API.
+
+    /// Bindings of the `strategy` world; owns the shared record types.
+    pub mod strategy {
+        wit_bindgen::generate!({
+            world: "strategy",
+            path: "../wit",
+            pub_export_macro: true,
+            additional_derives: [PartialEq],
+        });
+    }
+
+    /// Bindings of the `validator` world, reusing the strategy world's record types.
+    pub mod validator {
+        wit_bindgen::generate!({
+            world: "validator",
+            path: "../wit",
+            pub_export_macro: true,
+            with: {
+                "gigaspot:plugin/types@0.1.0": crate::__private::strategy::gigaspot::plugin::types,
+            },
+        });
+    }
+}
+
+pub mod economics;
+mod exports;
+pub mod testing;
+
+pub use __private::strategy::gigaspot::plugin::types::{
+    Bid, Gpu, GpuOc, Machine, PluginInfo, RangeS32, RangeU32, Rejection, Running, Score,
+};
+
+/// A ranking strategy.
+///
+/// Export it with [`export_strategy!`]. The market creates instances as it needs them and
+/// calls [`Strategy::configure`] once on each before any [`Strategy::rank`].
+pub trait Strategy: Sized + 'static {
+    /// Name (kebab-case), version and one-line description.
+    fn info() -> PluginInfo;
+
+    /// Builds the plugin from the operator's configuration string (may be empty). An
+    /// error refuses the configuration; its text is shown to the operator.
+    fn configure(config: &str) -> Result<Self, String>;
+
+    /// Scores every bid exactly once. Higher wins; zero or negative means "not acceptable
+    /// to this host". NaN, infinite scores, missing, duplicate or unknown bid ids fail the
+    /// call.
+    fn rank(&self, machine: &Machine, bids: &[Bid]) -> Vec<Score>;
+}
+
+/// A bid validator.
+///
+/// Export it with [`export_validator!`]. The market calls [`Validator::configure`] once on
+/// each instance before any [`Validator::validate`].
+pub trait Validator: Sized + 'static {
+    /// Name (kebab-case), version and one-line description.
+    fn info() -> PluginInfo;
+
+    /// Builds the plugin from the operator's configuration string (may be empty).
+    fn configure(config: &str) -> Result<Self, String>;
+
+    /// Returns the bids to reject this interval, each at most once, with a kebab-case
+    /// `code` (at most 64 characters) and a message for people (at most 1024 bytes).
+    fn validate(&self, machine: &Machine, bids: &[Bid]) -> Vec<Rejection>;
+}

@@ -1,0 +1,52 @@
+//! Small builders for plugin unit tests.
+
+use crate::economics::UNITS_PER_CLORE;
+use crate::{Bid, Gpu, GpuOc, Machine, RangeU32};
+
+/// A machine with `gpus` identical RTX 4090s (100–450 W, no lock or offset ranges), the
+/// given energy price (USD/kWh) and CLORE/USD rate, a 60 s interval and nothing running.
+pub fn machine(gpus: u32, energy_price_usd_per_kwh: f64, clore_usd: f64) -> Machine {
+    Machine {
+        id: 1,
+        host_id: 100,
+        gpus: (0..gpus)
+            .map(|index| Gpu {
+                index,
+                model: "NVIDIA GeForce RTX 4090".into(),
+                power_limit_w: RangeU32 { min: 100, max: 450 },
+                core_lock_mhz: None,
+                mem_lock_mhz: None,
+                core_offset_mhz: None,
+                mem_offset_mhz: None,
+            })
+            .collect(),
+        energy_price_usd_per_kwh,
+        clore_usd,
+        min_bid: 0,
+        billing_interval_s: 60,
+        running: None,
+    }
+}
+
+/// Bid `id` of owner 7 offering `price_clore` CLORE per day with `power_w` watts on each of
+/// `gpus` GPUs, for the image `registry.example/app:1`.
+pub fn bid(id: u64, price_clore: u64, power_w: u32, gpus: u32) -> Bid {
+    Bid {
+        id,
+        owner_id: 7,
+        price_per_day: price_clore * UNITS_PER_CLORE,
+        oc: (0..gpus)
+            .map(|_| GpuOc {
+                power_limit_w: power_w,
+                core_lock_mhz: None,
+                mem_lock_mhz: None,
+                core_offset_mhz: None,
+                mem_offset_mhz: None,
+            })
+            .collect(),
+        total_power_limit_w: power_w * gpus,
+        created_at: 1_790_000_000,
+        image: "registry.example/app:1".into(),
+        env_keys: vec![],
+    }
+}
