@@ -13,7 +13,7 @@ pub enum LoadError {
     #[error(
         "the plugin imports {}, which the sandbox refuses: plugins get no files, network, \
          clocks, randomness or environment (allowed: the wasi:cli and wasi:io interfaces a \
-         std guest needs)",
+         std guest links in, answered with traps)",
         .0.join(", ")
     )]
     ForbiddenImports(Vec<String>),

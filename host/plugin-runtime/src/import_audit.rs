@@ -4,10 +4,12 @@
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
-/// The WASI packages a plugin may import. A Rust std guest built for wasm32-wasip2
-/// imports interfaces of these two (environment, exit, stdio streams, errors) even when it
-/// never calls them; the sandbox links each of them to a function that traps.
-pub const ALLOWED_IMPORT_PACKAGES: [&str; 2] = ["wasi:cli/", "wasi:io/"];
+/// The import prefixes a plugin may use. A Rust std guest built for wasm32-wasip2 imports
+/// interfaces of `wasi:cli` and `wasi:io` (environment, exit, stdio streams, errors) even
+/// when it never calls them; the sandbox links each of their functions to a trap. The
+/// contract's own `types` interface holds record types only, nothing callable.
+pub const ALLOWED_IMPORT_PACKAGES: [&str; 3] =
+    ["wasi:cli/", "wasi:io/", "gigaspot:plugin/types@"];
 
 /// Names of the component's imports that the sandbox refuses, in import order.
 pub(crate) fn forbidden_imports(engine: &Engine, component: &Component) -> Vec<String> {
@@ -34,6 +36,7 @@ mod tests {
     fn only_cli_and_io_interfaces_pass() {
         assert!(is_allowed("wasi:cli/environment@0.2.6"));
         assert!(is_allowed("wasi:io/streams@0.2.6"));
+        assert!(is_allowed("gigaspot:plugin/types@0.1.0"));
         for refused in [
             "wasi:filesystem/types@0.2.6",
             "wasi:sockets/tcp@0.2.6",

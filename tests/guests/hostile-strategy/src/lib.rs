@@ -1,0 +1,101 @@
+//! A strategy that misbehaves in the way its configuration names: `spin`, `grow-memory`,
+//! `recurse`, `panic`, `duplicate-ids`, `unknown-id`, `nan`, `drop-one`; or `tag=<n>`,
+//! which behaves and scores every bid `n` (to tell versions apart).
+
+use std::hint::black_box;
+
+use gigaspot_sdk::{Bid, Machine, PluginInfo, Score, Strategy, export_strategy};
+
+enum Mode {
+    Spin,
+    GrowMemory,
+    Recurse,
+    Panic,
+    DuplicateIds,
+    UnknownId,
+    Nan,
+    DropOne,
+    Tag(f64),
+}
+
+struct Hostile(Mode);
+
+fn depth(n: u64) -> u64 {
+    // The stop can never be reached; black_box keeps the compiler from knowing that.
+    if n == black_box(u64::MAX) {
+        return 0;
+    }
+    // Not a tail call: the addition after the call keeps every frame alive.
+    black_box(depth(black_box(n + 1))) + 1
+}
+
+impl Strategy for Hostile {
+    fn info() -> PluginInfo {
+        PluginInfo {
+            name: "hostile-strategy".into(),
+            version: "0.0.1".into(),
+            description: "misbehaves on purpose".into(),
+        }
+    }
+
+    fn configure(config: &str) -> Result<Self, String> {
+        let mode = match config {
+            "spin" => Mode::Spin,
+            "grow-memory" => Mode::GrowMemory,
+            "recurse" => Mode::Recurse,
+            "panic" => Mode::Panic,
+            "duplicate-ids" => Mode::DuplicateIds,
+            "unknown-id" => Mode::UnknownId,
+            "nan" => Mode::Nan,
+            "drop-one" => Mode::DropOne,
+            other => match other.strip_prefix("tag=").map(str::parse) {
+                Some(Ok(tag)) => Mode::Tag(tag),
+                _ => return Err(format!("unknown mode {other:?}")),
+            },
+        };
+        Ok(Hostile(mode))
+    }
+
+    fn rank(&self, _machine: &Machine, bids: &[Bid]) -> Vec<Score> {
+        let mut scores: Vec<Score> = bids
+            .iter()
+            .map(|b| Score {
+                bid_id: b.id,
+                score: 1.0,
+            })
+            .collect();
+        match self.0 {
+            Mode::Spin => {
+                let mut i = 0u64;
+                loop {
+                    i = black_box(i.wrapping_add(1));
+                }
+            }
+            Mode::GrowMemory => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![0xAB; 1 << 20]);
+                    black_box(&hoard);
+                }
+            }
+            Mode::Recurse => {
+                black_box(depth(0));
+            }
+            Mode::Panic => panic!("deliberate panic"),
+            Mode::DuplicateIds => {
+                let first = scores[0];
+                scores.push(first);
+                scores.remove(1);
+            }
+            Mode::UnknownId => scores[0].bid_id = u64::MAX,
+            Mode::Nan => scores[0].score = f64::NAN,
+            Mode::DropOne => {
+                scores.pop();
+            }
+            Mode::Tag(tag) => scores.iter_mut().for_each(|s| s.score = tag),
+        }
+        scores
+    }
+}
+
+export_strategy!(Hostile);
