@@ -501,3 +501,203 @@ fn answered(
         faults,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gigaspot_market::PricePerWatt;
+
+    /// A native strategy that scores every bid `score`, or faults when `score` is NaN.
+    struct Fixed {
+        plugin_ref: PluginRef,
+        score: f64,
+    }
+
+    fn fixed(name: &str, score: f64) -> Arc<dyn Strategy> {
+        Arc::new(Fixed {
+            plugin_ref: PluginRef {
+                name: name.into(),
+                version: "1".into(),
+                digest: format!("native:{name}"),
+            },
+            score,
+        })
+    }
+
+    impl Strategy for Fixed {
+        fn plugin_ref(&self) -> &PluginRef {
+            &self.plugin_ref
+        }
+        fn rank(&self, _: &MachineContext, bids: &[CandidateBid]) -> Result<Vec<Score>, PluginFault> {
+            if self.score.is_nan() {
+                return Err(PluginFault::Trap("broken".into()));
+            }
+            Ok(bids.iter().map(|b| Score { bid_id: b.id, score: self.score }).collect())
+        }
+    }
+
+    /// A native validator that rejects the bids whose id is in `ids`, or faults.
+    struct RejectIds {
+        plugin_ref: PluginRef,
+        ids: Vec<u64>,
+        broken: bool,
+    }
+
+    fn reject_ids(name: &str, version: &str, ids: &[u64], broken: bool) -> Arc<dyn Validator> {
+        Arc::new(RejectIds {
+            plugin_ref: PluginRef {
+                name: name.into(),
+                version: version.into(),
+                digest: format!("native:{name}@{version}"),
+            },
+            ids: ids.to_vec(),
+            broken,
+        })
+    }
+
+    impl Validator for RejectIds {
+        fn plugin_ref(&self) -> &PluginRef {
+            &self.plugin_ref
+        }
+        fn validate(
+            &self,
+            _: &MachineContext,
+            bids: &[CandidateBid],
+        ) -> Result<Vec<Rejection>, PluginFault> {
+            if self.broken {
+                return Err(PluginFault::OutOfFuel { budget: 1 });
+            }
+            Ok(bids
+                .iter()
+                .filter(|b| self.ids.contains(&b.id))
+                .map(|b| Rejection {
+                    bid_id: b.id,
+                    code: "no".into(),
+                    message: self.plugin_ref.name.clone(),
+                })
+                .collect())
+        }
+    }
+
+    fn input() -> (MachineContext, Vec<CandidateBid>) {
+        let machine = MachineContext {
+            id: 1,
+            host_id: 2,
+            gpus: vec![],
+            energy_price_usd_per_kwh: 0.0,
+            clore_usd: 0.05,
+            min_bid: 0,
+            billing_interval_s: 60,
+            running: None,
+        };
+        let bids = (1..=3)
+            .map(|id| CandidateBid {
+                id,
+                owner_id: 9,
+                price_per_day: id * 100_000_000,
+                oc: vec![],
+                total_power_limit_w: 100,
+                created_at: 0,
+                image: "img".into(),
+                env_keys: vec![],
+            })
+            .collect();
+        (machine, bids)
+    }
+
+    fn registry(quarantine_after: u32) -> PluginRegistry {
+        PluginRegistry::new(Arc::new(PricePerWatt::new()), quarantine_after)
+    }
+
+    #[test]
+    fn the_fallback_answers_until_a_strategy_is_activated() {
+        let (m, b) = input();
+        let r = registry(0);
+        assert_eq!(r.active_strategy().digest, "native:price-per-watt");
+        assert_eq!(r.rank(&m, &b).answered_by.unwrap().digest, "native:price-per-watt");
+        assert_eq!(r.activate_strategy(fixed("a", 1.0)), None);
+        assert_eq!(r.rank(&m, &b).scores[0].score, 1.0);
+    }
+
+    #[test]
+    fn rollback_swaps_active_and_previous() {
+        let (m, b) = input();
+        let r = registry(0);
+        assert_eq!(r.rollback_strategy(), Err(RegistryError::NothingToRollBack("strategy".into())));
+        r.activate_strategy(fixed("a", 1.0));
+        assert_eq!(r.activate_strategy(fixed("b", 2.0)).unwrap().name, "a");
+        assert_eq!(r.rollback_strategy().unwrap().name, "a");
+        assert_eq!(r.rank(&m, &b).scores[0].score, 1.0);
+        assert_eq!(r.rollback_strategy().unwrap().name, "b");
+        assert_eq!(r.rank(&m, &b).scores[0].score, 2.0);
+    }
+
+    #[test]
+    fn a_version_faulting_repeatedly_is_quarantined_until_an_operator_acts() {
+        let (m, b) = input();
+        let r = registry(2);
+        r.activate_strategy(fixed("good", 1.0));
+        r.activate_strategy(fixed("bad", f64::NAN));
+        assert_eq!(r.rank(&m, &b).faults.len(), 1);
+        assert_eq!(r.rank(&m, &b).faults.len(), 1);
+        // Quarantined now: answered by the previous version without calling the bad one.
+        let outcome = r.rank(&m, &b);
+        assert!(outcome.faults.is_empty());
+        assert_eq!(outcome.answered_by.unwrap().name, "good");
+        let bad = r.stats().into_iter().find(|s| s.role == "strategy").unwrap();
+        assert!(bad.quarantined);
+        assert_eq!((bad.calls, bad.faults.trap), (2, 2));
+        // Rolling back twice releases it and it is tried again.
+        r.rollback_strategy().unwrap();
+        r.rollback_strategy().unwrap();
+        assert_eq!(r.rank(&m, &b).faults.len(), 1);
+    }
+
+    #[test]
+    fn validators_run_in_order_and_each_sees_what_the_earlier_let_through() {
+        let (m, b) = input();
+        let r = registry(0);
+        r.install_validator(reject_ids("first", "1", &[1], false));
+        r.install_validator(reject_ids("second", "1", &[1, 2], false));
+        let outcome = r.validate(&m, &b);
+        let by: Vec<(String, u64)> =
+            outcome.rejections.iter().map(|(p, r)| (p.name.clone(), r.bid_id)).collect();
+        assert_eq!(by, vec![("first".into(), 1), ("second".into(), 2)]);
+        r.order_validators(&["second", "first"]).unwrap();
+        let outcome = r.validate(&m, &b);
+        assert!(outcome.rejections.iter().all(|(p, _)| p.name == "second"));
+        assert_eq!(outcome.rejections.len(), 2);
+        for bad in [&["second"][..], &["second", "second"], &["second", "nope"]] {
+            assert!(matches!(r.order_validators(bad), Err(RegistryError::BadOrder(_))));
+        }
+        r.remove_validator("second").unwrap();
+        assert_eq!(r.validators().len(), 1);
+        assert_eq!(
+            r.remove_validator("second"),
+            Err(RegistryError::UnknownValidator("second".into()))
+        );
+    }
+
+    #[test]
+    fn a_faulting_validator_uses_its_previous_version_else_holds_every_bid() {
+        let (m, b) = input();
+        let r = registry(0);
+        r.install_validator(reject_ids("policy", "1", &[3], false));
+        r.install_validator(reject_ids("policy", "2", &[], true));
+        let outcome = r.validate(&m, &b);
+        assert_eq!(outcome.faults.len(), 1);
+        assert_eq!(outcome.rejections.len(), 1);
+        assert_eq!(outcome.rejections[0].0.version, "1");
+
+        let lone = registry(0);
+        lone.install_validator(reject_ids("policy", "2", &[], true));
+        let outcome = lone.validate(&m, &b);
+        assert_eq!(outcome.rejections.len(), 3);
+        assert!(outcome.rejections.iter().all(|(_, r)| r.code == VALIDATOR_UNAVAILABLE));
+        assert_eq!(lone.stats()[1].faults.out_of_fuel, 1);
+        assert_eq!(
+            lone.rollback_validator("policy"),
+            Err(RegistryError::NothingToRollBack("validator \"policy\"".into()))
+        );
+    }
+}

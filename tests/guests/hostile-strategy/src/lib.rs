@@ -74,8 +74,12 @@ impl Strategy for Hostile {
             Mode::GrowMemory => {
                 let mut hoard: Vec<Vec<u8>> = Vec::new();
                 loop {
-                    hoard.push(vec![0xAB; 1 << 20]);
-                    black_box(&hoard);
+                    // Touch one byte per page: real memory, little fuel.
+                    let mut chunk: Vec<u8> = Vec::with_capacity(1 << 20);
+                    for page in chunk.spare_capacity_mut().iter_mut().step_by(4096) {
+                        page.write(0xAB);
+                    }
+                    hoard.push(black_box(chunk));
                 }
             }
             Mode::Recurse => {

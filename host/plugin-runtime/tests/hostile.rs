@@ -1,0 +1,219 @@
+//! Hostile guests: every fault is typed, counted, and the market keeps answering with the
+//! previous version or the fallback.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gigaspot_market::sample::SampleMarket;
+use gigaspot_market::{
+    CandidateBid, MachineContext, PluginFault, PricePerWatt, Strategy, Validator,
+};
+use gigaspot_plugin_runtime::{
+    ArtifactCache, LoadError, PluginLimits, PluginRegistry, PluginRuntime, RankOutcome,
+};
+use gigaspot_tests::guest;
+
+/// Small budgets keep the hostile calls short.
+fn limits() -> PluginLimits {
+    PluginLimits {
+        fuel: 50_000_000,
+        timeout: Duration::from_secs(5),
+        memory_bytes: 64 << 20,
+        ..PluginLimits::default()
+    }
+}
+
+fn runtime() -> PluginRuntime {
+    PluginRuntime::new(limits(), ArtifactCache::in_memory()).unwrap()
+}
+
+fn input() -> (MachineContext, Vec<CandidateBid>) {
+    let mut sample = SampleMarket::new(21);
+    let mut machine = sample.machine(1);
+    let bids = sample.bids(&mut machine, 30);
+    (machine, bids)
+}
+
+fn hostile(rt: &PluginRuntime, mode: &str) -> Arc<dyn Strategy> {
+    Arc::new(rt.load_strategy(&guest("hostile-strategy"), mode).unwrap())
+}
+
+/// Activates `mode` over a working price-per-watt component and checks that each call
+/// faults with `expect`, is answered by the working version, and is counted.
+fn assert_fails_over_to_previous(mode: &str, expect: fn(&PluginFault) -> bool) {
+    let rt = runtime();
+    let (machine, bids) = input();
+    let good: Arc<dyn Strategy> = Arc::new(rt.load_strategy(&guest("price-per-watt"), "").unwrap());
+    let registry = PluginRegistry::new(Arc::new(PricePerWatt::new()), 0);
+    registry.activate_strategy(good.clone());
+    let bad = hostile(&rt, mode);
+    registry.activate_strategy(bad.clone());
+    let reference = PricePerWatt::new().rank(&machine, &bids).unwrap();
+    for round in 1..=3u64 {
+        let RankOutcome {
+            scores,
+            answered_by,
+            faults,
+        } = registry.rank(&machine, &bids);
+        assert_eq!(answered_by.as_ref(), Some(good.plugin_ref()), "{mode}");
+        assert_eq!(scores, reference, "{mode}: answered by the previous version");
+        assert_eq!(faults.len(), 1, "{mode}: {faults:?}");
+        assert_eq!(&faults[0].0, bad.plugin_ref());
+        assert!(expect(&faults[0].1), "{mode}: unexpected fault {:?}", faults[0].1);
+        let stats = registry.stats();
+        let bad_stats = stats.iter().find(|s| s.role == "strategy").unwrap();
+        assert_eq!(bad_stats.faults.total(), round, "{mode}: faults counted");
+    }
+}
+
+#[test]
+fn an_infinite_loop_runs_out_of_fuel() {
+    assert_fails_over_to_previous("spin", |f| {
+        matches!(f, PluginFault::OutOfFuel { budget: 50_000_000 })
+    });
+}
+
+#[test]
+fn an_infinite_loop_with_unlimited_fuel_hits_the_deadline() {
+    let rt = PluginRuntime::new(
+        PluginLimits {
+            fuel: u64::MAX / 2,
+            timeout: Duration::from_millis(50),
+            ..limits()
+        },
+        ArtifactCache::in_memory(),
+    )
+    .unwrap();
+    let (machine, bids) = input();
+    let spinner = hostile(&rt, "spin");
+    let started = std::time::Instant::now();
+    let fault = spinner.rank(&machine, &bids).unwrap_err();
+    assert_eq!(fault, PluginFault::Timeout { timeout_ms: 50 });
+    // A loose bound: the point is that the call ended, not how fast.
+    assert!(started.elapsed() < Duration::from_secs(10));
+}
+
+#[test]
+fn a_memory_grower_is_stopped_at_the_cap() {
+    assert_fails_over_to_previous("grow-memory", |f| {
+        matches!(f, PluginFault::Memory { limit_bytes } if *limit_bytes == 64 << 20)
+    });
+}
+
+fn resident_bytes() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+#[test]
+fn host_memory_stays_bounded_while_growers_are_stopped() {
+    let rt = runtime();
+    let (machine, bids) = input();
+    let grower = hostile(&rt, "grow-memory");
+    // Warm up once, then measure many more attempts.
+    assert!(matches!(grower.rank(&machine, &bids), Err(PluginFault::Memory { .. })));
+    let before = resident_bytes();
+    for _ in 0..30 {
+        assert!(matches!(grower.rank(&machine, &bids), Err(PluginFault::Memory { .. })));
+    }
+    let grown = resident_bytes().saturating_sub(before);
+    // 30 attempts of 64 MiB each would be ~2 GiB if instances leaked.
+    assert!(grown < 256 << 20, "resident memory grew by {} MiB", grown >> 20);
+}
+
+#[test]
+fn deep_recursion_traps_on_the_stack_cap() {
+    assert_fails_over_to_previous("recurse", |f| {
+        matches!(f, PluginFault::Trap(m) if m.contains("stack"))
+    });
+}
+
+#[test]
+fn a_panic_traps() {
+    assert_fails_over_to_previous("panic", |f| matches!(f, PluginFault::Trap(_)));
+}
+
+#[test]
+fn malformed_scores_are_rejected() {
+    for mode in ["duplicate-ids", "unknown-id", "nan", "drop-one"] {
+        assert_fails_over_to_previous(mode, |f| matches!(f, PluginFault::BadOutput(_)));
+    }
+}
+
+#[test]
+fn without_a_previous_version_the_native_fallback_answers() {
+    let rt = runtime();
+    let (machine, bids) = input();
+    let fallback = PricePerWatt::new();
+    let registry = PluginRegistry::new(Arc::new(fallback.clone()), 0);
+    registry.activate_strategy(hostile(&rt, "nan"));
+    let outcome = registry.rank(&machine, &bids);
+    assert_eq!(outcome.answered_by.as_ref(), Some(fallback.plugin_ref()));
+    assert_eq!(outcome.scores, fallback.rank(&machine, &bids).unwrap());
+    assert_eq!(outcome.faults.len(), 1);
+}
+
+#[test]
+fn a_faulting_instance_is_discarded_and_the_plugin_keeps_working() {
+    // The hostile guest traps on every call; a well-behaved call afterwards must get a
+    // clean instance. `tag=` guests behave, so alternate two versions of the same bytes.
+    let rt = runtime();
+    let (machine, bids) = input();
+    let panicky = hostile(&rt, "panic");
+    let fine = hostile(&rt, "tag=3");
+    for _ in 0..5 {
+        assert!(panicky.rank(&machine, &bids).is_err());
+        let scores = fine.rank(&machine, &bids).unwrap();
+        assert!(scores.iter().all(|s| s.score == 3.0));
+    }
+}
+
+#[test]
+fn imports_of_files_and_sockets_are_refused_at_load_with_their_names() {
+    let rt = runtime();
+    for (name, interface) in [("wants-filesystem", "wasi:filesystem/"), ("wants-sockets", "wasi:sockets/")] {
+        let err = rt.load_strategy(&guest(name), "").err().unwrap();
+        match &err {
+            LoadError::ForbiddenImports(imports) => assert!(
+                imports.iter().any(|i| i.starts_with(interface)),
+                "{name}: {imports:?}"
+            ),
+            other => panic!("{name}: expected a refused import, got {other}"),
+        }
+        assert!(err.to_string().contains(interface), "{err}");
+    }
+    // The runtime still loads and runs good plugins afterwards.
+    let (machine, bids) = input();
+    let good = rt.load_strategy(&guest("price-per-watt"), "").unwrap();
+    assert_eq!(good.rank(&machine, &bids).unwrap().len(), bids.len());
+}
+
+#[test]
+fn a_faulting_validator_fails_closed() {
+    let rt = runtime();
+    let (machine, bids) = input();
+    let registry = PluginRegistry::new(Arc::new(PricePerWatt::new()), 0);
+    let load = |mode: &str| -> Arc<dyn Validator> {
+        Arc::new(rt.load_validator(&guest("hostile-validator"), mode).unwrap())
+    };
+    // The first working version rejects everything; then a broken one replaces it.
+    let working = load("reject-all");
+    registry.install_validator(working.clone());
+    for mode in ["spin", "trap", "unknown-id", "duplicate-ids"] {
+        registry.install_validator(load(mode));
+        // Re-installing keeps only one previous: make it the working one again.
+        let outcome = registry.validate(&machine, &bids);
+        assert_eq!(outcome.faults.len(), 1, "{mode}");
+        assert_eq!(outcome.rejections.len(), bids.len(), "{mode}");
+        let now = registry.rollback_validator("hostile-validator").unwrap();
+        assert_eq!(&now, working.plugin_ref());
+    }
+    // With no working version at all every bid waits, with the reason.
+    let lonely = PluginRegistry::new(Arc::new(PricePerWatt::new()), 0);
+    lonely.install_validator(load("trap"));
+    let outcome = lonely.validate(&machine, &bids);
+    assert_eq!(outcome.rejections.len(), bids.len());
+    assert!(outcome.rejections.iter().all(|(_, r)| r.code == "validator-unavailable"));
+    assert_eq!(lonely.stats()[1].faults.trap, 1);
+}
