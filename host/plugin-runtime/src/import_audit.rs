@@ -11,14 +11,21 @@ use wasmtime::component::Component;
 pub const ALLOWED_IMPORT_PACKAGES: [&str; 3] =
     ["wasi:cli/", "wasi:io/", "gigaspot:plugin/types@"];
 
-/// Names of the component's imports that the sandbox refuses, in import order.
-pub(crate) fn forbidden_imports(engine: &Engine, component: &Component) -> Vec<String> {
+/// Names of all the component's imports, in import order.
+pub(crate) fn import_names(engine: &Engine, component: &Component) -> Vec<String> {
     component
         .component_type()
         .imports(engine)
-        .map(|(name, _)| name)
+        .map(|(name, _)| name.to_owned())
+        .collect()
+}
+
+/// The imports among `imports` that the sandbox refuses.
+pub(crate) fn forbidden_imports(imports: &[String]) -> Vec<String> {
+    imports
+        .iter()
         .filter(|name| !is_allowed(name))
-        .map(str::to_owned)
+        .cloned()
         .collect()
 }
 

@@ -11,7 +11,7 @@ use wasmtime::component::{Component, InstancePre, Linker};
 use crate::artifact_cache::ArtifactCache;
 use crate::engine::{EpochTicker, build_engine};
 use crate::error::LoadError;
-use crate::import_audit::forbidden_imports;
+use crate::import_audit::{forbidden_imports, import_names};
 use crate::limits::PluginLimits;
 use crate::sandbox::{HostState, Sandbox, StartError, World};
 use crate::wasm_plugin::{WasmStrategy, WasmValidator};
@@ -86,6 +86,12 @@ impl PluginRuntime {
         self.detect_kind(&component)
     }
 
+    /// Compiles `wasm` and lists every import of the component, allowed or not.
+    pub fn imports(&self, wasm: &[u8]) -> Result<Vec<String>, LoadError> {
+        let (component, _) = self.compile(wasm)?;
+        Ok(import_names(&self.engine, &component))
+    }
+
     /// Loads a strategy and configures it with `config`.
     pub fn load_strategy(&self, wasm: &[u8], config: &str) -> Result<WasmStrategy, LoadError> {
         let (pre, digest) = self.link(wasm, PluginKind::Strategy)?;
@@ -110,14 +116,20 @@ impl PluginRuntime {
         })
     }
 
-    fn compile_audited(&self, wasm: &[u8]) -> Result<(Component, String), LoadError> {
+    /// The compiled component and its `sha256:<hex>` digest.
+    fn compile(&self, wasm: &[u8]) -> Result<(Component, String), LoadError> {
         let sha256 = hex::encode(Sha256::digest(wasm));
         let component = self.cache.component(&self.engine, wasm, &sha256)?;
-        let forbidden = forbidden_imports(&self.engine, &component);
+        Ok((component, format!("sha256:{sha256}")))
+    }
+
+    fn compile_audited(&self, wasm: &[u8]) -> Result<(Component, String), LoadError> {
+        let (component, digest) = self.compile(wasm)?;
+        let forbidden = forbidden_imports(&import_names(&self.engine, &component));
         if !forbidden.is_empty() {
             return Err(LoadError::ForbiddenImports(forbidden));
         }
-        Ok((component, format!("sha256:{sha256}")))
+        Ok((component, digest))
     }
 
     fn detect_kind(&self, component: &Component) -> Result<PluginKind, LoadError> {

@@ -1,0 +1,94 @@
+//! `gigaspot plugin check` and `gigaspot plugin bench` run as a user would run them.
+
+use std::process::{Command, Output};
+
+use gigaspot_tests::guest_path;
+
+fn gigaspot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gigaspot"))
+        .args(args)
+        .output()
+        .expect("gigaspot runs")
+}
+
+fn text(output: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn check_describes_a_strategy_and_ranks_sample_bids() {
+    let path = guest_path("price-per-watt");
+    let out = gigaspot(&["plugin", "check", path.to_str().unwrap(), "--bids", "5"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("world:    strategy"), "{stdout}");
+    assert!(stdout.contains("name:     price-per-watt 0.1.0"), "{stdout}");
+    assert!(stdout.contains("digest:   sha256:"), "{stdout}");
+    assert!(stdout.contains("winner: bid "), "{stdout}");
+    assert!(stdout.contains("wasi:cli/"), "imports are listed: {stdout}");
+}
+
+#[test]
+fn check_runs_a_validator_with_its_configuration() {
+    let path = guest_path("policy-validator");
+    let out = gigaspot(&[
+        "plugin",
+        "check",
+        path.to_str().unwrap(),
+        "--config",
+        "image-deny = *",
+        "--bids",
+        "4",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains("world:    validator"), "{stdout}");
+    assert!(stdout.contains("4 bids, 4 rejected"), "{stdout}");
+}
+
+#[test]
+fn check_fails_with_the_reason_for_bad_plugins() {
+    let sockets = guest_path("wants-sockets");
+    let out = gigaspot(&["plugin", "check", sockets.to_str().unwrap()]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("wasi:sockets/tcp"), "{stderr}");
+
+    let validator = guest_path("policy-validator");
+    let out = gigaspot(&["plugin", "check", validator.to_str().unwrap(), "--config", "x"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("refused its configuration"), "{stderr}");
+
+    let out = gigaspot(&["plugin", "check", "/nonexistent/plugin.wasm"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("cannot read /nonexistent/plugin.wasm"), "{stderr}");
+
+    let spinner = guest_path("hostile-strategy");
+    let out = gigaspot(&["plugin", "check", spinner.to_str().unwrap(), "--config", "spin"]);
+    let (_, stderr) = text(&out);
+    assert!(!out.status.success());
+    assert!(stderr.contains("ran out of fuel"), "{stderr}");
+}
+
+#[test]
+fn bench_reports_every_size_for_wasm_and_native() {
+    let path = guest_path("price-per-watt");
+    let out = gigaspot(&["plugin", "bench", path.to_str().unwrap(), "--iterations", "20"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for size in ["10", "100", "1000"] {
+        for implementation in ["wasm price-per-watt", "native price-per-watt"] {
+            assert!(
+                stdout.lines().any(|l| {
+                    l.split_whitespace().next() == Some(size) && l.contains(implementation)
+                }),
+                "no {implementation} row for {size} bids:\n{stdout}"
+            );
+        }
+    }
+}
