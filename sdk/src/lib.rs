@@ -61,6 +61,7 @@
 //! same output, and instances are reused between calls.
 
 #[doc(hidden)]
+#[allow(clippy::too_many_arguments)] // generated lifting code
 pub mod __private {
     //! Generated bindings; not part of the public API.
 
@@ -90,6 +91,12 @@ pub mod __private {
 pub mod economics;
 mod exports;
 pub mod testing;
+
+// The author's guide (`sdk/README.md`); its Rust example is compiled as a doc test.
+// The guide's test module shows authors how to test; as a doc test it compiles, never runs.
+#[doc = include_str!("../README.md")]
+#[allow(clippy::test_attr_in_doctest)]
+pub mod guide {}
 
 pub use __private::strategy::gigaspot::plugin::types::{
     Bid, Gpu, GpuOc, Machine, PluginInfo, RangeS32, RangeU32, Rejection, Running, Score,

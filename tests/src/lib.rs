@@ -34,7 +34,13 @@ pub fn guest_dir() -> &'static Path {
         for workspace in GUEST_WORKSPACES {
             let manifest = repo_root().join(workspace).join("Cargo.toml");
             let output = Command::new(&cargo)
-                .args(["build", "--release", "--target", "wasm32-wasip2", "--manifest-path"])
+                .args([
+                    "build",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                    "--manifest-path",
+                ])
                 .arg(&manifest)
                 .env("CARGO_TARGET_DIR", guest_target_dir())
                 .output()
@@ -53,7 +59,11 @@ pub fn guest_dir() -> &'static Path {
 /// The path of the built component of crate `name` (e.g. `price-per-watt`).
 pub fn guest_path(name: &str) -> PathBuf {
     let path = guest_dir().join(format!("{}.wasm", name.replace('-', "_")));
-    assert!(path.is_file(), "guest component {} was not built", path.display());
+    assert!(
+        path.is_file(),
+        "guest component {} was not built",
+        path.display()
+    );
     path
 }
 

@@ -19,8 +19,8 @@ impl Strategy for Sticky {
         PluginInfo {
             name: "sticky-price-per-watt".into(),
             version: env!("CARGO_PKG_VERSION").into(),
-            description: "Price per watt; the running bid keeps the machine unless beaten by a margin"
-                .into(),
+            description:
+                "Price per watt; the running bid keeps the machine unless beaten by a margin".into(),
         }
     }
 

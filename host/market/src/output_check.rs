@@ -139,7 +139,10 @@ mod tests {
     #[test]
     fn rejections_must_be_known_unique_and_well_formed() {
         let bids = [bid(1), bid(2)];
-        assert_eq!(check_rejections(&bids, &[reject(2, "image-denied")]), Ok(()));
+        assert_eq!(
+            check_rejections(&bids, &[reject(2, "image-denied")]),
+            Ok(())
+        );
         assert_eq!(check_rejections(&bids, &[]), Ok(()));
         let long_code = "a".repeat(MAX_REJECTION_CODE_LEN + 1);
         let cases = [

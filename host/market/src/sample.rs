@@ -3,7 +3,9 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::context::{CandidateBid, GpuOc, GpuSlot, MachineContext, RangeS32, RangeU32, RunningBid};
+use crate::context::{
+    CandidateBid, GpuOc, GpuSlot, MachineContext, RangeS32, RangeU32, RunningBid,
+};
 use crate::economics::UNITS_PER_CLORE;
 
 /// GPU models the generator draws from, with (card minimum, card maximum) power in W.
@@ -39,11 +41,26 @@ impl SampleMarket {
             .map(|index| GpuSlot {
                 index,
                 model: model.to_string(),
-                power_limit_w: RangeU32 { min: min_w, max: ceiling },
-                core_lock_mhz: clocks.then_some(RangeU32 { min: 210, max: 3105 }),
-                mem_lock_mhz: clocks.then_some(RangeU32 { min: 405, max: 10501 }),
-                core_offset_mhz: clocks.then_some(RangeS32 { min: -500, max: 500 }),
-                mem_offset_mhz: clocks.then_some(RangeS32 { min: -2000, max: 2000 }),
+                power_limit_w: RangeU32 {
+                    min: min_w,
+                    max: ceiling,
+                },
+                core_lock_mhz: clocks.then_some(RangeU32 {
+                    min: 210,
+                    max: 3105,
+                }),
+                mem_lock_mhz: clocks.then_some(RangeU32 {
+                    min: 405,
+                    max: 10501,
+                }),
+                core_offset_mhz: clocks.then_some(RangeS32 {
+                    min: -500,
+                    max: 500,
+                }),
+                mem_offset_mhz: clocks.then_some(RangeS32 {
+                    min: -2000,
+                    max: 2000,
+                }),
             })
             .collect();
         MachineContext {
@@ -100,7 +117,9 @@ impl SampleMarket {
         CandidateBid {
             id,
             owner_id: self.rng.random_range(1..500),
-            price_per_day: self.rng.random_range(UNITS_PER_CLORE / 100..2_000 * UNITS_PER_CLORE),
+            price_per_day: self
+                .rng
+                .random_range(UNITS_PER_CLORE / 100..2_000 * UNITS_PER_CLORE),
             oc,
             total_power_limit_w,
             created_at: 1_790_000_000 + id,

@@ -82,7 +82,10 @@ impl ArtifactCache {
             self.memory_hits.fetch_add(1, Ordering::Relaxed);
             return Ok(component.clone());
         }
-        let path = self.dir.as_ref().map(|dir| dir.join(format!("{key}.cwasm")));
+        let path = self
+            .dir
+            .as_ref()
+            .map(|dir| dir.join(format!("{key}.cwasm")));
         let component = match path.as_deref().and_then(|p| deserialize(engine, p)) {
             Some(component) => {
                 self.disk_hits.fetch_add(1, Ordering::Relaxed);

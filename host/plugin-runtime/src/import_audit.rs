@@ -8,8 +8,7 @@ use wasmtime::component::Component;
 /// interfaces of `wasi:cli` and `wasi:io` (environment, exit, stdio streams, errors) even
 /// when it never calls them; the sandbox links each of their functions to a trap. The
 /// contract's own `types` interface holds record types only, nothing callable.
-pub const ALLOWED_IMPORT_PACKAGES: [&str; 3] =
-    ["wasi:cli/", "wasi:io/", "gigaspot:plugin/types@"];
+pub const ALLOWED_IMPORT_PACKAGES: [&str; 3] = ["wasi:cli/", "wasi:io/", "gigaspot:plugin/types@"];
 
 /// Names of all the component's imports, in import order.
 pub(crate) fn import_names(engine: &Engine, component: &Component) -> Vec<String> {

@@ -208,7 +208,10 @@ impl PluginRegistry {
     pub fn activate_strategy(&self, strategy: Arc<dyn Strategy>) -> Option<PluginRef> {
         let _guard = self.lock_writer();
         let current = self.strategy.load_full();
-        let replaced = current.active.as_ref().map(|a| a.plugin.plugin_ref().clone());
+        let replaced = current
+            .active
+            .as_ref()
+            .map(|a| a.plugin.plugin_ref().clone());
         self.strategy.store(Arc::new(StrategySlot {
             active: Some(Installed::new(strategy)),
             previous: current.active.clone(),
@@ -467,15 +470,33 @@ impl PluginRegistry {
             ("fallback", Some(&self.fallback)),
         ] {
             if let Some(i) = installed {
-                push(role, i.plugin.plugin_ref(), i.faults(), calls(i), i.quarantined(q));
+                push(
+                    role,
+                    i.plugin.plugin_ref(),
+                    i.faults(),
+                    calls(i),
+                    i.quarantined(q),
+                );
             }
         }
         for slot in validators.iter() {
             let a = &slot.active;
-            push("validator", a.plugin.plugin_ref(), a.faults(), calls(a), a.quarantined(q));
+            push(
+                "validator",
+                a.plugin.plugin_ref(),
+                a.faults(),
+                calls(a),
+                a.quarantined(q),
+            );
             if let Some(p) = &slot.previous {
                 let quarantined = p.quarantined(q);
-                push("previous-validator", p.plugin.plugin_ref(), p.faults(), calls(p), quarantined);
+                push(
+                    "previous-validator",
+                    p.plugin.plugin_ref(),
+                    p.faults(),
+                    calls(p),
+                    quarantined,
+                );
             }
         }
         stats
@@ -528,11 +549,21 @@ mod tests {
         fn plugin_ref(&self) -> &PluginRef {
             &self.plugin_ref
         }
-        fn rank(&self, _: &MachineContext, bids: &[CandidateBid]) -> Result<Vec<Score>, PluginFault> {
+        fn rank(
+            &self,
+            _: &MachineContext,
+            bids: &[CandidateBid],
+        ) -> Result<Vec<Score>, PluginFault> {
             if self.score.is_nan() {
                 return Err(PluginFault::Trap("broken".into()));
             }
-            Ok(bids.iter().map(|b| Score { bid_id: b.id, score: self.score }).collect())
+            Ok(bids
+                .iter()
+                .map(|b| Score {
+                    bid_id: b.id,
+                    score: self.score,
+                })
+                .collect())
         }
     }
 
@@ -614,7 +645,10 @@ mod tests {
         let (m, b) = input();
         let r = registry(0);
         assert_eq!(r.active_strategy().digest, "native:price-per-watt");
-        assert_eq!(r.rank(&m, &b).answered_by.unwrap().digest, "native:price-per-watt");
+        assert_eq!(
+            r.rank(&m, &b).answered_by.unwrap().digest,
+            "native:price-per-watt"
+        );
         assert_eq!(r.activate_strategy(fixed("a", 1.0)), None);
         assert_eq!(r.rank(&m, &b).scores[0].score, 1.0);
     }
@@ -623,7 +657,10 @@ mod tests {
     fn rollback_swaps_active_and_previous() {
         let (m, b) = input();
         let r = registry(0);
-        assert_eq!(r.rollback_strategy(), Err(RegistryError::NothingToRollBack("strategy".into())));
+        assert_eq!(
+            r.rollback_strategy(),
+            Err(RegistryError::NothingToRollBack("strategy".into()))
+        );
         r.activate_strategy(fixed("a", 1.0));
         assert_eq!(r.activate_strategy(fixed("b", 2.0)).unwrap().name, "a");
         assert_eq!(r.rollback_strategy().unwrap().name, "a");
@@ -644,7 +681,11 @@ mod tests {
         let outcome = r.rank(&m, &b);
         assert!(outcome.faults.is_empty());
         assert_eq!(outcome.answered_by.unwrap().name, "good");
-        let bad = r.stats().into_iter().find(|s| s.role == "strategy").unwrap();
+        let bad = r
+            .stats()
+            .into_iter()
+            .find(|s| s.role == "strategy")
+            .unwrap();
         assert!(bad.quarantined);
         assert_eq!((bad.calls, bad.faults.trap), (2, 2));
         // Rolling back twice releases it and it is tried again.
@@ -660,15 +701,21 @@ mod tests {
         r.install_validator(reject_ids("first", "1", &[1], false));
         r.install_validator(reject_ids("second", "1", &[1, 2], false));
         let outcome = r.validate(&m, &b);
-        let by: Vec<(String, u64)> =
-            outcome.rejections.iter().map(|(p, r)| (p.name.clone(), r.bid_id)).collect();
+        let by: Vec<(String, u64)> = outcome
+            .rejections
+            .iter()
+            .map(|(p, r)| (p.name.clone(), r.bid_id))
+            .collect();
         assert_eq!(by, vec![("first".into(), 1), ("second".into(), 2)]);
         r.order_validators(&["second", "first"]).unwrap();
         let outcome = r.validate(&m, &b);
         assert!(outcome.rejections.iter().all(|(p, _)| p.name == "second"));
         assert_eq!(outcome.rejections.len(), 2);
         for bad in [&["second"][..], &["second", "second"], &["second", "nope"]] {
-            assert!(matches!(r.order_validators(bad), Err(RegistryError::BadOrder(_))));
+            assert!(matches!(
+                r.order_validators(bad),
+                Err(RegistryError::BadOrder(_))
+            ));
         }
         r.remove_validator("second").unwrap();
         assert_eq!(r.validators().len(), 1);
@@ -693,11 +740,18 @@ mod tests {
         lone.install_validator(reject_ids("policy", "2", &[], true));
         let outcome = lone.validate(&m, &b);
         assert_eq!(outcome.rejections.len(), 3);
-        assert!(outcome.rejections.iter().all(|(_, r)| r.code == VALIDATOR_UNAVAILABLE));
+        assert!(
+            outcome
+                .rejections
+                .iter()
+                .all(|(_, r)| r.code == VALIDATOR_UNAVAILABLE)
+        );
         assert_eq!(lone.stats()[1].faults.out_of_fuel, 1);
         assert_eq!(
             lone.rollback_validator("policy"),
-            Err(RegistryError::NothingToRollBack("validator \"policy\"".into()))
+            Err(RegistryError::NothingToRollBack(
+                "validator \"policy\"".into()
+            ))
         );
     }
 }

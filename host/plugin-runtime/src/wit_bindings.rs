@@ -25,11 +25,17 @@ pub(crate) mod validator {
 use strategy::gigaspot::plugin::types as wit;
 
 fn range_u32(r: market::RangeU32) -> wit::RangeU32 {
-    wit::RangeU32 { min: r.min, max: r.max }
+    wit::RangeU32 {
+        min: r.min,
+        max: r.max,
+    }
 }
 
 fn range_s32(r: market::RangeS32) -> wit::RangeS32 {
-    wit::RangeS32 { min: r.min, max: r.max }
+    wit::RangeS32 {
+        min: r.min,
+        max: r.max,
+    }
 }
 
 /// The machine record handed to plugins.

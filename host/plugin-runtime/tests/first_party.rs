@@ -26,7 +26,9 @@ fn price_per_watt_ranks_1000_random_machines_exactly_as_the_native_reference() {
         let want = native.rank(&machine, &bids).unwrap();
         // Bit-for-bit equality, not approximate: decisions must replay identically.
         let bits = |s: &[gigaspot_market::Score]| {
-            s.iter().map(|s| (s.bid_id, s.score.to_bits())).collect::<Vec<_>>()
+            s.iter()
+                .map(|s| (s.bid_id, s.score.to_bits()))
+                .collect::<Vec<_>>()
         };
         assert_eq!(bits(&got), bits(&want), "machine {id}");
         acceptable += got.iter().filter(|s| s.score > 0.0).count();
@@ -62,7 +64,9 @@ fn net_profit_and_the_third_party_example_load_and_rank() {
 fn the_policy_validator_rejects_by_its_configuration() {
     let rt = runtime();
     let config = "image-allow = registry.example/team1/*\nowner-deny = 3";
-    let validator = rt.load_validator(&guest("policy-validator"), config).unwrap();
+    let validator = rt
+        .load_validator(&guest("policy-validator"), config)
+        .unwrap();
     let mut sample = SampleMarket::new(11);
     let mut machine = sample.machine(1);
     let bids = sample.bids(&mut machine, 50);
@@ -75,7 +79,10 @@ fn the_policy_validator_rejects_by_its_configuration() {
         } else {
             None
         };
-        let got = rejections.iter().find(|r| r.bid_id == bid.id).map(|r| r.code.as_str());
+        let got = rejections
+            .iter()
+            .find(|r| r.bid_id == bid.id)
+            .map(|r| r.code.as_str());
         assert_eq!(got, expected, "bid {} image {}", bid.id, bid.image);
     }
     assert!(!rejections.is_empty() && rejections.len() < bids.len());
@@ -92,17 +99,38 @@ fn a_refused_configuration_refuses_the_plugin() {
         matches!(&err, LoadError::Configure(m) if m.contains("unknown key \"colour\"")),
         "{err}"
     );
-    let err = rt.load_strategy(&guest("price-per-watt"), "x = 1").err().unwrap();
+    let err = rt
+        .load_strategy(&guest("price-per-watt"), "x = 1")
+        .err()
+        .unwrap();
     assert!(matches!(err, LoadError::Configure(_)), "{err}");
 }
 
 #[test]
 fn kinds_are_detected_and_the_wrong_world_is_refused() {
     let rt = runtime();
-    assert_eq!(rt.kind_of(&guest("price-per-watt")).unwrap(), PluginKind::Strategy);
-    assert_eq!(rt.kind_of(&guest("policy-validator")).unwrap(), PluginKind::Validator);
-    let err = rt.load_validator(&guest("price-per-watt"), "").err().unwrap();
-    assert!(matches!(err, LoadError::WrongWorld { expected: "validator", .. }), "{err}");
+    assert_eq!(
+        rt.kind_of(&guest("price-per-watt")).unwrap(),
+        PluginKind::Strategy
+    );
+    assert_eq!(
+        rt.kind_of(&guest("policy-validator")).unwrap(),
+        PluginKind::Validator
+    );
+    let err = rt
+        .load_validator(&guest("price-per-watt"), "")
+        .err()
+        .unwrap();
+    assert!(
+        matches!(
+            err,
+            LoadError::WrongWorld {
+                expected: "validator",
+                ..
+            }
+        ),
+        "{err}"
+    );
     let err = rt.load_strategy(b"not wasm at all", "").err().unwrap();
     assert!(matches!(err, LoadError::Compile(_)), "{err}");
 }
@@ -128,7 +156,10 @@ fn the_same_input_gives_the_same_output_1000_times() {
                 .zip(&first_scores)
                 .all(|(a, b)| a.bid_id == b.bid_id && a.score.to_bits() == b.score.to_bits())
         );
-        assert_eq!(validator.validate(&machine, &bids).unwrap(), first_rejections);
+        assert_eq!(
+            validator.validate(&machine, &bids).unwrap(),
+            first_rejections
+        );
     }
 }
 
@@ -142,13 +173,19 @@ fn each_version_is_compiled_once_and_the_artefact_survives_a_restart() {
         rt.load_strategy(&wasm, "").unwrap();
         rt.load_strategy(&wasm, "").unwrap();
         let stats = rt.cache().stats();
-        assert_eq!((stats.compiles, stats.memory_hits, stats.disk_hits), (1, 1, 0));
+        assert_eq!(
+            (stats.compiles, stats.memory_hits, stats.disk_hits),
+            (1, 1, 0)
+        );
     }
     let rt =
         PluginRuntime::new(PluginLimits::default(), ArtifactCache::on_disk(dir.path())).unwrap();
     let plugin = rt.load_strategy(&wasm, "").unwrap();
     let stats = rt.cache().stats();
-    assert_eq!((stats.compiles, stats.memory_hits, stats.disk_hits), (0, 0, 1));
+    assert_eq!(
+        (stats.compiles, stats.memory_hits, stats.disk_hits),
+        (0, 0, 1)
+    );
     let mut sample = SampleMarket::new(1);
     let mut machine = sample.machine(1);
     let bids = sample.bids(&mut machine, 10);

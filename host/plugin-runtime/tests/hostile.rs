@@ -56,10 +56,17 @@ fn assert_fails_over_to_previous(mode: &str, expect: fn(&PluginFault) -> bool) {
             faults,
         } = registry.rank(&machine, &bids);
         assert_eq!(answered_by.as_ref(), Some(good.plugin_ref()), "{mode}");
-        assert_eq!(scores, reference, "{mode}: answered by the previous version");
+        assert_eq!(
+            scores, reference,
+            "{mode}: answered by the previous version"
+        );
         assert_eq!(faults.len(), 1, "{mode}: {faults:?}");
         assert_eq!(&faults[0].0, bad.plugin_ref());
-        assert!(expect(&faults[0].1), "{mode}: unexpected fault {:?}", faults[0].1);
+        assert!(
+            expect(&faults[0].1),
+            "{mode}: unexpected fault {:?}",
+            faults[0].1
+        );
         let stats = registry.stats();
         let bad_stats = stats.iter().find(|s| s.role == "strategy").unwrap();
         assert_eq!(bad_stats.faults.total(), round, "{mode}: faults counted");
@@ -95,9 +102,10 @@ fn an_infinite_loop_with_unlimited_fuel_hits_the_deadline() {
 
 #[test]
 fn a_memory_grower_is_stopped_at_the_cap() {
-    assert_fails_over_to_previous("grow-memory", |f| {
-        matches!(f, PluginFault::Memory { limit_bytes } if *limit_bytes == 64 << 20)
-    });
+    assert_fails_over_to_previous(
+        "grow-memory",
+        |f| matches!(f, PluginFault::Memory { limit_bytes } if *limit_bytes == 64 << 20),
+    );
 }
 
 fn resident_bytes() -> u64 {
@@ -112,21 +120,32 @@ fn host_memory_stays_bounded_while_growers_are_stopped() {
     let (machine, bids) = input();
     let grower = hostile(&rt, "grow-memory");
     // Warm up once, then measure many more attempts.
-    assert!(matches!(grower.rank(&machine, &bids), Err(PluginFault::Memory { .. })));
+    assert!(matches!(
+        grower.rank(&machine, &bids),
+        Err(PluginFault::Memory { .. })
+    ));
     let before = resident_bytes();
     for _ in 0..30 {
-        assert!(matches!(grower.rank(&machine, &bids), Err(PluginFault::Memory { .. })));
+        assert!(matches!(
+            grower.rank(&machine, &bids),
+            Err(PluginFault::Memory { .. })
+        ));
     }
     let grown = resident_bytes().saturating_sub(before);
     // 30 attempts of 64 MiB each would be ~2 GiB if instances leaked.
-    assert!(grown < 256 << 20, "resident memory grew by {} MiB", grown >> 20);
+    assert!(
+        grown < 256 << 20,
+        "resident memory grew by {} MiB",
+        grown >> 20
+    );
 }
 
 #[test]
 fn deep_recursion_traps_on_the_stack_cap() {
-    assert_fails_over_to_previous("recurse", |f| {
-        matches!(f, PluginFault::Trap(m) if m.contains("stack"))
-    });
+    assert_fails_over_to_previous(
+        "recurse",
+        |f| matches!(f, PluginFault::Trap(m) if m.contains("stack")),
+    );
 }
 
 #[test]
@@ -172,7 +191,10 @@ fn a_faulting_instance_is_discarded_and_the_plugin_keeps_working() {
 #[test]
 fn imports_of_files_and_sockets_are_refused_at_load_with_their_names() {
     let rt = runtime();
-    for (name, interface) in [("wants-filesystem", "wasi:filesystem/"), ("wants-sockets", "wasi:sockets/")] {
+    for (name, interface) in [
+        ("wants-filesystem", "wasi:filesystem/"),
+        ("wants-sockets", "wasi:sockets/"),
+    ] {
         let err = rt.load_strategy(&guest(name), "").err().unwrap();
         match &err {
             LoadError::ForbiddenImports(imports) => assert!(
@@ -195,7 +217,10 @@ fn a_faulting_validator_fails_closed() {
     let (machine, bids) = input();
     let registry = PluginRegistry::new(Arc::new(PricePerWatt::new()), 0);
     let load = |mode: &str| -> Arc<dyn Validator> {
-        Arc::new(rt.load_validator(&guest("hostile-validator"), mode).unwrap())
+        Arc::new(
+            rt.load_validator(&guest("hostile-validator"), mode)
+                .unwrap(),
+        )
     };
     // The first working version rejects everything; then a broken one replaces it.
     let working = load("reject-all");
@@ -214,6 +239,11 @@ fn a_faulting_validator_fails_closed() {
     lonely.install_validator(load("trap"));
     let outcome = lonely.validate(&machine, &bids);
     assert_eq!(outcome.rejections.len(), bids.len());
-    assert!(outcome.rejections.iter().all(|(_, r)| r.code == "validator-unavailable"));
+    assert!(
+        outcome
+            .rejections
+            .iter()
+            .all(|(_, r)| r.code == "validator-unavailable")
+    );
     assert_eq!(lonely.stats()[1].faults.trap, 1);
 }

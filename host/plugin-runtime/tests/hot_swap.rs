@@ -36,7 +36,13 @@ fn one_hundred_swaps_under_four_ranking_threads_never_mix_or_fail_a_call() {
         })
         .collect();
     assert_eq!(expected.len(), 3);
-    assert_eq!(expected.values().collect::<std::collections::HashSet<_>>().len(), 3);
+    assert_eq!(
+        expected
+            .values()
+            .collect::<std::collections::HashSet<_>>()
+            .len(),
+        3
+    );
 
     let registry = Arc::new(PluginRegistry::new(Arc::new(PricePerWatt::new()), 0));
     registry.activate_strategy(versions[0].clone());
@@ -73,7 +79,11 @@ fn one_hundred_swaps_under_four_ranking_threads_never_mix_or_fail_a_call() {
             *per_version.entry(digest).or_default() += calls;
         }
     }
-    assert_eq!(per_version.len(), 3, "every version answered some calls: {per_version:?}");
+    assert_eq!(
+        per_version.len(),
+        3,
+        "every version answered some calls: {per_version:?}"
+    );
     let stats = registry.stats();
     assert!(stats.iter().all(|s| s.faults.total() == 0));
     // The last swap (100 % 3 = 1) left net-profit active.

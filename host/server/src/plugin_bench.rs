@@ -17,7 +17,10 @@ pub fn run(file: &Path, config: &str, iterations: usize) -> Result<()> {
     let runtime = PluginRuntime::new(PluginLimits::default(), ArtifactCache::in_memory())?;
     let iterations = iterations.max(1);
     let native = PricePerWatt::new();
-    println!("{} — {iterations} calls per size, latency per call", file.display());
+    println!(
+        "{} — {iterations} calls per size, latency per call",
+        file.display()
+    );
     println!(
         "{:>6}  {:<28} {:>10} {:>10} {:>10} {:>12}",
         "bids", "implementation", "p50", "p99", "mean", "fuel/call"
@@ -31,7 +34,12 @@ pub fn run(file: &Path, config: &str, iterations: usize) -> Result<()> {
                 let wasm_times = measure(iterations, || plugin.rank(&machine, &bids).map(drop))?;
                 let (calls1, fuel1) = plugin.usage();
                 let fuel = (fuel1 - fuel0) / (calls1 - calls0).max(1);
-                report(size, &format!("wasm {}", plugin.plugin_ref().name), &wasm_times, Some(fuel));
+                report(
+                    size,
+                    &format!("wasm {}", plugin.plugin_ref().name),
+                    &wasm_times,
+                    Some(fuel),
+                );
                 let native_times = measure(iterations, || native.rank(&machine, &bids).map(drop))?;
                 report(size, "native price-per-watt", &native_times, None);
             }
@@ -41,7 +49,12 @@ pub fn run(file: &Path, config: &str, iterations: usize) -> Result<()> {
             for size in SIZES {
                 let (machine, bids) = input(size);
                 let times = measure(iterations, || plugin.validate(&machine, &bids).map(drop))?;
-                report(size, &format!("wasm {}", plugin.plugin_ref().name), &times, None);
+                report(
+                    size,
+                    &format!("wasm {}", plugin.plugin_ref().name),
+                    &times,
+                    None,
+                );
             }
         }
     }

@@ -18,7 +18,14 @@ pub fn run(file: &Path, config: &str, bids: usize) -> Result<()> {
         .imports(&wasm)
         .with_context(|| format!("{} is not a loadable component", file.display()))?;
     println!("file:     {} ({} bytes)", file.display(), wasm.len());
-    println!("imports:  {}", if imports.is_empty() { "none".into() } else { imports.join(", ") });
+    println!(
+        "imports:  {}",
+        if imports.is_empty() {
+            "none".into()
+        } else {
+            imports.join(", ")
+        }
+    );
     let kind = runtime.kind_of(&wasm)?;
     let mut sample = SampleMarket::new(1);
     let mut machine = sample.machine(1);
@@ -29,8 +36,15 @@ pub fn run(file: &Path, config: &str, bids: usize) -> Result<()> {
             describe("strategy", plugin.plugin_ref(), plugin.info());
             let mut scores = plugin.rank(&machine, &bids)?;
             scores.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.bid_id.cmp(&b.bid_id)));
-            println!("\nsample: machine with {} GPU(s), {} bids", machine.gpus.len(), bids.len());
-            println!("{:>6} {:>14} {:>8} {:>12} {:>14}", "bid", "CLORE/day", "W", "CLORE/day/W", "score");
+            println!(
+                "\nsample: machine with {} GPU(s), {} bids",
+                machine.gpus.len(),
+                bids.len()
+            );
+            println!(
+                "{:>6} {:>14} {:>8} {:>12} {:>14}",
+                "bid", "CLORE/day", "W", "CLORE/day/W", "score"
+            );
             for s in &scores {
                 let Some(bid) = bids.iter().find(|b| b.id == s.bid_id) else {
                     bail!("plugin scored unknown bid {}", s.bid_id);
@@ -54,22 +68,25 @@ pub fn run(file: &Path, config: &str, bids: usize) -> Result<()> {
             let plugin = runtime.load_validator(&wasm, config)?;
             describe("validator", plugin.plugin_ref(), plugin.info());
             let rejections = plugin.validate(&machine, &bids)?;
-            println!("\nsample: {} bids, {} rejected", bids.len(), rejections.len());
+            println!(
+                "\nsample: {} bids, {} rejected",
+                bids.len(),
+                rejections.len()
+            );
             for r in &rejections {
                 println!("  bid {:>4}: {} — {}", r.bid_id, r.code, r.message);
             }
             println!("fuel:   {} units", plugin.usage().1);
         }
     }
-    println!("\nok: imports limited to {}", ALLOWED_IMPORT_PACKAGES.join(" "));
+    println!(
+        "\nok: imports limited to {}",
+        ALLOWED_IMPORT_PACKAGES.join(" ")
+    );
     Ok(())
 }
 
-fn describe(
-    world: &str,
-    plugin: &gigaspot_market::PluginRef,
-    info: &gigaspot_market::PluginInfo,
-) {
+fn describe(world: &str, plugin: &gigaspot_market::PluginRef, info: &gigaspot_market::PluginInfo) {
     println!("world:    {world}");
     println!("name:     {} {}", plugin.name, plugin.version);
     println!("about:    {}", info.description);

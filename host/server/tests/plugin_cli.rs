@@ -25,7 +25,10 @@ fn check_describes_a_strategy_and_ranks_sample_bids() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("world:    strategy"), "{stdout}");
-    assert!(stdout.contains("name:     price-per-watt 0.1.0"), "{stdout}");
+    assert!(
+        stdout.contains("name:     price-per-watt 0.1.0"),
+        "{stdout}"
+    );
     assert!(stdout.contains("digest:   sha256:"), "{stdout}");
     assert!(stdout.contains("winner: bid "), "{stdout}");
     assert!(stdout.contains("wasi:cli/"), "imports are listed: {stdout}");
@@ -58,7 +61,13 @@ fn check_fails_with_the_reason_for_bad_plugins() {
     assert!(stderr.contains("wasi:sockets/tcp"), "{stderr}");
 
     let validator = guest_path("policy-validator");
-    let out = gigaspot(&["plugin", "check", validator.to_str().unwrap(), "--config", "x"]);
+    let out = gigaspot(&[
+        "plugin",
+        "check",
+        validator.to_str().unwrap(),
+        "--config",
+        "x",
+    ]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("refused its configuration"), "{stderr}");
@@ -66,10 +75,19 @@ fn check_fails_with_the_reason_for_bad_plugins() {
     let out = gigaspot(&["plugin", "check", "/nonexistent/plugin.wasm"]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
-    assert!(stderr.contains("cannot read /nonexistent/plugin.wasm"), "{stderr}");
+    assert!(
+        stderr.contains("cannot read /nonexistent/plugin.wasm"),
+        "{stderr}"
+    );
 
     let spinner = guest_path("hostile-strategy");
-    let out = gigaspot(&["plugin", "check", spinner.to_str().unwrap(), "--config", "spin"]);
+    let out = gigaspot(&[
+        "plugin",
+        "check",
+        spinner.to_str().unwrap(),
+        "--config",
+        "spin",
+    ]);
     let (_, stderr) = text(&out);
     assert!(!out.status.success());
     assert!(stderr.contains("ran out of fuel"), "{stderr}");
@@ -78,7 +96,13 @@ fn check_fails_with_the_reason_for_bad_plugins() {
 #[test]
 fn bench_reports_every_size_for_wasm_and_native() {
     let path = guest_path("price-per-watt");
-    let out = gigaspot(&["plugin", "bench", path.to_str().unwrap(), "--iterations", "20"]);
+    let out = gigaspot(&[
+        "plugin",
+        "bench",
+        path.to_str().unwrap(),
+        "--iterations",
+        "20",
+    ]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     for size in ["10", "100", "1000"] {

@@ -32,7 +32,10 @@ mod tests {
 
     #[test]
     fn wildcards() {
-        assert!(matches("docker.io/library/*", "docker.io/library/ubuntu:22.04"));
+        assert!(matches(
+            "docker.io/library/*",
+            "docker.io/library/ubuntu:22.04"
+        ));
         assert!(matches("*:latest", "nginx:latest"));
         assert!(!matches("*:latest", "nginx:latest2"));
         assert!(matches("team?/app", "team1/app"));
@@ -40,6 +43,9 @@ mod tests {
         assert!(matches("*", ""));
         assert!(matches("a*b*c", "aXXbYYc"));
         assert!(!matches("a*b*c", "aXXbYY"));
-        assert!(!matches("registry.example/*", "evil.example/registry.example/x"));
+        assert!(!matches(
+            "registry.example/*",
+            "evil.example/registry.example/x"
+        ));
     }
 }

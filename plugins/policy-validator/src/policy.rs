@@ -80,14 +80,24 @@ impl Policy {
                 format!("account {} may not bid on this market", bid.owner_id),
             );
         }
-        if let Some(pattern) = self.image_deny.iter().find(|p| glob::matches(p, &bid.image)) {
+        if let Some(pattern) = self
+            .image_deny
+            .iter()
+            .find(|p| glob::matches(p, &bid.image))
+        {
             return reject(
                 "image-denied",
-                format!("image {:?} matches the denied pattern {pattern:?}", bid.image),
+                format!(
+                    "image {:?} matches the denied pattern {pattern:?}",
+                    bid.image
+                ),
             );
         }
         if !self.image_allow.is_empty()
-            && !self.image_allow.iter().any(|p| glob::matches(p, &bid.image))
+            && !self
+                .image_allow
+                .iter()
+                .any(|p| glob::matches(p, &bid.image))
         {
             return reject(
                 "image-not-allowed",

@@ -35,7 +35,9 @@ impl Strategy for PricePerWatt {
         if config.trim().is_empty() {
             Ok(PricePerWatt)
         } else {
-            Err(format!("price-per-watt takes no configuration, got {config:?}"))
+            Err(format!(
+                "price-per-watt takes no configuration, got {config:?}"
+            ))
         }
     }
 
@@ -60,8 +62,20 @@ mod tests {
     fn the_better_price_per_watt_wins_even_at_a_lower_price() {
         let m = machine(4, 0.0, 0.05);
         let scores = PricePerWatt.rank(&m, &[bid(1, 100, 250, 4), bid(2, 60, 100, 4)]);
-        assert_eq!(scores[0], Score { bid_id: 1, score: 0.1 });
-        assert_eq!(scores[1], Score { bid_id: 2, score: 0.15 });
+        assert_eq!(
+            scores[0],
+            Score {
+                bid_id: 1,
+                score: 0.1
+            }
+        );
+        assert_eq!(
+            scores[1],
+            Score {
+                bid_id: 2,
+                score: 0.15
+            }
+        );
     }
 
     #[test]
