@@ -2,6 +2,7 @@
 //! configure and describe.
 
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use gigaspot_market::PluginRef;
 use sha2::{Digest, Sha256};
@@ -42,6 +43,7 @@ pub struct PluginRuntime {
     engine: Engine,
     limits: PluginLimits,
     cache: ArtifactCache,
+    refused_loads: AtomicU64,
     _ticker: EpochTicker,
 }
 
@@ -58,6 +60,7 @@ impl PluginRuntime {
             engine,
             limits,
             cache,
+            refused_loads: AtomicU64::new(0),
             _ticker: ticker,
         })
     }
@@ -94,26 +97,48 @@ impl PluginRuntime {
 
     /// Loads a strategy and configures it with `config`.
     pub fn load_strategy(&self, wasm: &[u8], config: &str) -> Result<WasmStrategy, LoadError> {
-        let (pre, digest) = self.link(wasm, PluginKind::Strategy)?;
-        let world = strategy::StrategyPre::new(pre).map_err(|e| wrong_world("strategy", e))?;
-        let (sandbox, info) = self.start(world, config)?;
-        Ok(WasmStrategy {
-            plugin_ref: plugin_ref(&info, digest),
-            info: wit_bindings::info(info),
-            sandbox,
+        self.count_refusal(|| {
+            let (pre, digest) = self.link(wasm, PluginKind::Strategy)?;
+            let world = strategy::StrategyPre::new(pre).map_err(|e| wrong_world("strategy", e))?;
+            let (sandbox, info) = self.start(world, config)?;
+            Ok(WasmStrategy {
+                plugin_ref: plugin_ref(&info, digest),
+                info: wit_bindings::info(info),
+                sandbox,
+            })
         })
     }
 
     /// Loads a validator and configures it with `config`.
     pub fn load_validator(&self, wasm: &[u8], config: &str) -> Result<WasmValidator, LoadError> {
-        let (pre, digest) = self.link(wasm, PluginKind::Validator)?;
-        let world = validator::ValidatorPre::new(pre).map_err(|e| wrong_world("validator", e))?;
-        let (sandbox, info) = self.start(world, config)?;
-        Ok(WasmValidator {
-            plugin_ref: plugin_ref(&info, digest),
-            info: wit_bindings::info(info),
-            sandbox,
+        self.count_refusal(|| {
+            let (pre, digest) = self.link(wasm, PluginKind::Validator)?;
+            let world =
+                validator::ValidatorPre::new(pre).map_err(|e| wrong_world("validator", e))?;
+            let (sandbox, info) = self.start(world, config)?;
+            Ok(WasmValidator {
+                plugin_ref: plugin_ref(&info, digest),
+                info: wit_bindings::info(info),
+                sandbox,
+            })
         })
+    }
+
+    /// Plugins refused by `load_strategy` or `load_validator` so far.
+    pub fn refused_loads(&self) -> u64 {
+        self.refused_loads.load(Ordering::Relaxed)
+    }
+
+    fn count_refusal<T>(
+        &self,
+        load: impl FnOnce() -> Result<T, LoadError>,
+    ) -> Result<T, LoadError> {
+        let result = load();
+        if let Err(e) = &result {
+            self.refused_loads.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!("plugin refused at load: {e}");
+        }
+        result
     }
 
     /// The compiled component and its `sha256:<hex>` digest.

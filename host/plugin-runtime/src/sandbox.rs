@@ -78,45 +78,36 @@ pub(crate) trait World: Send + Sync + 'static {
     ) -> wasmtime::Result<PluginInfo>;
 }
 
-impl World for strategy::StrategyPre<HostState> {
-    type Instance = strategy::Strategy;
-    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::Instance> {
-        strategy::StrategyPre::instantiate(self, store)
-    }
-    fn configure(
-        instance: &Self::Instance,
-        store: &mut Store<HostState>,
-        config: &str,
-    ) -> wasmtime::Result<Result<(), String>> {
-        instance.call_configure(store, config)
-    }
-    fn info(
-        instance: &Self::Instance,
-        store: &mut Store<HostState>,
-    ) -> wasmtime::Result<PluginInfo> {
-        instance.call_info(store)
-    }
+/// Both worlds export `info` and `configure` with the same signatures.
+macro_rules! impl_world {
+    ($pre:ty => $instance:ty) => {
+        impl World for $pre {
+            type Instance = $instance;
+            fn instantiate(
+                &self,
+                store: &mut Store<HostState>,
+            ) -> wasmtime::Result<Self::Instance> {
+                <$pre>::instantiate(self, store)
+            }
+            fn configure(
+                instance: &Self::Instance,
+                store: &mut Store<HostState>,
+                config: &str,
+            ) -> wasmtime::Result<Result<(), String>> {
+                instance.call_configure(store, config)
+            }
+            fn info(
+                instance: &Self::Instance,
+                store: &mut Store<HostState>,
+            ) -> wasmtime::Result<PluginInfo> {
+                instance.call_info(store)
+            }
+        }
+    };
 }
 
-impl World for validator::ValidatorPre<HostState> {
-    type Instance = validator::Validator;
-    fn instantiate(&self, store: &mut Store<HostState>) -> wasmtime::Result<Self::Instance> {
-        validator::ValidatorPre::instantiate(self, store)
-    }
-    fn configure(
-        instance: &Self::Instance,
-        store: &mut Store<HostState>,
-        config: &str,
-    ) -> wasmtime::Result<Result<(), String>> {
-        instance.call_configure(store, config)
-    }
-    fn info(
-        instance: &Self::Instance,
-        store: &mut Store<HostState>,
-    ) -> wasmtime::Result<PluginInfo> {
-        instance.call_info(store)
-    }
-}
+impl_world!(strategy::StrategyPre<HostState> => strategy::Strategy);
+impl_world!(validator::ValidatorPre<HostState> => validator::Validator);
 
 /// An instance with its own store, configured and ready for calls.
 struct Warm<I> {

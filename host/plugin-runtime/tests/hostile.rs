@@ -92,12 +92,26 @@ fn an_infinite_loop_with_unlimited_fuel_hits_the_deadline() {
     )
     .unwrap();
     let (machine, bids) = input();
+    let registry = PluginRegistry::new(Arc::new(PricePerWatt::new()), 0);
     let spinner = hostile(&rt, "spin");
+    registry.activate_strategy(spinner.clone());
     let started = std::time::Instant::now();
-    let fault = spinner.rank(&machine, &bids).unwrap_err();
-    assert_eq!(fault, PluginFault::Timeout { timeout_ms: 50 });
+    let outcome = registry.rank(&machine, &bids);
     // A loose bound: the point is that the call ended, not how fast.
     assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        outcome.faults,
+        vec![(
+            spinner.plugin_ref().clone(),
+            PluginFault::Timeout { timeout_ms: 50 }
+        )]
+    );
+    assert_eq!(outcome.answered_by.unwrap().digest, "native:price-per-watt");
+    assert_eq!(
+        outcome.scores,
+        PricePerWatt::new().rank(&machine, &bids).unwrap()
+    );
+    assert_eq!(registry.stats()[0].faults.timeout, 1);
 }
 
 #[test]
@@ -205,6 +219,7 @@ fn imports_of_files_and_sockets_are_refused_at_load_with_their_names() {
         }
         assert!(err.to_string().contains(interface), "{err}");
     }
+    assert_eq!(rt.refused_loads(), 2, "each refusal is counted");
     // The runtime still loads and runs good plugins afterwards.
     let (machine, bids) = input();
     let good = rt.load_strategy(&guest("price-per-watt"), "").unwrap();
