@@ -3,8 +3,10 @@
 //! These types mirror the records of `wit/plugin.wit` one to one, so that native and
 //! WebAssembly plugins see exactly the same input.
 
+use serde::{Deserialize, Serialize};
+
 /// An inclusive range of unsigned values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeU32 {
     /// Smallest allowed value.
     pub min: u32,
@@ -13,7 +15,7 @@ pub struct RangeU32 {
 }
 
 /// An inclusive range of signed values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RangeS32 {
     /// Smallest allowed value.
     pub min: i32,
@@ -22,7 +24,7 @@ pub struct RangeS32 {
 }
 
 /// One GPU of a machine with the ranges a bid must respect on it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct GpuSlot {
     /// Position in the machine, 0-based.
     pub index: u32,
@@ -41,7 +43,7 @@ pub struct GpuSlot {
 }
 
 /// The bid a machine runs now and for how long.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunningBid {
     /// Id of the running bid.
     pub bid_id: u64,
@@ -50,7 +52,7 @@ pub struct RunningBid {
 }
 
 /// The machine being cleared, as plugins see it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MachineContext {
     /// Machine id.
     pub id: u64,
@@ -71,7 +73,7 @@ pub struct MachineContext {
 }
 
 /// A bid's settings for one GPU.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct GpuOc {
     /// Power limit in W.
     pub power_limit_w: u32,
@@ -86,7 +88,7 @@ pub struct GpuOc {
 }
 
 /// A bid that passed admission and is a candidate for the machine this interval.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CandidateBid {
     /// Bid id; older bids have lower ids.
     pub id: u64,

@@ -5,10 +5,25 @@
 //! checks every plugin answer must pass ([`output_check`]), the energy arithmetic
 //! ([`economics`]) and the native reference strategy ([`PricePerWatt`]) that serves as
 //! fallback and benchmark baseline.
+//!
+//! The market's own rules live beside them: [`money`] in integer base units,
+//! [`admission`] of bids, [`clearing`] of a machine for an interval, [`billing`] of served
+//! intervals and the double-entry [`ledger`] with its audit.
 
+pub mod account;
+pub mod admission;
+pub mod bid;
+pub mod billing;
+pub mod clearing;
 pub mod context;
 pub mod economics;
+pub mod gpu_ranges;
+pub mod image_ref;
+pub mod ledger;
+pub mod machine;
+pub mod money;
 pub mod output_check;
+pub mod params;
 pub mod plugin_traits;
 pub mod price_per_watt;
 #[cfg(feature = "sample")]
@@ -16,6 +31,8 @@ pub mod sample;
 pub mod verdict;
 
 pub use context::{CandidateBid, GpuOc, GpuSlot, MachineContext, RangeS32, RangeU32, RunningBid};
-pub use plugin_traits::{Strategy, Validator};
+pub use plugin_traits::{Plugins, Strategy, StrategyOnly, Validator};
 pub use price_per_watt::PricePerWatt;
-pub use verdict::{PluginFault, PluginInfo, PluginRef, Rejection, Score};
+pub use verdict::{
+    PluginFault, PluginInfo, PluginRef, RankOutcome, Rejection, Score, ValidationOutcome,
+};

@@ -3,7 +3,7 @@
 //! implements them natively for the reference strategy.
 
 use crate::context::{CandidateBid, MachineContext};
-use crate::verdict::{PluginFault, PluginRef, Rejection, Score};
+use crate::verdict::{PluginFault, PluginRef, RankOutcome, Rejection, Score, ValidationOutcome};
 
 /// Orders a machine's candidate bids: the highest score wins.
 ///
@@ -31,4 +31,44 @@ pub trait Validator: Send + Sync {
         machine: &MachineContext,
         bids: &[CandidateBid],
     ) -> Result<Vec<Rejection>, PluginFault>;
+}
+
+/// The installed plugins as the clearing uses them: validators in order, then the
+/// strategy, each failing closed. `gigaspot_plugin_runtime::PluginRegistry` is the real
+/// one; [`StrategyOnly`] serves tests and benchmarks.
+pub trait Plugins: Send + Sync {
+    /// Runs every validator; a bid is rejected at most once.
+    fn validate(&self, machine: &MachineContext, bids: &[CandidateBid]) -> ValidationOutcome;
+    /// Scores the bids; never fails (a fault falls back, at worst to all-zero scores).
+    fn rank(&self, machine: &MachineContext, bids: &[CandidateBid]) -> RankOutcome;
+}
+
+/// One strategy and no validators; a faulting call scores every bid zero (idle).
+pub struct StrategyOnly<S>(pub S);
+
+impl<S: Strategy> Plugins for StrategyOnly<S> {
+    fn validate(&self, _machine: &MachineContext, _bids: &[CandidateBid]) -> ValidationOutcome {
+        ValidationOutcome::default()
+    }
+
+    fn rank(&self, machine: &MachineContext, bids: &[CandidateBid]) -> RankOutcome {
+        match self.0.rank(machine, bids) {
+            Ok(scores) => RankOutcome {
+                scores,
+                answered_by: Some(self.0.plugin_ref().clone()),
+                faults: Vec::new(),
+            },
+            Err(fault) => RankOutcome {
+                scores: bids
+                    .iter()
+                    .map(|b| Score {
+                        bid_id: b.id,
+                        score: 0.0,
+                    })
+                    .collect(),
+                answered_by: None,
+                faults: vec![(self.0.plugin_ref().clone(), fault)],
+            },
+        }
+    }
 }

@@ -1,5 +1,6 @@
 //! What plugins answer, who answered, and how a call can fail.
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// A strategy's score for one bid: higher wins; zero or negative is "not acceptable".
@@ -34,7 +35,7 @@ pub struct PluginInfo {
 }
 
 /// Identifies exactly which plugin version answered a call; stored in decision records.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct PluginRef {
     /// The plugin's own name.
     pub name: String,
@@ -84,4 +85,27 @@ impl PluginFault {
             PluginFault::BadOutput(_) => "bad_output",
         }
     }
+}
+
+/// What answered a ranking call and what failed on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RankOutcome {
+    /// One score per input bid. All zero when no version could answer (the machine idles).
+    pub scores: Vec<Score>,
+    /// The version that produced the scores, `None` when none could.
+    pub answered_by: Option<PluginRef>,
+    /// The faults met before the answer, in the order they happened.
+    pub faults: Vec<(PluginRef, PluginFault)>,
+}
+
+/// The verdicts of all validators on one machine's candidates.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ValidationOutcome {
+    /// Each rejected bid with the version that rejected it. A bid is rejected at most once:
+    /// later validators see only the bids earlier ones let through.
+    pub rejections: Vec<(PluginRef, Rejection)>,
+    /// The validator versions that answered, in the order they ran.
+    pub answered_by: Vec<PluginRef>,
+    /// The faults met, in the order they happened.
+    pub faults: Vec<(PluginRef, PluginFault)>,
 }

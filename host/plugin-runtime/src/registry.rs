@@ -6,7 +6,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use arc_swap::ArcSwap;
 use gigaspot_market::{
-    CandidateBid, MachineContext, PluginFault, PluginRef, Rejection, Score, Strategy, Validator,
+    CandidateBid, MachineContext, PluginFault, PluginRef, Plugins, RankOutcome, Rejection, Score,
+    Strategy, ValidationOutcome, Validator,
 };
 use thiserror::Error;
 
@@ -48,27 +49,6 @@ pub struct VersionStats {
     pub faults: FaultCounts,
     /// Whether it is skipped after too many consecutive faults.
     pub quarantined: bool,
-}
-
-/// What answered a ranking call and what failed on the way.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RankOutcome {
-    /// One score per input bid. All zero when no version could answer (the machine idles).
-    pub scores: Vec<Score>,
-    /// The version that produced the scores, `None` when none could.
-    pub answered_by: Option<PluginRef>,
-    /// The faults met before the answer, in the order they happened.
-    pub faults: Vec<(PluginRef, PluginFault)>,
-}
-
-/// The verdicts of all validators on one machine's candidates.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ValidationOutcome {
-    /// Each rejected bid with the version that rejected it. A bid is rejected at most once:
-    /// later validators see only the bids earlier ones let through.
-    pub rejections: Vec<(PluginRef, Rejection)>,
-    /// The faults met, in the order they happened.
-    pub faults: Vec<(PluginRef, PluginFault)>,
 }
 
 /// An operator action the registry could not carry out.
@@ -371,10 +351,7 @@ impl PluginRegistry {
     /// Runs every validator in order; each sees the bids the earlier ones let through.
     pub fn validate(&self, machine: &MachineContext, bids: &[CandidateBid]) -> ValidationOutcome {
         let slots = self.validators.load_full();
-        let mut outcome = ValidationOutcome {
-            rejections: Vec::new(),
-            faults: Vec::new(),
-        };
+        let mut outcome = ValidationOutcome::default();
         // Copied only once some bid has been rejected.
         let mut remaining: Option<Vec<CandidateBid>> = None;
         for slot in slots.iter() {
@@ -382,7 +359,7 @@ impl PluginRegistry {
             if candidates.is_empty() {
                 break;
             }
-            let rejections = self.validate_with(slot, machine, candidates, &mut outcome.faults);
+            let rejections = self.validate_with(slot, machine, candidates, &mut outcome);
             if rejections.is_empty() {
                 continue;
             }
@@ -405,7 +382,7 @@ impl PluginRegistry {
         slot: &ValidatorSlot,
         machine: &MachineContext,
         bids: &[CandidateBid],
-        faults: &mut Vec<(PluginRef, PluginFault)>,
+        outcome: &mut ValidationOutcome,
     ) -> Vec<(PluginRef, Rejection)> {
         let mut last_fault = None;
         for installed in [Some(&slot.active), slot.previous.as_ref()]
@@ -418,6 +395,7 @@ impl PluginRegistry {
             let plugin_ref = installed.plugin.plugin_ref();
             match installed.call(|v| v.validate(machine, bids)) {
                 Ok(rejections) => {
+                    outcome.answered_by.push(plugin_ref.clone());
                     return rejections
                         .into_iter()
                         .map(|r| (plugin_ref.clone(), r))
@@ -425,7 +403,7 @@ impl PluginRegistry {
                 }
                 Err(fault) => {
                     last_fault = Some(fault.to_string());
-                    faults.push((plugin_ref.clone(), fault));
+                    outcome.faults.push((plugin_ref.clone(), fault));
                 }
             }
         }
@@ -504,6 +482,16 @@ impl PluginRegistry {
 
     fn lock_writer(&self) -> MutexGuard<'_, ()> {
         self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl Plugins for PluginRegistry {
+    fn validate(&self, machine: &MachineContext, bids: &[CandidateBid]) -> ValidationOutcome {
+        PluginRegistry::validate(self, machine, bids)
+    }
+
+    fn rank(&self, machine: &MachineContext, bids: &[CandidateBid]) -> RankOutcome {
+        PluginRegistry::rank(self, machine, bids)
     }
 }
 

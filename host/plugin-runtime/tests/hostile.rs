@@ -6,10 +6,10 @@ use std::time::Duration;
 
 use gigaspot_market::sample::SampleMarket;
 use gigaspot_market::{
-    CandidateBid, MachineContext, PluginFault, PricePerWatt, Strategy, Validator,
+    CandidateBid, MachineContext, PluginFault, PricePerWatt, RankOutcome, Strategy, Validator,
 };
 use gigaspot_plugin_runtime::{
-    ArtifactCache, LoadError, PluginLimits, PluginRegistry, PluginRuntime, RankOutcome,
+    ArtifactCache, LoadError, PluginLimits, PluginRegistry, PluginRuntime,
 };
 use gigaspot_tests::guest;
 

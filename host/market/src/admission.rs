@@ -1,0 +1,564 @@
+//! The admission rules of a bid (market.md), checked in the core and never by a plugin.
+//! Each refusal names the field, the value and the reason.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::account::AccountId;
+use crate::bid::{Bid, BidTerms, OcRequest};
+use crate::context::{GpuOc, RangeS32, RangeU32};
+use crate::gpu_ranges::GpuRangeTable;
+use crate::image_ref;
+use crate::machine::Machine;
+use crate::money::Amount;
+use crate::params::{MAX_BID_LIFETIME_S, MarketParams};
+
+/// Lowest price a bid may offer: 0.0001 CLORE/day.
+pub const MIN_PRICE: Amount = Amount(10_000);
+/// Highest price a bid may offer: 5000 CLORE/day.
+pub const MAX_PRICE: Amount = Amount::clore(5000);
+/// Longest environment variable name, in characters.
+pub const MAX_ENV_KEY_CHARS: usize = 128;
+/// Longest environment variable value, in characters.
+pub const MAX_ENV_VALUE_CHARS: usize = 1536;
+/// The environment serialised as JSON must be shorter than this many characters.
+pub const MAX_ENV_JSON_CHARS: usize = 12_288;
+
+/// Why a bid was refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalReason {
+    /// No machine has this id.
+    UnknownMachine,
+    /// Hosts may not bid on their own machines.
+    OwnMachine,
+    /// `oc` must have exactly one entry per GPU.
+    WrongOcCount {
+        /// GPUs of the machine.
+        expected: usize,
+    },
+    /// An `oc` entry has no power limit.
+    MissingPowerLimit,
+    /// A value is outside the GPU's allowed range (bounds inclusive).
+    OutOfRange {
+        /// Smallest allowed value.
+        min: i64,
+        /// Largest allowed value.
+        max: i64,
+    },
+    /// The GPU model accepts no clock locks or offsets.
+    NotAllowedOnModel,
+    /// The price is outside [0.0001, 5000] CLORE/day.
+    PriceOutOfRange,
+    /// The price is below the machine's minimum bid.
+    BelowMinBid {
+        /// The machine's minimum bid in base units per day.
+        min_bid: Amount,
+    },
+    /// An environment variable name is too long.
+    EnvKeyTooLong,
+    /// An environment variable value is too long.
+    EnvValueTooLong,
+    /// The environment serialises to too many characters.
+    EnvTooLarge,
+    /// The image reference is empty or malformed.
+    BadImage(String),
+    /// The lifetime is longer than the machine's maximum rental length or 20 days.
+    LifetimeTooLong {
+        /// Longest allowed lifetime in seconds.
+        max_s: u64,
+    },
+}
+
+/// A refused bid: which field, its value, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// The offending field, e.g. `oc[2].pl`, `price`, `env.HOME`.
+    pub field: String,
+    /// The offending value as text.
+    pub value: String,
+    /// Why it was refused.
+    pub reason: RefusalReason,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (field, value) = (&self.field, &self.value);
+        match &self.reason {
+            RefusalReason::UnknownMachine => write!(f, "{field}: no machine {value}"),
+            RefusalReason::OwnMachine => write!(f, "{field}: you own machine {value}"),
+            RefusalReason::WrongOcCount { expected } => write!(
+                f,
+                "{field}: {value} entries, the machine has {expected} GPU(s) and needs one each"
+            ),
+            RefusalReason::MissingPowerLimit => write!(f, "{field}: the power limit is mandatory"),
+            RefusalReason::OutOfRange { min, max } => {
+                write!(
+                    f,
+                    "{field}: {value} is outside the allowed range [{min}, {max}]"
+                )
+            }
+            RefusalReason::NotAllowedOnModel => write!(
+                f,
+                "{field}: {value} requested, but this GPU model accepts no clock locks or offsets"
+            ),
+            RefusalReason::PriceOutOfRange => write!(
+                f,
+                "{field}: {value} CLORE/day is outside [{MIN_PRICE}, {MAX_PRICE}]"
+            ),
+            RefusalReason::BelowMinBid { min_bid } => write!(
+                f,
+                "{field}: {value} CLORE/day is below the machine's minimum bid of {min_bid}"
+            ),
+            RefusalReason::EnvKeyTooLong => write!(
+                f,
+                "{field}: the name is longer than {MAX_ENV_KEY_CHARS} characters"
+            ),
+            RefusalReason::EnvValueTooLong => write!(
+                f,
+                "{field}: the value is longer than {MAX_ENV_VALUE_CHARS} characters"
+            ),
+            RefusalReason::EnvTooLarge => write!(
+                f,
+                "{field}: serialises to {value} characters, the limit is under {MAX_ENV_JSON_CHARS}"
+            ),
+            RefusalReason::BadImage(why) => write!(f, "{field}: {value:?} {why}"),
+            RefusalReason::LifetimeTooLong { max_s } => {
+                write!(f, "{field}: {value} s is longer than the allowed {max_s} s")
+            }
+        }
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+fn refuse<T>(
+    field: impl Into<String>,
+    value: impl ToString,
+    reason: RefusalReason,
+) -> Result<T, Refusal> {
+    Err(Refusal {
+        field: field.into(),
+        value: value.to_string(),
+        reason,
+    })
+}
+
+/// Checks `terms` from `bidder` against every admission rule; on success returns the
+/// validated per-GPU settings. Editing a bid runs the same checks.
+pub fn admit(
+    terms: &BidTerms,
+    bidder: AccountId,
+    machine: Option<&Machine>,
+    table: &GpuRangeTable,
+    params: &MarketParams,
+) -> Result<Vec<GpuOc>, Refusal> {
+    let Some(machine) = machine else {
+        return refuse("machine", terms.machine, RefusalReason::UnknownMachine);
+    };
+    if machine.host == bidder {
+        return refuse("machine", machine.id, RefusalReason::OwnMachine);
+    }
+    let oc = check_oc_requests(&terms.oc, machine, table)?;
+    check_price(terms.price_per_day, machine, params)?;
+    check_env(&terms.env)?;
+    if let Some(why) = image_ref::problem(&terms.image) {
+        return refuse("image", &terms.image, RefusalReason::BadImage(why.into()));
+    }
+    let max_s = machine.max_rental_length_s.min(MAX_BID_LIFETIME_S);
+    if terms.lifetime_s > max_s {
+        return refuse(
+            "lifetime",
+            terms.lifetime_s,
+            RefusalReason::LifetimeTooLong { max_s },
+        );
+    }
+    Ok(oc)
+}
+
+/// The checks that can change after admission (the host's ceilings, the operator's
+/// clock table, the energy floor), run again at every clearing.
+pub fn recheck(
+    bid: &Bid,
+    machine: &Machine,
+    table: &GpuRangeTable,
+    params: &MarketParams,
+) -> Result<(), Refusal> {
+    let requests: Vec<OcRequest> = bid
+        .oc
+        .iter()
+        .map(|oc| OcRequest {
+            pl: Some(oc.power_limit_w),
+            core_lock: oc.core_lock_mhz,
+            mem_lock: oc.mem_lock_mhz,
+            core_offset: oc.core_offset_mhz,
+            mem_offset: oc.mem_offset_mhz,
+        })
+        .collect();
+    check_oc_requests(&requests, machine, table)?;
+    check_price(bid.price_per_day, machine, params)
+}
+
+fn check_price(price: Amount, machine: &Machine, params: &MarketParams) -> Result<(), Refusal> {
+    if !(MIN_PRICE..=MAX_PRICE).contains(&price) {
+        return refuse("price", price, RefusalReason::PriceOutOfRange);
+    }
+    let min_bid = machine.min_bid(params);
+    if price < min_bid {
+        return refuse("price", price, RefusalReason::BelowMinBid { min_bid });
+    }
+    Ok(())
+}
+
+fn check_oc_requests(
+    requests: &[OcRequest],
+    machine: &Machine,
+    table: &GpuRangeTable,
+) -> Result<Vec<GpuOc>, Refusal> {
+    if requests.len() != machine.gpus.len() {
+        return refuse(
+            "oc",
+            requests.len(),
+            RefusalReason::WrongOcCount {
+                expected: machine.gpus.len(),
+            },
+        );
+    }
+    requests
+        .iter()
+        .zip(&machine.gpus)
+        .enumerate()
+        .map(|(i, (request, gpu))| {
+            let field = |name: &str| format!("oc[{i}].{name}");
+            let Some(pl) = request.pl else {
+                return refuse(field("pl"), "missing", RefusalReason::MissingPowerLimit);
+            };
+            within_u32(&field("pl"), pl, gpu.power_limit_range())?;
+            let clocks = table.get(&gpu.model);
+            let lock =
+                |name: &str, value: Option<u32>, range: Option<RangeU32>| match (value, range) {
+                    (None, _) => Ok(()),
+                    (Some(v), None) => refuse(field(name), v, RefusalReason::NotAllowedOnModel),
+                    (Some(v), Some(r)) => within_u32(&field(name), v, r),
+                };
+            let offset =
+                |name: &str, value: Option<i32>, range: Option<RangeS32>| match (value, range) {
+                    (None, _) => Ok(()),
+                    (Some(v), None) => refuse(field(name), v, RefusalReason::NotAllowedOnModel),
+                    (Some(v), Some(r)) => within_s32(&field(name), v, r),
+                };
+            lock("core_lock", request.core_lock, clocks.map(|c| c.core_lock))?;
+            lock("mem_lock", request.mem_lock, clocks.map(|c| c.mem_lock))?;
+            offset(
+                "core_offset",
+                request.core_offset,
+                clocks.map(|c| c.core_offset),
+            )?;
+            offset(
+                "mem_offset",
+                request.mem_offset,
+                clocks.map(|c| c.mem_offset),
+            )?;
+            Ok(GpuOc {
+                power_limit_w: pl,
+                core_lock_mhz: request.core_lock,
+                mem_lock_mhz: request.mem_lock,
+                core_offset_mhz: request.core_offset,
+                mem_offset_mhz: request.mem_offset,
+            })
+        })
+        .collect()
+}
+
+fn within_u32(field: &str, value: u32, range: RangeU32) -> Result<(), Refusal> {
+    if (range.min..=range.max).contains(&value) {
+        return Ok(());
+    }
+    refuse(
+        field,
+        value,
+        RefusalReason::OutOfRange {
+            min: range.min.into(),
+            max: range.max.into(),
+        },
+    )
+}
+
+fn within_s32(field: &str, value: i32, range: RangeS32) -> Result<(), Refusal> {
+    if (range.min..=range.max).contains(&value) {
+        return Ok(());
+    }
+    refuse(
+        field,
+        value,
+        RefusalReason::OutOfRange {
+            min: range.min.into(),
+            max: range.max.into(),
+        },
+    )
+}
+
+fn check_env(env: &std::collections::BTreeMap<String, String>) -> Result<(), Refusal> {
+    for (key, value) in env {
+        if key.chars().count() > MAX_ENV_KEY_CHARS {
+            return refuse(
+                format!("env.{}", truncate(key)),
+                truncate(key),
+                RefusalReason::EnvKeyTooLong,
+            );
+        }
+        if value.chars().count() > MAX_ENV_VALUE_CHARS {
+            return refuse(
+                format!("env.{key}"),
+                truncate(value),
+                RefusalReason::EnvValueTooLong,
+            );
+        }
+    }
+    // Serialising a map of strings cannot fail.
+    let json_chars = serde_json::to_string(env).map_or(usize::MAX, |s| s.chars().count());
+    if json_chars >= MAX_ENV_JSON_CHARS {
+        return refuse("env", json_chars, RefusalReason::EnvTooLarge);
+    }
+    Ok(())
+}
+
+/// Keeps refusal messages short when the offending text is huge.
+fn truncate(text: &str) -> String {
+    const SHOWN: usize = 32;
+    if text.chars().count() <= SHOWN {
+        text.to_string()
+    } else {
+        format!("{}…", text.chars().take(SHOWN).collect::<String>())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::machine::tests::machine;
+    use std::collections::BTreeMap;
+
+    fn params() -> MarketParams {
+        MarketParams {
+            clore_usd: 0.0625,
+            ..MarketParams::default()
+        }
+    }
+
+    fn terms() -> BidTerms {
+        BidTerms {
+            machine: 1,
+            price_per_day: Amount::clore(100),
+            image: "registry.example/app:1".into(),
+            env: BTreeMap::from([("MODE".into(), "train".into())]),
+            oc: vec![
+                OcRequest {
+                    pl: Some(300),
+                    ..OcRequest::default()
+                };
+                4
+            ],
+            lifetime_s: 86_400,
+        }
+    }
+
+    fn check(t: &BidTerms) -> Result<Vec<GpuOc>, Refusal> {
+        admit(
+            t,
+            7,
+            Some(&machine()),
+            &GpuRangeTable::defaults(),
+            &params(),
+        )
+    }
+
+    fn reason(t: &BidTerms) -> (String, RefusalReason) {
+        let r = check(t).unwrap_err();
+        (r.field, r.reason)
+    }
+
+    #[test]
+    fn a_good_bid_is_admitted_with_its_settings() {
+        let oc = check(&terms()).unwrap();
+        assert_eq!(oc.len(), 4);
+        assert_eq!(oc[0].power_limit_w, 300);
+    }
+
+    #[test]
+    fn unknown_and_own_machines() {
+        let t = terms();
+        let r = admit(&t, 7, None, &GpuRangeTable::defaults(), &params()).unwrap_err();
+        assert_eq!(r.reason, RefusalReason::UnknownMachine);
+        let r = admit(
+            &t,
+            10,
+            Some(&machine()),
+            &GpuRangeTable::defaults(),
+            &params(),
+        )
+        .unwrap_err();
+        assert_eq!(r.reason, RefusalReason::OwnMachine);
+    }
+
+    #[test]
+    fn oc_count_and_mandatory_power_limit() {
+        let mut t = terms();
+        t.oc.pop();
+        assert_eq!(
+            reason(&t),
+            ("oc".into(), RefusalReason::WrongOcCount { expected: 4 })
+        );
+        let mut t = terms();
+        t.oc[2].pl = None;
+        assert_eq!(
+            reason(&t),
+            ("oc[2].pl".into(), RefusalReason::MissingPowerLimit)
+        );
+    }
+
+    #[test]
+    fn power_limit_bounds_are_inclusive() {
+        for (pl, ok) in [(149, false), (150, true), (400, true), (401, false)] {
+            let mut t = terms();
+            t.oc[1].pl = Some(pl);
+            assert_eq!(check(&t).is_ok(), ok, "pl {pl}");
+            if !ok {
+                assert_eq!(
+                    reason(&t),
+                    (
+                        "oc[1].pl".into(),
+                        RefusalReason::OutOfRange { min: 150, max: 400 }
+                    )
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn clock_bounds_are_inclusive_and_need_a_table_entry() {
+        // RTX 4090 defaults: core lock [210, 3105], core offset [-300, 300].
+        for (lock, ok) in [(209, false), (210, true), (3105, true), (3106, false)] {
+            let mut t = terms();
+            t.oc[0].core_lock = Some(lock);
+            assert_eq!(check(&t).is_ok(), ok, "core lock {lock}");
+        }
+        for (offset, ok) in [(-301, false), (-300, true), (300, true), (301, false)] {
+            let mut t = terms();
+            t.oc[3].core_offset = Some(offset);
+            assert_eq!(check(&t).is_ok(), ok, "core offset {offset}");
+        }
+        let mut t = terms();
+        t.oc[0].mem_offset = Some(100);
+        let mut unknown = machine();
+        unknown.gpus[0].model = "Mystery GPU".into();
+        let r = admit(&t, 7, Some(&unknown), &GpuRangeTable::defaults(), &params()).unwrap_err();
+        assert_eq!(
+            (r.field.as_str(), r.reason),
+            ("oc[0].mem_offset", RefusalReason::NotAllowedOnModel)
+        );
+    }
+
+    #[test]
+    fn price_bounds_and_min_bid() {
+        for (units, ok) in [
+            (9_999, false),
+            (10_000, true),
+            (500_000_000_000, true),
+            (500_000_000_001, false),
+        ] {
+            let mut t = terms();
+            t.price_per_day = Amount(units);
+            let cheap_machine = admit(
+                &t,
+                7,
+                Some(&Machine {
+                    energy_price_usd_per_kwh: 0.0,
+                    ..machine()
+                }),
+                &GpuRangeTable::defaults(),
+                &params(),
+            );
+            assert_eq!(cheap_machine.is_ok(), ok, "price {units}");
+        }
+        // min bid 28.8 CLORE (see machine tests).
+        let mut t = terms();
+        t.price_per_day = Amount(2_879_999_999);
+        assert_eq!(
+            reason(&t).1,
+            RefusalReason::BelowMinBid {
+                min_bid: Amount(2_880_000_000)
+            }
+        );
+        t.price_per_day = Amount(2_880_000_000);
+        assert!(check(&t).is_ok());
+    }
+
+    #[test]
+    fn env_limits() {
+        let mut t = terms();
+        t.env = BTreeMap::from([("K".repeat(128), "v".into())]);
+        assert!(check(&t).is_ok());
+        t.env = BTreeMap::from([("K".repeat(129), "v".into())]);
+        assert_eq!(reason(&t).1, RefusalReason::EnvKeyTooLong);
+        t.env = BTreeMap::from([("K".into(), "v".repeat(1536))]);
+        assert!(check(&t).is_ok());
+        t.env = BTreeMap::from([("K".into(), "v".repeat(1537))]);
+        assert_eq!(reason(&t), ("env.K".into(), RefusalReason::EnvValueTooLong));
+        // {"K0":"vvv…"} … sized to hit 12288 exactly: refused at 12288, accepted at 12287.
+        let fill = |total: usize| {
+            let mut env = BTreeMap::new();
+            let mut used = 2; // {}
+            let mut i = 0;
+            while used < total {
+                let key = format!("K{i:03}");
+                let overhead = key.len() + 5 + usize::from(!env.is_empty());
+                let len = (total - used - overhead).min(1536);
+                env.insert(key, "v".repeat(len));
+                used += overhead + len;
+                i += 1;
+            }
+            env
+        };
+        t.env = fill(12_287);
+        assert_eq!(serde_json::to_string(&t.env).unwrap().len(), 12_287);
+        assert!(check(&t).is_ok());
+        t.env = fill(12_288);
+        assert_eq!(reason(&t).1, RefusalReason::EnvTooLarge);
+    }
+
+    #[test]
+    fn image_and_lifetime() {
+        let mut t = terms();
+        t.image = String::new();
+        assert!(matches!(reason(&t), (f, RefusalReason::BadImage(_)) if f == "image"));
+        t.image = "Not Valid".into();
+        assert!(matches!(reason(&t).1, RefusalReason::BadImage(_)));
+        let mut t = terms();
+        t.lifetime_s = MAX_BID_LIFETIME_S;
+        assert!(check(&t).is_ok());
+        t.lifetime_s = MAX_BID_LIFETIME_S + 1;
+        assert_eq!(
+            reason(&t).1,
+            RefusalReason::LifetimeTooLong {
+                max_s: MAX_BID_LIFETIME_S
+            }
+        );
+        let mut short = machine();
+        short.max_rental_length_s = 3600;
+        t.lifetime_s = 3601;
+        let r = admit(&t, 7, Some(&short), &GpuRangeTable::defaults(), &params()).unwrap_err();
+        assert_eq!(r.reason, RefusalReason::LifetimeTooLong { max_s: 3600 });
+    }
+
+    #[test]
+    fn refusals_read_well() {
+        let mut t = terms();
+        t.oc[1].pl = Some(999);
+        let text = check(&t).unwrap_err().to_string();
+        assert_eq!(
+            text,
+            "oc[1].pl: 999 is outside the allowed range [150, 400]"
+        );
+    }
+}

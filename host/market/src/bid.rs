@@ -1,0 +1,110 @@
+//! Bids: what a client offers for a machine.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::account::AccountId;
+use crate::context::{CandidateBid, GpuOc};
+use crate::machine::MachineId;
+use crate::money::Amount;
+
+/// A bid id; older bids have lower ids.
+pub type BidId = u64;
+
+/// Where a bid is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum BidState {
+    /// Competes every interval until cancelled or expired.
+    Active,
+    /// Cancelled by its owner.
+    Cancelled,
+    /// Past its expiry time.
+    Expired,
+}
+
+/// A client's settings request for one GPU, as received: the power limit may be missing
+/// (which admission refuses).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OcRequest {
+    /// Power limit in W (mandatory).
+    pub pl: Option<u32>,
+    /// Locked core clock in MHz.
+    pub core_lock: Option<u32>,
+    /// Locked memory clock in MHz.
+    pub mem_lock: Option<u32>,
+    /// Core clock offset in MHz.
+    pub core_offset: Option<i32>,
+    /// Memory clock offset in MHz.
+    pub mem_offset: Option<i32>,
+}
+
+/// What a client asks for when placing or editing a bid.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BidTerms {
+    /// The machine bid on.
+    pub machine: MachineId,
+    /// Price per day.
+    pub price_per_day: Amount,
+    /// Container image reference.
+    pub image: String,
+    /// Environment of the container.
+    pub env: BTreeMap<String, String>,
+    /// One entry per GPU of the machine.
+    pub oc: Vec<OcRequest>,
+    /// How long the bid stays active, in seconds.
+    pub lifetime_s: u64,
+}
+
+/// A bid on the market.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bid {
+    /// Bid id.
+    pub id: BidId,
+    /// The bidder.
+    pub owner: AccountId,
+    /// The machine bid on.
+    pub machine: MachineId,
+    /// Price per day.
+    pub price_per_day: Amount,
+    /// Container image reference.
+    pub image: String,
+    /// Environment of the container.
+    pub env: BTreeMap<String, String>,
+    /// Per-GPU settings, one per GPU of the machine.
+    pub oc: Vec<GpuOc>,
+    /// Creation time, unix seconds.
+    pub created_at: u64,
+    /// Expiry time, unix seconds.
+    pub expires_at: u64,
+    /// Life-cycle state.
+    pub state: BidState,
+}
+
+impl Bid {
+    /// Sum of the per-GPU power limits in W.
+    pub fn total_power_limit_w(&self) -> u32 {
+        self.oc
+            .iter()
+            .fold(0u32, |sum, oc| sum.saturating_add(oc.power_limit_w))
+    }
+
+    /// Whether the bid competes at `now`: active and not yet expired.
+    pub fn is_live(&self, now: u64) -> bool {
+        self.state == BidState::Active && now < self.expires_at
+    }
+
+    /// The bid as plugins see it.
+    pub fn candidate(&self) -> CandidateBid {
+        CandidateBid {
+            id: self.id,
+            owner_id: self.owner,
+            price_per_day: self.price_per_day.0,
+            oc: self.oc.clone(),
+            total_power_limit_w: self.total_power_limit_w(),
+            created_at: self.created_at,
+            image: self.image.clone(),
+            env_keys: self.env.keys().cloned().collect(),
+        }
+    }
+}
