@@ -31,7 +31,7 @@ pub struct ClearingInput<'a> {
     /// The bid running on the machine now, if any.
     pub running: Option<RunningBid>,
     /// The machine's bids, in any state; only live ones compete.
-    pub bids: &'a [Bid],
+    pub bids: Vec<&'a Bid>,
 }
 
 /// What happened to one bid in one clearing.
@@ -133,7 +133,12 @@ pub fn clear_machine(
     plugins: &dyn Plugins,
 ) -> Decision {
     let machine = input.machine;
-    let live: Vec<&Bid> = input.bids.iter().filter(|b| b.is_live(input.now)).collect();
+    let live: Vec<&Bid> = input
+        .bids
+        .iter()
+        .copied()
+        .filter(|b| b.is_live(input.now))
+        .collect();
     let mut decision = Decision {
         machine: machine.id,
         interval: input.interval,
@@ -346,7 +351,7 @@ mod tests {
                 bid_id,
                 running_for_s: 60,
             }),
-            bids,
+            bids: bids.iter().collect(),
         };
         clear_machine(&input, |owner, _| owner != 99, plugins)
     }

@@ -1,0 +1,157 @@
+//! The interval engine: at each interval boundary it settles the intervals just served
+//! and clears every machine for the next one, persisting everything in one commit.
+
+use std::collections::BTreeMap;
+
+use gigaspot_market::Plugins;
+use gigaspot_market::billing::{ServedInterval, charge_transfers};
+use gigaspot_market::clearing::{ClearingInput, clear_machine};
+use gigaspot_market::context::RunningBid;
+use gigaspot_market::ledger;
+use gigaspot_market::ledger::AuditReport;
+
+use crate::error::StoreResult;
+use crate::records::{Assignment, Settlement, TickCommit, TickReport, TickSnapshot};
+use crate::store::Store;
+
+/// Runs the market's billing intervals over a [`Store`] with the installed plugins.
+pub struct IntervalEngine<'a> {
+    store: &'a dyn Store,
+    plugins: &'a dyn Plugins,
+}
+
+impl<'a> IntervalEngine<'a> {
+    /// Audits the ledger and, when it holds, returns an engine ready to tick. A failed
+    /// audit stops billing: the error says which invariant broke.
+    pub fn start(store: &'a dyn Store, plugins: &'a dyn Plugins) -> StoreResult<(Self, AuditReport)> {
+        let report = store.audit()?;
+        Ok((IntervalEngine { store, plugins }, report))
+    }
+
+    /// Runs the boundary that `now` (unix seconds) falls in, if not run yet: settles every
+    /// cleared-but-unsettled interval before it (charging the served ones exactly once),
+    /// then clears every machine for the current interval.
+    pub fn tick(&self, now: u64) -> StoreResult<TickReport> {
+        let snapshot = self.store.tick_snapshot()?;
+        let interval_s = u64::from(snapshot.params.billing_interval_s.max(1));
+        let current = now / interval_s;
+        if snapshot.cleared_through.is_some_and(|c| c >= current) {
+            return Ok(TickReport::default());
+        }
+        let mut report = TickReport {
+            interval: Some(current),
+            ..TickReport::default()
+        };
+        let mut balances = snapshot.balances.clone();
+        let settlements = settle(&snapshot, current, now, &mut balances, &mut report);
+        let (assignments, decisions) = self.clear_all(&snapshot, current, now, balances, &mut report);
+        self.store.commit_tick(&TickCommit {
+            interval: current,
+            settlements,
+            assignments,
+            decisions,
+        })?;
+        Ok(report)
+    }
+
+    fn clear_all(
+        &self,
+        snapshot: &TickSnapshot,
+        current: u64,
+        now: u64,
+        mut available: BTreeMap<u64, gigaspot_market::money::Amount>,
+        report: &mut TickReport,
+    ) -> (Vec<Assignment>, Vec<gigaspot_market::clearing::Decision>) {
+        let mut assignments = Vec::with_capacity(snapshot.machines.len());
+        let mut decisions = Vec::with_capacity(snapshot.machines.len());
+        for machine in &snapshot.machines {
+            let latest = snapshot.latest.get(&machine.id);
+            let running = latest.and_then(|a| {
+                a.winner.map(|w| RunningBid {
+                    bid_id: w.bid,
+                    running_for_s: now.saturating_sub(a.running_since.unwrap_or(now)),
+                })
+            });
+            let input = ClearingInput {
+                machine,
+                table: &snapshot.table,
+                params: &snapshot.params,
+                interval: current,
+                now,
+                running,
+                bids: snapshot.bids.get(&machine.id).map(|b| b.iter().collect()).unwrap_or_default(),
+            };
+            let decision = clear_machine(
+                &input,
+                |owner, amount| available.get(&owner).is_some_and(|b| *b >= amount),
+                self.plugins,
+            );
+            if let Some(w) = decision.winner
+                && let Some(balance) = available.get_mut(&w.owner)
+            {
+                // Commit the owner's funds so that other machines cannot spend them too.
+                *balance = balance.checked_sub(w.charge.total).unwrap_or_default();
+            }
+            let continues = running.is_some() && decision.winner.map(|w| w.bid) == running.map(|r| r.bid_id);
+            report.machines += 1;
+            report.switches += usize::from(decision.switched);
+            report.idle += usize::from(decision.winner.is_none());
+            assignments.push(Assignment {
+                machine: machine.id,
+                host: machine.host,
+                interval: current,
+                winner: decision.winner,
+                running_since: match (decision.winner, continues) {
+                    (None, _) => None,
+                    (Some(_), true) => latest.and_then(|a| a.running_since),
+                    (Some(_), false) => Some(now),
+                },
+            });
+            decisions.push(decision);
+        }
+        (assignments, decisions)
+    }
+}
+
+/// Settles the pending intervals before `current`, oldest first: a served interval is
+/// charged when its owner can pay; an unserved one is closed without charge.
+fn settle(
+    snapshot: &TickSnapshot,
+    current: u64,
+    now: u64,
+    balances: &mut BTreeMap<u64, gigaspot_market::money::Amount>,
+    report: &mut TickReport,
+) -> Vec<Settlement> {
+    let mut pending: Vec<_> = snapshot.pending.iter().filter(|(a, _)| a.interval < current).collect();
+    pending.sort_by_key(|(a, _)| (a.interval, a.machine));
+    let mut settlements = Vec::with_capacity(pending.len());
+    for (assignment, served) in pending {
+        let mut transfers = Vec::new();
+        if let Some(winner) = assignment.winner
+            && *served == Some(winner.bid)
+        {
+            let interval = ServedInterval {
+                machine: assignment.machine,
+                host: assignment.host,
+                interval: assignment.interval,
+                bid: winner.bid,
+                owner: winner.owner,
+            };
+            let legs = charge_transfers(&interval, winner.charge, snapshot.fee_account, now);
+            let mut trial = balances.clone();
+            if legs.iter().all(|t| ledger::apply(&mut trial, t).is_ok()) {
+                *balances = trial;
+                transfers = legs;
+                report.charged += 1;
+                report.revenue = report.revenue.checked_add(winner.charge.total).unwrap_or(report.revenue);
+            }
+        }
+        report.settled += 1;
+        settlements.push(Settlement {
+            machine: assignment.machine,
+            interval: assignment.interval,
+            transfers,
+        });
+    }
+    settlements
+}

@@ -1,0 +1,71 @@
+//! The key layout of the single sled tree. Ids are big-endian so that keys sort by id.
+
+/// Schema version of the layout below.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// `u32` schema version.
+pub const SCHEMA: &[u8] = b"meta/schema";
+/// `u64`: the last id handed out to an account, machine or bid.
+pub const LAST_ID: &[u8] = b"meta/last_id";
+/// `u64`: the sequence number of the last transfer booked.
+pub const LAST_TRANSFER: &[u8] = b"meta/last_transfer";
+/// `MarketParams`.
+pub const PARAMS: &[u8] = b"meta/params";
+/// `GpuRangeTable`.
+pub const GPU_TABLE: &[u8] = b"meta/gpu_table";
+/// `u64`: the last interval cleared.
+pub const CLEARED_THROUGH: &[u8] = b"meta/cleared_through";
+/// `u64`: the operator's fee account.
+pub const FEE_ACCOUNT: &[u8] = b"meta/fee_account";
+
+/// Prefix of accounts by id.
+pub const ACCOUNT: &[u8] = b"acct/";
+/// Prefix of API key hashes → account id.
+pub const API_KEY: &[u8] = b"key/";
+/// Prefix of machines by id.
+pub const MACHINE: &[u8] = b"mach/";
+/// Prefix of bids by id.
+pub const BID: &[u8] = b"bid/";
+/// Prefix of balances by account id.
+pub const BALANCE: &[u8] = b"bal/";
+/// Prefix of transfers by booking sequence.
+pub const TRANSFER: &[u8] = b"xfer/";
+/// Prefix of transfer ids → booking sequence (uniqueness).
+pub const TRANSFER_ID: &[u8] = b"xid/";
+/// Prefix of assignments by (machine, interval).
+pub const ASSIGNMENT: &[u8] = b"asg/";
+/// Prefix of assignments with a winner not yet settled, by (machine, interval).
+pub const PENDING: &[u8] = b"pend/";
+/// Prefix of served reports by (machine, interval) → bid id.
+pub const SERVED: &[u8] = b"srv/";
+/// Prefix of decision records by (machine, interval).
+pub const DECISION: &[u8] = b"dec/";
+/// Prefix of idempotency keys by (account, key) → bid id.
+pub const IDEMPOTENCY: &[u8] = b"idem/";
+/// Prefix of plugin versions by digest.
+pub const PLUGIN: &[u8] = b"plug/";
+
+/// `prefix` followed by the big-endian bytes of each id.
+pub fn key(prefix: &[u8], ids: &[u64]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + 8 * ids.len());
+    k.extend_from_slice(prefix);
+    for id in ids {
+        k.extend_from_slice(&id.to_be_bytes());
+    }
+    k
+}
+
+/// `prefix` followed by raw bytes.
+pub fn key_bytes(prefix: &[u8], tail: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + tail.len());
+    k.extend_from_slice(prefix);
+    k.extend_from_slice(tail);
+    k
+}
+
+/// The idempotency key of `account`'s request `key`.
+pub fn idempotency(account: u64, key: &str) -> Vec<u8> {
+    let mut k = self::key(IDEMPOTENCY, &[account]);
+    k.extend_from_slice(key.as_bytes());
+    k
+}

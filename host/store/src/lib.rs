@@ -1,0 +1,22 @@
+//! GigaSPOT storage: the [`Store`] trait, its embedded sled implementation
+//! ([`SledStore`]) and the [`IntervalEngine`] that settles and clears every interval.
+//!
+//! Every write is atomic and flushed to disk before it is acknowledged; the ledger is
+//! audited at start-up and on demand.
+
+mod codec;
+mod engine;
+mod error;
+mod keys;
+mod records;
+mod sled_store;
+mod store;
+
+pub use engine::IntervalEngine;
+pub use error::{StoreError, StoreResult};
+pub use keys::SCHEMA_VERSION;
+pub use records::{
+    Assignment, MachineSpec, PluginVersionRecord, Settlement, TickCommit, TickReport, TickSnapshot,
+};
+pub use sled_store::SledStore;
+pub use store::Store;

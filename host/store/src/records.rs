@@ -1,0 +1,131 @@
+//! Records the store keeps besides the market's own types.
+
+use std::collections::BTreeMap;
+
+use gigaspot_market::account::AccountId;
+use gigaspot_market::bid::{Bid, BidId};
+use gigaspot_market::clearing::{Decision, Winner};
+use gigaspot_market::gpu_ranges::GpuRangeTable;
+use gigaspot_market::ledger::Transfer;
+use gigaspot_market::machine::{Gpu, Machine, MachineFacts, MachineId};
+use gigaspot_market::money::Amount;
+use gigaspot_market::params::MarketParams;
+use serde::{Deserialize, Serialize};
+
+/// What a host supplies to register a machine.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MachineSpec {
+    /// The owning host.
+    pub host: AccountId,
+    /// Facts for bidders.
+    pub facts: MachineFacts,
+    /// GPUs in order.
+    pub gpus: Vec<Gpu>,
+    /// Electricity price in USD per kWh.
+    pub energy_price_usd_per_kwh: f64,
+    /// Reserve price per day.
+    pub reserve_price: Amount,
+    /// Longest rental accepted, seconds.
+    pub max_rental_length_s: u64,
+}
+
+/// Which bid holds a machine for an interval.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Assignment {
+    /// The machine.
+    pub machine: MachineId,
+    /// Its host, paid for served intervals.
+    pub host: AccountId,
+    /// The interval.
+    pub interval: u64,
+    /// The winner, `None` when idle.
+    pub winner: Option<Winner>,
+    /// When the winner started running without interruption, unix seconds.
+    pub running_since: Option<u64>,
+}
+
+/// A plugin version the operator installed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginVersionRecord {
+    /// `sha256:<hex>` of the component.
+    pub digest: String,
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// `strategy` or `validator`.
+    pub kind: String,
+    /// The operator's configuration string.
+    pub config: String,
+    /// When it was installed, unix seconds.
+    pub installed_at: u64,
+    /// The component bytes.
+    pub wasm: Vec<u8>,
+}
+
+/// The settlement of one served-or-not interval: its transfers (empty when not served).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The machine.
+    pub machine: MachineId,
+    /// The interval settled.
+    pub interval: u64,
+    /// The charge and fee, booked together or not at all.
+    pub transfers: Vec<Transfer>,
+}
+
+/// Everything one tick writes, atomically.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TickCommit {
+    /// The interval cleared.
+    pub interval: u64,
+    /// Earlier intervals settled.
+    pub settlements: Vec<Settlement>,
+    /// The new assignments, one per machine.
+    pub assignments: Vec<Assignment>,
+    /// The decision records, one per machine.
+    pub decisions: Vec<Decision>,
+}
+
+/// A consistent view of what a tick needs.
+#[derive(Debug, Clone)]
+pub struct TickSnapshot {
+    /// Market parameters.
+    pub params: MarketParams,
+    /// Clock ranges.
+    pub table: GpuRangeTable,
+    /// The operator's fee account.
+    pub fee_account: AccountId,
+    /// The last interval cleared.
+    pub cleared_through: Option<u64>,
+    /// Every machine.
+    pub machines: Vec<Machine>,
+    /// Active bids by machine.
+    pub bids: BTreeMap<MachineId, Vec<Bid>>,
+    /// Every balance.
+    pub balances: BTreeMap<AccountId, Amount>,
+    /// The latest assignment of each machine.
+    pub latest: BTreeMap<MachineId, Assignment>,
+    /// Assignments with a winner not yet settled, with the bid the agent reported
+    /// serving in that interval, if any.
+    pub pending: Vec<(Assignment, Option<BidId>)>,
+}
+
+/// What a tick did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickReport {
+    /// The interval cleared, `None` when it had been cleared already.
+    pub interval: Option<u64>,
+    /// Earlier intervals settled.
+    pub settled: usize,
+    /// Of those, the ones charged.
+    pub charged: usize,
+    /// Total charged.
+    pub revenue: Amount,
+    /// Machines cleared.
+    pub machines: usize,
+    /// Machines that switched workloads.
+    pub switches: usize,
+    /// Machines left idle.
+    pub idle: usize,
+}

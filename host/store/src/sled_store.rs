@@ -1,0 +1,762 @@
+//! The embedded default store: one sled tree on disk, with the working set in memory.
+//!
+//! Writes are serialised by one lock, built as one sled batch (atomic), applied, mirrored
+//! into memory, then flushed before the call returns. The flush happens outside the lock,
+//! so concurrent writers share flushes (group commit). Reads are served from memory.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use gigaspot_market::account::{Account, AccountId, Role};
+use gigaspot_market::admission::admit;
+use gigaspot_market::bid::{Bid, BidId, BidState, BidTerms, OcRequest};
+use gigaspot_market::clearing::Decision;
+use gigaspot_market::gpu_ranges::GpuRangeTable;
+use gigaspot_market::ledger::{self, AuditReport, Party, Transfer, TransferKind};
+use gigaspot_market::machine::{Machine, MachineId};
+use gigaspot_market::money::Amount;
+use gigaspot_market::params::MarketParams;
+use sled::Batch;
+
+use crate::codec::{decode, encode, read_u64, u64_bytes};
+use crate::error::{StoreError, StoreResult};
+use crate::keys::{self, key, key_bytes};
+use crate::records::{Assignment, MachineSpec, PluginVersionRecord, TickCommit, TickSnapshot};
+use crate::store::Store;
+
+/// The working set, mirrored from disk.
+struct State {
+    accounts: BTreeMap<AccountId, Account>,
+    machines: BTreeMap<MachineId, Arc<Machine>>,
+    bids: BTreeMap<BidId, Arc<Bid>>,
+    bids_by_machine: BTreeMap<MachineId, BTreeSet<BidId>>,
+    balances: BTreeMap<AccountId, Amount>,
+    latest: BTreeMap<MachineId, Assignment>,
+    pending: BTreeMap<(MachineId, u64), Assignment>,
+    params: MarketParams,
+    table: GpuRangeTable,
+    fee_account: AccountId,
+    last_id: u64,
+    last_transfer: u64,
+    cleared_through: Option<u64>,
+}
+
+/// The sled-backed [`Store`].
+pub struct SledStore {
+    db: sled::Db,
+    state: RwLock<State>,
+    writer: Mutex<()>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `path`. A database that is corrupt, not a
+    /// GigaSPOT database, or written by a newer schema is refused and left untouched.
+    pub fn open(path: impl AsRef<Path>) -> StoreResult<SledStore> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let corrupt = |detail: String| StoreError::Corrupt {
+            path: shown.clone(),
+            detail,
+        };
+        let db = sled::Config::new().path(path).open().map_err(|e| match e {
+            sled::Error::Io(io) => StoreError::Backend(format!("cannot open {shown}: {io}")),
+            other => corrupt(other.to_string()),
+        })?;
+        match db.get(keys::SCHEMA)? {
+            None if db.is_empty() => initialise(&db)?,
+            None => return Err(corrupt("it has data but no schema version".into())),
+            Some(bytes) => {
+                let found = <[u8; 4]>::try_from(bytes.as_ref())
+                    .map(u32::from_be_bytes)
+                    .map_err(|_| corrupt("unreadable schema version".into()))?;
+                if found > keys::SCHEMA_VERSION {
+                    return Err(StoreError::NewerSchema {
+                        path: shown,
+                        found,
+                        supported: keys::SCHEMA_VERSION,
+                    });
+                }
+                if found < keys::SCHEMA_VERSION {
+                    return Err(corrupt(format!("unknown old schema version {found}")));
+                }
+            }
+        }
+        let state = load(&db).map_err(|e| match e {
+            StoreError::Corrupt { detail, .. } => corrupt(detail),
+            other => other,
+        })?;
+        Ok(SledStore {
+            db,
+            state: RwLock::new(state),
+            writer: Mutex::new(()),
+        })
+    }
+
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write_lock(&self) -> MutexGuard<'_, ()> {
+        self.writer.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn state_mut(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Applies `batch`, mirrors it with `mirror`, and flushes before returning.
+    fn commit(&self, batch: Batch, mirror: impl FnOnce(&mut State)) -> StoreResult<()> {
+        {
+            let mut state = self.state_mut();
+            self.db.apply_batch(batch)?;
+            mirror(&mut state);
+        }
+        self.db.flush()?;
+        Ok(())
+    }
+
+    fn transfer_by_id(&self, id: &str) -> StoreResult<Option<Transfer>> {
+        let Some(seq) = self.db.get(key_bytes(keys::TRANSFER_ID, id.as_bytes()))? else {
+            return Ok(None);
+        };
+        let seq_key = key_bytes(keys::TRANSFER, &seq);
+        match self.db.get(&seq_key)? {
+            Some(bytes) => Ok(Some(decode(&seq_key, &bytes)?)),
+            None => Err(StoreError::Corrupt {
+                path: String::from_utf8_lossy(&seq_key).into_owned(),
+                detail: format!("transfer {id} is indexed but missing"),
+            }),
+        }
+    }
+
+    /// Books a deposit or withdrawal; a repeated reference returns the first booking.
+    fn move_money(
+        &self,
+        account: AccountId,
+        amount: Amount,
+        reference: &str,
+        now: u64,
+        kind: TransferKind,
+    ) -> StoreResult<Transfer> {
+        if amount == Amount::ZERO {
+            return Err(StoreError::Invalid {
+                field: "amount",
+                reason: "must be positive".into(),
+            });
+        }
+        if reference.is_empty() || reference.len() > 128 {
+            return Err(StoreError::Invalid {
+                field: "reference",
+                reason: "must be 1 to 128 bytes".into(),
+            });
+        }
+        let (prefix, from, to) = match kind {
+            TransferKind::Withdrawal => ("withdrawal", Party::Account(account), Party::External),
+            _ => ("deposit", Party::External, Party::Account(account)),
+        };
+        let transfer = Transfer {
+            id: format!("{prefix}:{reference}"),
+            from,
+            to,
+            amount,
+            kind,
+            interval: None,
+            bid: None,
+            machine: None,
+            at: now,
+        };
+        let _guard = self.write_lock();
+        if let Some(existing) = self.transfer_by_id(&transfer.id)? {
+            if existing.from == transfer.from && existing.to == transfer.to && existing.amount == amount {
+                return Ok(existing);
+            }
+            return Err(StoreError::Invalid {
+                field: "reference",
+                reason: format!("{reference:?} was already used for another {prefix}"),
+            });
+        }
+        let (batch, balances, seq) = {
+            let state = self.read();
+            if !state.accounts.contains_key(&account) {
+                return Err(StoreError::NotFound { what: "account", id: account });
+            }
+            let mut balances = BTreeMap::new();
+            let mut batch = Batch::default();
+            let seq = book(&state, &mut batch, &mut balances, state.last_transfer, &[transfer.clone()])?;
+            (batch, balances, seq)
+        };
+        self.commit(batch, |state| {
+            state.balances.extend(balances);
+            state.last_transfer = seq;
+        })?;
+        Ok(transfer)
+    }
+}
+
+/// Adds `transfers` to `batch` as one unit: checks them against the balances (the
+/// current ones overlaid with `changed`), records the new balances in `changed` and the
+/// batch, and returns the last booking sequence.
+fn book(
+    state: &State,
+    batch: &mut Batch,
+    changed: &mut BTreeMap<AccountId, Amount>,
+    mut seq: u64,
+    transfers: &[Transfer],
+) -> StoreResult<u64> {
+    let mut scratch = BTreeMap::new();
+    for t in transfers {
+        for party in [t.from, t.to] {
+            if let Party::Account(a) = party {
+                let current = changed.get(&a).or(state.balances.get(&a)).copied().unwrap_or_default();
+                scratch.entry(a).or_insert(current);
+            }
+        }
+        ledger::apply(&mut scratch, t)?;
+    }
+    for t in transfers {
+        seq += 1;
+        batch.insert(key(keys::TRANSFER, &[seq]), encode(t)?);
+        batch.insert(key_bytes(keys::TRANSFER_ID, t.id.as_bytes()), &u64_bytes(seq));
+    }
+    for (account, balance) in scratch {
+        batch.insert(key(keys::BALANCE, &[account]), &u64_bytes(balance.0));
+        changed.insert(account, balance);
+    }
+    batch.insert(keys::LAST_TRANSFER, &u64_bytes(seq));
+    Ok(seq)
+}
+
+fn initialise(db: &sled::Db) -> StoreResult<()> {
+    let fee_account = Account {
+        id: 1,
+        name: "operator fees".into(),
+        roles: vec![Role::Operator],
+    };
+    let mut batch = Batch::default();
+    batch.insert(key(keys::ACCOUNT, &[1]), encode(&fee_account)?);
+    batch.insert(keys::FEE_ACCOUNT, &u64_bytes(1));
+    batch.insert(keys::LAST_ID, &u64_bytes(1));
+    batch.insert(keys::LAST_TRANSFER, &u64_bytes(0));
+    batch.insert(keys::PARAMS, encode(&MarketParams::default())?);
+    batch.insert(keys::GPU_TABLE, encode(&GpuRangeTable::defaults())?);
+    // The schema version goes in last: a database without it was never initialised.
+    batch.insert(keys::SCHEMA, &keys::SCHEMA_VERSION.to_be_bytes());
+    db.apply_batch(batch)?;
+    db.flush()?;
+    Ok(())
+}
+
+fn get_required(db: &sled::Db, k: &[u8]) -> StoreResult<sled::IVec> {
+    db.get(k)?.ok_or_else(|| StoreError::Corrupt {
+        path: String::from_utf8_lossy(k).into_owned(),
+        detail: "a required record is missing".into(),
+    })
+}
+
+fn scan<T: serde::de::DeserializeOwned>(db: &sled::Db, prefix: &[u8]) -> StoreResult<Vec<T>> {
+    db.scan_prefix(prefix)
+        .map(|item| {
+            let (k, v) = item?;
+            decode(&k, &v)
+        })
+        .collect()
+}
+
+fn load(db: &sled::Db) -> StoreResult<State> {
+    let accounts: Vec<Account> = scan(db, keys::ACCOUNT)?;
+    let machines: Vec<Machine> = scan(db, keys::MACHINE)?;
+    let bids: Vec<Bid> = scan(db, keys::BID)?;
+    let assignments: Vec<Assignment> = scan(db, keys::ASSIGNMENT)?;
+    let mut balances = BTreeMap::new();
+    for item in db.scan_prefix(keys::BALANCE) {
+        let (k, v) = item?;
+        let account = read_u64(&k, &k[keys::BALANCE.len()..])?;
+        balances.insert(account, Amount(read_u64(&k, &v)?));
+    }
+    let mut pending_keys = BTreeSet::new();
+    for item in db.scan_prefix(keys::PENDING) {
+        let (k, _) = item?;
+        let tail = &k[keys::PENDING.len()..];
+        if tail.len() != 16 {
+            return Err(StoreError::Corrupt {
+                path: String::from_utf8_lossy(&k).into_owned(),
+                detail: "malformed pending key".into(),
+            });
+        }
+        pending_keys.insert((read_u64(&k, &tail[..8])?, read_u64(&k, &tail[8..])?));
+    }
+    let mut latest: BTreeMap<MachineId, Assignment> = BTreeMap::new();
+    let mut pending = BTreeMap::new();
+    for a in assignments {
+        if pending_keys.contains(&(a.machine, a.interval)) {
+            pending.insert((a.machine, a.interval), a.clone());
+        }
+        // Keys sort by (machine, interval): the last one seen is the latest.
+        latest.insert(a.machine, a);
+    }
+    let mut bids_by_machine: BTreeMap<MachineId, BTreeSet<BidId>> = BTreeMap::new();
+    for b in &bids {
+        bids_by_machine.entry(b.machine).or_default().insert(b.id);
+    }
+    let cleared_through = match db.get(keys::CLEARED_THROUGH)? {
+        Some(v) => Some(read_u64(keys::CLEARED_THROUGH, &v)?),
+        None => None,
+    };
+    Ok(State {
+        accounts: accounts.into_iter().map(|a| (a.id, a)).collect(),
+        machines: machines.into_iter().map(|m| (m.id, Arc::new(m))).collect(),
+        bids: bids.into_iter().map(|b| (b.id, Arc::new(b))).collect(),
+        bids_by_machine,
+        balances,
+        latest,
+        pending,
+        params: decode(keys::PARAMS, &get_required(db, keys::PARAMS)?)?,
+        table: decode(keys::GPU_TABLE, &get_required(db, keys::GPU_TABLE)?)?,
+        fee_account: read_u64(keys::FEE_ACCOUNT, &get_required(db, keys::FEE_ACCOUNT)?)?,
+        last_id: read_u64(keys::LAST_ID, &get_required(db, keys::LAST_ID)?)?,
+        last_transfer: read_u64(keys::LAST_TRANSFER, &get_required(db, keys::LAST_TRANSFER)?)?,
+        cleared_through,
+    })
+}
+
+fn require_role(state: &State, account: AccountId, role: Role, action: &'static str) -> StoreResult<()> {
+    match state.accounts.get(&account) {
+        None => Err(StoreError::NotFound { what: "account", id: account }),
+        Some(a) if a.has(role) => Ok(()),
+        Some(_) => Err(StoreError::Forbidden { account, action }),
+    }
+}
+
+/// The owner's live bid `id`, or why not.
+fn own_active_bid(state: &State, owner: AccountId, id: BidId) -> StoreResult<Arc<Bid>> {
+    let bid = state.bids.get(&id).ok_or(StoreError::NotFound { what: "bid", id })?;
+    if bid.owner != owner {
+        return Err(StoreError::Forbidden { account: owner, action: "change another account's bid" });
+    }
+    if bid.state != BidState::Active {
+        return Err(StoreError::Invalid {
+            field: "bid",
+            reason: format!("bid {id} is {:?}, not active", bid.state),
+        });
+    }
+    Ok(bid.clone())
+}
+
+impl Store for SledStore {
+    fn create_account(&self, name: &str, roles: &[Role]) -> StoreResult<Account> {
+        if name.is_empty() || name.chars().count() > 64 {
+            return Err(StoreError::Invalid { field: "name", reason: "must be 1 to 64 characters".into() });
+        }
+        let _guard = self.write_lock();
+        let id = self.read().last_id + 1;
+        let account = Account { id, name: name.into(), roles: roles.to_vec() };
+        let mut batch = Batch::default();
+        batch.insert(key(keys::ACCOUNT, &[id]), encode(&account)?);
+        batch.insert(keys::LAST_ID, &u64_bytes(id));
+        let stored = account.clone();
+        self.commit(batch, |s| {
+            s.accounts.insert(id, stored);
+            s.last_id = id;
+        })?;
+        Ok(account)
+    }
+
+    fn account(&self, id: AccountId) -> StoreResult<Option<Account>> {
+        Ok(self.read().accounts.get(&id).cloned())
+    }
+
+    fn add_api_key(&self, account: AccountId, key_sha256: [u8; 32]) -> StoreResult<()> {
+        let _guard = self.write_lock();
+        if !self.read().accounts.contains_key(&account) {
+            return Err(StoreError::NotFound { what: "account", id: account });
+        }
+        let mut batch = Batch::default();
+        batch.insert(key_bytes(keys::API_KEY, &key_sha256), &u64_bytes(account));
+        self.commit(batch, |_| {})
+    }
+
+    fn account_by_key(&self, key_sha256: &[u8; 32]) -> StoreResult<Option<AccountId>> {
+        let k = key_bytes(keys::API_KEY, key_sha256);
+        match self.db.get(&k)? {
+            Some(v) => Ok(Some(read_u64(&k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn register_machine(&self, spec: MachineSpec) -> StoreResult<Machine> {
+        if spec.gpus.is_empty() || spec.gpus.len() > 16 {
+            return Err(StoreError::Invalid { field: "gpus", reason: "a machine has 1 to 16 GPUs".into() });
+        }
+        if let Some((i, _)) = spec.gpus.iter().enumerate().find(|(_, g)| g.card_min_w > g.card_max_w || g.ceiling_w > g.card_max_w || g.ceiling_w < g.card_min_w) {
+            return Err(StoreError::Invalid {
+                field: "gpus",
+                reason: format!("gpu {i}: need card minimum <= host ceiling <= card maximum"),
+            });
+        }
+        if !(spec.energy_price_usd_per_kwh.is_finite() && spec.energy_price_usd_per_kwh >= 0.0) {
+            return Err(StoreError::Invalid { field: "energy_price", reason: "must be a finite number >= 0".into() });
+        }
+        let _guard = self.write_lock();
+        let id = {
+            let state = self.read();
+            require_role(&state, spec.host, Role::Host, "register machines")?;
+            state.last_id + 1
+        };
+        let machine = Machine {
+            id,
+            host: spec.host,
+            facts: spec.facts,
+            gpus: spec.gpus,
+            energy_price_usd_per_kwh: spec.energy_price_usd_per_kwh,
+            reserve_price: spec.reserve_price,
+            max_rental_length_s: spec.max_rental_length_s,
+            live: Default::default(),
+        };
+        let mut batch = Batch::default();
+        batch.insert(key(keys::MACHINE, &[id]), encode(&machine)?);
+        batch.insert(keys::LAST_ID, &u64_bytes(id));
+        let stored = Arc::new(machine.clone());
+        self.commit(batch, |s| {
+            s.machines.insert(id, stored);
+            s.last_id = id;
+        })?;
+        Ok(machine)
+    }
+
+    fn update_machine(&self, machine: &Machine) -> StoreResult<()> {
+        let _guard = self.write_lock();
+        match self.read().machines.get(&machine.id) {
+            None => return Err(StoreError::NotFound { what: "machine", id: machine.id }),
+            Some(m) if m.host != machine.host => {
+                return Err(StoreError::Invalid { field: "host", reason: "a machine cannot change hosts".into() });
+            }
+            Some(_) => {}
+        }
+        let mut batch = Batch::default();
+        batch.insert(key(keys::MACHINE, &[machine.id]), encode(machine)?);
+        let stored = Arc::new(machine.clone());
+        self.commit(batch, |s| {
+            s.machines.insert(stored.id, stored);
+        })
+    }
+
+    fn machine(&self, id: MachineId) -> StoreResult<Option<Machine>> {
+        Ok(self.read().machines.get(&id).map(|m| m.as_ref().clone()))
+    }
+
+    fn machines(&self) -> StoreResult<Vec<Machine>> {
+        Ok(self.read().machines.values().map(|m| m.as_ref().clone()).collect())
+    }
+
+    fn place_bid(&self, owner: AccountId, terms: &BidTerms, now: u64, idempotency_key: Option<&str>) -> StoreResult<Bid> {
+        if let Some(k) = idempotency_key
+            && (k.is_empty() || k.len() > 255)
+        {
+            return Err(StoreError::Invalid { field: "Idempotency-Key", reason: "must be 1 to 255 bytes".into() });
+        }
+        let _guard = self.write_lock();
+        let idem_key = idempotency_key.map(|k| keys::idempotency(owner, k));
+        if let Some(k) = &idem_key
+            && let Some(v) = self.db.get(k)?
+        {
+            let id = read_u64(k, &v)?;
+            return self.read().bids.get(&id).map(|b| b.as_ref().clone()).ok_or(StoreError::NotFound { what: "bid", id });
+        }
+        let bid = {
+            let state = self.read();
+            require_role(&state, owner, Role::Client, "place bids")?;
+            let machine = state.machines.get(&terms.machine).map(|m| m.as_ref());
+            let oc = admit(terms, owner, machine, &state.table, &state.params)?;
+            Bid {
+                id: state.last_id + 1,
+                owner,
+                machine: terms.machine,
+                price_per_day: terms.price_per_day,
+                image: terms.image.clone(),
+                env: terms.env.clone(),
+                oc,
+                created_at: now,
+                expires_at: now.saturating_add(terms.lifetime_s),
+                state: BidState::Active,
+            }
+        };
+        let mut batch = Batch::default();
+        batch.insert(key(keys::BID, &[bid.id]), encode(&bid)?);
+        batch.insert(keys::LAST_ID, &u64_bytes(bid.id));
+        if let Some(k) = idem_key {
+            batch.insert(k, &u64_bytes(bid.id));
+        }
+        let stored = Arc::new(bid.clone());
+        self.commit(batch, |s| {
+            s.last_id = stored.id;
+            s.bids_by_machine.entry(stored.machine).or_default().insert(stored.id);
+            s.bids.insert(stored.id, stored);
+        })?;
+        Ok(bid)
+    }
+
+    fn edit_bid(&self, owner: AccountId, id: BidId, price_per_day: Amount, oc: &[OcRequest]) -> StoreResult<Bid> {
+        let _guard = self.write_lock();
+        let edited = {
+            let state = self.read();
+            let bid = own_active_bid(&state, owner, id)?;
+            let terms = BidTerms {
+                machine: bid.machine,
+                price_per_day,
+                image: bid.image.clone(),
+                env: bid.env.clone(),
+                oc: oc.to_vec(),
+                lifetime_s: 0,
+            };
+            let machine = state.machines.get(&bid.machine).map(|m| m.as_ref());
+            let oc = admit(&terms, owner, machine, &state.table, &state.params)?;
+            Bid { price_per_day, oc, ..bid.as_ref().clone() }
+        };
+        let mut batch = Batch::default();
+        batch.insert(key(keys::BID, &[id]), encode(&edited)?);
+        let stored = Arc::new(edited.clone());
+        self.commit(batch, |s| {
+            s.bids.insert(id, stored);
+        })?;
+        Ok(edited)
+    }
+
+    fn cancel_bid(&self, owner: AccountId, id: BidId) -> StoreResult<Bid> {
+        let _guard = self.write_lock();
+        let cancelled = {
+            let state = self.read();
+            let bid = own_active_bid(&state, owner, id)?;
+            Bid { state: BidState::Cancelled, ..bid.as_ref().clone() }
+        };
+        let mut batch = Batch::default();
+        batch.insert(key(keys::BID, &[id]), encode(&cancelled)?);
+        let stored = Arc::new(cancelled.clone());
+        self.commit(batch, |s| {
+            s.bids.insert(id, stored);
+        })?;
+        Ok(cancelled)
+    }
+
+    fn bid(&self, id: BidId) -> StoreResult<Option<Bid>> {
+        Ok(self.read().bids.get(&id).map(|b| b.as_ref().clone()))
+    }
+
+    fn bids_on(&self, machine: MachineId) -> StoreResult<Vec<Bid>> {
+        let state = self.read();
+        Ok(state
+            .bids_by_machine
+            .get(&machine)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| state.bids.get(id).map(|b| b.as_ref().clone()))
+            .collect())
+    }
+
+    fn deposit(&self, account: AccountId, amount: Amount, reference: &str, now: u64) -> StoreResult<Transfer> {
+        self.move_money(account, amount, reference, now, TransferKind::Deposit)
+    }
+
+    fn withdraw(&self, account: AccountId, amount: Amount, reference: &str, now: u64) -> StoreResult<Transfer> {
+        self.move_money(account, amount, reference, now, TransferKind::Withdrawal)
+    }
+
+    fn balance(&self, account: AccountId) -> StoreResult<Amount> {
+        Ok(self.read().balances.get(&account).copied().unwrap_or_default())
+    }
+
+    fn balances(&self) -> StoreResult<BTreeMap<AccountId, Amount>> {
+        Ok(self.read().balances.clone())
+    }
+
+    fn transfers(&self) -> StoreResult<Vec<Transfer>> {
+        scan(&self.db, keys::TRANSFER)
+    }
+
+    fn fee_account(&self) -> AccountId {
+        self.read().fee_account
+    }
+
+    fn record_served(&self, machine: MachineId, interval: u64, bid: BidId) -> StoreResult<()> {
+        let _guard = self.write_lock();
+        if !self.read().machines.contains_key(&machine) {
+            return Err(StoreError::NotFound { what: "machine", id: machine });
+        }
+        let mut batch = Batch::default();
+        batch.insert(key(keys::SERVED, &[machine, interval]), &u64_bytes(bid));
+        self.commit(batch, |_| {})
+    }
+
+    fn assignment(&self, machine: MachineId) -> StoreResult<Option<Assignment>> {
+        Ok(self.read().latest.get(&machine).cloned())
+    }
+
+    fn decision(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Decision>> {
+        let k = key(keys::DECISION, &[machine, interval]);
+        match self.db.get(&k)? {
+            Some(v) => Ok(Some(decode(&k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn params(&self) -> StoreResult<MarketParams> {
+        Ok(self.read().params.clone())
+    }
+
+    fn set_params(&self, params: &MarketParams) -> StoreResult<()> {
+        if !(10..=86_400).contains(&params.billing_interval_s) {
+            return Err(StoreError::Invalid { field: "billing_interval_s", reason: "must be 10 to 86400 seconds".into() });
+        }
+        if params.fee_bps > 5000 {
+            return Err(StoreError::Invalid { field: "fee_bps", reason: "must be at most 5000 (50 %)".into() });
+        }
+        if !(params.clore_usd.is_finite() && params.clore_usd > 0.0) {
+            return Err(StoreError::Invalid { field: "clore_usd", reason: "must be a finite number > 0".into() });
+        }
+        let _guard = self.write_lock();
+        let mut batch = Batch::default();
+        batch.insert(keys::PARAMS, encode(params)?);
+        let stored = params.clone();
+        self.commit(batch, |s| s.params = stored)
+    }
+
+    fn gpu_table(&self) -> StoreResult<GpuRangeTable> {
+        Ok(self.read().table.clone())
+    }
+
+    fn set_gpu_table(&self, table: &GpuRangeTable) -> StoreResult<()> {
+        if let Some(model) = table.models.iter().find(|(_, r)| {
+            r.core_lock.min > r.core_lock.max || r.mem_lock.min > r.mem_lock.max || r.core_offset.min > r.core_offset.max || r.mem_offset.min > r.mem_offset.max
+        }) {
+            return Err(StoreError::Invalid { field: "gpu_table", reason: format!("{}: a range has min > max", model.0) });
+        }
+        let _guard = self.write_lock();
+        let mut batch = Batch::default();
+        batch.insert(keys::GPU_TABLE, encode(table)?);
+        let stored = table.clone();
+        self.commit(batch, |s| s.table = stored)
+    }
+
+    fn put_plugin_version(&self, record: &PluginVersionRecord) -> StoreResult<()> {
+        let _guard = self.write_lock();
+        let mut batch = Batch::default();
+        batch.insert(key_bytes(keys::PLUGIN, record.digest.as_bytes()), encode(record)?);
+        self.commit(batch, |_| {})
+    }
+
+    fn plugin_versions(&self) -> StoreResult<Vec<PluginVersionRecord>> {
+        scan(&self.db, keys::PLUGIN)
+    }
+
+    fn tick_snapshot(&self) -> StoreResult<TickSnapshot> {
+        let state = self.read();
+        let mut pending = Vec::with_capacity(state.pending.len());
+        for ((machine, interval), assignment) in &state.pending {
+            let k = key(keys::SERVED, &[*machine, *interval]);
+            let served = match self.db.get(&k)? {
+                Some(v) => Some(read_u64(&k, &v)?),
+                None => None,
+            };
+            pending.push((assignment.clone(), served));
+        }
+        let mut bids: BTreeMap<MachineId, Vec<Bid>> = BTreeMap::new();
+        for (machine, ids) in &state.bids_by_machine {
+            let active: Vec<Bid> = ids
+                .iter()
+                .filter_map(|id| state.bids.get(id))
+                .filter(|b| b.state == BidState::Active)
+                .map(|b| b.as_ref().clone())
+                .collect();
+            if !active.is_empty() {
+                bids.insert(*machine, active);
+            }
+        }
+        Ok(TickSnapshot {
+            params: state.params.clone(),
+            table: state.table.clone(),
+            fee_account: state.fee_account,
+            cleared_through: state.cleared_through,
+            machines: state.machines.values().map(|m| m.as_ref().clone()).collect(),
+            bids,
+            balances: state.balances.clone(),
+            latest: state.latest.clone(),
+            pending,
+        })
+    }
+
+    fn commit_tick(&self, commit: &TickCommit) -> StoreResult<()> {
+        let _guard = self.write_lock();
+        let mut batch = Batch::default();
+        let mut balances = BTreeMap::new();
+        let mut seq;
+        let mut settled = Vec::new();
+        {
+            let state = self.read();
+            if state.cleared_through.is_some_and(|c| c >= commit.interval) {
+                return Err(StoreError::Invalid {
+                    field: "interval",
+                    reason: format!("interval {} was cleared already", commit.interval),
+                });
+            }
+            seq = state.last_transfer;
+            for s in &commit.settlements {
+                let booked_before = s
+                    .transfers
+                    .iter()
+                    .map(|t| self.db.contains_key(key_bytes(keys::TRANSFER_ID, t.id.as_bytes())))
+                    .collect::<Result<Vec<bool>, _>>()?
+                    .contains(&true);
+                if !booked_before && !s.transfers.is_empty() {
+                    match book(&state, &mut batch, &mut balances, seq, &s.transfers) {
+                        Ok(last) => seq = last,
+                        // Never a negative balance: an owner who cannot pay is not charged.
+                        Err(StoreError::Ledger(e)) => {
+                            tracing::warn!(machine = s.machine, interval = s.interval, "interval settled without charge: {e}");
+                        }
+                        Err(other) => return Err(other),
+                    }
+                }
+                batch.remove(key(keys::PENDING, &[s.machine, s.interval]));
+                settled.push((s.machine, s.interval));
+            }
+            for a in &commit.assignments {
+                batch.insert(key(keys::ASSIGNMENT, &[a.machine, a.interval]), encode(a)?);
+                if a.winner.is_some() {
+                    batch.insert(key(keys::PENDING, &[a.machine, a.interval]), &[]);
+                }
+            }
+            for d in &commit.decisions {
+                batch.insert(key(keys::DECISION, &[d.machine, d.interval]), encode(d)?);
+            }
+            batch.insert(keys::CLEARED_THROUGH, &u64_bytes(commit.interval));
+        }
+        self.commit(batch, |s| {
+            s.balances.extend(balances);
+            s.last_transfer = seq;
+            for k in settled {
+                s.pending.remove(&k);
+            }
+            for a in &commit.assignments {
+                if a.winner.is_some() {
+                    s.pending.insert((a.machine, a.interval), a.clone());
+                }
+                s.latest.insert(a.machine, a.clone());
+            }
+            s.cleared_through = Some(commit.interval);
+        })
+    }
+
+    fn audit(&self) -> StoreResult<AuditReport> {
+        let transfers = self.transfers()?;
+        let mut stored = BTreeMap::new();
+        for item in self.db.scan_prefix(keys::BALANCE) {
+            let (k, v) = item?;
+            let account = read_u64(&k, &k[keys::BALANCE.len()..])?;
+            let balance = Amount(read_u64(&k, &v)?);
+            if balance != Amount::ZERO {
+                stored.insert(account, balance);
+            }
+        }
+        Ok(ledger::audit(&transfers, &stored)?)
+    }
+}

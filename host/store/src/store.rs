@@ -1,0 +1,105 @@
+//! The storage interface of the market. The sled implementation is the embedded
+//! default; a second backend implements the same trait.
+
+use std::collections::BTreeMap;
+
+use gigaspot_market::account::{Account, AccountId, Role};
+use gigaspot_market::bid::{Bid, BidId, BidTerms, OcRequest};
+use gigaspot_market::clearing::Decision;
+use gigaspot_market::gpu_ranges::GpuRangeTable;
+use gigaspot_market::ledger::{AuditReport, Transfer};
+use gigaspot_market::machine::{Machine, MachineId};
+use gigaspot_market::money::Amount;
+use gigaspot_market::params::MarketParams;
+
+use crate::error::StoreResult;
+use crate::records::{Assignment, MachineSpec, PluginVersionRecord, TickCommit, TickSnapshot};
+
+/// Durable market state. Every method that changes state is atomic and durable when it
+/// returns `Ok` (acknowledged writes survive `kill -9`); on `Err` nothing changed.
+pub trait Store: Send + Sync {
+    /// Creates an account.
+    fn create_account(&self, name: &str, roles: &[Role]) -> StoreResult<Account>;
+    /// An account.
+    fn account(&self, id: AccountId) -> StoreResult<Option<Account>>;
+    /// Stores the sha256 of an API key for `account` (never the key itself).
+    fn add_api_key(&self, account: AccountId, key_sha256: [u8; 32]) -> StoreResult<()>;
+    /// The account an API key hash belongs to.
+    fn account_by_key(&self, key_sha256: &[u8; 32]) -> StoreResult<Option<AccountId>>;
+
+    /// Registers a machine for a host account.
+    fn register_machine(&self, spec: MachineSpec) -> StoreResult<Machine>;
+    /// Replaces a machine's record (host settings, agent state).
+    fn update_machine(&self, machine: &Machine) -> StoreResult<()>;
+    /// A machine.
+    fn machine(&self, id: MachineId) -> StoreResult<Option<Machine>>;
+    /// Every machine, by id.
+    fn machines(&self) -> StoreResult<Vec<Machine>>;
+
+    /// Admits and stores a bid. With an idempotency key, a repeat of the same request
+    /// returns the bid stored the first time.
+    fn place_bid(
+        &self,
+        owner: AccountId,
+        terms: &BidTerms,
+        now: u64,
+        idempotency_key: Option<&str>,
+    ) -> StoreResult<Bid>;
+    /// Changes a bid's price and settings, re-running admission.
+    fn edit_bid(
+        &self,
+        owner: AccountId,
+        id: BidId,
+        price_per_day: Amount,
+        oc: &[OcRequest],
+    ) -> StoreResult<Bid>;
+    /// Cancels a bid.
+    fn cancel_bid(&self, owner: AccountId, id: BidId) -> StoreResult<Bid>;
+    /// A bid.
+    fn bid(&self, id: BidId) -> StoreResult<Option<Bid>>;
+    /// The bids on a machine, by id.
+    fn bids_on(&self, machine: MachineId) -> StoreResult<Vec<Bid>>;
+
+    /// Credits `amount` from outside; `reference` makes it idempotent.
+    fn deposit(&self, account: AccountId, amount: Amount, reference: &str, now: u64) -> StoreResult<Transfer>;
+    /// Pays `amount` out; `reference` makes it idempotent.
+    fn withdraw(&self, account: AccountId, amount: Amount, reference: &str, now: u64) -> StoreResult<Transfer>;
+    /// An account's balance.
+    fn balance(&self, account: AccountId) -> StoreResult<Amount>;
+    /// Every non-zero balance.
+    fn balances(&self) -> StoreResult<BTreeMap<AccountId, Amount>>;
+    /// Every transfer in booking order.
+    fn transfers(&self) -> StoreResult<Vec<Transfer>>;
+    /// The operator's fee account.
+    fn fee_account(&self) -> AccountId;
+
+    /// Records that the agent ran `bid` on `machine` with its settings applied during
+    /// `interval`.
+    fn record_served(&self, machine: MachineId, interval: u64, bid: BidId) -> StoreResult<()>;
+    /// The latest assignment of a machine.
+    fn assignment(&self, machine: MachineId) -> StoreResult<Option<Assignment>>;
+    /// The decision record of a machine for an interval.
+    fn decision(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Decision>>;
+
+    /// Market parameters.
+    fn params(&self) -> StoreResult<MarketParams>;
+    /// Replaces the market parameters.
+    fn set_params(&self, params: &MarketParams) -> StoreResult<()>;
+    /// The GPU clock range table.
+    fn gpu_table(&self) -> StoreResult<GpuRangeTable>;
+    /// Replaces the GPU clock range table.
+    fn set_gpu_table(&self, table: &GpuRangeTable) -> StoreResult<()>;
+    /// Stores a plugin version.
+    fn put_plugin_version(&self, record: &PluginVersionRecord) -> StoreResult<()>;
+    /// Every stored plugin version.
+    fn plugin_versions(&self) -> StoreResult<Vec<PluginVersionRecord>>;
+
+    /// What the interval engine needs, consistently.
+    fn tick_snapshot(&self) -> StoreResult<TickSnapshot>;
+    /// Writes a tick atomically. A settlement whose transfer ids exist already is skipped
+    /// (it was booked before); one whose owner cannot pay is settled without charge.
+    fn commit_tick(&self, commit: &TickCommit) -> StoreResult<()>;
+
+    /// Recomputes balances from the transfers and checks the ledger invariants.
+    fn audit(&self) -> StoreResult<AuditReport>;
+}

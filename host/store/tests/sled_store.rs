@@ -1,0 +1,152 @@
+//! The sled store: admission at intake, idempotency, money moves, persistence and the
+//! refusal of databases it must not touch.
+
+mod support;
+
+use gigaspot_market::account::Role;
+use gigaspot_market::admission::RefusalReason;
+use gigaspot_market::bid::BidState;
+use gigaspot_market::ledger::LedgerError;
+use gigaspot_market::money::Amount;
+use gigaspot_store::{SledStore, Store, StoreError};
+use support::{market, terms};
+
+#[test]
+fn bids_are_admitted_by_the_market_rules_and_refusals_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let bid = store.place_bid(m.alice, &terms(m.machine.id, 100, 300), 1000, None).unwrap();
+    assert_eq!(bid.expires_at, 1000 + 7 * 86_400);
+    assert_eq!(bid.oc[0].power_limit_w, 300);
+
+    let err = store.place_bid(m.alice, &terms(m.machine.id, 100, 999), 1000, None).unwrap_err();
+    match err {
+        StoreError::Refused(r) => {
+            assert_eq!(r.field, "oc[0].pl");
+            assert_eq!(r.reason, RefusalReason::OutOfRange { min: 150, max: 400 });
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    // A host cannot bid on its own machine, and must hold the client role anyway.
+    assert!(matches!(
+        store.place_bid(m.host, &terms(m.machine.id, 100, 300), 1000, None),
+        Err(StoreError::Forbidden { .. })
+    ));
+    assert_eq!(store.bids_on(m.machine.id).unwrap(), vec![bid]);
+}
+
+#[test]
+fn an_idempotency_key_returns_the_first_bid() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let first = store.place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, Some("k1")).unwrap();
+    let again = store.place_bid(m.alice, &terms(m.machine.id, 100, 300), 2, Some("k1")).unwrap();
+    assert_eq!(first, again);
+    // Keys are per account.
+    let bobs = store.place_bid(m.bob, &terms(m.machine.id, 100, 300), 3, Some("k1")).unwrap();
+    assert_ne!(bobs.id, first.id);
+    assert_eq!(store.bids_on(m.machine.id).unwrap().len(), 2);
+}
+
+#[test]
+fn edits_rerun_admission_and_only_owners_change_bids() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let bid = store.place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, None).unwrap();
+    let edit = terms(m.machine.id, 150, 350);
+    let edited = store.edit_bid(m.alice, bid.id, edit.price_per_day, &edit.oc).unwrap();
+    assert_eq!((edited.price_per_day, edited.oc[3].power_limit_w), (Amount::clore(150), 350));
+    let bad = terms(m.machine.id, 150, 401);
+    assert!(matches!(store.edit_bid(m.alice, bid.id, bad.price_per_day, &bad.oc), Err(StoreError::Refused(_))));
+    assert!(matches!(store.cancel_bid(m.bob, bid.id), Err(StoreError::Forbidden { .. })));
+    assert_eq!(store.bid(bid.id).unwrap().unwrap(), edited);
+    assert_eq!(store.cancel_bid(m.alice, bid.id).unwrap().state, BidState::Cancelled);
+    assert!(matches!(store.cancel_bid(m.alice, bid.id), Err(StoreError::Invalid { .. })));
+}
+
+#[test]
+fn deposits_are_idempotent_and_withdrawals_never_overdraw() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let again = store.deposit(m.alice, Amount::clore(1000), "alice-1", 5).unwrap();
+    assert_eq!(again.at, 0, "the first booking is returned");
+    assert_eq!(store.balance(m.alice).unwrap(), Amount::clore(1000));
+    assert!(matches!(
+        store.deposit(m.alice, Amount::clore(1), "alice-1", 5),
+        Err(StoreError::Invalid { field: "reference", .. })
+    ));
+    let err = store.withdraw(m.alice, Amount::clore(1001), "w1", 6).unwrap_err();
+    assert!(matches!(err, StoreError::Ledger(LedgerError::InsufficientFunds { .. })));
+    store.withdraw(m.alice, Amount::clore(400), "w1", 6).unwrap();
+    assert_eq!(store.balance(m.alice).unwrap(), Amount::clore(600));
+    let report = store.audit().unwrap();
+    assert_eq!(report.deposits, Amount::clore(2000));
+    assert_eq!(report.withdrawals, Amount::clore(400));
+    assert_eq!(report.total_balance, Amount::clore(1600));
+}
+
+#[test]
+fn everything_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (m, bid) = {
+        let store = SledStore::open(dir.path()).unwrap();
+        let m = market(&store);
+        store.add_api_key(m.alice, [7; 32]).unwrap();
+        let bid = store.place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, Some("k")).unwrap();
+        (m, bid)
+    };
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.bid(bid.id).unwrap(), Some(bid.clone()));
+    assert_eq!(store.account_by_key(&[7; 32]).unwrap(), Some(m.alice));
+    assert_eq!(store.account_by_key(&[8; 32]).unwrap(), None);
+    assert_eq!(store.balance(m.bob).unwrap(), Amount::clore(1000));
+    assert!(store.machine(m.machine.id).unwrap().unwrap().live.online);
+    assert_eq!(store.account(m.alice).unwrap().unwrap().roles, vec![Role::Client]);
+    // The id counter survived too: new objects never reuse ids.
+    let next = store.place_bid(m.bob, &terms(m.machine.id, 100, 300), 2, None).unwrap();
+    assert!(next.id > bid.id);
+    store.audit().unwrap();
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    drop(SledStore::open(dir.path()).unwrap());
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.insert(b"meta/schema", &99u32.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(dir.path()).err().unwrap();
+    assert!(matches!(err, StoreError::NewerSchema { found: 99, supported: 1, .. }), "{err}");
+    assert!(err.to_string().contains("run a newer gigaspot"));
+    let db = sled::open(dir.path()).unwrap();
+    assert_eq!(db.get(b"meta/schema").unwrap().unwrap().as_ref(), &99u32.to_be_bytes());
+}
+
+#[test]
+fn a_foreign_or_corrupt_database_is_refused_and_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(dir.path()).unwrap();
+        db.insert(b"something", b"else").unwrap();
+        db.flush().unwrap();
+    }
+    let err = SledStore::open(dir.path()).err().unwrap();
+    assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    let db = sled::open(dir.path()).unwrap();
+    assert_eq!(db.len(), 1, "nothing was written");
+    drop(db);
+
+    // Garbage in place of sled's files.
+    let garbage = tempfile::tempdir().unwrap();
+    std::fs::write(garbage.path().join("conf"), b"\xff\x00not sled").unwrap();
+    std::fs::write(garbage.path().join("db"), vec![0xAB; 4096]).unwrap();
+    let err = SledStore::open(garbage.path()).err().unwrap();
+    assert!(matches!(err, StoreError::Corrupt { .. } | StoreError::Backend(_)), "{err}");
+    assert_eq!(std::fs::read(garbage.path().join("db")).unwrap(), vec![0xAB; 4096]);
+}

@@ -1,0 +1,70 @@
+//! Builders shared by the store's integration tests.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::collections::BTreeMap;
+
+use gigaspot_market::account::{AccountId, Role};
+use gigaspot_market::bid::{BidTerms, OcRequest};
+use gigaspot_market::machine::{Gpu, Machine, MachineFacts};
+use gigaspot_market::money::Amount;
+use gigaspot_store::{MachineSpec, SledStore, Store};
+
+/// A 4 × RTX 4090 machine spec (150–450 W, ceiling 400 W), free energy.
+pub fn spec(host: AccountId) -> MachineSpec {
+    MachineSpec {
+        host,
+        facts: MachineFacts::default(),
+        gpus: (0..4)
+            .map(|i| Gpu {
+                model: "NVIDIA GeForce RTX 4090".into(),
+                uuid: format!("GPU-{i}"),
+                card_min_w: 150,
+                card_max_w: 450,
+                ceiling_w: 400,
+            })
+            .collect(),
+        energy_price_usd_per_kwh: 0.0,
+        reserve_price: Amount::ZERO,
+        max_rental_length_s: 30 * 86_400,
+    }
+}
+
+/// Terms for `machine` at `clore` CLORE/day with `pl` W on each of 4 GPUs, for a week.
+pub fn terms(machine: u64, clore: u64, pl: u32) -> BidTerms {
+    BidTerms {
+        machine,
+        price_per_day: Amount::clore(clore),
+        image: "registry.example/app:1".into(),
+        env: BTreeMap::from([("MODE".into(), "train".into())]),
+        oc: vec![OcRequest { pl: Some(pl), ..OcRequest::default() }; 4],
+        lifetime_s: 7 * 86_400,
+    }
+}
+
+/// Marks a machine online and working, as its agent would.
+pub fn bring_online(store: &dyn Store, machine: &Machine) {
+    let mut m = machine.clone();
+    m.live.online = true;
+    m.live.working = true;
+    store.update_machine(&m).unwrap();
+}
+
+/// A market with one host machine (online) and two funded clients.
+pub struct Market {
+    pub host: AccountId,
+    pub machine: Machine,
+    pub alice: AccountId,
+    pub bob: AccountId,
+}
+
+pub fn market(store: &SledStore) -> Market {
+    let host = store.create_account("host", &[Role::Host]).unwrap().id;
+    let machine = store.register_machine(spec(host)).unwrap();
+    bring_online(store, &machine);
+    let alice = store.create_account("alice", &[Role::Client]).unwrap().id;
+    let bob = store.create_account("bob", &[Role::Client]).unwrap().id;
+    store.deposit(alice, Amount::clore(1000), "alice-1", 0).unwrap();
+    store.deposit(bob, Amount::clore(1000), "bob-1", 0).unwrap();
+    Market { host, machine, alice, bob }
+}
