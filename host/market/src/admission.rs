@@ -10,7 +10,7 @@ use crate::bid::{Bid, BidTerms, OcRequest};
 use crate::context::{GpuOc, RangeS32, RangeU32};
 use crate::gpu_ranges::GpuRangeTable;
 use crate::image_ref;
-use crate::machine::Machine;
+use crate::machine::{Gpu, Machine};
 use crate::money::Amount;
 use crate::params::{MAX_BID_LIFETIME_S, MarketParams};
 
@@ -184,18 +184,25 @@ pub fn recheck(
     table: &GpuRangeTable,
     params: &MarketParams,
 ) -> Result<(), Refusal> {
-    let requests: Vec<OcRequest> = bid
-        .oc
-        .iter()
-        .map(|oc| OcRequest {
+    if bid.oc.len() != machine.gpus.len() {
+        return refuse(
+            "oc",
+            bid.oc.len(),
+            RefusalReason::WrongOcCount {
+                expected: machine.gpus.len(),
+            },
+        );
+    }
+    for (i, (oc, gpu)) in bid.oc.iter().zip(&machine.gpus).enumerate() {
+        let request = OcRequest {
             pl: Some(oc.power_limit_w),
             core_lock: oc.core_lock_mhz,
             mem_lock: oc.mem_lock_mhz,
             core_offset: oc.core_offset_mhz,
             mem_offset: oc.mem_offset_mhz,
-        })
-        .collect();
-    check_oc_requests(&requests, machine, table)?;
+        };
+        check_oc_entry(i, &request, gpu, table)?;
+    }
     check_price(bid.price_per_day, machine, params)
 }
 
@@ -228,46 +235,52 @@ fn check_oc_requests(
         .iter()
         .zip(&machine.gpus)
         .enumerate()
-        .map(|(i, (request, gpu))| {
-            let field = |name: &str| format!("oc[{i}].{name}");
-            let Some(pl) = request.pl else {
-                return refuse(field("pl"), "missing", RefusalReason::MissingPowerLimit);
-            };
-            within_u32(&field("pl"), pl, gpu.power_limit_range())?;
-            let clocks = table.get(&gpu.model);
-            let lock =
-                |name: &str, value: Option<u32>, range: Option<RangeU32>| match (value, range) {
-                    (None, _) => Ok(()),
-                    (Some(v), None) => refuse(field(name), v, RefusalReason::NotAllowedOnModel),
-                    (Some(v), Some(r)) => within_u32(&field(name), v, r),
-                };
-            let offset =
-                |name: &str, value: Option<i32>, range: Option<RangeS32>| match (value, range) {
-                    (None, _) => Ok(()),
-                    (Some(v), None) => refuse(field(name), v, RefusalReason::NotAllowedOnModel),
-                    (Some(v), Some(r)) => within_s32(&field(name), v, r),
-                };
-            lock("core_lock", request.core_lock, clocks.map(|c| c.core_lock))?;
-            lock("mem_lock", request.mem_lock, clocks.map(|c| c.mem_lock))?;
-            offset(
-                "core_offset",
-                request.core_offset,
-                clocks.map(|c| c.core_offset),
-            )?;
-            offset(
-                "mem_offset",
-                request.mem_offset,
-                clocks.map(|c| c.mem_offset),
-            )?;
-            Ok(GpuOc {
-                power_limit_w: pl,
-                core_lock_mhz: request.core_lock,
-                mem_lock_mhz: request.mem_lock,
-                core_offset_mhz: request.core_offset,
-                mem_offset_mhz: request.mem_offset,
-            })
-        })
+        .map(|(i, (request, gpu))| check_oc_entry(i, request, gpu, table))
         .collect()
+}
+
+/// Checks GPU `i`'s settings request against its ranges.
+fn check_oc_entry(
+    i: usize,
+    request: &OcRequest,
+    gpu: &Gpu,
+    table: &GpuRangeTable,
+) -> Result<GpuOc, Refusal> {
+    let field = |name: &str| format!("oc[{i}].{name}");
+    let Some(pl) = request.pl else {
+        return refuse(field("pl"), "missing", RefusalReason::MissingPowerLimit);
+    };
+    within_u32(&field("pl"), pl, gpu.power_limit_range())?;
+    let clocks = table.get(&gpu.model);
+    let lock = |name: &str, value: Option<u32>, range: Option<RangeU32>| match (value, range) {
+        (None, _) => Ok(()),
+        (Some(v), None) => refuse(field(name), v, RefusalReason::NotAllowedOnModel),
+        (Some(v), Some(r)) => within_u32(&field(name), v, r),
+    };
+    let offset = |name: &str, value: Option<i32>, range: Option<RangeS32>| match (value, range) {
+        (None, _) => Ok(()),
+        (Some(v), None) => refuse(field(name), v, RefusalReason::NotAllowedOnModel),
+        (Some(v), Some(r)) => within_s32(&field(name), v, r),
+    };
+    lock("core_lock", request.core_lock, clocks.map(|c| c.core_lock))?;
+    lock("mem_lock", request.mem_lock, clocks.map(|c| c.mem_lock))?;
+    offset(
+        "core_offset",
+        request.core_offset,
+        clocks.map(|c| c.core_offset),
+    )?;
+    offset(
+        "mem_offset",
+        request.mem_offset,
+        clocks.map(|c| c.mem_offset),
+    )?;
+    Ok(GpuOc {
+        power_limit_w: pl,
+        core_lock_mhz: request.core_lock,
+        mem_lock_mhz: request.mem_lock,
+        core_offset_mhz: request.core_offset,
+        mem_offset_mhz: request.mem_offset,
+    })
 }
 
 fn within_u32(field: &str, value: u32, range: RangeU32) -> Result<(), Refusal> {

@@ -294,11 +294,68 @@ fn record_faults(decision: &mut Decision, faults: Vec<(PluginRef, crate::PluginF
         }));
 }
 
-/// sha256 of the canonical JSON of what the plugins were given.
+/// sha256 over a canonical binary encoding of what the plugins were given: every field in
+/// declaration order, integers little-endian, floats as IEEE bits, strings and lists
+/// length-prefixed. Replaying a decision recomputes it from the same records.
 fn input_digest(context: &crate::MachineContext, candidates: &[CandidateBid]) -> String {
-    // Serialising plain records of numbers and strings cannot fail.
-    let bytes = serde_json::to_vec(&(context, candidates)).unwrap_or_default();
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+    let mut h = Sha256::new();
+    let u64s = |h: &mut Sha256, v: u64| h.update(v.to_le_bytes());
+    let text = |h: &mut Sha256, s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    let opt = |h: &mut Sha256, v: Option<i64>| match v {
+        None => h.update([0]),
+        Some(v) => {
+            h.update([1]);
+            h.update(v.to_le_bytes());
+        }
+    };
+    u64s(&mut h, context.id);
+    u64s(&mut h, context.host_id);
+    u64s(&mut h, context.gpus.len() as u64);
+    for g in &context.gpus {
+        u64s(&mut h, g.index.into());
+        text(&mut h, &g.model);
+        u64s(&mut h, g.power_limit_w.min.into());
+        u64s(&mut h, g.power_limit_w.max.into());
+        for r in [g.core_lock_mhz, g.mem_lock_mhz] {
+            opt(&mut h, r.map(|r| i64::from(r.min)));
+            opt(&mut h, r.map(|r| i64::from(r.max)));
+        }
+        for r in [g.core_offset_mhz, g.mem_offset_mhz] {
+            opt(&mut h, r.map(|r| i64::from(r.min)));
+            opt(&mut h, r.map(|r| i64::from(r.max)));
+        }
+    }
+    u64s(&mut h, context.energy_price_usd_per_kwh.to_bits());
+    u64s(&mut h, context.clore_usd.to_bits());
+    u64s(&mut h, context.min_bid);
+    u64s(&mut h, context.billing_interval_s.into());
+    opt(&mut h, context.running.map(|r| r.bid_id as i64));
+    opt(&mut h, context.running.map(|r| r.running_for_s as i64));
+    u64s(&mut h, candidates.len() as u64);
+    for c in candidates {
+        u64s(&mut h, c.id);
+        u64s(&mut h, c.owner_id);
+        u64s(&mut h, c.price_per_day);
+        u64s(&mut h, c.oc.len() as u64);
+        for o in &c.oc {
+            u64s(&mut h, o.power_limit_w.into());
+            opt(&mut h, o.core_lock_mhz.map(i64::from));
+            opt(&mut h, o.mem_lock_mhz.map(i64::from));
+            opt(&mut h, o.core_offset_mhz.map(i64::from));
+            opt(&mut h, o.mem_offset_mhz.map(i64::from));
+        }
+        u64s(&mut h, c.total_power_limit_w.into());
+        u64s(&mut h, c.created_at);
+        text(&mut h, &c.image);
+        u64s(&mut h, c.env_keys.len() as u64);
+        for k in &c.env_keys {
+            text(&mut h, k);
+        }
+    }
+    format!("sha256:{}", hex::encode(h.finalize()))
 }
 
 #[cfg(test)]

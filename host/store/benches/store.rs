@@ -1,1 +1,192 @@
-fn main() {}
+//! Store benchmarks, printed as a table (numbers recorded in docs/market-core.md):
+//!
+//! - durable bid inserts per second, 1 writer and 32 concurrent writers;
+//! - one full persisted tick for 10,000 machines × 50 bids, with the native reference
+//!   strategy and with the WASM price-per-watt plugin.
+//!
+//! `cargo bench -p gigaspot-store --bench store` (add `-- --machines N` for a smaller run).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gigaspot_market::account::{AccountId, Role};
+use gigaspot_market::bid::{BidTerms, OcRequest};
+use gigaspot_market::machine::Gpu;
+use gigaspot_market::money::Amount;
+use gigaspot_market::{Plugins, PricePerWatt, StrategyOnly};
+use gigaspot_plugin_runtime::{ArtifactCache, PluginLimits, PluginRegistry, PluginRuntime};
+use gigaspot_store::{IntervalEngine, MachineSpec, SledStore, Store};
+
+const T0: u64 = 1_800_000_000;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let machines = args
+        .iter()
+        .position(|a| a == "--machines")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    println!("| benchmark | result |");
+    println!("|---|---|");
+    inserts(1, 2_000);
+    inserts(32, 20_000);
+    tick(machines, 50);
+}
+
+fn spec(host: AccountId, gpus: usize) -> MachineSpec {
+    MachineSpec {
+        host,
+        facts: Default::default(),
+        gpus: (0..gpus)
+            .map(|i| Gpu {
+                model: "NVIDIA GeForce RTX 4090".into(),
+                uuid: format!("GPU-{i}"),
+                card_min_w: 150,
+                card_max_w: 450,
+                ceiling_w: 450,
+            })
+            .collect(),
+        energy_price_usd_per_kwh: 0.02,
+        reserve_price: Amount::ZERO,
+        max_rental_length_s: 30 * 86_400,
+    }
+}
+
+fn terms(machine: u64, gpus: usize, n: u64) -> BidTerms {
+    BidTerms {
+        machine,
+        price_per_day: Amount::clore(50 + n % 2000),
+        image: format!("registry.example/team{}/trainer:v{}", n % 7, n % 3),
+        env: [("MODEL".to_string(), "llama".to_string())].into(),
+        oc: vec![
+            OcRequest {
+                pl: Some(150 + (n * 7 % 300) as u32),
+                ..OcRequest::default()
+            };
+            gpus
+        ],
+        lifetime_s: 7 * 86_400,
+    }
+}
+
+/// A store with one online machine and `clients` funded clients.
+fn market(store: &SledStore, machines: usize, clients: usize) -> (Vec<u64>, Vec<AccountId>) {
+    let host = store.create_account("host", &[Role::Host]).unwrap().id;
+    let ids = (0..machines)
+        .map(|i| {
+            let mut m = store.register_machine(spec(host, 1 + i % 8)).unwrap();
+            m.live.online = true;
+            m.live.working = true;
+            store.update_machine(&m).unwrap();
+            m.id
+        })
+        .collect();
+    let clients = (0..clients)
+        .map(|i| {
+            let id = store
+                .create_account(&format!("c{i}"), &[Role::Client])
+                .unwrap()
+                .id;
+            store
+                .deposit(id, Amount::clore(1_000_000), &format!("seed-{i}"), T0)
+                .unwrap();
+            id
+        })
+        .collect();
+    (ids, clients)
+}
+
+fn inserts(writers: usize, total: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let (machines, clients) = market(&store, 1, writers);
+    let gpus = store.machine(machines[0]).unwrap().unwrap().gpus.len();
+    let started = Instant::now();
+    let threads: Vec<_> = (0..writers)
+        .map(|w| {
+            let (store, client, machine) = (store.clone(), clients[w], machines[0]);
+            std::thread::spawn(move || {
+                let mut latencies = Vec::with_capacity(total / writers);
+                for n in 0..total / writers {
+                    let t = Instant::now();
+                    store
+                        .place_bid(client, &terms(machine, gpus, n as u64), T0, None)
+                        .unwrap();
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies: Vec<Duration> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let elapsed = started.elapsed();
+    latencies.sort();
+    let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    println!(
+        "| durable bid inserts, {writers} writer(s) | {:.0} bids/s (p50 {:.2} ms, p99 {:.2} ms) |",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        p(0.5).as_secs_f64() * 1e3,
+        p(0.99).as_secs_f64() * 1e3
+    );
+}
+
+fn tick(machine_count: usize, bids_per_machine: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let setup = Instant::now();
+    let (machines, clients) = market(&store, machine_count, 500);
+    // Fill the order books from 32 threads (group commit makes this fast enough).
+    let chunks: Vec<Vec<u64>> = machines
+        .chunks(machines.len().div_ceil(32))
+        .map(<[u64]>::to_vec)
+        .collect();
+    let threads: Vec<_> = chunks
+        .into_iter()
+        .map(|chunk| {
+            let (store, clients) = (store.clone(), clients.clone());
+            std::thread::spawn(move || {
+                for machine in chunk {
+                    let gpus = store.machine(machine).unwrap().unwrap().gpus.len();
+                    for n in 0..bids_per_machine as u64 {
+                        let client = clients[((machine + n) % clients.len() as u64) as usize];
+                        store
+                            .place_bid(client, &terms(machine, gpus, machine * 31 + n), T0, None)
+                            .unwrap();
+                    }
+                }
+            })
+        })
+        .collect();
+    threads.into_iter().for_each(|t| t.join().unwrap());
+    eprintln!(
+        "set up {machine_count} machines × {bids_per_machine} bids in {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
+
+    let native = StrategyOnly(PricePerWatt::new());
+    let runtime = PluginRuntime::new(PluginLimits::default(), ArtifactCache::in_memory()).unwrap();
+    let wasm = gigaspot_tests::guest("price-per-watt");
+    let registry = PluginRegistry::new(Arc::new(PricePerWatt::new()), 0);
+    registry.activate_strategy(Arc::new(runtime.load_strategy(&wasm, "").unwrap()));
+    let runs: [(&str, &dyn Plugins); 2] = [
+        ("native reference", &native),
+        ("WASM price-per-watt", &registry),
+    ];
+    for (round, (name, plugins)) in runs.into_iter().enumerate() {
+        let (engine, _) = IntervalEngine::start(store.as_ref(), plugins).unwrap();
+        let now = T0 + 60 * (round as u64 + 1);
+        let started = Instant::now();
+        let report = engine.tick(now).unwrap();
+        let elapsed = started.elapsed();
+        assert_eq!(report.machines, machine_count);
+        println!(
+            "| persisted tick, {machine_count} machines × {bids_per_machine} bids, {name} | {:.0} ms ({} switches) |",
+            elapsed.as_secs_f64() * 1e3,
+            report.switches
+        );
+    }
+}

@@ -1,14 +1,18 @@
 //! The interval engine: at each interval boundary it settles the intervals just served
 //! and clears every machine for the next one, persisting everything in one commit.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
 
 use gigaspot_market::Plugins;
-use gigaspot_market::billing::{ServedInterval, charge_transfers};
-use gigaspot_market::clearing::{ClearingInput, clear_machine};
+use gigaspot_market::account::AccountId;
+use gigaspot_market::billing::{IntervalCharge, ServedInterval, charge_transfers};
+use gigaspot_market::clearing::{ClearingInput, Decision, clear_machine};
 use gigaspot_market::context::RunningBid;
 use gigaspot_market::ledger;
 use gigaspot_market::ledger::AuditReport;
+use gigaspot_market::machine::Machine;
+use gigaspot_market::money::Amount;
 
 use crate::error::StoreResult;
 use crate::records::{Assignment, Settlement, TickCommit, TickReport, TickSnapshot};
@@ -23,7 +27,10 @@ pub struct IntervalEngine<'a> {
 impl<'a> IntervalEngine<'a> {
     /// Audits the ledger and, when it holds, returns an engine ready to tick. A failed
     /// audit stops billing: the error says which invariant broke.
-    pub fn start(store: &'a dyn Store, plugins: &'a dyn Plugins) -> StoreResult<(Self, AuditReport)> {
+    pub fn start(
+        store: &'a dyn Store,
+        plugins: &'a dyn Plugins,
+    ) -> StoreResult<(Self, AuditReport)> {
         let report = store.audit()?;
         Ok((IntervalEngine { store, plugins }, report))
     }
@@ -44,7 +51,8 @@ impl<'a> IntervalEngine<'a> {
         };
         let mut balances = snapshot.balances.clone();
         let settlements = settle(&snapshot, current, now, &mut balances, &mut report);
-        let (assignments, decisions) = self.clear_all(&snapshot, current, now, balances, &mut report);
+        let (assignments, decisions) =
+            self.clear_all(&snapshot, current, now, balances, &mut report);
         self.store.commit_tick(&TickCommit {
             interval: current,
             settlements,
@@ -54,51 +62,88 @@ impl<'a> IntervalEngine<'a> {
         Ok(report)
     }
 
+    /// Clears every machine. Machines whose bidders can all fund every bid they have at
+    /// once do not depend on each other and are cleared in parallel; the others are
+    /// cleared in machine order, each winner committing its owner's funds before the next
+    /// machine, exactly as a sequential pass would.
     fn clear_all(
         &self,
         snapshot: &TickSnapshot,
         current: u64,
         now: u64,
-        mut available: BTreeMap<u64, gigaspot_market::money::Amount>,
+        mut available: BTreeMap<AccountId, Amount>,
         report: &mut TickReport,
-    ) -> (Vec<Assignment>, Vec<gigaspot_market::clearing::Decision>) {
-        let mut assignments = Vec::with_capacity(snapshot.machines.len());
-        let mut decisions = Vec::with_capacity(snapshot.machines.len());
-        for machine in &snapshot.machines {
-            let latest = snapshot.latest.get(&machine.id);
-            let running = latest.and_then(|a| {
-                a.winner.map(|w| RunningBid {
-                    bid_id: w.bid,
-                    running_for_s: now.saturating_sub(a.running_since.unwrap_or(now)),
+    ) -> (Vec<Assignment>, Vec<Decision>) {
+        let contended = contended_owners(snapshot, now, &available);
+        let (coupled, independent): (Vec<&Arc<Machine>>, Vec<&Arc<Machine>>) =
+            snapshot.machines.iter().partition(|m| {
+                snapshot.bids.get(&m.id).is_some_and(|bids| {
+                    bids.iter()
+                        .any(|b| b.is_live(now) && contended.contains(&b.owner))
                 })
             });
-            let input = ClearingInput {
-                machine,
-                table: &snapshot.table,
-                params: &snapshot.params,
-                interval: current,
-                now,
-                running,
-                bids: snapshot.bids.get(&machine.id).map(|b| b.iter().collect()).unwrap_or_default(),
-            };
-            let decision = clear_machine(
-                &input,
-                |owner, amount| available.get(&owner).is_some_and(|b| *b >= amount),
-                self.plugins,
-            );
-            if let Some(w) = decision.winner
+        let mut decided: Vec<Cleared> = Vec::with_capacity(snapshot.machines.len());
+        let threads = std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(8);
+        let chunk = independent.len().div_ceil(threads).max(1);
+        let funds = &available;
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = independent
+                .chunks(chunk)
+                .map(|machines| {
+                    scope.spawn(move || {
+                        machines
+                            .iter()
+                            .map(|m| {
+                                self.clear_one(snapshot, m, current, now, |owner, amount| {
+                                    funds.get(&owner).is_some_and(|b| *b >= amount)
+                                })
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            for worker in workers {
+                // A panic in a plugin call is a bug of ours, not the plugin's: propagate it.
+                decided.extend(
+                    worker
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+                );
+            }
+        });
+        for machine in coupled {
+            let outcome = self.clear_one(snapshot, machine, current, now, |owner, amount| {
+                available.get(&owner).is_some_and(|b| *b >= amount)
+            });
+            if let Some(w) = outcome.decision.winner
                 && let Some(balance) = available.get_mut(&w.owner)
             {
                 // Commit the owner's funds so that other machines cannot spend them too.
                 *balance = balance.checked_sub(w.charge.total).unwrap_or_default();
             }
-            let continues = running.is_some() && decision.winner.map(|w| w.bid) == running.map(|r| r.bid_id);
+            decided.push(outcome);
+        }
+        decided.sort_by_key(|c| c.decision.machine);
+
+        let mut assignments = Vec::with_capacity(decided.len());
+        let mut decisions = Vec::with_capacity(decided.len());
+        for Cleared {
+            decision,
+            running,
+            host,
+        } in decided
+        {
+            let latest = snapshot.latest.get(&decision.machine);
+            let continues =
+                running.is_some() && decision.winner.map(|w| w.bid) == running.map(|r| r.bid_id);
             report.machines += 1;
             report.switches += usize::from(decision.switched);
             report.idle += usize::from(decision.winner.is_none());
             assignments.push(Assignment {
-                machine: machine.id,
-                host: machine.host,
+                machine: decision.machine,
+                host,
                 interval: current,
                 winner: decision.winner,
                 running_since: match (decision.winner, continues) {
@@ -111,6 +156,67 @@ impl<'a> IntervalEngine<'a> {
         }
         (assignments, decisions)
     }
+
+    fn clear_one(
+        &self,
+        snapshot: &TickSnapshot,
+        machine: &Machine,
+        current: u64,
+        now: u64,
+        can_pay: impl Fn(AccountId, Amount) -> bool,
+    ) -> Cleared {
+        let running = snapshot.latest.get(&machine.id).and_then(|a| {
+            a.winner.map(|w| RunningBid {
+                bid_id: w.bid,
+                running_for_s: now.saturating_sub(a.running_since.unwrap_or(now)),
+            })
+        });
+        let input = ClearingInput {
+            machine,
+            table: &snapshot.table,
+            params: &snapshot.params,
+            interval: current,
+            now,
+            running,
+            bids: snapshot
+                .bids
+                .get(&machine.id)
+                .map(|b| b.iter().map(|b| b.as_ref()).collect())
+                .unwrap_or_default(),
+        };
+        Cleared {
+            decision: clear_machine(&input, can_pay, self.plugins),
+            running,
+            host: machine.host,
+        }
+    }
+}
+
+/// One machine's clearing result.
+struct Cleared {
+    decision: Decision,
+    running: Option<RunningBid>,
+    host: AccountId,
+}
+
+/// Owners whose live bids together cost more than they can pay this interval.
+fn contended_owners(
+    snapshot: &TickSnapshot,
+    now: u64,
+    available: &BTreeMap<AccountId, Amount>,
+) -> HashSet<AccountId> {
+    let mut demand: HashMap<AccountId, u128> = HashMap::new();
+    for bid in snapshot.bids.values().flatten().filter(|b| b.is_live(now)) {
+        let cost = IntervalCharge::new(bid.price_per_day, &snapshot.params).total;
+        *demand.entry(bid.owner).or_default() += u128::from(cost.0);
+    }
+    demand
+        .into_iter()
+        .filter(|(owner, need)| {
+            u128::from(available.get(owner).copied().unwrap_or_default().0) < *need
+        })
+        .map(|(owner, _)| owner)
+        .collect()
 }
 
 /// Settles the pending intervals before `current`, oldest first: a served interval is
@@ -119,10 +225,14 @@ fn settle(
     snapshot: &TickSnapshot,
     current: u64,
     now: u64,
-    balances: &mut BTreeMap<u64, gigaspot_market::money::Amount>,
+    balances: &mut BTreeMap<AccountId, Amount>,
     report: &mut TickReport,
 ) -> Vec<Settlement> {
-    let mut pending: Vec<_> = snapshot.pending.iter().filter(|(a, _)| a.interval < current).collect();
+    let mut pending: Vec<_> = snapshot
+        .pending
+        .iter()
+        .filter(|(a, _)| a.interval < current)
+        .collect();
     pending.sort_by_key(|(a, _)| (a.interval, a.machine));
     let mut settlements = Vec::with_capacity(pending.len());
     for (assignment, served) in pending {
@@ -143,7 +253,10 @@ fn settle(
                 *balances = trial;
                 transfers = legs;
                 report.charged += 1;
-                report.revenue = report.revenue.checked_add(winner.charge.total).unwrap_or(report.revenue);
+                report.revenue = report
+                    .revenue
+                    .checked_add(winner.charge.total)
+                    .unwrap_or(report.revenue);
             }
         }
         report.settled += 1;

@@ -11,7 +11,9 @@ pub enum StoreError {
     #[error("storage failure: {0}")]
     Backend(String),
     /// The database cannot be read as a GigaSPOT database; it is left untouched.
-    #[error("the database at {path} is corrupt or not a GigaSPOT database ({detail}); it was left untouched")]
+    #[error(
+        "the database at {path} is corrupt or not a GigaSPOT database ({detail}); it was left untouched"
+    )]
     Corrupt {
         /// Where the database is.
         path: String,

@@ -1,6 +1,7 @@
 //! Records the store keeps besides the market's own types.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use gigaspot_market::account::AccountId;
 use gigaspot_market::bid::{Bid, BidId};
@@ -98,10 +99,10 @@ pub struct TickSnapshot {
     pub fee_account: AccountId,
     /// The last interval cleared.
     pub cleared_through: Option<u64>,
-    /// Every machine.
-    pub machines: Vec<Machine>,
-    /// Active bids by machine.
-    pub bids: BTreeMap<MachineId, Vec<Bid>>,
+    /// Every machine (shared with the store's working set, not copied).
+    pub machines: Vec<Arc<Machine>>,
+    /// Active bids by machine (shared, not copied).
+    pub bids: BTreeMap<MachineId, Vec<Arc<Bid>>>,
     /// Every balance.
     pub balances: BTreeMap<AccountId, Amount>,
     /// The latest assignment of each machine.

@@ -168,7 +168,10 @@ impl SledStore {
         };
         let _guard = self.write_lock();
         if let Some(existing) = self.transfer_by_id(&transfer.id)? {
-            if existing.from == transfer.from && existing.to == transfer.to && existing.amount == amount {
+            if existing.from == transfer.from
+                && existing.to == transfer.to
+                && existing.amount == amount
+            {
                 return Ok(existing);
             }
             return Err(StoreError::Invalid {
@@ -179,11 +182,20 @@ impl SledStore {
         let (batch, balances, seq) = {
             let state = self.read();
             if !state.accounts.contains_key(&account) {
-                return Err(StoreError::NotFound { what: "account", id: account });
+                return Err(StoreError::NotFound {
+                    what: "account",
+                    id: account,
+                });
             }
             let mut balances = BTreeMap::new();
             let mut batch = Batch::default();
-            let seq = book(&state, &mut batch, &mut balances, state.last_transfer, &[transfer.clone()])?;
+            let seq = book(
+                &state,
+                &mut batch,
+                &mut balances,
+                state.last_transfer,
+                std::slice::from_ref(&transfer),
+            )?;
             (batch, balances, seq)
         };
         self.commit(batch, |state| {
@@ -208,7 +220,11 @@ fn book(
     for t in transfers {
         for party in [t.from, t.to] {
             if let Party::Account(a) = party {
-                let current = changed.get(&a).or(state.balances.get(&a)).copied().unwrap_or_default();
+                let current = changed
+                    .get(&a)
+                    .or(state.balances.get(&a))
+                    .copied()
+                    .unwrap_or_default();
                 scratch.entry(a).or_insert(current);
             }
         }
@@ -217,7 +233,10 @@ fn book(
     for t in transfers {
         seq += 1;
         batch.insert(key(keys::TRANSFER, &[seq]), encode(t)?);
-        batch.insert(key_bytes(keys::TRANSFER_ID, t.id.as_bytes()), &u64_bytes(seq));
+        batch.insert(
+            key_bytes(keys::TRANSFER_ID, t.id.as_bytes()),
+            &u64_bytes(seq),
+        );
     }
     for (account, balance) in scratch {
         batch.insert(key(keys::BALANCE, &[account]), &u64_bytes(balance.0));
@@ -320,9 +339,17 @@ fn load(db: &sled::Db) -> StoreResult<State> {
     })
 }
 
-fn require_role(state: &State, account: AccountId, role: Role, action: &'static str) -> StoreResult<()> {
+fn require_role(
+    state: &State,
+    account: AccountId,
+    role: Role,
+    action: &'static str,
+) -> StoreResult<()> {
     match state.accounts.get(&account) {
-        None => Err(StoreError::NotFound { what: "account", id: account }),
+        None => Err(StoreError::NotFound {
+            what: "account",
+            id: account,
+        }),
         Some(a) if a.has(role) => Ok(()),
         Some(_) => Err(StoreError::Forbidden { account, action }),
     }
@@ -330,9 +357,15 @@ fn require_role(state: &State, account: AccountId, role: Role, action: &'static 
 
 /// The owner's live bid `id`, or why not.
 fn own_active_bid(state: &State, owner: AccountId, id: BidId) -> StoreResult<Arc<Bid>> {
-    let bid = state.bids.get(&id).ok_or(StoreError::NotFound { what: "bid", id })?;
+    let bid = state
+        .bids
+        .get(&id)
+        .ok_or(StoreError::NotFound { what: "bid", id })?;
     if bid.owner != owner {
-        return Err(StoreError::Forbidden { account: owner, action: "change another account's bid" });
+        return Err(StoreError::Forbidden {
+            account: owner,
+            action: "change another account's bid",
+        });
     }
     if bid.state != BidState::Active {
         return Err(StoreError::Invalid {
@@ -346,11 +379,18 @@ fn own_active_bid(state: &State, owner: AccountId, id: BidId) -> StoreResult<Arc
 impl Store for SledStore {
     fn create_account(&self, name: &str, roles: &[Role]) -> StoreResult<Account> {
         if name.is_empty() || name.chars().count() > 64 {
-            return Err(StoreError::Invalid { field: "name", reason: "must be 1 to 64 characters".into() });
+            return Err(StoreError::Invalid {
+                field: "name",
+                reason: "must be 1 to 64 characters".into(),
+            });
         }
         let _guard = self.write_lock();
         let id = self.read().last_id + 1;
-        let account = Account { id, name: name.into(), roles: roles.to_vec() };
+        let account = Account {
+            id,
+            name: name.into(),
+            roles: roles.to_vec(),
+        };
         let mut batch = Batch::default();
         batch.insert(key(keys::ACCOUNT, &[id]), encode(&account)?);
         batch.insert(keys::LAST_ID, &u64_bytes(id));
@@ -369,7 +409,10 @@ impl Store for SledStore {
     fn add_api_key(&self, account: AccountId, key_sha256: [u8; 32]) -> StoreResult<()> {
         let _guard = self.write_lock();
         if !self.read().accounts.contains_key(&account) {
-            return Err(StoreError::NotFound { what: "account", id: account });
+            return Err(StoreError::NotFound {
+                what: "account",
+                id: account,
+            });
         }
         let mut batch = Batch::default();
         batch.insert(key_bytes(keys::API_KEY, &key_sha256), &u64_bytes(account));
@@ -386,16 +429,24 @@ impl Store for SledStore {
 
     fn register_machine(&self, spec: MachineSpec) -> StoreResult<Machine> {
         if spec.gpus.is_empty() || spec.gpus.len() > 16 {
-            return Err(StoreError::Invalid { field: "gpus", reason: "a machine has 1 to 16 GPUs".into() });
+            return Err(StoreError::Invalid {
+                field: "gpus",
+                reason: "a machine has 1 to 16 GPUs".into(),
+            });
         }
-        if let Some((i, _)) = spec.gpus.iter().enumerate().find(|(_, g)| g.card_min_w > g.card_max_w || g.ceiling_w > g.card_max_w || g.ceiling_w < g.card_min_w) {
+        if let Some((i, _)) = spec.gpus.iter().enumerate().find(|(_, g)| {
+            g.card_min_w > g.card_max_w || g.ceiling_w > g.card_max_w || g.ceiling_w < g.card_min_w
+        }) {
             return Err(StoreError::Invalid {
                 field: "gpus",
                 reason: format!("gpu {i}: need card minimum <= host ceiling <= card maximum"),
             });
         }
         if !(spec.energy_price_usd_per_kwh.is_finite() && spec.energy_price_usd_per_kwh >= 0.0) {
-            return Err(StoreError::Invalid { field: "energy_price", reason: "must be a finite number >= 0".into() });
+            return Err(StoreError::Invalid {
+                field: "energy_price",
+                reason: "must be a finite number >= 0".into(),
+            });
         }
         let _guard = self.write_lock();
         let id = {
@@ -427,9 +478,17 @@ impl Store for SledStore {
     fn update_machine(&self, machine: &Machine) -> StoreResult<()> {
         let _guard = self.write_lock();
         match self.read().machines.get(&machine.id) {
-            None => return Err(StoreError::NotFound { what: "machine", id: machine.id }),
+            None => {
+                return Err(StoreError::NotFound {
+                    what: "machine",
+                    id: machine.id,
+                });
+            }
             Some(m) if m.host != machine.host => {
-                return Err(StoreError::Invalid { field: "host", reason: "a machine cannot change hosts".into() });
+                return Err(StoreError::Invalid {
+                    field: "host",
+                    reason: "a machine cannot change hosts".into(),
+                });
             }
             Some(_) => {}
         }
@@ -446,14 +505,28 @@ impl Store for SledStore {
     }
 
     fn machines(&self) -> StoreResult<Vec<Machine>> {
-        Ok(self.read().machines.values().map(|m| m.as_ref().clone()).collect())
+        Ok(self
+            .read()
+            .machines
+            .values()
+            .map(|m| m.as_ref().clone())
+            .collect())
     }
 
-    fn place_bid(&self, owner: AccountId, terms: &BidTerms, now: u64, idempotency_key: Option<&str>) -> StoreResult<Bid> {
+    fn place_bid(
+        &self,
+        owner: AccountId,
+        terms: &BidTerms,
+        now: u64,
+        idempotency_key: Option<&str>,
+    ) -> StoreResult<Bid> {
         if let Some(k) = idempotency_key
             && (k.is_empty() || k.len() > 255)
         {
-            return Err(StoreError::Invalid { field: "Idempotency-Key", reason: "must be 1 to 255 bytes".into() });
+            return Err(StoreError::Invalid {
+                field: "Idempotency-Key",
+                reason: "must be 1 to 255 bytes".into(),
+            });
         }
         let _guard = self.write_lock();
         let idem_key = idempotency_key.map(|k| keys::idempotency(owner, k));
@@ -461,7 +534,12 @@ impl Store for SledStore {
             && let Some(v) = self.db.get(k)?
         {
             let id = read_u64(k, &v)?;
-            return self.read().bids.get(&id).map(|b| b.as_ref().clone()).ok_or(StoreError::NotFound { what: "bid", id });
+            return self
+                .read()
+                .bids
+                .get(&id)
+                .map(|b| b.as_ref().clone())
+                .ok_or(StoreError::NotFound { what: "bid", id });
         }
         let bid = {
             let state = self.read();
@@ -490,13 +568,22 @@ impl Store for SledStore {
         let stored = Arc::new(bid.clone());
         self.commit(batch, |s| {
             s.last_id = stored.id;
-            s.bids_by_machine.entry(stored.machine).or_default().insert(stored.id);
+            s.bids_by_machine
+                .entry(stored.machine)
+                .or_default()
+                .insert(stored.id);
             s.bids.insert(stored.id, stored);
         })?;
         Ok(bid)
     }
 
-    fn edit_bid(&self, owner: AccountId, id: BidId, price_per_day: Amount, oc: &[OcRequest]) -> StoreResult<Bid> {
+    fn edit_bid(
+        &self,
+        owner: AccountId,
+        id: BidId,
+        price_per_day: Amount,
+        oc: &[OcRequest],
+    ) -> StoreResult<Bid> {
         let _guard = self.write_lock();
         let edited = {
             let state = self.read();
@@ -511,7 +598,11 @@ impl Store for SledStore {
             };
             let machine = state.machines.get(&bid.machine).map(|m| m.as_ref());
             let oc = admit(&terms, owner, machine, &state.table, &state.params)?;
-            Bid { price_per_day, oc, ..bid.as_ref().clone() }
+            Bid {
+                price_per_day,
+                oc,
+                ..bid.as_ref().clone()
+            }
         };
         let mut batch = Batch::default();
         batch.insert(key(keys::BID, &[id]), encode(&edited)?);
@@ -527,7 +618,10 @@ impl Store for SledStore {
         let cancelled = {
             let state = self.read();
             let bid = own_active_bid(&state, owner, id)?;
-            Bid { state: BidState::Cancelled, ..bid.as_ref().clone() }
+            Bid {
+                state: BidState::Cancelled,
+                ..bid.as_ref().clone()
+            }
         };
         let mut batch = Batch::default();
         batch.insert(key(keys::BID, &[id]), encode(&cancelled)?);
@@ -553,16 +647,33 @@ impl Store for SledStore {
             .collect())
     }
 
-    fn deposit(&self, account: AccountId, amount: Amount, reference: &str, now: u64) -> StoreResult<Transfer> {
+    fn deposit(
+        &self,
+        account: AccountId,
+        amount: Amount,
+        reference: &str,
+        now: u64,
+    ) -> StoreResult<Transfer> {
         self.move_money(account, amount, reference, now, TransferKind::Deposit)
     }
 
-    fn withdraw(&self, account: AccountId, amount: Amount, reference: &str, now: u64) -> StoreResult<Transfer> {
+    fn withdraw(
+        &self,
+        account: AccountId,
+        amount: Amount,
+        reference: &str,
+        now: u64,
+    ) -> StoreResult<Transfer> {
         self.move_money(account, amount, reference, now, TransferKind::Withdrawal)
     }
 
     fn balance(&self, account: AccountId) -> StoreResult<Amount> {
-        Ok(self.read().balances.get(&account).copied().unwrap_or_default())
+        Ok(self
+            .read()
+            .balances
+            .get(&account)
+            .copied()
+            .unwrap_or_default())
     }
 
     fn balances(&self) -> StoreResult<BTreeMap<AccountId, Amount>> {
@@ -580,7 +691,10 @@ impl Store for SledStore {
     fn record_served(&self, machine: MachineId, interval: u64, bid: BidId) -> StoreResult<()> {
         let _guard = self.write_lock();
         if !self.read().machines.contains_key(&machine) {
-            return Err(StoreError::NotFound { what: "machine", id: machine });
+            return Err(StoreError::NotFound {
+                what: "machine",
+                id: machine,
+            });
         }
         let mut batch = Batch::default();
         batch.insert(key(keys::SERVED, &[machine, interval]), &u64_bytes(bid));
@@ -605,13 +719,22 @@ impl Store for SledStore {
 
     fn set_params(&self, params: &MarketParams) -> StoreResult<()> {
         if !(10..=86_400).contains(&params.billing_interval_s) {
-            return Err(StoreError::Invalid { field: "billing_interval_s", reason: "must be 10 to 86400 seconds".into() });
+            return Err(StoreError::Invalid {
+                field: "billing_interval_s",
+                reason: "must be 10 to 86400 seconds".into(),
+            });
         }
         if params.fee_bps > 5000 {
-            return Err(StoreError::Invalid { field: "fee_bps", reason: "must be at most 5000 (50 %)".into() });
+            return Err(StoreError::Invalid {
+                field: "fee_bps",
+                reason: "must be at most 5000 (50 %)".into(),
+            });
         }
         if !(params.clore_usd.is_finite() && params.clore_usd > 0.0) {
-            return Err(StoreError::Invalid { field: "clore_usd", reason: "must be a finite number > 0".into() });
+            return Err(StoreError::Invalid {
+                field: "clore_usd",
+                reason: "must be a finite number > 0".into(),
+            });
         }
         let _guard = self.write_lock();
         let mut batch = Batch::default();
@@ -626,9 +749,15 @@ impl Store for SledStore {
 
     fn set_gpu_table(&self, table: &GpuRangeTable) -> StoreResult<()> {
         if let Some(model) = table.models.iter().find(|(_, r)| {
-            r.core_lock.min > r.core_lock.max || r.mem_lock.min > r.mem_lock.max || r.core_offset.min > r.core_offset.max || r.mem_offset.min > r.mem_offset.max
+            r.core_lock.min > r.core_lock.max
+                || r.mem_lock.min > r.mem_lock.max
+                || r.core_offset.min > r.core_offset.max
+                || r.mem_offset.min > r.mem_offset.max
         }) {
-            return Err(StoreError::Invalid { field: "gpu_table", reason: format!("{}: a range has min > max", model.0) });
+            return Err(StoreError::Invalid {
+                field: "gpu_table",
+                reason: format!("{}: a range has min > max", model.0),
+            });
         }
         let _guard = self.write_lock();
         let mut batch = Batch::default();
@@ -640,7 +769,10 @@ impl Store for SledStore {
     fn put_plugin_version(&self, record: &PluginVersionRecord) -> StoreResult<()> {
         let _guard = self.write_lock();
         let mut batch = Batch::default();
-        batch.insert(key_bytes(keys::PLUGIN, record.digest.as_bytes()), encode(record)?);
+        batch.insert(
+            key_bytes(keys::PLUGIN, record.digest.as_bytes()),
+            encode(record)?,
+        );
         self.commit(batch, |_| {})
     }
 
@@ -659,13 +791,13 @@ impl Store for SledStore {
             };
             pending.push((assignment.clone(), served));
         }
-        let mut bids: BTreeMap<MachineId, Vec<Bid>> = BTreeMap::new();
+        let mut bids: BTreeMap<MachineId, Vec<Arc<Bid>>> = BTreeMap::new();
         for (machine, ids) in &state.bids_by_machine {
-            let active: Vec<Bid> = ids
+            let active: Vec<Arc<Bid>> = ids
                 .iter()
                 .filter_map(|id| state.bids.get(id))
                 .filter(|b| b.state == BidState::Active)
-                .map(|b| b.as_ref().clone())
+                .cloned()
                 .collect();
             if !active.is_empty() {
                 bids.insert(*machine, active);
@@ -676,7 +808,7 @@ impl Store for SledStore {
             table: state.table.clone(),
             fee_account: state.fee_account,
             cleared_through: state.cleared_through,
-            machines: state.machines.values().map(|m| m.as_ref().clone()).collect(),
+            machines: state.machines.values().cloned().collect(),
             bids,
             balances: state.balances.clone(),
             latest: state.latest.clone(),
@@ -703,7 +835,10 @@ impl Store for SledStore {
                 let booked_before = s
                     .transfers
                     .iter()
-                    .map(|t| self.db.contains_key(key_bytes(keys::TRANSFER_ID, t.id.as_bytes())))
+                    .map(|t| {
+                        self.db
+                            .contains_key(key_bytes(keys::TRANSFER_ID, t.id.as_bytes()))
+                    })
                     .collect::<Result<Vec<bool>, _>>()?
                     .contains(&true);
                 if !booked_before && !s.transfers.is_empty() {
@@ -711,7 +846,11 @@ impl Store for SledStore {
                         Ok(last) => seq = last,
                         // Never a negative balance: an owner who cannot pay is not charged.
                         Err(StoreError::Ledger(e)) => {
-                            tracing::warn!(machine = s.machine, interval = s.interval, "interval settled without charge: {e}");
+                            tracing::warn!(
+                                machine = s.machine,
+                                interval = s.interval,
+                                "interval settled without charge: {e}"
+                            );
                         }
                         Err(other) => return Err(other),
                     }

@@ -61,9 +61,21 @@ pub trait Store: Send + Sync {
     fn bids_on(&self, machine: MachineId) -> StoreResult<Vec<Bid>>;
 
     /// Credits `amount` from outside; `reference` makes it idempotent.
-    fn deposit(&self, account: AccountId, amount: Amount, reference: &str, now: u64) -> StoreResult<Transfer>;
+    fn deposit(
+        &self,
+        account: AccountId,
+        amount: Amount,
+        reference: &str,
+        now: u64,
+    ) -> StoreResult<Transfer>;
     /// Pays `amount` out; `reference` makes it idempotent.
-    fn withdraw(&self, account: AccountId, amount: Amount, reference: &str, now: u64) -> StoreResult<Transfer>;
+    fn withdraw(
+        &self,
+        account: AccountId,
+        amount: Amount,
+        reference: &str,
+        now: u64,
+    ) -> StoreResult<Transfer>;
     /// An account's balance.
     fn balance(&self, account: AccountId) -> StoreResult<Amount>;
     /// Every non-zero balance.

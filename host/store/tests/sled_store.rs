@@ -16,11 +16,15 @@ fn bids_are_admitted_by_the_market_rules_and_refusals_change_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     let m = market(&store);
-    let bid = store.place_bid(m.alice, &terms(m.machine.id, 100, 300), 1000, None).unwrap();
+    let bid = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1000, None)
+        .unwrap();
     assert_eq!(bid.expires_at, 1000 + 7 * 86_400);
     assert_eq!(bid.oc[0].power_limit_w, 300);
 
-    let err = store.place_bid(m.alice, &terms(m.machine.id, 100, 999), 1000, None).unwrap_err();
+    let err = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 999), 1000, None)
+        .unwrap_err();
     match err {
         StoreError::Refused(r) => {
             assert_eq!(r.field, "oc[0].pl");
@@ -41,11 +45,17 @@ fn an_idempotency_key_returns_the_first_bid() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     let m = market(&store);
-    let first = store.place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, Some("k1")).unwrap();
-    let again = store.place_bid(m.alice, &terms(m.machine.id, 100, 300), 2, Some("k1")).unwrap();
+    let first = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, Some("k1"))
+        .unwrap();
+    let again = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 2, Some("k1"))
+        .unwrap();
     assert_eq!(first, again);
     // Keys are per account.
-    let bobs = store.place_bid(m.bob, &terms(m.machine.id, 100, 300), 3, Some("k1")).unwrap();
+    let bobs = store
+        .place_bid(m.bob, &terms(m.machine.id, 100, 300), 3, Some("k1"))
+        .unwrap();
     assert_ne!(bobs.id, first.id);
     assert_eq!(store.bids_on(m.machine.id).unwrap().len(), 2);
 }
@@ -55,16 +65,35 @@ fn edits_rerun_admission_and_only_owners_change_bids() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     let m = market(&store);
-    let bid = store.place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, None).unwrap();
+    let bid = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, None)
+        .unwrap();
     let edit = terms(m.machine.id, 150, 350);
-    let edited = store.edit_bid(m.alice, bid.id, edit.price_per_day, &edit.oc).unwrap();
-    assert_eq!((edited.price_per_day, edited.oc[3].power_limit_w), (Amount::clore(150), 350));
+    let edited = store
+        .edit_bid(m.alice, bid.id, edit.price_per_day, &edit.oc)
+        .unwrap();
+    assert_eq!(
+        (edited.price_per_day, edited.oc[3].power_limit_w),
+        (Amount::clore(150), 350)
+    );
     let bad = terms(m.machine.id, 150, 401);
-    assert!(matches!(store.edit_bid(m.alice, bid.id, bad.price_per_day, &bad.oc), Err(StoreError::Refused(_))));
-    assert!(matches!(store.cancel_bid(m.bob, bid.id), Err(StoreError::Forbidden { .. })));
+    assert!(matches!(
+        store.edit_bid(m.alice, bid.id, bad.price_per_day, &bad.oc),
+        Err(StoreError::Refused(_))
+    ));
+    assert!(matches!(
+        store.cancel_bid(m.bob, bid.id),
+        Err(StoreError::Forbidden { .. })
+    ));
     assert_eq!(store.bid(bid.id).unwrap().unwrap(), edited);
-    assert_eq!(store.cancel_bid(m.alice, bid.id).unwrap().state, BidState::Cancelled);
-    assert!(matches!(store.cancel_bid(m.alice, bid.id), Err(StoreError::Invalid { .. })));
+    assert_eq!(
+        store.cancel_bid(m.alice, bid.id).unwrap().state,
+        BidState::Cancelled
+    );
+    assert!(matches!(
+        store.cancel_bid(m.alice, bid.id),
+        Err(StoreError::Invalid { .. })
+    ));
 }
 
 #[test]
@@ -72,16 +101,28 @@ fn deposits_are_idempotent_and_withdrawals_never_overdraw() {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(dir.path()).unwrap();
     let m = market(&store);
-    let again = store.deposit(m.alice, Amount::clore(1000), "alice-1", 5).unwrap();
+    let again = store
+        .deposit(m.alice, Amount::clore(1000), "alice-1", 5)
+        .unwrap();
     assert_eq!(again.at, 0, "the first booking is returned");
     assert_eq!(store.balance(m.alice).unwrap(), Amount::clore(1000));
     assert!(matches!(
         store.deposit(m.alice, Amount::clore(1), "alice-1", 5),
-        Err(StoreError::Invalid { field: "reference", .. })
+        Err(StoreError::Invalid {
+            field: "reference",
+            ..
+        })
     ));
-    let err = store.withdraw(m.alice, Amount::clore(1001), "w1", 6).unwrap_err();
-    assert!(matches!(err, StoreError::Ledger(LedgerError::InsufficientFunds { .. })));
-    store.withdraw(m.alice, Amount::clore(400), "w1", 6).unwrap();
+    let err = store
+        .withdraw(m.alice, Amount::clore(1001), "w1", 6)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Ledger(LedgerError::InsufficientFunds { .. })
+    ));
+    store
+        .withdraw(m.alice, Amount::clore(400), "w1", 6)
+        .unwrap();
     assert_eq!(store.balance(m.alice).unwrap(), Amount::clore(600));
     let report = store.audit().unwrap();
     assert_eq!(report.deposits, Amount::clore(2000));
@@ -96,7 +137,9 @@ fn everything_survives_a_reopen() {
         let store = SledStore::open(dir.path()).unwrap();
         let m = market(&store);
         store.add_api_key(m.alice, [7; 32]).unwrap();
-        let bid = store.place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, Some("k")).unwrap();
+        let bid = store
+            .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, Some("k"))
+            .unwrap();
         (m, bid)
     };
     let store = SledStore::open(dir.path()).unwrap();
@@ -105,9 +148,14 @@ fn everything_survives_a_reopen() {
     assert_eq!(store.account_by_key(&[8; 32]).unwrap(), None);
     assert_eq!(store.balance(m.bob).unwrap(), Amount::clore(1000));
     assert!(store.machine(m.machine.id).unwrap().unwrap().live.online);
-    assert_eq!(store.account(m.alice).unwrap().unwrap().roles, vec![Role::Client]);
+    assert_eq!(
+        store.account(m.alice).unwrap().unwrap().roles,
+        vec![Role::Client]
+    );
     // The id counter survived too: new objects never reuse ids.
-    let next = store.place_bid(m.bob, &terms(m.machine.id, 100, 300), 2, None).unwrap();
+    let next = store
+        .place_bid(m.bob, &terms(m.machine.id, 100, 300), 2, None)
+        .unwrap();
     assert!(next.id > bid.id);
     store.audit().unwrap();
 }
@@ -122,10 +170,23 @@ fn a_newer_schema_is_refused_and_left_untouched() {
         db.flush().unwrap();
     }
     let err = SledStore::open(dir.path()).err().unwrap();
-    assert!(matches!(err, StoreError::NewerSchema { found: 99, supported: 1, .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            StoreError::NewerSchema {
+                found: 99,
+                supported: 1,
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(err.to_string().contains("run a newer gigaspot"));
     let db = sled::open(dir.path()).unwrap();
-    assert_eq!(db.get(b"meta/schema").unwrap().unwrap().as_ref(), &99u32.to_be_bytes());
+    assert_eq!(
+        db.get(b"meta/schema").unwrap().unwrap().as_ref(),
+        &99u32.to_be_bytes()
+    );
 }
 
 #[test]
@@ -147,6 +208,12 @@ fn a_foreign_or_corrupt_database_is_refused_and_left_untouched() {
     std::fs::write(garbage.path().join("conf"), b"\xff\x00not sled").unwrap();
     std::fs::write(garbage.path().join("db"), vec![0xAB; 4096]).unwrap();
     let err = SledStore::open(garbage.path()).err().unwrap();
-    assert!(matches!(err, StoreError::Corrupt { .. } | StoreError::Backend(_)), "{err}");
-    assert_eq!(std::fs::read(garbage.path().join("db")).unwrap(), vec![0xAB; 4096]);
+    assert!(
+        matches!(err, StoreError::Corrupt { .. } | StoreError::Backend(_)),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(garbage.path().join("db")).unwrap(),
+        vec![0xAB; 4096]
+    );
 }

@@ -37,7 +37,13 @@ pub fn terms(machine: u64, clore: u64, pl: u32) -> BidTerms {
         price_per_day: Amount::clore(clore),
         image: "registry.example/app:1".into(),
         env: BTreeMap::from([("MODE".into(), "train".into())]),
-        oc: vec![OcRequest { pl: Some(pl), ..OcRequest::default() }; 4],
+        oc: vec![
+            OcRequest {
+                pl: Some(pl),
+                ..OcRequest::default()
+            };
+            4
+        ],
         lifetime_s: 7 * 86_400,
     }
 }
@@ -64,7 +70,14 @@ pub fn market(store: &SledStore) -> Market {
     bring_online(store, &machine);
     let alice = store.create_account("alice", &[Role::Client]).unwrap().id;
     let bob = store.create_account("bob", &[Role::Client]).unwrap().id;
-    store.deposit(alice, Amount::clore(1000), "alice-1", 0).unwrap();
+    store
+        .deposit(alice, Amount::clore(1000), "alice-1", 0)
+        .unwrap();
     store.deposit(bob, Amount::clore(1000), "bob-1", 0).unwrap();
-    Market { host, machine, alice, bob }
+    Market {
+        host,
+        machine,
+        alice,
+        bob,
+    }
 }

@@ -1,0 +1,176 @@
+//! The interval engine: clearing, charging exactly what was served, restarts.
+
+mod support;
+
+use gigaspot_market::clearing::Verdict;
+use gigaspot_market::ledger::charge_id;
+use gigaspot_market::money::Amount;
+use gigaspot_market::{PricePerWatt, StrategyOnly};
+use gigaspot_store::{IntervalEngine, SledStore, Store};
+use support::{market, terms};
+
+const T0: u64 = 1_800_000_000; // a minute boundary
+
+#[test]
+fn the_better_price_per_watt_wins_and_only_served_intervals_are_charged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let plugins = StrategyOnly(PricePerWatt::new());
+    let (engine, _) = IntervalEngine::start(&store, &plugins).unwrap();
+    // Alice: 100 CLORE for 1200 W; Bob: 60 CLORE for 600 W (better per watt).
+    let alice_bid = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), T0, None)
+        .unwrap();
+    let bob_bid = store
+        .place_bid(m.bob, &terms(m.machine.id, 60, 150), T0, None)
+        .unwrap();
+
+    let k = T0 / 60;
+    let report = engine.tick(T0).unwrap();
+    assert_eq!(
+        (report.interval, report.machines, report.switches),
+        (Some(k), 1, 1)
+    );
+    let assignment = store.assignment(m.machine.id).unwrap().unwrap();
+    assert_eq!(assignment.winner.unwrap().bid, bob_bid.id);
+    // The loser can read why.
+    let decision = store.decision(m.machine.id, k).unwrap().unwrap();
+    let alice_verdict = decision
+        .verdicts
+        .iter()
+        .find(|v| v.bid == alice_bid.id)
+        .unwrap();
+    assert!(
+        matches!(alice_verdict.verdict, Verdict::Scored { score } if score > 0.0 && score < 0.1)
+    );
+    assert_eq!(decision.strategy.unwrap().digest, "native:price-per-watt");
+
+    // The agent served the interval: the next boundary charges it, exactly.
+    store.record_served(m.machine.id, k, bob_bid.id).unwrap();
+    let report = engine.tick(T0 + 60).unwrap();
+    assert_eq!((report.settled, report.charged), (1, 1));
+    let cost = Amount::clore(60).pro_rata(60);
+    let fee = cost.share_bps(250);
+    assert_eq!(
+        store.balance(m.bob).unwrap(),
+        Amount::clore(1000).checked_sub(cost).unwrap()
+    );
+    assert_eq!(
+        store.balance(m.host).unwrap(),
+        cost.checked_sub(fee).unwrap()
+    );
+    assert_eq!(store.balance(store.fee_account()).unwrap(), fee);
+    assert_eq!(report.revenue, cost);
+
+    // Interval k+1 was not reported served: it is settled without charge.
+    let report = engine.tick(T0 + 120).unwrap();
+    assert_eq!((report.settled, report.charged), (1, 0));
+    assert_eq!(
+        store.balance(m.bob).unwrap(),
+        Amount::clore(1000).checked_sub(cost).unwrap()
+    );
+    // A second tick in the same interval does nothing.
+    assert_eq!(engine.tick(T0 + 150).unwrap().interval, None);
+    let audit = store.audit().unwrap();
+    assert_eq!(audit.charged_intervals, 1);
+}
+
+#[test]
+fn an_offline_machine_idles_and_is_not_charged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let plugins = StrategyOnly(PricePerWatt::new());
+    let (engine, _) = IntervalEngine::start(&store, &plugins).unwrap();
+    let bid = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), T0, None)
+        .unwrap();
+    engine.tick(T0).unwrap();
+    let mut machine = store.machine(m.machine.id).unwrap().unwrap();
+    machine.live.online = false;
+    store.update_machine(&machine).unwrap();
+    // Served in k; offline from k+1 on.
+    store.record_served(m.machine.id, T0 / 60, bid.id).unwrap();
+    let report = engine.tick(T0 + 60).unwrap();
+    assert_eq!((report.charged, report.idle, report.switches), (1, 1, 1));
+    let report = engine.tick(T0 + 120).unwrap();
+    assert_eq!(
+        (report.settled, report.charged),
+        (0, 0),
+        "an idle interval has nothing to settle"
+    );
+    let decision = store.decision(m.machine.id, T0 / 60 + 1).unwrap().unwrap();
+    assert_eq!(decision.idle_reason.as_deref(), Some("machine offline"));
+}
+
+#[test]
+fn an_unfunded_bid_does_not_compete_and_funds_are_committed_across_machines() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let second = store.register_machine(support::spec(m.host)).unwrap();
+    support::bring_online(&store, &second);
+    let carol = store
+        .create_account("carol", &[gigaspot_market::account::Role::Client])
+        .unwrap()
+        .id;
+    // Carol can pay exactly one minute at 1000 CLORE/day.
+    let minute = Amount::clore(1000).pro_rata(60);
+    store.deposit(carol, minute, "carol-1", T0).unwrap();
+    store
+        .place_bid(carol, &terms(m.machine.id, 1000, 150), T0, None)
+        .unwrap();
+    store
+        .place_bid(carol, &terms(second.id, 1000, 150), T0, None)
+        .unwrap();
+    let plugins = StrategyOnly(PricePerWatt::new());
+    let (engine, _) = IntervalEngine::start(&store, &plugins).unwrap();
+    let report = engine.tick(T0).unwrap();
+    assert_eq!(report.idle, 1, "only one machine can be paid for");
+    let second_decision = store.decision(second.id, T0 / 60).unwrap().unwrap();
+    assert!(
+        matches!(&second_decision.verdicts[0].verdict, Verdict::Ineligible { code, .. } if code == "insufficient-funds")
+    );
+}
+
+#[test]
+fn after_a_restart_every_served_interval_is_charged_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = StrategyOnly(PricePerWatt::new());
+    let (m, bid) = {
+        let store = SledStore::open(dir.path()).unwrap();
+        let m = market(&store);
+        let (engine, _) = IntervalEngine::start(&store, &plugins).unwrap();
+        let bid = store
+            .place_bid(m.alice, &terms(m.machine.id, 100, 300), T0, None)
+            .unwrap();
+        engine.tick(T0).unwrap();
+        store.record_served(m.machine.id, T0 / 60, bid.id).unwrap();
+        (m, bid)
+    };
+    // Down for five intervals: at restart the served interval is charged once.
+    for _ in 0..2 {
+        let store = SledStore::open(dir.path()).unwrap();
+        let (engine, audit) = IntervalEngine::start(&store, &plugins).unwrap();
+        assert_eq!(
+            audit.charged_intervals,
+            store
+                .transfers()
+                .unwrap()
+                .iter()
+                .filter(|t| t.id.starts_with("charge:"))
+                .count()
+        );
+        engine.tick(T0 + 360).unwrap();
+        let charges: Vec<_> = store
+            .transfers()
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.id == charge_id(m.machine.id, T0 / 60))
+            .collect();
+        assert_eq!(charges.len(), 1);
+        assert_eq!(charges[0].bid, Some(bid.id));
+        assert_eq!(store.audit().unwrap().charged_intervals, 1);
+    }
+}
