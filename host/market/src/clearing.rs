@@ -133,12 +133,13 @@ pub fn clear_machine(
     plugins: &dyn Plugins,
 ) -> Decision {
     let machine = input.machine;
-    let live: Vec<&Bid> = input
+    let mut live: Vec<&Bid> = input
         .bids
         .iter()
         .copied()
         .filter(|b| b.is_live(input.now))
         .collect();
+    live.sort_by_key(|b| b.id);
     let mut decision = Decision {
         machine: machine.id,
         interval: input.interval,
@@ -199,16 +200,18 @@ pub fn clear_machine(
     let validation = plugins.validate(&context, &candidates);
     decision.validators = validation.answered_by;
     record_faults(&mut decision, validation.faults);
+    // Sorted by id (below) so that verdicts find their bid's owner by binary search.
+    let owner_of = |id: BidId| {
+        live.binary_search_by_key(&id, |b| b.id)
+            .map_or(0, |i| live[i].owner)
+    };
     let rejected: std::collections::HashSet<BidId> = validation
         .rejections
         .iter()
         .map(|(_, r)| r.bid_id)
         .collect();
     for (by, rejection) in validation.rejections {
-        let owner = candidates
-            .iter()
-            .find(|c| c.id == rejection.bid_id)
-            .map_or(0, |c| c.owner_id);
+        let owner = owner_of(rejection.bid_id);
         decision.verdicts.push(BidVerdict {
             bid: rejection.bid_id,
             owner,
@@ -229,10 +232,7 @@ pub fn clear_machine(
         let running = input.running.map(|r| r.bid_id);
         let mut best: Option<(f64, BidId)> = None;
         for score in &ranking.scores {
-            let owner = candidates
-                .iter()
-                .find(|c| c.id == score.bid_id)
-                .map_or(0, |c| c.owner_id);
+            let owner = owner_of(score.bid_id);
             decision.verdicts.push(BidVerdict {
                 bid: score.bid_id,
                 owner,
@@ -253,7 +253,8 @@ pub fn clear_machine(
             }
         }
         if let Some((_, id)) = best
-            && let Some(bid) = live.iter().find(|b| b.id == id)
+            && let Ok(i) = live.binary_search_by_key(&id, |b| b.id)
+            && let Some(bid) = live.get(i)
         {
             decision.winner = Some(Winner {
                 bid: bid.id,

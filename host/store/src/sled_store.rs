@@ -4,7 +4,7 @@
 //! into memory, then flushed before the call returns. The flush happens outside the lock,
 //! so concurrent writers share flushes (group commit). Reads are served from memory.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -29,8 +29,9 @@ use crate::store::Store;
 struct State {
     accounts: BTreeMap<AccountId, Account>,
     machines: BTreeMap<MachineId, Arc<Machine>>,
-    bids: BTreeMap<BidId, Arc<Bid>>,
-    bids_by_machine: BTreeMap<MachineId, BTreeSet<BidId>>,
+    bids: HashMap<BidId, Arc<Bid>>,
+    /// The same bids grouped by machine, for the clearing.
+    bids_by_machine: BTreeMap<MachineId, BTreeMap<BidId, Arc<Bid>>>,
     balances: BTreeMap<AccountId, Amount>,
     latest: BTreeMap<MachineId, Assignment>,
     pending: BTreeMap<(MachineId, u64), Assignment>,
@@ -40,6 +41,17 @@ struct State {
     last_id: u64,
     last_transfer: u64,
     cleared_through: Option<u64>,
+}
+
+impl State {
+    /// Inserts or replaces a bid in both indexes.
+    fn put_bid(&mut self, bid: Arc<Bid>) {
+        self.bids_by_machine
+            .entry(bid.machine)
+            .or_default()
+            .insert(bid.id, bid.clone());
+        self.bids.insert(bid.id, bid);
+    }
 }
 
 /// The sled-backed [`Store`].
@@ -314,9 +326,15 @@ fn load(db: &sled::Db) -> StoreResult<State> {
         // Keys sort by (machine, interval): the last one seen is the latest.
         latest.insert(a.machine, a);
     }
-    let mut bids_by_machine: BTreeMap<MachineId, BTreeSet<BidId>> = BTreeMap::new();
-    for b in &bids {
-        bids_by_machine.entry(b.machine).or_default().insert(b.id);
+    let mut state_bids = HashMap::with_capacity(bids.len());
+    let mut bids_by_machine: BTreeMap<MachineId, BTreeMap<BidId, Arc<Bid>>> = BTreeMap::new();
+    for b in bids {
+        let b = Arc::new(b);
+        bids_by_machine
+            .entry(b.machine)
+            .or_default()
+            .insert(b.id, b.clone());
+        state_bids.insert(b.id, b);
     }
     let cleared_through = match db.get(keys::CLEARED_THROUGH)? {
         Some(v) => Some(read_u64(keys::CLEARED_THROUGH, &v)?),
@@ -325,7 +343,7 @@ fn load(db: &sled::Db) -> StoreResult<State> {
     Ok(State {
         accounts: accounts.into_iter().map(|a| (a.id, a)).collect(),
         machines: machines.into_iter().map(|m| (m.id, Arc::new(m))).collect(),
-        bids: bids.into_iter().map(|b| (b.id, Arc::new(b))).collect(),
+        bids: state_bids,
         bids_by_machine,
         balances,
         latest,
@@ -568,11 +586,7 @@ impl Store for SledStore {
         let stored = Arc::new(bid.clone());
         self.commit(batch, |s| {
             s.last_id = stored.id;
-            s.bids_by_machine
-                .entry(stored.machine)
-                .or_default()
-                .insert(stored.id);
-            s.bids.insert(stored.id, stored);
+            s.put_bid(stored);
         })?;
         Ok(bid)
     }
@@ -607,9 +621,7 @@ impl Store for SledStore {
         let mut batch = Batch::default();
         batch.insert(key(keys::BID, &[id]), encode(&edited)?);
         let stored = Arc::new(edited.clone());
-        self.commit(batch, |s| {
-            s.bids.insert(id, stored);
-        })?;
+        self.commit(batch, |s| s.put_bid(stored))?;
         Ok(edited)
     }
 
@@ -626,9 +638,7 @@ impl Store for SledStore {
         let mut batch = Batch::default();
         batch.insert(key(keys::BID, &[id]), encode(&cancelled)?);
         let stored = Arc::new(cancelled.clone());
-        self.commit(batch, |s| {
-            s.bids.insert(id, stored);
-        })?;
+        self.commit(batch, |s| s.put_bid(stored))?;
         Ok(cancelled)
     }
 
@@ -642,8 +652,7 @@ impl Store for SledStore {
             .bids_by_machine
             .get(&machine)
             .into_iter()
-            .flatten()
-            .filter_map(|id| state.bids.get(id).map(|b| b.as_ref().clone()))
+            .flat_map(|bids| bids.values().map(|b| b.as_ref().clone()))
             .collect())
     }
 
@@ -792,10 +801,9 @@ impl Store for SledStore {
             pending.push((assignment.clone(), served));
         }
         let mut bids: BTreeMap<MachineId, Vec<Arc<Bid>>> = BTreeMap::new();
-        for (machine, ids) in &state.bids_by_machine {
-            let active: Vec<Arc<Bid>> = ids
-                .iter()
-                .filter_map(|id| state.bids.get(id))
+        for (machine, on_machine) in &state.bids_by_machine {
+            let active: Vec<Arc<Bid>> = on_machine
+                .values()
                 .filter(|b| b.state == BidState::Active)
                 .cloned()
                 .collect();

@@ -174,3 +174,26 @@ fn after_a_restart_every_served_interval_is_charged_exactly_once() {
         assert_eq!(store.audit().unwrap().charged_intervals, 1);
     }
 }
+
+#[test]
+fn a_failed_audit_stops_billing_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let alice = {
+        let store = SledStore::open(dir.path()).unwrap();
+        market(&store).alice
+    };
+    {
+        // Tamper with a stored balance behind the store's back.
+        let db = sled::open(dir.path()).unwrap();
+        let mut k = b"bal/".to_vec();
+        k.extend_from_slice(&alice.to_be_bytes());
+        db.insert(k, &Amount::clore(5000).0.to_be_bytes()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    let plugins = StrategyOnly(PricePerWatt::new());
+    let err = IntervalEngine::start(&store, &plugins).err().unwrap();
+    let text = err.to_string();
+    assert!(text.contains("billing is stopped"), "{text}");
+    assert!(text.contains(&format!("account {alice}")), "{text}");
+}

@@ -217,3 +217,70 @@ fn a_foreign_or_corrupt_database_is_refused_and_left_untouched() {
         vec![0xAB; 4096]
     );
 }
+
+#[test]
+fn plugin_versions_params_and_the_gpu_table_are_stored() {
+    use gigaspot_market::gpu_ranges::GpuRangeTable;
+    use gigaspot_market::params::MarketParams;
+    use gigaspot_store::PluginVersionRecord;
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        assert_eq!(store.params().unwrap(), MarketParams::default());
+        assert_eq!(store.gpu_table().unwrap(), GpuRangeTable::defaults());
+        let record = PluginVersionRecord {
+            digest: "sha256:ab".into(),
+            name: "price-per-watt".into(),
+            version: "0.1.0".into(),
+            kind: "strategy".into(),
+            config: String::new(),
+            installed_at: 5,
+            wasm: vec![0, 97, 115, 109],
+        };
+        store.put_plugin_version(&record).unwrap();
+        let params = MarketParams {
+            billing_interval_s: 120,
+            fee_bps: 300,
+            clore_usd: 0.05,
+        };
+        store.set_params(&params).unwrap();
+        for bad in [
+            MarketParams {
+                billing_interval_s: 5,
+                ..params.clone()
+            },
+            MarketParams {
+                fee_bps: 5001,
+                ..params.clone()
+            },
+            MarketParams {
+                clore_usd: f64::NAN,
+                ..params.clone()
+            },
+            MarketParams {
+                clore_usd: 0.0,
+                ..params.clone()
+            },
+        ] {
+            assert!(
+                matches!(store.set_params(&bad), Err(StoreError::Invalid { .. })),
+                "{bad:?}"
+            );
+        }
+        let mut table = GpuRangeTable::default();
+        table.models.insert(
+            "X".into(),
+            GpuRangeTable::defaults()
+                .models
+                .values()
+                .next()
+                .copied()
+                .unwrap(),
+        );
+        store.set_gpu_table(&table).unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.plugin_versions().unwrap()[0].name, "price-per-watt");
+    assert_eq!(store.params().unwrap().billing_interval_s, 120);
+    assert_eq!(store.gpu_table().unwrap().models.len(), 1);
+}
