@@ -248,9 +248,14 @@ fn settle(
                 owner: winner.owner,
             };
             let legs = charge_transfers(&interval, winner.charge, snapshot.fee_account, now);
-            let mut trial = balances.clone();
+            // Both legs or neither: try them on the accounts they touch only.
+            let mut trial: BTreeMap<AccountId, Amount> =
+                [winner.owner, assignment.host, snapshot.fee_account]
+                    .into_iter()
+                    .map(|a| (a, balances.get(&a).copied().unwrap_or_default()))
+                    .collect();
             if legs.iter().all(|t| ledger::apply(&mut trial, t).is_ok()) {
-                *balances = trial;
+                balances.extend(trial);
                 transfers = legs;
                 report.charged += 1;
                 report.revenue = report

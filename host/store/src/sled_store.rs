@@ -840,15 +840,12 @@ impl Store for SledStore {
             }
             seq = state.last_transfer;
             for s in &commit.settlements {
-                let booked_before = s
-                    .transfers
-                    .iter()
-                    .map(|t| {
-                        self.db
-                            .contains_key(key_bytes(keys::TRANSFER_ID, t.id.as_bytes()))
-                    })
-                    .collect::<Result<Vec<bool>, _>>()?
-                    .contains(&true);
+                let mut booked_before = false;
+                for t in &s.transfers {
+                    booked_before |= self
+                        .db
+                        .contains_key(key_bytes(keys::TRANSFER_ID, t.id.as_bytes()))?;
+                }
                 if !booked_before && !s.transfers.is_empty() {
                     match book(&state, &mut batch, &mut balances, seq, &s.transfers) {
                         Ok(last) => seq = last,
