@@ -1,8 +1,10 @@
 //! `gigaspot`: the GigaSPOT command-line tool.
 //!
-//! Today it carries the plugin tools for authors and operators:
-//! `gigaspot plugin check <file.wasm>` and `gigaspot plugin bench <file.wasm>`.
+//! Today it carries the plugin tools for authors and operators
+//! (`gigaspot plugin check|bench <file.wasm>`) and the operator's ledger audit
+//! (`gigaspot ledger audit --data DIR`).
 
+mod ledger_audit;
 mod plugin_bench;
 mod plugin_check;
 
@@ -24,6 +26,19 @@ enum Command {
     /// Work with plugins (WebAssembly components of wit/plugin.wit).
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Inspect the market's ledger.
+    #[command(subcommand)]
+    Ledger(LedgerCommand),
+}
+
+#[derive(Subcommand)]
+enum LedgerCommand {
+    /// Recompute every balance from the transfers and check the ledger invariants.
+    Audit {
+        /// The market's data directory (the sled database).
+        #[arg(long)]
+        data: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,6 +78,7 @@ fn main() -> ExitCode {
             config,
             iterations,
         }) => plugin_bench::run(&file, &config, iterations),
+        Command::Ledger(LedgerCommand::Audit { data }) => ledger_audit::run(&data),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
