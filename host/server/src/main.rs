@@ -1,8 +1,8 @@
 //! `gigaspot`: the GigaSPOT command-line tool.
 //!
-//! Today it carries the plugin tools for authors and operators
-//! (`gigaspot plugin check|bench <file.wasm>`) and the operator's ledger audit
-//! (`gigaspot ledger audit --data DIR`).
+//! `gigaspot serve` runs the market; `gigaspot plugin check|bench <file.wasm>` are the
+//! plugin tools for authors and operators; `gigaspot ledger audit --data DIR` is the
+//! operator's ledger audit.
 
 mod ledger_audit;
 mod plugin_bench;
@@ -23,6 +23,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the market: HTTP API, agent endpoint and the interval clock.
+    Serve {
+        /// A TOML configuration file (see README for every key).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Address to listen on (overrides the file and GIGASPOT_BIND).
+        #[arg(long)]
+        bind: Option<std::net::SocketAddr>,
+        /// Data directory (overrides the file and GIGASPOT_DATA_DIR).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Work with plugins (WebAssembly components of wit/plugin.wit).
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -67,9 +79,30 @@ enum PluginCommand {
     },
 }
 
+fn serve(
+    file: Option<PathBuf>,
+    bind: Option<std::net::SocketAddr>,
+    data_dir: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let mut config =
+        gigaspot_server::config::Config::load(file.as_deref(), |k| std::env::var(k).ok())?;
+    if let Some(bind) = bind {
+        config.bind = bind;
+    }
+    if let Some(dir) = data_dir {
+        config.data_dir = dir;
+    }
+    tokio::runtime::Runtime::new()?.block_on(gigaspot_server::serve::run(config))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve {
+            config,
+            bind,
+            data_dir,
+        } => serve(config, bind, data_dir),
         Command::Plugin(PluginCommand::Check { file, config, bids }) => {
             plugin_check::run(&file, &config, bids)
         }

@@ -35,6 +35,11 @@ impl<'a> IntervalEngine<'a> {
         Ok((IntervalEngine { store, plugins }, report))
     }
 
+    /// An engine for a caller that audited the ledger already (at start-up).
+    pub fn without_audit(store: &'a dyn Store, plugins: &'a dyn Plugins) -> Self {
+        IntervalEngine { store, plugins }
+    }
+
     /// Runs the boundary that `now` (unix seconds) falls in, if not run yet: settles every
     /// cleared-but-unsettled interval before it (charging the served ones exactly once),
     /// then clears every machine for the current interval.

@@ -22,6 +22,8 @@ pub const FEE_ACCOUNT: &[u8] = b"meta/fee_account";
 pub const ACCOUNT: &[u8] = b"acct/";
 /// Prefix of API key hashes → account id.
 pub const API_KEY: &[u8] = b"key/";
+/// Prefix of agent token hashes → machine id.
+pub const AGENT_TOKEN: &[u8] = b"agent/";
 /// Prefix of machines by id.
 pub const MACHINE: &[u8] = b"mach/";
 /// Prefix of bids by id.

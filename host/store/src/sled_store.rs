@@ -445,6 +445,40 @@ impl Store for SledStore {
         }
     }
 
+    fn has_api_key(&self, account: AccountId) -> StoreResult<bool> {
+        for item in self.db.scan_prefix(keys::API_KEY) {
+            let (k, v) = item?;
+            if read_u64(&k, &v)? == account {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    fn set_agent_token(&self, machine: MachineId, token_sha256: [u8; 32]) -> StoreResult<()> {
+        let _guard = self.write_lock();
+        if !self.read().machines.contains_key(&machine) {
+            return Err(StoreError::NotFound {
+                what: "machine",
+                id: machine,
+            });
+        }
+        let mut batch = Batch::default();
+        batch.insert(
+            key_bytes(keys::AGENT_TOKEN, &token_sha256),
+            &u64_bytes(machine),
+        );
+        self.commit(batch, |_| {})
+    }
+
+    fn machine_by_agent_token(&self, token_sha256: &[u8; 32]) -> StoreResult<Option<MachineId>> {
+        let k = key_bytes(keys::AGENT_TOKEN, token_sha256);
+        match self.db.get(&k)? {
+            Some(v) => Ok(Some(read_u64(&k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
     fn register_machine(&self, spec: MachineSpec) -> StoreResult<Machine> {
         if spec.gpus.is_empty() || spec.gpus.len() > 16 {
             return Err(StoreError::Invalid {

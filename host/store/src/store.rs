@@ -26,6 +26,12 @@ pub trait Store: Send + Sync {
     fn add_api_key(&self, account: AccountId, key_sha256: [u8; 32]) -> StoreResult<()>;
     /// The account an API key hash belongs to.
     fn account_by_key(&self, key_sha256: &[u8; 32]) -> StoreResult<Option<AccountId>>;
+    /// Whether `account` has at least one API key.
+    fn has_api_key(&self, account: AccountId) -> StoreResult<bool>;
+    /// Stores the sha256 of a machine's agent token; the token acts for that machine only.
+    fn set_agent_token(&self, machine: MachineId, token_sha256: [u8; 32]) -> StoreResult<()>;
+    /// The machine an agent token hash belongs to.
+    fn machine_by_agent_token(&self, token_sha256: &[u8; 32]) -> StoreResult<Option<MachineId>>;
 
     /// Registers a machine for a host account.
     fn register_machine(&self, spec: MachineSpec) -> StoreResult<Machine>;

@@ -1,0 +1,79 @@
+//! Health, registration and the caller's account.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use gigaspot_market::account::Role;
+use gigaspot_store::Store;
+use serde_json::{Value, json};
+
+use crate::api_error::ApiError;
+use crate::app::{AppState, JsonBody};
+use crate::auth::{Caller, generate_key, key_hash};
+use crate::wire::{AccountView, NewAccount, NewAccountReply, roles};
+
+/// `GET /api/v1/health`: the service answers and the active strategy is known.
+pub async fn health(State(state): State<AppState>) -> Json<Value> {
+    let strategy = state.registry.active_strategy();
+    Json(json!({"status": "ok", "strategy": strategy.name, "strategy_digest": strategy.digest}))
+}
+
+/// `POST /api/v1/accounts`: creates a client and/or host account and returns its API key
+/// once. Open to anyone while registration is open; otherwise operators only.
+pub async fn register(
+    State(state): State<AppState>,
+    caller: Option<Caller>,
+    JsonBody(request): JsonBody<NewAccount>,
+) -> Result<(StatusCode, Json<NewAccountReply>), ApiError> {
+    let is_operator = caller.as_ref().is_some_and(|c| c.has(Role::Operator));
+    if !state.config.open_registration && !is_operator {
+        return Err(ApiError::forbidden(
+            "registration is closed; ask the operator for an account",
+        ));
+    }
+    let roles = roles(&request.roles)?;
+    let key = generate_key();
+    let hash = key_hash(&key);
+    let account = state
+        .store(move |s| {
+            let account = s.create_account(&request.name, &roles)?;
+            s.add_api_key(account.id, hash)?;
+            Ok(account)
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(NewAccountReply {
+            account: AccountView::from(&account),
+            api_key: key,
+        }),
+    ))
+}
+
+/// `GET /api/v1/accounts/me`.
+pub async fn me(caller: Caller) -> Json<AccountView> {
+    Json(AccountView::from(&caller.0))
+}
+
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Caller
+where
+    Caller: axum::extract::FromRequestParts<S, Rejection = ApiError>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            <Caller as axum::extract::FromRequestParts<S>>::from_request_parts(parts, state)
+                .await
+                .map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+//! Bids: create (with `Idempotency-Key`), edit, cancel, list, show.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use gigaspot_market::account::Role;
+use gigaspot_market::bid::{Bid, BidTerms, OcRequest};
+use gigaspot_market::params::MAX_BID_LIFETIME_S;
+use gigaspot_store::{Store, StoreError};
+
+use crate::api_error::ApiError;
+use crate::app::{AppState, JsonBody};
+use crate::auth::Caller;
+use crate::wire::{BidEdit, BidView, NewBid, clore};
+
+/// Default bid lifetime: 7 days.
+const DEFAULT_LIFETIME_S: u64 = 7 * 86_400;
+
+/// `POST /api/v1/bids`: admits and stores a bid. A repeated `Idempotency-Key` returns the
+/// bid created the first time, with 200 instead of 201.
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    JsonBody(request): JsonBody<NewBid>,
+) -> Result<(StatusCode, Json<BidView>), ApiError> {
+    caller.require(Role::Client, "place bids")?;
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(v) => Some(
+            v.to_str()
+                .map_err(|_| ApiError::bad_field("Idempotency-Key", "must be visible ASCII"))?
+                .to_owned(),
+        ),
+    };
+    let lifetime_s = request
+        .lifetime_s
+        .unwrap_or(DEFAULT_LIFETIME_S.min(MAX_BID_LIFETIME_S));
+    let terms = BidTerms {
+        machine: request.machine,
+        price_per_day: clore("price", request.price)?,
+        image: request.image,
+        env: request.env,
+        oc: request.oc.into_iter().map(OcRequest::from).collect(),
+        lifetime_s,
+    };
+    let owner = caller.0.id;
+    let at = state.now();
+    let bid = state
+        .store(move |s| s.place_bid(owner, &terms, at, key.as_deref()))
+        .await?;
+    // An idempotent repeat returns a bid created earlier.
+    let status = if bid.created_at == at {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((status, Json(BidView::new(&bid, at))))
+}
+
+/// `GET /api/v1/bids`: the caller's bids.
+pub async fn mine(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<BidView>>, ApiError> {
+    let owner = caller.0.id;
+    let bids = state
+        .store(move |s| {
+            let mut mine = Vec::new();
+            for m in s.machines()? {
+                mine.extend(s.bids_on(m.id)?.into_iter().filter(|b| b.owner == owner));
+            }
+            Ok(mine)
+        })
+        .await?;
+    let at = state.now();
+    Ok(Json(bids.iter().map(|b| BidView::new(b, at)).collect()))
+}
+
+/// `GET /api/v1/bids/{id}`: for the bid's owner, the machine's host and operators; others
+/// get 404 (a bid's image and settings are private).
+pub async fn show(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> Result<Json<BidView>, ApiError> {
+    let bid = visible_bid(&state, &caller, id).await?;
+    Ok(Json(BidView::new(&bid, state.now())))
+}
+
+/// `PATCH /api/v1/bids/{id}`: the owner changes price and settings; admission runs again.
+pub async fn edit(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<u64>,
+    JsonBody(request): JsonBody<BidEdit>,
+) -> Result<Json<BidView>, ApiError> {
+    visible_bid(&state, &caller, id).await?;
+    let price = clore("price", request.price)?;
+    let oc: Vec<OcRequest> = request.oc.into_iter().map(OcRequest::from).collect();
+    let owner = caller.0.id;
+    let bid = state
+        .store(move |s| s.edit_bid(owner, id, price, &oc))
+        .await?;
+    Ok(Json(BidView::new(&bid, state.now())))
+}
+
+/// `DELETE /api/v1/bids/{id}`: the owner cancels.
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> Result<Json<BidView>, ApiError> {
+    visible_bid(&state, &caller, id).await?;
+    let owner = caller.0.id;
+    let bid = state.store(move |s| s.cancel_bid(owner, id)).await?;
+    Ok(Json(BidView::new(&bid, state.now())))
+}
+
+async fn visible_bid(state: &AppState, caller: &Caller, id: u64) -> Result<Bid, ApiError> {
+    let account = caller.0.clone();
+    state
+        .store(move |s| {
+            let bid = s.bid(id)?.ok_or(StoreError::NotFound { what: "bid", id })?;
+            let host = s.machine(bid.machine)?.map(|m| m.host);
+            let allowed =
+                bid.owner == account.id || host == Some(account.id) || account.has(Role::Operator);
+            if allowed {
+                Ok(bid)
+            } else {
+                Err(StoreError::NotFound { what: "bid", id })
+            }
+        })
+        .await
+}

@@ -1,0 +1,108 @@
+//! Errors of the HTTP API: a status and a JSON body naming the field and the reason.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use gigaspot_store::StoreError;
+use serde::Serialize;
+
+/// An error answer: `{"error": {"field": ..., "reason": ...}}` with a 4xx status (5xx
+/// only for failures of the service itself).
+#[derive(Debug)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The offending field, when one is to blame.
+    pub field: Option<String>,
+    /// What went wrong, for people.
+    pub reason: String,
+}
+
+#[derive(Serialize)]
+struct Body<'a> {
+    error: Detail<'a>,
+}
+
+#[derive(Serialize)]
+struct Detail<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    field: Option<&'a str>,
+    reason: &'a str,
+}
+
+impl ApiError {
+    /// An error with a status, a field and a reason.
+    pub fn new(status: StatusCode, field: Option<&str>, reason: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            field: field.map(str::to_owned),
+            reason: reason.into(),
+        }
+    }
+
+    /// 400 for a bad field.
+    pub fn bad_field(field: &str, reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, Some(field), reason)
+    }
+
+    /// 401: no or an unknown key.
+    pub fn unauthenticated() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            Some("Authorization"),
+            "send `Authorization: Bearer <api key>` with a valid key",
+        )
+    }
+
+    /// 403: the caller may not do this.
+    pub fn forbidden(reason: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, None, reason)
+    }
+
+    /// 404: no such object (also for objects the caller may not see).
+    pub fn not_found(what: &str, id: u64) -> Self {
+        Self::new(StatusCode::NOT_FOUND, None, format!("no {what} {id}"))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Body {
+            error: Detail {
+                field: self.field.as_deref(),
+                reason: &self.reason,
+            },
+        };
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Refused(r) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&r.field),
+                r.to_string(),
+            ),
+            StoreError::NotFound { what, id } => Self::not_found(what, id),
+            StoreError::Forbidden { action, .. } => {
+                Self::forbidden(format!("this account may not {action}"))
+            }
+            StoreError::Invalid { field, reason } => Self::bad_field(field, reason),
+            StoreError::Ledger(l) => Self::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("amount"),
+                l.to_string(),
+            ),
+            other => {
+                tracing::error!("store failure: {other}");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    "the service could not complete the request",
+                )
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! The HTTP application: shared state, the router, and request plumbing.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use gigaspot_market::machine::MachineId;
+use gigaspot_plugin_runtime::{PluginRegistry, PluginRuntime};
+use gigaspot_store::{SledStore, StoreError};
+use serde::de::DeserializeOwned;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::api_error::ApiError;
+use crate::config::Config;
+use crate::{api_accounts, api_agent, api_bids, api_machines, api_money};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The market's store.
+    pub store: Arc<SledStore>,
+    /// The installed plugins.
+    pub registry: Arc<PluginRegistry>,
+    /// Loads plugins; kept alive as long as the plugins it loaded (it drives deadlines).
+    pub runtime: Arc<PluginRuntime>,
+    /// The service's configuration.
+    pub config: Arc<Config>,
+    /// When each machine's agent last reported.
+    pub heartbeats: Arc<Mutex<HashMap<MachineId, Instant>>>,
+    /// Unix seconds now; the wall clock in service, a controlled clock in tests.
+    pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl AppState {
+    /// A state over `store`, `registry` and the `runtime` that loaded its plugins.
+    pub fn new(
+        store: Arc<SledStore>,
+        registry: Arc<PluginRegistry>,
+        runtime: Arc<PluginRuntime>,
+        config: Config,
+    ) -> Self {
+        AppState {
+            store,
+            registry,
+            runtime,
+            config: Arc::new(config),
+            heartbeats: Arc::default(),
+            clock: Arc::new(wall_clock),
+        }
+    }
+
+    /// Unix seconds now, by the state's clock.
+    pub fn now(&self) -> u64 {
+        (self.clock)()
+    }
+
+    /// Runs a store operation on the blocking pool (writes wait for the disk flush).
+    pub async fn store<T: Send + 'static>(
+        &self,
+        op: impl FnOnce(&SledStore) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || op(&store))
+            .await
+            .map_err(|_| {
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    None,
+                    "the request was interrupted",
+                )
+            })?
+            .map_err(ApiError::from)
+    }
+}
+
+/// Unix seconds now by the system clock.
+pub fn wall_clock() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The native API under `/api/v1`, with the body limit and the request timeout.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config.max_body_bytes;
+    let timeout = Duration::from_millis(state.config.request_timeout_ms);
+    Router::new()
+        .route("/api/v1/health", get(api_accounts::health))
+        .route("/api/v1/accounts", post(api_accounts::register))
+        .route("/api/v1/accounts/me", get(api_accounts::me))
+        .route("/api/v1/deposits", post(api_money::deposit))
+        .route("/api/v1/balance", get(api_money::balance))
+        .route("/api/v1/ledger", get(api_money::ledger))
+        .route(
+            "/api/v1/machines",
+            get(api_machines::list).post(api_machines::register),
+        )
+        .route(
+            "/api/v1/machines/{id}",
+            get(api_machines::show).patch(api_machines::update),
+        )
+        .route(
+            "/api/v1/machines/{id}/decision",
+            get(api_machines::latest_decision),
+        )
+        .route("/api/v1/bids", get(api_bids::mine).post(api_bids::create))
+        .route(
+            "/api/v1/bids/{id}",
+            get(api_bids::show)
+                .patch(api_bids::edit)
+                .delete(api_bids::cancel),
+        )
+        .route("/api/v1/agent/heartbeat", post(api_agent::heartbeat))
+        .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, None, "no such route") })
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            timeout,
+        ))
+        .with_state(state)
+}
+
+/// A JSON body whose rejections are API errors naming the field where serde can tell.
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(value)) => Ok(JsonBody(value)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let text = rejection.body_text();
+                // serde_path_to_error messages read "<path>: <what>" after axum's prefix.
+                let detail = text
+                    .split_once("target type: ")
+                    .map_or(text.as_str(), |(_, d)| d);
+                let field = detail
+                    .split_once(": ")
+                    .map(|(path, _)| path)
+                    .filter(|p| !p.contains(' '));
+                let status = if status.is_server_error() {
+                    StatusCode::BAD_REQUEST
+                } else {
+                    status
+                };
+                Err(ApiError::new(status, field, detail.to_string()))
+            }
+        }
+    }
+}

@@ -1,0 +1,226 @@
+//! The service's configuration: one typed struct, loaded from a TOML file, then
+//! overridden by environment variables, then by command-line flags.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// Every setting of `gigaspot serve`, with its default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on. Default `127.0.0.1:8080`. Env `GIGASPOT_BIND`.
+    pub bind: SocketAddr,
+    /// Directory of the sled database. Default `./data`. Env `GIGASPOT_DATA_DIR`.
+    pub data_dir: PathBuf,
+    /// Billing interval in seconds, 10 to 86,400. Default 60. Env `GIGASPOT_BILLING_INTERVAL_S`.
+    pub billing_interval_s: u32,
+    /// Operator fee in basis points, 0 to 5,000. Default 250 (2.5 %). Env `GIGASPOT_FEE_BPS`.
+    pub fee_bps: u32,
+    /// USD price of one CLORE. Default 0.02. Env `GIGASPOT_CLORE_USD`.
+    pub clore_usd: f64,
+    /// Whether anyone may create client and host accounts. Default true.
+    /// Env `GIGASPOT_OPEN_REGISTRATION`.
+    pub open_registration: bool,
+    /// Largest request body accepted, in bytes. Default 65,536.
+    pub max_body_bytes: usize,
+    /// Requests taking longer are answered 408. Default 10,000 ms.
+    pub request_timeout_ms: u64,
+    /// The operator's API key. When unset, one is generated on the first start and printed
+    /// once. Env `GIGASPOT_OPERATOR_KEY` (preferred: keeps it out of files).
+    pub operator_key: Option<String>,
+    /// Plugins to install at start.
+    pub plugins: PluginsConfig,
+}
+
+/// The plugins installed at start and the limits of every call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// The ranking strategy. Default: none (the built-in price-per-watt fallback ranks).
+    pub strategy: Option<PluginSpec>,
+    /// Validators, in the order they run. Default: none.
+    pub validators: Vec<PluginSpec>,
+    /// Fuel per call. Default 200,000,000.
+    pub fuel: u64,
+    /// Wall-clock deadline per call in ms. Default 1,000.
+    pub timeout_ms: u64,
+    /// Memory cap per instance in MiB. Default 64.
+    pub memory_mib: u64,
+    /// Consecutive faults after which a version is skipped. Default 5 (0 = never).
+    pub quarantine_after: u32,
+}
+
+/// A plugin file and the configuration string handed to its `configure`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    /// Path of the `.wasm` component.
+    pub path: PathBuf,
+    /// Configuration string. Default empty.
+    #[serde(default)]
+    pub config: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            billing_interval_s: 60,
+            fee_bps: 250,
+            clore_usd: 0.02,
+            open_registration: true,
+            max_body_bytes: 64 << 10,
+            request_timeout_ms: 10_000,
+            operator_key: None,
+            plugins: PluginsConfig::default(),
+        }
+    }
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            strategy: None,
+            validators: Vec::new(),
+            fuel: 200_000_000,
+            timeout_ms: 1_000,
+            memory_mib: 64,
+            quarantine_after: 5,
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, overlaid by the TOML file `file` (if any), then by `GIGASPOT_*`
+    /// variables from `env`.
+    pub fn load(file: Option<&Path>, env: impl Fn(&str) -> Option<String>) -> Result<Config> {
+        let mut config = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("cannot read {}", path.display()))?;
+                toml::from_str(&text)
+                    .with_context(|| format!("{} is not a valid configuration", path.display()))?
+            }
+            None => Config::default(),
+        };
+        fn parse<T: std::str::FromStr>(name: &str, value: &str) -> Result<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value
+                .parse()
+                .map_err(|e| anyhow::anyhow!("{name}={value:?}: {e}"))
+        }
+        if let Some(v) = env("GIGASPOT_BIND") {
+            config.bind = parse("GIGASPOT_BIND", &v)?;
+        }
+        if let Some(v) = env("GIGASPOT_DATA_DIR") {
+            config.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = env("GIGASPOT_BILLING_INTERVAL_S") {
+            config.billing_interval_s = parse("GIGASPOT_BILLING_INTERVAL_S", &v)?;
+        }
+        if let Some(v) = env("GIGASPOT_FEE_BPS") {
+            config.fee_bps = parse("GIGASPOT_FEE_BPS", &v)?;
+        }
+        if let Some(v) = env("GIGASPOT_CLORE_USD") {
+            config.clore_usd = parse("GIGASPOT_CLORE_USD", &v)?;
+        }
+        if let Some(v) = env("GIGASPOT_OPEN_REGISTRATION") {
+            config.open_registration = parse("GIGASPOT_OPEN_REGISTRATION", &v)?;
+        }
+        if let Some(v) = env("GIGASPOT_OPERATOR_KEY") {
+            config.operator_key = Some(v);
+        }
+        Ok(config)
+    }
+
+    /// Refuses values the service cannot run with, naming the key.
+    pub fn validate(&self) -> Result<()> {
+        if !(10..=86_400).contains(&self.billing_interval_s) {
+            bail!(
+                "billing_interval_s = {}: must be 10 to 86400",
+                self.billing_interval_s
+            );
+        }
+        if self.fee_bps > 5_000 {
+            bail!("fee_bps = {}: must be at most 5000", self.fee_bps);
+        }
+        if !(self.clore_usd.is_finite() && self.clore_usd > 0.0) {
+            bail!(
+                "clore_usd = {}: must be a finite number > 0",
+                self.clore_usd
+            );
+        }
+        if self.max_body_bytes < 1024 {
+            bail!(
+                "max_body_bytes = {}: must be at least 1024",
+                self.max_body_bytes
+            );
+        }
+        if let Some(key) = &self.operator_key
+            && key.len() < 32
+        {
+            bail!("operator_key: must be at least 32 characters");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    #[test]
+    fn file_then_environment_override_the_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("gigaspot.toml");
+        std::fs::write(
+            &file,
+            "billing_interval_s = 30\nfee_bps = 100\n[plugins]\nfuel = 5\n",
+        )
+        .unwrap();
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("GIGASPOT_FEE_BPS", "300"),
+            ("GIGASPOT_BIND", "127.0.0.1:9"),
+        ]);
+        let config = Config::load(Some(&file), |k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(config.billing_interval_s, 30);
+        assert_eq!(config.fee_bps, 300);
+        assert_eq!(config.bind.port(), 9);
+        assert_eq!(config.plugins.fuel, 5);
+        assert_eq!(config.clore_usd, 0.02);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("bad.toml");
+        std::fs::write(&file, "colour = 1\n").unwrap();
+        let err = Config::load(Some(&file), |_| None).unwrap_err();
+        assert!(
+            format!("{err:#}").contains("unknown field `colour`"),
+            "{err:#}"
+        );
+        let err =
+            Config::load(None, |k| (k == "GIGASPOT_FEE_BPS").then(|| "x".into())).unwrap_err();
+        assert!(err.to_string().contains("GIGASPOT_FEE_BPS"), "{err}");
+        let config = Config {
+            billing_interval_s: 5,
+            ..Config::default()
+        };
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("billing_interval_s")
+        );
+        assert!(Config::default().validate().is_ok());
+    }
+}

@@ -1,0 +1,15 @@
+//! The GigaSPOT service: the native HTTP API under `/api/v1`, the agent heartbeat, and the
+//! interval clock, on the market core, the store and the plugin runtime.
+
+pub mod api_accounts;
+pub mod api_agent;
+pub mod api_bids;
+pub mod api_error;
+pub mod api_machines;
+pub mod api_money;
+pub mod app;
+pub mod auth;
+pub mod clearing_loop;
+pub mod config;
+pub mod serve;
+pub mod wire;

@@ -1,0 +1,102 @@
+//! `gigaspot serve`: open the store, install the plugins, audit the ledger, then serve
+//! HTTP and clear every interval until Ctrl-C.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use gigaspot_market::params::MarketParams;
+use gigaspot_market::{PricePerWatt, Strategy, Validator};
+use gigaspot_plugin_runtime::{ArtifactCache, PluginLimits, PluginRegistry, PluginRuntime};
+use gigaspot_store::{SledStore, Store};
+
+use crate::app::{AppState, router};
+use crate::auth::{generate_key, key_hash};
+use crate::config::Config;
+
+/// The operator's account, created with the database (it also holds the fees).
+const OPERATOR_ACCOUNT: u64 = 1;
+
+/// Everything `serve` sets up before listening, and the operator key when one was
+/// generated (shown once).
+pub fn prepare(config: Config) -> Result<(AppState, Option<String>)> {
+    config.validate()?;
+    let store = Arc::new(SledStore::open(&config.data_dir).with_context(|| {
+        format!(
+            "cannot open the data directory {}",
+            config.data_dir.display()
+        )
+    })?);
+    // The configuration is the source of the market parameters at start.
+    store.set_params(&MarketParams {
+        billing_interval_s: config.billing_interval_s,
+        fee_bps: config.fee_bps,
+        clore_usd: config.clore_usd,
+    })?;
+    let report = store
+        .audit()
+        .context("the ledger audit failed; billing is stopped")?;
+    tracing::info!(transfers = report.transfers, "ledger audit passed");
+    let generated = match &config.operator_key {
+        Some(key) => {
+            store.add_api_key(OPERATOR_ACCOUNT, key_hash(key))?;
+            None
+        }
+        None if store.has_api_key(OPERATOR_ACCOUNT)? => None,
+        None => {
+            let key = generate_key();
+            store.add_api_key(OPERATOR_ACCOUNT, key_hash(&key))?;
+            Some(key)
+        }
+    };
+    let plugins = &config.plugins;
+    let limits = PluginLimits {
+        fuel: plugins.fuel,
+        timeout: Duration::from_millis(plugins.timeout_ms),
+        memory_bytes: plugins.memory_mib << 20,
+        ..PluginLimits::default()
+    };
+    let cache = ArtifactCache::on_disk(config.data_dir.join("plugin-cache"));
+    let runtime = Arc::new(PluginRuntime::new(limits, cache)?);
+    let registry = Arc::new(PluginRegistry::new(
+        Arc::new(PricePerWatt::new()),
+        plugins.quarantine_after,
+    ));
+    if let Some(spec) = &plugins.strategy {
+        let wasm = PluginRuntime::read(&spec.path)?;
+        let strategy = runtime
+            .load_strategy(&wasm, &spec.config)
+            .with_context(|| format!("strategy {}", spec.path.display()))?;
+        tracing::info!(digest = %strategy.plugin_ref().digest, "strategy installed");
+        registry.activate_strategy(Arc::new(strategy));
+    }
+    for spec in &plugins.validators {
+        let wasm = PluginRuntime::read(&spec.path)?;
+        let validator = runtime
+            .load_validator(&wasm, &spec.config)
+            .with_context(|| format!("validator {}", spec.path.display()))?;
+        tracing::info!(digest = %validator.plugin_ref().digest, "validator installed");
+        registry.install_validator(Arc::new(validator));
+    }
+    Ok((AppState::new(store, registry, runtime, config), generated))
+}
+
+/// Serves until Ctrl-C.
+pub async fn run(config: Config) -> Result<()> {
+    let (state, generated) = tokio::task::spawn_blocking(move || prepare(config)).await??;
+    if let Some(key) = generated {
+        println!("operator API key (shown once, store it now): {key}");
+    }
+    let listener = tokio::net::TcpListener::bind(state.config.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", state.config.bind))?;
+    println!("listening on http://{}", listener.local_addr()?);
+    let clearing = tokio::spawn(crate::clearing_loop::run(state.clone()));
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    clearing.abort();
+    Ok(())
+}

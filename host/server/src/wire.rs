@@ -1,0 +1,396 @@
+//! JSON shapes of the native API. Prices and amounts are decimal CLORE here and integer
+//! base units everywhere else; the conversion happens once, in this module.
+
+use std::collections::BTreeMap;
+
+use gigaspot_market::account::{Account, Role};
+use gigaspot_market::bid::{Bid, BidState, OcRequest};
+use gigaspot_market::ledger::{Party, Transfer, TransferKind};
+use gigaspot_market::machine::{Gpu, Machine};
+use gigaspot_market::money::Amount;
+use gigaspot_market::params::MarketParams;
+use serde::{Deserialize, Serialize};
+
+use crate::api_error::ApiError;
+
+/// Converts a decimal CLORE value of `field`, refusing what is not exact money.
+pub fn clore(field: &str, value: f64) -> Result<Amount, ApiError> {
+    Amount::from_clore(value).map_err(|e| ApiError::bad_field(field, e.to_string()))
+}
+
+/// Roles an account can ask for at registration.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum RoleName {
+    /// Bids on machines.
+    Client,
+    /// Offers machines.
+    Host,
+}
+
+/// `POST /api/v1/accounts`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccount {
+    /// Display name, 1 to 64 characters.
+    pub name: String,
+    /// `client` and/or `host`.
+    pub roles: Vec<RoleName>,
+}
+
+/// An account as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AccountView {
+    /// Account id.
+    pub id: u64,
+    /// Display name.
+    pub name: String,
+    /// Roles, lowercase.
+    pub roles: Vec<String>,
+}
+
+impl From<&Account> for AccountView {
+    fn from(a: &Account) -> Self {
+        AccountView {
+            id: a.id,
+            name: a.name.clone(),
+            roles: a
+                .roles
+                .iter()
+                .map(|r| format!("{r:?}").to_lowercase())
+                .collect(),
+        }
+    }
+}
+
+/// Reply of a registration: the key is shown this once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NewAccountReply {
+    /// The account.
+    pub account: AccountView,
+    /// Its API key; only its hash is stored.
+    pub api_key: String,
+}
+
+/// Maps requested role names to roles.
+pub fn roles(names: &[RoleName]) -> Result<Vec<Role>, ApiError> {
+    if names.is_empty() {
+        return Err(ApiError::bad_field(
+            "roles",
+            "ask for at least one of client, host",
+        ));
+    }
+    let mut roles: Vec<Role> = names
+        .iter()
+        .map(|r| match r {
+            RoleName::Client => Role::Client,
+            RoleName::Host => Role::Host,
+        })
+        .collect();
+    roles.sort();
+    roles.dedup();
+    Ok(roles)
+}
+
+/// `POST /api/v1/deposits` (operator).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DepositRequest {
+    /// The credited account.
+    pub account: u64,
+    /// CLORE, up to 8 decimals.
+    pub amount: f64,
+    /// The operator's unique reference (1 to 128 bytes); repeating it repeats nothing.
+    pub reference: String,
+}
+
+/// A transfer as the API shows it; `null` stands for outside the market.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TransferView {
+    /// Unique id.
+    pub id: String,
+    /// Debited account.
+    pub from: Option<u64>,
+    /// Credited account.
+    pub to: Option<u64>,
+    /// CLORE.
+    pub amount: f64,
+    /// `deposit`, `withdrawal`, `charge` or `fee`.
+    pub kind: String,
+    /// Billing interval of a charge or fee.
+    pub interval: Option<u64>,
+    /// Bid of a charge or fee.
+    pub bid: Option<u64>,
+    /// Machine of a charge or fee.
+    pub machine: Option<u64>,
+    /// Unix seconds.
+    pub at: u64,
+}
+
+impl From<&Transfer> for TransferView {
+    fn from(t: &Transfer) -> Self {
+        let party = |p: Party| match p {
+            Party::External => None,
+            Party::Account(a) => Some(a),
+        };
+        TransferView {
+            id: t.id.clone(),
+            from: party(t.from),
+            to: party(t.to),
+            amount: t.amount.as_clore(),
+            kind: match t.kind {
+                TransferKind::Deposit => "deposit",
+                TransferKind::Withdrawal => "withdrawal",
+                TransferKind::Charge => "charge",
+                TransferKind::Fee => "fee",
+            }
+            .into(),
+            interval: t.interval,
+            bid: t.bid,
+            machine: t.machine,
+            at: t.at,
+        }
+    }
+}
+
+/// A balance.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BalanceView {
+    /// Account id.
+    pub account: u64,
+    /// CLORE.
+    pub balance: f64,
+}
+
+/// One GPU of a machine being registered.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuSpec {
+    /// Model name as NVML reports it.
+    pub model: String,
+    /// NVML uuid.
+    pub uuid: String,
+    /// Card minimum power limit, W.
+    pub card_min_w: u32,
+    /// Card maximum power limit, W.
+    pub card_max_w: u32,
+    /// Host ceiling, W (defaults to the card maximum).
+    pub ceiling_w: Option<u32>,
+}
+
+/// `POST /api/v1/machines` (host).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewMachine {
+    /// GPUs in order, 1 to 16.
+    pub gpus: Vec<GpuSpec>,
+    /// USD per kWh.
+    pub energy_price: f64,
+    /// CLORE per day (default 0).
+    #[serde(default)]
+    pub reserve_price: f64,
+    /// Longest rental in seconds (default 30 days).
+    pub max_rental_length: Option<u64>,
+    /// CPU model.
+    #[serde(default)]
+    pub cpu: String,
+    /// RAM in GiB.
+    #[serde(default)]
+    pub ram_gib: u32,
+    /// CUDA version.
+    #[serde(default)]
+    pub cuda: String,
+    /// ISO country code.
+    #[serde(default)]
+    pub country: String,
+}
+
+/// `PATCH /api/v1/machines/{id}` (the machine's host): any subset.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MachineUpdate {
+    /// USD per kWh.
+    pub energy_price: Option<f64>,
+    /// CLORE per day.
+    pub reserve_price: Option<f64>,
+    /// Per-GPU power ceilings in W, one per GPU.
+    pub ceilings_w: Option<Vec<u32>>,
+}
+
+/// A machine as the API shows it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MachineView {
+    /// Machine id.
+    pub id: u64,
+    /// Host account.
+    pub host: u64,
+    /// GPUs.
+    pub gpus: Vec<GpuSpec>,
+    /// USD per kWh.
+    pub energy_price: f64,
+    /// CLORE per day.
+    pub reserve_price: f64,
+    /// CLORE per day.
+    pub min_bid: f64,
+    /// Seconds.
+    pub max_rental_length: u64,
+    /// Agent connected.
+    pub online: bool,
+    /// Agent reports the machine fit.
+    pub working: bool,
+    /// The bid holding the machine this interval.
+    pub current_bid: Option<u64>,
+}
+
+impl MachineView {
+    /// The view of `m` under `params`, with its current winner.
+    pub fn new(m: &Machine, params: &MarketParams, current_bid: Option<u64>) -> Self {
+        MachineView {
+            id: m.id,
+            host: m.host,
+            gpus: m.gpus.iter().map(gpu_spec).collect(),
+            energy_price: m.energy_price_usd_per_kwh,
+            reserve_price: m.reserve_price.as_clore(),
+            min_bid: m.min_bid(params).as_clore(),
+            max_rental_length: m.max_rental_length_s,
+            online: m.live.online,
+            working: m.live.working,
+            current_bid,
+        }
+    }
+}
+
+fn gpu_spec(g: &Gpu) -> GpuSpec {
+    GpuSpec {
+        model: g.model.clone(),
+        uuid: g.uuid.clone(),
+        card_min_w: g.card_min_w,
+        card_max_w: g.card_max_w,
+        ceiling_w: Some(g.ceiling_w),
+    }
+}
+
+/// Reply of a machine registration: the agent token is shown this once.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct NewMachineReply {
+    /// The machine.
+    pub machine: MachineView,
+    /// The token its agent authenticates with; acts for this machine only.
+    pub agent_token: String,
+}
+
+/// One GPU's settings in a bid.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OcEntry {
+    /// Power limit, W (mandatory).
+    pub pl: Option<u32>,
+    /// Locked core clock, MHz.
+    pub core_lock: Option<u32>,
+    /// Locked memory clock, MHz.
+    pub mem_lock: Option<u32>,
+    /// Core clock offset, MHz.
+    pub core_offset: Option<i32>,
+    /// Memory clock offset, MHz.
+    pub mem_offset: Option<i32>,
+}
+
+impl From<OcEntry> for OcRequest {
+    fn from(o: OcEntry) -> Self {
+        OcRequest {
+            pl: o.pl,
+            core_lock: o.core_lock,
+            mem_lock: o.mem_lock,
+            core_offset: o.core_offset,
+            mem_offset: o.mem_offset,
+        }
+    }
+}
+
+/// `POST /api/v1/bids` (client).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewBid {
+    /// Machine id.
+    pub machine: u64,
+    /// CLORE per day.
+    pub price: f64,
+    /// Container image reference.
+    pub image: String,
+    /// Container environment.
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// One entry per GPU.
+    pub oc: Vec<OcEntry>,
+    /// Seconds the bid stays active (default 7 days).
+    pub lifetime_s: Option<u64>,
+}
+
+/// `PATCH /api/v1/bids/{id}` (owner).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BidEdit {
+    /// CLORE per day.
+    pub price: f64,
+    /// One entry per GPU.
+    pub oc: Vec<OcEntry>,
+}
+
+/// A bid as its owner, the machine's host and operators see it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BidView {
+    /// Bid id.
+    pub id: u64,
+    /// Owner account.
+    pub owner: u64,
+    /// Machine id.
+    pub machine: u64,
+    /// CLORE per day.
+    pub price: f64,
+    /// Image reference.
+    pub image: String,
+    /// Names of the environment variables (values stay private).
+    pub env_keys: Vec<String>,
+    /// Per-GPU settings.
+    pub oc: Vec<OcEntry>,
+    /// Unix seconds.
+    pub created_at: u64,
+    /// Unix seconds.
+    pub expires_at: u64,
+    /// `active`, `cancelled` or `expired`.
+    pub state: String,
+}
+
+impl BidView {
+    /// The view of `b` at `now`.
+    pub fn new(b: &Bid, now: u64) -> Self {
+        let state = match b.state {
+            BidState::Active if now >= b.expires_at => "expired",
+            BidState::Active => "active",
+            BidState::Cancelled => "cancelled",
+            BidState::Expired => "expired",
+        };
+        BidView {
+            id: b.id,
+            owner: b.owner,
+            machine: b.machine,
+            price: b.price_per_day.as_clore(),
+            image: b.image.clone(),
+            env_keys: b.env.keys().cloned().collect(),
+            oc: b
+                .oc
+                .iter()
+                .map(|o| OcEntry {
+                    pl: Some(o.power_limit_w),
+                    core_lock: o.core_lock_mhz,
+                    mem_lock: o.mem_lock_mhz,
+                    core_offset: o.core_offset_mhz,
+                    mem_offset: o.mem_offset_mhz,
+                })
+                .collect(),
+            created_at: b.created_at,
+            expires_at: b.expires_at,
+            state: state.into(),
+        }
+    }
+}

@@ -1,0 +1,417 @@
+//! The market over real HTTP on loopback: registration, a machine and its agent, two
+//! bidders, clearing, exact billing, decisions, cancellation and bad input.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gigaspot_server::app::{AppState, router};
+use gigaspot_server::clearing_loop::run_boundary;
+use gigaspot_server::config::Config;
+use gigaspot_server::serve::prepare;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+const OPERATOR_KEY: &str = "gs_operator_key_for_tests_0123456789abcdef";
+const T0: u64 = 1_800_000_000;
+
+struct Market {
+    base: String,
+    http: Client,
+    state: AppState,
+    clock: Arc<AtomicU64>,
+    _dir: tempfile::TempDir,
+}
+
+impl Market {
+    async fn start() -> Market {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            operator_key: Some(OPERATOR_KEY.into()),
+            ..Config::default()
+        };
+        let (mut state, generated) = tokio::task::spawn_blocking(move || prepare(config))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(generated.is_none(), "the configured operator key is used");
+        let clock = Arc::new(AtomicU64::new(T0));
+        let c = clock.clone();
+        state.clock = Arc::new(move || c.load(Ordering::SeqCst));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Market {
+            base,
+            http: Client::new(),
+            state,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method.parse().unwrap(), url);
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn register(&self, name: &str, roles: &[&str]) -> (u64, String) {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/accounts",
+                None,
+                Some(json!({"name": name, "roles": roles})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["account"]["id"].as_u64().unwrap(),
+            body["api_key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    async fn tick(&self, advance_s: u64) {
+        self.clock.fetch_add(advance_s, Ordering::SeqCst);
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || run_boundary(&state))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    async fn balance(&self, key: &str) -> f64 {
+        self.call("GET", "/api/v1/balance", Some(key), None).await.1["balance"]
+            .as_f64()
+            .unwrap()
+    }
+}
+
+fn oc(pl: u32) -> Value {
+    json!([{"pl": pl}, {"pl": pl}, {"pl": pl}, {"pl": pl}])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_market_round_over_http() {
+    let m = Market::start().await;
+    let (_, host) = m.register("host", &["host"]).await;
+    let gpus: Vec<Value> = (0..4)
+        .map(|i| json!({"model": "NVIDIA GeForce RTX 4090", "uuid": format!("GPU-{i}"), "card_min_w": 150, "card_max_w": 450, "ceiling_w": 400}))
+        .collect();
+    let (status, body) = m
+        .call(
+            "POST",
+            "/api/v1/machines",
+            Some(&host),
+            Some(json!({"gpus": gpus, "energy_price": 0.0})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let machine = body["machine"]["id"].as_u64().unwrap();
+    let agent = body["agent_token"].as_str().unwrap().to_owned();
+
+    // The simulated agent reports in: the machine comes online.
+    let (status, desired) = m
+        .call(
+            "POST",
+            "/api/v1/agent/heartbeat",
+            Some(&agent),
+            Some(json!({"working": true, "running_bid": null})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{desired}");
+    assert!(desired["workload"].is_null());
+    let (_, shown) = m
+        .call("GET", &format!("/api/v1/machines/{machine}"), None, None)
+        .await;
+    assert_eq!(shown["online"], json!(true));
+
+    let (alice_id, alice) = m.register("alice", &["client"]).await;
+    let (bob_id, bob) = m.register("bob", &["client"]).await;
+    for (id, reference) in [(alice_id, "a-1"), (bob_id, "b-1")] {
+        let (status, body) = m
+            .call(
+                "POST",
+                "/api/v1/deposits",
+                Some(OPERATOR_KEY),
+                Some(json!({"account": id, "amount": 1000.0, "reference": reference})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+
+    // Alice: 100 CLORE for 1200 W (0.083/W); Bob: 60 CLORE for 600 W (0.1/W).
+    let (status, alice_bid) = m.call("POST", "/api/v1/bids", Some(&alice), Some(json!({"machine": machine, "price": 100.0, "image": "registry.example/app:1", "oc": oc(300)}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{alice_bid}");
+    let (status, bob_bid) = m.call("POST", "/api/v1/bids", Some(&bob), Some(json!({"machine": machine, "price": 60.0, "image": "registry.example/app:2", "oc": oc(150), "env": {"MODE": "x"}}))).await;
+    assert_eq!(status, StatusCode::CREATED, "{bob_bid}");
+    let (alice_bid, bob_bid) = (
+        alice_bid["id"].as_u64().unwrap(),
+        bob_bid["id"].as_u64().unwrap(),
+    );
+
+    m.tick(0).await;
+    let (_, shown) = m
+        .call("GET", &format!("/api/v1/machines/{machine}"), None, None)
+        .await;
+    assert_eq!(
+        shown["current_bid"],
+        json!(bob_bid),
+        "the better price per watt wins"
+    );
+
+    // The loser reads why.
+    let (status, decision) = m
+        .call(
+            "GET",
+            &format!("/api/v1/machines/{machine}/decision"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{decision}");
+    assert_eq!(decision["winner"]["bid"], json!(bob_bid));
+    let verdicts = decision["verdicts"].as_array().unwrap();
+    let alice_score = verdicts
+        .iter()
+        .find(|v| v["bid"] == json!(alice_bid))
+        .unwrap()["verdict"]["Scored"]["score"]
+        .as_f64()
+        .unwrap();
+    let bob_score = verdicts
+        .iter()
+        .find(|v| v["bid"] == json!(bob_bid))
+        .unwrap()["verdict"]["Scored"]["score"]
+        .as_f64()
+        .unwrap();
+    assert!(alice_score < bob_score);
+
+    // The agent runs Bob's workload with its settings applied: the interval is served.
+    let (_, desired) = m
+        .call(
+            "POST",
+            "/api/v1/agent/heartbeat",
+            Some(&agent),
+            Some(json!({"working": true, "running_bid": bob_bid, "applied": true})),
+        )
+        .await;
+    assert_eq!(desired["workload"]["bid"], json!(bob_bid));
+    assert_eq!(desired["workload"]["env"]["MODE"], json!("x"));
+    m.tick(60).await;
+
+    // Balances move by exactly price × interval / day, with the 2.5 % fee to the operator.
+    let cost = 60.0 * 60.0 / 86_400.0; // 0.04166666 CLORE, rounded down to a unit
+    let cost_units = (6_000_000_000u64 * 60) / 86_400; // 4_166_666
+    let fee_units = cost_units * 250 / 10_000; // 104_166
+    assert!((cost - cost_units as f64 / 1e8).abs() < 1e-8);
+    assert_eq!(
+        m.balance(&bob).await,
+        (100_000_000_000 - cost_units) as f64 / 1e8
+    );
+    assert_eq!(
+        m.balance(&host).await,
+        (cost_units - fee_units) as f64 / 1e8
+    );
+    assert_eq!(m.balance(OPERATOR_KEY).await, fee_units as f64 / 1e8);
+    assert_eq!(m.balance(&alice).await, 1000.0);
+    let (_, ledger) = m.call("GET", "/api/v1/ledger", Some(&bob), None).await;
+    assert_eq!(
+        ledger.as_array().unwrap().len(),
+        3,
+        "deposit, charge, fee: {ledger}"
+    );
+
+    // Alice cancels; the bid is cancelled and stays readable by its owner.
+    let (status, cancelled) = m
+        .call(
+            "DELETE",
+            &format!("/api/v1/bids/{alice_bid}"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    assert_eq!(cancelled["state"], json!("cancelled"));
+    // Bob may not see Alice's bid at all.
+    let (status, _) = m
+        .call(
+            "GET",
+            &format!("/api/v1/bids/{alice_bid}"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
+    let m = Market::start().await;
+    let (_, host) = m.register("host", &["host"]).await;
+    let gpus = json!([{"model": "NVIDIA GeForce RTX 4090", "uuid": "GPU-0", "card_min_w": 150, "card_max_w": 450}]);
+    let (_, body) = m
+        .call(
+            "POST",
+            "/api/v1/machines",
+            Some(&host),
+            Some(json!({"gpus": gpus, "energy_price": 0.0})),
+        )
+        .await;
+    let machine = body["machine"]["id"].as_u64().unwrap();
+    let (_, client) = m.register("c", &["client"]).await;
+
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({"machine": machine, "price": "ten", "image": "a", "oc": [{"pl": 200}]}),
+            "price",
+        ),
+        (
+            json!({"machine": machine, "price": 1e300, "image": "a", "oc": [{"pl": 200}]}),
+            "price",
+        ),
+        (
+            json!({"machine": machine, "price": -1.0, "image": "a", "oc": [{"pl": 200}]}),
+            "price",
+        ),
+        (
+            json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{"pl": 999}]}),
+            "oc[0].pl",
+        ),
+        (
+            json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{}]}),
+            "oc[0].pl",
+        ),
+        (
+            json!({"machine": machine, "price": 10.0, "image": "", "oc": [{"pl": 200}]}),
+            "image",
+        ),
+        (
+            json!({"machine": 999, "price": 10.0, "image": "a", "oc": [{"pl": 200}]}),
+            "machine",
+        ),
+        (
+            json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{"pl": 200}], "colour": 1}),
+            "",
+        ),
+        (json!([1, 2, 3]), ""),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = m
+            .call("POST", "/api/v1/bids", Some(&client), Some(body.clone()))
+            .await;
+        assert!(status.is_client_error(), "{body} gave {status} {answer}");
+        let error = &answer["error"];
+        assert!(error["reason"].is_string(), "{answer}");
+        if !field.is_empty() {
+            assert_eq!(error["field"], json!(field), "{body} gave {answer}");
+        }
+    }
+    // Malformed JSON and a huge body.
+    let resp = m
+        .http
+        .post(format!("{}/api/v1/bids", m.base))
+        .bearer_auth(&client)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
+    let huge = json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{"pl": 200}], "env": {"K": "v".repeat(200_000)}});
+    let (status, _) = m
+        .call("POST", "/api/v1/bids", Some(&client), Some(huge))
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Nothing was stored.
+    let (_, mine) = m.call("GET", "/api/v1/bids", Some(&client), None).await;
+    assert_eq!(mine, json!([]));
+    // Without a key, with a wrong key, with the wrong role.
+    assert_eq!(
+        m.call("GET", "/api/v1/balance", None, None).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        m.call("GET", "/api/v1/balance", Some("gs_nope"), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    let (status, _) = m
+        .call(
+            "POST",
+            "/api/v1/deposits",
+            Some(&client),
+            Some(json!({"account": 1, "amount": 5.0, "reference": "x"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = m
+        .call(
+            "POST",
+            "/api/v1/bids",
+            Some(&host),
+            Some(json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{"pl": 200}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        m.call("GET", "/api/v1/nope", None, None).await.0,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idempotency_key_creates_one_bid() {
+    let m = Market::start().await;
+    let (_, host) = m.register("host", &["host"]).await;
+    let gpus = json!([{"model": "NVIDIA GeForce RTX 4090", "uuid": "GPU-0", "card_min_w": 150, "card_max_w": 450}]);
+    let (_, body) = m
+        .call(
+            "POST",
+            "/api/v1/machines",
+            Some(&host),
+            Some(json!({"gpus": gpus, "energy_price": 0.0})),
+        )
+        .await;
+    let machine = body["machine"]["id"].as_u64().unwrap();
+    let (_, client) = m.register("c", &["client"]).await;
+    let bid = json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{"pl": 200}]});
+    let mut ids = Vec::new();
+    for expected in [StatusCode::CREATED, StatusCode::OK] {
+        m.clock.fetch_add(1, Ordering::SeqCst);
+        let resp = m
+            .http
+            .post(format!("{}/api/v1/bids", m.base))
+            .bearer_auth(&client)
+            .header("Idempotency-Key", "once")
+            .json(&bid)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), expected);
+        ids.push(resp.json::<Value>().await.unwrap()["id"].clone());
+    }
+    assert_eq!(ids[0], ids[1]);
+    let (_, mine) = m.call("GET", "/api/v1/bids", Some(&client), None).await;
+    assert_eq!(mine.as_array().unwrap().len(), 1);
+}
