@@ -16,6 +16,8 @@ pub struct ApiError {
     pub field: Option<String>,
     /// What went wrong, for people.
     pub reason: String,
+    /// Whole seconds to wait, sent as `Retry-After` (rate limiting).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -37,6 +39,19 @@ impl ApiError {
             status,
             field: field.map(str::to_owned),
             reason: reason.into(),
+            retry_after: None,
+        }
+    }
+
+    /// 429 with an integer `Retry-After`.
+    pub fn rate_limited(seconds: u64) -> Self {
+        ApiError {
+            retry_after: Some(seconds),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                format!("too many requests for this key; retry in {seconds} s"),
+            )
         }
     }
 
@@ -73,7 +88,13 @@ impl IntoResponse for ApiError {
                 reason: &self.reason,
             },
         };
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 

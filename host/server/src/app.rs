@@ -16,7 +16,9 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::api_error::ApiError;
 use crate::config::Config;
-use crate::{api_accounts, api_agent, api_bids, api_machines, api_money};
+use crate::rate_limit::RateLimiter;
+use crate::snapshot::Snapshots;
+use crate::{api_accounts, api_agent, api_bids, api_clore, api_machines, api_money};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -33,6 +35,10 @@ pub struct AppState {
     pub heartbeats: Arc<Mutex<HashMap<MachineId, Instant>>>,
     /// Unix seconds now; the wall clock in service, a controlled clock in tests.
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
+    /// Per-key request budgets.
+    pub limiter: Arc<RateLimiter>,
+    /// Published market snapshots.
+    pub snapshots: Arc<Snapshots>,
 }
 
 impl AppState {
@@ -43,6 +49,7 @@ impl AppState {
         runtime: Arc<PluginRuntime>,
         config: Config,
     ) -> Self {
+        let config_rate = config.rate_limit_per_minute;
         AppState {
             store,
             registry,
@@ -50,7 +57,22 @@ impl AppState {
             config: Arc::new(config),
             heartbeats: Arc::default(),
             clock: Arc::new(wall_clock),
+            limiter: Arc::new(RateLimiter::new(config_rate)),
+            snapshots: Arc::default(),
         }
+    }
+
+    /// The base URL clients reach the service at: `public_url` from the configuration,
+    /// else `http://<Host header>`.
+    pub fn public_url(&self, headers: &axum::http::HeaderMap) -> String {
+        if let Some(url) = &self.config.public_url {
+            return url.trim_end_matches('/').to_owned();
+        }
+        let host = headers
+            .get(axum::http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .unwrap_or("localhost");
+        format!("http://{host}")
     }
 
     /// Unix seconds now, by the state's clock.
@@ -115,6 +137,14 @@ pub fn router(state: AppState) -> Router {
                 .delete(api_bids::cancel),
         )
         .route("/api/v1/agent/heartbeat", post(api_agent::heartbeat))
+        .route("/v1/get_gigaspot", get(api_clore::get_gigaspot))
+        .route("/v1/snapshots/{file}", get(api_clore::snapshot))
+        .route("/v1/create_gigaspot_orders", post(api_clore::create_orders))
+        .route("/v1/edit_gigaspot_orders", post(api_clore::edit_orders))
+        .route("/v1/cancel_orders", post(api_clore::cancel_orders))
+        .route("/v1/my_orders", get(api_clore::my_orders))
+        .route("/v1/wallets", get(api_clore::wallets))
+        .route("/v1/{*rest}", axum::routing::any(api_clore::unknown))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, None, "no such route") })
         .layer(DefaultBodyLimit::max(limit))
         .layer(TimeoutLayer::with_status_code(

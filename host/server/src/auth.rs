@@ -57,6 +57,7 @@ impl FromRequestParts<AppState> for Caller {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(ApiError::unauthenticated)?;
         let hash = key_hash(key.trim());
+        state.limiter.check(hash).map_err(ApiError::rate_limited)?;
         let account = state
             .store(move |s| {
                 let id = s.account_by_key(&hash)?;

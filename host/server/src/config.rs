@@ -28,11 +28,27 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Requests taking longer are answered 408. Default 10,000 ms.
     pub request_timeout_ms: u64,
+    /// Requests per minute per API key (bursts up to the same number); 0 = unlimited.
+    /// Default 600. Env `GIGASPOT_RATE_LIMIT_PER_MINUTE`.
+    pub rate_limit_per_minute: u32,
+    /// Base URL clients reach the service at, for absolute URLs such as the snapshot's.
+    /// Default: taken from each request's Host header.
+    pub public_url: Option<String>,
+    /// The Clore-compatible surface.
+    pub clore: CloreConfig,
     /// The operator's API key. When unset, one is generated on the first start and printed
     /// once. Env `GIGASPOT_OPERATOR_KEY` (preferred: keeps it out of files).
     pub operator_key: Option<String>,
     /// Plugins to install at start.
     pub plugins: PluginsConfig,
+}
+
+/// Settings of the Clore GigaSPOT-compatible `/v1` surface.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CloreConfig {
+    /// Clore image ids (24 hex characters) and the image references they stand for.
+    pub image_aliases: std::collections::BTreeMap<String, String>,
 }
 
 /// The plugins installed at start and the limits of every call.
@@ -75,6 +91,9 @@ impl Default for Config {
             open_registration: true,
             max_body_bytes: 64 << 10,
             request_timeout_ms: 10_000,
+            rate_limit_per_minute: 600,
+            public_url: None,
+            clore: CloreConfig::default(),
             operator_key: None,
             plugins: PluginsConfig::default(),
         }
@@ -132,6 +151,9 @@ impl Config {
         }
         if let Some(v) = env("GIGASPOT_OPEN_REGISTRATION") {
             config.open_registration = parse("GIGASPOT_OPEN_REGISTRATION", &v)?;
+        }
+        if let Some(v) = env("GIGASPOT_RATE_LIMIT_PER_MINUTE") {
+            config.rate_limit_per_minute = parse("GIGASPOT_RATE_LIMIT_PER_MINUTE", &v)?;
         }
         if let Some(v) = env("GIGASPOT_OPERATOR_KEY") {
             config.operator_key = Some(v);

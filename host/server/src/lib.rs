@@ -4,6 +4,7 @@
 pub mod api_accounts;
 pub mod api_agent;
 pub mod api_bids;
+pub mod api_clore;
 pub mod api_error;
 pub mod api_machines;
 pub mod api_money;
@@ -11,5 +12,7 @@ pub mod app;
 pub mod auth;
 pub mod clearing_loop;
 pub mod config;
+pub mod rate_limit;
 pub mod serve;
+pub mod snapshot;
 pub mod wire;

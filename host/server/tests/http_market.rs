@@ -1,111 +1,13 @@
 //! The market over real HTTP on loopback: registration, a machine and its agent, two
 //! bidders, clearing, exact billing, decisions, cancellation and bad input.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+mod support;
 
-use gigaspot_server::app::{AppState, router};
-use gigaspot_server::clearing_loop::run_boundary;
-use gigaspot_server::config::Config;
-use gigaspot_server::serve::prepare;
-use reqwest::{Client, StatusCode};
+use std::sync::atomic::Ordering;
+
+use reqwest::StatusCode;
 use serde_json::{Value, json};
-
-const OPERATOR_KEY: &str = "gs_operator_key_for_tests_0123456789abcdef";
-const T0: u64 = 1_800_000_000;
-
-struct Market {
-    base: String,
-    http: Client,
-    state: AppState,
-    clock: Arc<AtomicU64>,
-    _dir: tempfile::TempDir,
-}
-
-impl Market {
-    async fn start() -> Market {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().join("data"),
-            operator_key: Some(OPERATOR_KEY.into()),
-            ..Config::default()
-        };
-        let (mut state, generated) = tokio::task::spawn_blocking(move || prepare(config))
-            .await
-            .unwrap()
-            .unwrap();
-        assert!(generated.is_none(), "the configured operator key is used");
-        let clock = Arc::new(AtomicU64::new(T0));
-        let c = clock.clone();
-        state.clock = Arc::new(move || c.load(Ordering::SeqCst));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Market {
-            base,
-            http: Client::new(),
-            state,
-            clock,
-            _dir: dir,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let url = format!("{}{path}", self.base);
-        let mut req = self.http.request(method.parse().unwrap(), url);
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let text = resp.text().await.unwrap();
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
-    }
-
-    async fn register(&self, name: &str, roles: &[&str]) -> (u64, String) {
-        let (status, body) = self
-            .call(
-                "POST",
-                "/api/v1/accounts",
-                None,
-                Some(json!({"name": name, "roles": roles})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        (
-            body["account"]["id"].as_u64().unwrap(),
-            body["api_key"].as_str().unwrap().to_owned(),
-        )
-    }
-
-    async fn tick(&self, advance_s: u64) {
-        self.clock.fetch_add(advance_s, Ordering::SeqCst);
-        let state = self.state.clone();
-        tokio::task::spawn_blocking(move || run_boundary(&state))
-            .await
-            .unwrap()
-            .unwrap();
-    }
-
-    async fn balance(&self, key: &str) -> f64 {
-        self.call("GET", "/api/v1/balance", Some(key), None).await.1["balance"]
-            .as_f64()
-            .unwrap()
-    }
-}
+use support::{Market, OPERATOR_KEY};
 
 fn oc(pl: u32) -> Value {
     json!([{"pl": pl}, {"pl": pl}, {"pl": pl}, {"pl": pl}])
@@ -113,7 +15,7 @@ fn oc(pl: u32) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_market_round_over_http() {
-    let m = Market::start().await;
+    let m = Market::start(|_| {}).await;
     let (_, host) = m.register("host", &["host"]).await;
     let gpus: Vec<Value> = (0..4)
         .map(|i| json!({"model": "NVIDIA GeForce RTX 4090", "uuid": format!("GPU-{i}"), "card_min_w": 150, "card_max_w": 450, "ceiling_w": 400}))
@@ -266,7 +168,7 @@ async fn a_whole_market_round_over_http() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
-    let m = Market::start().await;
+    let m = Market::start(|_| {}).await;
     let (_, host) = m.register("host", &["host"]).await;
     let gpus = json!([{"model": "NVIDIA GeForce RTX 4090", "uuid": "GPU-0", "card_min_w": 150, "card_max_w": 450}]);
     let (_, body) = m
@@ -382,7 +284,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_creates_one_bid() {
-    let m = Market::start().await;
+    let m = Market::start(|_| {}).await;
     let (_, host) = m.register("host", &["host"]).await;
     let gpus = json!([{"model": "NVIDIA GeForce RTX 4090", "uuid": "GPU-0", "card_min_w": 150, "card_max_w": 450}]);
     let (_, body) = m
@@ -414,4 +316,38 @@ async fn an_idempotency_key_creates_one_bid() {
     assert_eq!(ids[0], ids[1]);
     let (_, mine) = m.call("GET", "/api/v1/bids", Some(&client), None).await;
     assert_eq!(mine.as_array().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_are_rate_limited_with_an_integer_retry_after() {
+    let m = Market::start(|c| c.rate_limit_per_minute = 3).await;
+    let (_, key) = m.register("c", &["client"]).await;
+    let mut statuses = Vec::new();
+    for _ in 0..5 {
+        let resp = m
+            .http
+            .get(format!("{}/api/v1/balance", m.base))
+            .bearer_auth(&key)
+            .send()
+            .await
+            .unwrap();
+        statuses.push(resp.status());
+        if resp.status() == StatusCode::TOO_MANY_REQUESTS {
+            let retry: u64 = resp.headers()["retry-after"]
+                .to_str()
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(retry >= 1);
+            let body: Value = resp.json().await.unwrap();
+            assert!(
+                body["error"]["reason"]
+                    .as_str()
+                    .unwrap()
+                    .contains("too many requests")
+            );
+        }
+    }
+    assert_eq!(&statuses[..3], &[StatusCode::OK; 3]);
+    assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS);
 }

@@ -1,0 +1,446 @@
+//! The Clore GigaSPOT-compatible surface under `/v1` (shared/docs/clore-compat.md): bots
+//! written for Clore's API work by changing only the base URL.
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use gigaspot_market::account::Account;
+use gigaspot_market::admission::{MIN_PRICE, RefusalReason};
+use gigaspot_market::bid::{BidTerms, OcRequest};
+use gigaspot_market::billing::IntervalCharge;
+use gigaspot_market::money::Amount;
+use gigaspot_store::{Store, StoreError};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::app::AppState;
+use crate::auth::key_hash;
+use crate::wire::OcEntry;
+
+/// The only currency, as Clore names it.
+const CURRENCY: &str = "CLORE-Blockchain";
+/// Most order ids one cancel call may carry.
+const MAX_CANCEL_IDS: usize = 64;
+/// Lifetime of orders created through this surface: the longest allowed.
+const ORDER_LIFETIME_S: u64 = gigaspot_market::params::MAX_BID_LIFETIME_S;
+
+/// A `/v1` answer: HTTP status and a JSON body that always carries `code`.
+pub struct CloreReply(StatusCode, Value, Option<u64>);
+
+impl IntoResponse for CloreReply {
+    fn into_response(self) -> Response {
+        let mut response = (self.0, Json(self.1)).into_response();
+        if let Some(seconds) = self.2 {
+            // An integer number of seconds: clients call int() on it.
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, seconds.into());
+        }
+        response
+    }
+}
+
+fn reply(body: Value) -> CloreReply {
+    CloreReply(StatusCode::OK, body, None)
+}
+
+fn code(status: StatusCode, code: u8, error: Option<String>) -> CloreReply {
+    let mut body = json!({"code": code});
+    if let Some(error) = error {
+        body["error"] = json!(error);
+    }
+    CloreReply(status, body, None)
+}
+
+fn invalid(error: impl Into<String>) -> CloreReply {
+    code(StatusCode::BAD_REQUEST, 2, Some(error.into()))
+}
+
+fn database(_: crate::api_error::ApiError) -> CloreReply {
+    code(StatusCode::INTERNAL_SERVER_ERROR, 1, None)
+}
+
+/// The caller of a `/v1` request: header `auth: <api key>`; 401 `{"code": 3}` otherwise.
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Account, CloreReply> {
+    let unauthorized = || code(StatusCode::UNAUTHORIZED, 3, None);
+    let key = headers
+        .get("auth")
+        .and_then(|v| v.to_str().ok())
+        .ok_or_else(unauthorized)?;
+    let hash = key_hash(key.trim());
+    if let Err(retry_after) = state.limiter.check(hash) {
+        return Err(rate_limited(retry_after));
+    }
+    let account = state
+        .store(move |s| {
+            s.account_by_key(&hash)?
+                .map(|id| s.account(id))
+                .transpose()
+                .map(Option::flatten)
+        })
+        .await
+        .map_err(database)?;
+    account.ok_or_else(unauthorized)
+}
+
+/// 429 `{"code": 5}` with an integer `Retry-After` header.
+pub fn rate_limited(retry_after: u64) -> CloreReply {
+    CloreReply(
+        StatusCode::TOO_MANY_REQUESTS,
+        json!({"code": 5}),
+        Some(retry_after),
+    )
+}
+
+/// `GET /v1/get_gigaspot`.
+pub async fn get_gigaspot(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<CloreReply, CloreReply> {
+    let account = caller(&state, &headers).await?;
+    let now = state.now();
+    let snapshots = state.snapshots.clone();
+    let ts = state
+        .store(move |s| snapshots.current(s, now))
+        .await
+        .map_err(database)?;
+    let base = state.public_url(&headers);
+    let clore_usd = state
+        .store(|s| s.params())
+        .await
+        .map_err(database)?
+        .clore_usd;
+    Ok(reply(json!({
+        "code": 0,
+        "my_user_id": account.id,
+        "v1_snapshot_url": format!("{base}/v1/snapshots/gigaspot_{ts}.json"),
+        "clore_price": clore_usd,
+        "creation_fees": {CURRENCY: 0.0},
+    })))
+}
+
+/// `GET /v1/snapshots/{file}`: a published snapshot, without authentication; immutable.
+pub async fn snapshot(State(state): State<AppState>, Path(file): Path<String>) -> Response {
+    let ts = file
+        .strip_prefix("gigaspot_")
+        .and_then(|f| f.strip_suffix(".json"))
+        .and_then(|t| t.parse::<u64>().ok());
+    match ts.and_then(|ts| state.snapshots.get(ts)) {
+        Some(bytes) => (
+            StatusCode::OK,
+            [
+                (header::CONTENT_TYPE, "application/json"),
+                (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            ],
+            bytes.as_ref().clone(),
+        )
+            .into_response(),
+        None => code(
+            StatusCode::NOT_FOUND,
+            4,
+            Some("no such snapshot (old ones expire)".into()),
+        )
+        .into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct OrderItem {
+    currency: Option<String>,
+    image: Option<String>,
+    renting_server: Option<u64>,
+    price: Option<f64>,
+    oc: Option<Vec<OcEntry>>,
+    env: Option<BTreeMap<String, String>>,
+}
+
+/// Parses a JSON array of objects, or answers `code: 2`.
+fn array_of_objects(body: &Bytes) -> Result<Vec<Value>, CloreReply> {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Array(items)) if items.iter().all(Value::is_object) => Ok(items),
+        Ok(_) => Err(invalid("the body must be a JSON array of objects")),
+        Err(e) => Err(invalid(format!("malformed JSON: {e}"))),
+    }
+}
+
+/// `POST /v1/create_gigaspot_orders`: each order succeeds or fails on its own.
+pub async fn create_orders(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<CloreReply, CloreReply> {
+    let account = caller(&state, &headers).await?;
+    let items = array_of_objects(&body)?;
+    let now = state.now();
+    let aliases = state.config.clore.image_aliases.clone();
+    let lists = state
+        .store(move |s| {
+            let (mut failed_oc, mut failed_rent, mut too_low) =
+                (Vec::new(), Vec::new(), Vec::new());
+            let params = s.params()?;
+            for raw in items {
+                let item: Option<OrderItem> = serde_json::from_value(raw.clone()).ok();
+                let server = item
+                    .as_ref()
+                    .and_then(|i| i.renting_server)
+                    .or_else(|| raw.get("renting_server").and_then(Value::as_u64));
+                let Some(server) = server else { continue };
+                let Some(item) = item else {
+                    failed_oc.push(server);
+                    failed_rent.push(server);
+                    continue;
+                };
+                let outcome = place(s, &account, server, item, &aliases, now, &params);
+                match outcome {
+                    Placed::Ok => {}
+                    Placed::BadOc => {
+                        failed_oc.push(server);
+                        failed_rent.push(server);
+                    }
+                    Placed::TooLow => {
+                        too_low.push(server);
+                        failed_rent.push(server);
+                    }
+                    Placed::Failed => failed_rent.push(server),
+                }
+            }
+            Ok((failed_oc, failed_rent, too_low))
+        })
+        .await
+        .map_err(database)?;
+    Ok(reply(json!({
+        "status": "ok",
+        "failed_to_oc_servers": lists.0,
+        "failed_to_rent_servers": lists.1,
+        "too_low_bids_servers": lists.2,
+        "code": 0,
+    })))
+}
+
+/// Whether a refusal means the price is too low: below the machine's minimum bid or the
+/// market's minimum price.
+fn too_low(reason: &RefusalReason, value: &str) -> bool {
+    match reason {
+        RefusalReason::BelowMinBid { .. } => true,
+        RefusalReason::PriceOutOfRange => {
+            value.parse::<f64>().is_ok_and(|p| p < MIN_PRICE.as_clore())
+        }
+        _ => false,
+    }
+}
+
+enum Placed {
+    Ok,
+    BadOc,
+    TooLow,
+    Failed,
+}
+
+fn place(
+    s: &gigaspot_store::SledStore,
+    account: &Account,
+    server: u64,
+    item: OrderItem,
+    aliases: &BTreeMap<String, String>,
+    now: u64,
+    params: &gigaspot_market::params::MarketParams,
+) -> Placed {
+    if item.currency.as_deref().is_some_and(|c| c != CURRENCY) {
+        return Placed::Failed;
+    }
+    let Some(oc) = item.oc else {
+        return Placed::BadOc;
+    };
+    let (Some(price), Some(image)) = (item.price, item.image) else {
+        return Placed::Failed;
+    };
+    let Ok(price) = Amount::from_clore(price) else {
+        return Placed::Failed;
+    };
+    if price < MIN_PRICE {
+        return Placed::TooLow;
+    }
+    let image = aliases.get(&image).cloned().unwrap_or(image);
+    match s.machine(server) {
+        Ok(Some(m)) if m.available() => {}
+        _ => return Placed::Failed,
+    }
+    // The owner must be able to pay at least one interval.
+    let interval_cost = IntervalCharge::new(price, params).total;
+    if s.balance(account.id).map_or(true, |b| b < interval_cost) {
+        return Placed::Failed;
+    }
+    let terms = BidTerms {
+        machine: server,
+        price_per_day: price,
+        image,
+        env: item.env.unwrap_or_default(),
+        oc: oc.into_iter().map(OcRequest::from).collect(),
+        lifetime_s: ORDER_LIFETIME_S,
+    };
+    match s.place_bid(account.id, &terms, now, None) {
+        Ok(_) => Placed::Ok,
+        Err(StoreError::Refused(r)) => match r.reason {
+            RefusalReason::WrongOcCount { .. }
+            | RefusalReason::MissingPowerLimit
+            | RefusalReason::OutOfRange { .. }
+            | RefusalReason::NotAllowedOnModel => Placed::BadOc,
+            ref reason if too_low(reason, &r.value) => Placed::TooLow,
+            _ => Placed::Failed,
+        },
+        Err(_) => Placed::Failed,
+    }
+}
+
+#[derive(Deserialize)]
+struct EditItem {
+    order_id: u64,
+    price: f64,
+    oc: Option<Vec<OcEntry>>,
+}
+
+/// `POST /v1/edit_gigaspot_orders`.
+pub async fn edit_orders(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<CloreReply, CloreReply> {
+    let account = caller(&state, &headers).await?;
+    let items = array_of_objects(&body)?;
+    let lists = state
+        .store(move |s| {
+            let (mut failed, mut ok, mut low) = (Vec::new(), Vec::new(), Vec::new());
+            for raw in items {
+                let id = raw.get("order_id").and_then(Value::as_u64);
+                let Ok(item) = serde_json::from_value::<EditItem>(raw) else {
+                    failed.extend(id);
+                    continue;
+                };
+                let outcome = (|| {
+                    let price = Amount::from_clore(item.price).ok()?;
+                    let bid = s.bid(item.order_id).ok()??;
+                    let oc: Vec<OcRequest> = match item.oc {
+                        Some(oc) => oc.into_iter().map(OcRequest::from).collect(),
+                        None => bid
+                            .oc
+                            .iter()
+                            .map(|o| OcRequest {
+                                pl: Some(o.power_limit_w),
+                                core_lock: o.core_lock_mhz,
+                                mem_lock: o.mem_lock_mhz,
+                                core_offset: o.core_offset_mhz,
+                                mem_offset: o.mem_offset_mhz,
+                            })
+                            .collect(),
+                    };
+                    Some(s.edit_bid(account.id, item.order_id, price, &oc))
+                })();
+                match outcome {
+                    Some(Ok(_)) => ok.push(item.order_id),
+                    Some(Err(StoreError::Refused(r))) if too_low(&r.reason, &r.value) => {
+                        low.push(item.order_id);
+                        failed.push(item.order_id);
+                    }
+                    _ => failed.push(item.order_id),
+                }
+            }
+            Ok((failed, ok, low))
+        })
+        .await
+        .map_err(database)?;
+    Ok(reply(
+        json!({"failed_to_update_ids": lists.0, "success_to_update_ids": lists.1, "too_low_bid_ids": lists.2, "code": 0}),
+    ))
+}
+
+/// `POST /v1/cancel_orders`: `{"order_ids": [...]}`, 1 to 64 ids.
+pub async fn cancel_orders(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<CloreReply, CloreReply> {
+    let account = caller(&state, &headers).await?;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Cancel {
+        order_ids: Vec<u64>,
+    }
+    let request: Cancel = serde_json::from_slice(&body)
+        .map_err(|e| invalid(format!("expected {{\"order_ids\": [ints]}}: {e}")))?;
+    if request.order_ids.is_empty() || request.order_ids.len() > MAX_CANCEL_IDS {
+        return Err(invalid(format!(
+            "order_ids must hold 1 to {MAX_CANCEL_IDS} ids"
+        )));
+    }
+    let failed = state
+        .store(move |s| {
+            Ok(request
+                .order_ids
+                .into_iter()
+                .filter(|id| s.cancel_bid(account.id, *id).is_err())
+                .collect::<Vec<u64>>())
+        })
+        .await
+        .map_err(database)?;
+    Ok(reply(json!({"failed_to_cancel": failed, "code": 0})))
+}
+
+/// `GET /v1/my_orders`: the caller's bids.
+pub async fn my_orders(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<CloreReply, CloreReply> {
+    let account = caller(&state, &headers).await?;
+    let now = state.now();
+    let orders = state
+        .store(move |s| {
+            let mut orders = Vec::new();
+            for m in s.machines()? {
+                for b in s
+                    .bids_on(m.id)?
+                    .into_iter()
+                    .filter(|b| b.owner == account.id)
+                {
+                    orders.push(json!({
+                        "id": b.id,
+                        "renting_server": b.machine,
+                        "price": b.price_per_day.as_clore(),
+                        "currency": CURRENCY,
+                        "image": b.image,
+                        "active": b.is_live(now),
+                        "pl": b.total_power_limit_w(),
+                        "created_at": b.created_at,
+                        "expires_at": b.expires_at,
+                    }));
+                }
+            }
+            Ok(orders)
+        })
+        .await
+        .map_err(database)?;
+    Ok(reply(json!({"my_orders": orders, "code": 0})))
+}
+
+/// `GET /v1/wallets`: the caller's balance.
+pub async fn wallets(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<CloreReply, CloreReply> {
+    let account = caller(&state, &headers).await?;
+    let balance = state
+        .store(move |s| s.balance(account.id))
+        .await
+        .map_err(database)?;
+    Ok(reply(
+        json!({"wallets": [{"name": CURRENCY, "balance": balance.as_clore(), "deposit": "", "withdrawal_fee": 0.0}], "code": 0}),
+    ))
+}
+
+/// Unknown `/v1` paths: `{"code": 4}`.
+pub async fn unknown() -> CloreReply {
+    code(StatusCode::NOT_FOUND, 4, Some("invalid endpoint".into()))
+}

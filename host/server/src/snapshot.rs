@@ -1,0 +1,151 @@
+//! The market snapshot in the Clore GigaSPOT format: every machine and its active bids.
+//! Each published snapshot has its own immutable URL ending in `_<unix seconds>.json`; a
+//! new one is published when the content changed, at most once per second.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use gigaspot_market::gpu_ranges::GpuRangeTable;
+use gigaspot_market::machine::Machine;
+use gigaspot_market::params::MarketParams;
+use gigaspot_store::{SledStore, Store, StoreError};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// Published snapshots kept for download (the newest ones).
+const KEPT: usize = 120;
+
+/// The published snapshots.
+#[derive(Default)]
+pub struct Snapshots {
+    inner: Mutex<Published>,
+}
+
+#[derive(Default)]
+struct Published {
+    /// Content by timestamp, oldest first.
+    by_ts: BTreeMap<u64, Arc<Vec<u8>>>,
+    /// Hash of the newest content.
+    newest_hash: [u8; 32],
+    /// The second of the last build.
+    built_at: u64,
+}
+
+impl Snapshots {
+    /// The timestamp of the current snapshot at `now`, building and publishing a new one
+    /// when the market changed since the last (at most once per second).
+    pub fn current(&self, store: &SledStore, now: u64) -> Result<u64, StoreError> {
+        let mut published = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let newest = published.by_ts.keys().next_back().copied();
+        if let Some(ts) = newest
+            && published.built_at >= now
+        {
+            return Ok(ts);
+        }
+        let bytes = build(store, now)?;
+        let hash: [u8; 32] = Sha256::digest(&bytes).into();
+        published.built_at = now;
+        match newest {
+            Some(ts) if hash == published.newest_hash => Ok(ts),
+            _ => {
+                let ts = newest.map_or(now, |n| now.max(n + 1));
+                published.by_ts.insert(ts, Arc::new(bytes));
+                published.newest_hash = hash;
+                while published.by_ts.len() > KEPT {
+                    published.by_ts.pop_first();
+                }
+                Ok(ts)
+            }
+        }
+    }
+
+    /// The snapshot published at `ts`, while it is kept.
+    pub fn get(&self, ts: u64) -> Option<Arc<Vec<u8>>> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .by_ts
+            .get(&ts)
+            .cloned()
+    }
+}
+
+/// The snapshot JSON: an object keyed by machine id (decimal string).
+fn build(store: &SledStore, now: u64) -> Result<Vec<u8>, StoreError> {
+    let params = store.params()?;
+    let table = store.gpu_table()?;
+    let mut machines = serde_json::Map::new();
+    for machine in store.machines()? {
+        let bids = store.bids_on(machine.id)?;
+        machines.insert(
+            machine.id.to_string(),
+            machine_json(&machine, &bids, now, &params, &table),
+        );
+    }
+    serde_json::to_vec(&Value::Object(machines)).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn machine_json(
+    m: &Machine,
+    bids: &[gigaspot_market::bid::Bid],
+    now: u64,
+    params: &MarketParams,
+    table: &GpuRangeTable,
+) -> Value {
+    let gpus: Vec<Value> = m
+        .gpus
+        .iter()
+        .map(|g| {
+            let pl = g.power_limit_range();
+            let clocks = table.get(&g.model);
+            let u = |r: Option<gigaspot_market::RangeU32>| {
+                r.map_or(json!([0, 0]), |r| json!([r.min, r.max]))
+            };
+            let s = |r: Option<gigaspot_market::RangeS32>| {
+                r.map_or(json!([0, 0]), |r| json!([r.min, r.max]))
+            };
+            json!({
+                "model": g.model,
+                "pl": [pl.min, pl.max],
+                "core_lock": u(clocks.map(|c| c.core_lock)),
+                "mem_lock": u(clocks.map(|c| c.mem_lock)),
+                "core_offset": s(clocks.map(|c| c.core_offset)),
+                "mem_offset": s(clocks.map(|c| c.mem_offset)),
+            })
+        })
+        .collect();
+    let bids: Vec<Value> = bids
+        .iter()
+        .filter(|b| b.is_live(now))
+        .map(|b| {
+            json!({
+                "owner": b.owner,
+                "id": b.id,
+                "active": true,
+                "to_cache": false,
+                "cached": m.live.cached_images.contains(&b.image),
+                "price": b.price_per_day.as_clore(),
+                "currency": "CLORE-Blockchain",
+                "pl": b.total_power_limit_w(),
+            })
+        })
+        .collect();
+    json!({
+        "bids": bids,
+        "on_demand_rented": false,
+        "online": m.live.online,
+        "working_properly": m.live.working,
+        "cpu": m.facts.cpu,
+        "cores": 0,
+        "threads": 0,
+        "ram": m.facts.ram_gib,
+        "cuda": m.facts.cuda,
+        "max_rental_length": m.max_rental_length_s,
+        "cc": m.facts.country,
+        "host": m.host,
+        "reliability": 1.0,
+        "min_bid": m.min_bid(params).as_clore(),
+        "energy_price": m.energy_price_usd_per_kwh,
+        "gpus": gpus,
+    })
+}

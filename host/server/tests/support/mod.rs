@@ -1,0 +1,153 @@
+//! A market served over real HTTP on loopback, with a controlled clock.
+
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gigaspot_server::app::{AppState, router};
+use gigaspot_server::clearing_loop::run_boundary;
+use gigaspot_server::config::Config;
+use gigaspot_server::serve::prepare;
+use reqwest::{Client, StatusCode};
+use serde_json::{Value, json};
+
+pub const OPERATOR_KEY: &str = "gs_operator_key_for_tests_0123456789abcdef";
+pub const T0: u64 = 1_800_000_000;
+
+pub struct Market {
+    pub base: String,
+    pub http: Client,
+    pub state: AppState,
+    pub clock: Arc<AtomicU64>,
+    _dir: tempfile::TempDir,
+}
+
+impl Market {
+    /// Starts a market on 127.0.0.1, with `adjust` applied to the default configuration.
+    pub async fn start(adjust: impl FnOnce(&mut Config)) -> Market {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            operator_key: Some(OPERATOR_KEY.into()),
+            ..Config::default()
+        };
+        adjust(&mut config);
+        let (mut state, generated) = tokio::task::spawn_blocking(move || prepare(config))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(generated.is_none(), "the configured operator key is used");
+        let clock = Arc::new(AtomicU64::new(T0));
+        let c = clock.clone();
+        state.clock = Arc::new(move || c.load(Ordering::SeqCst));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(state.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Market {
+            base,
+            http: Client::new(),
+            state,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut req = self.http.request(method.parse().unwrap(), url);
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    pub async fn register(&self, name: &str, roles: &[&str]) -> (u64, String) {
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/accounts",
+                None,
+                Some(json!({"name": name, "roles": roles})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        (
+            body["account"]["id"].as_u64().unwrap(),
+            body["api_key"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    pub async fn tick(&self, advance_s: u64) {
+        self.clock.fetch_add(advance_s, Ordering::SeqCst);
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || run_boundary(&state))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    pub async fn balance(&self, key: &str) -> f64 {
+        self.call("GET", "/api/v1/balance", Some(key), None).await.1["balance"]
+            .as_f64()
+            .unwrap()
+    }
+
+    /// A host with one online 4-GPU machine (150–450 W, ceiling 400 W, free energy):
+    /// (host key, machine id, agent token).
+    pub async fn machine(&self) -> (String, u64, String) {
+        let (_, host) = self.register("host", &["host"]).await;
+        let gpus: Vec<Value> = (0..4)
+            .map(|i| json!({"model": "NVIDIA GeForce RTX 4090", "uuid": format!("GPU-{i}"), "card_min_w": 150, "card_max_w": 450, "ceiling_w": 400}))
+            .collect();
+        let (status, body) = self
+            .call(
+                "POST",
+                "/api/v1/machines",
+                Some(&host),
+                Some(json!({"gpus": gpus, "energy_price": 0.0})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let machine = body["machine"]["id"].as_u64().unwrap();
+        let agent = body["agent_token"].as_str().unwrap().to_owned();
+        let (status, _) = self
+            .call(
+                "POST",
+                "/api/v1/agent/heartbeat",
+                Some(&agent),
+                Some(json!({"working": true, "running_bid": null})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        (host, machine, agent)
+    }
+
+    /// A client with `clore` CLORE deposited: (id, key).
+    pub async fn funded_client(&self, name: &str, clore: f64) -> (u64, String) {
+        let (id, key) = self.register(name, &["client"]).await;
+        if clore > 0.0 {
+            let (status, body) = self
+                .call("POST", "/api/v1/deposits", Some(OPERATOR_KEY), Some(json!({"account": id, "amount": clore, "reference": format!("seed-{name}")})))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        (id, key)
+    }
+}
