@@ -16,6 +16,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::api_error::ApiError;
 use crate::config::Config;
+use crate::metrics::{self, Metrics};
 use crate::rate_limit::RateLimiter;
 use crate::snapshot::Snapshots;
 use crate::{api_accounts, api_agent, api_bids, api_clore, api_machines, api_money};
@@ -39,6 +40,8 @@ pub struct AppState {
     pub limiter: Arc<RateLimiter>,
     /// Published market snapshots.
     pub snapshots: Arc<Snapshots>,
+    /// Prometheus counters.
+    pub metrics: Arc<Metrics>,
 }
 
 impl AppState {
@@ -59,7 +62,26 @@ impl AppState {
             clock: Arc::new(wall_clock),
             limiter: Arc::new(RateLimiter::new(config_rate)),
             snapshots: Arc::default(),
+            metrics: Arc::default(),
         }
+    }
+
+    /// Active bids in the store, for the metrics gauge.
+    pub fn store_bid_count(&self) -> usize {
+        use gigaspot_store::Store;
+        self.store
+            .machines()
+            .map(|machines| {
+                machines
+                    .iter()
+                    .map(|m| {
+                        self.store
+                            .bids_on(m.id)
+                            .map_or(0, |b| b.iter().filter(|b| b.is_live(self.now())).count())
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
     }
 
     /// The base URL clients reach the service at: `public_url` from the configuration,
@@ -111,6 +133,7 @@ pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
     let timeout = Duration::from_millis(state.config.request_timeout_ms);
     Router::new()
+        .route("/metrics", get(metrics::render))
         .route("/api/v1/health", get(api_accounts::health))
         .route("/api/v1/accounts", post(api_accounts::register))
         .route("/api/v1/accounts/me", get(api_accounts::me))
@@ -146,6 +169,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/wallets", get(api_clore::wallets))
         .route("/v1/{*rest}", axum::routing::any(api_clore::unknown))
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, None, "no such route") })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
+        ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::REQUEST_TIMEOUT,

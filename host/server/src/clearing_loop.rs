@@ -8,7 +8,7 @@ use gigaspot_store::{IntervalEngine, Store};
 use crate::app::AppState;
 
 /// Runs one boundary now: agents silent for two intervals are marked offline, then the
-/// engine settles and clears.
+/// engine settles and clears; the boundary is counted in the metrics.
 pub fn run_boundary(
     state: &AppState,
 ) -> Result<gigaspot_store::TickReport, gigaspot_store::StoreError> {
@@ -27,7 +27,11 @@ pub fn run_boundary(
             state.store.update_machine(&machine)?;
         }
     }
-    IntervalEngine::without_audit(state.store.as_ref(), state.registry.as_ref()).tick(state.now())
+    let started = Instant::now();
+    let report = IntervalEngine::without_audit(state.store.as_ref(), state.registry.as_ref())
+        .tick(state.now())?;
+    state.metrics.tick(&report, started.elapsed());
+    Ok(report)
 }
 
 /// Ticks at every interval boundary until the task is dropped.

@@ -12,6 +12,7 @@ pub mod app;
 pub mod auth;
 pub mod clearing_loop;
 pub mod config;
+pub mod metrics;
 pub mod rate_limit;
 pub mod serve;
 pub mod snapshot;
