@@ -445,6 +445,18 @@ impl Store for SledStore {
         }
     }
 
+    fn remove_api_key(&self, key_sha256: &[u8; 32]) -> StoreResult<bool> {
+        let _guard = self.write_lock();
+        let k = key_bytes(keys::API_KEY, key_sha256);
+        if !self.db.contains_key(&k)? {
+            return Ok(false);
+        }
+        let mut batch = Batch::default();
+        batch.remove(k);
+        self.commit(batch, |_| {})?;
+        Ok(true)
+    }
+
     fn has_api_key(&self, account: AccountId) -> StoreResult<bool> {
         for item in self.db.scan_prefix(keys::API_KEY) {
             let (k, v) = item?;

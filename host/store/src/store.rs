@@ -26,6 +26,8 @@ pub trait Store: Send + Sync {
     fn add_api_key(&self, account: AccountId, key_sha256: [u8; 32]) -> StoreResult<()>;
     /// The account an API key hash belongs to.
     fn account_by_key(&self, key_sha256: &[u8; 32]) -> StoreResult<Option<AccountId>>;
+    /// Revokes an API key; `false` when it did not exist.
+    fn remove_api_key(&self, key_sha256: &[u8; 32]) -> StoreResult<bool>;
     /// Whether `account` has at least one API key.
     fn has_api_key(&self, account: AccountId) -> StoreResult<bool>;
     /// Stores the sha256 of a machine's agent token; the token acts for that machine only.

@@ -1,0 +1,340 @@
+//! Operator endpoints: market parameters, the GPU clock table, plugins (upload, list,
+//! activate, roll back, order validators), and API keys for every account.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use gigaspot_market::account::Role;
+use gigaspot_market::gpu_ranges::GpuRangeTable;
+use gigaspot_market::params::MarketParams;
+use gigaspot_market::{Strategy, Validator};
+use gigaspot_plugin_runtime::PluginKind;
+use gigaspot_store::{PluginVersionRecord, Store, StoreError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::api_error::ApiError;
+use crate::app::{AppState, JsonBody};
+use crate::auth::{Caller, generate_key, key_hash};
+
+/// Largest plugin upload, in bytes.
+pub const MAX_PLUGIN_BYTES: usize = 16 << 20;
+
+/// `GET /api/v1/params`.
+pub async fn params(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<MarketParams>, ApiError> {
+    Ok(Json(state.store(|s| s.params()).await?))
+}
+
+/// `PUT /api/v1/params` (operator).
+pub async fn set_params(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(params): JsonBody<MarketParams>,
+) -> Result<Json<MarketParams>, ApiError> {
+    caller.require(Role::Operator, "set market parameters")?;
+    let stored = params.clone();
+    state.store(move |s| s.set_params(&stored)).await?;
+    Ok(Json(params))
+}
+
+/// `GET /api/v1/gpu-table`.
+pub async fn gpu_table(
+    State(state): State<AppState>,
+    _caller: Caller,
+) -> Result<Json<GpuRangeTable>, ApiError> {
+    Ok(Json(state.store(|s| s.gpu_table()).await?))
+}
+
+/// `PUT /api/v1/gpu-table` (operator).
+pub async fn set_gpu_table(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(table): JsonBody<GpuRangeTable>,
+) -> Result<Json<GpuRangeTable>, ApiError> {
+    caller.require(Role::Operator, "edit the GPU table")?;
+    let stored = table.clone();
+    state.store(move |s| s.set_gpu_table(&stored)).await?;
+    Ok(Json(table))
+}
+
+/// Query of a plugin upload.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UploadQuery {
+    /// The configuration string handed to the plugin's `configure`.
+    #[serde(default)]
+    pub config: String,
+}
+
+/// A stored plugin version and how it is doing.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PluginView {
+    /// `sha256:<hex>`.
+    pub digest: String,
+    /// The plugin's name.
+    pub name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// `strategy` or `validator`.
+    pub kind: String,
+    /// Its configuration string.
+    pub config: String,
+    /// Unix seconds.
+    pub installed_at: u64,
+    /// Role in the registry (`strategy`, `previous-strategy`, `validator`, ...), if installed.
+    pub role: Option<String>,
+    /// Calls made to it.
+    pub calls: u64,
+    /// Faults by kind.
+    pub faults: Value,
+    /// Skipped after repeated faults.
+    pub quarantined: bool,
+}
+
+/// `POST /api/v1/plugins?config=...` (operator), body: the component (`application/wasm`).
+/// Loads it (import audit, compile, configure) and stores it; activation is separate.
+pub async fn upload(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(query): Query<UploadQuery>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<PluginView>), ApiError> {
+    caller.require(Role::Operator, "upload plugins")?;
+    let runtime = state.runtime.clone();
+    let wasm = body.to_vec();
+    let config = query.config;
+    let installed_at = state.now();
+    let record = tokio::task::spawn_blocking(move || -> Result<PluginVersionRecord, ApiError> {
+        let refused = |e: gigaspot_plugin_runtime::LoadError| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("plugin"),
+                e.to_string(),
+            )
+        };
+        let (kind, plugin_ref) = match runtime.kind_of(&wasm).map_err(refused)? {
+            PluginKind::Strategy => (
+                "strategy",
+                runtime
+                    .load_strategy(&wasm, &config)
+                    .map_err(refused)?
+                    .plugin_ref()
+                    .clone(),
+            ),
+            PluginKind::Validator => (
+                "validator",
+                runtime
+                    .load_validator(&wasm, &config)
+                    .map_err(refused)?
+                    .plugin_ref()
+                    .clone(),
+            ),
+        };
+        Ok(PluginVersionRecord {
+            digest: plugin_ref.digest,
+            name: plugin_ref.name,
+            version: plugin_ref.version,
+            kind: kind.into(),
+            config,
+            installed_at,
+            wasm,
+        })
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            "the upload was interrupted",
+        )
+    })??;
+    let stored = record.clone();
+    state.store(move |s| s.put_plugin_version(&stored)).await?;
+    Ok((StatusCode::CREATED, Json(view(&record, &state))))
+}
+
+fn view(record: &PluginVersionRecord, state: &AppState) -> PluginView {
+    let stats = state.registry.stats();
+    let stat = stats.iter().find(|s| s.plugin.digest == record.digest);
+    PluginView {
+        digest: record.digest.clone(),
+        name: record.name.clone(),
+        version: record.version.clone(),
+        kind: record.kind.clone(),
+        config: record.config.clone(),
+        installed_at: record.installed_at,
+        role: stat.map(|s| s.role.to_string()),
+        calls: stat.map_or(0, |s| s.calls),
+        faults: stat.map_or(json!({}), |s| {
+            json!({"out_of_fuel": s.faults.out_of_fuel, "timeout": s.faults.timeout, "memory": s.faults.memory, "trap": s.faults.trap, "bad_output": s.faults.bad_output})
+        }),
+        quarantined: stat.is_some_and(|s| s.quarantined),
+    }
+}
+
+/// `GET /api/v1/plugins` (operator): stored versions with digests and fault counts.
+pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Operator, "list plugins")?;
+    let records = state.store(|s| s.plugin_versions()).await?;
+    let active = state.registry.active_strategy();
+    Ok(Json(json!({
+        "active_strategy": active,
+        "validators": state.registry.validators(),
+        "versions": records.iter().map(|r| view(r, &state)).collect::<Vec<_>>(),
+    })))
+}
+
+/// `POST /api/v1/plugins/{digest}/activate` (operator): a stored strategy becomes active
+/// (the active one becomes the previous); a stored validator is installed (replacing the
+/// validator of the same name, kept as its previous version).
+pub async fn activate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(digest): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Operator, "activate plugins")?;
+    let wanted = digest.clone();
+    let record = state
+        .store(move |s| {
+            Ok(s.plugin_versions()?
+                .into_iter()
+                .find(|r| r.digest == wanted))
+        })
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                None,
+                format!("no stored plugin {digest}"),
+            )
+        })?;
+    let runtime = state.runtime.clone();
+    let registry = state.registry.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
+        let refused = |e: gigaspot_plugin_runtime::LoadError| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some("plugin"),
+                e.to_string(),
+            )
+        };
+        if record.kind == "strategy" {
+            let plugin: Arc<dyn Strategy> = Arc::new(
+                runtime
+                    .load_strategy(&record.wasm, &record.config)
+                    .map_err(refused)?,
+            );
+            registry.activate_strategy(plugin);
+        } else {
+            let plugin: Arc<dyn Validator> = Arc::new(
+                runtime
+                    .load_validator(&record.wasm, &record.config)
+                    .map_err(refused)?,
+            );
+            registry.install_validator(plugin);
+        }
+        Ok(())
+    })
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            None,
+            "activation was interrupted",
+        )
+    })??;
+    Ok(Json(
+        json!({"active_strategy": state.registry.active_strategy(), "validators": state.registry.validators()}),
+    ))
+}
+
+/// `POST /api/v1/plugins/strategy/rollback` (operator).
+pub async fn rollback_strategy(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Operator, "roll back plugins")?;
+    let now_active = state
+        .registry
+        .rollback_strategy()
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, None, e.to_string()))?;
+    Ok(Json(json!({"active_strategy": now_active})))
+}
+
+/// `POST /api/v1/plugins/validators/{name}/rollback` (operator).
+pub async fn rollback_validator(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Operator, "roll back plugins")?;
+    let now_active = state
+        .registry
+        .rollback_validator(&name)
+        .map_err(|e| ApiError::new(StatusCode::CONFLICT, None, e.to_string()))?;
+    Ok(Json(json!({"validator": now_active})))
+}
+
+/// Body of `PUT /api/v1/plugins/validators/order`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValidatorOrder {
+    /// Every installed validator's name, in the order they should run.
+    pub names: Vec<String>,
+}
+
+/// `PUT /api/v1/plugins/validators/order` (operator).
+pub async fn order_validators(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(order): JsonBody<ValidatorOrder>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Operator, "order validators")?;
+    let names: Vec<&str> = order.names.iter().map(String::as_str).collect();
+    state
+        .registry
+        .order_validators(&names)
+        .map_err(|e| ApiError::bad_field("names", e.to_string()))?;
+    Ok(Json(json!({"validators": state.registry.validators()})))
+}
+
+/// `POST /api/v1/keys`: a new API key for the caller's account, shown once.
+pub async fn new_key(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let key = generate_key();
+    let hash = key_hash(&key);
+    let account = caller.0.id;
+    state.store(move |s| s.add_api_key(account, hash)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({"account": account, "api_key": key})),
+    ))
+}
+
+/// `DELETE /api/v1/keys/current`: revokes the key this request is made with.
+pub async fn revoke_current(
+    State(state): State<AppState>,
+    _caller: Caller,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let key = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(ApiError::unauthenticated)?;
+    let hash = key_hash(key.trim());
+    let removed = state.store(move |s| s.remove_api_key(&hash)).await?;
+    if removed {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::from(StoreError::NotFound { what: "key", id: 0 }))
+    }
+}

@@ -1,0 +1,363 @@
+//! The OpenAPI document matches the routes; operator endpoints; keys; and the
+//! authorization matrix over every route that takes an object id.
+
+mod support;
+
+use std::collections::BTreeSet;
+
+use gigaspot_server::app::native_routes;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{Market, OPERATOR_KEY};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_exactly_the_routes_the_code_serves() {
+    let m = Market::start(|_| {}).await;
+    let doc: Value = m
+        .http
+        .get(format!("{}/api/v1/openapi.json", m.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["openapi"], json!("3.1.0"));
+    let documented: BTreeSet<(String, String)> = doc["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |method| (path.clone(), method.clone()))
+        })
+        .collect();
+    let served: BTreeSet<(String, String)> = native_routes()
+        .iter()
+        .flat_map(|r| {
+            r.methods
+                .iter()
+                .map(move |method| (r.path.to_owned(), method.to_string()))
+        })
+        .collect();
+    let undocumented: Vec<_> = served.difference(&documented).collect();
+    let stale: Vec<_> = documented.difference(&served).collect();
+    assert!(
+        undocumented.is_empty() && stale.is_empty(),
+        "undocumented: {undocumented:?}; documented but not served: {stale:?}"
+    );
+    // Every documented body schema exists.
+    let text = doc.to_string();
+    for name in doc["components"]["schemas"].as_object().unwrap().keys() {
+        assert!(
+            text.contains(&format!("#/components/schemas/{name}"))
+                || name == "Error"
+                || name == "Oc",
+            "{name} unused"
+        );
+    }
+}
+
+async fn upload(m: &Market, key: &str, guest: &str, config: &str) -> (StatusCode, Value) {
+    let wasm = gigaspot_tests::guest(guest);
+    let resp = m
+        .http
+        .post(format!("{}/api/v1/plugins", m.base))
+        .query(&[("config", config)])
+        .bearer_auth(key)
+        .header("content-type", "application/wasm")
+        .body(wasm)
+        .send()
+        .await
+        .unwrap();
+    (resp.status(), resp.json().await.unwrap_or(Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_upload_activate_roll_back_and_order_plugins() {
+    let m = Market::start(|_| {}).await;
+    let (status, ppw) = upload(&m, OPERATOR_KEY, "price-per-watt", "").await;
+    assert_eq!(status, StatusCode::CREATED, "{ppw}");
+    let ppw_digest = ppw["digest"].as_str().unwrap().to_owned();
+    let (_, net) = upload(&m, OPERATOR_KEY, "net-profit", "").await;
+    let net_digest = net["digest"].as_str().unwrap().to_owned();
+    for digest in [&ppw_digest, &net_digest] {
+        let (status, body) = m
+            .call(
+                "POST",
+                &format!("/api/v1/plugins/{digest}/activate"),
+                Some(OPERATOR_KEY),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    let (_, health) = m.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(health["strategy_digest"], json!(net_digest));
+    let (status, body) = m
+        .call(
+            "POST",
+            "/api/v1/plugins/strategy/rollback",
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(
+        (status, body["active_strategy"]["digest"].clone()),
+        (StatusCode::OK, json!(ppw_digest))
+    );
+
+    // Validators: install two, reorder them.
+    let (_, policy) = upload(
+        &m,
+        OPERATOR_KEY,
+        "policy-validator",
+        "image-deny = *:latest",
+    )
+    .await;
+    let (_, hostile) = upload(&m, OPERATOR_KEY, "hostile-validator", "reject-all").await;
+    for v in [&policy, &hostile] {
+        let (status, _) = m
+            .call(
+                "POST",
+                &format!("/api/v1/plugins/{}/activate", v["digest"].as_str().unwrap()),
+                Some(OPERATOR_KEY),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let (status, body) = m
+        .call(
+            "PUT",
+            "/api/v1/plugins/validators/order",
+            Some(OPERATOR_KEY),
+            Some(json!({"names": ["hostile-validator", "policy-validator"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["validators"][0]["name"], json!("hostile-validator"));
+    let (status, body) = m
+        .call(
+            "PUT",
+            "/api/v1/plugins/validators/order",
+            Some(OPERATOR_KEY),
+            Some(json!({"names": ["policy-validator"]})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("names"))
+    );
+    let (status, _) = m
+        .call(
+            "POST",
+            "/api/v1/plugins/validators/policy-validator/rollback",
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "nothing to roll back to");
+
+    // The list shows digests, roles and fault counts.
+    let (_, list) = m
+        .call("GET", "/api/v1/plugins", Some(OPERATOR_KEY), None)
+        .await;
+    let versions = list["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 4);
+    let ppw_view = versions
+        .iter()
+        .find(|v| v["digest"] == json!(ppw_digest))
+        .unwrap();
+    assert_eq!(ppw_view["role"], json!("strategy"));
+    assert_eq!(ppw_view["faults"]["trap"], json!(0));
+
+    // A plugin that wants the network is refused, naming the import; nothing is stored.
+    let (status, body) = upload(&m, OPERATOR_KEY, "wants-sockets", "").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        body["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("wasi:sockets/"),
+        "{body}"
+    );
+    let (status, body) = upload(&m, OPERATOR_KEY, "policy-validator", "colour = blue").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let (_, list) = m
+        .call("GET", "/api/v1/plugins", Some(OPERATOR_KEY), None)
+        .await;
+    assert_eq!(list["versions"].as_array().unwrap().len(), 4);
+
+    // Parameters and the GPU table.
+    let (status, params) = m
+        .call(
+            "PUT",
+            "/api/v1/params",
+            Some(OPERATOR_KEY),
+            Some(json!({"billing_interval_s": 120, "fee_bps": 300, "clore_usd": 0.05})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{params}");
+    let (status, body) = m
+        .call(
+            "PUT",
+            "/api/v1/params",
+            Some(OPERATOR_KEY),
+            Some(json!({"billing_interval_s": 1, "fee_bps": 300, "clore_usd": 0.05})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (StatusCode::BAD_REQUEST, json!("billing_interval_s"))
+    );
+    let (_, table) = m
+        .call("GET", "/api/v1/gpu-table", Some(OPERATOR_KEY), None)
+        .await;
+    assert!(table["models"]["NVIDIA GeForce RTX 4090"].is_object());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_can_be_added_and_revoked() {
+    let m = Market::start(|_| {}).await;
+    let (_, first) = m.register("c", &["client"]).await;
+    let (status, body) = m.call("POST", "/api/v1/keys", Some(&first), None).await;
+    assert_eq!(status, StatusCode::CREATED);
+    let second = body["api_key"].as_str().unwrap().to_owned();
+    assert_eq!(
+        m.call("GET", "/api/v1/accounts/me", Some(&second), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        m.call("DELETE", "/api/v1/keys/current", Some(&first), None)
+            .await
+            .0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        m.call("GET", "/api/v1/accounts/me", Some(&first), None)
+            .await
+            .0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        m.call("GET", "/api/v1/accounts/me", Some(&second), None)
+            .await
+            .0,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_authorization_matrix_holds_for_every_route_with_an_object_id() {
+    let m = Market::start(|_| {}).await;
+    let (host, machine, _) = m.machine().await;
+    let (_, owner) = m.funded_client("owner", 100.0).await;
+    let (_, other) = m.funded_client("other", 100.0).await;
+    let (_, revoked) = m.funded_client("revoked", 0.0).await;
+    m.call("DELETE", "/api/v1/keys/current", Some(&revoked), None)
+        .await;
+    let bid = |_: ()| json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]});
+    let (_, created) = m
+        .call("POST", "/api/v1/bids", Some(&owner), Some(bid(())))
+        .await;
+    let id = created["id"].as_u64().unwrap();
+    m.tick(0).await;
+    let (_, ppw) = upload(&m, OPERATOR_KEY, "price-per-watt", "").await;
+    let digest = ppw["digest"].as_str().unwrap().to_owned();
+
+    let edit = json!({"price": 11.0, "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]});
+    let ok = StatusCode::OK;
+    let (nf, fb, ua) = (
+        StatusCode::NOT_FOUND,
+        StatusCode::FORBIDDEN,
+        StatusCode::UNAUTHORIZED,
+    );
+    // (method, path, body, [owner, other client, host, operator, anonymous, revoked])
+    let matrix: Vec<(&str, String, Option<Value>, [StatusCode; 6])> = vec![
+        (
+            "GET",
+            format!("/api/v1/bids/{id}"),
+            None,
+            [ok, nf, ok, ok, ua, ua],
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/bids/{id}"),
+            Some(edit.clone()),
+            [ok, nf, fb, fb, ua, ua],
+        ),
+        (
+            "GET",
+            format!("/api/v1/machines/{machine}"),
+            None,
+            [ok, ok, ok, ok, ok, ok],
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/machines/{machine}"),
+            Some(json!({"energy_price": 0.0})),
+            [fb, fb, ok, fb, ua, ua],
+        ),
+        (
+            "GET",
+            format!("/api/v1/machines/{machine}/decision"),
+            None,
+            [ok, ok, ok, ok, ua, ua],
+        ),
+        (
+            "POST",
+            format!("/api/v1/plugins/{digest}/activate"),
+            None,
+            [fb, fb, fb, ok, ua, ua],
+        ),
+        (
+            "POST",
+            "/api/v1/plugins/validators/x/rollback".into(),
+            None,
+            [fb, fb, fb, StatusCode::CONFLICT, ua, ua],
+        ),
+        (
+            "DELETE",
+            format!("/api/v1/bids/{id}"),
+            None,
+            [ok, nf, fb, fb, ua, ua],
+        ),
+    ];
+    let callers: [Option<&str>; 6] = [
+        Some(&owner),
+        Some(&other),
+        Some(&host),
+        Some(OPERATOR_KEY),
+        None,
+        Some(&revoked),
+    ];
+    let names = [
+        "owner",
+        "other client",
+        "host",
+        "operator",
+        "anonymous",
+        "revoked key",
+    ];
+    for (method, path, body, expected) in matrix {
+        // The owner's row runs last for DELETE so that the others meet a live bid.
+        let order: Vec<usize> = if method == "DELETE" {
+            vec![1, 2, 3, 4, 5, 0]
+        } else {
+            (0..6).collect()
+        };
+        for i in order {
+            let (status, answer) = m.call(method, &path, callers[i], body.clone()).await;
+            assert_eq!(
+                status, expected[i],
+                "{method} {path} as {}: {answer}",
+                names[i]
+            );
+        }
+    }
+}
