@@ -31,6 +31,8 @@ pub fn run_boundary(
     let report = IntervalEngine::without_audit(state.store.as_ref(), state.registry.as_ref())
         .tick(state.now())?;
     state.metrics.tick(&report, started.elapsed());
+    // Publish the snapshot at least once per interval.
+    state.snapshots.current(&state.store, state.now())?;
     Ok(report)
 }
 

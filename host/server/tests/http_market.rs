@@ -351,3 +351,120 @@ async fn keys_are_rate_limited_with_an_integer_retry_after() {
     assert_eq!(&statuses[..3], &[StatusCode::OK; 3]);
     assert_eq!(statuses[3], StatusCode::TOO_MANY_REQUESTS);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_route_refuses_malformed_input_with_a_4xx_and_keeps_state() {
+    let m = Market::start(|_| {}).await;
+    let (host, machine, agent) = m.machine().await;
+    let (_, client) = m.funded_client("c", 10.0).await;
+    let (_, created) = m.call("POST", "/api/v1/bids", Some(&client), Some(json!({"machine": machine, "price": 5.0, "image": "a", "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]}))).await;
+    let bid = created["id"].as_u64().unwrap();
+    let routes: Vec<(&str, String, &str)> = vec![
+        ("POST", "/api/v1/accounts".into(), ""),
+        ("POST", "/api/v1/deposits".into(), OPERATOR_KEY),
+        ("POST", "/api/v1/machines".into(), &host),
+        ("PATCH", format!("/api/v1/machines/{machine}"), &host),
+        ("POST", "/api/v1/bids".into(), &client),
+        ("PATCH", format!("/api/v1/bids/{bid}"), &client),
+        ("POST", "/api/v1/agent/heartbeat".into(), &agent),
+        ("PUT", "/api/v1/params".into(), OPERATOR_KEY),
+        ("PUT", "/api/v1/gpu-table".into(), OPERATOR_KEY),
+        (
+            "PUT",
+            "/api/v1/plugins/validators/order".into(),
+            OPERATOR_KEY,
+        ),
+    ];
+    let before = (
+        m.balance(&client).await,
+        m.call("GET", &format!("/api/v1/bids/{bid}"), Some(&client), None)
+            .await
+            .1,
+        m.call("GET", &format!("/api/v1/machines/{machine}"), None, None)
+            .await
+            .1,
+    );
+    let bodies: Vec<(String, &str)> = vec![
+        ("{not json".into(), "malformed JSON"),
+        ("[1, 2, 3]".into(), "wrong type"),
+        (r#"{"price": "x", "amount": "x", "gpus": 1, "working": "yes", "names": 1, "billing_interval_s": -5, "models": 3, "name": 7, "energy_price": "hot", "account": -1}"#.into(), "wrong types"),
+        (r#"{"price": 1e400, "amount": 1e400, "energy_price": 1e400, "reserve_price": -3}"#.into(), "out of range"),
+        (format!(r#"{{"name": "{}"}}"#, "x".repeat(100_000)), "huge"),
+    ];
+    for (method, path, key) in &routes {
+        for (body, what) in &bodies {
+            let mut req = m
+                .http
+                .request(method.parse().unwrap(), format!("{}{path}", m.base))
+                .header("content-type", "application/json")
+                .body(body.clone());
+            if !key.is_empty() {
+                req = req.bearer_auth(key);
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status();
+            let text = resp.text().await.unwrap();
+            assert!(
+                status.is_client_error(),
+                "{method} {path} with {what}: {status} {text}"
+            );
+            let answer: Value = serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("{method} {path} with {what}: not JSON: {text}"));
+            assert!(
+                answer["error"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| !r.is_empty()),
+                "{method} {path} with {what}: {answer}"
+            );
+        }
+    }
+    let after = (
+        m.balance(&client).await,
+        m.call("GET", &format!("/api/v1/bids/{bid}"), Some(&client), None)
+            .await
+            .1,
+        m.call("GET", &format!("/api/v1/machines/{machine}"), None, None)
+            .await
+            .1,
+    );
+    assert_eq!(before, after, "nothing already stored changed");
+    let (_, params) = m.call("GET", "/api/v1/params", Some(&client), None).await;
+    assert_eq!(params["billing_interval_s"], json!(60));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_registration_and_the_operator_key_bootstrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |key: Option<&str>| gigaspot_server::config::Config {
+        data_dir: dir.path().join("data"),
+        operator_key: key.map(str::to_owned),
+        open_registration: false,
+        ..Default::default()
+    };
+    let (state, generated) = gigaspot_server::serve::prepare(config(None)).unwrap();
+    let key = generated.expect("a key is generated on the first start");
+    assert!(key.starts_with("gs_") && key.len() == 67);
+    drop(state);
+    let (_, again) = gigaspot_server::serve::prepare(config(None)).unwrap();
+    assert!(again.is_none(), "shown once: not generated again");
+
+    let m = Market::start(|c| c.open_registration = false).await;
+    let (status, _) = m
+        .call(
+            "POST",
+            "/api/v1/accounts",
+            None,
+            Some(json!({"name": "x", "roles": ["client"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _) = m
+        .call(
+            "POST",
+            "/api/v1/accounts",
+            Some(OPERATOR_KEY),
+            Some(json!({"name": "x", "roles": ["client"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+}
