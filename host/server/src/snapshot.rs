@@ -9,7 +9,7 @@ use gigaspot_market::gpu_ranges::GpuRangeTable;
 use gigaspot_market::machine::Machine;
 use gigaspot_market::params::MarketParams;
 use gigaspot_store::{SledStore, Store, StoreError};
-use serde_json::{Value, json};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// Published snapshots kept for download (the newest ones).
@@ -70,82 +70,120 @@ impl Snapshots {
     }
 }
 
-/// The snapshot JSON: an object keyed by machine id (decimal string).
-fn build(store: &SledStore, now: u64) -> Result<Vec<u8>, StoreError> {
-    let params = store.params()?;
-    let table = store.gpu_table()?;
-    let mut machines = serde_json::Map::new();
-    for machine in store.machines()? {
-        let bids = store.bids_on(machine.id)?;
-        machines.insert(
-            machine.id.to_string(),
-            machine_json(&machine, &bids, now, &params, &table),
-        );
-    }
-    serde_json::to_vec(&Value::Object(machines)).map_err(|e| StoreError::Backend(e.to_string()))
+/// One machine in the snapshot (field names and types per clore-compat.md).
+#[derive(Serialize)]
+struct MachineEntry<'a> {
+    bids: Vec<BidEntry>,
+    on_demand_rented: bool,
+    online: bool,
+    working_properly: bool,
+    cpu: &'a str,
+    cores: u32,
+    threads: u32,
+    ram: u32,
+    cuda: &'a str,
+    max_rental_length: u64,
+    cc: &'a str,
+    host: u64,
+    reliability: f64,
+    min_bid: f64,
+    energy_price: f64,
+    gpus: Vec<GpuEntry<'a>>,
 }
 
-fn machine_json(
-    m: &Machine,
-    bids: &[gigaspot_market::bid::Bid],
+#[derive(Serialize)]
+struct GpuEntry<'a> {
+    model: &'a str,
+    pl: [u32; 2],
+    core_lock: [u32; 2],
+    mem_lock: [u32; 2],
+    core_offset: [i32; 2],
+    mem_offset: [i32; 2],
+}
+
+#[derive(Serialize)]
+struct BidEntry {
+    owner: u64,
+    id: u64,
+    active: bool,
+    to_cache: bool,
+    cached: bool,
+    price: f64,
+    currency: &'static str,
+    pl: u32,
+}
+
+/// The snapshot JSON: an object keyed by machine id (decimal string); `[0, 0]` stands for
+/// a clock range the GPU's model does not allow.
+fn build(store: &SledStore, now: u64) -> Result<Vec<u8>, StoreError> {
+    let market = store.tick_snapshot()?;
+    let entries: BTreeMap<String, MachineEntry<'_>> = market
+        .machines
+        .iter()
+        .map(|m| {
+            let bids = market.bids.get(&m.id).map_or(&[][..], Vec::as_slice);
+            (
+                m.id.to_string(),
+                machine_entry(m, bids, now, &market.params, &market.table),
+            )
+        })
+        .collect();
+    serde_json::to_vec(&entries).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+fn machine_entry<'a>(
+    m: &'a Machine,
+    bids: &[Arc<gigaspot_market::bid::Bid>],
     now: u64,
     params: &MarketParams,
-    table: &GpuRangeTable,
-) -> Value {
-    let gpus: Vec<Value> = m
+    table: &'a GpuRangeTable,
+) -> MachineEntry<'a> {
+    let gpus = m
         .gpus
         .iter()
         .map(|g| {
             let pl = g.power_limit_range();
             let clocks = table.get(&g.model);
-            let u = |r: Option<gigaspot_market::RangeU32>| {
-                r.map_or(json!([0, 0]), |r| json!([r.min, r.max]))
-            };
-            let s = |r: Option<gigaspot_market::RangeS32>| {
-                r.map_or(json!([0, 0]), |r| json!([r.min, r.max]))
-            };
-            json!({
-                "model": g.model,
-                "pl": [pl.min, pl.max],
-                "core_lock": u(clocks.map(|c| c.core_lock)),
-                "mem_lock": u(clocks.map(|c| c.mem_lock)),
-                "core_offset": s(clocks.map(|c| c.core_offset)),
-                "mem_offset": s(clocks.map(|c| c.mem_offset)),
-            })
+            GpuEntry {
+                model: &g.model,
+                pl: [pl.min, pl.max],
+                core_lock: clocks.map_or([0, 0], |c| [c.core_lock.min, c.core_lock.max]),
+                mem_lock: clocks.map_or([0, 0], |c| [c.mem_lock.min, c.mem_lock.max]),
+                core_offset: clocks.map_or([0, 0], |c| [c.core_offset.min, c.core_offset.max]),
+                mem_offset: clocks.map_or([0, 0], |c| [c.mem_offset.min, c.mem_offset.max]),
+            }
         })
         .collect();
-    let bids: Vec<Value> = bids
+    let bids = bids
         .iter()
         .filter(|b| b.is_live(now))
-        .map(|b| {
-            json!({
-                "owner": b.owner,
-                "id": b.id,
-                "active": true,
-                "to_cache": false,
-                "cached": m.live.cached_images.contains(&b.image),
-                "price": b.price_per_day.as_clore(),
-                "currency": "CLORE-Blockchain",
-                "pl": b.total_power_limit_w(),
-            })
+        .map(|b| BidEntry {
+            owner: b.owner,
+            id: b.id,
+            active: true,
+            to_cache: false,
+            cached: m.live.cached_images.contains(&b.image),
+            price: b.price_per_day.as_clore(),
+            currency: "CLORE-Blockchain",
+            pl: b.total_power_limit_w(),
         })
         .collect();
-    json!({
-        "bids": bids,
-        "on_demand_rented": false,
-        "online": m.live.online,
-        "working_properly": m.live.working,
-        "cpu": m.facts.cpu,
-        "cores": 0,
-        "threads": 0,
-        "ram": m.facts.ram_gib,
-        "cuda": m.facts.cuda,
-        "max_rental_length": m.max_rental_length_s,
-        "cc": m.facts.country,
-        "host": m.host,
-        "reliability": 1.0,
-        "min_bid": m.min_bid(params).as_clore(),
-        "energy_price": m.energy_price_usd_per_kwh,
-        "gpus": gpus,
-    })
+    MachineEntry {
+        bids,
+        on_demand_rented: false,
+        online: m.live.online,
+        working_properly: m.live.working,
+        cpu: &m.facts.cpu,
+        cores: 0,
+        threads: 0,
+        ram: m.facts.ram_gib,
+        cuda: &m.facts.cuda,
+        max_rental_length: m.max_rental_length_s,
+        cc: &m.facts.country,
+        host: m.host,
+        reliability: 1.0,
+        min_bid: m.min_bid(params).as_clore(),
+        energy_price: m.energy_price_usd_per_kwh,
+        gpus,
+    }
 }

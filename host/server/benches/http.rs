@@ -1,0 +1,278 @@
+//! HTTP benchmarks, printed as a table (numbers recorded in docs/http-service.md):
+//!
+//! - bids created per second over HTTP by 64 concurrent clients, with p50/p99 latency;
+//! - `GET /v1/get_gigaspot` and snapshot download latency with 10,000 machines × 50 bids.
+//!
+//! `cargo bench -p gigaspot-server --bench http` (add `-- --machines N` for a smaller run).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use gigaspot_market::account::Role;
+use gigaspot_market::bid::{BidTerms, OcRequest};
+use gigaspot_market::machine::Gpu;
+use gigaspot_market::money::Amount;
+use gigaspot_server::app::router;
+use gigaspot_server::config::Config;
+use gigaspot_server::serve::prepare;
+use gigaspot_store::{MachineSpec, Store};
+use serde_json::{Value, json};
+
+const OPERATOR_KEY: &str = "gs_operator_key_for_benchmarks_0123456789";
+
+fn spec(host: u64) -> MachineSpec {
+    MachineSpec {
+        host,
+        facts: Default::default(),
+        gpus: (0..4)
+            .map(|i| Gpu {
+                model: "NVIDIA GeForce RTX 4090".into(),
+                uuid: format!("GPU-{i}"),
+                card_min_w: 150,
+                card_max_w: 450,
+                ceiling_w: 450,
+            })
+            .collect(),
+        energy_price_usd_per_kwh: 0.0,
+        reserve_price: Amount::ZERO,
+        max_rental_length_s: 30 * 86_400,
+    }
+}
+
+fn percentile(sorted: &[Duration], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let machines: usize = args
+        .iter()
+        .position(|a| a == "--machines")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().join("data"),
+        operator_key: Some(OPERATOR_KEY.into()),
+        rate_limit_per_minute: 0,
+        ..Config::default()
+    };
+    let (state, _) = tokio::task::spawn_blocking(move || prepare(config))
+        .await
+        .unwrap()
+        .unwrap();
+    let store = state.store.clone();
+    let setup = Instant::now();
+    let (machine_ids, clients) = tokio::task::spawn_blocking(move || {
+        let host = store.create_account("host", &[Role::Host]).unwrap().id;
+        let ids: Vec<u64> = (0..machines)
+            .map(|_| {
+                let mut m = store.register_machine(spec(host)).unwrap();
+                m.live.online = true;
+                m.live.working = true;
+                store.update_machine(&m).unwrap();
+                m.id
+            })
+            .collect();
+        let clients: Vec<u64> = (0..200)
+            .map(|i| {
+                let id = store
+                    .create_account(&format!("c{i}"), &[Role::Client])
+                    .unwrap()
+                    .id;
+                store
+                    .deposit(id, Amount::clore(1_000_000), &format!("seed-{i}"), 0)
+                    .unwrap();
+                id
+            })
+            .collect();
+        // Fill the order books from 16 threads (group commit).
+        let chunks: Vec<Vec<u64>> = ids
+            .chunks(ids.len().div_ceil(16))
+            .map(<[u64]>::to_vec)
+            .collect();
+        std::thread::scope(|scope| {
+            for chunk in chunks {
+                let (store, clients) = (&store, &clients);
+                scope.spawn(move || {
+                    for machine in chunk {
+                        for n in 0..50u64 {
+                            let terms = BidTerms {
+                                machine,
+                                price_per_day: Amount::clore(10 + (machine + n) % 500),
+                                image: "registry.example/app:1".into(),
+                                env: Default::default(),
+                                oc: vec![
+                                    OcRequest {
+                                        pl: Some(150 + (n as u32 * 7) % 300),
+                                        ..OcRequest::default()
+                                    };
+                                    4
+                                ],
+                                lifetime_s: 86_400,
+                            };
+                            let owner = clients[((machine + n) % clients.len() as u64) as usize];
+                            store.place_bid(owner, &terms, 0, None).unwrap();
+                        }
+                    }
+                });
+            }
+        });
+        (ids, clients)
+    })
+    .await
+    .unwrap();
+    eprintln!(
+        "set up {machines} machines × 50 bids in {:.1} s",
+        setup.elapsed().as_secs_f64()
+    );
+    let _ = clients;
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(128)
+        .build()
+        .unwrap();
+
+    println!("| benchmark | result |");
+    println!("|---|---|");
+
+    // 64 concurrent clients placing bids.
+    let mut keys = Vec::new();
+    for i in 0..64 {
+        let reply: Value = http
+            .post(format!("{base}/api/v1/accounts"))
+            .json(&json!({"name": format!("bidder{i}"), "roles": ["client"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = reply["account"]["id"].as_u64().unwrap();
+        http.post(format!("{base}/api/v1/deposits"))
+            .bearer_auth(OPERATOR_KEY)
+            .json(&json!({"account": id, "amount": 1000.0, "reference": format!("bench-{i}")}))
+            .send()
+            .await
+            .unwrap();
+        keys.push(reply["api_key"].as_str().unwrap().to_owned());
+    }
+    let per_client = 100;
+    let started = Instant::now();
+    let tasks: Vec<_> = keys
+        .into_iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let (http, base, machines) = (http.clone(), base.clone(), machine_ids.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_client);
+                for n in 0..per_client {
+                    let machine = machines[(i * per_client + n) % machines.len()];
+                    let body = json!({"machine": machine, "price": 20.0, "image": "registry.example/app:1", "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]});
+                    let t = Instant::now();
+                    let resp = http.post(format!("{base}/api/v1/bids")).bearer_auth(&key).json(&body).send().await.unwrap();
+                    assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    let elapsed = started.elapsed();
+    latencies.sort();
+    println!(
+        "| bids created over HTTP, 64 concurrent clients | {:.0} bids/s (p50 {:.1} ms, p99 {:.1} ms) |",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99)
+    );
+
+    // get_gigaspot: the first call builds the snapshot, later calls in the same second reuse it.
+    let reply: Value = http
+        .post(format!("{base}/api/v1/accounts"))
+        .json(&json!({"name": "bot", "roles": ["client"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = reply["api_key"].as_str().unwrap().to_owned();
+    let mut cold = Vec::new();
+    let mut warm = Vec::new();
+    let mut download = Vec::new();
+    let mut size = 0;
+    for round in 0..5 {
+        // A new second and a changed market make the next call build a new snapshot.
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        http.post(format!("{base}/api/v1/bids"))
+            .bearer_auth(&key)
+            .json(&json!({"machine": machine_ids[round], "price": 20.0, "image": "registry.example/app:1", "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]}))
+            .send()
+            .await
+            .unwrap();
+        let t = Instant::now();
+        let reply: Value = http
+            .get(format!("{base}/v1/get_gigaspot"))
+            .header("auth", &key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        cold.push(t.elapsed());
+        for _ in 0..20 {
+            let t = Instant::now();
+            http.get(format!("{base}/v1/get_gigaspot"))
+                .header("auth", &key)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap();
+            warm.push(t.elapsed());
+        }
+        let url = reply["v1_snapshot_url"].as_str().unwrap().to_owned();
+        let t = Instant::now();
+        size = http
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .len();
+        download.push(t.elapsed());
+    }
+    for v in [&mut cold, &mut warm, &mut download] {
+        v.sort();
+    }
+    println!(
+        "| get_gigaspot building a new snapshot, {machines} machines × 50 bids | p50 {:.0} ms, max {:.0} ms |",
+        percentile(&cold, 0.5),
+        percentile(&cold, 1.0)
+    );
+    println!(
+        "| get_gigaspot with the snapshot current | p50 {:.2} ms, p99 {:.2} ms |",
+        percentile(&warm, 0.5),
+        percentile(&warm, 0.99)
+    );
+    println!(
+        "| snapshot download ({:.1} MB) | p50 {:.0} ms |",
+        size as f64 / 1e6,
+        percentile(&download, 0.5)
+    );
+    let _ = Arc::new(());
+}
