@@ -5,7 +5,6 @@
 //!
 //! `cargo bench -p gigaspot-server --bench http` (add `-- --machines N` for a smaller run).
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gigaspot_market::account::Role;
@@ -64,8 +63,9 @@ async fn main() {
         .unwrap()
         .unwrap();
     let store = state.store.clone();
+    let now = gigaspot_server::app::wall_clock();
     let setup = Instant::now();
-    let (machine_ids, clients) = tokio::task::spawn_blocking(move || {
+    let machine_ids = tokio::task::spawn_blocking(move || {
         let host = store.create_account("host", &[Role::Host]).unwrap().id;
         let ids: Vec<u64> = (0..machines)
             .map(|_| {
@@ -114,13 +114,13 @@ async fn main() {
                                 lifetime_s: 86_400,
                             };
                             let owner = clients[((machine + n) % clients.len() as u64) as usize];
-                            store.place_bid(owner, &terms, 0, None).unwrap();
+                            store.place_bid(owner, &terms, now, None).unwrap();
                         }
                     }
                 });
             }
         });
-        (ids, clients)
+        ids
     })
     .await
     .unwrap();
@@ -128,7 +128,6 @@ async fn main() {
         "set up {machines} machines × 50 bids in {:.1} s",
         setup.elapsed().as_secs_f64()
     );
-    let _ = clients;
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -211,12 +210,12 @@ async fn main() {
     let mut warm = Vec::new();
     let mut download = Vec::new();
     let mut size = 0;
-    for round in 0..5 {
+    for machine in machine_ids.iter().take(5) {
         // A new second and a changed market make the next call build a new snapshot.
         tokio::time::sleep(Duration::from_millis(1100)).await;
         http.post(format!("{base}/api/v1/bids"))
             .bearer_auth(&key)
-            .json(&json!({"machine": machine_ids[round], "price": 20.0, "image": "registry.example/app:1", "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]}))
+            .json(&json!({"machine": machine, "price": 20.0, "image": "registry.example/app:1", "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]}))
             .send()
             .await
             .unwrap();
@@ -274,5 +273,4 @@ async fn main() {
         size as f64 / 1e6,
         percentile(&download, 0.5)
     );
-    let _ = Arc::new(());
 }

@@ -88,6 +88,61 @@ pub async fn show(
     Ok(Json(BidView::new(&bid, state.now())))
 }
 
+/// `GET /api/v1/bids/{id}/decision`: why the bid won or lost in the latest clearing of
+/// its machine: its own verdict, the winner and the winning score, the plugin versions.
+pub async fn decision(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<u64>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let bid = visible_bid(&state, &caller, id).await?;
+    let machine = bid.machine;
+    let decision = state
+        .store(move |s| {
+            let interval = s.assignment(machine)?.map(|a| a.interval);
+            match interval {
+                Some(interval) => s.decision(machine, interval),
+                None => Ok(None),
+            }
+        })
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                None,
+                format!("machine {machine} has not been cleared yet"),
+            )
+        })?;
+    let verdict = decision
+        .verdicts
+        .iter()
+        .find(|v| v.bid == id)
+        .map(|v| &v.verdict);
+    let winning_score = decision.winner.and_then(|w| {
+        decision
+            .verdicts
+            .iter()
+            .find(|v| v.bid == w.bid)
+            .and_then(|v| match v.verdict {
+                gigaspot_market::clearing::Verdict::Scored { score } => Some(score),
+                _ => None,
+            })
+    });
+    Ok(Json(serde_json::json!({
+        "bid": id,
+        "machine": machine,
+        "interval": decision.interval,
+        "won": decision.winner.is_some_and(|w| w.bid == id),
+        "verdict": verdict,
+        "winner": decision.winner.map(|w| w.bid),
+        "winning_score": winning_score,
+        "idle_reason": decision.idle_reason,
+        "strategy": decision.strategy,
+        "validators": decision.validators,
+        "input_digest": decision.input_digest,
+    })))
+}
+
 /// `PATCH /api/v1/bids/{id}`: the owner changes price and settings; admission runs again.
 pub async fn edit(
     State(state): State<AppState>,

@@ -194,6 +194,11 @@ pub fn native_routes() -> Vec<ApiRoute> {
                 .delete(api_bids::cancel),
         ),
         route(
+            "/api/v1/bids/{id}/decision",
+            &["get"],
+            get(api_bids::decision),
+        ),
+        route(
             "/api/v1/agent/heartbeat",
             &["post"],
             post(api_agent::heartbeat),

@@ -29,6 +29,11 @@ struct Published {
     newest_hash: [u8; 32],
     /// The second of the last build.
     built_at: u64,
+    /// The store's generation at the last build.
+    generation: Option<u64>,
+    /// The earliest expiry among the bids of the last build: content changes then even
+    /// without a write.
+    next_expiry: u64,
 }
 
 impl Snapshots {
@@ -37,14 +42,18 @@ impl Snapshots {
     pub fn current(&self, store: &SledStore, now: u64) -> Result<u64, StoreError> {
         let mut published = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let newest = published.by_ts.keys().next_back().copied();
+        let generation = store.generation();
+        let unchanged = published.generation == Some(generation) && now < published.next_expiry;
         if let Some(ts) = newest
-            && published.built_at >= now
+            && (published.built_at >= now || unchanged)
         {
             return Ok(ts);
         }
-        let bytes = build(store, now)?;
+        let (bytes, next_expiry) = build(store, now)?;
         let hash: [u8; 32] = Sha256::digest(&bytes).into();
         published.built_at = now;
+        published.generation = Some(generation);
+        published.next_expiry = next_expiry;
         match newest {
             Some(ts) if hash == published.newest_hash => Ok(ts),
             _ => {
@@ -114,9 +123,18 @@ struct BidEntry {
 }
 
 /// The snapshot JSON: an object keyed by machine id (decimal string); `[0, 0]` stands for
-/// a clock range the GPU's model does not allow.
-fn build(store: &SledStore, now: u64) -> Result<Vec<u8>, StoreError> {
+/// a clock range the GPU's model does not allow. Also returns the earliest expiry among
+/// the live bids.
+fn build(store: &SledStore, now: u64) -> Result<(Vec<u8>, u64), StoreError> {
     let market = store.tick_snapshot()?;
+    let next_expiry = market
+        .bids
+        .values()
+        .flatten()
+        .filter(|b| b.is_live(now))
+        .map(|b| b.expires_at)
+        .min()
+        .unwrap_or(u64::MAX);
     let entries: BTreeMap<String, MachineEntry<'_>> = market
         .machines
         .iter()
@@ -128,7 +146,8 @@ fn build(store: &SledStore, now: u64) -> Result<Vec<u8>, StoreError> {
             )
         })
         .collect();
-    serde_json::to_vec(&entries).map_err(|e| StoreError::Backend(e.to_string()))
+    let bytes = serde_json::to_vec(&entries).map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok((bytes, next_expiry))
 }
 
 fn machine_entry<'a>(

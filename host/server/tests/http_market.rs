@@ -107,6 +107,37 @@ async fn a_whole_market_round_over_http() {
         .as_f64()
         .unwrap();
     assert!(alice_score < bob_score);
+    let (status, why) = m
+        .call(
+            "GET",
+            &format!("/api/v1/bids/{alice_bid}/decision"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{why}");
+    assert_eq!(
+        (why["won"].clone(), why["winner"].clone()),
+        (json!(false), json!(bob_bid))
+    );
+    assert_eq!(
+        why["verdict"]["Scored"]["score"].as_f64().unwrap(),
+        alice_score
+    );
+    assert_eq!(why["winning_score"].as_f64().unwrap(), bob_score);
+    let (status, _) = m
+        .call(
+            "GET",
+            &format!("/api/v1/bids/{alice_bid}/decision"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "another client cannot read it"
+    );
 
     // The agent runs Bob's workload with its settings applied: the interval is served.
     let (_, desired) = m

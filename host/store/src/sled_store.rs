@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use gigaspot_market::account::{Account, AccountId, Role};
@@ -59,6 +60,7 @@ pub struct SledStore {
     db: sled::Db,
     state: RwLock<State>,
     writer: Mutex<()>,
+    generation: AtomicU64,
 }
 
 impl SledStore {
@@ -102,6 +104,7 @@ impl SledStore {
             db,
             state: RwLock::new(state),
             writer: Mutex::new(()),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -123,6 +126,7 @@ impl SledStore {
             let mut state = self.state_mut();
             self.db.apply_batch(batch)?;
             mirror(&mut state);
+            self.generation.fetch_add(1, Ordering::Release);
         }
         self.db.flush()?;
         Ok(())
@@ -833,6 +837,10 @@ impl Store for SledStore {
 
     fn plugin_versions(&self) -> StoreResult<Vec<PluginVersionRecord>> {
         scan(&self.db, keys::PLUGIN)
+    }
+
+    fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     fn tick_snapshot(&self) -> StoreResult<TickSnapshot> {

@@ -114,6 +114,9 @@ pub trait Store: Send + Sync {
     /// Every stored plugin version.
     fn plugin_versions(&self) -> StoreResult<Vec<PluginVersionRecord>>;
 
+    /// A number that changes whenever the stored market changes (for caches).
+    fn generation(&self) -> u64;
+
     /// What the interval engine needs, consistently.
     fn tick_snapshot(&self) -> StoreResult<TickSnapshot>;
     /// Writes a tick atomically. A settlement whose transfer ids exist already is skipped
