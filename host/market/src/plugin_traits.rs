@@ -13,6 +13,10 @@ use crate::verdict::{PluginFault, PluginRef, RankOutcome, Rejection, Score, Vali
 pub trait Strategy: Send + Sync {
     /// Which plugin version this is.
     fn plugin_ref(&self) -> &PluginRef;
+    /// Fuel consumed by all calls so far, for plugins that run on fuel.
+    fn fuel_consumed(&self) -> Option<u64> {
+        None
+    }
     /// Scores every bid.
     fn rank(
         &self,
@@ -25,6 +29,10 @@ pub trait Strategy: Send + Sync {
 pub trait Validator: Send + Sync {
     /// Which plugin version this is.
     fn plugin_ref(&self) -> &PluginRef;
+    /// Fuel consumed by all calls so far, for plugins that run on fuel.
+    fn fuel_consumed(&self) -> Option<u64> {
+        None
+    }
     /// Returns the rejected bids, each at most once; the others pass.
     fn validate(
         &self,

@@ -49,6 +49,8 @@ pub struct VersionStats {
     pub faults: FaultCounts,
     /// Whether it is skipped after too many consecutive faults.
     pub quarantined: bool,
+    /// Fuel its calls consumed, for plugins that run on fuel.
+    pub fuel: Option<u64>,
 }
 
 /// An operator action the registry could not carry out.
@@ -432,15 +434,17 @@ impl PluginRegistry {
         let strategy = self.strategy.load();
         let validators = self.validators.load();
         let mut stats = Vec::new();
-        let mut push = |role, plugin: &PluginRef, counters: FaultCounts, calls, quarantined| {
-            stats.push(VersionStats {
-                plugin: plugin.clone(),
-                role,
-                calls,
-                faults: counters,
-                quarantined,
-            })
-        };
+        let mut push =
+            |role, plugin: &PluginRef, counters: FaultCounts, calls, quarantined, fuel| {
+                stats.push(VersionStats {
+                    plugin: plugin.clone(),
+                    role,
+                    calls,
+                    faults: counters,
+                    quarantined,
+                    fuel,
+                })
+            };
         let q = self.quarantine_after;
         for (role, installed) in [
             ("strategy", strategy.active.as_ref()),
@@ -454,6 +458,7 @@ impl PluginRegistry {
                     i.faults(),
                     calls(i),
                     i.quarantined(q),
+                    i.plugin.fuel_consumed(),
                 );
             }
         }
@@ -465,6 +470,7 @@ impl PluginRegistry {
                 a.faults(),
                 calls(a),
                 a.quarantined(q),
+                a.plugin.fuel_consumed(),
             );
             if let Some(p) = &slot.previous {
                 let quarantined = p.quarantined(q);
@@ -474,6 +480,7 @@ impl PluginRegistry {
                     p.faults(),
                     calls(p),
                     quarantined,
+                    p.plugin.fuel_consumed(),
                 );
             }
         }

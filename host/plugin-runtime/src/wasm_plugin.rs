@@ -53,6 +53,10 @@ impl Strategy for WasmStrategy {
         &self.plugin_ref
     }
 
+    fn fuel_consumed(&self) -> Option<u64> {
+        Some(self.sandbox.fuel_consumed())
+    }
+
     fn rank(
         &self,
         machine: &MachineContext,
@@ -72,6 +76,10 @@ impl Strategy for WasmStrategy {
 impl Validator for WasmValidator {
     fn plugin_ref(&self) -> &PluginRef {
         &self.plugin_ref
+    }
+
+    fn fuel_consumed(&self) -> Option<u64> {
+        Some(self.sandbox.fuel_consumed())
     }
 
     fn validate(

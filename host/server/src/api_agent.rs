@@ -30,6 +30,22 @@ pub struct Heartbeat {
     /// Images present on the machine.
     #[serde(default)]
     pub cached_images: Vec<String>,
+    /// Inventory: the GPUs as NVML reports them, in index order.
+    pub gpus: Option<Vec<InventoryGpu>>,
+}
+
+/// One GPU of the agent's inventory.
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryGpu {
+    /// Model name.
+    pub model: String,
+    /// NVML uuid.
+    pub uuid: String,
+    /// Card minimum power limit, W.
+    pub card_min_w: u32,
+    /// Card maximum power limit, W.
+    pub card_max_w: u32,
 }
 
 /// What the machine should run: level-triggered, complete every time.
@@ -89,6 +105,9 @@ pub async fn heartbeat(
             machine.live.working = report.working;
             machine.live.measured_power_w = report.measured_power_w;
             machine.live.cached_images = report.cached_images;
+            if let Some(inventory) = &report.gpus {
+                apply_inventory(&mut machine, inventory)?;
+            }
             s.update_machine(&machine)?;
             let assignment = s.assignment(machine_id)?;
             if let Some(a) = &assignment
@@ -115,4 +134,39 @@ pub async fn heartbeat(
         })
         .await?;
     Ok(Json(desired))
+}
+
+/// Takes the agent's inventory as the truth about the cards: model, uuid and power-limit
+/// constraints; the host's ceiling is kept within the card's new range.
+fn apply_inventory(
+    machine: &mut gigaspot_market::machine::Machine,
+    inventory: &[InventoryGpu],
+) -> Result<(), StoreError> {
+    if inventory.len() != machine.gpus.len() {
+        return Err(StoreError::Invalid {
+            field: "gpus",
+            reason: format!(
+                "the agent reports {} GPUs, the machine is registered with {}; re-register it",
+                inventory.len(),
+                machine.gpus.len()
+            ),
+        });
+    }
+    for (i, (gpu, seen)) in machine.gpus.iter_mut().zip(inventory).enumerate() {
+        if seen.card_min_w > seen.card_max_w || seen.card_max_w == 0 {
+            return Err(StoreError::Invalid {
+                field: "gpus",
+                reason: format!(
+                    "gpu {i}: card minimum {} W above maximum {} W",
+                    seen.card_min_w, seen.card_max_w
+                ),
+            });
+        }
+        gpu.model.clone_from(&seen.model);
+        gpu.uuid.clone_from(&seen.uuid);
+        gpu.card_min_w = seen.card_min_w;
+        gpu.card_max_w = seen.card_max_w;
+        gpu.ceiling_w = gpu.ceiling_w.clamp(seen.card_min_w, seen.card_max_w);
+    }
+    Ok(())
 }

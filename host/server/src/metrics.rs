@@ -191,6 +191,17 @@ pub async fn render(
             s.plugin.name, s.plugin.digest, s.role, s.calls
         );
     }
+    out.push_str("# HELP gigaspot_plugin_fuel_total Fuel consumed by plugin calls.\n# TYPE gigaspot_plugin_fuel_total counter\n");
+    for s in stats.iter().filter(|s| s.fuel.is_some()) {
+        let _ = writeln!(
+            out,
+            "gigaspot_plugin_fuel_total{{plugin=\"{}\",digest=\"{}\",role=\"{}\"}} {}",
+            s.plugin.name,
+            s.plugin.digest,
+            s.role,
+            s.fuel.unwrap_or(0)
+        );
+    }
     out.push_str("# HELP gigaspot_plugin_faults_total Plugin faults by version and kind.\n# TYPE gigaspot_plugin_faults_total counter\n");
     for s in &stats {
         let f = s.faults;

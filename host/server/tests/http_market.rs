@@ -72,6 +72,34 @@ async fn a_whole_market_round_over_http() {
         bob_bid["id"].as_u64().unwrap(),
     );
 
+    // The Clore-style snapshot shows both bids.
+    let gigaspot: Value = m
+        .http
+        .get(format!("{}/v1/get_gigaspot", m.base))
+        .header("auth", &alice)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let snapshot: Value = m
+        .http
+        .get(gigaspot["v1_snapshot_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let listed: Vec<u64> = snapshot[machine.to_string()]["bids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(listed, vec![alice_bid, bob_bid]);
+
     m.tick(0).await;
     let (_, shown) = m
         .call("GET", &format!("/api/v1/machines/{machine}"), None, None)
@@ -140,15 +168,24 @@ async fn a_whole_market_round_over_http() {
     );
 
     // The agent runs Bob's workload with its settings applied: the interval is served.
+    let inventory: Vec<Value> = (0..4)
+        .map(|i| json!({"model": "NVIDIA GeForce RTX 4090", "uuid": format!("GPU-{i}"), "card_min_w": 150, "card_max_w": 420}))
+        .collect();
     let (_, desired) = m
         .call(
             "POST",
             "/api/v1/agent/heartbeat",
             Some(&agent),
-            Some(json!({"working": true, "running_bid": bob_bid, "applied": true})),
+            Some(json!({"working": true, "running_bid": bob_bid, "applied": true, "gpus": inventory})),
         )
         .await;
     assert_eq!(desired["workload"]["bid"], json!(bob_bid));
+    // The inventory corrected the cards' limits; the host's 400 W ceiling stayed in range.
+    let (_, shown) = m
+        .call("GET", &format!("/api/v1/machines/{machine}"), None, None)
+        .await;
+    assert_eq!(shown["gpus"][0]["card_max_w"], json!(420));
+    assert_eq!(shown["gpus"][0]["ceiling_w"], json!(400));
     assert_eq!(desired["workload"]["env"]["MODE"], json!("x"));
     m.tick(60).await;
 

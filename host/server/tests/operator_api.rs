@@ -109,6 +109,43 @@ async fn operators_upload_activate_roll_back_and_order_plugins() {
         (StatusCode::OK, json!(ppw_digest))
     );
 
+    // A clearing through the WASM strategy shows its fuel in the metrics.
+    let (_, machine, _) = m.machine().await;
+    let (_, client) = m.funded_client("c", 100.0).await;
+    let (status, _) = m.call("POST", "/api/v1/bids", Some(&client), Some(json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]}))).await;
+    assert_eq!(status, StatusCode::CREATED);
+    m.tick(0).await;
+    let metrics = m
+        .http
+        .get(format!("{}/metrics", m.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let fuel_line = format!(
+        "gigaspot_plugin_fuel_total{{plugin=\"price-per-watt\",digest=\"{ppw_digest}\",role=\"strategy\"}} "
+    );
+    let fuel: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(&fuel_line))
+        .unwrap_or_else(|| panic!("no fuel line in {metrics}"))
+        .parse()
+        .unwrap();
+    assert!(fuel > 0);
+
+    // Garbage is not a plugin.
+    let resp = m
+        .http
+        .post(format!("{}/api/v1/plugins", m.base))
+        .bearer_auth(OPERATOR_KEY)
+        .body(b"garbage".to_vec())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
     // Validators: install two, reorder them.
     let (_, policy) = upload(
         &m,
