@@ -54,26 +54,3 @@ pub async fn register(
 pub async fn me(caller: Caller) -> Json<AccountView> {
     Json(AccountView::from(&caller.0))
 }
-
-impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Caller
-where
-    Caller: axum::extract::FromRequestParts<S, Rejection = ApiError>,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(
-        parts: &mut axum::http::request::Parts,
-        state: &S,
-    ) -> Result<Option<Self>, Self::Rejection> {
-        if parts
-            .headers
-            .contains_key(axum::http::header::AUTHORIZATION)
-        {
-            <Caller as axum::extract::FromRequestParts<S>>::from_request_parts(parts, state)
-                .await
-                .map(Some)
-        } else {
-            Ok(None)
-        }
-    }
-}

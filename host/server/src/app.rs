@@ -66,22 +66,19 @@ impl AppState {
         }
     }
 
-    /// Active bids in the store, for the metrics gauge.
+    /// Live bids in the store, for the metrics gauge.
     pub fn store_bid_count(&self) -> usize {
         use gigaspot_store::Store;
-        self.store
-            .machines()
-            .map(|machines| {
-                machines
-                    .iter()
-                    .map(|m| {
-                        self.store
-                            .bids_on(m.id)
-                            .map_or(0, |b| b.iter().filter(|b| b.is_live(self.now())).count())
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
+        let now = self.now();
+        // The snapshot shares the bids with the store: counting copies nothing.
+        self.store.tick_snapshot().map_or(0, |market| {
+            market
+                .bids
+                .values()
+                .flatten()
+                .filter(|b| b.is_live(now))
+                .count()
+        })
     }
 
     /// The base URL clients reach the service at: `public_url` from the configuration,

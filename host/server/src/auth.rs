@@ -67,3 +67,27 @@ impl FromRequestParts<AppState> for Caller {
         account.map(Caller).ok_or_else(ApiError::unauthenticated)
     }
 }
+
+/// A request may come without a key (registration); a key that is sent must be valid.
+impl<S: Send + Sync> axum::extract::OptionalFromRequestParts<S> for Caller
+where
+    Caller: axum::extract::FromRequestParts<S, Rejection = ApiError>,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Option<Self>, Self::Rejection> {
+        if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            <Caller as axum::extract::FromRequestParts<S>>::from_request_parts(parts, state)
+                .await
+                .map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+}
