@@ -64,15 +64,7 @@ pub async fn mine(
     caller: Caller,
 ) -> Result<Json<Vec<BidView>>, ApiError> {
     let owner = caller.0.id;
-    let bids = state
-        .store(move |s| {
-            let mut mine = Vec::new();
-            for m in s.machines()? {
-                mine.extend(s.bids_on(m.id)?.into_iter().filter(|b| b.owner == owner));
-            }
-            Ok(mine)
-        })
-        .await?;
+    let bids = state.store(move |s| s.bids_of(owner)).await?;
     let at = state.now();
     Ok(Json(bids.iter().map(|b| BidView::new(b, at)).collect()))
 }

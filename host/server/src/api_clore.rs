@@ -398,14 +398,11 @@ pub async fn my_orders(
     let now = state.now();
     let orders = state
         .store(move |s| {
-            let mut orders = Vec::new();
-            for m in s.machines()? {
-                for b in s
-                    .bids_on(m.id)?
-                    .into_iter()
-                    .filter(|b| b.owner == account.id)
-                {
-                    orders.push(json!({
+            let orders: Vec<Value> = s
+                .bids_of(account.id)?
+                .into_iter()
+                .map(|b| {
+                    json!({
                         "id": b.id,
                         "renting_server": b.machine,
                         "price": b.price_per_day.as_clore(),
@@ -415,9 +412,9 @@ pub async fn my_orders(
                         "pl": b.total_power_limit_w(),
                         "created_at": b.created_at,
                         "expires_at": b.expires_at,
-                    }));
-                }
-            }
+                    })
+                })
+                .collect();
             Ok(orders)
         })
         .await

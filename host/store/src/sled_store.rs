@@ -706,6 +706,18 @@ impl Store for SledStore {
             .collect())
     }
 
+    fn bids_of(&self, owner: AccountId) -> StoreResult<Vec<Bid>> {
+        let state = self.read();
+        let mut bids: Vec<Bid> = state
+            .bids
+            .values()
+            .filter(|b| b.owner == owner)
+            .map(|b| b.as_ref().clone())
+            .collect();
+        bids.sort_by_key(|b| b.id);
+        Ok(bids)
+    }
+
     fn deposit(
         &self,
         account: AccountId,

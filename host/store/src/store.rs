@@ -67,6 +67,8 @@ pub trait Store: Send + Sync {
     fn bid(&self, id: BidId) -> StoreResult<Option<Bid>>;
     /// The bids on a machine, by id.
     fn bids_on(&self, machine: MachineId) -> StoreResult<Vec<Bid>>;
+    /// An account's bids, by id.
+    fn bids_of(&self, owner: AccountId) -> StoreResult<Vec<Bid>>;
 
     /// Credits `amount` from outside; `reference` makes it idempotent.
     fn deposit(
