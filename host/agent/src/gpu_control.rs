@@ -1,0 +1,173 @@
+//! Control of a machine's GPUs: the trait the reconciler drives, and applying a bid's
+//! settings so that they are verified or not applied at all.
+
+use gigaspot_market::context::GpuOc;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+/// One GPU as the driver reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GpuInfo {
+    /// Position on the machine.
+    pub index: u32,
+    /// Model name.
+    pub model: String,
+    /// Driver uuid.
+    pub uuid: String,
+    /// Smallest power limit the card accepts, W.
+    pub min_power_w: u32,
+    /// Largest power limit the card accepts, W.
+    pub max_power_w: u32,
+    /// The card's default power limit, W.
+    pub default_power_w: u32,
+}
+
+/// The machine's GPUs and driver.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Inventory {
+    /// Driver version.
+    pub driver_version: String,
+    /// Highest CUDA version the driver supports, e.g. "12.4".
+    pub cuda_version: String,
+    /// GPUs in index order.
+    pub gpus: Vec<GpuInfo>,
+}
+
+/// Why a GPU operation failed. Every failure leaves the workload stopped (fail closed).
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum GpuError {
+    /// The GPU library cannot be used at all (no driver, no permission to load it).
+    #[error("GPU control is unavailable: {0}")]
+    Unavailable(String),
+    /// No GPU with this index.
+    #[error("no GPU {0}")]
+    NoSuchGpu(u32),
+    /// A value outside what the card accepts; nothing was changed.
+    #[error("gpu {gpu}: {what} {value} is outside the card's range [{min}, {max}]")]
+    OutOfRange {
+        /// The GPU.
+        gpu: u32,
+        /// Which setting.
+        what: &'static str,
+        /// The requested value.
+        value: i64,
+        /// Smallest accepted.
+        min: i64,
+        /// Largest accepted.
+        max: i64,
+    },
+    /// The driver or card does not support the setting.
+    #[error("gpu {gpu}: {what} is not supported by this driver or card")]
+    Unsupported {
+        /// The GPU.
+        gpu: u32,
+        /// Which setting.
+        what: &'static str,
+    },
+    /// The driver refused or failed an operation.
+    #[error("gpu {gpu}: {operation} failed: {message}")]
+    Driver {
+        /// The GPU.
+        gpu: u32,
+        /// The operation.
+        operation: &'static str,
+        /// The driver's message.
+        message: String,
+    },
+    /// A setting read back differs from what was set.
+    #[error("gpu {gpu}: {what} reads back {read}, expected {expected}")]
+    NotVerified {
+        /// The GPU.
+        gpu: u32,
+        /// Which setting.
+        what: &'static str,
+        /// What was set.
+        expected: i64,
+        /// What was read.
+        read: i64,
+    },
+}
+
+/// Operations on a machine's GPUs. Implemented with NVML ([`crate::nvml_backend`]) and by
+/// the simulated backend ([`crate::simulated_backend`]).
+pub trait GpuControl: Send {
+    /// The GPUs and driver.
+    fn inventory(&self) -> Result<Inventory, GpuError>;
+    /// Sets a GPU's power limit in W.
+    fn set_power_limit(&mut self, gpu: u32, watts: u32) -> Result<(), GpuError>;
+    /// Reads a GPU's power limit back, W.
+    fn power_limit(&self, gpu: u32) -> Result<u32, GpuError>;
+    /// Locks the core clock at `mhz`.
+    fn lock_core_clock(&mut self, gpu: u32, mhz: u32) -> Result<(), GpuError>;
+    /// Locks the memory clock at `mhz`.
+    fn lock_mem_clock(&mut self, gpu: u32, mhz: u32) -> Result<(), GpuError>;
+    /// Sets the core clock offset.
+    fn set_core_offset(&mut self, gpu: u32, mhz: i32) -> Result<(), GpuError>;
+    /// Sets the memory clock offset.
+    fn set_mem_offset(&mut self, gpu: u32, mhz: i32) -> Result<(), GpuError>;
+    /// Resets clocks, offsets and the power limit to the card's defaults.
+    fn reset(&mut self, gpu: u32) -> Result<(), GpuError>;
+    /// Measured power draw, W.
+    fn power_usage(&self, gpu: u32) -> Result<u32, GpuError>;
+}
+
+/// Applies a bid's per-GPU settings: checks every value against the cards first (nothing
+/// changes when one is out of range), resets each GPU, sets the new values and reads the
+/// power limits back. On any failure every GPU is reset again and the error returned: a
+/// workload whose settings are not verified must not start.
+pub fn apply(gpus: &mut dyn GpuControl, oc: &[GpuOc]) -> Result<(), GpuError> {
+    let inventory = gpus.inventory()?;
+    if oc.len() != inventory.gpus.len() {
+        return Err(GpuError::NoSuchGpu(
+            oc.len().min(inventory.gpus.len()) as u32
+        ));
+    }
+    for (settings, card) in oc.iter().zip(&inventory.gpus) {
+        let pl = settings.power_limit_w;
+        if !(card.min_power_w..=card.max_power_w).contains(&pl) {
+            return Err(GpuError::OutOfRange {
+                gpu: card.index,
+                what: "power limit (W)",
+                value: pl.into(),
+                min: card.min_power_w.into(),
+                max: card.max_power_w.into(),
+            });
+        }
+    }
+    let result = (|| {
+        for (settings, card) in oc.iter().zip(&inventory.gpus) {
+            let gpu = card.index;
+            gpus.reset(gpu)?;
+            gpus.set_power_limit(gpu, settings.power_limit_w)?;
+            if let Some(mhz) = settings.core_lock_mhz {
+                gpus.lock_core_clock(gpu, mhz)?;
+            }
+            if let Some(mhz) = settings.mem_lock_mhz {
+                gpus.lock_mem_clock(gpu, mhz)?;
+            }
+            if let Some(mhz) = settings.core_offset_mhz {
+                gpus.set_core_offset(gpu, mhz)?;
+            }
+            if let Some(mhz) = settings.mem_offset_mhz {
+                gpus.set_mem_offset(gpu, mhz)?;
+            }
+            let read = gpus.power_limit(gpu)?;
+            if read != settings.power_limit_w {
+                return Err(GpuError::NotVerified {
+                    gpu,
+                    what: "power limit (W)",
+                    expected: settings.power_limit_w.into(),
+                    read: read.into(),
+                });
+            }
+        }
+        Ok(())
+    })();
+    if result.is_err() {
+        for card in &inventory.gpus {
+            // Best effort: the error that matters is the one being returned.
+            let _ = gpus.reset(card.index);
+        }
+    }
+    result
+}
