@@ -12,7 +12,7 @@ use gigaspot_market::gpu_ranges::GpuRangeTable;
 use gigaspot_market::params::MarketParams;
 use gigaspot_market::{Strategy, Validator};
 use gigaspot_plugin_runtime::PluginKind;
-use gigaspot_store::{PluginVersionRecord, Store, StoreError};
+use gigaspot_store::{ActivePlugins, PluginVersionRecord, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -249,9 +249,29 @@ pub async fn activate(
             "activation was interrupted",
         )
     })??;
+    remember_active(&state).await?;
     Ok(Json(
         json!({"active_strategy": state.registry.active_strategy(), "validators": state.registry.validators()}),
     ))
+}
+
+/// Records the registry's active versions so that a restart runs the same plugins.
+async fn remember_active(state: &AppState) -> Result<(), ApiError> {
+    let active = active_plugins(&state.registry);
+    state.store(move |s| s.set_active_plugins(&active)).await
+}
+
+/// The registry's active versions by digest (the built-in fallback is no stored version).
+pub fn active_plugins(registry: &gigaspot_plugin_runtime::PluginRegistry) -> ActivePlugins {
+    let strategy = registry.active_strategy().digest;
+    ActivePlugins {
+        strategy: strategy.starts_with("sha256:").then_some(strategy),
+        validators: registry
+            .validators()
+            .into_iter()
+            .map(|v| v.digest)
+            .collect(),
+    }
 }
 
 /// `POST /api/v1/plugins/strategy/rollback` (operator).
@@ -264,6 +284,7 @@ pub async fn rollback_strategy(
         .registry
         .rollback_strategy()
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, None, e.to_string()))?;
+    remember_active(&state).await?;
     Ok(Json(json!({"active_strategy": now_active})))
 }
 
@@ -278,6 +299,7 @@ pub async fn rollback_validator(
         .registry
         .rollback_validator(&name)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, None, e.to_string()))?;
+    remember_active(&state).await?;
     Ok(Json(json!({"validator": now_active})))
 }
 
@@ -301,6 +323,7 @@ pub async fn order_validators(
         .registry
         .order_validators(&names)
         .map_err(|e| ApiError::bad_field("names", e.to_string()))?;
+    remember_active(&state).await?;
     Ok(Json(json!({"validators": state.registry.validators()})))
 }
 

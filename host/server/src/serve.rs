@@ -62,6 +62,21 @@ pub fn prepare(config: Config) -> Result<(AppState, Option<String>)> {
         Arc::new(PricePerWatt::new()),
         plugins.quarantine_after,
     ));
+    if plugins.strategy.is_none() && plugins.validators.is_empty() {
+        restore_active(&store, &runtime, &registry)?;
+    } else {
+        install_configured(plugins, &runtime, &registry)?;
+        store.set_active_plugins(&crate::api_operator::active_plugins(&registry))?;
+    }
+    Ok((AppState::new(store, registry, runtime, config), generated))
+}
+
+/// Installs the plugins named in the configuration.
+fn install_configured(
+    plugins: &crate::config::PluginsConfig,
+    runtime: &PluginRuntime,
+    registry: &PluginRegistry,
+) -> Result<()> {
     if let Some(spec) = &plugins.strategy {
         let wasm = PluginRuntime::read(&spec.path)?;
         let strategy = runtime
@@ -78,7 +93,36 @@ pub fn prepare(config: Config) -> Result<(AppState, Option<String>)> {
         tracing::info!(digest = %validator.plugin_ref().digest, "validator installed");
         registry.install_validator(Arc::new(validator));
     }
-    Ok((AppState::new(store, registry, runtime, config), generated))
+    Ok(())
+}
+
+/// Re-installs the versions an operator activated through the API before the restart.
+fn restore_active(
+    store: &SledStore,
+    runtime: &PluginRuntime,
+    registry: &PluginRegistry,
+) -> Result<()> {
+    let active = store.active_plugins()?;
+    let versions = store.plugin_versions()?;
+    let stored = |digest: &str| {
+        versions
+            .iter()
+            .find(|v| v.digest == digest)
+            .with_context(|| format!("the active plugin {digest} is not stored"))
+    };
+    if let Some(digest) = &active.strategy {
+        let record = stored(digest)?;
+        registry.activate_strategy(Arc::new(
+            runtime.load_strategy(&record.wasm, &record.config)?,
+        ));
+    }
+    for digest in &active.validators {
+        let record = stored(digest)?;
+        registry.install_validator(Arc::new(
+            runtime.load_validator(&record.wasm, &record.config)?,
+        ));
+    }
+    Ok(())
 }
 
 /// Serves until Ctrl-C.

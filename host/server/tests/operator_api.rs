@@ -398,3 +398,56 @@ async fn the_authorization_matrix_holds_for_every_route_with_an_object_id() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_activated_through_the_api_survive_a_restart() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path().join("market");
+    let config_dir = dir.clone();
+    let m = Market::start(move |c| c.data_dir = config_dir).await;
+    let (_, net) = upload(&m, OPERATOR_KEY, "net-profit", "").await;
+    let (_, policy) = upload(
+        &m,
+        OPERATOR_KEY,
+        "policy-validator",
+        "image-deny = *:latest",
+    )
+    .await;
+    for v in [&net, &policy] {
+        let path = format!("/api/v1/plugins/{}/activate", v["digest"].as_str().unwrap());
+        assert_eq!(
+            m.call("POST", &path, Some(OPERATOR_KEY), None).await.0,
+            StatusCode::OK
+        );
+    }
+    m.stop().await;
+
+    let config = gigaspot_server::config::Config {
+        data_dir: dir,
+        operator_key: Some(OPERATOR_KEY.into()),
+        ..Default::default()
+    };
+    // Open connections end asynchronously after the server stops; wait for the store.
+    let mut attempt = 0;
+    let state = loop {
+        let c = config.clone();
+        match tokio::task::spawn_blocking(move || gigaspot_server::serve::prepare(c))
+            .await
+            .unwrap()
+        {
+            Ok((state, _)) => break state,
+            Err(e) if attempt < 50 && format!("{e:#}").contains("lock") => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("{e:#}"),
+        }
+    };
+    assert_eq!(
+        state.registry.active_strategy().digest,
+        net["digest"].as_str().unwrap()
+    );
+    let validators = state.registry.validators();
+    assert_eq!(validators.len(), 1);
+    assert_eq!(validators[0].digest, policy["digest"].as_str().unwrap());
+}

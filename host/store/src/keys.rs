@@ -15,6 +15,8 @@ pub const PARAMS: &[u8] = b"meta/params";
 pub const GPU_TABLE: &[u8] = b"meta/gpu_table";
 /// `u64`: the last interval cleared.
 pub const CLEARED_THROUGH: &[u8] = b"meta/cleared_through";
+/// `ActivePlugins`.
+pub const ACTIVE_PLUGINS: &[u8] = b"meta/active_plugins";
 /// `u64`: the operator's fee account.
 pub const FEE_ACCOUNT: &[u8] = b"meta/fee_account";
 

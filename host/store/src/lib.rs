@@ -16,7 +16,8 @@ pub use engine::IntervalEngine;
 pub use error::{StoreError, StoreResult};
 pub use keys::SCHEMA_VERSION;
 pub use records::{
-    Assignment, MachineSpec, PluginVersionRecord, Settlement, TickCommit, TickReport, TickSnapshot,
+    ActivePlugins, Assignment, MachineSpec, PluginVersionRecord, Settlement, TickCommit,
+    TickReport, TickSnapshot,
 };
 pub use sled_store::SledStore;
 pub use store::Store;

@@ -130,3 +130,12 @@ pub struct TickReport {
     /// Machines left idle.
     pub idle: usize,
 }
+
+/// The plugin versions the market runs with, by digest, restored at start.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActivePlugins {
+    /// The active strategy, `None` for the built-in fallback.
+    pub strategy: Option<String>,
+    /// The installed validators, in running order.
+    pub validators: Vec<String>,
+}

@@ -23,7 +23,9 @@ use sled::Batch;
 use crate::codec::{decode, encode, read_u64, u64_bytes};
 use crate::error::{StoreError, StoreResult};
 use crate::keys::{self, key, key_bytes};
-use crate::records::{Assignment, MachineSpec, PluginVersionRecord, TickCommit, TickSnapshot};
+use crate::records::{
+    ActivePlugins, Assignment, MachineSpec, PluginVersionRecord, TickCommit, TickSnapshot,
+};
 use crate::store::Store;
 
 /// The working set, mirrored from disk.
@@ -853,6 +855,20 @@ impl Store for SledStore {
 
     fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
+    }
+
+    fn set_active_plugins(&self, active: &ActivePlugins) -> StoreResult<()> {
+        let _guard = self.write_lock();
+        let mut batch = Batch::default();
+        batch.insert(keys::ACTIVE_PLUGINS, encode(active)?);
+        self.commit(batch, |_| {})
+    }
+
+    fn active_plugins(&self) -> StoreResult<ActivePlugins> {
+        match self.db.get(keys::ACTIVE_PLUGINS)? {
+            Some(v) => decode(keys::ACTIVE_PLUGINS, &v),
+            None => Ok(ActivePlugins::default()),
+        }
     }
 
     fn tick_snapshot(&self) -> StoreResult<TickSnapshot> {

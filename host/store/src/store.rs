@@ -13,7 +13,9 @@ use gigaspot_market::money::Amount;
 use gigaspot_market::params::MarketParams;
 
 use crate::error::StoreResult;
-use crate::records::{Assignment, MachineSpec, PluginVersionRecord, TickCommit, TickSnapshot};
+use crate::records::{
+    ActivePlugins, Assignment, MachineSpec, PluginVersionRecord, TickCommit, TickSnapshot,
+};
 
 /// Durable market state. Every method that changes state is atomic and durable when it
 /// returns `Ok` (acknowledged writes survive `kill -9`); on `Err` nothing changed.
@@ -115,6 +117,10 @@ pub trait Store: Send + Sync {
     fn put_plugin_version(&self, record: &PluginVersionRecord) -> StoreResult<()>;
     /// Every stored plugin version.
     fn plugin_versions(&self) -> StoreResult<Vec<PluginVersionRecord>>;
+    /// Records which stored versions are active.
+    fn set_active_plugins(&self, active: &ActivePlugins) -> StoreResult<()>;
+    /// Which stored versions were active last.
+    fn active_plugins(&self) -> StoreResult<ActivePlugins>;
 
     /// A number that changes whenever the stored market changes (for caches).
     fn generation(&self) -> u64;

@@ -20,6 +20,7 @@ pub struct Market {
     pub http: Client,
     pub state: AppState,
     pub clock: Arc<AtomicU64>,
+    server: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
 
@@ -44,12 +45,13 @@ impl Market {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let app = router(state.clone());
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Market {
             base,
             http: Client::new(),
             state,
             clock,
+            server,
             _dir: dir,
         }
     }
@@ -107,6 +109,20 @@ impl Market {
         self.call("GET", "/api/v1/balance", Some(key), None).await.1["balance"]
             .as_f64()
             .unwrap()
+    }
+
+    /// Stops serving and lets go of the store, as a shutdown would.
+    pub async fn stop(self) {
+        let Market {
+            http,
+            server,
+            state,
+            ..
+        } = self;
+        drop(http);
+        drop(state);
+        server.abort();
+        let _ = server.await;
     }
 
     /// A host with one online 4-GPU machine (150–450 W, ceiling 400 W, free energy):
