@@ -237,17 +237,7 @@ async fn a_whole_market_round_over_http() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
     let m = Market::start(|_| {}).await;
-    let (_, host) = m.register("host", &["host"]).await;
-    let gpus = json!([{"model": "NVIDIA GeForce RTX 4090", "uuid": "GPU-0", "card_min_w": 150, "card_max_w": 450}]);
-    let (_, body) = m
-        .call(
-            "POST",
-            "/api/v1/machines",
-            Some(&host),
-            Some(json!({"gpus": gpus, "energy_price": 0.0})),
-        )
-        .await;
-    let machine = body["machine"]["id"].as_u64().unwrap();
+    let (host, machine, _) = m.machine_with_gpus(1).await;
     let (_, client) = m.register("c", &["client"]).await;
 
     let cases: Vec<(Value, &str)> = vec![
@@ -353,17 +343,7 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idempotency_key_creates_one_bid() {
     let m = Market::start(|_| {}).await;
-    let (_, host) = m.register("host", &["host"]).await;
-    let gpus = json!([{"model": "NVIDIA GeForce RTX 4090", "uuid": "GPU-0", "card_min_w": 150, "card_max_w": 450}]);
-    let (_, body) = m
-        .call(
-            "POST",
-            "/api/v1/machines",
-            Some(&host),
-            Some(json!({"gpus": gpus, "energy_price": 0.0})),
-        )
-        .await;
-    let machine = body["machine"]["id"].as_u64().unwrap();
+    let (_, machine, _) = m.machine_with_gpus(1).await;
     let (_, client) = m.register("c", &["client"]).await;
     let bid = json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{"pl": 200}]});
     let mut ids = Vec::new();

@@ -128,8 +128,13 @@ impl Market {
     /// A host with one online 4-GPU machine (150–450 W, ceiling 400 W, free energy):
     /// (host key, machine id, agent token).
     pub async fn machine(&self) -> (String, u64, String) {
+        self.machine_with_gpus(4).await
+    }
+
+    /// A host with one online machine of `count` such GPUs.
+    pub async fn machine_with_gpus(&self, count: u32) -> (String, u64, String) {
         let (_, host) = self.register("host", &["host"]).await;
-        let gpus: Vec<Value> = (0..4)
+        let gpus: Vec<Value> = (0..count)
             .map(|i| json!({"model": "NVIDIA GeForce RTX 4090", "uuid": format!("GPU-{i}"), "card_min_w": 150, "card_max_w": 450, "ceiling_w": 400}))
             .collect();
         let (status, body) = self
