@@ -109,6 +109,10 @@ pub trait GpuControl: Send {
     fn reset(&mut self, gpu: u32) -> Result<(), GpuError>;
     /// Measured power draw, W.
     fn power_usage(&self, gpu: u32) -> Result<u32, GpuError>;
+    /// Current core and memory clocks in MHz, where the backend measures them.
+    fn clocks(&self, _gpu: u32) -> Result<Option<(u32, u32)>, GpuError> {
+        Ok(None)
+    }
 }
 
 /// Applies a bid's per-GPU settings: checks every value against the cards first (nothing

@@ -1,6 +1,7 @@
 //! The NVML backend, on nvml-wrapper: the real GPUs of the machine.
 
 use nvml_wrapper::Nvml;
+use nvml_wrapper::enum_wrappers::device::Clock;
 use nvml_wrapper::enums::device::GpuLockedClocksSetting;
 use nvml_wrapper::error::NvmlError;
 
@@ -162,5 +163,12 @@ impl GpuControl for NvmlGpus {
     fn power_usage(&self, gpu: u32) -> Result<u32, GpuError> {
         let device = Self::driver(gpu, "open device", self.nvml.device_by_index(gpu))?;
         Self::driver(gpu, "power usage", device.power_usage()).map(|mw| mw / 1000)
+    }
+
+    fn clocks(&self, gpu: u32) -> Result<Option<(u32, u32)>, GpuError> {
+        let device = Self::driver(gpu, "open device", self.nvml.device_by_index(gpu))?;
+        let core = Self::driver(gpu, "core clock", device.clock_info(Clock::Graphics))?;
+        let mem = Self::driver(gpu, "memory clock", device.clock_info(Clock::Memory))?;
+        Ok(Some((core, mem)))
     }
 }

@@ -8,9 +8,11 @@
 //!
 //! The market's own rules live beside them: [`money`] in integer base units,
 //! [`admission`] of bids, [`clearing`] of a machine for an interval, [`billing`] of served
-//! intervals and the double-entry [`ledger`] with its audit.
+//! intervals and the double-entry [`ledger`] with its audit. The [`agent_protocol`] is the
+//! heartbeat contract that the server and the host agent share.
 
 pub mod account;
+pub mod agent_protocol;
 pub mod admission;
 pub mod bid;
 pub mod billing;

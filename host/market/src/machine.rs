@@ -61,6 +61,14 @@ pub struct LiveState {
     pub cached_images: Vec<String>,
     /// Measured power per GPU in W.
     pub measured_power_w: Vec<u32>,
+    /// The bid whose workload runs with its settings applied, as the agent reports it.
+    pub running_bid: Option<crate::bid::BidId>,
+    /// Settings in force per GPU, read back by the agent.
+    pub applied_settings: Vec<crate::context::GpuOc>,
+    /// The workload's container as last observed.
+    pub workload: Option<crate::agent_protocol::WorkloadStatus>,
+    /// The agent's most recent failure, if its last attempt failed.
+    pub last_error: Option<String>,
 }
 
 /// A machine on the market.

@@ -3,72 +3,14 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::HeaderMap;
-use gigaspot_market::context::GpuOc;
+use gigaspot_market::agent_protocol::{DesiredState, Heartbeat, InventoryGpu, Workload};
+use gigaspot_market::clearing::{Decision, Verdict};
 use gigaspot_store::{Store, StoreError};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
 use std::time::Instant;
 
 use crate::api_error::ApiError;
 use crate::app::{AppState, JsonBody};
 use crate::auth::key_hash;
-
-/// What an agent reports.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct Heartbeat {
-    /// NVML and Docker are usable.
-    pub working: bool,
-    /// The bid whose workload runs now, if any.
-    pub running_bid: Option<u64>,
-    /// The running bid's settings were applied and read back.
-    #[serde(default)]
-    pub applied: bool,
-    /// Measured power per GPU, W.
-    #[serde(default)]
-    pub measured_power_w: Vec<u32>,
-    /// Images present on the machine.
-    #[serde(default)]
-    pub cached_images: Vec<String>,
-    /// Inventory: the GPUs as NVML reports them, in index order.
-    pub gpus: Option<Vec<InventoryGpu>>,
-}
-
-/// One GPU of the agent's inventory.
-#[derive(Debug, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct InventoryGpu {
-    /// Model name.
-    pub model: String,
-    /// NVML uuid.
-    pub uuid: String,
-    /// Card minimum power limit, W.
-    pub card_min_w: u32,
-    /// Card maximum power limit, W.
-    pub card_max_w: u32,
-}
-
-/// What the machine should run: level-triggered, complete every time.
-#[derive(Debug, Deserialize, Serialize)]
-pub struct DesiredState {
-    /// The interval this applies to.
-    pub interval: Option<u64>,
-    /// The workload to run, `None` to run nothing.
-    pub workload: Option<Workload>,
-}
-
-/// A workload the agent must run.
-#[derive(Debug, Deserialize, Serialize)]
-pub struct Workload {
-    /// The bid.
-    pub bid: u64,
-    /// Container image.
-    pub image: String,
-    /// Container environment.
-    pub env: BTreeMap<String, String>,
-    /// Per-GPU settings.
-    pub oc: Vec<GpuOc>,
-}
 
 /// `POST /api/v1/agent/heartbeat` with `Authorization: Bearer <agent token>`: updates the
 /// machine's live state, records the interval as served when the assigned bid runs with
@@ -105,6 +47,10 @@ pub async fn heartbeat(
             machine.live.working = report.working;
             machine.live.measured_power_w = report.measured_power_w;
             machine.live.cached_images = report.cached_images;
+            machine.live.running_bid = report.running_bid;
+            machine.live.applied_settings = report.applied_settings;
+            machine.live.workload = report.workload;
+            machine.live.last_error = report.last_error;
             if let Some(inventory) = &report.gpus {
                 apply_inventory(&mut machine, inventory)?;
             }
@@ -127,13 +73,57 @@ pub async fn heartbeat(
                 }),
                 None => None,
             };
+            let prepull = match &assignment {
+                Some(a) => match s.decision(machine_id, a.interval)? {
+                    Some(decision) => prepull_images(s, &decision, &machine.live.cached_images)?,
+                    None => Vec::new(),
+                },
+                None => Vec::new(),
+            };
             Ok(DesiredState {
                 interval: assignment.map(|a| a.interval),
                 workload,
+                prepull,
             })
         })
         .await?;
     Ok(Json(desired))
+}
+
+/// How many losing bids' images an agent pulls ahead of a possible switch.
+const PREPULL_DEPTH: usize = 3;
+
+/// The images of the best-scored losing bids of `decision` that the machine lacks, best
+/// first: the bids most likely to win next, so that a switch does not wait for a pull.
+fn prepull_images(
+    store: &impl Store,
+    decision: &Decision,
+    cached: &[String],
+) -> Result<Vec<String>, StoreError> {
+    let winner = decision.winner.map(|w| w.bid);
+    let mut losers: Vec<(f64, u64)> = decision
+        .verdicts
+        .iter()
+        .filter(|v| Some(v.bid) != winner)
+        .filter_map(|v| match &v.verdict {
+            Verdict::Scored { score } if *score > 0.0 => Some((*score, v.bid)),
+            _ => None,
+        })
+        .collect();
+    losers.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+    let mut images: Vec<String> = Vec::new();
+    for (_, bid) in losers {
+        if images.len() == PREPULL_DEPTH {
+            break;
+        }
+        if let Some(b) = store.bid(bid)?
+            && !cached.contains(&b.image)
+            && !images.contains(&b.image)
+        {
+            images.push(b.image);
+        }
+    }
+    Ok(images)
 }
 
 /// Takes the agent's inventory as the truth about the cards: model, uuid and power-limit

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use gigaspot_market::account::{Account, Role};
+use gigaspot_market::agent_protocol::WorkloadStatus;
 use gigaspot_market::bid::{Bid, BidState, OcRequest};
+use gigaspot_market::context::GpuOc;
 use gigaspot_market::ledger::{Party, Transfer, TransferKind};
 use gigaspot_market::machine::{Gpu, Machine};
 use gigaspot_market::money::Amount;
@@ -240,6 +242,25 @@ pub struct MachineView {
     pub working: bool,
     /// The bid holding the machine this interval.
     pub current_bid: Option<u64>,
+    /// What the agent last reported.
+    pub agent: AgentView,
+}
+
+/// The agent's last report on a machine: what actually runs, with which settings.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct AgentView {
+    /// The bid whose workload runs with its settings applied and read back.
+    pub running_bid: Option<u64>,
+    /// The workload's container: bid, state (`created`, `running`, `exited`), exit code.
+    pub workload: Option<WorkloadStatus>,
+    /// Settings in force per GPU.
+    pub applied_settings: Vec<GpuOc>,
+    /// Measured power per GPU, W.
+    pub measured_power_w: Vec<u32>,
+    /// Images present on the machine.
+    pub cached_images: Vec<String>,
+    /// The agent's most recent failure, e.g. a power limit the driver refused.
+    pub last_error: Option<String>,
 }
 
 impl MachineView {
@@ -256,6 +277,14 @@ impl MachineView {
             online: m.live.online,
             working: m.live.working,
             current_bid,
+            agent: AgentView {
+                running_bid: m.live.running_bid,
+                workload: m.live.workload.clone(),
+                applied_settings: m.live.applied_settings.clone(),
+                measured_power_w: m.live.measured_power_w.clone(),
+                cached_images: m.live.cached_images.clone(),
+                last_error: m.live.last_error.clone(),
+            },
         }
     }
 }

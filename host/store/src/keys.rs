@@ -1,7 +1,8 @@
 //! The key layout of the single sled tree. Ids are big-endian so that keys sort by id.
 
-/// Schema version of the layout below.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Schema version of the layout below. Version 2 added the agent's telemetry to machines;
+/// version 1 stores are refused (no migration: they predate any release).
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// `u32` schema version.
 pub const SCHEMA: &[u8] = b"meta/schema";

@@ -94,7 +94,10 @@ impl SledStore {
                     });
                 }
                 if found < keys::SCHEMA_VERSION {
-                    return Err(corrupt(format!("unknown old schema version {found}")));
+                    return Err(corrupt(format!(
+                        "schema version {found} predates this build ({}) and has no migration; start with a new data directory",
+                        keys::SCHEMA_VERSION
+                    )));
                 }
             }
         }

@@ -1,0 +1,530 @@
+//! Converging the machine to the server's desired state, and observing it for the
+//! heartbeat.
+//!
+//! The rules, from the market's agent duties:
+//! - at most one workload container exists that is not being stopped; the wanted one
+//!   starts only after every other has exited (SIGTERM, SIGKILL after the grace period)
+//!   and been removed;
+//! - a switch runs: stop the old workload → reset clocks → apply the new settings → read
+//!   them back → start the new container. Settings that cannot be applied or verified
+//!   leave the workload stopped (fail closed), the GPUs reset and the reason reported;
+//! - after an agent restart the wanted bid's running container is adopted when the GPUs
+//!   still hold its settings, every other container of this machine is removed;
+//! - a workload that exits by itself is reported with its exit code and restarted at the
+//!   next interval (its interval is not served, so not charged); one killed because the
+//!   container runtime went away is restarted as soon as the runtime is back.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+use gigaspot_market::agent_protocol::{
+    ContainerState, DesiredState, Heartbeat, InventoryGpu, Workload, WorkloadStatus,
+};
+use gigaspot_market::bid::BidId;
+use gigaspot_market::context::GpuOc;
+
+use crate::container_runtime::{ContainerRuntime, ContainerSpec, OwnContainer, workload_labels};
+use crate::gpu_control::{GpuControl, Inventory, apply};
+
+/// How many events the reconciler keeps for inspection.
+const EVENT_LOG: usize = 64;
+
+/// Something the reconciler did, kept for tests and logged for operators.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A workload container started after its settings were applied and read back.
+    Started {
+        /// The bid.
+        bid: BidId,
+    },
+    /// A running container of the wanted bid was taken over after an agent restart.
+    Adopted {
+        /// The bid.
+        bid: BidId,
+    },
+    /// A workload was stopped and its container removed.
+    Stopped {
+        /// The bid.
+        bid: BidId,
+        /// Its exit code.
+        exit_code: Option<i64>,
+        /// How long the stop took (SIGTERM until exit).
+        took: Duration,
+    },
+    /// The workload exited by itself.
+    Exited {
+        /// The bid.
+        bid: BidId,
+        /// Its exit code.
+        exit_code: Option<i64>,
+    },
+    /// A workload was not started; the reason is the reported error.
+    NotStarted {
+        /// The bid.
+        bid: BidId,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// How the reconciler builds containers.
+#[derive(Debug, Clone)]
+pub struct ReconcilerOptions {
+    /// Label value that marks this machine's containers.
+    pub owner: String,
+    /// Time between SIGTERM and SIGKILL.
+    pub grace: Duration,
+    /// Network mode of workload containers.
+    pub network: String,
+    /// Hand the GPUs to containers by uuid (real GPUs); off for simulated GPUs.
+    pub pass_gpus: bool,
+}
+
+/// The workload this agent runs.
+#[derive(Debug, Clone)]
+struct Current {
+    bid: BidId,
+    container: String,
+    oc: Vec<GpuOc>,
+}
+
+/// Drives the GPUs and the container runtime towards the desired state.
+pub struct Reconciler<R> {
+    gpus: Box<dyn GpuControl>,
+    runtime: R,
+    options: ReconcilerOptions,
+    inventory: Option<Inventory>,
+    current: Option<Current>,
+    /// A workload that exited by itself in this interval: not restarted before the next.
+    held_back: Option<(BidId, Option<u64>)>,
+    /// The last interval the server named.
+    interval: Option<u64>,
+    /// The GPUs may hold a workload's settings and need a reset once none runs.
+    gpus_dirty: bool,
+    runtime_ok: bool,
+    /// The runtime was unreachable since the workload was last seen: its exit is not the
+    /// workload's fault.
+    runtime_lost: bool,
+    workload: Option<WorkloadStatus>,
+    last_error: Option<String>,
+    cached_images: Vec<String>,
+    events: VecDeque<Event>,
+}
+
+impl<R: ContainerRuntime> Reconciler<R> {
+    /// A reconciler that has not yet looked at the machine.
+    pub fn new(gpus: Box<dyn GpuControl>, runtime: R, options: ReconcilerOptions) -> Self {
+        Reconciler {
+            gpus,
+            runtime,
+            options,
+            inventory: None,
+            current: None,
+            held_back: None,
+            interval: None,
+            // Settings left by an earlier run are cleared before anything else runs.
+            gpus_dirty: true,
+            runtime_ok: false,
+            runtime_lost: false,
+            workload: None,
+            last_error: None,
+            cached_images: Vec::new(),
+            events: VecDeque::new(),
+        }
+    }
+
+    /// What the reconciler did, oldest first (the last [`EVENT_LOG`]).
+    pub fn events(&self) -> impl Iterator<Item = &Event> {
+        self.events.iter()
+    }
+
+    /// The container runtime.
+    pub fn runtime(&self) -> &R {
+        &self.runtime
+    }
+
+    /// Records a failure that the next heartbeat reports.
+    pub fn note_error(&mut self, error: String) {
+        tracing::warn!("{error}");
+        self.last_error = Some(error);
+    }
+
+    fn event(&mut self, event: Event) {
+        tracing::info!("{event:?}");
+        if self.events.len() == EVENT_LOG {
+            self.events.pop_front();
+        }
+        self.events.push_back(event);
+    }
+
+    fn inventory(&mut self) -> Option<&Inventory> {
+        if self.inventory.is_none() {
+            match self.gpus.inventory() {
+                Ok(inventory) => self.inventory = Some(inventory),
+                Err(e) => self.note_error(format!("GPU inventory: {e}")),
+            }
+        }
+        self.inventory.as_ref()
+    }
+
+    /// Looks at the machine: whether the runtime answers, whether the current workload
+    /// still runs, which images are cached. Call before building a heartbeat.
+    pub async fn observe(&mut self) {
+        self.inventory();
+        if let Err(e) = self.runtime.ping().await {
+            self.runtime_down(e.to_string());
+            return;
+        }
+        self.runtime_ok = true;
+        match self.runtime.images().await {
+            Ok(images) => self.cached_images = images,
+            Err(e) => self.note_error(format!("listing images: {e}")),
+        }
+        let Some(current) = self.current.clone() else {
+            return;
+        };
+        match self.runtime.inspect(&current.container).await {
+            Ok(c) if c.state == ContainerState::Running => {
+                self.workload = Some(status(&c));
+            }
+            Ok(c) => self.exited(&current, c),
+            Err(e) => self.note_error(format!("inspecting the workload of bid {}: {e}", current.bid)),
+        }
+    }
+
+    fn runtime_down(&mut self, error: String) {
+        if self.runtime_ok || self.last_error.as_deref() != Some(error.as_str()) {
+            self.note_error(error);
+        }
+        self.runtime_ok = false;
+        self.runtime_lost = true;
+        self.held_back = None;
+        if let Some(w) = &mut self.workload {
+            // Unknown until the runtime answers again; not reported as running meanwhile.
+            w.state = ContainerState::Exited;
+        }
+    }
+
+    /// The current workload's container is no longer running.
+    fn exited(&mut self, current: &Current, container: OwnContainer) {
+        if self
+            .workload
+            .as_ref()
+            .is_some_and(|w| w.bid == current.bid && w.state == ContainerState::Exited)
+        {
+            return;
+        }
+        self.workload = Some(status(&container));
+        self.event(Event::Exited {
+            bid: current.bid,
+            exit_code: container.exit_code,
+        });
+        if !self.runtime_lost {
+            self.held_back = Some((current.bid, self.interval));
+            self.note_error(format!(
+                "the workload of bid {} exited with code {}; it restarts next interval",
+                current.bid,
+                container
+                    .exit_code
+                    .map_or_else(|| "unknown".to_owned(), |c| c.to_string())
+            ));
+        }
+    }
+
+    /// Converges to `desired`.
+    pub async fn converge(&mut self, desired: &DesiredState) {
+        if desired.interval != self.interval {
+            self.interval = desired.interval;
+        }
+        if self.inventory().is_none() {
+            // Without the GPUs nothing may run: settings could not be guaranteed.
+            self.stop_all(None).await;
+            return;
+        }
+        if let Err(e) = self.runtime.ping().await {
+            self.runtime_down(e.to_string());
+            return;
+        }
+        self.runtime_ok = true;
+        let want = desired.workload.as_ref();
+        let mut image_ready = true;
+        if let Some(w) = want {
+            // Pulled before the old workload stops, so that a switch waits for no download.
+            if let Err(e) = self.ensure_image(&w.image).await {
+                image_ready = false;
+                self.note_error(format!("bid {} not started: {e}", w.bid));
+            }
+        }
+        let kept = self.stop_all(want).await;
+        if self.runtime_ok {
+            self.runtime_lost = false;
+        }
+        match (want, kept) {
+            (Some(_), true) => {}
+            (Some(w), false) => {
+                let held = self.held_back == Some((w.bid, desired.interval));
+                if !held && image_ready && self.runtime_ok {
+                    self.start(w).await;
+                }
+            }
+            (None, _) => {
+                self.workload = None;
+                if self.gpus_dirty {
+                    self.reset_gpus();
+                }
+            }
+        }
+        for image in &desired.prepull {
+            if let Err(e) = self.ensure_image(image).await {
+                tracing::warn!("pre-pull of {image}: {e}");
+            }
+        }
+    }
+
+    async fn ensure_image(&mut self, image: &str) -> Result<(), crate::container_runtime::RuntimeError> {
+        if self.runtime.has_image(image).await? {
+            return Ok(());
+        }
+        self.runtime.pull(image).await?;
+        if !self.cached_images.iter().any(|i| i == image) {
+            self.cached_images.push(image.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Stops and removes every container of this machine except a running one of the
+    /// wanted bid whose settings still hold; answers whether such a one was kept.
+    async fn stop_all(&mut self, want: Option<&Workload>) -> bool {
+        let containers = match self.runtime.list(&self.options.owner).await {
+            Ok(c) => c,
+            Err(e) => {
+                self.runtime_down(e.to_string());
+                return false;
+            }
+        };
+        let mut kept = false;
+        for c in containers {
+            if let Some(w) = want
+                && !kept
+                && c.bid == w.bid
+                && c.state == ContainerState::Running
+                && self.keep(w, &c)
+            {
+                kept = true;
+                continue;
+            }
+            if let Some(current) = self.current.clone()
+                && current.container == c.id
+                && c.state == ContainerState::Exited
+            {
+                self.exited(&current, c.clone());
+            }
+            let started = Instant::now();
+            let stopped = match self.runtime.stop(&c.id, self.options.grace).await {
+                Ok(()) => self.runtime.inspect(&c.id).await.map(|s| s.exit_code),
+                Err(e) => Err(e),
+            };
+            let exit_code = match stopped {
+                Ok(code) => code,
+                Err(e) => {
+                    // Never start another workload beside one that may still run.
+                    self.note_error(format!("stopping the workload of bid {}: {e}", c.bid));
+                    self.runtime_ok = false;
+                    return false;
+                }
+            };
+            if let Err(e) = self.runtime.remove(&c.id).await {
+                self.note_error(format!("removing the container of bid {}: {e}", c.bid));
+            }
+            if c.state != ContainerState::Exited {
+                self.event(Event::Stopped {
+                    bid: c.bid,
+                    exit_code,
+                    took: started.elapsed(),
+                });
+            }
+            if self.current.as_ref().is_some_and(|cur| cur.container == c.id) {
+                self.current = None;
+            }
+        }
+        if !kept {
+            self.current = None;
+        }
+        kept
+    }
+
+    /// Whether the running container `c` of the wanted bid stays: it is the one this agent
+    /// started, or (after a restart) the GPUs read back its settings so it can be adopted.
+    fn keep(&mut self, w: &Workload, c: &OwnContainer) -> bool {
+        let verified = self.verify(&w.oc);
+        if let Err(e) = &verified {
+            self.note_error(format!(
+                "the workload of bid {} runs without its settings ({e}); restarting it",
+                w.bid
+            ));
+            return false;
+        }
+        let adopted = self.current.as_ref().is_none_or(|cur| cur.container != c.id);
+        self.current = Some(Current {
+            bid: w.bid,
+            container: c.id.clone(),
+            oc: w.oc.clone(),
+        });
+        self.workload = Some(status(c));
+        self.gpus_dirty = true;
+        if adopted {
+            self.last_error = None;
+            self.event(Event::Adopted { bid: w.bid });
+        }
+        true
+    }
+
+    /// Reads back every GPU's power limit against `oc`.
+    fn verify(&self, oc: &[GpuOc]) -> Result<(), String> {
+        for (gpu, settings) in oc.iter().enumerate() {
+            let read = self
+                .gpus
+                .power_limit(gpu as u32)
+                .map_err(|e| e.to_string())?;
+            if read != settings.power_limit_w {
+                return Err(format!(
+                    "gpu {gpu}: power limit reads back {read} W, expected {} W",
+                    settings.power_limit_w
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn reset_gpus(&mut self) {
+        let count = self.inventory.as_ref().map_or(0, |i| i.gpus.len() as u32);
+        let mut failed = None;
+        for gpu in 0..count {
+            if let Err(e) = self.gpus.reset(gpu) {
+                failed = Some(e);
+            }
+        }
+        match failed {
+            Some(e) => self.note_error(format!("resetting GPUs: {e}")),
+            None => self.gpus_dirty = false,
+        }
+    }
+
+    /// Applies the bid's settings and starts its container; fails closed.
+    async fn start(&mut self, w: &Workload) {
+        // Any earlier settings stay in force until `apply` resets them; mark them dirty
+        // first so that a failure below ends with a reset.
+        self.gpus_dirty = true;
+        if let Err(e) = apply(self.gpus.as_mut(), &w.oc) {
+            self.not_started(w.bid, format!("settings could not be applied: {e}"));
+            return;
+        }
+        let gpu_uuids = self
+            .options
+            .pass_gpus
+            .then(|| self.inventory.as_ref().map(|i| i.gpus.iter().map(|g| g.uuid.clone()).collect()))
+            .flatten();
+        let spec = ContainerSpec {
+            name: format!("gigaspot-{}-bid-{}", self.options.owner, w.bid),
+            image: w.image.clone(),
+            env: w.env.clone(),
+            labels: workload_labels(&self.options.owner, w.bid),
+            gpu_uuids,
+            network: self.options.network.clone(),
+        };
+        let id = match self.runtime.create(&spec).await {
+            Ok(id) => id,
+            Err(e) => {
+                self.reset_gpus();
+                self.not_started(w.bid, format!("creating its container: {e}"));
+                return;
+            }
+        };
+        if let Err(e) = self.runtime.start(&id).await {
+            let _ = self.runtime.remove(&id).await;
+            self.reset_gpus();
+            self.not_started(w.bid, format!("starting its container: {e}"));
+            return;
+        }
+        self.current = Some(Current {
+            bid: w.bid,
+            container: id,
+            oc: w.oc.clone(),
+        });
+        self.held_back = None;
+        self.last_error = None;
+        self.workload = Some(WorkloadStatus {
+            bid: w.bid,
+            state: ContainerState::Running,
+            exit_code: None,
+        });
+        self.event(Event::Started { bid: w.bid });
+    }
+
+    fn not_started(&mut self, bid: BidId, reason: String) {
+        self.workload = None;
+        self.note_error(format!("bid {bid} not started: {reason}"));
+        self.event(Event::NotStarted { bid, reason });
+    }
+
+    /// The heartbeat describing what [`Reconciler::observe`] and the last convergence saw.
+    pub fn heartbeat(&self) -> Heartbeat {
+        let running = self
+            .current
+            .as_ref()
+            .filter(|_| self.runtime_ok)
+            .filter(|c| {
+                self.workload
+                    .as_ref()
+                    .is_some_and(|w| w.bid == c.bid && w.state == ContainerState::Running)
+            });
+        let gpu_count = self.inventory.as_ref().map_or(0, |i| i.gpus.len() as u32);
+        let mut applied_settings = Vec::with_capacity(gpu_count as usize);
+        let mut measured_power_w = Vec::with_capacity(gpu_count as usize);
+        for gpu in 0..gpu_count {
+            let read = self.gpus.power_limit(gpu).unwrap_or(0);
+            let requested = running.and_then(|c| c.oc.get(gpu as usize).copied());
+            applied_settings.push(GpuOc {
+                power_limit_w: read,
+                ..requested.unwrap_or(GpuOc {
+                    power_limit_w: read,
+                    core_lock_mhz: None,
+                    mem_lock_mhz: None,
+                    core_offset_mhz: None,
+                    mem_offset_mhz: None,
+                })
+            });
+            measured_power_w.push(self.gpus.power_usage(gpu).unwrap_or(0));
+        }
+        let applied = running.is_some_and(|c| self.verify(&c.oc).is_ok());
+        Heartbeat {
+            working: self.runtime_ok && self.inventory.is_some(),
+            running_bid: running.filter(|_| applied).map(|c| c.bid),
+            applied,
+            measured_power_w,
+            applied_settings,
+            workload: self.workload.clone(),
+            last_error: self.last_error.clone(),
+            cached_images: self.cached_images.clone(),
+            gpus: self.inventory.as_ref().map(|i| {
+                i.gpus
+                    .iter()
+                    .map(|g| InventoryGpu {
+                        model: g.model.clone(),
+                        uuid: g.uuid.clone(),
+                        card_min_w: g.min_power_w,
+                        card_max_w: g.max_power_w,
+                    })
+                    .collect()
+            }),
+        }
+    }
+}
+
+fn status(c: &OwnContainer) -> WorkloadStatus {
+    WorkloadStatus {
+        bid: c.bid,
+        state: c.state,
+        exit_code: c.exit_code,
+    }
+}

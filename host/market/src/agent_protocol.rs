@@ -1,0 +1,107 @@
+//! The wire contract between the agent and the server: the heartbeat the agent sends
+//! (inventory, telemetry, observed state) and the desired state the server answers.
+//!
+//! Both sides use these types, so they cannot drift apart.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::bid::BidId;
+use crate::context::GpuOc;
+
+/// `POST /api/v1/agent/heartbeat`: what an agent reports.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Heartbeat {
+    /// The GPU control and the container runtime are usable.
+    pub working: bool,
+    /// The bid whose workload runs now with its settings applied, if any.
+    pub running_bid: Option<BidId>,
+    /// The running bid's settings were applied and read back.
+    #[serde(default)]
+    pub applied: bool,
+    /// Measured power per GPU, W.
+    #[serde(default)]
+    pub measured_power_w: Vec<u32>,
+    /// Settings in force per GPU, as read back from the driver where it can be.
+    #[serde(default)]
+    pub applied_settings: Vec<GpuOc>,
+    /// The workload's container as last observed.
+    #[serde(default)]
+    pub workload: Option<WorkloadStatus>,
+    /// The agent's most recent failure, `None` once the last attempt succeeded.
+    #[serde(default)]
+    pub last_error: Option<String>,
+    /// Images present on the machine.
+    #[serde(default)]
+    pub cached_images: Vec<String>,
+    /// Inventory: the GPUs as the driver reports them, in index order.
+    #[serde(default)]
+    pub gpus: Option<Vec<InventoryGpu>>,
+}
+
+/// One GPU of the agent's inventory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InventoryGpu {
+    /// Model name.
+    pub model: String,
+    /// Driver uuid.
+    pub uuid: String,
+    /// Card minimum power limit, W.
+    pub card_min_w: u32,
+    /// Card maximum power limit, W.
+    pub card_max_w: u32,
+}
+
+/// The state of a workload's container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadStatus {
+    /// The bid the workload belongs to.
+    pub bid: BidId,
+    /// Running or exited.
+    pub state: ContainerState,
+    /// Exit code once exited.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+}
+
+/// Whether a container runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainerState {
+    /// Created but not started yet.
+    Created,
+    /// Running.
+    Running,
+    /// Stopped, crashed or finished.
+    Exited,
+}
+
+/// The server's answer: what the machine should run. Level-triggered: complete every time,
+/// so an agent that missed answers converges from the latest one alone.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DesiredState {
+    /// The interval this applies to.
+    pub interval: Option<u64>,
+    /// The workload to run, `None` to run nothing.
+    pub workload: Option<Workload>,
+    /// Images of the best-placed losing bids, to pull ahead of a possible switch.
+    #[serde(default)]
+    pub prepull: Vec<String>,
+}
+
+/// A workload the agent must run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Workload {
+    /// The bid.
+    pub bid: BidId,
+    /// Container image.
+    pub image: String,
+    /// Container environment.
+    pub env: BTreeMap<String, String>,
+    /// Per-GPU settings.
+    pub oc: Vec<GpuOc>,
+}
