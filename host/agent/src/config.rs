@@ -108,7 +108,10 @@ impl AgentConfig {
             bail!("token: required (the machine's agent token; set GIGASPOT_AGENT_TOKEN)");
         }
         if !(self.server.starts_with("http://") || self.server.starts_with("https://")) {
-            bail!("server: {:?} is not an http:// or https:// URL", self.server);
+            bail!(
+                "server: {:?} is not an http:// or https:// URL",
+                self.server
+            );
         }
         if !(1..=300).contains(&self.heartbeat_s) {
             bail!("heartbeat_s: {} is outside 1..=300", self.heartbeat_s);
@@ -168,7 +171,13 @@ mod tests {
             heartbeat_s: 0,
             ..AgentConfig::default()
         };
-        assert!(config.check().unwrap_err().to_string().starts_with("heartbeat_s:"));
+        assert!(
+            config
+                .check()
+                .unwrap_err()
+                .to_string()
+                .starts_with("heartbeat_s:")
+        );
         let err = AgentConfig::default()
             .apply_env(|k| (k == "GIGASPOT_AGENT_CONTAINERS").then(|| "podman".into()))
             .unwrap_err();

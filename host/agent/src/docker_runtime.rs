@@ -262,9 +262,10 @@ impl ContainerRuntime for DockerRuntime {
         };
         match client.stop_container(id, Some(options)).await {
             // 304: it had already stopped.
-            Ok(()) | Err(DockerError::DockerResponseServerError { status_code: 304, .. }) => {
-                Ok(())
-            }
+            Ok(())
+            | Err(DockerError::DockerResponseServerError {
+                status_code: 304, ..
+            }) => Ok(()),
             Err(e) if not_found(&e) => Ok(()),
             Err(e) => Err(self.failed("stop container", e)),
         }
@@ -353,7 +354,13 @@ mod tests {
             gpu_uuids: None,
             network: "none".into(),
         };
-        assert!(create_body(&spec).host_config.unwrap().device_requests.is_none());
+        assert!(
+            create_body(&spec)
+                .host_config
+                .unwrap()
+                .device_requests
+                .is_none()
+        );
     }
 
     #[test]

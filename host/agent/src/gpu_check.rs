@@ -16,6 +16,8 @@ pub struct CheckRequest {
     pub core_lock_mhz: Option<u32>,
     /// Locked memory clock, MHz.
     pub mem_lock_mhz: Option<u32>,
+    /// Core clock offset, MHz.
+    pub core_offset_mhz: Option<i32>,
 }
 
 /// The GPUs' readings at one step.
@@ -83,9 +85,9 @@ pub fn run(gpus: &mut dyn GpuControl, request: CheckRequest) -> Result<CheckRepo
         .gpus
         .iter()
         .map(|g| {
-            let pl = request.power_limit_w.unwrap_or(
-                (g.default_power_w * 3 / 4).clamp(g.min_power_w, g.max_power_w),
-            );
+            let pl = request
+                .power_limit_w
+                .unwrap_or((g.default_power_w * 3 / 4).clamp(g.min_power_w, g.max_power_w));
             oc(pl, request)
         })
         .collect();
@@ -99,13 +101,24 @@ pub fn run(gpus: &mut dyn GpuControl, request: CheckRequest) -> Result<CheckRepo
     }
     let after_reset = read(gpus, count);
     let limits = |r: &Reading| -> Vec<Option<u32>> {
-        r.power_limit_w.iter().map(|l| l.as_ref().ok().copied()).collect()
+        r.power_limit_w
+            .iter()
+            .map(|l| l.as_ref().ok().copied())
+            .collect()
     };
-    let defaults: Vec<Option<u32>> = inventory.gpus.iter().map(|g| Some(g.default_power_w)).collect();
+    let defaults: Vec<Option<u32>> = inventory
+        .gpus
+        .iter()
+        .map(|g| Some(g.default_power_w))
+        .collect();
     let passed = out_of_range.is_err()
         && limits(&after_refusal) == limits(&before)
         && apply_result.is_ok()
-        && limits(&applied) == requested.iter().map(|o| Some(o.power_limit_w)).collect::<Vec<_>>()
+        && limits(&applied)
+            == requested
+                .iter()
+                .map(|o| Some(o.power_limit_w))
+                .collect::<Vec<_>>()
         && reset.is_ok()
         && limits(&after_reset) == defaults;
     Ok(CheckReport {
@@ -127,7 +140,7 @@ fn oc(power_limit_w: u32, request: CheckRequest) -> GpuOc {
         power_limit_w,
         core_lock_mhz: request.core_lock_mhz,
         mem_lock_mhz: request.mem_lock_mhz,
-        core_offset_mhz: None,
+        core_offset_mhz: request.core_offset_mhz,
         mem_offset_mhz: None,
     }
 }
@@ -145,7 +158,7 @@ mod tests {
             CheckRequest {
                 power_limit_w: Some(300),
                 core_lock_mhz: Some(2100),
-                mem_lock_mhz: None,
+                ..CheckRequest::default()
             },
         )
         .unwrap();
@@ -167,7 +180,13 @@ mod tests {
             },
         )
         .unwrap();
-        assert!(report.apply.as_ref().unwrap_err().contains("memory clock lock"));
+        assert!(
+            report
+                .apply
+                .as_ref()
+                .unwrap_err()
+                .contains("memory clock lock")
+        );
         assert!(!report.passed);
     }
 }

@@ -67,6 +67,9 @@ enum Command {
         /// Memory clock to lock, MHz.
         #[arg(long)]
         mem_lock_mhz: Option<u32>,
+        /// Core clock offset, MHz.
+        #[arg(long, allow_hyphen_values = true)]
+        core_offset_mhz: Option<i32>,
     },
 }
 
@@ -102,12 +105,14 @@ fn main() -> ExitCode {
             power_limit_w,
             core_lock_mhz,
             mem_lock_mhz,
+            core_offset_mhz,
         } => gpu_check_command(
             &gpu,
             CheckRequest {
                 power_limit_w,
                 core_lock_mhz,
                 mem_lock_mhz,
+                core_offset_mhz,
             },
         ),
     };

@@ -136,17 +136,22 @@ impl GpuControl for NvmlGpus {
             Ok(()) | Err(NvmlError::NotSupported) => {}
             Err(e) => return Self::driver(gpu, "reset memory clocks", Err(e)),
         }
-        for (operation, result) in [
-            ("reset core clock offset", device.set_gpc_clock_vf_offset(0)),
-            (
+        // Offsets: cards without them (data-centre parts such as the H100) answer an
+        // internal error rather than "not supported" even to a reset to 0 (seen on an H100
+        // with driver 580), so an offset is only reset when it reads back non-zero.
+        if device.gpc_clock_vf_offset().is_ok_and(|mhz| mhz != 0) {
+            Self::driver(
+                gpu,
+                "reset core clock offset",
+                device.set_gpc_clock_vf_offset(0),
+            )?;
+        }
+        if device.mem_clock_vf_offset().is_ok_and(|mhz| mhz != 0) {
+            Self::driver(
+                gpu,
                 "reset memory clock offset",
                 device.set_mem_clock_vf_offset(0),
-            ),
-        ] {
-            match result {
-                Ok(()) | Err(NvmlError::NotSupported) => {}
-                Err(e) => return Self::driver(gpu, operation, Err(e)),
-            }
+            )?;
         }
         let default = Self::driver(
             gpu,

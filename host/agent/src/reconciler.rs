@@ -188,7 +188,10 @@ impl<R: ContainerRuntime> Reconciler<R> {
                 self.workload = Some(status(&c));
             }
             Ok(c) => self.exited(&current, c),
-            Err(e) => self.note_error(format!("inspecting the workload of bid {}: {e}", current.bid)),
+            Err(e) => self.note_error(format!(
+                "inspecting the workload of bid {}: {e}",
+                current.bid
+            )),
         }
     }
 
@@ -281,7 +284,10 @@ impl<R: ContainerRuntime> Reconciler<R> {
         }
     }
 
-    async fn ensure_image(&mut self, image: &str) -> Result<(), crate::container_runtime::RuntimeError> {
+    async fn ensure_image(
+        &mut self,
+        image: &str,
+    ) -> Result<(), crate::container_runtime::RuntimeError> {
         if self.runtime.has_image(image).await? {
             return Ok(());
         }
@@ -343,7 +349,11 @@ impl<R: ContainerRuntime> Reconciler<R> {
                     took: started.elapsed(),
                 });
             }
-            if self.current.as_ref().is_some_and(|cur| cur.container == c.id) {
+            if self
+                .current
+                .as_ref()
+                .is_some_and(|cur| cur.container == c.id)
+            {
                 self.current = None;
             }
         }
@@ -364,7 +374,10 @@ impl<R: ContainerRuntime> Reconciler<R> {
             ));
             return false;
         }
-        let adopted = self.current.as_ref().is_none_or(|cur| cur.container != c.id);
+        let adopted = self
+            .current
+            .as_ref()
+            .is_none_or(|cur| cur.container != c.id);
         self.current = Some(Current {
             bid: w.bid,
             container: c.id.clone(),
@@ -422,7 +435,11 @@ impl<R: ContainerRuntime> Reconciler<R> {
         let gpu_uuids = self
             .options
             .pass_gpus
-            .then(|| self.inventory.as_ref().map(|i| i.gpus.iter().map(|g| g.uuid.clone()).collect()))
+            .then(|| {
+                self.inventory
+                    .as_ref()
+                    .map(|i| i.gpus.iter().map(|g| g.uuid.clone()).collect())
+            })
             .flatten();
         let spec = ContainerSpec {
             name: format!("gigaspot-{}-bid-{}", self.options.owner, w.bid),

@@ -12,8 +12,8 @@
 //! heartbeat contract that the server and the host agent share.
 
 pub mod account;
-pub mod agent_protocol;
 pub mod admission;
+pub mod agent_protocol;
 pub mod bid;
 pub mod billing;
 pub mod clearing;
