@@ -1,9 +1,12 @@
 //! Test support shared by the crates' integration tests: building the guest components
-//! (first-party plugins, examples and hostile test guests) from source.
+//! (first-party plugins, examples and hostile test guests) from source, and a private
+//! Docker daemon for the agent's tests ([`dockerd`]).
 //!
 //! Components are built with the stable toolchain's `wasm32-wasip2` target into
 //! `target/guests`, once per test process. A build failure panics with cargo's output:
 //! a test that needs a component never runs without it.
+
+pub mod dockerd;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -64,20 +64,20 @@ impl DockerRuntime {
         self.client.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Maps a failure, forgetting the connection when the daemon is gone.
+    /// Maps a failure: an answer from the daemon is a failed operation; anything else
+    /// (connection refused, socket gone, timeout) means the daemon is unavailable, and the
+    /// connection is forgotten so that the next call connects afresh.
     fn failed(&self, operation: &'static str, e: DockerError) -> RuntimeError {
         match e {
-            DockerError::HyperResponseError { .. }
-            | DockerError::IOError { .. }
-            | DockerError::SocketNotFoundError(_)
-            | DockerError::RequestTimeoutError => {
-                *self.lock() = None;
-                RuntimeError::Unavailable(format!("{operation}: {e}"))
-            }
-            other => RuntimeError::Failed {
+            DockerError::DockerResponseServerError { .. }
+            | DockerError::DockerStreamError { .. } => RuntimeError::Failed {
                 operation,
-                message: other.to_string(),
+                message: e.to_string(),
             },
+            other => {
+                *self.lock() = None;
+                RuntimeError::Unavailable(format!("{operation}: {other}"))
+            }
         }
     }
 }

@@ -8,8 +8,9 @@
 //! - a switch runs: stop the old workload → reset clocks → apply the new settings → read
 //!   them back → start the new container. Settings that cannot be applied or verified
 //!   leave the workload stopped (fail closed), the GPUs reset and the reason reported;
-//! - after an agent restart the wanted bid's running container is adopted when the GPUs
-//!   still hold its settings, every other container of this machine is removed;
+//! - after an agent restart the wanted bid's running container is adopted once its
+//!   settings read back (applied again if the GPUs lost them), every other container of
+//!   this machine is removed;
 //! - a workload that exits by itself is reported with its exit code and restarted at the
 //!   next interval (its interval is not served, so not charged); one killed because the
 //!   container runtime went away is restarted as soon as the runtime is back.
@@ -255,7 +256,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             // Pulled before the old workload stops, so that a switch waits for no download.
             if let Err(e) = self.ensure_image(&w.image).await {
                 image_ready = false;
-                self.note_error(format!("bid {} not started: {e}", w.bid));
+                self.not_started(w.bid, e.to_string());
             }
         }
         let kept = self.stop_all(want).await;
@@ -363,13 +364,15 @@ impl<R: ContainerRuntime> Reconciler<R> {
         kept
     }
 
-    /// Whether the running container `c` of the wanted bid stays: it is the one this agent
-    /// started, or (after a restart) the GPUs read back its settings so it can be adopted.
+    /// Whether the running container `c` of the wanted bid stays: its settings read back,
+    /// or (after an agent restart, or when someone changed them) they are applied again
+    /// and read back. A container whose settings cannot be restored is stopped.
     fn keep(&mut self, w: &Workload, c: &OwnContainer) -> bool {
-        let verified = self.verify(&w.oc);
-        if let Err(e) = &verified {
+        if let Err(drift) = self.verify(&w.oc)
+            && let Err(e) = apply(self.gpus.as_mut(), &w.oc)
+        {
             self.note_error(format!(
-                "the workload of bid {} runs without its settings ({e}); restarting it",
+                "the workload of bid {} runs without its settings ({drift}) and they cannot be applied ({e}); stopping it",
                 w.bid
             ));
             return false;
