@@ -141,7 +141,12 @@ fn gpu_check_command(gpu: &str, request: CheckRequest) -> anyhow::Result<()> {
 }
 
 fn run(config: AgentConfig) -> anyhow::Result<()> {
-    tracing_subscriber::fmt().with_target(false).init();
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .init();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async move {
         let (stop_tx, stop) = tokio::sync::watch::channel(false);

@@ -548,3 +548,74 @@ fn status(c: &OwnContainer) -> WorkloadStatus {
         exit_code: c.exit_code,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::no_containers::NoContainers;
+    use crate::simulated_backend::SimulatedGpus;
+
+    fn reconciler() -> Reconciler<NoContainers> {
+        Reconciler::new(
+            Box::new(SimulatedGpus::from_spec("1xRTX4090").unwrap()),
+            NoContainers::default(),
+            ReconcilerOptions {
+                owner: "m".into(),
+                grace: Duration::from_secs(1),
+                network: "none".into(),
+                pass_gpus: false,
+            },
+        )
+    }
+
+    fn workload(bid: BidId, image: &str) -> Workload {
+        Workload {
+            bid,
+            image: image.into(),
+            env: BTreeMap::new(),
+            oc: vec![GpuOc {
+                power_limit_w: 250,
+                core_lock_mhz: None,
+                mem_lock_mhz: None,
+                core_offset_mhz: None,
+                mem_offset_mhz: None,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn the_winner_runs_and_the_best_losers_images_are_pulled_ahead() {
+        let mut r = reconciler();
+        let desired = DesiredState {
+            interval: Some(7),
+            workload: Some(workload(1, "app:1")),
+            prepull: vec!["next:1".into(), "later:2".into()],
+        };
+        r.converge(&desired).await;
+        r.observe().await;
+        let hb = r.heartbeat();
+        assert_eq!(hb.running_bid, Some(1));
+        assert_eq!(hb.applied_settings[0].power_limit_w, 250);
+        assert_eq!(hb.cached_images, vec!["app:1", "later:2", "next:1"]);
+    }
+
+    #[tokio::test]
+    async fn a_switch_logs_the_stop_before_the_start() {
+        let mut r = reconciler();
+        for (interval, bid) in [(1, 1), (2, 2)] {
+            let desired = DesiredState {
+                interval: Some(interval),
+                workload: Some(workload(bid, "app:1")),
+                prepull: Vec::new(),
+            };
+            r.converge(&desired).await;
+        }
+        let events: Vec<&Event> = r.events().collect();
+        assert!(matches!(events[0], Event::Started { bid: 1 }));
+        assert!(matches!(events[1], Event::Stopped { bid: 1, .. }));
+        assert!(matches!(events[2], Event::Started { bid: 2 }));
+        assert_eq!(r.runtime().list("m").await.unwrap().len(), 1);
+    }
+}

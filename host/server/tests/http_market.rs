@@ -516,3 +516,105 @@ async fn closed_registration_and_the_operator_key_bootstrap() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_is_told_to_pre_pull_the_best_losers_images_and_its_telemetry_is_shown() {
+    let m = Market::start(|_| {}).await;
+    let (_, machine, agent) = m.machine().await;
+    let mut bids = Vec::new();
+    for (name, price, image) in [
+        ("winner", 100.0, "registry.example/win:1"),
+        ("second", 90.0, "registry.example/second:1"),
+        ("third", 80.0, "registry.example/third:1"),
+        ("fourth", 70.0, "registry.example/fourth:1"),
+        ("fifth", 60.0, "registry.example/fifth:1"),
+    ] {
+        let (_, key) = m.funded_client(name, 1000.0).await;
+        let (status, bid) = m
+            .call(
+                "POST",
+                "/api/v1/bids",
+                Some(&key),
+                Some(json!({"machine": machine, "price": price, "image": image, "oc": oc(300)})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{bid}");
+        bids.push(bid["id"].as_u64().unwrap());
+    }
+    m.tick(60).await;
+    let heartbeat = |cached: Value| {
+        json!({
+            "working": true,
+            "running_bid": bids[0],
+            "applied": true,
+            "cached_images": cached,
+            "measured_power_w": [290, 291, 292, 293],
+            "applied_settings": [{"power_limit_w": 300, "core_lock_mhz": null, "mem_lock_mhz": null, "core_offset_mhz": null, "mem_offset_mhz": null}],
+            "workload": {"bid": bids[0], "state": "running", "exit_code": null},
+            "last_error": null,
+        })
+    };
+    let (status, desired) = m
+        .call(
+            "POST",
+            "/api/v1/agent/heartbeat",
+            Some(&agent),
+            Some(heartbeat(json!(["registry.example/win:1"]))),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{desired}");
+    assert_eq!(desired["workload"]["bid"], json!(bids[0]));
+    // The three best-scored losers, best first.
+    assert_eq!(
+        desired["prepull"],
+        json!([
+            "registry.example/second:1",
+            "registry.example/third:1",
+            "registry.example/fourth:1"
+        ])
+    );
+    // Images already cached are not asked for again.
+    let (_, desired) = m
+        .call(
+            "POST",
+            "/api/v1/agent/heartbeat",
+            Some(&agent),
+            Some(heartbeat(json!(["registry.example/second:1"]))),
+        )
+        .await;
+    assert_eq!(
+        desired["prepull"],
+        json!([
+            "registry.example/third:1",
+            "registry.example/fourth:1",
+            "registry.example/fifth:1"
+        ])
+    );
+    let (_, shown) = m
+        .call("GET", &format!("/api/v1/machines/{machine}"), None, None)
+        .await;
+    let reported = &shown["agent"];
+    assert_eq!(reported["running_bid"], json!(bids[0]));
+    assert_eq!(reported["workload"]["state"], json!("running"));
+    assert_eq!(reported["measured_power_w"], json!([290, 291, 292, 293]));
+    assert_eq!(reported["applied_settings"][0]["power_limit_w"], json!(300));
+    assert_eq!(
+        reported["cached_images"],
+        json!(["registry.example/second:1"])
+    );
+    assert!(reported["last_error"].is_null());
+
+    // An error the agent reports is visible to everyone looking at the machine.
+    let (status, _) = m
+        .call("POST", "/api/v1/agent/heartbeat", Some(&agent), Some(json!({"working": true, "running_bid": null, "last_error": "bid 1 not started: gpu 0: set power limit failed"})))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, shown) = m
+        .call("GET", &format!("/api/v1/machines/{machine}"), None, None)
+        .await;
+    assert_eq!(
+        shown["agent"]["last_error"],
+        json!("bid 1 not started: gpu 0: set power limit failed")
+    );
+    m.stop().await;
+}

@@ -1,0 +1,402 @@
+//! The agent end to end with the real server over loopback HTTP: the `gigaspot-agent`
+//! binary on a private dockerd (killed with SIGKILL and restarted mid-workload), and the
+//! agent loop in-process with simulated GPUs that refuse or fail.
+
+use std::process::{Child, Command};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use gigaspot_agent::heartbeat_loop::{self, ServerClient, owner_label};
+use gigaspot_agent::no_containers::NoContainers;
+use gigaspot_agent::reconciler::{Reconciler, ReconcilerOptions};
+use gigaspot_agent::simulated_backend::{Injection, SimulatedGpus};
+use gigaspot_server::app::{AppState, router};
+use gigaspot_server::clearing_loop::run_boundary;
+use gigaspot_server::config::Config;
+use gigaspot_server::serve::prepare;
+use gigaspot_tests::dockerd::{Dockerd, WORKLOAD_IMAGE};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+const OPERATOR: &str = "gs_operator_key_for_agent_tests_0123456789";
+
+/// The server on 127.0.0.1 with a clock the test advances.
+struct Server {
+    base: String,
+    http: reqwest::Client,
+    state: AppState,
+    clock: Arc<AtomicU64>,
+    _dir: tempfile::TempDir,
+}
+
+impl Server {
+    async fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config = Config {
+            data_dir: dir.path().join("data"),
+            operator_key: Some(OPERATOR.into()),
+            ..Config::default()
+        };
+        let (mut state, _) = tokio::task::spawn_blocking(move || prepare(config))
+            .await
+            .unwrap()
+            .unwrap();
+        let clock = Arc::new(AtomicU64::new(1_800_000_000));
+        let c = clock.clone();
+        state.clock = Arc::new(move || c.load(Ordering::SeqCst));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let app = router(state.clone());
+        tokio::spawn(async move { axum_serve(listener, app).await });
+        Server {
+            base,
+            http: reqwest::Client::new(),
+            state,
+            clock,
+            _dir: dir,
+        }
+    }
+
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<Value>,
+    ) -> Value {
+        let mut req = self
+            .http
+            .request(method.parse().unwrap(), format!("{}{path}", self.base));
+        if let Some(key) = key {
+            req = req.bearer_auth(key);
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        assert!(status.is_success(), "{method} {path}: {status} {body}");
+        body
+    }
+
+    /// Advances the clock one interval and runs the boundary (settle, then clear).
+    async fn tick(&self) {
+        self.clock.fetch_add(60, Ordering::SeqCst);
+        let state = self.state.clone();
+        tokio::task::spawn_blocking(move || run_boundary(&state))
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// A host's machine with `gpus` RTX 4090s: (machine id, agent token).
+    async fn machine(&self, gpus: usize) -> (u64, String) {
+        let host = self
+            .call(
+                "POST",
+                "/api/v1/accounts",
+                None,
+                Some(json!({"name": "host", "roles": ["host"]})),
+            )
+            .await["api_key"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let cards: Vec<Value> = (0..gpus)
+            .map(|i| json!({"model": "NVIDIA GeForce RTX 4090", "uuid": format!("GPU-{i}"), "card_min_w": 150, "card_max_w": 600, "ceiling_w": 600}))
+            .collect();
+        let body = self
+            .call(
+                "POST",
+                "/api/v1/machines",
+                Some(&host),
+                Some(json!({"gpus": cards, "energy_price": 0.0})),
+            )
+            .await;
+        (
+            body["machine"]["id"].as_u64().unwrap(),
+            body["agent_token"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// A client with 1,000 CLORE bidding on `machine`: (client key, bid id).
+    async fn bid(&self, machine: u64, pl: u32, gpus: usize, env: Value) -> (String, u64) {
+        let created = self
+            .call(
+                "POST",
+                "/api/v1/accounts",
+                None,
+                Some(json!({"name": "client", "roles": ["client"]})),
+            )
+            .await;
+        let key = created["api_key"].as_str().unwrap().to_owned();
+        let id = created["account"]["id"].as_u64().unwrap();
+        self.call(
+            "POST",
+            "/api/v1/deposits",
+            Some(OPERATOR),
+            Some(json!({"account": id, "amount": 1000.0, "reference": format!("seed-{id}")})),
+        )
+        .await;
+        let oc: Vec<Value> = (0..gpus).map(|_| json!({"pl": pl})).collect();
+        let bid = self
+            .call(
+                "POST",
+                "/api/v1/bids",
+                Some(&key),
+                Some(json!({"machine": machine, "price": 100.0, "image": WORKLOAD_IMAGE, "oc": oc, "env": env})),
+            )
+            .await;
+        (key, bid["id"].as_u64().unwrap())
+    }
+
+    async fn machine_view(&self, machine: u64) -> Value {
+        self.call("GET", &format!("/api/v1/machines/{machine}"), None, None)
+            .await
+    }
+
+    async fn balance(&self, key: &str) -> f64 {
+        self.call("GET", "/api/v1/balance", Some(key), None).await["balance"]
+            .as_f64()
+            .unwrap()
+    }
+
+    /// Polls the machine until `ready` holds (at most 30 s).
+    async fn wait_for(&self, machine: u64, what: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let view = self.machine_view(machine).await;
+            if ready(&view) {
+                return view;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}: {view}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) {
+    axum::serve(listener, app).await.unwrap();
+}
+
+fn spawn_agent(server: &Server, token: &str, docker: &Dockerd) -> Child {
+    Command::new(env!("CARGO_BIN_EXE_gigaspot-agent"))
+        .args([
+            "run",
+            "--server",
+            &server.base,
+            "--gpu",
+            "simulated:2xRTX4090",
+        ])
+        .args(["--containers", "docker", "--docker-socket", &docker.socket])
+        .args(["--network", "none", "--grace-s", "2", "--heartbeat-s", "1"])
+        .env("GIGASPOT_AGENT_TOKEN", token)
+        .spawn()
+        .expect("the agent binary")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_runs_the_winner_survives_sigkill_without_a_duplicate_and_the_interval_is_charged()
+ {
+    let docker = Dockerd::start();
+    let server = Server::start().await;
+    let (machine, token) = server.machine(2).await;
+    let mut agent = spawn_agent(&server, &token, &docker);
+    server
+        .wait_for(machine, "the agent's first heartbeat", |m| {
+            m["online"] == json!(true) && m["working"] == json!(true)
+        })
+        .await;
+    let (client, bid) = server.bid(machine, 300, 2, json!({"MODE": "work"})).await;
+    server.tick().await;
+    let view = server
+        .wait_for(machine, "the workload running", |m| {
+            m["agent"]["running_bid"] == json!(bid)
+        })
+        .await;
+    assert_eq!(
+        view["agent"]["applied_settings"][1]["power_limit_w"],
+        json!(300)
+    );
+    let label = format!("io.gigaspot.owner={}", owner_label(&token));
+    let before = docker.running(&label);
+    assert_eq!(before.len(), 1);
+
+    // SIGKILL mid-workload: the container runs on; the new agent adopts it.
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    assert_eq!(docker.running(&label), before);
+    let mut agent = spawn_agent(&server, &token, &docker);
+    // The restarted agent's simulated GPUs came up at their defaults (450 W): it sets
+    // 300 W again, reads it back and adopts the container; a few heartbeats later the
+    // same container is still the only one.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let view = server.machine_view(machine).await;
+    assert_eq!(view["agent"]["running_bid"], json!(bid), "{view}");
+    assert_eq!(
+        view["agent"]["applied_settings"][0]["power_limit_w"],
+        json!(300)
+    );
+    assert!(view["agent"]["last_error"].is_null(), "{view}");
+    assert_eq!(docker.containers(&label), before, "adopted, not duplicated");
+
+    // The interval was served: it is charged at the next boundary.
+    let funded = server.balance(&client).await;
+    server.tick().await;
+    let charged = server.balance(&client).await;
+    assert!(charged < funded, "charged {funded} → {charged}");
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}
+
+/// Runs the agent loop in-process until the returned sender says stop.
+fn run_in_process(
+    server: &Server,
+    token: &str,
+    gpus: SimulatedGpus,
+) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+    let client = ServerClient::new(&server.base, token).unwrap();
+    let options = ReconcilerOptions {
+        owner: owner_label(token),
+        grace: Duration::from_secs(1),
+        network: "none".into(),
+        pass_gpus: false,
+    };
+    let (stop_tx, stop) = watch::channel(false);
+    let task = tokio::spawn(async move {
+        let mut reconciler = Reconciler::new(Box::new(gpus), NoContainers::default(), options);
+        heartbeat_loop::run(&mut reconciler, &client, Duration::from_millis(200), stop).await;
+    });
+    (stop_tx, task)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_injected_nvml_error_starts_nothing_shows_in_the_api_and_is_not_charged() {
+    let server = Server::start().await;
+    let (machine, token) = server.machine(2).await;
+    let mut gpus = SimulatedGpus::from_spec("2xRTX4090").unwrap();
+    gpus.inject(Injection {
+        operation: "set_power_limit",
+        gpu: 1,
+        times: u32::MAX,
+    });
+    let (stop, task) = run_in_process(&server, &token, gpus);
+    server
+        .wait_for(machine, "online", |m| m["working"] == json!(true))
+        .await;
+    let (client, bid) = server.bid(machine, 300, 2, json!({})).await;
+    server.tick().await;
+    assert_eq!(
+        server.machine_view(machine).await["current_bid"],
+        json!(bid)
+    );
+    let view = server
+        .wait_for(machine, "the error reported", |m| {
+            m["agent"]["last_error"].is_string()
+        })
+        .await;
+    let error = view["agent"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("bid {bid} not started")) && error.contains("injected error"),
+        "{error}"
+    );
+    assert!(view["agent"]["running_bid"].is_null());
+    assert!(view["agent"]["workload"].is_null());
+    // The GPU that took its limit was reset with the others.
+    assert_eq!(
+        view["agent"]["applied_settings"][0]["power_limit_w"],
+        json!(450)
+    );
+
+    let funded = server.balance(&client).await;
+    server.tick().await;
+    assert_eq!(
+        server.balance(&client).await,
+        funded,
+        "an unserved interval is not charged"
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limit_outside_the_cards_range_is_refused_before_anything_changes() {
+    let server = Server::start().await;
+    let (machine, token) = server.machine(1).await;
+    // The machine first runs RTX 4090s (150–600 W): a 500 W bid is admitted and wins.
+    let (stop, task) = run_in_process(
+        &server,
+        &token,
+        SimulatedGpus::from_spec("1xRTX4090").unwrap(),
+    );
+    server
+        .wait_for(machine, "online", |m| m["working"] == json!(true))
+        .await;
+    let (client, bid) = server.bid(machine, 500, 1, json!({})).await;
+    server.tick().await;
+    server
+        .wait_for(machine, "the 500 W workload", |m| {
+            m["agent"]["running_bid"] == json!(bid)
+        })
+        .await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+
+    // The host swaps in an RTX 3090 (100–400 W). Within the interval that bid still holds
+    // the machine, and the agent refuses its 500 W before touching the card.
+    let (stop, task) = run_in_process(
+        &server,
+        &token,
+        SimulatedGpus::from_spec("1xRTX3090").unwrap(),
+    );
+    let view = server
+        .wait_for(machine, "the refusal reported", |m| {
+            m["agent"]["last_error"].is_string()
+        })
+        .await;
+    let error = view["agent"]["last_error"].as_str().unwrap();
+    assert!(
+        error.contains("power limit (W) 500 is outside the card's range [100, 400]"),
+        "{error}"
+    );
+    assert_eq!(
+        view["agent"]["applied_settings"][0]["power_limit_w"],
+        json!(350),
+        "the card kept its default"
+    );
+    assert!(view["agent"]["running_bid"].is_null());
+    assert_eq!(
+        view["gpus"][0]["card_max_w"],
+        json!(400),
+        "the inventory corrected the card"
+    );
+
+    // The first interval was served and is charged; from the next one the bid no longer
+    // fits the card and the machine idles.
+    let funded = server.balance(&client).await;
+    server.tick().await;
+    let after_first = server.balance(&client).await;
+    assert!(after_first < funded);
+    let decision = server
+        .call(
+            "GET",
+            &format!("/api/v1/machines/{machine}/decision"),
+            Some(&client),
+            None,
+        )
+        .await;
+    assert!(decision["winner"].is_null(), "{decision}");
+    server.tick().await;
+    assert_eq!(
+        server.balance(&client).await,
+        after_first,
+        "nothing charged while refused"
+    );
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}
