@@ -149,10 +149,12 @@ pub fn apply(gpus: &mut dyn GpuControl, oc: &[GpuOc]) -> Result<(), GpuError> {
             if let Some(mhz) = settings.mem_lock_mhz {
                 gpus.lock_mem_clock(gpu, mhz)?;
             }
-            if let Some(mhz) = settings.core_offset_mhz {
+            // An offset of 0 is what the reset left: asking the driver again would fail
+            // on cards without offsets (the H100 answers an internal error).
+            if let Some(mhz) = settings.core_offset_mhz.filter(|&mhz| mhz != 0) {
                 gpus.set_core_offset(gpu, mhz)?;
             }
-            if let Some(mhz) = settings.mem_offset_mhz {
+            if let Some(mhz) = settings.mem_offset_mhz.filter(|&mhz| mhz != 0) {
                 gpus.set_mem_offset(gpu, mhz)?;
             }
             let read = gpus.power_limit(gpu)?;

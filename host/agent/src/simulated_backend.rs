@@ -5,7 +5,9 @@
 
 use crate::gpu_control::{GpuControl, GpuError, GpuInfo, Inventory};
 
-/// Known models: (spec name, NVML name, min W, max W, default W, memory-lock support).
+/// Known models: (spec name, NVML name, min W, max W, default W, support for memory locks
+/// and clock offsets). Data-centre cards have neither: a real H100 refuses memory locks as
+/// unsupported and answers offsets with an internal error (docs/agent.md).
 const MODELS: [(&str, &str, u32, u32, u32, bool); 4] = [
     ("RTX4090", "NVIDIA GeForce RTX 4090", 150, 600, 450, true),
     ("RTX3090", "NVIDIA GeForce RTX 3090", 100, 400, 350, true),
@@ -16,7 +18,7 @@ const MODELS: [(&str, &str, u32, u32, u32, bool); 4] = [
 #[derive(Debug, Clone)]
 struct SimGpu {
     info: GpuInfo,
-    mem_lock_supported: bool,
+    consumer_clocks: bool,
     power_limit_w: u32,
     core_lock: Option<u32>,
     mem_lock: Option<u32>,
@@ -74,7 +76,7 @@ impl SimulatedGpus {
                         max_power_w: max,
                         default_power_w: default,
                     },
-                    mem_lock_supported: mem_lock,
+                    consumer_clocks: mem_lock,
                     power_limit_w: default,
                     core_lock: None,
                     mem_lock: None,
@@ -163,7 +165,7 @@ impl GpuControl for SimulatedGpus {
 
     fn lock_mem_clock(&mut self, gpu: u32, mhz: u32) -> Result<(), GpuError> {
         let g = self.gpu(gpu, "lock_mem_clock")?;
-        if !g.mem_lock_supported {
+        if !g.consumer_clocks {
             return Err(GpuError::Unsupported {
                 gpu,
                 what: "memory clock lock",
@@ -174,12 +176,28 @@ impl GpuControl for SimulatedGpus {
     }
 
     fn set_core_offset(&mut self, gpu: u32, mhz: i32) -> Result<(), GpuError> {
-        self.gpu(gpu, "set_core_offset")?.core_offset = mhz;
+        let g = self.gpu(gpu, "set_core_offset")?;
+        if !g.consumer_clocks {
+            return Err(GpuError::Driver {
+                gpu,
+                operation: "core clock offset",
+                message: "an internal driver error occurred".into(),
+            });
+        }
+        g.core_offset = mhz;
         Ok(())
     }
 
     fn set_mem_offset(&mut self, gpu: u32, mhz: i32) -> Result<(), GpuError> {
-        self.gpu(gpu, "set_mem_offset")?.mem_offset = mhz;
+        let g = self.gpu(gpu, "set_mem_offset")?;
+        if !g.consumer_clocks {
+            return Err(GpuError::Driver {
+                gpu,
+                operation: "memory clock offset",
+                message: "an internal driver error occurred".into(),
+            });
+        }
+        g.mem_offset = mhz;
         Ok(())
     }
 
@@ -287,5 +305,30 @@ mod tests {
             err.to_string(),
             "gpu 0: memory clock lock is not supported by this driver or card"
         );
+    }
+
+    #[test]
+    fn data_centre_cards_take_zero_offsets_and_refuse_others_like_an_h100() {
+        let mut sim = SimulatedGpus::from_spec("1xH100").unwrap();
+        let zero = GpuOc {
+            core_offset_mhz: Some(0),
+            mem_offset_mhz: Some(0),
+            ..oc(500)
+        };
+        apply(&mut sim, &[zero]).unwrap();
+        assert_eq!(sim.power_limit(0).unwrap(), 500);
+        let err = apply(
+            &mut sim,
+            &[GpuOc {
+                core_offset_mhz: Some(100),
+                ..zero
+            }],
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("core clock offset failed"),
+            "{err}"
+        );
+        assert_eq!(sim.power_limit(0).unwrap(), 700, "failed closed: reset");
     }
 }
