@@ -19,7 +19,10 @@ use crate::config::Config;
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::RateLimiter;
 use crate::snapshot::Snapshots;
-use crate::{api_accounts, api_agent, api_bids, api_clore, api_machines, api_money, api_operator};
+use crate::{
+    api_accounts, api_agent, api_bids, api_clore, api_dashboard, api_machines, api_money,
+    api_operator, dashboard,
+};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -179,6 +182,21 @@ pub fn native_routes() -> Vec<ApiRoute> {
             get(api_machines::latest_decision),
         ),
         route(
+            "/api/v1/machines/{id}/book",
+            &["get"],
+            get(api_dashboard::book),
+        ),
+        route(
+            "/api/v1/machines/{id}/history",
+            &["get"],
+            get(api_dashboard::machine_history),
+        ),
+        route(
+            "/api/v1/market/history",
+            &["get"],
+            get(api_dashboard::market_history),
+        ),
+        route(
             "/api/v1/bids",
             &["get", "post"],
             get(api_bids::mine).post(api_bids::create),
@@ -268,6 +286,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/my_orders", get(api_clore::my_orders))
         .route("/v1/wallets", get(api_clore::wallets))
         .route("/v1/{*rest}", axum::routing::any(api_clore::unknown))
+        .merge(dashboard::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, None, "no such route") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -1,10 +1,12 @@
-//! The GigaSPOT service: the native HTTP API under `/api/v1`, the agent heartbeat, and the
-//! interval clock, on the market core, the store and the plugin runtime.
+//! The GigaSPOT service: the native HTTP API under `/api/v1`, the agent heartbeat, the
+//! web dashboard and the interval clock, on the market core, the store and the plugin
+//! runtime.
 
 pub mod api_accounts;
 pub mod api_agent;
 pub mod api_bids;
 pub mod api_clore;
+pub mod api_dashboard;
 pub mod api_error;
 pub mod api_machines;
 pub mod api_money;
@@ -13,6 +15,7 @@ pub mod app;
 pub mod auth;
 pub mod clearing_loop;
 pub mod config;
+pub mod dashboard;
 pub mod metrics;
 pub mod rate_limit;
 pub mod serve;

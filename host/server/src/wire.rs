@@ -365,6 +365,19 @@ pub struct BidEdit {
     pub oc: Vec<OcEntry>,
 }
 
+/// A bid's settings as the API shows them.
+pub fn oc_entries(oc: &[GpuOc]) -> Vec<OcEntry> {
+    oc.iter()
+        .map(|o| OcEntry {
+            pl: Some(o.power_limit_w),
+            core_lock: o.core_lock_mhz,
+            mem_lock: o.mem_lock_mhz,
+            core_offset: o.core_offset_mhz,
+            mem_offset: o.mem_offset_mhz,
+        })
+        .collect()
+}
+
 /// A bid as its owner, the machine's host and operators see it.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct BidView {
@@ -406,17 +419,7 @@ impl BidView {
             price: b.price_per_day.as_clore(),
             image: b.image.clone(),
             env_keys: b.env.keys().cloned().collect(),
-            oc: b
-                .oc
-                .iter()
-                .map(|o| OcEntry {
-                    pl: Some(o.power_limit_w),
-                    core_lock: o.core_lock_mhz,
-                    mem_lock: o.mem_lock_mhz,
-                    core_offset: o.core_offset_mhz,
-                    mem_offset: o.mem_offset_mhz,
-                })
-                .collect(),
+            oc: oc_entries(&b.oc),
             created_at: b.created_at,
             expires_at: b.expires_at,
             state: state.into(),

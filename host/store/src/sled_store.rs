@@ -789,6 +789,19 @@ impl Store for SledStore {
         }
     }
 
+    fn decisions(&self, machine: MachineId, limit: usize) -> StoreResult<Vec<Decision>> {
+        // Keys end in the big-endian interval, so the prefix scan runs oldest to newest.
+        self.db
+            .scan_prefix(key(keys::DECISION, &[machine]))
+            .rev()
+            .take(limit)
+            .map(|entry| {
+                let (k, v) = entry?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
     fn params(&self) -> StoreResult<MarketParams> {
         Ok(self.read().params.clone())
     }

@@ -104,6 +104,8 @@ pub trait Store: Send + Sync {
     fn assignment(&self, machine: MachineId) -> StoreResult<Option<Assignment>>;
     /// The decision record of a machine for an interval.
     fn decision(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Decision>>;
+    /// The newest `limit` decision records of a machine, newest first.
+    fn decisions(&self, machine: MachineId, limit: usize) -> StoreResult<Vec<Decision>>;
 
     /// Market parameters.
     fn params(&self) -> StoreResult<MarketParams>;

@@ -197,3 +197,24 @@ fn a_failed_audit_stops_billing_and_says_why() {
     assert!(text.contains("billing is stopped"), "{text}");
     assert!(text.contains(&format!("account {alice}")), "{text}");
 }
+
+#[test]
+fn the_decision_history_reads_newest_first_per_machine() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let plugins = StrategyOnly(PricePerWatt::new());
+    let (engine, _) = IntervalEngine::start(&store, &plugins).unwrap();
+    store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), T0, None)
+        .unwrap();
+    for i in 0..5 {
+        engine.tick(T0 + 60 * i).unwrap();
+    }
+    let history = store.decisions(m.machine.id, 3).unwrap();
+    let intervals: Vec<u64> = history.iter().map(|d| d.interval).collect();
+    let k = T0 / 60;
+    assert_eq!(intervals, vec![k + 4, k + 3, k + 2]);
+    assert!(history.iter().all(|d| d.machine == m.machine.id));
+    assert!(store.decisions(m.machine.id + 1000, 3).unwrap().is_empty());
+}

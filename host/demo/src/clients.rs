@@ -1,0 +1,135 @@
+//! Simulated clients: each places, raises, re-tunes and cancels bids at random every few
+//! seconds, so that switches, interruptions and billing happen within the first minute.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::api::Api;
+use crate::keys::Participant;
+
+/// Images the clients run; the last one is on the demo's deny list, so its bids show a
+/// validator's rejection.
+const IMAGES: [&str; 4] = [
+    "registry.example/llm-train:3",
+    "registry.example/render:2024",
+    "registry.example/sd-batch:1",
+    "registry.example/miner/xmr:latest",
+];
+
+/// Active bids a client keeps at most.
+const MAX_BIDS: usize = 4;
+
+/// Runs one client until `stop` turns true. Failures (a bid below the minimum, a machine
+/// that went away) are logged and the client carries on, as a real bot would.
+pub async fn run(api: Api, client: Participant, seed: u64, mut stop: watch::Receiver<bool>) {
+    let mut rng = StdRng::seed_from_u64(seed);
+    loop {
+        let pause = Duration::from_millis(rng.random_range(500..3000));
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        if let Err(e) = act(&api, &client, &mut rng).await {
+            tracing::debug!("{}: {e:#}", client.name);
+        }
+    }
+}
+
+async fn act(api: &Api, client: &Participant, rng: &mut StdRng) -> Result<()> {
+    let key = Some(client.key.as_str());
+    let mine: Vec<Value> = api
+        .get("/api/v1/bids", key)
+        .await?
+        .as_array()
+        .context("bids")?
+        .iter()
+        .filter(|b| b["state"] == "active")
+        .cloned()
+        .collect();
+    if mine.len() < MAX_BIDS && rng.random_bool(0.7) || mine.is_empty() {
+        return place(api, client, rng).await;
+    }
+    let bid = &mine[rng.random_range(0..mine.len())];
+    let id = bid["id"].as_u64().context("bid id")?;
+    let path = format!("/api/v1/bids/{id}");
+    let price = bid["price"].as_f64().context("price")?;
+    let limits: Vec<u64> = bid["oc"]
+        .as_array()
+        .context("oc")?
+        .iter()
+        .map(|o| o["pl"].as_u64().unwrap_or(0))
+        .collect();
+    // An edit states the whole new price and settings.
+    let edit = |price: f64, limits: &[u64]| {
+        let oc: Vec<Value> = limits.iter().map(|pl| json!({"pl": pl})).collect();
+        json!({"price": (price * 100.0).round() / 100.0, "oc": oc})
+    };
+    match rng.random_range(0..10) {
+        // Outbid: raise the price by 5–30 %.
+        0..=4 => {
+            let raised = price * rng.random_range(1.05..1.30);
+            let body = edit(raised, &limits);
+            api.call(reqwest::Method::PATCH, &path, key, Some(&body))
+                .await?;
+            tracing::info!("{} raises bid {id} to {raised:.2} CLORE/day", client.name);
+        }
+        // Better price per watt: every power limit 10 % lower (admission refuses a limit
+        // below the card's minimum, and the client tries something else next time).
+        5..=7 => {
+            let lowered: Vec<u64> = limits.iter().map(|pl| pl * 9 / 10).collect();
+            let body = edit(price, &lowered);
+            api.call(reqwest::Method::PATCH, &path, key, Some(&body))
+                .await?;
+            tracing::info!("{} lowers the power limits of bid {id}", client.name);
+        }
+        _ => {
+            api.call(reqwest::Method::DELETE, &path, key, None).await?;
+            tracing::info!("{} cancels bid {id}", client.name);
+        }
+    }
+    Ok(())
+}
+
+async fn place(api: &Api, client: &Participant, rng: &mut StdRng) -> Result<()> {
+    let machines = api.get("/api/v1/machines", None).await?;
+    let machines = machines.as_array().context("machines")?;
+    if machines.is_empty() {
+        return Ok(());
+    }
+    let m = &machines[rng.random_range(0..machines.len())];
+    let gpus = m["gpus"].as_array().context("gpus")?;
+    let oc: Vec<Value> = gpus
+        .iter()
+        .map(|g| {
+            let min = g["card_min_w"].as_u64().unwrap_or(100);
+            let max = g["ceiling_w"].as_u64().unwrap_or(min);
+            json!({"pl": rng.random_range(min..=max.max(min))})
+        })
+        .collect();
+    let min_bid = m["min_bid"].as_f64().unwrap_or(1.0);
+    let price = (min_bid * rng.random_range(1.05..2.5) * 100.0).round() / 100.0;
+    let image = IMAGES[rng.random_range(0..IMAGES.len())];
+    let created = api
+        .post(
+            "/api/v1/bids",
+            Some(&client.key),
+            &json!({"machine": m["id"], "price": price, "image": image, "oc": oc,
+                   "env": {"DEMO_CLIENT": client.name}}),
+        )
+        .await?;
+    tracing::info!(
+        "{} bids {price:.2} CLORE/day on machine {} (bid {})",
+        client.name,
+        m["id"],
+        created["id"]
+    );
+    Ok(())
+}

@@ -1,0 +1,173 @@
+//! A complete local GigaSPOT market in one process, for newcomers and for the dashboard's
+//! browser tests: the real server (sled in a data directory, the default plugins, the
+//! interval clock), one real agent per machine on simulated GPUs with the `none` container
+//! backend, and simulated clients that place, raise, re-tune and cancel bids.
+//!
+//! A second start on the same data directory reuses the market and its keys
+//! (`demo-keys.json`).
+
+pub mod api;
+pub mod clients;
+pub mod keys;
+pub mod population;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use gigaspot_agent::config::{AgentConfig, ContainerBackend};
+use gigaspot_server::app::router;
+use gigaspot_server::config::{Config, PluginSpec};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use api::Api;
+use keys::DemoKeys;
+
+/// How to run the demo.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Holds the market (`market/`) and the keys (`demo-keys.json`).
+    pub data_dir: PathBuf,
+    /// Where the server listens; port 0 picks a free one.
+    pub bind: SocketAddr,
+    /// Billing interval, seconds (10 at least).
+    pub interval_s: u32,
+    /// The folder of the first-party plugin components (`price_per_watt.wasm`,
+    /// `policy_validator.wasm`); `None` runs the built-in price-per-watt fallback.
+    pub plugins: Option<PathBuf>,
+    /// Whether the simulated clients trade.
+    pub clients: bool,
+}
+
+/// A running demo.
+pub struct Demo {
+    /// Base URL of the server.
+    pub url: String,
+    /// Everyone the demo created.
+    pub keys: DemoKeys,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+    server: JoinHandle<()>,
+    clearing: JoinHandle<()>,
+}
+
+/// The demo validator's policy: a denied image family and a floor on price per watt, so
+/// that the order books show validator rejections next to scores.
+const POLICY: &str = "image-deny = registry.example/miner/*\nmin-price-per-watt = 0.02";
+
+fn server_config(options: &DemoOptions, operator: &str) -> Config {
+    let plugin = |file: &str, config: &str| {
+        options.plugins.as_ref().map(|dir| PluginSpec {
+            path: dir.join(file),
+            config: config.into(),
+        })
+    };
+    let mut config = Config {
+        bind: options.bind,
+        data_dir: options.data_dir.join("market"),
+        billing_interval_s: options.interval_s,
+        operator_key: Some(operator.to_owned()),
+        ..Config::default()
+    };
+    config.plugins.strategy = plugin("price_per_watt.wasm", "");
+    config.plugins.validators = plugin("policy_validator.wasm", POLICY)
+        .into_iter()
+        .collect();
+    config
+}
+
+/// Starts the market, its agents and its clients.
+pub async fn start(options: DemoOptions) -> Result<Demo> {
+    std::fs::create_dir_all(&options.data_dir)
+        .with_context(|| format!("creating {}", options.data_dir.display()))?;
+    let keys_path = options.data_dir.join("demo-keys.json");
+    let saved = DemoKeys::load(&keys_path)?;
+    let operator = saved
+        .as_ref()
+        .map(|k| k.operator.clone())
+        .unwrap_or_else(gigaspot_server::auth::generate_key);
+    let config = server_config(&options, &operator);
+    let (state, _) =
+        tokio::task::spawn_blocking(move || gigaspot_server::serve::prepare(config)).await??;
+    let listener = tokio::net::TcpListener::bind(options.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", options.bind))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let (stop, stopped) = watch::channel(false);
+    let mut server_stop = stopped.clone();
+    let app = router(state.clone());
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await
+        {
+            tracing::error!("server: {e}");
+        }
+    });
+    let clearing = tokio::spawn(gigaspot_server::clearing_loop::run(state));
+    let api = Api::new(&url);
+    let keys = match saved {
+        Some(keys) => keys,
+        None => {
+            let keys = population::create(&api, &operator).await?;
+            keys.save(&keys_path)?;
+            keys
+        }
+    };
+    let mut tasks = Vec::new();
+    for machine in &keys.machines {
+        let config = AgentConfig {
+            server: url.clone(),
+            token: machine.token.clone(),
+            gpu: format!("simulated:{}", machine.gpus),
+            containers: ContainerBackend::None,
+            grace_s: 1,
+            heartbeat_s: 2,
+            ..AgentConfig::default()
+        };
+        let stop = stopped.clone();
+        let id = machine.id;
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = gigaspot_agent::run(config, stop).await {
+                tracing::error!("agent of machine {id}: {e:#}");
+            }
+        }));
+    }
+    if options.clients {
+        for (seed, client) in keys.clients.iter().enumerate() {
+            tasks.push(tokio::spawn(clients::run(
+                api.clone(),
+                client.clone(),
+                seed as u64 + 1,
+                stopped.clone(),
+            )));
+        }
+    }
+    Ok(Demo {
+        url,
+        keys,
+        stop,
+        tasks,
+        server,
+        clearing,
+    })
+}
+
+impl Demo {
+    /// Stops the clients and agents, then the server; the market's data is flushed when
+    /// the last handle on the store goes.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+        self.clearing.abort();
+        let _ = self.clearing.await;
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+    }
+}

@@ -1,0 +1,343 @@
+//! Read-only public views behind the dashboard: a machine's order book as the active
+//! strategy ranked it, its switch history, and the market's prices and host revenue over
+//! time. Everything here is derived from the stored decision records and the ledger.
+
+use std::collections::{BTreeMap, HashMap};
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use gigaspot_market::bid::Bid;
+use gigaspot_market::clearing::{Decision, Verdict};
+use gigaspot_market::ledger::{Party, TransferKind};
+use gigaspot_market::verdict::PluginRef;
+use gigaspot_store::{Store, StoreError};
+use serde::{Deserialize, Serialize};
+
+use crate::api_error::ApiError;
+use crate::app::AppState;
+use crate::wire::OcEntry;
+
+/// `GET /api/v1/machines/{id}/book`: the machine's live bids, ranked.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct OrderBook {
+    /// The machine.
+    pub machine: u64,
+    /// The interval of the latest clearing, if any.
+    pub interval: Option<u64>,
+    /// The strategy version that ranked it.
+    pub strategy: Option<PluginRef>,
+    /// Winner first, then by score, then bids placed since the clearing, then the refused.
+    pub entries: Vec<BookEntry>,
+}
+
+/// One bid in the order book.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct BookEntry {
+    /// Bid id.
+    pub bid: u64,
+    /// Owner account.
+    pub owner: u64,
+    /// CLORE per day.
+    pub price: f64,
+    /// Sum of the per-GPU power limits, W.
+    pub power_w: u32,
+    /// CLORE per day per kW of power limit.
+    pub price_per_kw: f64,
+    /// Per-GPU settings.
+    pub oc: Vec<OcEntry>,
+    /// Image reference.
+    pub image: String,
+    /// `winner`, `scored`, `pending` (placed after the latest clearing), `rejected` (by a
+    /// validator) or `ineligible` (refused by the core).
+    pub status: String,
+    /// The strategy's score.
+    pub score: Option<f64>,
+    /// 1 for the winner, then in score order; none for unranked bids.
+    pub rank: Option<u32>,
+    /// Why it was rejected or ineligible.
+    pub reason: Option<String>,
+}
+
+/// One interval of a machine's history.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// Interval number.
+    pub interval: u64,
+    /// Unix seconds at its start.
+    pub at: u64,
+    /// The winning bid.
+    pub winner: Option<u64>,
+    /// Its price, CLORE per day.
+    pub price: Option<f64>,
+    /// Its price per kW of power limit.
+    pub price_per_kw: Option<f64>,
+    /// The bid that ran before.
+    pub previous: Option<u64>,
+    /// Whether the machine switched workloads.
+    pub switched: bool,
+    /// How many bids were considered.
+    pub candidates: usize,
+}
+
+/// `GET /api/v1/market/history`: prices and revenue per interval.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MarketHistory {
+    /// Billing interval, seconds.
+    pub interval_s: u64,
+    /// Host accounts by id, with their names.
+    pub hosts: BTreeMap<u64, String>,
+    /// Oldest first.
+    pub intervals: Vec<IntervalSummary>,
+}
+
+/// The market in one interval.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct IntervalSummary {
+    /// Interval number.
+    pub interval: u64,
+    /// Unix seconds at its start.
+    pub at: u64,
+    /// Machines with a winner.
+    pub running: usize,
+    /// Mean winning price, CLORE per day.
+    pub avg_price: Option<f64>,
+    /// Mean winning price per kW of power limit.
+    pub avg_price_per_kw: Option<f64>,
+    /// Net revenue charged to each host for the interval, CLORE.
+    pub revenue_by_host: BTreeMap<u64, f64>,
+}
+
+fn price_per_kw(price: f64, power_w: u32) -> f64 {
+    if power_w == 0 {
+        0.0
+    } else {
+        price * 1000.0 / f64::from(power_w)
+    }
+}
+
+fn limit(query: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match query.get("limit") {
+        None => Ok(default),
+        Some(v) => match v.parse::<usize>() {
+            Ok(n) if (1..=max).contains(&n) => Ok(n),
+            _ => Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                Some("limit"),
+                format!("{v:?} is not a whole number from 1 to {max}"),
+            )),
+        },
+    }
+}
+
+fn machine_exists(s: &impl Store, id: u64) -> Result<(), StoreError> {
+    s.machine(id)?.map(|_| ()).ok_or(StoreError::NotFound {
+        what: "machine",
+        id,
+    })
+}
+
+/// `GET /api/v1/machines/{id}/book` (anyone).
+pub async fn book(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+) -> Result<Json<OrderBook>, ApiError> {
+    let now = state.now();
+    let book = state
+        .store(move |s| {
+            machine_exists(s, id)?;
+            let decision = match s.assignment(id)? {
+                Some(a) => s.decision(id, a.interval)?,
+                None => None,
+            };
+            let bids: Vec<Bid> = s
+                .bids_on(id)?
+                .into_iter()
+                .filter(|b| b.is_live(now))
+                .collect();
+            Ok(rank(id, decision, bids))
+        })
+        .await?;
+    Ok(Json(book))
+}
+
+fn rank(machine: u64, decision: Option<Decision>, bids: Vec<Bid>) -> OrderBook {
+    let winner = decision.as_ref().and_then(|d| d.winner.map(|w| w.bid));
+    let verdicts: HashMap<u64, &Verdict> = decision
+        .iter()
+        .flat_map(|d| d.verdicts.iter().map(|v| (v.bid, &v.verdict)))
+        .collect();
+    let mut entries: Vec<BookEntry> = bids
+        .iter()
+        .map(|b| {
+            let power_w = b.total_power_limit_w();
+            let price = b.price_per_day.as_clore();
+            let (status, score, reason) = match verdicts.get(&b.id) {
+                Some(Verdict::Scored { score }) if Some(b.id) == winner => {
+                    ("winner", Some(*score), None)
+                }
+                Some(Verdict::Scored { score }) => ("scored", Some(*score), None),
+                Some(Verdict::Rejected { by, code, message }) => (
+                    "rejected",
+                    None,
+                    Some(format!("{} {code}: {message}", by.name)),
+                ),
+                Some(Verdict::Ineligible { code, message }) => {
+                    ("ineligible", None, Some(format!("{code}: {message}")))
+                }
+                None => ("pending", None, None),
+            };
+            BookEntry {
+                bid: b.id,
+                owner: b.owner,
+                price,
+                power_w,
+                price_per_kw: price_per_kw(price, power_w),
+                oc: crate::wire::oc_entries(&b.oc),
+                image: b.image.clone(),
+                status: status.into(),
+                score,
+                rank: None,
+                reason,
+            }
+        })
+        .collect();
+    let order = |e: &BookEntry| match e.status.as_str() {
+        "winner" => 0,
+        "scored" => 1,
+        "pending" => 2,
+        "rejected" => 3,
+        _ => 4,
+    };
+    entries.sort_by(|a, b| {
+        order(a)
+            .cmp(&order(b))
+            .then(b.score.unwrap_or(0.0).total_cmp(&a.score.unwrap_or(0.0)))
+            .then(b.price_per_kw.total_cmp(&a.price_per_kw))
+            .then(a.bid.cmp(&b.bid))
+    });
+    let mut next = 1;
+    for e in &mut entries {
+        if e.score.is_some() {
+            e.rank = Some(next);
+            next += 1;
+        }
+    }
+    OrderBook {
+        machine,
+        interval: decision.as_ref().map(|d| d.interval),
+        strategy: decision.and_then(|d| d.strategy),
+        entries,
+    }
+}
+
+/// `GET /api/v1/machines/{id}/history?limit=N` (anyone): the newest N intervals (default
+/// 50, at most 1,000), newest first.
+pub async fn machine_history(
+    State(state): State<AppState>,
+    Path(id): Path<u64>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
+    let limit = limit(&query, 50, 1000)?;
+    let interval_s = u64::from(state.config.billing_interval_s);
+    let history = state
+        .store(move |s| {
+            machine_exists(s, id)?;
+            s.decisions(id, limit)?
+                .into_iter()
+                .map(|d| {
+                    let won = winning_bid(s, &d)?;
+                    Ok(HistoryEntry {
+                        interval: d.interval,
+                        at: d.interval * interval_s,
+                        winner: d.winner.map(|w| w.bid),
+                        price: won.map(|(price, _)| price),
+                        price_per_kw: won.map(|(price, power)| price_per_kw(price, power)),
+                        previous: d.previous,
+                        switched: d.switched,
+                        candidates: d.verdicts.len(),
+                    })
+                })
+                .collect()
+        })
+        .await?;
+    Ok(Json(history))
+}
+
+/// The winner's price and total power limit.
+fn winning_bid(s: &impl Store, d: &Decision) -> Result<Option<(f64, u32)>, StoreError> {
+    let Some(w) = d.winner else {
+        return Ok(None);
+    };
+    let power = s.bid(w.bid)?.map_or(0, |b| b.total_power_limit_w());
+    Ok(Some((w.price_per_day.as_clore(), power)))
+}
+
+/// `GET /api/v1/market/history?limit=N` (anyone): the last N intervals (default 60, at
+/// most 1,440), oldest first. It reads every machine's recent decisions and scans the
+/// ledger: meant for dashboards polling every few seconds, not for thousands of clients.
+pub async fn market_history(
+    State(state): State<AppState>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<MarketHistory>, ApiError> {
+    let limit = limit(&query, 60, 1440)?;
+    let interval_s = u64::from(state.config.billing_interval_s);
+    let current = state.now() / interval_s;
+    let first = current.saturating_sub(limit as u64 - 1);
+    let history = state
+        .store(move |s| {
+            let mut by_interval: BTreeMap<u64, IntervalSummary> = (first..=current)
+                .map(|i| {
+                    (
+                        i,
+                        IntervalSummary {
+                            interval: i,
+                            at: i * interval_s,
+                            ..IntervalSummary::default()
+                        },
+                    )
+                })
+                .collect();
+            let mut prices: BTreeMap<u64, Vec<(f64, u32)>> = BTreeMap::new();
+            let mut hosts = BTreeMap::new();
+            for machine in s.machines()? {
+                if let Some(host) = s.account(machine.host)? {
+                    hosts.insert(host.id, host.name);
+                }
+                for d in s.decisions(machine.id, limit)? {
+                    if d.interval < first {
+                        break;
+                    }
+                    if let Some(won) = winning_bid(s, &d)? {
+                        prices.entry(d.interval).or_default().push(won);
+                    }
+                }
+            }
+            for (interval, won) in prices {
+                if let Some(summary) = by_interval.get_mut(&interval) {
+                    let n = won.len() as f64;
+                    summary.running = won.len();
+                    summary.avg_price = Some(won.iter().map(|w| w.0).sum::<f64>() / n);
+                    summary.avg_price_per_kw =
+                        Some(won.iter().map(|w| price_per_kw(w.0, w.1)).sum::<f64>() / n);
+                }
+            }
+            for t in s.transfers()? {
+                if t.kind != TransferKind::Charge {
+                    continue;
+                }
+                if let (Some(interval), Party::Account(host)) = (t.interval, t.to)
+                    && let Some(summary) = by_interval.get_mut(&interval)
+                {
+                    *summary.revenue_by_host.entry(host).or_default() += t.amount.as_clore();
+                }
+            }
+            Ok(MarketHistory {
+                interval_s,
+                hosts,
+                intervals: by_interval.into_values().collect(),
+            })
+        })
+        .await?;
+    Ok(Json(history))
+}
