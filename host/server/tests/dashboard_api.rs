@@ -33,13 +33,32 @@ async fn the_order_book_history_and_market_history_follow_the_clearing() {
     let bob_bid = place(bob.clone(), 60.0, 150).await;
 
     // Before any clearing both are pending, best price per kW first.
-    let (status, book) = m.call("GET", &format!("/api/v1/machines/{machine}/book"), None, None).await;
+    let (status, book) = m
+        .call(
+            "GET",
+            &format!("/api/v1/machines/{machine}/book"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{book}");
-    let statuses: Vec<(u64, &str)> = book["entries"].as_array().unwrap().iter().map(|e| (e["bid"].as_u64().unwrap(), e["status"].as_str().unwrap())).collect();
+    let statuses: Vec<(u64, &str)> = book["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["bid"].as_u64().unwrap(), e["status"].as_str().unwrap()))
+        .collect();
     assert_eq!(statuses, vec![(bob_bid, "pending"), (alice_bid, "pending")]);
 
     m.tick(60).await;
-    let (_, book) = m.call("GET", &format!("/api/v1/machines/{machine}/book"), None, None).await;
+    let (_, book) = m
+        .call(
+            "GET",
+            &format!("/api/v1/machines/{machine}/book"),
+            None,
+            None,
+        )
+        .await;
     let entries = book["entries"].as_array().unwrap();
     assert_eq!(entries[0]["bid"], json!(bob_bid));
     assert_eq!(entries[0]["status"], json!("winner"));
@@ -53,16 +72,33 @@ async fn the_order_book_history_and_market_history_follow_the_clearing() {
 
     // The agent serves Bob's interval; Alice outbids him per watt and the machine switches.
     let (status, _) = m
-        .call("POST", "/api/v1/agent/heartbeat", Some(&agent), Some(json!({"working": true, "running_bid": bob_bid, "applied": true})))
+        .call(
+            "POST",
+            "/api/v1/agent/heartbeat",
+            Some(&agent),
+            Some(json!({"working": true, "running_bid": bob_bid, "applied": true})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     let (status, _) = m
-        .call("PATCH", &format!("/api/v1/bids/{alice_bid}"), Some(&alice), Some(json!({"price": 300.0, "oc": oc(300)})))
+        .call(
+            "PATCH",
+            &format!("/api/v1/bids/{alice_bid}"),
+            Some(&alice),
+            Some(json!({"price": 300.0, "oc": oc(300)})),
+        )
         .await;
     assert_eq!(status, StatusCode::OK);
     m.tick(60).await;
 
-    let (status, history) = m.call("GET", &format!("/api/v1/machines/{machine}/history?limit=10"), None, None).await;
+    let (status, history) = m
+        .call(
+            "GET",
+            &format!("/api/v1/machines/{machine}/history?limit=10"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::OK, "{history}");
     let history = history.as_array().unwrap();
     assert_eq!(history.len(), 2);
@@ -74,7 +110,9 @@ async fn the_order_book_history_and_market_history_follow_the_clearing() {
     assert_eq!(history[1]["winner"], json!(bob_bid));
     assert!(history[0]["interval"].as_u64().unwrap() > history[1]["interval"].as_u64().unwrap());
 
-    let (status, market) = m.call("GET", "/api/v1/market/history?limit=3", None, None).await;
+    let (status, market) = m
+        .call("GET", "/api/v1/market/history?limit=3", None, None)
+        .await;
     assert_eq!(status, StatusCode::OK, "{market}");
     assert_eq!(market["interval_s"], json!(60));
     let intervals = market["intervals"].as_array().unwrap();
@@ -83,18 +121,35 @@ async fn the_order_book_history_and_market_history_follow_the_clearing() {
     assert_eq!(first["running"], json!(1));
     assert_eq!(first["avg_price"], json!(60.0));
     // Bob's served interval: 60 CLORE/day for 60 s, less the 2.5 % fee, to the host.
-    let host_id = m.call("GET", "/api/v1/accounts/me", Some(&host), None).await.1["id"].as_u64().unwrap();
+    let host_id = m
+        .call("GET", "/api/v1/accounts/me", Some(&host), None)
+        .await
+        .1["id"]
+        .as_u64()
+        .unwrap();
     let cost = 6_000_000_000u64 * 60 / 86_400;
     let net = cost - cost * 250 / 10_000;
-    assert_eq!(first["revenue_by_host"][host_id.to_string()], json!(net as f64 / 1e8));
+    assert_eq!(
+        first["revenue_by_host"][host_id.to_string()],
+        json!(net as f64 / 1e8)
+    );
     assert_eq!(market["hosts"][host_id.to_string()], json!("host"));
     assert_eq!(intervals[2]["avg_price"], json!(300.0));
 
     // Bad input is a 4xx naming the field; an unknown machine is a 404.
-    let (status, body) = m.call("GET", &format!("/api/v1/machines/{machine}/history?limit=0"), None, None).await;
+    let (status, body) = m
+        .call(
+            "GET",
+            &format!("/api/v1/machines/{machine}/history?limit=0"),
+            None,
+            None,
+        )
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["field"], json!("limit"));
-    let (status, _) = m.call("GET", "/api/v1/market/history?limit=abc", None, None).await;
+    let (status, _) = m
+        .call("GET", "/api/v1/market/history?limit=abc", None, None)
+        .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     let (status, _) = m.call("GET", "/api/v1/machines/999/book", None, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -104,17 +159,36 @@ async fn the_order_book_history_and_market_history_follow_the_clearing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_dashboard_is_served_from_the_binary() {
     let m = Market::start(|_| {}).await;
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
     let root = client.get(format!("{}/", m.base)).send().await.unwrap();
     assert_eq!(root.status(), StatusCode::SEE_OTHER);
     assert_eq!(root.headers()["location"], "/dashboard/");
-    for (path, kind) in [("/dashboard/", "text/html"), ("/dashboard/app.js", "text/javascript"), ("/dashboard/style.css", "text/css")] {
-        let resp = client.get(format!("{}{path}", m.base)).send().await.unwrap();
+    for (path, kind) in [
+        ("/dashboard/", "text/html"),
+        ("/dashboard/app.js", "text/javascript"),
+        ("/dashboard/style.css", "text/css"),
+    ] {
+        let resp = client
+            .get(format!("{}{path}", m.base))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), StatusCode::OK, "{path}");
-        assert!(resp.headers()["content-type"].to_str().unwrap().starts_with(kind));
+        assert!(
+            resp.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with(kind)
+        );
         let text = resp.text().await.unwrap();
         for external in ["src=\"http", "href=\"http", "url(http", "import(\"http"] {
-            assert!(!text.contains(external), "{path} loads from elsewhere: {external}");
+            assert!(
+                !text.contains(external),
+                "{path} loads from elsewhere: {external}"
+            );
         }
     }
     let (status, _) = m.call("GET", "/dashboard/secret.txt", None, None).await;
