@@ -163,30 +163,19 @@ impl Dockerd {
 
     /// Ids of all containers, running or not, whose labels include `label` (`k=v`).
     pub fn containers(&self, label: &str) -> Vec<String> {
-        self.docker_ok(&[
-            "ps",
-            "-aq",
-            "--no-trunc",
-            "--filter",
-            &format!("label={label}"),
-        ])
-        .lines()
-        .map(str::to_owned)
-        .collect()
+        self.ids(&["ps", "-aq"], label)
     }
 
     /// Ids of the running containers whose labels include `label`.
     pub fn running(&self, label: &str) -> Vec<String> {
-        self.docker_ok(&[
-            "ps",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            &format!("label={label}"),
-        ])
-        .lines()
-        .map(str::to_owned)
-        .collect()
+        self.ids(&["ps", "-q"], label)
+    }
+
+    fn ids(&self, ps: &[&str], label: &str) -> Vec<String> {
+        let filter = format!("label={label}");
+        let mut args = ps.to_vec();
+        args.extend(["--no-trunc", "--filter", &filter]);
+        self.docker_ok(&args).lines().map(str::to_owned).collect()
     }
 }
 

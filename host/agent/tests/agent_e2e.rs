@@ -3,112 +3,38 @@
 //! agent loop in-process with simulated GPUs that refuse or fail.
 
 use std::process::{Child, Command};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use gigaspot_agent::heartbeat_loop::{self, ServerClient, owner_label};
 use gigaspot_agent::no_containers::NoContainers;
 use gigaspot_agent::reconciler::{Reconciler, ReconcilerOptions};
 use gigaspot_agent::simulated_backend::{Injection, SimulatedGpus};
-use gigaspot_server::app::{AppState, router};
-use gigaspot_server::clearing_loop::run_boundary;
-use gigaspot_server::config::Config;
-use gigaspot_server::serve::prepare;
 use gigaspot_tests::dockerd::{Dockerd, WORKLOAD_IMAGE};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 
-const OPERATOR: &str = "gs_operator_key_for_agent_tests_0123456789";
-
-/// The server on 127.0.0.1 with a clock the test advances.
-struct Server {
-    base: String,
-    http: reqwest::Client,
-    state: AppState,
-    clock: Arc<AtomicU64>,
-    _dir: tempfile::TempDir,
-}
+// The server's own test harness: the real server on 127.0.0.1 with a controlled clock.
+#[path = "../../server/tests/support/mod.rs"]
+mod support;
+use support::Market as Server;
 
 impl Server {
-    async fn start() -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let config = Config {
-            data_dir: dir.path().join("data"),
-            operator_key: Some(OPERATOR.into()),
-            ..Config::default()
-        };
-        let (mut state, _) = tokio::task::spawn_blocking(move || prepare(config))
-            .await
-            .unwrap()
-            .unwrap();
-        let clock = Arc::new(AtomicU64::new(1_800_000_000));
-        let c = clock.clone();
-        state.clock = Arc::new(move || c.load(Ordering::SeqCst));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(state.clone());
-        tokio::spawn(async move { axum_serve(listener, app).await });
-        Server {
-            base,
-            http: reqwest::Client::new(),
-            state,
-            clock,
-            _dir: dir,
-        }
-    }
-
-    async fn call(
-        &self,
-        method: &str,
-        path: &str,
-        key: Option<&str>,
-        body: Option<Value>,
-    ) -> Value {
-        let mut req = self
-            .http
-            .request(method.parse().unwrap(), format!("{}{path}", self.base));
-        if let Some(key) = key {
-            req = req.bearer_auth(key);
-        }
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.unwrap();
-        let status = resp.status();
-        let body: Value = resp.json().await.unwrap_or(Value::Null);
+    /// A successful call's body.
+    async fn ok(&self, method: &str, path: &str, key: Option<&str>, body: Option<Value>) -> Value {
+        let (status, body) = self.call(method, path, key, body).await;
         assert!(status.is_success(), "{method} {path}: {status} {body}");
         body
     }
 
-    /// Advances the clock one interval and runs the boundary (settle, then clear).
-    async fn tick(&self) {
-        self.clock.fetch_add(60, Ordering::SeqCst);
-        let state = self.state.clone();
-        tokio::task::spawn_blocking(move || run_boundary(&state))
-            .await
-            .unwrap()
-            .unwrap();
-    }
-
-    /// A host's machine with `gpus` RTX 4090s: (machine id, agent token).
-    async fn machine(&self, gpus: usize) -> (u64, String) {
-        let host = self
-            .call(
-                "POST",
-                "/api/v1/accounts",
-                None,
-                Some(json!({"name": "host", "roles": ["host"]})),
-            )
-            .await["api_key"]
-            .as_str()
-            .unwrap()
-            .to_owned();
+    /// A host's machine with `gpus` RTX 4090s at their full 150–600 W: (machine id,
+    /// agent token).
+    async fn machine_of(&self, gpus: usize) -> (u64, String) {
+        let (_, host) = self.register("host", &["host"]).await;
         let cards: Vec<Value> = (0..gpus)
             .map(|i| json!({"model": "NVIDIA GeForce RTX 4090", "uuid": format!("GPU-{i}"), "card_min_w": 150, "card_max_w": 600, "ceiling_w": 600}))
             .collect();
         let body = self
-            .call(
+            .ok(
                 "POST",
                 "/api/v1/machines",
                 Some(&host),
@@ -123,26 +49,10 @@ impl Server {
 
     /// A client with 1,000 CLORE bidding on `machine`: (client key, bid id).
     async fn bid(&self, machine: u64, pl: u32, gpus: usize, env: Value) -> (String, u64) {
-        let created = self
-            .call(
-                "POST",
-                "/api/v1/accounts",
-                None,
-                Some(json!({"name": "client", "roles": ["client"]})),
-            )
-            .await;
-        let key = created["api_key"].as_str().unwrap().to_owned();
-        let id = created["account"]["id"].as_u64().unwrap();
-        self.call(
-            "POST",
-            "/api/v1/deposits",
-            Some(OPERATOR),
-            Some(json!({"account": id, "amount": 1000.0, "reference": format!("seed-{id}")})),
-        )
-        .await;
+        let (_, key) = self.funded_client("client", 1000.0).await;
         let oc: Vec<Value> = (0..gpus).map(|_| json!({"pl": pl})).collect();
         let bid = self
-            .call(
+            .ok(
                 "POST",
                 "/api/v1/bids",
                 Some(&key),
@@ -153,14 +63,8 @@ impl Server {
     }
 
     async fn machine_view(&self, machine: u64) -> Value {
-        self.call("GET", &format!("/api/v1/machines/{machine}"), None, None)
+        self.ok("GET", &format!("/api/v1/machines/{machine}"), None, None)
             .await
-    }
-
-    async fn balance(&self, key: &str) -> f64 {
-        self.call("GET", "/api/v1/balance", Some(key), None).await["balance"]
-            .as_f64()
-            .unwrap()
     }
 
     /// Polls the machine until `ready` holds (at most 30 s).
@@ -178,10 +82,6 @@ impl Server {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-}
-
-async fn axum_serve(listener: tokio::net::TcpListener, app: axum::Router) {
-    axum::serve(listener, app).await.unwrap();
 }
 
 fn spawn_agent(server: &Server, token: &str, docker: &Dockerd) -> Child {
@@ -204,8 +104,8 @@ fn spawn_agent(server: &Server, token: &str, docker: &Dockerd) -> Child {
 async fn the_agent_runs_the_winner_survives_sigkill_without_a_duplicate_and_the_interval_is_charged()
  {
     let docker = Dockerd::start();
-    let server = Server::start().await;
-    let (machine, token) = server.machine(2).await;
+    let server = Server::start(|_| {}).await;
+    let (machine, token) = server.machine_of(2).await;
     let mut agent = spawn_agent(&server, &token, &docker);
     server
         .wait_for(machine, "the agent's first heartbeat", |m| {
@@ -213,7 +113,7 @@ async fn the_agent_runs_the_winner_survives_sigkill_without_a_duplicate_and_the_
         })
         .await;
     let (client, bid) = server.bid(machine, 300, 2, json!({"MODE": "work"})).await;
-    server.tick().await;
+    server.tick(60).await;
     let view = server
         .wait_for(machine, "the workload running", |m| {
             m["agent"]["running_bid"] == json!(bid)
@@ -247,7 +147,7 @@ async fn the_agent_runs_the_winner_survives_sigkill_without_a_duplicate_and_the_
 
     // The interval was served: it is charged at the next boundary.
     let funded = server.balance(&client).await;
-    server.tick().await;
+    server.tick(60).await;
     let charged = server.balance(&client).await;
     assert!(charged < funded, "charged {funded} → {charged}");
     agent.kill().unwrap();
@@ -277,8 +177,8 @@ fn run_in_process(
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_injected_nvml_error_starts_nothing_shows_in_the_api_and_is_not_charged() {
-    let server = Server::start().await;
-    let (machine, token) = server.machine(2).await;
+    let server = Server::start(|_| {}).await;
+    let (machine, token) = server.machine_of(2).await;
     let mut gpus = SimulatedGpus::from_spec("2xRTX4090").unwrap();
     gpus.inject(Injection {
         operation: "set_power_limit",
@@ -290,7 +190,7 @@ async fn an_injected_nvml_error_starts_nothing_shows_in_the_api_and_is_not_charg
         .wait_for(machine, "online", |m| m["working"] == json!(true))
         .await;
     let (client, bid) = server.bid(machine, 300, 2, json!({})).await;
-    server.tick().await;
+    server.tick(60).await;
     assert_eq!(
         server.machine_view(machine).await["current_bid"],
         json!(bid)
@@ -314,7 +214,7 @@ async fn an_injected_nvml_error_starts_nothing_shows_in_the_api_and_is_not_charg
     );
 
     let funded = server.balance(&client).await;
-    server.tick().await;
+    server.tick(60).await;
     assert_eq!(
         server.balance(&client).await,
         funded,
@@ -326,8 +226,8 @@ async fn an_injected_nvml_error_starts_nothing_shows_in_the_api_and_is_not_charg
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_limit_outside_the_cards_range_is_refused_before_anything_changes() {
-    let server = Server::start().await;
-    let (machine, token) = server.machine(1).await;
+    let server = Server::start(|_| {}).await;
+    let (machine, token) = server.machine_of(1).await;
     // The machine first runs RTX 4090s (150–600 W): a 500 W bid is admitted and wins.
     let (stop, task) = run_in_process(
         &server,
@@ -338,7 +238,7 @@ async fn a_limit_outside_the_cards_range_is_refused_before_anything_changes() {
         .wait_for(machine, "online", |m| m["working"] == json!(true))
         .await;
     let (client, bid) = server.bid(machine, 500, 1, json!({})).await;
-    server.tick().await;
+    server.tick(60).await;
     server
         .wait_for(machine, "the 500 W workload", |m| {
             m["agent"]["running_bid"] == json!(bid)
@@ -379,11 +279,11 @@ async fn a_limit_outside_the_cards_range_is_refused_before_anything_changes() {
     // The first interval was served and is charged; from the next one the bid no longer
     // fits the card and the machine idles.
     let funded = server.balance(&client).await;
-    server.tick().await;
+    server.tick(60).await;
     let after_first = server.balance(&client).await;
     assert!(after_first < funded);
     let decision = server
-        .call(
+        .ok(
             "GET",
             &format!("/api/v1/machines/{machine}/decision"),
             Some(&client),
@@ -391,7 +291,7 @@ async fn a_limit_outside_the_cards_range_is_refused_before_anything_changes() {
         )
         .await;
     assert!(decision["winner"].is_null(), "{decision}");
-    server.tick().await;
+    server.tick(60).await;
     assert_eq!(
         server.balance(&client).await,
         after_first,
