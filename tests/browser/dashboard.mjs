@@ -1,11 +1,13 @@
 // Drives the dashboard of a running demo market in headless Chromium.
-// Usage: node dashboard.mjs <base url> <client key> <machine id> <screenshot path>
+// Usage: node dashboard.mjs <base url> <client key> <machine id> <screenshot path> <operator key>
 // Checks: the page shows the demo's machines; a bid placed through the API appears in the
-// machine's order book with its score; the switch to it becomes visible; writes a
-// screenshot. Exits non-zero with the reason on the first failed check.
+// machine's order book with its score; the switch to it becomes visible; signed in with
+// the client's key it shows the balance and the bid; signed in as the operator it lists
+// the plugin versions. Writes a screenshot. Exits non-zero with the reason on the first
+// failed check.
 import { chromium } from 'playwright-core';
 
-const [base, clientKey, machineId, screenshot] = process.argv.slice(2);
+const [base, clientKey, machineId, screenshot, operatorKey] = process.argv.slice(2);
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 function fail(message) {
@@ -70,7 +72,10 @@ try {
     },
     bid.id,
     { timeout: 30000 },
-  ).catch(() => fail(`bid ${bid.id} shows no score`));
+  ).catch(async () => {
+    const book = await api('GET', `/api/v1/machines/${machineId}/book`, clientKey);
+    fail(`bid ${bid.id} shows no score; the order book: ${JSON.stringify(book)}`);
+  });
 
   // It outbids everyone: the switch shows as the machine's current bid and in the history.
   await page.waitForFunction(
@@ -86,7 +91,32 @@ try {
   const status = await row.getAttribute('data-status');
   if (status !== 'winner') fail(`bid ${bid.id} has status ${status}, expected winner`);
 
+  // Signed in with the client's key: its balance and the bid.
+  await page.fill('#api-key', clientKey);
+  await page.click('#sign-in');
+  await page.locator('#account').waitFor({ state: 'visible', timeout: 10000 })
+    .catch(() => fail('the account panel does not open'));
+  const { balance } = await api('GET', '/api/v1/balance', clientKey);
+  await page.waitForFunction(
+    (b) => document.querySelector('#balance')?.textContent.replace(/,/g, '').includes(String(Math.floor(b))),
+    balance,
+    { timeout: 10000 },
+  ).catch(() => fail(`the balance ${balance} is not shown`));
+  await page.locator(`#my-bids [data-bid="${bid.id}"]`).waitFor({ timeout: 10000 })
+    .catch(() => fail(`bid ${bid.id} is not among the key's bids`));
   await page.screenshot({ path: screenshot, fullPage: true });
+
+  // Signed in as the operator: every stored plugin version is listed with its digest.
+  await page.click('#sign-out');
+  await page.fill('#api-key', operatorKey);
+  await page.click('#sign-in');
+  const plugins = await api('GET', '/api/v1/plugins', operatorKey);
+  const digests = (plugins.versions ?? plugins).map((v) => v.digest);
+  if (digests.length === 0) fail('the demo has no stored plugin versions');
+  for (const digest of digests) {
+    await page.locator(`#operator [data-digest="${digest}"]`).waitFor({ timeout: 10000 })
+      .catch(() => fail(`plugin version ${digest} is not in the operator panel`));
+  }
   if (errors.length) fail(`script errors on the page: ${errors.join('; ')}`);
   console.log(`dashboard test passed: bid ${bid.id} won machine ${machineId}; screenshot ${screenshot}`);
 } finally {

@@ -54,6 +54,29 @@ impl Api {
         self.call(reqwest::Method::GET, path, key, None).await
     }
 
+    /// Uploads a plugin component as the operator; answers its digest.
+    pub async fn upload_plugin(&self, key: &str, wasm: Vec<u8>, config: &str) -> Result<String> {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/plugins", self.base))
+            .query(&[("config", config)])
+            .bearer_auth(key)
+            .header("content-type", "application/wasm")
+            .body(wasm)
+            .send()
+            .await
+            .context("uploading a plugin")?;
+        let status = resp.status();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("uploading a plugin: {status} {body}");
+        }
+        body["digest"]
+            .as_str()
+            .map(str::to_owned)
+            .context("the upload's digest")
+    }
+
     /// POST with a JSON body.
     pub async fn post(&self, path: &str, key: Option<&str>, body: &Value) -> Result<Value> {
         self.call(reqwest::Method::POST, path, key, Some(body))

@@ -106,16 +106,24 @@ async fn place(api: &Api, client: &Participant, rng: &mut StdRng) -> Result<()> 
     }
     let m = &machines[rng.random_range(0..machines.len())];
     let gpus = m["gpus"].as_array().context("gpus")?;
+    let mut min_power = 0;
+    let mut power = 0;
     let oc: Vec<Value> = gpus
         .iter()
         .map(|g| {
             let min = g["card_min_w"].as_u64().unwrap_or(100);
-            let max = g["ceiling_w"].as_u64().unwrap_or(min);
-            json!({"pl": rng.random_range(min..=max.max(min))})
+            let max = g["ceiling_w"].as_u64().unwrap_or(min).max(min);
+            let pl = rng.random_range(min..=max);
+            min_power += min;
+            power += pl;
+            json!({"pl": pl})
         })
         .collect();
-    let min_bid = m["min_bid"].as_f64().unwrap_or(1.0);
-    let price = (min_bid * rng.random_range(1.05..2.5) * 100.0).round() / 100.0;
+    // The minimum bid covers the energy at the cards' minimum limits; a strategy that nets
+    // out energy only accepts bids that cover the energy at their own limits.
+    let energy_floor =
+        m["min_bid"].as_f64().unwrap_or(1.0) * power as f64 / min_power.max(1) as f64;
+    let price = (energy_floor * rng.random_range(1.1..2.5) * 100.0).round() / 100.0;
     let image = IMAGES[rng.random_range(0..IMAGES.len())];
     let created = api
         .post(

@@ -12,13 +12,13 @@ pub mod keys;
 pub mod population;
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use gigaspot_agent::config::{AgentConfig, ContainerBackend};
 use gigaspot_server::app::router;
-use gigaspot_server::config::{Config, PluginSpec};
+use gigaspot_server::config::Config;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -35,7 +35,8 @@ pub struct DemoOptions {
     /// Billing interval, seconds (10 at least).
     pub interval_s: u32,
     /// The folder of the first-party plugin components (`price_per_watt.wasm`,
-    /// `policy_validator.wasm`); `None` runs the built-in price-per-watt fallback.
+    /// `policy_validator.wasm`, `net_profit.wasm`), installed on the first start; `None`
+    /// runs the built-in price-per-watt fallback.
     pub plugins: Option<PathBuf>,
     /// Whether the simulated clients trade.
     pub clients: bool,
@@ -58,24 +59,38 @@ pub struct Demo {
 const POLICY: &str = "image-deny = registry.example/miner/*\nmin-price-per-watt = 0.02";
 
 fn server_config(options: &DemoOptions, operator: &str) -> Config {
-    let plugin = |file: &str, config: &str| {
-        options.plugins.as_ref().map(|dir| PluginSpec {
-            path: dir.join(file),
-            config: config.into(),
-        })
-    };
-    let mut config = Config {
+    Config {
         bind: options.bind,
         data_dir: options.data_dir.join("market"),
         billing_interval_s: options.interval_s,
         operator_key: Some(operator.to_owned()),
         ..Config::default()
-    };
-    config.plugins.strategy = plugin("price_per_watt.wasm", "");
-    config.plugins.validators = plugin("policy_validator.wasm", POLICY)
-        .into_iter()
-        .collect();
-    config
+    }
+}
+
+/// Installs the plugins the way an operator does, through the API, so that the operator's
+/// panel has versions to show and swap: the price-per-watt strategy and the policy
+/// validator are activated, the net-profit strategy is stored beside them. The server
+/// restores the active versions on the next start.
+async fn install_plugins(api: &Api, operator: &str, dir: &Path) -> Result<()> {
+    for (file, config, activate) in [
+        ("net_profit.wasm", "", false),
+        ("price_per_watt.wasm", "", true),
+        ("policy_validator.wasm", POLICY, true),
+    ] {
+        let path = dir.join(file);
+        let wasm = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+        let digest = api.upload_plugin(operator, wasm, config).await?;
+        if activate {
+            api.post(
+                &format!("/api/v1/plugins/{digest}/activate"),
+                Some(operator),
+                &serde_json::json!({}),
+            )
+            .await?;
+        }
+    }
+    Ok(())
 }
 
 /// Starts the market, its agents and its clients.
@@ -114,6 +129,9 @@ pub async fn start(options: DemoOptions) -> Result<Demo> {
     let keys = match saved {
         Some(keys) => keys,
         None => {
+            if let Some(dir) = &options.plugins {
+                install_plugins(&api, &operator, dir).await?;
+            }
             let keys = population::create(&api, &operator).await?;
             keys.save(&keys_path)?;
             keys

@@ -1,6 +1,7 @@
 //! The dashboard in headless Chromium, driven by Playwright (`tests/browser`), against the
 //! real demo market: its machines are shown, a bid placed through the API appears with its
-//! score, the switch to it becomes visible. The screenshot is kept as a test artefact in
+//! score, the switch to it becomes visible, a client's key shows its balance and bids, the
+//! operator's key the plugin versions. The screenshot is kept as a test artefact in
 //! `target/test-artifacts/dashboard.png`.
 
 use std::path::Path;
@@ -8,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gigaspot_demo::{DemoOptions, api::Api, start};
+use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_dashboard_shows_the_demo_market_live() {
@@ -52,14 +54,32 @@ async fn the_dashboard_shows_the_demo_market_live() {
     std::fs::create_dir_all(&artefacts).unwrap();
     let screenshot = artefacts.join("dashboard.png");
     let _ = std::fs::remove_file(&screenshot);
-    let client = demo.keys.clients[0].key.clone();
+    // A client of the test's own: the demo's clients cancel their bids at random.
+    let created = api
+        .post(
+            "/api/v1/accounts",
+            None,
+            &json!({"name": "browser-test", "roles": ["client"]}),
+        )
+        .await
+        .unwrap();
+    let client = created["api_key"].as_str().unwrap().to_owned();
+    api.post(
+        "/api/v1/deposits",
+        Some(&demo.keys.operator),
+        &json!({"account": created["account"]["id"], "amount": 1000.0, "reference": "browser-test"}),
+    )
+    .await
+    .unwrap();
     let machine = demo.keys.machines.last().unwrap().id.to_string();
     let url = demo.url.clone();
+    let operator = demo.keys.operator.clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg("dashboard.mjs")
             .args([url.as_str(), client.as_str(), machine.as_str()])
             .arg(&screenshot)
+            .arg(&operator)
             .current_dir(&browser_dir)
             .output()
             .expect("node (Node.js 20) to run the browser test")
