@@ -13,11 +13,12 @@ pub mod population;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use gigaspot_agent::config::{AgentConfig, ContainerBackend};
-use gigaspot_server::app::router;
+use gigaspot_server::app::{AppState, router};
 use gigaspot_server::config::Config;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -52,6 +53,8 @@ pub struct Demo {
     tasks: Vec<JoinHandle<()>>,
     server: JoinHandle<()>,
     clearing: JoinHandle<()>,
+    /// Kept to know when every other handle on the store has gone.
+    state: AppState,
 }
 
 /// The demo validator's policy: a denied image family and a floor on price per watt, so
@@ -124,7 +127,7 @@ pub async fn start(options: DemoOptions) -> Result<Demo> {
             tracing::error!("server: {e}");
         }
     });
-    let clearing = tokio::spawn(gigaspot_server::clearing_loop::run(state));
+    let clearing = tokio::spawn(gigaspot_server::clearing_loop::run(state.clone()));
     let api = Api::new(&url);
     let keys = match saved {
         Some(keys) => keys,
@@ -173,19 +176,42 @@ pub async fn start(options: DemoOptions) -> Result<Demo> {
         tasks,
         server,
         clearing,
+        state,
     })
 }
 
 impl Demo {
-    /// Stops the clients and agents, then the server; the market's data is flushed when
-    /// the last handle on the store goes.
+    /// Stops the clients and agents, then the server, and returns once the store is
+    /// closed (flushed, its lock released), so that the same folder can be opened again.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
         for task in self.tasks {
-            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+            // Each stops within one heartbeat or client step.
+            let abort = task.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(15), task)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
         self.clearing.abort();
         let _ = self.clearing.await;
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.server).await;
+        let abort = self.server.abort_handle();
+        if tokio::time::timeout(Duration::from_secs(15), self.server)
+            .await
+            .is_err()
+        {
+            abort.abort();
+        }
+        // Requests still finishing (a clearing or a store call on the blocking pool) hold
+        // the store a moment longer.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while Arc::strong_count(&self.state.store) > 1 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        if Arc::strong_count(&self.state.store) > 1 {
+            tracing::warn!("the store is still in use; it closes when the last request ends");
+        }
     }
 }
