@@ -103,6 +103,8 @@ pub struct Reconciler<R> {
     /// The GPUs may hold a workload's settings and need a reset once none runs.
     gpus_dirty: bool,
     runtime_ok: bool,
+    /// `last_error` is the runtime's outage.
+    runtime_error: bool,
     /// The runtime was unreachable since the workload was last seen: its exit is not the
     /// workload's fault.
     runtime_lost: bool,
@@ -126,6 +128,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             // Settings left by an earlier run are cleared before anything else runs.
             gpus_dirty: true,
             runtime_ok: false,
+            runtime_error: false,
             runtime_lost: false,
             workload: None,
             last_error: None,
@@ -148,6 +151,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
     pub fn note_error(&mut self, error: String) {
         tracing::warn!("{error}");
         self.last_error = Some(error);
+        self.runtime_error = false;
     }
 
     fn event(&mut self, event: Event) {
@@ -176,7 +180,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             self.runtime_down(e.to_string());
             return;
         }
-        self.runtime_ok = true;
+        self.runtime_up();
         match self.runtime.images().await {
             Ok(images) => self.cached_images = images,
             Err(e) => self.note_error(format!("listing images: {e}")),
@@ -196,10 +200,20 @@ impl<R: ContainerRuntime> Reconciler<R> {
         }
     }
 
+    /// The runtime answered: an outage it reported is over.
+    fn runtime_up(&mut self) {
+        self.runtime_ok = true;
+        if self.runtime_error {
+            self.runtime_error = false;
+            self.last_error = None;
+        }
+    }
+
     fn runtime_down(&mut self, error: String) {
         if self.runtime_ok || self.last_error.as_deref() != Some(error.as_str()) {
             self.note_error(error);
         }
+        self.runtime_error = true;
         self.runtime_ok = false;
         self.runtime_lost = true;
         self.held_back = None;
@@ -249,7 +263,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             self.runtime_down(e.to_string());
             return;
         }
-        self.runtime_ok = true;
+        self.runtime_up();
         let want = desired.workload.as_ref();
         let mut image_ready = true;
         if let Some(w) = want {
@@ -483,7 +497,13 @@ impl<R: ContainerRuntime> Reconciler<R> {
 
     fn not_started(&mut self, bid: BidId, reason: String) {
         self.workload = None;
-        self.note_error(format!("bid {bid} not started: {reason}"));
+        let error = format!("bid {bid} not started: {reason}");
+        // Retried at every heartbeat: the log and the event list record each failure once,
+        // not every few seconds.
+        if self.last_error.as_deref() == Some(error.as_str()) {
+            return;
+        }
+        self.note_error(error);
         self.event(Event::NotStarted { bid, reason });
     }
 
@@ -617,5 +637,45 @@ mod tests {
         assert!(matches!(events[1], Event::Stopped { bid: 1, .. }));
         assert!(matches!(events[2], Event::Started { bid: 2 }));
         assert_eq!(r.runtime().list("m").await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lasting_failure_is_retried_every_time_but_recorded_once() {
+        let mut gpus = SimulatedGpus::from_spec("1xRTX4090").unwrap();
+        gpus.inject(crate::simulated_backend::Injection {
+            operation: "set_power_limit",
+            gpu: 0,
+            times: 3,
+        });
+        let mut r = Reconciler::new(
+            Box::new(gpus),
+            NoContainers::default(),
+            ReconcilerOptions {
+                owner: "m".into(),
+                grace: Duration::from_secs(1),
+                network: "none".into(),
+                pass_gpus: false,
+            },
+        );
+        let desired = DesiredState {
+            interval: Some(1),
+            workload: Some(workload(1, "app:1")),
+            prepull: Vec::new(),
+        };
+        for _ in 0..3 {
+            r.converge(&desired).await;
+        }
+        let failures = r
+            .events()
+            .filter(|e| matches!(e, Event::NotStarted { .. }))
+            .count();
+        assert_eq!(failures, 1);
+        assert!(r.heartbeat().last_error.is_some());
+        // The driver recovers: the fourth attempt starts the workload and clears the error.
+        r.converge(&desired).await;
+        r.observe().await;
+        let hb = r.heartbeat();
+        assert_eq!(hb.running_bid, Some(1));
+        assert_eq!(hb.last_error, None);
     }
 }
