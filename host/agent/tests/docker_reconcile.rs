@@ -204,9 +204,21 @@ async fn a_crashing_workload_is_reported_and_restarted_next_interval() {
     let mut r = reconciler(&d, gpus());
     let crash = || Some(workload(1, "crash", 300));
     r.converge(&desired(1, crash())).await;
-    tokio::time::sleep(Duration::from_millis(2500)).await;
-    r.observe().await;
-    let hb = r.heartbeat();
+    // It exits a second after starting; observed as the agent's heartbeats would.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let hb = loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        r.observe().await;
+        let hb = r.heartbeat();
+        if hb
+            .workload
+            .as_ref()
+            .is_some_and(|w| w.state == ContainerState::Exited)
+            || std::time::Instant::now() > deadline
+        {
+            break hb;
+        }
+    };
     let w = hb.workload.as_ref().expect("the workload is reported");
     assert_eq!(
         (w.bid, w.state, w.exit_code),
