@@ -46,7 +46,7 @@ pub enum RefusalReason {
         /// Largest allowed value.
         max: i64,
     },
-    /// The GPU model accepts no clock locks or offsets.
+    /// The GPU model does not accept this clock lock or offset.
     NotAllowedOnModel,
     /// The price is outside [0.0001, 5000] CLORE/day.
     PriceOutOfRange,
@@ -100,7 +100,7 @@ impl fmt::Display for Refusal {
             }
             RefusalReason::NotAllowedOnModel => write!(
                 f,
-                "{field}: {value} requested, but this GPU model accepts no clock locks or offsets"
+                "{field}: {value} requested, but this GPU model does not accept this setting"
             ),
             RefusalReason::PriceOutOfRange => write!(
                 f,
@@ -262,8 +262,16 @@ fn check_oc_entry(
         (Some(v), None) => refuse(field(name), v, RefusalReason::NotAllowedOnModel),
         (Some(v), Some(r)) => within_s32(&field(name), v, r),
     };
-    lock("core_lock", request.core_lock, clocks.map(|c| c.core_lock))?;
-    lock("mem_lock", request.mem_lock, clocks.map(|c| c.mem_lock))?;
+    lock(
+        "core_lock",
+        request.core_lock,
+        clocks.and_then(|c| c.core_lock_range()),
+    )?;
+    lock(
+        "mem_lock",
+        request.mem_lock,
+        clocks.and_then(|c| c.mem_lock_range()),
+    )?;
     offset(
         "core_offset",
         request.core_offset,
@@ -469,6 +477,16 @@ mod tests {
         assert_eq!(
             (r.field.as_str(), r.reason),
             ("oc[0].mem_offset", RefusalReason::NotAllowedOnModel)
+        );
+        // A "[0, 0]" lock range means the model offers no such lock (H100 memory clocks).
+        let mut t = terms();
+        t.oc[0].mem_lock = Some(2619);
+        let mut h100 = machine();
+        h100.gpus[0].model = "NVIDIA H100 80GB HBM3".into();
+        let r = admit(&t, 7, Some(&h100), &GpuRangeTable::defaults(), &params()).unwrap_err();
+        assert_eq!(
+            (r.field.as_str(), r.reason),
+            ("oc[0].mem_lock", RefusalReason::NotAllowedOnModel)
         );
     }
 

@@ -133,8 +133,8 @@ impl Machine {
                         index: index as u32,
                         model: gpu.model.clone(),
                         power_limit_w: gpu.power_limit_range(),
-                        core_lock_mhz: clocks.map(|c| c.core_lock),
-                        mem_lock_mhz: clocks.map(|c| c.mem_lock),
+                        core_lock_mhz: clocks.and_then(|c| c.core_lock_range()),
+                        mem_lock_mhz: clocks.and_then(|c| c.mem_lock_range()),
                         core_offset_mhz: clocks.map(|c| c.core_offset),
                         mem_offset_mhz: clocks.map(|c| c.mem_offset),
                     }

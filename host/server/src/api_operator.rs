@@ -58,6 +58,9 @@ pub async fn set_gpu_table(
     JsonBody(table): JsonBody<GpuRangeTable>,
 ) -> Result<Json<GpuRangeTable>, ApiError> {
     caller.require(Role::Operator, "edit the GPU table")?;
+    table
+        .validate()
+        .map_err(|(field, reason)| ApiError::new(StatusCode::BAD_REQUEST, Some(&field), reason))?;
     let stored = table.clone();
     state.store(move |s| s.set_gpu_table(&stored)).await?;
     Ok(Json(table))

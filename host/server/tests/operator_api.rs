@@ -254,6 +254,27 @@ async fn operators_upload_activate_roll_back_and_order_plugins() {
         .call("GET", "/api/v1/gpu-table", Some(OPERATOR_KEY), None)
         .await;
     assert!(table["models"]["NVIDIA GeForce RTX 4090"].is_object());
+    let mut inverted = table.clone();
+    inverted["models"]["NVIDIA L40S"]["core_lock"] = json!({"min": 2000, "max": 300});
+    let (status, body) = m
+        .call(
+            "PUT",
+            "/api/v1/gpu-table",
+            Some(OPERATOR_KEY),
+            Some(inverted),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["field"].clone()),
+        (
+            StatusCode::BAD_REQUEST,
+            json!("models.NVIDIA L40S.core_lock")
+        )
+    );
+    let (_, unchanged) = m
+        .call("GET", "/api/v1/gpu-table", Some(OPERATOR_KEY), None)
+        .await;
+    assert_eq!(unchanged, table, "a refused table changes nothing");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
