@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use gigaspot_agent::config::{AgentConfig, ContainerBackend};
-use gigaspot_server::app::{AppState, router};
+use gigaspot_server::app::{AppState, service};
 use gigaspot_server::config::Config;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -115,7 +115,7 @@ pub async fn start(options: DemoOptions) -> Result<Demo> {
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = watch::channel(false);
     let mut server_stop = stopped.clone();
-    let app = router(state.clone());
+    let app = service(state.clone());
     let server = tokio::spawn(async move {
         let shutdown = async move {
             let _ = server_stop.wait_for(|s| *s).await;

@@ -11,7 +11,7 @@ use gigaspot_market::account::Role;
 use gigaspot_market::bid::{BidTerms, OcRequest};
 use gigaspot_market::machine::Gpu;
 use gigaspot_market::money::Amount;
-use gigaspot_server::app::router;
+use gigaspot_server::app::service;
 use gigaspot_server::config::Config;
 use gigaspot_server::serve::prepare;
 use gigaspot_store::{MachineSpec, Store};
@@ -131,7 +131,7 @@ async fn main() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, router(state)).await.unwrap() });
+    tokio::spawn(async move { axum::serve(listener, service(state)).await.unwrap() });
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(128)
         .build()

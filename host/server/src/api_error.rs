@@ -55,6 +55,20 @@ impl ApiError {
         }
     }
 
+    /// 429 with an integer `Retry-After`, for a network's requests without an API key.
+    pub fn rate_limited_anonymous(seconds: u64) -> Self {
+        ApiError {
+            retry_after: Some(seconds),
+            ..Self::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                format!(
+                    "too many requests without an API key from this network; retry in {seconds} s"
+                ),
+            )
+        }
+    }
+
     /// 400 for a bad field.
     pub fn bad_field(field: &str, reason: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, Some(field), reason)

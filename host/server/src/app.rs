@@ -1,10 +1,12 @@
 //! The HTTP application: shared state, the router, and request plumbing.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
+use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, delete, get, post, put};
@@ -17,7 +19,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::api_error::ApiError;
 use crate::config::Config;
 use crate::metrics::{self, Metrics};
-use crate::rate_limit::RateLimiter;
+use crate::rate_limit::{self, RateLimiter};
 use crate::snapshot::Snapshots;
 use crate::{
     api_accounts, api_agent, api_bids, api_clore, api_dashboard, api_machines, api_money,
@@ -41,6 +43,8 @@ pub struct AppState {
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Per-key request budgets.
     pub limiter: Arc<RateLimiter>,
+    /// Per-network budgets of requests without a valid credential.
+    pub anonymous_limiter: Arc<RateLimiter>,
     /// Published market snapshots.
     pub snapshots: Arc<Snapshots>,
     /// Prometheus counters.
@@ -56,6 +60,7 @@ impl AppState {
         config: Config,
     ) -> Self {
         let config_rate = config.rate_limit_per_minute;
+        let anonymous_rate = config.anonymous_rate_limit_per_minute;
         AppState {
             store,
             registry,
@@ -64,6 +69,7 @@ impl AppState {
             heartbeats: Arc::default(),
             clock: Arc::new(wall_clock),
             limiter: Arc::new(RateLimiter::new(config_rate)),
+            anonymous_limiter: Arc::new(RateLimiter::new(anonymous_rate)),
             snapshots: Arc::default(),
             metrics: Arc::default(),
         }
@@ -290,6 +296,10 @@ pub fn router(state: AppState) -> Router {
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, None, "no such route") })
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
+            rate_limit::limit_anonymous,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(limit))
@@ -298,6 +308,12 @@ pub fn router(state: AppState) -> Router {
             timeout,
         ))
         .with_state(state)
+}
+
+/// The router as a service that records each connection's peer address, which the
+/// anonymous rate limit keys on. Serve this, not the bare router.
+pub fn service(state: AppState) -> IntoMakeServiceWithConnectInfo<Router, SocketAddr> {
+    router(state).into_make_service_with_connect_info::<SocketAddr>()
 }
 
 /// A JSON body whose rejections are API errors naming the field where serde can tell.

@@ -31,6 +31,10 @@ pub struct Config {
     /// Requests per minute per API key (bursts up to the same number); 0 = unlimited.
     /// Default 600. Env `GIGASPOT_RATE_LIMIT_PER_MINUTE`.
     pub rate_limit_per_minute: u32,
+    /// Requests per minute per client network (IPv4 address or IPv6 /64) that carry no
+    /// valid API key or agent token (bursts up to the same number); 0 = unlimited.
+    /// Default 1,200. Env `GIGASPOT_ANONYMOUS_RATE_LIMIT_PER_MINUTE`.
+    pub anonymous_rate_limit_per_minute: u32,
     /// Base URL clients reach the service at, for absolute URLs such as the snapshot's.
     /// Default: taken from each request's Host header.
     pub public_url: Option<String>,
@@ -92,6 +96,7 @@ impl Default for Config {
             max_body_bytes: 64 << 10,
             request_timeout_ms: 10_000,
             rate_limit_per_minute: 600,
+            anonymous_rate_limit_per_minute: 1_200,
             public_url: None,
             clore: CloreConfig::default(),
             operator_key: None,
@@ -155,6 +160,10 @@ impl Config {
         if let Some(v) = env("GIGASPOT_RATE_LIMIT_PER_MINUTE") {
             config.rate_limit_per_minute = parse("GIGASPOT_RATE_LIMIT_PER_MINUTE", &v)?;
         }
+        if let Some(v) = env("GIGASPOT_ANONYMOUS_RATE_LIMIT_PER_MINUTE") {
+            config.anonymous_rate_limit_per_minute =
+                parse("GIGASPOT_ANONYMOUS_RATE_LIMIT_PER_MINUTE", &v)?;
+        }
         if let Some(v) = env("GIGASPOT_OPERATOR_KEY") {
             config.operator_key = Some(v);
         }
@@ -210,6 +219,7 @@ mod tests {
         let env: HashMap<&str, &str> = HashMap::from([
             ("GIGASPOT_FEE_BPS", "300"),
             ("GIGASPOT_BIND", "127.0.0.1:9"),
+            ("GIGASPOT_ANONYMOUS_RATE_LIMIT_PER_MINUTE", "0"),
         ]);
         let config = Config::load(Some(&file), |k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(config.billing_interval_s, 30);
@@ -217,6 +227,8 @@ mod tests {
         assert_eq!(config.bind.port(), 9);
         assert_eq!(config.plugins.fuel, 5);
         assert_eq!(config.clore_usd, 0.02);
+        assert_eq!(config.anonymous_rate_limit_per_minute, 0);
+        assert_eq!(config.rate_limit_per_minute, 600);
     }
 
     #[test]

@@ -1,9 +1,21 @@
-//! Per-key rate limits: a token bucket per API key (or per peer address for anonymous
-//! requests).
+//! Rate limits: a token bucket per API key, and one per client network for requests that
+//! carry no valid credential (registration, the public views, guessed keys).
 
 use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Instant;
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::HeaderMap;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use gigaspot_store::Store;
+use sha2::{Digest, Sha256};
+
+use crate::api_error::ApiError;
+use crate::app::AppState;
+use crate::auth::key_hash;
 
 /// Token buckets keyed by caller.
 pub struct RateLimiter {
@@ -24,6 +36,11 @@ impl RateLimiter {
             per_minute,
             buckets: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Whether the limit is off (0 per minute).
+    pub fn is_unlimited(&self) -> bool {
+        self.per_minute == 0
     }
 
     /// Takes a token for `caller`; when none is left, the whole seconds until one is.
@@ -56,9 +73,91 @@ impl RateLimiter {
     }
 }
 
+/// Middleware: a request without a known API key or agent token takes a token from its
+/// network's bucket (`anonymous_rate_limit_per_minute`). Keyed requests are limited per key
+/// where the key is checked. An unknown key counts as anonymous, so rotating made-up keys
+/// does not escape the limit.
+pub async fn limit_anonymous(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if state.anonymous_limiter.is_unlimited() || holds_credential(&state, request.headers()).await {
+        return next.run(request).await;
+    }
+    let peer = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    match state.anonymous_limiter.check(network_key(peer)) {
+        Ok(()) => next.run(request).await,
+        // The Clore-compatible surface answers in its own error shape.
+        Err(wait) if request.uri().path().starts_with("/v1/") => {
+            crate::api_clore::rate_limited(wait).into_response()
+        }
+        Err(wait) => ApiError::rate_limited_anonymous(wait).into_response(),
+    }
+}
+
+/// Whether the request carries an API key (`Authorization: Bearer`, or Clore's `auth`
+/// header) or an agent token that the store knows.
+async fn holds_credential(state: &AppState, headers: &HeaderMap) -> bool {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let clore = headers.get("auth").and_then(|v| v.to_str().ok());
+    let Some(secret) = bearer.or(clore) else {
+        return false;
+    };
+    let hash = key_hash(secret.trim());
+    state
+        .store(move |s| {
+            Ok(s.account_by_key(&hash)?.is_some() || s.machine_by_agent_token(&hash)?.is_some())
+        })
+        .await
+        .unwrap_or(false)
+}
+
+/// The bucket of a peer: its IPv4 address, or its IPv6 /64 (one subscriber's usual
+/// allocation, so walking the addresses of one prefix does not multiply the budget).
+/// Without a recorded peer (a router served without connection info) all share one.
+fn network_key(peer: Option<IpAddr>) -> [u8; 32] {
+    let network = match peer {
+        Some(IpAddr::V4(v4)) => format!("v4:{v4}"),
+        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => format!("v4:{v4}"),
+            None => {
+                let s = v6.segments();
+                format!("v6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        None => "unknown".to_string(),
+    };
+    Sha256::digest(network.as_bytes()).into()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn networks_share_a_bucket_by_ipv4_address_or_ipv6_prefix() {
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert_eq!(
+            network_key(ip("2001:db8:1:2::1")),
+            network_key(ip("2001:db8:1:2:ffff::9"))
+        );
+        assert_ne!(
+            network_key(ip("2001:db8:1:2::1")),
+            network_key(ip("2001:db8:1:3::1"))
+        );
+        assert_eq!(
+            network_key(ip("::ffff:192.0.2.7")),
+            network_key(ip("192.0.2.7"))
+        );
+        assert_ne!(network_key(ip("192.0.2.7")), network_key(ip("192.0.2.8")));
+    }
 
     #[test]
     fn a_burst_is_allowed_then_refused_with_whole_seconds() {

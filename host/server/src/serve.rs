@@ -10,7 +10,7 @@ use gigaspot_market::{PricePerWatt, Strategy, Validator};
 use gigaspot_plugin_runtime::{ArtifactCache, PluginLimits, PluginRegistry, PluginRuntime};
 use gigaspot_store::{SledStore, Store};
 
-use crate::app::{AppState, router};
+use crate::app::{AppState, service};
 use crate::auth::{generate_key, key_hash};
 use crate::config::Config;
 
@@ -136,7 +136,7 @@ pub async fn run(config: Config) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", state.config.bind))?;
     println!("listening on http://{}", listener.local_addr()?);
     let clearing = tokio::spawn(crate::clearing_loop::run(state.clone()));
-    axum::serve(listener, router(state))
+    axum::serve(listener, service(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

@@ -401,6 +401,72 @@ async fn keys_are_rate_limited_with_an_integer_retry_after() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_without_a_valid_key_are_limited_per_network() {
+    let m = Market::start(|c| c.anonymous_rate_limit_per_minute = 3).await;
+    // Registration is anonymous: it takes the first of the network's three tokens.
+    let (_, key) = m.register("c", &["client"]).await;
+    for _ in 0..2 {
+        let (status, _) = m.call("GET", "/api/v1/machines", None, None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+    let resp = m
+        .http
+        .get(format!("{}/api/v1/machines", m.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("without an API key"),
+        "{body}"
+    );
+    // A made-up key is no way around it, on the native or the Clore-compatible surface,
+    // and registration is refused too.
+    let bogus = "gs_0000000000000000000000000000000000000000000000000000000000000000";
+    let (status, _) = m.call("GET", "/api/v1/machines", Some(bogus), None).await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    let resp = m
+        .http
+        .get(format!("{}/v1/get_gigaspot", m.base))
+        .header("auth", bogus)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(resp.json::<Value>().await.unwrap(), json!({"code": 5}));
+    let (status, _) = m
+        .call(
+            "POST",
+            "/api/v1/accounts",
+            None,
+            Some(json!({"name": "spam", "roles": ["client"]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
+    // A valid key is served on its own budget, on both surfaces.
+    let (status, _) = m.call("GET", "/api/v1/machines", Some(&key), None).await;
+    assert_eq!(status, StatusCode::OK);
+    let resp = m
+        .http
+        .get(format!("{}/v1/get_gigaspot", m.base))
+        .header("auth", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_write_route_refuses_malformed_input_with_a_4xx_and_keeps_state() {
     let m = Market::start(|_| {}).await;
     let (host, machine, agent) = m.machine().await;

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gigaspot_server::app::{AppState, router};
+use gigaspot_server::app::{AppState, service};
 use gigaspot_server::clearing_loop::run_boundary;
 use gigaspot_server::config::Config;
 use gigaspot_server::serve::prepare;
@@ -44,7 +44,7 @@ impl Market {
         state.clock = Arc::new(move || c.load(Ordering::SeqCst));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = router(state.clone());
+        let app = service(state.clone());
         let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         Market {
             base,
