@@ -1,7 +1,9 @@
 //! HTTP benchmarks, printed as a table (numbers recorded in docs/http-service.md):
 //!
 //! - bids created per second over HTTP by 64 concurrent clients, with p50/p99 latency;
-//! - `GET /v1/get_gigaspot` and snapshot download latency with 10,000 machines × 50 bids.
+//! - `GET /v1/get_gigaspot` and snapshot download latency with 10,000 machines × 50 bids;
+//! - agent heartbeats per second from every machine, 64 at a time, and how many of them
+//!   wrote to the store (a heartbeat that repeats the last one should write nothing).
 //!
 //! `cargo bench -p gigaspot-server --bench http` (add `-- --machines N` for a smaller run).
 
@@ -12,6 +14,7 @@ use gigaspot_market::bid::{BidTerms, OcRequest};
 use gigaspot_market::machine::Gpu;
 use gigaspot_market::money::Amount;
 use gigaspot_server::app::service;
+use gigaspot_server::auth::key_hash;
 use gigaspot_server::config::Config;
 use gigaspot_server::serve::prepare;
 use gigaspot_store::{MachineSpec, Store};
@@ -38,6 +41,10 @@ fn spec(host: u64) -> MachineSpec {
     }
 }
 
+fn agent_token(machine: u64) -> String {
+    format!("gs_agent_token_for_benchmarks_{machine:08}")
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
 }
@@ -56,6 +63,7 @@ async fn main() {
         data_dir: dir.path().join("data"),
         operator_key: Some(OPERATOR_KEY.into()),
         rate_limit_per_minute: 0,
+        anonymous_rate_limit_per_minute: 0,
         ..Config::default()
     };
     let (state, _) = tokio::task::spawn_blocking(move || prepare(config))
@@ -63,6 +71,7 @@ async fn main() {
         .unwrap()
         .unwrap();
     let store = state.store.clone();
+    let state_store = state.store.clone();
     let now = gigaspot_server::app::wall_clock();
     let setup = Instant::now();
     let machine_ids = tokio::task::spawn_blocking(move || {
@@ -73,6 +82,9 @@ async fn main() {
                 m.live.online = true;
                 m.live.working = true;
                 store.update_machine(&m).unwrap();
+                store
+                    .set_agent_token(m.id, key_hash(&agent_token(m.id)))
+                    .unwrap();
                 m.id
             })
             .collect();
@@ -273,4 +285,55 @@ async fn main() {
         size as f64 / 1e6,
         percentile(&download, 0.5)
     );
+    // Agent heartbeats: every machine reports twice, 64 requests in flight. The first
+    // round changes each machine's live state (the agent reports measured power and an
+    // image cache); the second repeats it with new power readings, the steady state.
+    let store = state_store.clone();
+    for round in ["first (state changes)", "repeated (steady state)"] {
+        let generation = store.generation();
+        let started = Instant::now();
+        let ids = std::sync::Arc::new(machine_ids.clone());
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let tasks: Vec<_> = (0..64)
+            .map(|_| {
+                let (http, base, ids, next) =
+                    (http.clone(), base.clone(), ids.clone(), next.clone());
+                tokio::spawn(async move {
+                    let mut latencies = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&machine) = ids.get(i) else { break };
+                        let body = json!({"working": true, "running_bid": null,
+                            "measured_power_w": [200 + i % 50, 201, 202, 203],
+                            "cached_images": ["registry.example/app:1"]});
+                        let t = Instant::now();
+                        let resp = http
+                            .post(format!("{base}/api/v1/agent/heartbeat"))
+                            .bearer_auth(agent_token(machine))
+                            .json(&body)
+                            .send()
+                            .await
+                            .unwrap();
+                        assert_eq!(resp.status(), reqwest::StatusCode::OK);
+                        resp.bytes().await.unwrap();
+                        latencies.push(t.elapsed());
+                    }
+                    latencies
+                })
+            })
+            .collect();
+        let mut latencies = Vec::new();
+        for t in tasks {
+            latencies.extend(t.await.unwrap());
+        }
+        let elapsed = started.elapsed();
+        latencies.sort();
+        println!(
+            "| agent heartbeats, {round}, 64 in flight | {:.0} heartbeats/s (p50 {:.1} ms, p99 {:.1} ms), {} store writes |",
+            latencies.len() as f64 / elapsed.as_secs_f64(),
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99),
+            store.generation() - generation
+        );
+    }
 }

@@ -9,7 +9,7 @@ use gigaspot_store::{Store, StoreError};
 use std::time::Instant;
 
 use crate::api_error::ApiError;
-use crate::app::{AppState, JsonBody};
+use crate::app::{AgentPulse, AppState, JsonBody};
 use crate::auth::key_hash;
 
 /// `POST /api/v1/agent/heartbeat` with `Authorization: Bearer <agent token>`: updates the
@@ -31,10 +31,16 @@ pub async fn heartbeat(
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
     state
-        .heartbeats
+        .pulses
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(machine_id, Instant::now());
+        .insert(
+            machine_id,
+            AgentPulse {
+                at: Instant::now(),
+                measured_power_w: report.measured_power_w.clone(),
+            },
+        );
     let interval_s = u64::from(state.config.billing_interval_s);
     let current = state.now() / interval_s;
     let desired = state
@@ -43,6 +49,7 @@ pub async fn heartbeat(
                 what: "machine",
                 id: machine_id,
             })?;
+            let before = machine.clone();
             machine.live.online = true;
             machine.live.working = report.working;
             machine.live.measured_power_w = report.measured_power_w;
@@ -54,7 +61,13 @@ pub async fn heartbeat(
             if let Some(inventory) = &report.gpus {
                 apply_inventory(&mut machine, inventory)?;
             }
-            s.update_machine(&machine)?;
+            // Most heartbeats repeat the last one: write only what changed. The measured
+            // power alone does not count (it is served from memory, see AgentPulse).
+            let mut compared = machine.clone();
+            compared.live.measured_power_w = before.live.measured_power_w.clone();
+            if compared != before {
+                s.update_machine(&machine)?;
+            }
             let assignment = s.assignment(machine_id)?;
             if let Some(a) = &assignment
                 && a.interval == current

@@ -76,10 +76,15 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<MachineView>
                     let current = s.assignment(m.id)?.and_then(|a| a.winner).map(|w| w.bid);
                     Ok(MachineView::new(m, &params, current))
                 })
-                .collect()
+                .collect::<Result<Vec<_>, gigaspot_store::StoreError>>()
         })
         .await?;
-    Ok(Json(views))
+    Ok(Json(
+        views
+            .into_iter()
+            .map(|v| state.with_live_power(v))
+            .collect(),
+    ))
 }
 
 /// `GET /api/v1/machines/{id}`.
@@ -97,7 +102,7 @@ pub async fn show(
             Ok(MachineView::new(&machine, &s.params()?, current))
         })
         .await?;
-    Ok(Json(view))
+    Ok(Json(state.with_live_power(view)))
 }
 
 /// `PATCH /api/v1/machines/{id}`: the host changes its energy price, reserve price or
@@ -168,7 +173,7 @@ pub async fn update(
             Ok(MachineView::new(&machine, &s.params()?, current))
         })
         .await?;
-    Ok(Json(view))
+    Ok(Json(state.with_live_power(view)))
 }
 
 /// `GET /api/v1/machines/{id}/decision`: the latest decision record: why each bid won or

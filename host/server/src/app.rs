@@ -21,6 +21,7 @@ use crate::config::Config;
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::{self, RateLimiter};
 use crate::snapshot::Snapshots;
+use crate::wire::MachineView;
 use crate::{
     api_accounts, api_agent, api_bids, api_clore, api_dashboard, api_machines, api_money,
     api_operator, dashboard,
@@ -37,8 +38,8 @@ pub struct AppState {
     pub runtime: Arc<PluginRuntime>,
     /// The service's configuration.
     pub config: Arc<Config>,
-    /// When each machine's agent last reported.
-    pub heartbeats: Arc<Mutex<HashMap<MachineId, Instant>>>,
+    /// Each machine's agent's last heartbeat, in memory.
+    pub pulses: Arc<Mutex<HashMap<MachineId, AgentPulse>>>,
     /// Unix seconds now; the wall clock in service, a controlled clock in tests.
     pub clock: Arc<dyn Fn() -> u64 + Send + Sync>,
     /// Per-key request budgets.
@@ -51,7 +52,28 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
 }
 
+/// What the service keeps in memory of an agent's last heartbeat.
+#[derive(Debug, Clone)]
+pub struct AgentPulse {
+    /// When it arrived.
+    pub at: Instant,
+    /// Measured power per GPU, W. A live gauge: kept here rather than written on every
+    /// heartbeat, so that a heartbeat that changes nothing else writes nothing (and does
+    /// not make the published snapshot stale).
+    pub measured_power_w: Vec<u32>,
+}
+
 impl AppState {
+    /// `view` with the measured power its agent reported last, when that is newer than
+    /// the stored record's (any heartbeat since the service started).
+    pub fn with_live_power(&self, mut view: MachineView) -> MachineView {
+        let pulses = self.pulses.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(pulse) = pulses.get(&view.id) {
+            view.agent.measured_power_w = pulse.measured_power_w.clone();
+        }
+        view
+    }
+
     /// A state over `store`, `registry` and the `runtime` that loaded its plugins.
     pub fn new(
         store: Arc<SledStore>,
@@ -66,7 +88,7 @@ impl AppState {
             registry,
             runtime,
             config: Arc::new(config),
-            heartbeats: Arc::default(),
+            pulses: Arc::default(),
             clock: Arc::new(wall_clock),
             limiter: Arc::new(RateLimiter::new(config_rate)),
             anonymous_limiter: Arc::new(RateLimiter::new(anonymous_rate)),

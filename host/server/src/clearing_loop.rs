@@ -13,13 +13,15 @@ pub fn run_boundary(
     state: &AppState,
 ) -> Result<gigaspot_store::TickReport, gigaspot_store::StoreError> {
     let stale_after = Duration::from_secs(2 * u64::from(state.config.billing_interval_s));
-    let heartbeats = state
-        .heartbeats
+    let last_heard: std::collections::HashMap<_, _> = state
+        .pulses
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .clone();
+        .iter()
+        .map(|(id, pulse)| (*id, pulse.at))
+        .collect();
     for mut machine in state.store.machines()? {
-        let fresh = heartbeats
+        let fresh = last_heard
             .get(&machine.id)
             .is_some_and(|t| t.elapsed() < stale_after);
         if machine.live.online && !fresh {

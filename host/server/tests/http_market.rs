@@ -5,6 +5,7 @@ mod support;
 
 use std::sync::atomic::Ordering;
 
+use gigaspot_store::Store;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{Market, OPERATOR_KEY};
@@ -656,13 +657,27 @@ async fn the_agent_is_told_to_pre_pull_the_best_losers_images_and_its_telemetry_
             "registry.example/fifth:1"
         ])
     );
+    // A heartbeat that repeats the last one writes nothing, so the published snapshot stays
+    // current; the new measured power is still shown.
+    let generation = m.state.store.generation();
+    let mut same = heartbeat(json!(["registry.example/second:1"]));
+    same["measured_power_w"] = json!([280, 281, 282, 283]);
+    let (status, _) = m
+        .call("POST", "/api/v1/agent/heartbeat", Some(&agent), Some(same))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        m.state.store.generation(),
+        generation,
+        "an unchanged heartbeat writes nothing"
+    );
     let (_, shown) = m
         .call("GET", &format!("/api/v1/machines/{machine}"), None, None)
         .await;
     let reported = &shown["agent"];
     assert_eq!(reported["running_bid"], json!(bids[0]));
     assert_eq!(reported["workload"]["state"], json!("running"));
-    assert_eq!(reported["measured_power_w"], json!([290, 291, 292, 293]));
+    assert_eq!(reported["measured_power_w"], json!([280, 281, 282, 283]));
     assert_eq!(reported["applied_settings"][0]["power_limit_w"], json!(300));
     assert_eq!(
         reported["cached_images"],

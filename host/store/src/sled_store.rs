@@ -772,8 +772,13 @@ impl Store for SledStore {
                 id: machine,
             });
         }
+        let k = key(keys::SERVED, &[machine, interval]);
+        // Every heartbeat of the interval reports it served: only the first one writes.
+        if self.db.get(&k)?.as_deref() == Some(&u64_bytes(bid)[..]) {
+            return Ok(());
+        }
         let mut batch = Batch::default();
-        batch.insert(key(keys::SERVED, &[machine, interval]), &u64_bytes(bid));
+        batch.insert(k, &u64_bytes(bid));
         self.commit(batch, |_| {})
     }
 
