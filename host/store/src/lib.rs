@@ -7,6 +7,7 @@
 mod codec;
 mod engine;
 mod error;
+mod group_commit;
 mod keys;
 mod records;
 mod sled_store;

@@ -1,8 +1,9 @@
 //! The embedded default store: one sled tree on disk, with the working set in memory.
 //!
 //! Writes are serialised by one lock, built as one sled batch (atomic), applied, mirrored
-//! into memory, then flushed before the call returns. The flush happens outside the lock,
-//! so concurrent writers share flushes (group commit). Reads are served from memory.
+//! into memory, then flushed before the call returns. The flush happens after the lock is
+//! released, so concurrent writers share flushes (group commit, see `group_commit`).
+//! Reads are served from memory.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -22,6 +23,7 @@ use sled::Batch;
 
 use crate::codec::{decode, encode, read_u64, u64_bytes};
 use crate::error::{StoreError, StoreResult};
+use crate::group_commit::GroupCommit;
 use crate::keys::{self, key, key_bytes};
 use crate::records::{
     ActivePlugins, Assignment, MachineSpec, PluginVersionRecord, TickCommit, TickSnapshot,
@@ -62,6 +64,7 @@ pub struct SledStore {
     db: sled::Db,
     state: RwLock<State>,
     writer: Mutex<()>,
+    flushes: GroupCommit,
     generation: AtomicU64,
 }
 
@@ -109,6 +112,7 @@ impl SledStore {
             db,
             state: RwLock::new(state),
             writer: Mutex::new(()),
+            flushes: GroupCommit::default(),
             generation: AtomicU64::new(0),
         })
     }
@@ -125,14 +129,37 @@ impl SledStore {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies `batch`, mirrors it with `mirror`, and flushes before returning.
-    fn commit(&self, batch: Batch, mirror: impl FnOnce(&mut State)) -> StoreResult<()> {
-        {
+    /// Applies `batch`, mirrors it with `mirror`, releases the writer lock `guard`, and
+    /// returns once the write is on disk. The flush runs after the lock is released, so
+    /// writers queued behind it share one flush (group commit); sled recovers a prefix of
+    /// its log, so a write never survives a crash without the writes applied before it.
+    fn commit(
+        &self,
+        guard: MutexGuard<'_, ()>,
+        batch: Batch,
+        mirror: impl FnOnce(&mut State),
+    ) -> StoreResult<()> {
+        let ticket = {
             let mut state = self.state_mut();
             self.db.apply_batch(batch)?;
             mirror(&mut state);
             self.generation.fetch_add(1, Ordering::Release);
-        }
+            self.flushes.applied()
+        };
+        drop(guard);
+        self.flushes.wait_durable(ticket, || self.flush())
+    }
+
+    /// Releases `guard` and returns once every write applied so far is on disk: for
+    /// answers that acknowledge an earlier write (an idempotent replay) whose flush may
+    /// still be running.
+    fn settled(&self, guard: MutexGuard<'_, ()>) -> StoreResult<()> {
+        let ticket = self.flushes.last_applied();
+        drop(guard);
+        self.flushes.wait_durable(ticket, || self.flush())
+    }
+
+    fn flush(&self) -> StoreResult<()> {
         self.db.flush()?;
         Ok(())
     }
@@ -187,12 +214,13 @@ impl SledStore {
             machine: None,
             at: now,
         };
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         if let Some(existing) = self.transfer_by_id(&transfer.id)? {
             if existing.from == transfer.from
                 && existing.to == transfer.to
                 && existing.amount == amount
             {
+                self.settled(guard)?;
                 return Ok(existing);
             }
             return Err(StoreError::Invalid {
@@ -219,7 +247,7 @@ impl SledStore {
             )?;
             (batch, balances, seq)
         };
-        self.commit(batch, |state| {
+        self.commit(guard, batch, |state| {
             state.balances.extend(balances);
             state.last_transfer = seq;
         })?;
@@ -411,7 +439,7 @@ impl Store for SledStore {
                 reason: "must be 1 to 64 characters".into(),
             });
         }
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         let id = self.read().last_id + 1;
         let account = Account {
             id,
@@ -422,7 +450,7 @@ impl Store for SledStore {
         batch.insert(key(keys::ACCOUNT, &[id]), encode(&account)?);
         batch.insert(keys::LAST_ID, &u64_bytes(id));
         let stored = account.clone();
-        self.commit(batch, |s| {
+        self.commit(guard, batch, |s| {
             s.accounts.insert(id, stored);
             s.last_id = id;
         })?;
@@ -434,7 +462,7 @@ impl Store for SledStore {
     }
 
     fn add_api_key(&self, account: AccountId, key_sha256: [u8; 32]) -> StoreResult<()> {
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         if !self.read().accounts.contains_key(&account) {
             return Err(StoreError::NotFound {
                 what: "account",
@@ -443,7 +471,7 @@ impl Store for SledStore {
         }
         let mut batch = Batch::default();
         batch.insert(key_bytes(keys::API_KEY, &key_sha256), &u64_bytes(account));
-        self.commit(batch, |_| {})
+        self.commit(guard, batch, |_| {})
     }
 
     fn account_by_key(&self, key_sha256: &[u8; 32]) -> StoreResult<Option<AccountId>> {
@@ -455,14 +483,14 @@ impl Store for SledStore {
     }
 
     fn remove_api_key(&self, key_sha256: &[u8; 32]) -> StoreResult<bool> {
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         let k = key_bytes(keys::API_KEY, key_sha256);
         if !self.db.contains_key(&k)? {
             return Ok(false);
         }
         let mut batch = Batch::default();
         batch.remove(k);
-        self.commit(batch, |_| {})?;
+        self.commit(guard, batch, |_| {})?;
         Ok(true)
     }
 
@@ -477,7 +505,7 @@ impl Store for SledStore {
     }
 
     fn set_agent_token(&self, machine: MachineId, token_sha256: [u8; 32]) -> StoreResult<()> {
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         if !self.read().machines.contains_key(&machine) {
             return Err(StoreError::NotFound {
                 what: "machine",
@@ -489,7 +517,7 @@ impl Store for SledStore {
             key_bytes(keys::AGENT_TOKEN, &token_sha256),
             &u64_bytes(machine),
         );
-        self.commit(batch, |_| {})
+        self.commit(guard, batch, |_| {})
     }
 
     fn machine_by_agent_token(&self, token_sha256: &[u8; 32]) -> StoreResult<Option<MachineId>> {
@@ -521,7 +549,7 @@ impl Store for SledStore {
                 reason: "must be a finite number >= 0".into(),
             });
         }
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         let id = {
             let state = self.read();
             require_role(&state, spec.host, Role::Host, "register machines")?;
@@ -541,7 +569,7 @@ impl Store for SledStore {
         batch.insert(key(keys::MACHINE, &[id]), encode(&machine)?);
         batch.insert(keys::LAST_ID, &u64_bytes(id));
         let stored = Arc::new(machine.clone());
-        self.commit(batch, |s| {
+        self.commit(guard, batch, |s| {
             s.machines.insert(id, stored);
             s.last_id = id;
         })?;
@@ -549,7 +577,7 @@ impl Store for SledStore {
     }
 
     fn update_machine(&self, machine: &Machine) -> StoreResult<()> {
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         match self.read().machines.get(&machine.id) {
             None => {
                 return Err(StoreError::NotFound {
@@ -568,7 +596,7 @@ impl Store for SledStore {
         let mut batch = Batch::default();
         batch.insert(key(keys::MACHINE, &[machine.id]), encode(machine)?);
         let stored = Arc::new(machine.clone());
-        self.commit(batch, |s| {
+        self.commit(guard, batch, |s| {
             s.machines.insert(stored.id, stored);
         })
     }
@@ -601,18 +629,20 @@ impl Store for SledStore {
                 reason: "must be 1 to 255 bytes".into(),
             });
         }
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         let idem_key = idempotency_key.map(|k| keys::idempotency(owner, k));
         if let Some(k) = &idem_key
             && let Some(v) = self.db.get(k)?
         {
             let id = read_u64(k, &v)?;
-            return self
+            let bid = self
                 .read()
                 .bids
                 .get(&id)
                 .map(|b| b.as_ref().clone())
-                .ok_or(StoreError::NotFound { what: "bid", id });
+                .ok_or(StoreError::NotFound { what: "bid", id })?;
+            self.settled(guard)?;
+            return Ok(bid);
         }
         let bid = {
             let state = self.read();
@@ -639,7 +669,7 @@ impl Store for SledStore {
             batch.insert(k, &u64_bytes(bid.id));
         }
         let stored = Arc::new(bid.clone());
-        self.commit(batch, |s| {
+        self.commit(guard, batch, |s| {
             s.last_id = stored.id;
             s.put_bid(stored);
         })?;
@@ -653,7 +683,7 @@ impl Store for SledStore {
         price_per_day: Amount,
         oc: &[OcRequest],
     ) -> StoreResult<Bid> {
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         let edited = {
             let state = self.read();
             let bid = own_active_bid(&state, owner, id)?;
@@ -676,12 +706,12 @@ impl Store for SledStore {
         let mut batch = Batch::default();
         batch.insert(key(keys::BID, &[id]), encode(&edited)?);
         let stored = Arc::new(edited.clone());
-        self.commit(batch, |s| s.put_bid(stored))?;
+        self.commit(guard, batch, |s| s.put_bid(stored))?;
         Ok(edited)
     }
 
     fn cancel_bid(&self, owner: AccountId, id: BidId) -> StoreResult<Bid> {
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         let cancelled = {
             let state = self.read();
             let bid = own_active_bid(&state, owner, id)?;
@@ -693,7 +723,7 @@ impl Store for SledStore {
         let mut batch = Batch::default();
         batch.insert(key(keys::BID, &[id]), encode(&cancelled)?);
         let stored = Arc::new(cancelled.clone());
-        self.commit(batch, |s| s.put_bid(stored))?;
+        self.commit(guard, batch, |s| s.put_bid(stored))?;
         Ok(cancelled)
     }
 
@@ -765,7 +795,7 @@ impl Store for SledStore {
     }
 
     fn record_served(&self, machine: MachineId, interval: u64, bid: BidId) -> StoreResult<()> {
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         if !self.read().machines.contains_key(&machine) {
             return Err(StoreError::NotFound {
                 what: "machine",
@@ -775,11 +805,11 @@ impl Store for SledStore {
         let k = key(keys::SERVED, &[machine, interval]);
         // Every heartbeat of the interval reports it served: only the first one writes.
         if self.db.get(&k)?.as_deref() == Some(&u64_bytes(bid)[..]) {
-            return Ok(());
+            return self.settled(guard);
         }
         let mut batch = Batch::default();
         batch.insert(k, &u64_bytes(bid));
-        self.commit(batch, |_| {})
+        self.commit(guard, batch, |_| {})
     }
 
     fn assignment(&self, machine: MachineId) -> StoreResult<Option<Assignment>> {
@@ -830,11 +860,11 @@ impl Store for SledStore {
                 reason: "must be a finite number > 0".into(),
             });
         }
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         let mut batch = Batch::default();
         batch.insert(keys::PARAMS, encode(params)?);
         let stored = params.clone();
-        self.commit(batch, |s| s.params = stored)
+        self.commit(guard, batch, |s| s.params = stored)
     }
 
     fn gpu_table(&self) -> StoreResult<GpuRangeTable> {
@@ -853,21 +883,21 @@ impl Store for SledStore {
                 reason: format!("{}: a range has min > max", model.0),
             });
         }
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         let mut batch = Batch::default();
         batch.insert(keys::GPU_TABLE, encode(table)?);
         let stored = table.clone();
-        self.commit(batch, |s| s.table = stored)
+        self.commit(guard, batch, |s| s.table = stored)
     }
 
     fn put_plugin_version(&self, record: &PluginVersionRecord) -> StoreResult<()> {
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         let mut batch = Batch::default();
         batch.insert(
             key_bytes(keys::PLUGIN, record.digest.as_bytes()),
             encode(record)?,
         );
-        self.commit(batch, |_| {})
+        self.commit(guard, batch, |_| {})
     }
 
     fn plugin_versions(&self) -> StoreResult<Vec<PluginVersionRecord>> {
@@ -879,10 +909,10 @@ impl Store for SledStore {
     }
 
     fn set_active_plugins(&self, active: &ActivePlugins) -> StoreResult<()> {
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         let mut batch = Batch::default();
         batch.insert(keys::ACTIVE_PLUGINS, encode(active)?);
-        self.commit(batch, |_| {})
+        self.commit(guard, batch, |_| {})
     }
 
     fn active_plugins(&self) -> StoreResult<ActivePlugins> {
@@ -928,7 +958,7 @@ impl Store for SledStore {
     }
 
     fn commit_tick(&self, commit: &TickCommit) -> StoreResult<()> {
-        let _guard = self.write_lock();
+        let guard = self.write_lock();
         let mut batch = Batch::default();
         let mut balances = BTreeMap::new();
         let mut seq;
@@ -977,7 +1007,7 @@ impl Store for SledStore {
             }
             batch.insert(keys::CLEARED_THROUGH, &u64_bytes(commit.interval));
         }
-        self.commit(batch, |s| {
+        self.commit(guard, batch, |s| {
             s.balances.extend(balances);
             s.last_transfer = seq;
             for k in settled {

@@ -22,9 +22,9 @@ fn main() {
     let plugins = StrategyOnly(PricePerWatt::new());
     let (engine, _) = IntervalEngine::start(&store, &plugins).expect("audit passes");
     let (machine, clients) = setup(&store);
-    let mut out = std::io::stdout().lock();
-    let mut ack = |line: String| {
+    let ack = |line: String| {
         // The line is written only after the store acknowledged the write.
+        let mut out = std::io::stdout().lock();
         writeln!(out, "{line}")
             .and_then(|_| out.flush())
             .expect("stdout");
@@ -34,48 +34,69 @@ fn main() {
         .expect("snapshot")
         .cleared_through
         .unwrap_or(T0 / 60);
-    for n in 0u64.. {
-        let client = clients[(n % 2) as usize];
-        let terms = BidTerms {
-            machine,
-            price_per_day: Amount::clore(50 + n % 500),
-            image: "registry.example/app:1".into(),
-            env: Default::default(),
-            oc: vec![
-                OcRequest {
-                    pl: Some(150 + (n % 250) as u32),
-                    ..OcRequest::default()
-                };
-                2
-            ],
-            lifetime_s: 86_400,
-        };
-        let bid = store
-            .place_bid(client, &terms, interval * 60, None)
-            .expect("bid admitted");
-        ack(format!("bid {}", bid.id));
-        if n % 5 == 0 {
-            let reference = format!("top-up-{}-{n}", std::process::id());
-            store
-                .deposit(client, Amount::clore(1), &reference, interval * 60)
-                .expect("deposit");
-            ack(format!("deposit {reference}"));
+    let start = interval * 60;
+    std::thread::scope(|scope| {
+        // Concurrent bidders: their writes share flushes with the main loop's (group
+        // commit), so a kill also lands between a write and the flush that covers it.
+        for thread in 0..3u64 {
+            let (store, ack) = (&store, &ack);
+            scope.spawn(move || {
+                for n in 0u64.. {
+                    let terms = bid_terms(machine, n + thread);
+                    let bid = store
+                        .place_bid(clients[(thread % 2) as usize], &terms, start, None)
+                        .expect("bid admitted");
+                    ack(format!("bid {}", bid.id));
+                }
+            });
         }
-        if n % 3 == 0 {
-            interval += 1;
-            engine.tick(interval * 60).expect("tick");
-            ack(format!("tick {interval}"));
-            if let Some(w) = store
-                .assignment(machine)
-                .expect("assignment")
-                .and_then(|a| a.winner)
-            {
+        for n in 0u64.. {
+            let client = clients[(n % 2) as usize];
+            let bid = store
+                .place_bid(client, &bid_terms(machine, n), interval * 60, None)
+                .expect("bid admitted");
+            ack(format!("bid {}", bid.id));
+            if n % 5 == 0 {
+                let reference = format!("top-up-{}-{n}", std::process::id());
                 store
-                    .record_served(machine, interval, w.bid)
-                    .expect("served");
-                ack(format!("served {machine} {interval}"));
+                    .deposit(client, Amount::clore(1), &reference, interval * 60)
+                    .expect("deposit");
+                ack(format!("deposit {reference}"));
+            }
+            if n % 3 == 0 {
+                interval += 1;
+                engine.tick(interval * 60).expect("tick");
+                ack(format!("tick {interval}"));
+                if let Some(w) = store
+                    .assignment(machine)
+                    .expect("assignment")
+                    .and_then(|a| a.winner)
+                {
+                    store
+                        .record_served(machine, interval, w.bid)
+                        .expect("served");
+                    ack(format!("served {machine} {interval}"));
+                }
             }
         }
+    });
+}
+
+/// The `n`th bid's terms: prices and power limits vary so that the winner changes.
+fn bid_terms(machine: u64, n: u64) -> BidTerms {
+    BidTerms {
+        machine,
+        price_per_day: Amount::clore(50 + n % 500),
+        image: "registry.example/app:1".into(),
+        env: Default::default(),
+        oc: vec![
+            OcRequest {
+                pl: Some(150 + (n % 250) as u32),
+                ..OcRequest::default()
+            };
+            2
+        ],
+        lifetime_s: 86_400,
     }
 }
 
