@@ -35,6 +35,11 @@ pub struct Config {
     /// valid API key or agent token (bursts up to the same number); 0 = unlimited.
     /// Default 1,200. Env `GIGASPOT_ANONYMOUS_RATE_LIMIT_PER_MINUTE`.
     pub anonymous_rate_limit_per_minute: u32,
+    /// Addresses of reverse proxies in front of the service. A request from one of them is
+    /// counted against the client address it names in `X-Forwarded-For` (the rightmost
+    /// entry that is not itself a trusted proxy). Default: none, the peer address counts.
+    /// Env `GIGASPOT_TRUSTED_PROXIES` (comma-separated).
+    pub trusted_proxies: Vec<std::net::IpAddr>,
     /// Base URL clients reach the service at, for absolute URLs such as the snapshot's.
     /// Default: taken from each request's Host header.
     pub public_url: Option<String>,
@@ -97,6 +102,7 @@ impl Default for Config {
             request_timeout_ms: 10_000,
             rate_limit_per_minute: 600,
             anonymous_rate_limit_per_minute: 1_200,
+            trusted_proxies: Vec::new(),
             public_url: None,
             clore: CloreConfig::default(),
             operator_key: None,
@@ -164,6 +170,14 @@ impl Config {
             config.anonymous_rate_limit_per_minute =
                 parse("GIGASPOT_ANONYMOUS_RATE_LIMIT_PER_MINUTE", &v)?;
         }
+        if let Some(v) = env("GIGASPOT_TRUSTED_PROXIES") {
+            config.trusted_proxies = v
+                .split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(|a| parse("GIGASPOT_TRUSTED_PROXIES", a))
+                .collect::<Result<_>>()?;
+        }
         if let Some(v) = env("GIGASPOT_OPERATOR_KEY") {
             config.operator_key = Some(v);
         }
@@ -220,6 +234,7 @@ mod tests {
             ("GIGASPOT_FEE_BPS", "300"),
             ("GIGASPOT_BIND", "127.0.0.1:9"),
             ("GIGASPOT_ANONYMOUS_RATE_LIMIT_PER_MINUTE", "0"),
+            ("GIGASPOT_TRUSTED_PROXIES", "10.0.0.1, ::1"),
         ]);
         let config = Config::load(Some(&file), |k| env.get(k).map(|v| v.to_string())).unwrap();
         assert_eq!(config.billing_interval_s, 30);
@@ -228,6 +243,13 @@ mod tests {
         assert_eq!(config.plugins.fuel, 5);
         assert_eq!(config.clore_usd, 0.02);
         assert_eq!(config.anonymous_rate_limit_per_minute, 0);
+        assert_eq!(
+            config.trusted_proxies,
+            [
+                "10.0.0.1".parse::<std::net::IpAddr>().unwrap(),
+                "::1".parse().unwrap()
+            ]
+        );
         assert_eq!(config.rate_limit_per_minute, 600);
     }
 

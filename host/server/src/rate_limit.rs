@@ -89,7 +89,8 @@ pub async fn limit_anonymous(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    match state.anonymous_limiter.check(network_key(peer)) {
+    let client = peer.map(|p| client_address(p, request.headers(), &state.config.trusted_proxies));
+    match state.anonymous_limiter.check(network_key(client)) {
         Ok(()) => next.run(request).await,
         // The Clore-compatible surface answers in its own error shape.
         Err(wait) if request.uri().path().starts_with("/v1/") => {
@@ -119,6 +120,30 @@ async fn holds_credential(state: &AppState, headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
+/// The client behind `peer`: `peer` itself, unless it is a trusted reverse proxy; then the
+/// rightmost `X-Forwarded-For` entry that is not a trusted proxy (entries to its left are
+/// the client's own claims and could be forged). Unparsable entries stop the walk.
+fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
+    let mut client = peer;
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    for hop in forwarded.iter().rev() {
+        if !trusted.contains(&client) {
+            break;
+        }
+        match hop.parse::<IpAddr>() {
+            Ok(address) => client = address,
+            Err(_) => break,
+        }
+    }
+    client
+}
+
 /// The bucket of a peer: its IPv4 address, or its IPv6 /64 (one subscriber's usual
 /// allocation, so walking the addresses of one prefix does not multiply the budget).
 /// Without a recorded peer (a router served without connection info) all share one.
@@ -140,6 +165,38 @@ fn network_key(peer: Option<IpAddr>) -> [u8; 32] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_addresses_count_only_behind_trusted_proxies() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        let proxy = ip("10.0.0.1");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            "x-forwarded-for",
+            "203.0.113.9, 198.51.100.7".parse().unwrap(),
+        );
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            client_address(ip("192.0.2.1"), &headers, &[proxy]),
+            ip("192.0.2.1")
+        );
+        // Behind the proxy, the rightmost hop counts, not the client's own claim to its left.
+        assert_eq!(
+            client_address(proxy, &headers, &[proxy]),
+            ip("198.51.100.7")
+        );
+        // Behind two trusted proxies, the hop before them.
+        let inner = ip("10.0.0.2");
+        headers.insert("x-forwarded-for", "198.51.100.7, 10.0.0.1".parse().unwrap());
+        assert_eq!(
+            client_address(inner, &headers, &[proxy, inner]),
+            ip("198.51.100.7")
+        );
+        // Garbage stops the walk at the proxy.
+        headers.insert("x-forwarded-for", "not-an-address".parse().unwrap());
+        assert_eq!(client_address(proxy, &headers, &[proxy]), proxy);
+        assert_eq!(client_address(proxy, &HeaderMap::new(), &[proxy]), proxy);
+    }
 
     #[test]
     fn networks_share_a_bucket_by_ipv4_address_or_ipv6_prefix() {

@@ -431,8 +431,16 @@ async fn requests_without_a_valid_key_are_limited_per_network() {
             .contains("without an API key"),
         "{body}"
     );
-    // A made-up key is no way around it, on the native or the Clore-compatible surface,
-    // and registration is refused too.
+    // Neither is a forged X-Forwarded-For from a peer that is not a trusted proxy, nor a
+    // made-up key, on the native or the Clore-compatible surface; registration is refused too.
+    let resp = m
+        .http
+        .get(format!("{}/api/v1/machines", m.base))
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let bogus = "gs_0000000000000000000000000000000000000000000000000000000000000000";
     let (status, _) = m.call("GET", "/api/v1/machines", Some(bogus), None).await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS);
@@ -465,6 +473,34 @@ async fn requests_without_a_valid_key_are_limited_per_network() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn behind_a_trusted_proxy_each_forwarded_client_has_its_own_budget() {
+    let m = Market::start(|c| {
+        c.anonymous_rate_limit_per_minute = 2;
+        c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
+    let get = |client: &'static str| {
+        m.http
+            .get(format!("{}/api/v1/machines", m.base))
+            .header("x-forwarded-for", client)
+            .send()
+    };
+    for _ in 0..2 {
+        assert_eq!(get("198.51.100.7").await.unwrap().status(), StatusCode::OK);
+    }
+    assert_eq!(
+        get("198.51.100.7").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    // A client's own claim to the left of the proxy's entry changes nothing.
+    assert_eq!(
+        get("203.0.113.1, 198.51.100.7").await.unwrap().status(),
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert_eq!(get("198.51.100.8").await.unwrap().status(), StatusCode::OK);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
