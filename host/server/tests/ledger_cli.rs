@@ -36,7 +36,7 @@ fn audit_reports_a_sound_ledger_and_names_a_broken_one() {
     );
 
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = gigaspot_store::open_waiting_for_lock(dir.path()).unwrap();
         let mut k = b"bal/".to_vec();
         k.extend_from_slice(&client.to_be_bytes());
         db.insert(k, &1u64.to_be_bytes()).unwrap();

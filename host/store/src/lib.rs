@@ -20,5 +20,5 @@ pub use records::{
     ActivePlugins, Assignment, MachineSpec, PluginVersionRecord, Settlement, TickCommit,
     TickReport, TickSnapshot,
 };
-pub use sled_store::SledStore;
+pub use sled_store::{SledStore, open_waiting_for_lock};
 pub use store::Store;

@@ -68,6 +68,32 @@ pub struct SledStore {
     generation: AtomicU64,
 }
 
+/// How long `open` waits for the database's file lock.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens the sled database in `path`, waiting up to [`LOCK_WAIT`] for its file lock: a
+/// store closed moments ago in this process may still hold it while sled's background
+/// threads finish writing.
+pub fn open_waiting_for_lock(path: &Path) -> sled::Result<sled::Db> {
+    let deadline = std::time::Instant::now() + LOCK_WAIT;
+    loop {
+        match sled::Config::new().path(path).open() {
+            Err(e) if lock_busy(&e) && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Whether sled refused to open because another handle holds the file lock (sled reports
+/// it as an I/O error of kind `Other` whose text names the lock).
+fn lock_busy(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::WouldBlock
+            || io.to_string().starts_with("could not acquire lock"))
+}
+
 impl SledStore {
     /// Opens (or creates) the database in `path`. A database that is corrupt, not a
     /// GigaSPOT database, or written by a newer schema is refused and left untouched.
@@ -78,7 +104,10 @@ impl SledStore {
             path: shown.clone(),
             detail,
         };
-        let db = sled::Config::new().path(path).open().map_err(|e| match e {
+        let db = open_waiting_for_lock(path).map_err(|e| match e {
+            e if lock_busy(&e) => StoreError::Backend(format!(
+                "cannot open {shown}: the database is in use by another process"
+            )),
             sled::Error::Io(io) => StoreError::Backend(format!("cannot open {shown}: {io}")),
             other => corrupt(other.to_string()),
         })?;

@@ -184,7 +184,7 @@ fn a_failed_audit_stops_billing_and_says_why() {
     };
     {
         // Tamper with a stored balance behind the store's back.
-        let db = sled::open(dir.path()).unwrap();
+        let db = gigaspot_store::open_waiting_for_lock(dir.path()).unwrap();
         let mut k = b"bal/".to_vec();
         k.extend_from_slice(&alice.to_be_bytes());
         db.insert(k, &Amount::clore(5000).0.to_be_bytes()).unwrap();

@@ -165,7 +165,7 @@ fn a_newer_schema_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     drop(SledStore::open(dir.path()).unwrap());
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = gigaspot_store::open_waiting_for_lock(dir.path()).unwrap();
         db.insert(b"meta/schema", &99u32.to_be_bytes()).unwrap();
         db.flush().unwrap();
     }
@@ -182,7 +182,7 @@ fn a_newer_schema_is_refused_and_left_untouched() {
         "{err}"
     );
     assert!(err.to_string().contains("run a newer gigaspot"));
-    let db = sled::open(dir.path()).unwrap();
+    let db = gigaspot_store::open_waiting_for_lock(dir.path()).unwrap();
     assert_eq!(
         db.get(b"meta/schema").unwrap().unwrap().as_ref(),
         &99u32.to_be_bytes()
@@ -190,16 +190,30 @@ fn a_newer_schema_is_refused_and_left_untouched() {
 }
 
 #[test]
+fn a_database_in_use_is_refused_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = SledStore::open(dir.path()).unwrap();
+    let err = SledStore::open(dir.path()).err().unwrap();
+    assert!(
+        err.to_string().contains("in use by another process"),
+        "{err}"
+    );
+    drop(first);
+    // Once closed, it opens again (waiting for sled's threads to let go of the lock).
+    SledStore::open(dir.path()).unwrap();
+}
+
+#[test]
 fn a_foreign_or_corrupt_database_is_refused_and_left_untouched() {
     let dir = tempfile::tempdir().unwrap();
     {
-        let db = sled::open(dir.path()).unwrap();
+        let db = gigaspot_store::open_waiting_for_lock(dir.path()).unwrap();
         db.insert(b"something", b"else").unwrap();
         db.flush().unwrap();
     }
     let err = SledStore::open(dir.path()).err().unwrap();
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
-    let db = sled::open(dir.path()).unwrap();
+    let db = gigaspot_store::open_waiting_for_lock(dir.path()).unwrap();
     assert_eq!(db.len(), 1, "nothing was written");
     drop(db);
 
