@@ -606,7 +606,7 @@
       const [balance, bids, ledger, plugins] = await Promise.all([
         api('/api/v1/balance', { auth: true, key }),
         api('/api/v1/bids', { auth: true, key }),
-        api('/api/v1/ledger', { auth: true, key }),
+        api(`/api/v1/ledger?limit=${LEDGER_ROWS}`, { auth: true, key }),
         isOperator ? api('/api/v1/plugins', { auth: true, key }) : null,
       ]);
       if (state.key !== key) return; // signed out (or in again) meanwhile
@@ -663,10 +663,10 @@
   });
 
   function renderLedger(ledger, me) {
-    const newest = [...ledger].sort((a, b) => b.at - a.at || (a.id < b.id ? 1 : -1)).slice(0, LEDGER_ROWS);
-    setText('ledger-meta', ledger.length > LEDGER_ROWS ? `newest ${LEDGER_ROWS} of ${ledger.length}` : '');
+    // The server pages the ledger newest first; the dashboard shows the first page.
+    setText('ledger-meta', ledger.length === LEDGER_ROWS ? `newest ${LEDGER_ROWS}` : '');
     const party = (id) => (id == null ? 'outside the market' : id === me ? 'you' : `account ${id}`);
-    const rows = newest.map((t) => {
+    const rows = ledger.map((t) => {
       const incoming = t.to === me;
       return el(
         'tr',

@@ -3,10 +3,10 @@
 //! time. Everything here is derived from the stored decision records and the ledger.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Mutex, MutexGuard};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use gigaspot_market::bid::Bid;
 use gigaspot_market::clearing::{Decision, Verdict};
 use gigaspot_market::ledger::{Party, TransferKind};
@@ -81,7 +81,7 @@ pub struct HistoryEntry {
 }
 
 /// `GET /api/v1/market/history`: prices and revenue per interval.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MarketHistory {
     /// Billing interval, seconds.
     pub interval_s: u64,
@@ -92,7 +92,7 @@ pub struct MarketHistory {
 }
 
 /// The market in one interval.
-#[derive(Debug, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct IntervalSummary {
     /// Interval number.
     pub interval: u64,
@@ -113,20 +113,6 @@ fn price_per_kw(price: f64, power_w: u32) -> f64 {
         0.0
     } else {
         price * 1000.0 / f64::from(power_w)
-    }
-}
-
-fn limit(query: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
-    match query.get("limit") {
-        None => Ok(default),
-        Some(v) => match v.parse::<usize>() {
-            Ok(n) if (1..=max).contains(&n) => Ok(n),
-            _ => Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                Some("limit"),
-                format!("{v:?} is not a whole number from 1 to {max}"),
-            )),
-        },
     }
 }
 
@@ -238,7 +224,7 @@ pub async fn machine_history(
     Path(id): Path<u64>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
-    let limit = limit(&query, 50, 1000)?;
+    let limit = crate::query::limit(&query, 50, 1000)?;
     let interval_s = u64::from(state.config.billing_interval_s);
     let history = state
         .store(move |s| {
@@ -273,71 +259,128 @@ fn winning_bid(s: &impl Store, d: &Decision) -> Result<Option<(f64, u32)>, Store
     Ok(Some((w.price_per_day.as_clore(), power)))
 }
 
-/// `GET /api/v1/market/history?limit=N` (anyone): the last N intervals (default 60, at
-/// most 1,440), oldest first. It reads every machine's recent decisions and scans the
-/// ledger: meant for dashboards polling every few seconds, not for thousands of clients.
+/// The latest market history per `limit`: it only changes at a boundary (decisions and
+/// charges are written by the tick), so it is computed once per boundary, not per poll.
+#[derive(Default)]
+pub struct HistoryCache {
+    /// By `limit`: the answer and what it was computed for.
+    entries: Mutex<HashMap<usize, CachedHistory>>,
+}
+
+/// One cached answer.
+struct CachedHistory {
+    /// (current interval, boundaries run) when it was computed.
+    version: (u64, u64),
+    history: MarketHistory,
+}
+
+/// `GET /api/v1/market/history?limit=N` (anyone): the last `limit` intervals (default 60, up
+/// to 1,440), oldest first.
 pub async fn market_history(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<MarketHistory>, ApiError> {
-    let limit = limit(&query, 60, 1440)?;
+    let limit = crate::query::limit(&query, 60, 1440)?;
     let interval_s = u64::from(state.config.billing_interval_s);
     let current = state.now() / interval_s;
-    let first = current.saturating_sub(limit as u64 - 1);
+    let version = (current, state.metrics.ticks());
+    let cache = state.history_cache.clone();
+    if let Some(cached) = cache.lock().get(&limit)
+        && cached.version == version
+    {
+        return Ok(Json(cached.history.clone()));
+    }
     let history = state
-        .store(move |s| {
-            let mut by_interval: BTreeMap<u64, IntervalSummary> = (first..=current)
-                .map(|i| {
-                    (
-                        i,
-                        IntervalSummary {
-                            interval: i,
-                            at: i * interval_s,
-                            ..IntervalSummary::default()
-                        },
-                    )
-                })
-                .collect();
-            let mut prices: BTreeMap<u64, Vec<(f64, u32)>> = BTreeMap::new();
-            let mut hosts = BTreeMap::new();
-            for machine in s.machines()? {
-                if let Some(host) = s.account(machine.host)? {
-                    hosts.insert(host.id, host.name);
-                }
-                for d in s.decisions(machine.id, limit)? {
-                    if d.interval < first {
-                        break;
-                    }
-                    if let Some(won) = winning_bid(s, &d)? {
-                        prices.entry(d.interval).or_default().push(won);
-                    }
-                }
+        .store(move |s| compute_history(s, limit, current, interval_s))
+        .await?;
+    cache.lock().insert(
+        limit,
+        CachedHistory {
+            version,
+            history: history.clone(),
+        },
+    );
+    Ok(Json(history))
+}
+
+impl HistoryCache {
+    fn lock(&self) -> MutexGuard<'_, HashMap<usize, CachedHistory>> {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// The market history of intervals `current - limit + 1 ..= current`: winners' prices from
+/// each machine's decision records, hosts' revenue from their ledger index (newest first,
+/// stopping at the window's start: a charge is booked after its interval ends).
+fn compute_history(
+    s: &impl Store,
+    limit: usize,
+    current: u64,
+    interval_s: u64,
+) -> Result<MarketHistory, StoreError> {
+    let first = current.saturating_sub(limit as u64 - 1);
+    let mut by_interval: BTreeMap<u64, IntervalSummary> = (first..=current)
+        .map(|i| {
+            (
+                i,
+                IntervalSummary {
+                    interval: i,
+                    at: i * interval_s,
+                    ..IntervalSummary::default()
+                },
+            )
+        })
+        .collect();
+    let mut prices: BTreeMap<u64, Vec<(f64, u32)>> = BTreeMap::new();
+    let mut hosts = BTreeMap::new();
+    for machine in s.machines()? {
+        if let Some(host) = s.account(machine.host)? {
+            hosts.insert(host.id, host.name);
+        }
+        for d in s.decisions(machine.id, limit)? {
+            if d.interval < first {
+                break;
             }
-            for (interval, won) in prices {
-                if let Some(summary) = by_interval.get_mut(&interval) {
-                    let n = won.len() as f64;
-                    summary.running = won.len();
-                    summary.avg_price = Some(won.iter().map(|w| w.0).sum::<f64>() / n);
-                    summary.avg_price_per_kw =
-                        Some(won.iter().map(|w| price_per_kw(w.0, w.1)).sum::<f64>() / n);
-                }
+            if let Some(won) = winning_bid(s, &d)? {
+                prices.entry(d.interval).or_default().push(won);
             }
-            for t in s.transfers()? {
-                if t.kind != TransferKind::Charge {
-                    continue;
+        }
+    }
+    for (interval, won) in prices {
+        if let Some(summary) = by_interval.get_mut(&interval) {
+            let n = won.len() as f64;
+            summary.running = won.len();
+            summary.avg_price = Some(won.iter().map(|w| w.0).sum::<f64>() / n);
+            summary.avg_price_per_kw =
+                Some(won.iter().map(|w| price_per_kw(w.0, w.1)).sum::<f64>() / n);
+        }
+    }
+    let window_start = first * interval_s;
+    for &host in hosts.keys() {
+        let mut before = None;
+        'pages: loop {
+            let page = s.account_transfers(host, before, 256)?;
+            let Some(&(oldest, _)) = page.last() else {
+                break;
+            };
+            before = Some(oldest);
+            for (_, t) in &page {
+                if t.at < window_start {
+                    break 'pages;
                 }
-                if let (Some(interval), Party::Account(host)) = (t.interval, t.to)
+                if t.kind == TransferKind::Charge
+                    && t.to == Party::Account(host)
+                    && let Some(interval) = t.interval
                     && let Some(summary) = by_interval.get_mut(&interval)
                 {
                     *summary.revenue_by_host.entry(host).or_default() += t.amount.as_clore();
                 }
             }
-            Ok(MarketHistory {
-                interval_s,
-                hosts,
-                intervals: by_interval.into_values().collect(),
-            })
-        })
-        .await?;
-    Ok(Json(history))
+        }
+    }
+    Ok(MarketHistory {
+        interval_s,
+        hosts,
+        intervals: by_interval.into_values().collect(),
+    })
 }

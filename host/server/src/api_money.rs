@@ -1,16 +1,17 @@
 //! Deposits (operator), balances and the ledger.
 
+use std::collections::HashMap;
+
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use gigaspot_market::account::Role;
-use gigaspot_market::ledger::Party;
 use gigaspot_store::Store;
 
 use crate::api_error::ApiError;
 use crate::app::{AppState, JsonBody};
 use crate::auth::Caller;
-use crate::wire::{BalanceView, DepositRequest, TransferView, clore};
+use crate::wire::{BalanceView, DepositRequest, LedgerEntry, TransferView, clore};
 
 /// `POST /api/v1/deposits`: the operator credits an account; the reference makes a
 /// repeated request harmless.
@@ -41,18 +42,27 @@ pub async fn balance(
     }))
 }
 
-/// `GET /api/v1/ledger`: the transfers that touch the caller, oldest first.
+/// `GET /api/v1/ledger?limit=N&before=SEQ`: the transfers that touch the caller, newest
+/// first: at most `limit` (default 100, up to 1,000), booked before `before` when given
+/// (the last entry's `seq`, to page on). Served from a per-account index, so the cost is
+/// the page, not the ledger.
 pub async fn ledger(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Vec<TransferView>>, ApiError> {
-    let me = Party::Account(caller.0.id);
-    let transfers = state.store(|s| s.transfers()).await?;
+    Query(query): Query<HashMap<String, String>>,
+) -> Result<Json<Vec<LedgerEntry>>, ApiError> {
+    let limit = crate::query::limit(&query, 100, 1_000)?;
+    let before = crate::query::before(&query)?;
+    let account = caller.0.id;
+    let page = state
+        .store(move |s| s.account_transfers(account, before, limit))
+        .await?;
     Ok(Json(
-        transfers
-            .iter()
-            .filter(|t| t.from == me || t.to == me)
-            .map(TransferView::from)
+        page.iter()
+            .map(|(seq, t)| LedgerEntry {
+                seq: *seq,
+                transfer: TransferView::from(t),
+            })
             .collect(),
     ))
 }

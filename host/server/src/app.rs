@@ -16,6 +16,7 @@ use gigaspot_store::{SledStore, StoreError};
 use serde::de::DeserializeOwned;
 use tower_http::timeout::TimeoutLayer;
 
+use crate::api_dashboard::HistoryCache;
 use crate::api_error::ApiError;
 use crate::config::Config;
 use crate::metrics::{self, Metrics};
@@ -50,6 +51,8 @@ pub struct AppState {
     pub snapshots: Arc<Snapshots>,
     /// Prometheus counters.
     pub metrics: Arc<Metrics>,
+    /// `GET /api/v1/market/history` answers, recomputed once per boundary.
+    pub history_cache: Arc<HistoryCache>,
 }
 
 /// What the service keeps in memory of an agent's last heartbeat.
@@ -94,6 +97,7 @@ impl AppState {
             anonymous_limiter: Arc::new(RateLimiter::new(anonymous_rate)),
             snapshots: Arc::default(),
             metrics: Arc::default(),
+            history_cache: Arc::default(),
         }
     }
 

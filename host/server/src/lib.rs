@@ -17,6 +17,7 @@ pub mod clearing_loop;
 pub mod config;
 pub mod dashboard;
 pub mod metrics;
+pub mod query;
 pub mod rate_limit;
 pub mod serve;
 pub mod snapshot;

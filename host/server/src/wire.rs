@@ -129,6 +129,16 @@ pub struct TransferView {
     pub at: u64,
 }
 
+/// One line of an account's ledger: a transfer and its booking sequence number.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Booking sequence number; pass the last one as `before` for the next page.
+    pub seq: u64,
+    /// The transfer.
+    #[serde(flatten)]
+    pub transfer: TransferView,
+}
+
 impl From<&Transfer> for TransferView {
     fn from(t: &Transfer) -> Self {
         let party = |p: Party| match p {

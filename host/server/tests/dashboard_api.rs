@@ -135,6 +135,20 @@ async fn the_order_book_history_and_market_history_follow_the_clearing() {
     );
     assert_eq!(market["hosts"][host_id.to_string()], json!("host"));
     assert_eq!(intervals[2]["avg_price"], json!(300.0));
+    // Computed once per boundary: the same answer until the next one moves the window.
+    let (_, again) = m
+        .call("GET", "/api/v1/market/history?limit=3", None, None)
+        .await;
+    assert_eq!(again, market);
+    m.tick(60).await;
+    let (_, moved) = m
+        .call("GET", "/api/v1/market/history?limit=3", None, None)
+        .await;
+    assert_eq!(
+        moved["intervals"][2]["interval"].as_u64().unwrap(),
+        intervals[2]["interval"].as_u64().unwrap() + 1
+    );
+    assert_eq!(moved["intervals"][1], intervals[2], "{moved}");
 
     // Bad input is a 4xx naming the field; an unknown machine is a 404.
     let (status, body) = m

@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use gigaspot_store::Store;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Market, OPERATOR_KEY};
+use support::{Market, OPERATOR_KEY, send_tolerating_reset};
 
 fn oc(pl: u32) -> Value {
     json!([{"pl": pl}, {"pl": pl}, {"pl": pl}, {"pl": pl}])
@@ -206,11 +206,44 @@ async fn a_whole_market_round_over_http() {
     assert_eq!(m.balance(OPERATOR_KEY).await, fee_units as f64 / 1e8);
     assert_eq!(m.balance(&alice).await, 1000.0);
     let (_, ledger) = m.call("GET", "/api/v1/ledger", Some(&bob), None).await;
-    assert_eq!(
-        ledger.as_array().unwrap().len(),
-        3,
-        "deposit, charge, fee: {ledger}"
-    );
+    let kinds: Vec<&str> = ledger
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.len(), 3, "deposit, charge, fee: {ledger}");
+    assert_eq!(kinds[2], "deposit", "newest first: {ledger}");
+    // Pages of two, then the rest after the last entry's `seq`.
+    let (_, first) = m
+        .call("GET", "/api/v1/ledger?limit=2", Some(&bob), None)
+        .await;
+    assert_eq!(first.as_array().unwrap().len(), 2);
+    assert_eq!(first[0], ledger[0]);
+    let cursor = first[1]["seq"].as_u64().unwrap();
+    let (_, rest) = m
+        .call(
+            "GET",
+            &format!("/api/v1/ledger?limit=2&before={cursor}"),
+            Some(&bob),
+            None,
+        )
+        .await;
+    assert_eq!(rest, json!([ledger[2]]));
+    for (query, field) in [
+        ("limit=0", "limit"),
+        ("limit=1001", "limit"),
+        ("before=x", "before"),
+    ] {
+        let (status, body) = m
+            .call("GET", &format!("/api/v1/ledger?{query}"), Some(&bob), None)
+            .await;
+        assert_eq!(
+            (status, body["error"]["field"].clone()),
+            (StatusCode::BAD_REQUEST, json!(field)),
+            "{query}"
+        );
+    }
 
     // Alice cancels; the bid is cancelled and stays readable by its owner.
     let (status, cancelled) = m
@@ -299,10 +332,14 @@ async fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         .unwrap();
     assert_eq!(resp.status(), StatusCode::BAD_REQUEST);
     let huge = json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{"pl": 200}], "env": {"K": "v".repeat(200_000)}});
-    let (status, _) = m
-        .call("POST", "/api/v1/bids", Some(&client), Some(huge))
-        .await;
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    let resp = send_tolerating_reset(|| {
+        m.http
+            .post(format!("{}/api/v1/bids", m.base))
+            .bearer_auth(&client)
+            .json(&huge)
+    })
+    .await;
+    assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     // Nothing was stored.
     let (_, mine) = m.call("GET", "/api/v1/bids", Some(&client), None).await;
     assert_eq!(mine, json!([]));
@@ -544,15 +581,19 @@ async fn every_write_route_refuses_malformed_input_with_a_4xx_and_keeps_state() 
     ];
     for (method, path, key) in &routes {
         for (body, what) in &bodies {
-            let mut req = m
-                .http
-                .request(method.parse().unwrap(), format!("{}{path}", m.base))
-                .header("content-type", "application/json")
-                .body(body.clone());
-            if !key.is_empty() {
-                req = req.bearer_auth(key);
-            }
-            let resp = req.send().await.unwrap();
+            let resp = send_tolerating_reset(|| {
+                let req = m
+                    .http
+                    .request(method.parse().unwrap(), format!("{}{path}", m.base))
+                    .header("content-type", "application/json")
+                    .body(body.clone());
+                if key.is_empty() {
+                    req
+                } else {
+                    req.bearer_auth(key)
+                }
+            })
+            .await;
             let status = resp.status();
             let text = resp.text().await.unwrap();
             assert!(

@@ -37,6 +37,13 @@ pub const BALANCE: &[u8] = b"bal/";
 pub const TRANSFER: &[u8] = b"xfer/";
 /// Prefix of transfer ids → booking sequence (uniqueness).
 pub const TRANSFER_ID: &[u8] = b"xid/";
+/// Prefix of the per-account ledger index by (account, booking sequence) → nothing: one
+/// entry per account a transfer touches. Derived from `TRANSFER`; written in the same
+/// batch as the transfer.
+pub const ACCOUNT_TRANSFER: &[u8] = b"axfer/";
+/// Present once `ACCOUNT_TRANSFER` covers every transfer (stores from before the index
+/// get it built when they are opened).
+pub const ACCOUNT_TRANSFER_BUILT: &[u8] = b"meta/account_transfer_index";
 /// Prefix of assignments by (machine, interval).
 pub const ASSIGNMENT: &[u8] = b"asg/";
 /// Prefix of assignments with a winner not yet settled, by (machine, interval).

@@ -133,6 +133,7 @@ impl SledStore {
                 }
             }
         }
+        build_account_index(&db)?;
         let state = load(&db).map_err(|e| match e {
             StoreError::Corrupt { detail, .. } => corrupt(detail),
             other => other,
@@ -315,6 +316,7 @@ fn book(
             key_bytes(keys::TRANSFER_ID, t.id.as_bytes()),
             &u64_bytes(seq),
         );
+        index_transfer(batch, seq, t);
     }
     for (account, balance) in scratch {
         batch.insert(key(keys::BALANCE, &[account]), &u64_bytes(balance.0));
@@ -322,6 +324,33 @@ fn book(
     }
     batch.insert(keys::LAST_TRANSFER, &u64_bytes(seq));
     Ok(seq)
+}
+
+/// Adds the per-account ledger index entries of transfer `seq` to `batch`.
+fn index_transfer(batch: &mut Batch, seq: u64, t: &Transfer) {
+    for party in [t.from, t.to] {
+        if let Party::Account(a) = party {
+            batch.insert(key(keys::ACCOUNT_TRANSFER, &[a, seq]), &[]);
+        }
+    }
+}
+
+/// Builds the per-account ledger index of a store written before it existed, in one
+/// atomic batch (re-run from scratch if interrupted: the marker goes in last).
+fn build_account_index(db: &sled::Db) -> StoreResult<()> {
+    if db.contains_key(keys::ACCOUNT_TRANSFER_BUILT)? {
+        return Ok(());
+    }
+    let mut batch = Batch::default();
+    for item in db.scan_prefix(keys::TRANSFER) {
+        let (k, v) = item?;
+        let seq = read_u64(&k, &k[keys::TRANSFER.len()..])?;
+        index_transfer(&mut batch, seq, &decode(&k, &v)?);
+    }
+    batch.insert(keys::ACCOUNT_TRANSFER_BUILT, &[]);
+    db.apply_batch(batch)?;
+    db.flush()?;
+    Ok(())
 }
 
 fn initialise(db: &sled::Db) -> StoreResult<()> {
@@ -337,6 +366,7 @@ fn initialise(db: &sled::Db) -> StoreResult<()> {
     batch.insert(keys::LAST_TRANSFER, &u64_bytes(0));
     batch.insert(keys::PARAMS, encode(&MarketParams::default())?);
     batch.insert(keys::GPU_TABLE, encode(&GpuRangeTable::defaults())?);
+    batch.insert(keys::ACCOUNT_TRANSFER_BUILT, &[]);
     // The schema version goes in last: a database without it was never initialised.
     batch.insert(keys::SCHEMA, &keys::SCHEMA_VERSION.to_be_bytes());
     db.apply_batch(batch)?;
@@ -819,6 +849,27 @@ impl Store for SledStore {
         scan(&self.db, keys::TRANSFER)
     }
 
+    fn account_transfers(
+        &self,
+        account: AccountId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, Transfer)>> {
+        let start = key(keys::ACCOUNT_TRANSFER, &[account, 0]);
+        let end = match before {
+            Some(seq) => key(keys::ACCOUNT_TRANSFER, &[account, seq]),
+            None => key(keys::ACCOUNT_TRANSFER, &[account, u64::MAX]),
+        };
+        let mut page = Vec::new();
+        for item in self.db.range(start..end).rev().take(limit) {
+            let (k, _) = item?;
+            let seq = read_u64(&k, &k[keys::ACCOUNT_TRANSFER.len() + 8..])?;
+            let t = key(keys::TRANSFER, &[seq]);
+            page.push((seq, decode(&t, &get_required(&self.db, &t)?)?));
+        }
+        Ok(page)
+    }
+
     fn fee_account(&self) -> AccountId {
         self.read().fee_account
     }
@@ -1053,7 +1104,37 @@ impl Store for SledStore {
     }
 
     fn audit(&self) -> StoreResult<AuditReport> {
-        let transfers = self.transfers()?;
+        let mut transfers = Vec::new();
+        // The per-account index must hold exactly one entry per account leg.
+        let mut legs = 0usize;
+        for item in self.db.scan_prefix(keys::TRANSFER) {
+            let (k, v) = item?;
+            let seq = read_u64(&k, &k[keys::TRANSFER.len()..])?;
+            let t: Transfer = decode(&k, &v)?;
+            for party in [t.from, t.to] {
+                if let Party::Account(a) = party {
+                    legs += 1;
+                    let entry = key(keys::ACCOUNT_TRANSFER, &[a, seq]);
+                    if !self.db.contains_key(&entry)? {
+                        return Err(StoreError::Corrupt {
+                            path: String::from_utf8_lossy(&entry).into_owned(),
+                            detail: format!(
+                                "transfer {} is missing from account {a}'s ledger index",
+                                t.id
+                            ),
+                        });
+                    }
+                }
+            }
+            transfers.push(t);
+        }
+        let indexed = self.db.scan_prefix(keys::ACCOUNT_TRANSFER).count();
+        if indexed != legs {
+            return Err(StoreError::Corrupt {
+                path: String::from_utf8_lossy(keys::ACCOUNT_TRANSFER).into_owned(),
+                detail: format!("the ledger index has {indexed} entries for {legs} account legs"),
+            });
+        }
         let mut stored = BTreeMap::new();
         for item in self.db.scan_prefix(keys::BALANCE) {
             let (k, v) = item?;

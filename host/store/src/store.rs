@@ -94,6 +94,15 @@ pub trait Store: Send + Sync {
     fn balances(&self) -> StoreResult<BTreeMap<AccountId, Amount>>;
     /// Every transfer in booking order.
     fn transfers(&self) -> StoreResult<Vec<Transfer>>;
+    /// The transfers that touch `account`, newest first, with their booking sequence
+    /// numbers: at most `limit`, all booked before sequence `before` when it is given (the
+    /// last page's smallest sequence, to page on).
+    fn account_transfers(
+        &self,
+        account: AccountId,
+        before: Option<u64>,
+        limit: usize,
+    ) -> StoreResult<Vec<(u64, Transfer)>>;
     /// The operator's fee account.
     fn fee_account(&self) -> AccountId;
 

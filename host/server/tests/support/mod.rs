@@ -172,3 +172,20 @@ impl Market {
         (id, key)
     }
 }
+
+/// Sends the request `build` makes, again when the connection is reset before the answer
+/// could be read: the server answers an oversized body (413) without reading the rest and
+/// closes the connection, and the kernel may then reset it under the client's feet.
+pub async fn send_tolerating_reset(
+    build: impl Fn() -> reqwest::RequestBuilder,
+) -> reqwest::Response {
+    let mut last = None;
+    for _ in 0..5 {
+        match build().send().await {
+            Ok(resp) => return resp,
+            Err(e) if e.is_request() => last = Some(e),
+            Err(e) => panic!("{e}"),
+        }
+    }
+    panic!("no answer after 5 tries: {}", last.unwrap())
+}
