@@ -1,15 +1,13 @@
 //! Read-only public views behind the dashboard: a machine's order book as the active
-//! strategy ranked it, its switch history, and the market's prices and host revenue over
-//! time. Everything here is derived from the stored decision records and the ledger.
+//! strategy ranked it and its switch history, derived from the stored decision records.
+//! The market's prices and host revenue over time are in `market_history`.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Mutex, MutexGuard};
+use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use gigaspot_market::bid::Bid;
 use gigaspot_market::clearing::{Decision, Verdict};
-use gigaspot_market::ledger::{Party, TransferKind};
 use gigaspot_market::verdict::PluginRef;
 use gigaspot_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -80,35 +78,8 @@ pub struct HistoryEntry {
     pub candidates: usize,
 }
 
-/// `GET /api/v1/market/history`: prices and revenue per interval.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct MarketHistory {
-    /// Billing interval, seconds.
-    pub interval_s: u64,
-    /// Host accounts by id, with their names.
-    pub hosts: BTreeMap<u64, String>,
-    /// Oldest first.
-    pub intervals: Vec<IntervalSummary>,
-}
-
-/// The market in one interval.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-pub struct IntervalSummary {
-    /// Interval number.
-    pub interval: u64,
-    /// Unix seconds at its start.
-    pub at: u64,
-    /// Machines with a winner.
-    pub running: usize,
-    /// Mean winning price, CLORE per day.
-    pub avg_price: Option<f64>,
-    /// Mean winning price per kW of power limit.
-    pub avg_price_per_kw: Option<f64>,
-    /// Net revenue charged to each host for the interval, CLORE.
-    pub revenue_by_host: BTreeMap<u64, f64>,
-}
-
-fn price_per_kw(price: f64, power_w: u32) -> f64 {
+/// A price in CLORE per day per kW of total power limit (0 without a limit).
+pub fn price_per_kw(price: f64, power_w: u32) -> f64 {
     if power_w == 0 {
         0.0
     } else {
@@ -251,136 +222,10 @@ pub async fn machine_history(
 }
 
 /// The winner's price and total power limit.
-fn winning_bid(s: &impl Store, d: &Decision) -> Result<Option<(f64, u32)>, StoreError> {
+pub fn winning_bid(s: &impl Store, d: &Decision) -> Result<Option<(f64, u32)>, StoreError> {
     let Some(w) = d.winner else {
         return Ok(None);
     };
     let power = s.bid(w.bid)?.map_or(0, |b| b.total_power_limit_w());
     Ok(Some((w.price_per_day.as_clore(), power)))
-}
-
-/// The latest market history per `limit`: it only changes at a boundary (decisions and
-/// charges are written by the tick), so it is computed once per boundary, not per poll.
-#[derive(Default)]
-pub struct HistoryCache {
-    /// By `limit`: the answer and what it was computed for.
-    entries: Mutex<HashMap<usize, CachedHistory>>,
-}
-
-/// One cached answer.
-struct CachedHistory {
-    /// (current interval, boundaries run) when it was computed.
-    version: (u64, u64),
-    history: MarketHistory,
-}
-
-/// `GET /api/v1/market/history?limit=N` (anyone): the last `limit` intervals (default 60, up
-/// to 1,440), oldest first.
-pub async fn market_history(
-    State(state): State<AppState>,
-    Query(query): Query<HashMap<String, String>>,
-) -> Result<Json<MarketHistory>, ApiError> {
-    let limit = crate::query::limit(&query, 60, 1440)?;
-    let interval_s = u64::from(state.config.billing_interval_s);
-    let current = state.now() / interval_s;
-    let version = (current, state.metrics.ticks());
-    let cache = state.history_cache.clone();
-    if let Some(cached) = cache.lock().get(&limit)
-        && cached.version == version
-    {
-        return Ok(Json(cached.history.clone()));
-    }
-    let history = state
-        .store(move |s| compute_history(s, limit, current, interval_s))
-        .await?;
-    cache.lock().insert(
-        limit,
-        CachedHistory {
-            version,
-            history: history.clone(),
-        },
-    );
-    Ok(Json(history))
-}
-
-impl HistoryCache {
-    fn lock(&self) -> MutexGuard<'_, HashMap<usize, CachedHistory>> {
-        self.entries.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// The market history of intervals `current - limit + 1 ..= current`: winners' prices from
-/// each machine's decision records, hosts' revenue from their ledger index (newest first,
-/// stopping at the window's start: a charge is booked after its interval ends).
-fn compute_history(
-    s: &impl Store,
-    limit: usize,
-    current: u64,
-    interval_s: u64,
-) -> Result<MarketHistory, StoreError> {
-    let first = current.saturating_sub(limit as u64 - 1);
-    let mut by_interval: BTreeMap<u64, IntervalSummary> = (first..=current)
-        .map(|i| {
-            (
-                i,
-                IntervalSummary {
-                    interval: i,
-                    at: i * interval_s,
-                    ..IntervalSummary::default()
-                },
-            )
-        })
-        .collect();
-    let mut prices: BTreeMap<u64, Vec<(f64, u32)>> = BTreeMap::new();
-    let mut hosts = BTreeMap::new();
-    for machine in s.machines()? {
-        if let Some(host) = s.account(machine.host)? {
-            hosts.insert(host.id, host.name);
-        }
-        for d in s.decisions(machine.id, limit)? {
-            if d.interval < first {
-                break;
-            }
-            if let Some(won) = winning_bid(s, &d)? {
-                prices.entry(d.interval).or_default().push(won);
-            }
-        }
-    }
-    for (interval, won) in prices {
-        if let Some(summary) = by_interval.get_mut(&interval) {
-            let n = won.len() as f64;
-            summary.running = won.len();
-            summary.avg_price = Some(won.iter().map(|w| w.0).sum::<f64>() / n);
-            summary.avg_price_per_kw =
-                Some(won.iter().map(|w| price_per_kw(w.0, w.1)).sum::<f64>() / n);
-        }
-    }
-    let window_start = first * interval_s;
-    for &host in hosts.keys() {
-        let mut before = None;
-        'pages: loop {
-            let page = s.account_transfers(host, before, 256)?;
-            let Some(&(oldest, _)) = page.last() else {
-                break;
-            };
-            before = Some(oldest);
-            for (_, t) in &page {
-                if t.at < window_start {
-                    break 'pages;
-                }
-                if t.kind == TransferKind::Charge
-                    && t.to == Party::Account(host)
-                    && let Some(interval) = t.interval
-                    && let Some(summary) = by_interval.get_mut(&interval)
-                {
-                    *summary.revenue_by_host.entry(host).or_default() += t.amount.as_clore();
-                }
-            }
-        }
-    }
-    Ok(MarketHistory {
-        interval_s,
-        hosts,
-        intervals: by_interval.into_values().collect(),
-    })
 }

@@ -16,9 +16,9 @@ use gigaspot_store::{SledStore, StoreError};
 use serde::de::DeserializeOwned;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::api_dashboard::HistoryCache;
 use crate::api_error::ApiError;
 use crate::config::Config;
+use crate::market_history::{self, HistoryCache};
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::{self, RateLimiter};
 use crate::snapshot::Snapshots;
@@ -226,7 +226,7 @@ pub fn native_routes() -> Vec<ApiRoute> {
         route(
             "/api/v1/market/history",
             &["get"],
-            get(api_dashboard::market_history),
+            get(market_history::market_history),
         ),
         route(
             "/api/v1/bids",

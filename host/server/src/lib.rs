@@ -16,6 +16,7 @@ pub mod auth;
 pub mod clearing_loop;
 pub mod config;
 pub mod dashboard;
+pub mod market_history;
 pub mod metrics;
 pub mod query;
 pub mod rate_limit;

@@ -83,11 +83,6 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Interval boundaries run by this process.
-    pub fn ticks(&self) -> u64 {
-        self.ticks.load(Ordering::Relaxed)
-    }
-
     /// Counts one interval boundary.
     pub fn tick(&self, report: &TickReport, elapsed: Duration) {
         self.clearing

@@ -984,6 +984,10 @@ impl Store for SledStore {
         scan(&self.db, keys::PLUGIN)
     }
 
+    fn cleared_through(&self) -> StoreResult<Option<u64>> {
+        Ok(self.read().cleared_through)
+    }
+
     fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }

@@ -133,6 +133,9 @@ pub trait Store: Send + Sync {
     /// Which stored versions were active last.
     fn active_plugins(&self) -> StoreResult<ActivePlugins>;
 
+    /// The last interval cleared, if any.
+    fn cleared_through(&self) -> StoreResult<Option<u64>>;
+
     /// A number that changes whenever the stored market changes (for caches).
     fn generation(&self) -> u64;
 
