@@ -47,6 +47,16 @@ fn agent_token(machine: u64) -> String {
     format!("gs_agent_token_for_benchmarks_{machine:08}")
 }
 
+/// The latencies every task measured, sorted.
+async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> Vec<Duration> {
+    let mut latencies = Vec::new();
+    for t in tasks {
+        latencies.extend(t.await.unwrap());
+    }
+    latencies.sort();
+    latencies
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
 }
@@ -197,12 +207,8 @@ async fn main() {
             })
         })
         .collect();
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap());
-    }
+    let latencies = gather(tasks).await;
     let elapsed = started.elapsed();
-    latencies.sort();
     println!(
         "| bids created over HTTP, 64 concurrent clients | {:.0} bids/s (p50 {:.1} ms, p99 {:.1} ms) |",
         latencies.len() as f64 / elapsed.as_secs_f64(),
@@ -325,12 +331,8 @@ async fn main() {
                 })
             })
             .collect();
-        let mut latencies = Vec::new();
-        for t in tasks {
-            latencies.extend(t.await.unwrap());
-        }
+        let latencies = gather(tasks).await;
         let elapsed = started.elapsed();
-        latencies.sort();
         println!(
             "| agent heartbeats, {round}, 64 in flight | {:.0} heartbeats/s (p50 {:.1} ms, p99 {:.1} ms), {} store writes |",
             latencies.len() as f64 / elapsed.as_secs_f64(),

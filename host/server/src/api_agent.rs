@@ -52,7 +52,6 @@ pub async fn heartbeat(
             let before = machine.clone();
             machine.live.online = true;
             machine.live.working = report.working;
-            machine.live.measured_power_w = report.measured_power_w;
             machine.live.cached_images = report.cached_images;
             machine.live.running_bid = report.running_bid;
             machine.live.applied_settings = report.applied_settings;
@@ -62,10 +61,10 @@ pub async fn heartbeat(
                 apply_inventory(&mut machine, inventory)?;
             }
             // Most heartbeats repeat the last one: write only what changed. The measured
-            // power alone does not count (it is served from memory, see AgentPulse).
-            let mut compared = machine.clone();
-            compared.live.measured_power_w = before.live.measured_power_w.clone();
-            if compared != before {
+            // power alone does not count (it is served from memory, see AgentPulse); the
+            // record takes the latest reading when something else changes.
+            if machine != before {
+                machine.live.measured_power_w = report.measured_power_w;
                 s.update_machine(&machine)?;
             }
             let assignment = s.assignment(machine_id)?;

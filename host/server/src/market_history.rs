@@ -79,6 +79,8 @@ pub async fn market_history(
     {
         return Ok(Json(answer.clone()));
     }
+    // Lent to the blocking computation; should it fail, the summaries are simply
+    // computed again by the next request.
     let settled = std::mem::take(&mut remembered.settled);
     let (answer, settled) = state
         .store(move |s| {

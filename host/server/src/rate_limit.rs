@@ -82,7 +82,7 @@ pub async fn limit_anonymous(
     request: Request,
     next: Next,
 ) -> Response {
-    if state.anonymous_limiter.is_unlimited() || holds_credential(&state, request.headers()).await {
+    if state.anonymous_limiter.is_unlimited() || holds_credential(&state, request.headers()) {
         return next.run(request).await;
     }
     let peer = request
@@ -101,8 +101,9 @@ pub async fn limit_anonymous(
 }
 
 /// Whether the request carries an API key (`Authorization: Bearer`, or Clore's `auth`
-/// header) or an agent token that the store knows.
-async fn holds_credential(state: &AppState, headers: &HeaderMap) -> bool {
+/// header) or an agent token that the store knows. Both are in the store's in-memory
+/// working set, so this is a map lookup, done inline rather than on the blocking pool.
+fn holds_credential(state: &AppState, headers: &HeaderMap) -> bool {
     let bearer = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
@@ -112,12 +113,8 @@ async fn holds_credential(state: &AppState, headers: &HeaderMap) -> bool {
         return false;
     };
     let hash = key_hash(secret.trim());
-    state
-        .store(move |s| {
-            Ok(s.account_by_key(&hash)?.is_some() || s.machine_by_agent_token(&hash)?.is_some())
-        })
-        .await
-        .unwrap_or(false)
+    matches!(state.store.account_by_key(&hash), Ok(Some(_)))
+        || matches!(state.store.machine_by_agent_token(&hash), Ok(Some(_)))
 }
 
 /// The client behind `peer`: `peer` itself, unless it is a trusted reverse proxy; then the

@@ -404,6 +404,22 @@ async fn an_idempotency_key_creates_one_bid() {
     assert_eq!(mine.as_array().unwrap().len(), 1);
 }
 
+/// A 429 with a whole-seconds `Retry-After` of at least 1 and a reason mentioning `reason`.
+async fn assert_rate_limited(resp: reqwest::Response, reason: &str) {
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(retry >= 1);
+    let body: Value = resp.json().await.unwrap();
+    assert!(
+        body["error"]["reason"].as_str().unwrap().contains(reason),
+        "{body}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_are_rate_limited_with_an_integer_retry_after() {
     let m = Market::start(|c| c.rate_limit_per_minute = 3).await;
@@ -419,19 +435,7 @@ async fn keys_are_rate_limited_with_an_integer_retry_after() {
             .unwrap();
         statuses.push(resp.status());
         if resp.status() == StatusCode::TOO_MANY_REQUESTS {
-            let retry: u64 = resp.headers()["retry-after"]
-                .to_str()
-                .unwrap()
-                .parse()
-                .unwrap();
-            assert!(retry >= 1);
-            let body: Value = resp.json().await.unwrap();
-            assert!(
-                body["error"]["reason"]
-                    .as_str()
-                    .unwrap()
-                    .contains("too many requests")
-            );
+            assert_rate_limited(resp, "too many requests").await;
         }
     }
     assert_eq!(&statuses[..3], &[StatusCode::OK; 3]);
@@ -453,21 +457,7 @@ async fn requests_without_a_valid_key_are_limited_per_network() {
         .send()
         .await
         .unwrap();
-    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-    let retry: u64 = resp.headers()["retry-after"]
-        .to_str()
-        .unwrap()
-        .parse()
-        .unwrap();
-    assert!(retry >= 1);
-    let body: Value = resp.json().await.unwrap();
-    assert!(
-        body["error"]["reason"]
-            .as_str()
-            .unwrap()
-            .contains("without an API key"),
-        "{body}"
-    );
+    assert_rate_limited(resp, "without an API key").await;
     // Neither is a forged X-Forwarded-For from a peer that is not a trusted proxy, nor a
     // made-up key, on the native or the Clore-compatible surface; registration is refused too.
     let resp = m

@@ -3,7 +3,7 @@
 //! Writes are serialised by one lock, built as one sled batch (atomic), applied, mirrored
 //! into memory, then flushed before the call returns. The flush happens after the lock is
 //! released, so concurrent writers share flushes (group commit, see `group_commit`).
-//! Reads are served from memory.
+//! Reads are served from memory (the ledger, decisions and plugin files excepted).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -46,6 +46,10 @@ struct State {
     last_id: u64,
     last_transfer: u64,
     cleared_through: Option<u64>,
+    /// API key hashes → account, and agent token hashes → machine: every request looks
+    /// one up, so they are answered from memory too.
+    api_keys: HashMap<[u8; 32], AccountId>,
+    agent_tokens: HashMap<[u8; 32], MachineId>,
 }
 
 impl State {
@@ -432,6 +436,19 @@ fn load(db: &sled::Db) -> StoreResult<State> {
             .insert(b.id, b.clone());
         state_bids.insert(b.id, b);
     }
+    let secrets = |prefix: &[u8]| -> StoreResult<HashMap<[u8; 32], u64>> {
+        db.scan_prefix(prefix)
+            .map(|item| {
+                let (k, v) = item?;
+                let hash =
+                    <[u8; 32]>::try_from(&k[prefix.len()..]).map_err(|_| StoreError::Corrupt {
+                        path: String::from_utf8_lossy(&k).into_owned(),
+                        detail: "malformed key hash".into(),
+                    })?;
+                Ok((hash, read_u64(&k, &v)?))
+            })
+            .collect()
+    };
     let cleared_through = match db.get(keys::CLEARED_THROUGH)? {
         Some(v) => Some(read_u64(keys::CLEARED_THROUGH, &v)?),
         None => None,
@@ -450,6 +467,8 @@ fn load(db: &sled::Db) -> StoreResult<State> {
         last_id: read_u64(keys::LAST_ID, &get_required(db, keys::LAST_ID)?)?,
         last_transfer: read_u64(keys::LAST_TRANSFER, &get_required(db, keys::LAST_TRANSFER)?)?,
         cleared_through,
+        api_keys: secrets(keys::API_KEY)?,
+        agent_tokens: secrets(keys::AGENT_TOKEN)?,
     })
 }
 
@@ -530,37 +549,31 @@ impl Store for SledStore {
         }
         let mut batch = Batch::default();
         batch.insert(key_bytes(keys::API_KEY, &key_sha256), &u64_bytes(account));
-        self.commit(guard, batch, |_| {})
+        self.commit(guard, batch, |s| {
+            s.api_keys.insert(key_sha256, account);
+        })
     }
 
     fn account_by_key(&self, key_sha256: &[u8; 32]) -> StoreResult<Option<AccountId>> {
-        let k = key_bytes(keys::API_KEY, key_sha256);
-        match self.db.get(&k)? {
-            Some(v) => Ok(Some(read_u64(&k, &v)?)),
-            None => Ok(None),
-        }
+        Ok(self.read().api_keys.get(key_sha256).copied())
     }
 
     fn remove_api_key(&self, key_sha256: &[u8; 32]) -> StoreResult<bool> {
         let guard = self.write_lock();
-        let k = key_bytes(keys::API_KEY, key_sha256);
-        if !self.db.contains_key(&k)? {
+        if !self.read().api_keys.contains_key(key_sha256) {
             return Ok(false);
         }
         let mut batch = Batch::default();
-        batch.remove(k);
-        self.commit(guard, batch, |_| {})?;
+        batch.remove(key_bytes(keys::API_KEY, key_sha256));
+        let removed = *key_sha256;
+        self.commit(guard, batch, |s| {
+            s.api_keys.remove(&removed);
+        })?;
         Ok(true)
     }
 
     fn has_api_key(&self, account: AccountId) -> StoreResult<bool> {
-        for item in self.db.scan_prefix(keys::API_KEY) {
-            let (k, v) = item?;
-            if read_u64(&k, &v)? == account {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+        Ok(self.read().api_keys.values().any(|a| *a == account))
     }
 
     fn set_agent_token(&self, machine: MachineId, token_sha256: [u8; 32]) -> StoreResult<()> {
@@ -576,15 +589,13 @@ impl Store for SledStore {
             key_bytes(keys::AGENT_TOKEN, &token_sha256),
             &u64_bytes(machine),
         );
-        self.commit(guard, batch, |_| {})
+        self.commit(guard, batch, |s| {
+            s.agent_tokens.insert(token_sha256, machine);
+        })
     }
 
     fn machine_by_agent_token(&self, token_sha256: &[u8; 32]) -> StoreResult<Option<MachineId>> {
-        let k = key_bytes(keys::AGENT_TOKEN, token_sha256);
-        match self.db.get(&k)? {
-            Some(v) => Ok(Some(read_u64(&k, &v)?)),
-            None => Ok(None),
-        }
+        Ok(self.read().agent_tokens.get(token_sha256).copied())
     }
 
     fn register_machine(&self, spec: MachineSpec) -> StoreResult<Machine> {
