@@ -6,7 +6,8 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::account::AccountId;
-use crate::bid::{Bid, BidTerms, OcRequest};
+use crate::bid::{Bid, BidTerms, Lifetime, OcRequest};
+use crate::billing::IntervalCharge;
 use crate::context::{GpuOc, RangeS32, RangeU32};
 use crate::gpu_ranges::GpuRangeTable;
 use crate::image_ref;
@@ -55,6 +56,23 @@ pub enum RefusalReason {
         /// The machine's minimum bid in base units per day.
         min_bid: Amount,
     },
+    /// The price does not cover the energy cost of a day at the bid's own total power
+    /// limit (or the host's reserve price): it could never win on price.
+    BelowBidFloor {
+        /// The bid's floor in base units per day.
+        floor: Amount,
+        /// The bid's total power limit in W.
+        total_pl_w: u64,
+    },
+    /// The machine's agent is offline or reports it unfit to run workloads.
+    MachineUnavailable,
+    /// The bidder's balance cannot pay one billing interval at this price.
+    InsufficientFunds {
+        /// What one interval costs.
+        needed: Amount,
+        /// The bidder's balance.
+        balance: Amount,
+    },
     /// An environment variable name is too long.
     EnvKeyTooLong,
     /// An environment variable value is too long.
@@ -68,6 +86,8 @@ pub enum RefusalReason {
         /// Longest allowed lifetime in seconds.
         max_s: u64,
     },
+    /// An explicit lifetime of 0 seconds: the bid would be born expired.
+    LifetimeZero,
 }
 
 /// A refused bid: which field, its value, and why.
@@ -110,6 +130,20 @@ impl fmt::Display for Refusal {
                 f,
                 "{field}: {value} CLORE/day is below the machine's minimum bid of {min_bid}"
             ),
+            RefusalReason::BelowBidFloor { floor, total_pl_w } => write!(
+                f,
+                "{field}: {value} CLORE/day is too low: at a total power limit of {total_pl_w} W \
+                 the bid must cover the host's energy cost and reserve price, {floor} CLORE/day"
+            ),
+            RefusalReason::MachineUnavailable => write!(
+                f,
+                "{field}: machine {value} is offline or not working properly"
+            ),
+            RefusalReason::InsufficientFunds { needed, balance } => write!(
+                f,
+                "{field}: one billing interval at {value} CLORE/day costs {needed} CLORE, the \
+                 balance is {balance} CLORE"
+            ),
             RefusalReason::EnvKeyTooLong => write!(
                 f,
                 "{field}: the name is longer than {MAX_ENV_KEY_CHARS} characters"
@@ -125,6 +159,9 @@ impl fmt::Display for Refusal {
             RefusalReason::BadImage(why) => write!(f, "{field}: {value:?} {why}"),
             RefusalReason::LifetimeTooLong { max_s } => {
                 write!(f, "{field}: {value} s is longer than the allowed {max_s} s")
+            }
+            RefusalReason::LifetimeZero => {
+                write!(f, "{field}: a bid must live at least 1 second")
             }
         }
     }
@@ -144,15 +181,24 @@ fn refuse<T>(
     })
 }
 
+/// What admission decided for an admitted bid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admitted {
+    /// The validated per-GPU settings.
+    pub oc: Vec<GpuOc>,
+    /// The lifetime in seconds: the explicit one, or the default clamped to the machine.
+    pub lifetime_s: u64,
+}
+
 /// Checks `terms` from `bidder` against every admission rule; on success returns the
-/// validated per-GPU settings. Editing a bid runs the same checks.
+/// validated settings and lifetime. Editing a bid runs the same checks.
 pub fn admit(
     terms: &BidTerms,
     bidder: AccountId,
     machine: Option<&Machine>,
     table: &GpuRangeTable,
     params: &MarketParams,
-) -> Result<Vec<GpuOc>, Refusal> {
+) -> Result<Admitted, Refusal> {
     let Some(machine) = machine else {
         return refuse("machine", terms.machine, RefusalReason::UnknownMachine);
     };
@@ -160,20 +206,79 @@ pub fn admit(
         return refuse("machine", machine.id, RefusalReason::OwnMachine);
     }
     let oc = check_oc_requests(&terms.oc, machine, table)?;
-    check_price(terms.price_per_day, machine, params)?;
+    check_price(terms.price_per_day, &oc, machine, params)?;
     check_env(&terms.env)?;
     if let Some(why) = image_ref::problem(&terms.image) {
         return refuse("image", &terms.image, RefusalReason::BadImage(why.into()));
     }
     let max_s = machine.max_rental_length_s.min(MAX_BID_LIFETIME_S);
-    if terms.lifetime_s > max_s {
+    let lifetime_s = match terms.lifetime {
+        Lifetime::Explicit(0) => return refuse("lifetime_s", 0, RefusalReason::LifetimeZero),
+        Lifetime::Explicit(s) if s > max_s => {
+            return refuse("lifetime_s", s, RefusalReason::LifetimeTooLong { max_s });
+        }
+        Lifetime::Explicit(s) => s,
+        // A machine whose maximum is 0 accepts no rental; the bid then lives 1 second at
+        // most rather than being born expired.
+        Lifetime::Default(s) => s.min(max_s).max(1),
+    };
+    Ok(Admitted { oc, lifetime_s })
+}
+
+/// The market conditions a new bid must meet besides its terms, as the same function for
+/// every API: the machine is online and working, and the bidder can pay one billing
+/// interval at the offered price from `balance`.
+pub fn check_entry(
+    machine: &Machine,
+    price_per_day: Amount,
+    balance: Amount,
+    params: &MarketParams,
+) -> Result<(), Refusal> {
+    if !machine.available() {
+        return refuse("machine", machine.id, RefusalReason::MachineUnavailable);
+    }
+    check_funds(price_per_day, balance, params)
+}
+
+/// The bidder can pay one billing interval at `price_per_day` from `balance`.
+pub fn check_funds(
+    price_per_day: Amount,
+    balance: Amount,
+    params: &MarketParams,
+) -> Result<(), Refusal> {
+    let needed = IntervalCharge::new(price_per_day, params).total;
+    if balance < needed {
         return refuse(
-            "lifetime",
-            terms.lifetime_s,
-            RefusalReason::LifetimeTooLong { max_s },
+            "price",
+            price_per_day,
+            RefusalReason::InsufficientFunds { needed, balance },
         );
     }
-    Ok(oc)
+    Ok(())
+}
+
+/// Whether a refusal means the price is too low (Clore's `too_low_bids_servers`): below
+/// the market's minimum price, the machine's minimum bid or the bid's own floor.
+pub fn is_too_low(refusal: &Refusal) -> bool {
+    match &refusal.reason {
+        RefusalReason::BelowMinBid { .. } | RefusalReason::BelowBidFloor { .. } => true,
+        RefusalReason::PriceOutOfRange => refusal
+            .value
+            .parse::<Amount>()
+            .is_ok_and(|price| price < MIN_PRICE),
+        _ => false,
+    }
+}
+
+/// Whether a refusal is about the per-GPU settings (Clore's `failed_to_oc_servers`).
+pub fn is_oc_refusal(refusal: &Refusal) -> bool {
+    matches!(
+        refusal.reason,
+        RefusalReason::WrongOcCount { .. }
+            | RefusalReason::MissingPowerLimit
+            | RefusalReason::OutOfRange { .. }
+            | RefusalReason::NotAllowedOnModel
+    )
 }
 
 /// The checks that can change after admission (the host's ceilings, the operator's
@@ -203,16 +308,32 @@ pub fn recheck(
         };
         check_oc_entry(i, &request, gpu, table)?;
     }
-    check_price(bid.price_per_day, machine, params)
+    check_price(bid.price_per_day, &bid.oc, machine, params)
 }
 
-fn check_price(price: Amount, machine: &Machine, params: &MarketParams) -> Result<(), Refusal> {
+/// The price is within the market's range, at least the machine's minimum bid, and
+/// covers the energy cost of a day at the bid's own total power limit.
+fn check_price(
+    price: Amount,
+    oc: &[GpuOc],
+    machine: &Machine,
+    params: &MarketParams,
+) -> Result<(), Refusal> {
     if !(MIN_PRICE..=MAX_PRICE).contains(&price) {
         return refuse("price", price, RefusalReason::PriceOutOfRange);
     }
     let min_bid = machine.min_bid(params);
     if price < min_bid {
         return refuse("price", price, RefusalReason::BelowMinBid { min_bid });
+    }
+    let total_pl_w: u64 = oc.iter().map(|o| u64::from(o.power_limit_w)).sum();
+    let floor = machine.bid_floor(total_pl_w, params);
+    if price < floor {
+        return refuse(
+            "price",
+            price,
+            RefusalReason::BelowBidFloor { floor, total_pl_w },
+        );
     }
     Ok(())
 }
@@ -380,7 +501,7 @@ mod tests {
                 };
                 4
             ],
-            lifetime_s: 86_400,
+            lifetime: Lifetime::Explicit(86_400),
         }
     }
 
@@ -392,6 +513,7 @@ mod tests {
             &GpuRangeTable::defaults(),
             &params(),
         )
+        .map(|a| a.oc)
     }
 
     fn reason(t: &BidTerms) -> (String, RefusalReason) {
@@ -512,8 +634,11 @@ mod tests {
             );
             assert_eq!(cheap_machine.is_ok(), ok, "price {units}");
         }
-        // min bid 28.8 CLORE (see machine tests).
+        // min bid 28.8 CLORE (see machine tests), reached by a bid at the cards' minimum.
         let mut t = terms();
+        for oc in &mut t.oc {
+            oc.pl = Some(150);
+        }
         t.price_per_day = Amount(2_879_999_999);
         assert_eq!(
             reason(&t).1,
@@ -523,6 +648,52 @@ mod tests {
         );
         t.price_per_day = Amount(2_880_000_000);
         assert!(check(&t).is_ok());
+    }
+
+    #[test]
+    fn a_bid_must_cover_the_energy_of_its_own_power_limit() {
+        // 4 × 300 W = 1200 W → 28.8 kWh/day × 0.125 USD = 3.6 USD = 57.6 CLORE at 0.0625.
+        let mut t = terms();
+        t.price_per_day = Amount(5_759_999_999);
+        assert_eq!(
+            reason(&t),
+            (
+                "price".into(),
+                RefusalReason::BelowBidFloor {
+                    floor: Amount(5_760_000_000),
+                    total_pl_w: 1200
+                }
+            )
+        );
+        assert!(is_too_low(&check(&t).unwrap_err()));
+        t.price_per_day = Amount(5_760_000_000);
+        assert!(check(&t).is_ok());
+        // The reserve price counts too.
+        let mut reserved = machine();
+        reserved.reserve_price = Amount::clore(80);
+        let r = admit(&t, 7, Some(&reserved), &GpuRangeTable::defaults(), &params()).unwrap_err();
+        assert_eq!(r.reason, RefusalReason::BelowMinBid { min_bid: Amount::clore(80) });
+    }
+
+    #[test]
+    fn entry_needs_an_available_machine_and_one_interval_of_funds() {
+        let m = machine();
+        let p = params();
+        // 144 CLORE/day for 60 s = 0.1 CLORE.
+        let price = Amount::clore(144);
+        assert!(check_entry(&m, price, Amount(10_000_000), &p).is_ok());
+        let r = check_entry(&m, price, Amount(9_999_999), &p).unwrap_err();
+        assert_eq!(
+            r.reason,
+            RefusalReason::InsufficientFunds {
+                needed: Amount(10_000_000),
+                balance: Amount(9_999_999)
+            }
+        );
+        let mut offline = machine();
+        offline.live.online = false;
+        let r = check_entry(&offline, price, Amount::clore(1000), &p).unwrap_err();
+        assert_eq!((r.field.as_str(), r.reason), ("machine", RefusalReason::MachineUnavailable));
     }
 
     #[test]
@@ -566,9 +737,11 @@ mod tests {
         t.image = "Not Valid".into();
         assert!(matches!(reason(&t).1, RefusalReason::BadImage(_)));
         let mut t = terms();
-        t.lifetime_s = MAX_BID_LIFETIME_S;
+        t.lifetime = Lifetime::Explicit(MAX_BID_LIFETIME_S);
         assert!(check(&t).is_ok());
-        t.lifetime_s = MAX_BID_LIFETIME_S + 1;
+        t.lifetime = Lifetime::Explicit(0);
+        assert_eq!(reason(&t), ("lifetime_s".into(), RefusalReason::LifetimeZero));
+        t.lifetime = Lifetime::Explicit(MAX_BID_LIFETIME_S + 1);
         assert_eq!(
             reason(&t).1,
             RefusalReason::LifetimeTooLong {
@@ -577,9 +750,16 @@ mod tests {
         );
         let mut short = machine();
         short.max_rental_length_s = 3600;
-        t.lifetime_s = 3601;
+        t.lifetime = Lifetime::Explicit(3601);
         let r = admit(&t, 7, Some(&short), &GpuRangeTable::defaults(), &params()).unwrap_err();
         assert_eq!(r.reason, RefusalReason::LifetimeTooLong { max_s: 3600 });
+        // A default lifetime is clamped to the machine's maximum instead of refused.
+        t.lifetime = Lifetime::Default(MAX_BID_LIFETIME_S);
+        let admitted = admit(&t, 7, Some(&short), &GpuRangeTable::defaults(), &params()).unwrap();
+        assert_eq!(admitted.lifetime_s, 3600);
+        t.lifetime = Lifetime::Default(86_400);
+        let admitted = admit(&t, 7, Some(&machine()), &GpuRangeTable::defaults(), &params()).unwrap();
+        assert_eq!(admitted.lifetime_s, 86_400);
     }
 
     #[test]

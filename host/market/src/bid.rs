@@ -52,8 +52,18 @@ pub struct BidTerms {
     pub env: BTreeMap<String, String>,
     /// One entry per GPU of the machine.
     pub oc: Vec<OcRequest>,
-    /// How long the bid stays active, in seconds.
-    pub lifetime_s: u64,
+    /// How long the bid stays active.
+    pub lifetime: Lifetime,
+}
+
+/// How long a bid asks to stay active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Lifetime {
+    /// The client asked for this many seconds: refused when 0 or longer than the
+    /// machine's maximum rental length or 20 days.
+    Explicit(u64),
+    /// The surface's default (seconds): clamped to the machine's maximum, never refused.
+    Default(u64),
 }
 
 /// A bid on the market.
@@ -92,6 +102,28 @@ impl Bid {
     /// Whether the bid competes at `now`: active and not yet expired.
     pub fn is_live(&self, now: u64) -> bool {
         self.state == BidState::Active && now < self.expires_at
+    }
+
+    /// The bid's state at `now`: an active bid past its lifetime is expired, whether or
+    /// not the store has written that yet.
+    pub fn state_at(&self, now: u64) -> BidState {
+        match self.state {
+            BidState::Active if now >= self.expires_at => BidState::Expired,
+            state => state,
+        }
+    }
+
+    /// Whether its owner may still edit or cancel it at `now`: only an active bid within
+    /// its lifetime; cancelled and expired bids are final.
+    pub fn check_changeable(&self, now: u64) -> Result<(), String> {
+        match self.state_at(now) {
+            BidState::Active => Ok(()),
+            BidState::Cancelled => Err(format!("bid {} is cancelled", self.id)),
+            BidState::Expired => Err(format!(
+                "bid {} expired at {} and can no longer be changed",
+                self.id, self.expires_at
+            )),
+        }
     }
 
     /// The bid as plugins see it.

@@ -21,6 +21,7 @@ pub mod context;
 pub mod economics;
 pub mod gpu_ranges;
 pub mod image_ref;
+pub mod interval_clock;
 pub mod ledger;
 pub mod machine;
 pub mod money;

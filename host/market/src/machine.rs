@@ -4,10 +4,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::account::AccountId;
 use crate::context::{GpuSlot, MachineContext, RangeU32, RunningBid};
-use crate::economics::{UNITS_PER_CLORE, energy_cost_usd_per_day};
+use crate::economics::{UNITS_PER_CLORE, energy_floor_units, nano_usd};
 use crate::gpu_ranges::GpuRangeTable;
 use crate::money::Amount;
 use crate::params::MarketParams;
+
+/// Highest electricity price a host may declare, USD per kWh.
+pub const MAX_ENERGY_PRICE_USD_PER_KWH: f64 = 10.0;
+
+/// Checks a host's electricity price: a number from 0 to
+/// [`MAX_ENERGY_PRICE_USD_PER_KWH`] USD per kWh with at most 9 decimal places.
+pub fn check_energy_price(usd_per_kwh: f64) -> Result<(), String> {
+    let in_range = usd_per_kwh.is_finite()
+        && (0.0..=MAX_ENERGY_PRICE_USD_PER_KWH).contains(&usd_per_kwh);
+    if !in_range {
+        return Err(format!(
+            "{usd_per_kwh} must be a number from 0 to {MAX_ENERGY_PRICE_USD_PER_KWH} USD per kWh"
+        ));
+    }
+    match nano_usd(usd_per_kwh) {
+        Some(nano) if (nano as f64 / 1e9 - usd_per_kwh).abs() <= 1e-12 => Ok(()),
+        _ => Err(format!("{usd_per_kwh} has more than 9 decimal places")),
+    }
+}
 
 /// A machine id.
 pub type MachineId = u64;
@@ -93,19 +112,35 @@ pub struct Machine {
 }
 
 impl Machine {
-    /// The larger of the reserve price and the energy floor: the energy cost of a day at
-    /// the GPUs' minimum power limits, in CLORE at the market rate, rounded up to a unit.
+    /// The energy cost of a day at `power_w` watts on this machine, in CLORE at the market
+    /// rate, rounded up to a base unit, computed in integers
+    /// ([`energy_floor_units`]); an unusable rate makes it unreachable.
+    pub fn energy_floor(&self, power_w: u64, params: &MarketParams) -> Amount {
+        Amount(
+            energy_floor_units(power_w, self.energy_price_usd_per_kwh, params.clore_usd)
+                .unwrap_or(u64::MAX),
+        )
+    }
+
+    /// The machine's minimum bid: the larger of the reserve price and the energy floor at
+    /// the GPUs' minimum power limits.
     pub fn min_bid(&self, params: &MarketParams) -> Amount {
-        let min_power: u32 = self.gpus.iter().map(|g| g.card_min_w).sum();
-        let usd = energy_cost_usd_per_day(min_power, self.energy_price_usd_per_kwh);
-        let floor = if params.clore_usd > 0.0 {
-            let units = (usd / params.clore_usd * UNITS_PER_CLORE as f64).ceil();
-            // `as` saturates: an absurd energy price gives an unreachable floor, not a wrap.
-            Amount(units as u64)
-        } else {
-            Amount(u64::MAX)
-        };
-        floor.max(self.reserve_price)
+        let min_power: u64 = self.gpus.iter().map(|g| u64::from(g.card_min_w)).sum();
+        self.energy_floor(min_power, params).max(self.reserve_price)
+    }
+
+    /// The lowest price a bid with a total power limit of `total_pl_w` may offer: the
+    /// larger of the reserve price and the energy cost of a day at its own limits.
+    pub fn bid_floor(&self, total_pl_w: u64, params: &MarketParams) -> Amount {
+        self.energy_floor(total_pl_w, params)
+            .max(self.reserve_price)
+    }
+
+    /// What one watt of power limit adds to a bid's floor, in CLORE per day
+    /// (`24 / 1000 × energy_price / clore_usd`), for display: clients compute their
+    /// floor as `max(reserve_price, Σ pl × floor_per_watt)` rounded up to 10^-8.
+    pub fn floor_per_watt(&self, params: &MarketParams) -> f64 {
+        self.energy_floor(1_000_000, params).0 as f64 / 1e6 / UNITS_PER_CLORE as f64
     }
 
     /// Whether the machine can run a workload this interval.
@@ -190,6 +225,29 @@ pub(crate) mod tests {
         assert_eq!(m.min_bid(&params), Amount(2_880_000_000));
         m.reserve_price = Amount::clore(50);
         assert_eq!(m.min_bid(&params), Amount::clore(50));
+    }
+
+    #[test]
+    fn floors_are_exact_and_follow_the_bid_s_own_limits() {
+        let params = MarketParams {
+            clore_usd: 0.02,
+            ..MarketParams::default()
+        };
+        let mut m = machine();
+        m.energy_price_usd_per_kwh = 0.17;
+        // 100 W at 0.17 USD/kWh and 0.02 USD/CLORE: 20.4 CLORE, exactly.
+        assert_eq!(m.energy_floor(100, &params), Amount(2_040_000_000));
+        // A bid at 4 × 300 W must cover 1200 W: 244.8 CLORE/day.
+        assert_eq!(m.bid_floor(1200, &params), Amount(24_480_000_000));
+        m.reserve_price = Amount::clore(300);
+        assert_eq!(m.bid_floor(1200, &params), Amount::clore(300));
+        assert!((m.floor_per_watt(&params) - 0.204).abs() < 1e-12);
+        assert!(check_energy_price(0.17).is_ok());
+        assert!(check_energy_price(10.0).is_ok());
+        assert!(check_energy_price(10.000001).is_err());
+        assert!(check_energy_price(1e308).is_err());
+        assert!(check_energy_price(-0.1).is_err());
+        assert!(check_energy_price(0.1234567891).is_err());
     }
 
     #[test]

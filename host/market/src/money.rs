@@ -46,26 +46,80 @@ impl Amount {
         Amount(whole * UNITS_PER_CLORE)
     }
 
-    /// Converts a decimal CLORE value from an API. It must be finite, non-negative and
-    /// exact to 8 decimal places (within float noise, which is rounded away).
+    /// Converts a decimal CLORE value given as a float (tests, configuration). The float's
+    /// shortest decimal form is parsed exactly with [`Amount::parse_clore`], so `0.1 + 0.2`
+    /// (`0.30000000000000004`) is refused as too precise instead of being rounded.
     pub fn from_clore(value: f64) -> Result<Amount, MoneyError> {
-        let text = || value.to_string();
         if !value.is_finite() {
-            return Err(MoneyError::NotFinite(text()));
+            return Err(MoneyError::NotFinite(value.to_string()));
         }
-        if value < 0.0 {
-            return Err(MoneyError::Negative(text()));
+        // `{:?}` of a finite f64 is its shortest round-tripping decimal, possibly with an
+        // exponent (`1e-9`), which the parser reads too.
+        Amount::parse_clore(&format!("{value:?}"))
+    }
+
+    /// Parses a decimal CLORE amount from its text exactly, as a JSON number literal is
+    /// written: an optional `-`, digits, an optional fraction and an optional exponent
+    /// (`12.5`, `0.00000001`, `1e-8`, `2.5E3`). More than 8 decimal places after applying
+    /// the exponent is refused (never rounded), as are negative and oversized amounts.
+    pub fn parse_clore(text: &str) -> Result<Amount, MoneyError> {
+        let shown = || text.chars().take(40).collect::<String>();
+        let not_a_number = || MoneyError::NotFinite(shown());
+        let (negative, body) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text.strip_prefix('+').unwrap_or(text)),
+        };
+        let (mantissa, exponent) = match body.find(['e', 'E']) {
+            Some(at) => {
+                let exp = &body[at + 1..];
+                let exp: i64 = exp
+                    .strip_prefix('+')
+                    .unwrap_or(exp)
+                    .parse()
+                    .map_err(|_| not_a_number())?;
+                (&body[..at], exp)
+            }
+            None => (body, 0),
+        };
+        let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+        let digits_ok = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+        if whole.is_empty() && fraction.is_empty() || !digits_ok(whole) || !digits_ok(fraction)
+        {
+            return Err(not_a_number());
         }
-        let units = value * UNITS_PER_CLORE as f64;
-        if units >= u64::MAX as f64 {
-            return Err(MoneyError::TooLarge(text()));
+        // The value is digits × 10^(exponent − fraction length); in base units the power
+        // of ten grows by 8.
+        let digits = format!("{whole}{fraction}");
+        let digits = digits.trim_start_matches('0');
+        let scale = exponent
+            .checked_sub(fraction.len() as i64)
+            .and_then(|e| e.checked_add(8))
+            .ok_or_else(|| MoneyError::TooLarge(shown()))?;
+        if digits.is_empty() {
+            return Ok(Amount::ZERO);
         }
-        let rounded = units.round();
-        // Accept float noise (1e-6 of a unit) but not a real ninth decimal.
-        if (units - rounded).abs() > 1e-6 * rounded.max(1.0) {
-            return Err(MoneyError::TooPrecise(text()));
+        if negative {
+            return Err(MoneyError::Negative(shown()));
         }
-        Ok(Amount(rounded as u64))
+        let digits = if scale < 0 {
+            // Dropping |scale| digits must drop only zeros.
+            let cut = usize::try_from(-scale).unwrap_or(usize::MAX);
+            if cut > digits.len() || !digits[digits.len() - cut..].bytes().all(|b| b == b'0') {
+                return Err(MoneyError::TooPrecise(shown()));
+            }
+            digits[..digits.len() - cut].to_string()
+        } else {
+            // u64 holds at most 20 digits: anything longer is too large anyway.
+            let zeros = usize::try_from(scale).unwrap_or(usize::MAX);
+            if digits.len().saturating_add(zeros) > 20 {
+                return Err(MoneyError::TooLarge(shown()));
+            }
+            format!("{digits}{}", "0".repeat(zeros))
+        };
+        digits
+            .parse::<u64>()
+            .map(Amount)
+            .map_err(|_| MoneyError::TooLarge(shown()))
     }
 
     /// The amount in decimal CLORE, for display and APIs.
@@ -105,6 +159,15 @@ impl Amount {
     }
 }
 
+impl std::str::FromStr for Amount {
+    type Err = MoneyError;
+
+    /// Parses decimal CLORE exactly ([`Amount::parse_clore`]).
+    fn from_str(text: &str) -> Result<Amount, MoneyError> {
+        Amount::parse_clore(text)
+    }
+}
+
 impl fmt::Display for Amount {
     /// Formats as decimal CLORE with 8 places, e.g. `12.50000000`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -126,7 +189,10 @@ mod tests {
     fn decimal_clore_converts_exactly_at_the_edge() {
         assert_eq!(Amount::from_clore(12.5), Ok(Amount(1_250_000_000)));
         assert_eq!(Amount::from_clore(0.0001), Ok(Amount(10_000)));
-        assert_eq!(Amount::from_clore(0.1 + 0.2), Ok(Amount(30_000_000)));
+        assert!(matches!(
+            Amount::from_clore(0.1 + 0.2),
+            Err(MoneyError::TooPrecise(_))
+        ));
         assert_eq!(Amount::from_clore(0.00000001), Ok(Amount(1)));
         assert!(matches!(
             Amount::from_clore(0.000000001),
@@ -166,7 +232,40 @@ mod tests {
         assert_eq!(Amount(3).checked_sub(Amount(2)), Ok(Amount(1)));
     }
 
+    #[test]
+    fn decimal_text_parses_exactly_or_is_refused() {
+        let ok = |t: &str, units: u64| assert_eq!(Amount::parse_clore(t), Ok(Amount(units)), "{t}");
+        ok("10.12345678", 1_012_345_678);
+        ok("0.00000001", 1);
+        ok("1e-8", 1);
+        ok("1.5E3", 150_000_000_000);
+        ok("2.50000000000", 250_000_000);
+        ok("0", 0);
+        ok("-0.0", 0);
+        ok("184467440737.09551615", u64::MAX);
+        ok("20.4", 2_040_000_000);
+        let too_precise = |t: &str| {
+            assert!(matches!(Amount::parse_clore(t), Err(MoneyError::TooPrecise(_))), "{t}")
+        };
+        too_precise("10.123456789");
+        too_precise("1e-9");
+        too_precise("0.000000015");
+        assert!(matches!(Amount::parse_clore("184467440737.09551616"), Err(MoneyError::TooLarge(_))));
+        assert!(matches!(Amount::parse_clore("1e300"), Err(MoneyError::TooLarge(_))));
+        assert!(matches!(Amount::parse_clore("1e-99999999999999999999"), Err(MoneyError::NotFinite(_))));
+        assert!(matches!(Amount::parse_clore("-1"), Err(MoneyError::Negative(_))));
+        for bad in ["", ".", "abc", "1.2.3", "1e", "--1", "0x10", "1 "] {
+            assert!(Amount::parse_clore(bad).is_err(), "{bad:?}");
+        }
+    }
+
     proptest! {
+        #[test]
+        fn any_amount_round_trips_through_its_text(units in any::<u64>()) {
+            let text = Amount(units).to_string();
+            prop_assert_eq!(Amount::parse_clore(&text), Ok(Amount(units)));
+        }
+
         #[test]
         fn fee_and_payout_add_up_to_the_charge(units in 0u64..u64::MAX / 2, bps in 0u32..=10_000) {
             let charge = Amount(units);

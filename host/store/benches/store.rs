@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use gigaspot_market::account::{AccountId, Role};
-use gigaspot_market::bid::{BidTerms, OcRequest};
+use gigaspot_market::bid::{BidTerms, Lifetime, OcRequest};
 use gigaspot_market::machine::Gpu;
 use gigaspot_market::money::Amount;
 use gigaspot_market::{Plugins, PricePerWatt, StrategyOnly};
@@ -69,7 +69,7 @@ fn terms(machine: u64, gpus: usize, n: u64) -> BidTerms {
             };
             gpus
         ],
-        lifetime_s: 7 * 86_400,
+        lifetime: Lifetime::Explicit(7 * 86_400),
     }
 }
 
@@ -78,10 +78,14 @@ fn market(store: &SledStore, machines: usize, clients: usize) -> (Vec<u64>, Vec<
     let host = store.create_account("host", &[Role::Host]).unwrap().id;
     let ids = (0..machines)
         .map(|i| {
-            let mut m = store.register_machine(spec(host, 1 + i % 8)).unwrap();
-            m.live.online = true;
-            m.live.working = true;
-            store.update_machine(&m).unwrap();
+            let m = store.register_machine(spec(host, 1 + i % 8)).unwrap();
+            store
+                .modify_machine(m.id, &mut |m| {
+                    m.live.online = true;
+                    m.live.working = true;
+                    Ok(())
+                })
+                .unwrap();
             m.id
         })
         .collect();

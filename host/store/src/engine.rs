@@ -45,11 +45,22 @@ impl<'a> IntervalEngine<'a> {
     /// then clears every machine for the current interval.
     pub fn tick(&self, now: u64) -> StoreResult<TickReport> {
         let snapshot = self.store.tick_snapshot()?;
-        let interval_s = u64::from(snapshot.params.billing_interval_s.max(1));
-        let current = now / interval_s;
+        let current = snapshot.clock.interval_at(now);
         if snapshot.cleared_through.is_some_and(|c| c >= current) {
             return Ok(TickReport::default());
         }
+        // A new interval length takes effect here, at the first boundary after the change:
+        // the interval starting now is the first of the new length.
+        let clock = snapshot
+            .clock
+            .rebase(current, snapshot.params.billing_interval_s);
+        let expired = snapshot
+            .bids
+            .values()
+            .flatten()
+            .filter(|b| now >= b.expires_at)
+            .map(|b| b.id)
+            .collect();
         let mut report = TickReport {
             interval: Some(current),
             ..TickReport::default()
@@ -63,6 +74,9 @@ impl<'a> IntervalEngine<'a> {
             settlements,
             assignments,
             decisions,
+            expired,
+            now,
+            clock,
         })?;
         Ok(report)
     }

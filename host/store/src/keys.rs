@@ -18,6 +18,9 @@ pub const GPU_TABLE: &[u8] = b"meta/gpu_table";
 pub const CLEARED_THROUGH: &[u8] = b"meta/cleared_through";
 /// `ActivePlugins`.
 pub const ACTIVE_PLUGINS: &[u8] = b"meta/active_plugins";
+/// `IntervalClock`: the interval epochs (absent in stores from before it existed, whose
+/// intervals were uniform at the stored `billing_interval_s`).
+pub const INTERVAL_CLOCK: &[u8] = b"meta/interval_clock";
 /// `u64`: the operator's fee account.
 pub const FEE_ACCOUNT: &[u8] = b"meta/fee_account";
 

@@ -7,6 +7,7 @@ use gigaspot_market::account::AccountId;
 use gigaspot_market::bid::{Bid, BidId};
 use gigaspot_market::clearing::{Decision, Winner};
 use gigaspot_market::gpu_ranges::GpuRangeTable;
+use gigaspot_market::interval_clock::IntervalClock;
 use gigaspot_market::ledger::Transfer;
 use gigaspot_market::machine::{Gpu, Machine, MachineFacts, MachineId};
 use gigaspot_market::money::Amount;
@@ -86,6 +87,13 @@ pub struct TickCommit {
     pub assignments: Vec<Assignment>,
     /// The decision records, one per machine.
     pub decisions: Vec<Decision>,
+    /// Active bids found past their lifetime: the store marks each `Expired` (if it is
+    /// still active and past its expiry at `now`).
+    pub expired: Vec<BidId>,
+    /// The tick's time, unix seconds.
+    pub now: u64,
+    /// A new interval clock when the interval length changed at this boundary.
+    pub clock: Option<IntervalClock>,
 }
 
 /// A consistent view of what a tick needs.
@@ -93,6 +101,8 @@ pub struct TickCommit {
 pub struct TickSnapshot {
     /// Market parameters.
     pub params: MarketParams,
+    /// The interval clock in force.
+    pub clock: IntervalClock,
     /// Clock ranges.
     pub table: GpuRangeTable,
     /// The operator's fee account.

@@ -11,10 +11,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use gigaspot_market::account::{Account, AccountId, Role};
-use gigaspot_market::admission::admit;
-use gigaspot_market::bid::{Bid, BidId, BidState, BidTerms, OcRequest};
+use gigaspot_market::admission::{admit, check_entry, check_funds};
+use gigaspot_market::bid::{Bid, BidId, BidState, BidTerms, Lifetime, OcRequest};
 use gigaspot_market::clearing::Decision;
 use gigaspot_market::gpu_ranges::GpuRangeTable;
+use gigaspot_market::interval_clock::IntervalClock;
 use gigaspot_market::ledger::{self, AuditReport, Party, Transfer, TransferKind};
 use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::Amount;
@@ -41,6 +42,7 @@ struct State {
     latest: BTreeMap<MachineId, Assignment>,
     pending: BTreeMap<(MachineId, u64), Assignment>,
     params: MarketParams,
+    clock: IntervalClock,
     table: GpuRangeTable,
     fee_account: AccountId,
     last_id: u64,
@@ -138,6 +140,7 @@ impl SledStore {
             }
         }
         build_account_index(&db)?;
+        pin_interval_clock(&db)?;
         let state = load(&db).map_err(|e| match e {
             StoreError::Corrupt { detail, .. } => corrupt(detail),
             other => other,
@@ -357,6 +360,21 @@ fn build_account_index(db: &sled::Db) -> StoreResult<()> {
     Ok(())
 }
 
+/// Writes the interval clock of a store from before it existed: uniform intervals of the
+/// stored length, so that a later parameter change cannot renumber past intervals.
+fn pin_interval_clock(db: &sled::Db) -> StoreResult<()> {
+    if db.contains_key(keys::INTERVAL_CLOCK)? {
+        return Ok(());
+    }
+    let params: MarketParams = decode(keys::PARAMS, &get_required(db, keys::PARAMS)?)?;
+    db.insert(
+        keys::INTERVAL_CLOCK,
+        encode(&IntervalClock::uniform(params.billing_interval_s))?,
+    )?;
+    db.flush()?;
+    Ok(())
+}
+
 fn initialise(db: &sled::Db) -> StoreResult<()> {
     let fee_account = Account {
         id: 1,
@@ -453,6 +471,12 @@ fn load(db: &sled::Db) -> StoreResult<State> {
         Some(v) => Some(read_u64(keys::CLEARED_THROUGH, &v)?),
         None => None,
     };
+    let params: MarketParams = decode(keys::PARAMS, &get_required(db, keys::PARAMS)?)?;
+    let clock = match db.get(keys::INTERVAL_CLOCK)? {
+        Some(v) => decode(keys::INTERVAL_CLOCK, &v)?,
+        // Stores from before the clock had uniform intervals of the stored length.
+        None => IntervalClock::uniform(params.billing_interval_s),
+    };
     Ok(State {
         accounts: accounts.into_iter().map(|a| (a.id, a)).collect(),
         machines: machines.into_iter().map(|m| (m.id, Arc::new(m))).collect(),
@@ -461,7 +485,8 @@ fn load(db: &sled::Db) -> StoreResult<State> {
         balances,
         latest,
         pending,
-        params: decode(keys::PARAMS, &get_required(db, keys::PARAMS)?)?,
+        params,
+        clock,
         table: decode(keys::GPU_TABLE, &get_required(db, keys::GPU_TABLE)?)?,
         fee_account: read_u64(keys::FEE_ACCOUNT, &get_required(db, keys::FEE_ACCOUNT)?)?,
         last_id: read_u64(keys::LAST_ID, &get_required(db, keys::LAST_ID)?)?,
@@ -488,8 +513,8 @@ fn require_role(
     }
 }
 
-/// The owner's live bid `id`, or why not.
-fn own_active_bid(state: &State, owner: AccountId, id: BidId) -> StoreResult<Arc<Bid>> {
+/// The owner's bid `id` while it may still be changed at `now`, or why not.
+fn own_active_bid(state: &State, owner: AccountId, id: BidId, now: u64) -> StoreResult<Arc<Bid>> {
     let bid = state
         .bids
         .get(&id)
@@ -500,12 +525,11 @@ fn own_active_bid(state: &State, owner: AccountId, id: BidId) -> StoreResult<Arc
             action: "change another account's bid",
         });
     }
-    if bid.state != BidState::Active {
-        return Err(StoreError::Invalid {
+    bid.check_changeable(now)
+        .map_err(|reason| StoreError::Invalid {
             field: "bid",
-            reason: format!("bid {id} is {:?}, not active", bid.state),
-        });
-    }
+            reason,
+        })?;
     Ok(bid.clone())
 }
 
@@ -613,12 +637,11 @@ impl Store for SledStore {
                 reason: format!("gpu {i}: need card minimum <= host ceiling <= card maximum"),
             });
         }
-        if !(spec.energy_price_usd_per_kwh.is_finite() && spec.energy_price_usd_per_kwh >= 0.0) {
-            return Err(StoreError::Invalid {
+        gigaspot_market::machine::check_energy_price(spec.energy_price_usd_per_kwh)
+            .map_err(|reason| StoreError::Invalid {
                 field: "energy_price",
-                reason: "must be a finite number >= 0".into(),
-            });
-        }
+                reason,
+            })?;
         let guard = self.write_lock();
         let id = {
             let state = self.read();
@@ -646,29 +669,41 @@ impl Store for SledStore {
         Ok(machine)
     }
 
-    fn update_machine(&self, machine: &Machine) -> StoreResult<()> {
+    fn modify_machine(
+        &self,
+        id: MachineId,
+        change: &mut dyn FnMut(&mut Machine) -> StoreResult<()>,
+    ) -> StoreResult<Machine> {
         let guard = self.write_lock();
-        match self.read().machines.get(&machine.id) {
-            None => {
-                return Err(StoreError::NotFound {
-                    what: "machine",
-                    id: machine.id,
-                });
-            }
-            Some(m) if m.host != machine.host => {
-                return Err(StoreError::Invalid {
-                    field: "host",
-                    reason: "a machine cannot change hosts".into(),
-                });
-            }
-            Some(_) => {}
+        let before = self
+            .read()
+            .machines
+            .get(&id)
+            .cloned()
+            .ok_or(StoreError::NotFound {
+                what: "machine",
+                id,
+            })?;
+        let mut machine = before.as_ref().clone();
+        change(&mut machine)?;
+        if machine.id != id || machine.host != before.host {
+            return Err(StoreError::Invalid {
+                field: "host",
+                reason: "a machine cannot change its id or host".into(),
+            });
+        }
+        if machine == *before {
+            // Nothing changed: nothing to write (a repeated heartbeat).
+            drop(guard);
+            return Ok(machine);
         }
         let mut batch = Batch::default();
-        batch.insert(key(keys::MACHINE, &[machine.id]), encode(machine)?);
+        batch.insert(key(keys::MACHINE, &[id]), encode(&machine)?);
         let stored = Arc::new(machine.clone());
         self.commit(guard, batch, |s| {
-            s.machines.insert(stored.id, stored);
-        })
+            s.machines.insert(id, stored);
+        })?;
+        Ok(machine)
     }
 
     fn machine(&self, id: MachineId) -> StoreResult<Option<Machine>> {
@@ -718,7 +753,11 @@ impl Store for SledStore {
             let state = self.read();
             require_role(&state, owner, Role::Client, "place bids")?;
             let machine = state.machines.get(&terms.machine).map(|m| m.as_ref());
-            let oc = admit(terms, owner, machine, &state.table, &state.params)?;
+            let admitted = admit(terms, owner, machine, &state.table, &state.params)?;
+            if let Some(machine) = machine {
+                let balance = state.balances.get(&owner).copied().unwrap_or_default();
+                check_entry(machine, terms.price_per_day, balance, &state.params)?;
+            }
             Bid {
                 id: state.last_id + 1,
                 owner,
@@ -726,9 +765,9 @@ impl Store for SledStore {
                 price_per_day: terms.price_per_day,
                 image: terms.image.clone(),
                 env: terms.env.clone(),
-                oc,
+                oc: admitted.oc,
                 created_at: now,
-                expires_at: now.saturating_add(terms.lifetime_s),
+                expires_at: now.saturating_add(admitted.lifetime_s),
                 state: BidState::Active,
             }
         };
@@ -752,24 +791,28 @@ impl Store for SledStore {
         id: BidId,
         price_per_day: Amount,
         oc: &[OcRequest],
+        now: u64,
     ) -> StoreResult<Bid> {
         let guard = self.write_lock();
         let edited = {
             let state = self.read();
-            let bid = own_active_bid(&state, owner, id)?;
+            let bid = own_active_bid(&state, owner, id, now)?;
             let terms = BidTerms {
                 machine: bid.machine,
                 price_per_day,
                 image: bid.image.clone(),
                 env: bid.env.clone(),
                 oc: oc.to_vec(),
-                lifetime_s: 0,
+                // An edit keeps the bid's expiry; the lifetime is not re-checked.
+                lifetime: Lifetime::Default(1),
             };
             let machine = state.machines.get(&bid.machine).map(|m| m.as_ref());
-            let oc = admit(&terms, owner, machine, &state.table, &state.params)?;
+            let admitted = admit(&terms, owner, machine, &state.table, &state.params)?;
+            let balance = state.balances.get(&owner).copied().unwrap_or_default();
+            check_funds(price_per_day, balance, &state.params)?;
             Bid {
                 price_per_day,
-                oc,
+                oc: admitted.oc,
                 ..bid.as_ref().clone()
             }
         };
@@ -780,11 +823,11 @@ impl Store for SledStore {
         Ok(edited)
     }
 
-    fn cancel_bid(&self, owner: AccountId, id: BidId) -> StoreResult<Bid> {
+    fn cancel_bid(&self, owner: AccountId, id: BidId, now: u64) -> StoreResult<Bid> {
         let guard = self.write_lock();
         let cancelled = {
             let state = self.read();
-            let bid = own_active_bid(&state, owner, id)?;
+            let bid = own_active_bid(&state, owner, id, now)?;
             Bid {
                 state: BidState::Cancelled,
                 ..bid.as_ref().clone()
@@ -933,29 +976,19 @@ impl Store for SledStore {
     }
 
     fn set_params(&self, params: &MarketParams) -> StoreResult<()> {
-        if !(10..=86_400).contains(&params.billing_interval_s) {
-            return Err(StoreError::Invalid {
-                field: "billing_interval_s",
-                reason: "must be 10 to 86400 seconds".into(),
-            });
-        }
-        if params.fee_bps > 5000 {
-            return Err(StoreError::Invalid {
-                field: "fee_bps",
-                reason: "must be at most 5000 (50 %)".into(),
-            });
-        }
-        if !(params.clore_usd.is_finite() && params.clore_usd > 0.0) {
-            return Err(StoreError::Invalid {
-                field: "clore_usd",
-                reason: "must be a finite number > 0".into(),
-            });
-        }
+        params.check().map_err(|e| StoreError::Invalid {
+            field: e.field,
+            reason: e.reason,
+        })?;
         let guard = self.write_lock();
         let mut batch = Batch::default();
         batch.insert(keys::PARAMS, encode(params)?);
         let stored = params.clone();
         self.commit(guard, batch, |s| s.params = stored)
+    }
+
+    fn interval_clock(&self) -> StoreResult<IntervalClock> {
+        Ok(self.read().clock.clone())
     }
 
     fn gpu_table(&self) -> StoreResult<GpuRangeTable> {
@@ -1041,6 +1074,7 @@ impl Store for SledStore {
         }
         Ok(TickSnapshot {
             params: state.params.clone(),
+            clock: state.clock.clone(),
             table: state.table.clone(),
             fee_account: state.fee_account,
             cleared_through: state.cleared_through,
@@ -1058,6 +1092,7 @@ impl Store for SledStore {
         let mut balances = BTreeMap::new();
         let mut seq;
         let mut settled = Vec::new();
+        let mut expired = Vec::new();
         {
             let state = self.read();
             if state.cleared_through.is_some_and(|c| c >= commit.interval) {
@@ -1100,9 +1135,32 @@ impl Store for SledStore {
             for d in &commit.decisions {
                 batch.insert(key(keys::DECISION, &[d.machine, d.interval]), encode(d)?);
             }
+            for id in &commit.expired {
+                // Under the lock: only a bid still active and past its lifetime expires.
+                if let Some(bid) = state.bids.get(id)
+                    && bid.state == BidState::Active
+                    && commit.now >= bid.expires_at
+                {
+                    let bid = Bid {
+                        state: BidState::Expired,
+                        ..bid.as_ref().clone()
+                    };
+                    batch.insert(key(keys::BID, &[bid.id]), encode(&bid)?);
+                    expired.push(Arc::new(bid));
+                }
+            }
+            if let Some(clock) = &commit.clock {
+                batch.insert(keys::INTERVAL_CLOCK, encode(clock)?);
+            }
             batch.insert(keys::CLEARED_THROUGH, &u64_bytes(commit.interval));
         }
         self.commit(guard, batch, |s| {
+            for bid in expired {
+                s.put_bid(bid);
+            }
+            if let Some(clock) = &commit.clock {
+                s.clock = clock.clone();
+            }
             s.balances.extend(balances);
             s.last_transfer = seq;
             for k in settled {

@@ -7,6 +7,7 @@ use gigaspot_market::account::{Account, AccountId, Role};
 use gigaspot_market::bid::{Bid, BidId, BidTerms, OcRequest};
 use gigaspot_market::clearing::Decision;
 use gigaspot_market::gpu_ranges::GpuRangeTable;
+use gigaspot_market::interval_clock::IntervalClock;
 use gigaspot_market::ledger::{AuditReport, Transfer};
 use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::Amount;
@@ -39,8 +40,16 @@ pub trait Store: Send + Sync {
 
     /// Registers a machine for a host account.
     fn register_machine(&self, spec: MachineSpec) -> StoreResult<Machine>;
-    /// Replaces a machine's record (host settings, agent state).
-    fn update_machine(&self, machine: &Machine) -> StoreResult<()>;
+    /// Changes a machine's record with `change`, under the store's writer lock, so that
+    /// concurrent changes (the host's settings, the agent's heartbeat, the offline sweep)
+    /// never overwrite each other. `change` may refuse with an error (nothing is written);
+    /// a record it leaves equal is not written. Returns the record as stored. The host
+    /// of a machine cannot change.
+    fn modify_machine(
+        &self,
+        id: MachineId,
+        change: &mut dyn FnMut(&mut Machine) -> StoreResult<()>,
+    ) -> StoreResult<Machine>;
     /// A machine.
     fn machine(&self, id: MachineId) -> StoreResult<Option<Machine>>;
     /// Every machine, by id.
@@ -55,16 +64,18 @@ pub trait Store: Send + Sync {
         now: u64,
         idempotency_key: Option<&str>,
     ) -> StoreResult<Bid>;
-    /// Changes a bid's price and settings, re-running admission.
+    /// Changes a bid's price and settings at `now`, re-running admission (and the funds
+    /// check at the new price). Cancelled and expired bids cannot be edited.
     fn edit_bid(
         &self,
         owner: AccountId,
         id: BidId,
         price_per_day: Amount,
         oc: &[OcRequest],
+        now: u64,
     ) -> StoreResult<Bid>;
-    /// Cancels a bid.
-    fn cancel_bid(&self, owner: AccountId, id: BidId) -> StoreResult<Bid>;
+    /// Cancels a bid at `now`. Cancelled and expired bids cannot be cancelled.
+    fn cancel_bid(&self, owner: AccountId, id: BidId, now: u64) -> StoreResult<Bid>;
     /// A bid.
     fn bid(&self, id: BidId) -> StoreResult<Option<Bid>>;
     /// The bids on a machine, by id.
@@ -118,8 +129,11 @@ pub trait Store: Send + Sync {
 
     /// Market parameters.
     fn params(&self) -> StoreResult<MarketParams>;
-    /// Replaces the market parameters.
+    /// Replaces the market parameters. A new `billing_interval_s` takes effect at the next
+    /// boundary (the interval engine opens a new clock epoch there).
     fn set_params(&self, params: &MarketParams) -> StoreResult<()>;
+    /// The interval clock in force: which interval a moment belongs to.
+    fn interval_clock(&self) -> StoreResult<IntervalClock>;
     /// The GPU clock range table.
     fn gpu_table(&self) -> StoreResult<GpuRangeTable>;
     /// Replaces the GPU clock range table.

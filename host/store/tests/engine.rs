@@ -87,9 +87,12 @@ fn an_offline_machine_idles_and_is_not_charged() {
         .place_bid(m.alice, &terms(m.machine.id, 100, 300), T0, None)
         .unwrap();
     engine.tick(T0).unwrap();
-    let mut machine = store.machine(m.machine.id).unwrap().unwrap();
-    machine.live.online = false;
-    store.update_machine(&machine).unwrap();
+    store
+        .modify_machine(m.machine.id, &mut |machine| {
+            machine.live.online = false;
+            Ok(())
+        })
+        .unwrap();
     // Served in k; offline from k+1 on.
     store.record_served(m.machine.id, T0 / 60, bid.id).unwrap();
     let report = engine.tick(T0 + 60).unwrap();
@@ -217,4 +220,107 @@ fn the_decision_history_reads_newest_first_per_machine() {
     assert_eq!(intervals, vec![k + 4, k + 3, k + 2]);
     assert!(history.iter().all(|d| d.machine == m.machine.id));
     assert!(store.decisions(m.machine.id + 1000, 3).unwrap().is_empty());
+}
+
+#[test]
+fn a_new_interval_length_starts_at_the_next_boundary_and_charges_each_interval_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let plugins = StrategyOnly(PricePerWatt::new());
+    // 864 CLORE/day = 0.01 CLORE per second: a charge shows the interval's length.
+    let bid = store
+        .place_bid(m.alice, &terms(m.machine.id, 864, 300), T0, None)
+        .unwrap();
+    let mut now = T0;
+    let mut expected = Amount::ZERO;
+    // (length in force, change asked for during the interval): 60 → 120 → 60.
+    for (length, change) in [
+        (60, None),
+        (60, Some(120)),
+        (120, None),
+        (120, Some(60)),
+        (60, None),
+        (60, None),
+    ] {
+        let engine = IntervalEngine::without_audit(&store, &plugins);
+        let report = engine.tick(now).unwrap();
+        let interval = report.interval.expect("a boundary");
+        let clock = store.interval_clock().unwrap();
+        assert_eq!(clock.start_of(interval), now, "intervals tile time");
+        assert_eq!(clock.length_of(interval), length);
+        store.record_served(m.machine.id, interval, bid.id).unwrap();
+        expected = expected
+            .checked_add(Amount::clore(864).pro_rata(length))
+            .unwrap();
+        if let Some(new) = change {
+            let mut params = store.params().unwrap();
+            params.billing_interval_s = new;
+            store.set_params(&params).unwrap();
+            // Nothing moves before the boundary: the interval keeps its length.
+            assert_eq!(store.interval_clock().unwrap().length_of(interval), length);
+            // A restart in between keeps both the asked-for length and the clock.
+            drop(store);
+            store = SledStore::open(dir.path()).unwrap();
+            assert_eq!(store.params().unwrap().billing_interval_s, new);
+        }
+        // Ticks within the interval change nothing.
+        let engine = IntervalEngine::without_audit(&store, &plugins);
+        assert_eq!(engine.tick(now + length - 1).unwrap().interval, None);
+        now += length;
+    }
+    IntervalEngine::without_audit(&store, &plugins)
+        .tick(now)
+        .unwrap();
+    let paid = Amount::clore(1000)
+        .checked_sub(store.balance(m.alice).unwrap())
+        .unwrap();
+    // Six served intervals of 60 + 60 + 120 + 120 + 60 + 60 s = 480 s: 4.8 CLORE.
+    assert_eq!(paid, expected);
+    assert_eq!(paid, Amount(480_000_000));
+    let charges = store
+        .transfers()
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.id.starts_with("charge:"))
+        .count();
+    assert_eq!(charges, 6, "each served interval charged exactly once");
+    store.audit().unwrap();
+}
+
+#[test]
+fn bids_past_their_lifetime_become_expired_and_cannot_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let plugins = StrategyOnly(PricePerWatt::new());
+    let mut t = terms(m.machine.id, 100, 300);
+    t.lifetime = gigaspot_market::bid::Lifetime::Explicit(90);
+    let bid = store.place_bid(m.alice, &t, T0, None).unwrap();
+    let engine = IntervalEngine::without_audit(&store, &plugins);
+    engine.tick(T0).unwrap();
+    assert_eq!(
+        store.bid(bid.id).unwrap().unwrap().state,
+        gigaspot_market::bid::BidState::Active
+    );
+    // At T0 + 90 it is past its lifetime: edits and cancels fail before any tick...
+    let err = store
+        .cancel_bid(m.alice, bid.id, T0 + 90)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expired"), "{err}");
+    let err = store
+        .edit_bid(m.alice, bid.id, Amount::clore(200), &t.oc, T0 + 100)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("expired"), "{err}");
+    // ...and the next boundary writes the state, which a restart keeps.
+    engine.tick(T0 + 120).unwrap();
+    drop(engine);
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.bid(bid.id).unwrap().unwrap().state,
+        gigaspot_market::bid::BidState::Expired
+    );
 }

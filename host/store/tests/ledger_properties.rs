@@ -73,12 +73,12 @@ proptest! {
                 Op::Edit { pick, clore, pl } => {
                     if let Some(b) = bids.get(pick) {
                         let t = terms(m.machine.id, clore, pl);
-                        let _ = store.edit_bid(b.owner, b.id, t.price_per_day, &t.oc);
+                        let _ = store.edit_bid(b.owner, b.id, t.price_per_day, &t.oc, now);
                     }
                 }
                 Op::Cancel { pick } => {
                     if let Some(b) = bids.get(pick) {
-                        let _ = store.cancel_bid(b.owner, b.id);
+                        let _ = store.cancel_bid(b.owner, b.id, now);
                     }
                 }
                 Op::Tick { intervals, served } => {
@@ -95,9 +95,12 @@ proptest! {
                     now += 60 * intervals;
                 }
                 Op::AgentOnline(online) => {
-                    let mut machine = store.machine(m.machine.id).unwrap().unwrap();
-                    machine.live.online = online;
-                    store.update_machine(&machine).unwrap();
+                    store
+                        .modify_machine(m.machine.id, &mut |machine| {
+                            machine.live.online = online;
+                            Ok(())
+                        })
+                        .unwrap();
                 }
                 Op::Restart => {
                     drop(store);

@@ -70,7 +70,7 @@ fn edits_rerun_admission_and_only_owners_change_bids() {
         .unwrap();
     let edit = terms(m.machine.id, 150, 350);
     let edited = store
-        .edit_bid(m.alice, bid.id, edit.price_per_day, &edit.oc)
+        .edit_bid(m.alice, bid.id, edit.price_per_day, &edit.oc, 1000)
         .unwrap();
     assert_eq!(
         (edited.price_per_day, edited.oc[3].power_limit_w),
@@ -78,20 +78,20 @@ fn edits_rerun_admission_and_only_owners_change_bids() {
     );
     let bad = terms(m.machine.id, 150, 401);
     assert!(matches!(
-        store.edit_bid(m.alice, bid.id, bad.price_per_day, &bad.oc),
+        store.edit_bid(m.alice, bid.id, bad.price_per_day, &bad.oc, 1000),
         Err(StoreError::Refused(_))
     ));
     assert!(matches!(
-        store.cancel_bid(m.bob, bid.id),
+        store.cancel_bid(m.bob, bid.id, 1000),
         Err(StoreError::Forbidden { .. })
     ));
     assert_eq!(store.bid(bid.id).unwrap().unwrap(), edited);
     assert_eq!(
-        store.cancel_bid(m.alice, bid.id).unwrap().state,
+        store.cancel_bid(m.alice, bid.id, 1000).unwrap().state,
         BidState::Cancelled
     );
     assert!(matches!(
-        store.cancel_bid(m.alice, bid.id),
+        store.cancel_bid(m.alice, bid.id, 1000),
         Err(StoreError::Invalid { .. })
     ));
 }
@@ -375,4 +375,95 @@ fn plugin_versions_params_and_the_gpu_table_are_stored() {
     assert_eq!(store.plugin_versions().unwrap()[0].name, "price-per-watt");
     assert_eq!(store.params().unwrap().billing_interval_s, 120);
     assert_eq!(store.gpu_table().unwrap().models.len(), 1);
+}
+
+#[test]
+fn concurrent_machine_changes_never_lose_an_update() {
+    // A "heartbeat" thread and a "host" thread change different parts of the same record
+    // thousands of times; every change of each survives.
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+    let m = market(&store);
+    let id = m.machine.id;
+    const ROUNDS: u64 = 2_000;
+    let host = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 1..=ROUNDS {
+                store
+                    .modify_machine(id, &mut |machine| {
+                        machine.reserve_price = Amount(i);
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+        })
+    };
+    let agent = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 1..=ROUNDS {
+                store
+                    .modify_machine(id, &mut |machine| {
+                        machine.live.cached_images = vec![format!("img:{i}")];
+                        machine.live.working = i % 2 == 0;
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+        })
+    };
+    host.join().unwrap();
+    agent.join().unwrap();
+    let machine = store.machine(id).unwrap().unwrap();
+    assert_eq!(machine.reserve_price, Amount(ROUNDS));
+    assert_eq!(machine.live.cached_images, vec![format!("img:{ROUNDS}")]);
+    // A refused change writes nothing, and the host never changes.
+    let err = store
+        .modify_machine(id, &mut |machine| {
+            machine.reserve_price = Amount(1);
+            Err(gigaspot_store::StoreError::Invalid {
+                field: "x",
+                reason: "refused".into(),
+            })
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("refused"));
+    assert!(
+        store
+            .modify_machine(id, &mut |machine| {
+                machine.host += 1;
+                Ok(())
+            })
+            .is_err()
+    );
+    assert_eq!(store.machine(id).unwrap().unwrap(), machine);
+}
+
+#[test]
+fn a_bid_needs_an_available_machine_and_one_interval_of_funds() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let poor = store.create_account("poor", &[Role::Client]).unwrap().id;
+    let err = store
+        .place_bid(poor, &terms(m.machine.id, 100, 300), 1, None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, gigaspot_store::StoreError::Refused(r) if r.field == "price"),
+        "{err}"
+    );
+    store
+        .modify_machine(m.machine.id, &mut |machine| {
+            machine.live.online = false;
+            Ok(())
+        })
+        .unwrap();
+    let err = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, gigaspot_store::StoreError::Refused(r) if r.field == "machine"),
+        "{err}"
+    );
 }

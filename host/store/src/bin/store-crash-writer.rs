@@ -6,7 +6,7 @@
 use std::io::Write;
 
 use gigaspot_market::account::Role;
-use gigaspot_market::bid::{BidTerms, OcRequest};
+use gigaspot_market::bid::{BidTerms, Lifetime, OcRequest};
 use gigaspot_market::machine::Gpu;
 use gigaspot_market::money::Amount;
 use gigaspot_market::{PricePerWatt, StrategyOnly};
@@ -96,7 +96,7 @@ fn bid_terms(machine: u64, n: u64) -> BidTerms {
             };
             2
         ],
-        lifetime_s: 86_400,
+        lifetime: Lifetime::Explicit(86_400),
     }
 }
 
@@ -125,10 +125,14 @@ fn setup(store: &SledStore) -> (u64, [u64; 2]) {
         reserve_price: Amount::ZERO,
         max_rental_length_s: 30 * 86_400,
     };
-    let mut machine = store.register_machine(spec).expect("machine");
-    machine.live.online = true;
-    machine.live.working = true;
-    store.update_machine(&machine).expect("online");
+    let machine = store.register_machine(spec).expect("machine");
+    store
+        .modify_machine(machine.id, &mut |m| {
+            m.live.online = true;
+            m.live.working = true;
+            Ok(())
+        })
+        .expect("online");
     let a = store
         .create_account("a", &[Role::Client])
         .expect("client")

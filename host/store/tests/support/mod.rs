@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 
 use gigaspot_market::account::{AccountId, Role};
-use gigaspot_market::bid::{BidTerms, OcRequest};
+use gigaspot_market::bid::{BidTerms, Lifetime, OcRequest};
 use gigaspot_market::machine::{Gpu, Machine, MachineFacts};
 use gigaspot_market::money::Amount;
 use gigaspot_store::{MachineSpec, SledStore, Store};
@@ -44,16 +44,19 @@ pub fn terms(machine: u64, clore: u64, pl: u32) -> BidTerms {
             };
             4
         ],
-        lifetime_s: 7 * 86_400,
+        lifetime: Lifetime::Explicit(7 * 86_400),
     }
 }
 
 /// Marks a machine online and working, as its agent would.
 pub fn bring_online(store: &dyn Store, machine: &Machine) {
-    let mut m = machine.clone();
-    m.live.online = true;
-    m.live.working = true;
-    store.update_machine(&m).unwrap();
+    store
+        .modify_machine(machine.id, &mut |m| {
+            m.live.online = true;
+            m.live.working = true;
+            Ok(())
+        })
+        .unwrap();
 }
 
 /// A market with one host machine (online) and two funded clients.
