@@ -544,7 +544,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             measured_power_w,
             applied_settings,
             workload: self.workload.clone(),
-            last_error: self.last_error.clone(),
+            last_error: self.last_error.as_deref().map(bounded_error),
             cached_images: self.cached_images.clone(),
             gpus: self.inventory.as_ref().map(|i| {
                 i.gpus
@@ -567,6 +567,19 @@ fn status(c: &OwnContainer) -> WorkloadStatus {
         state: c.state,
         exit_code: c.exit_code,
     }
+}
+
+/// An error text cut to what the server accepts in a heartbeat.
+fn bounded_error(error: &str) -> String {
+    let max = gigaspot_market::agent_protocol::MAX_ERROR_BYTES;
+    if error.len() <= max {
+        return error.to_string();
+    }
+    let mut cut = max - 3;
+    while !error.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}...", &error[..cut])
 }
 
 #[cfg(test)]

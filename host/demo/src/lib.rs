@@ -65,7 +65,7 @@ fn server_config(options: &DemoOptions, operator: &str) -> Config {
     Config {
         bind: options.bind,
         data_dir: options.data_dir.join("market"),
-        billing_interval_s: options.interval_s,
+        billing_interval_s: Some(options.interval_s),
         operator_key: Some(operator.to_owned()),
         ..Config::default()
     }

@@ -41,6 +41,70 @@ pub struct Heartbeat {
     pub gpus: Option<Vec<InventoryGpu>>,
 }
 
+/// Most images an agent may report as cached.
+pub const MAX_CACHED_IMAGES: usize = 256;
+/// Longest image reference an agent may report, in bytes.
+pub const MAX_IMAGE_BYTES: usize = 512;
+/// Most GPUs a machine has (registration allows 1 to 16).
+pub const MAX_GPUS: usize = 16;
+/// Longest error text an agent may report, in bytes.
+pub const MAX_ERROR_BYTES: usize = 2048;
+/// Longest model or uuid string in an inventory, in bytes.
+pub const MAX_GPU_TEXT_BYTES: usize = 128;
+
+impl Heartbeat {
+    /// Checks the sizes of everything an agent writes into the machine's public record;
+    /// returns the offending field and why.
+    pub fn check_bounds(&self) -> Result<(), (&'static str, String)> {
+        let too_many = |field, n: usize, max: usize| {
+            Err((field, format!("{n} entries, at most {max} are accepted")))
+        };
+        if self.cached_images.len() > MAX_CACHED_IMAGES {
+            return too_many("cached_images", self.cached_images.len(), MAX_CACHED_IMAGES);
+        }
+        if let Some(long) = self.cached_images.iter().find(|i| i.len() > MAX_IMAGE_BYTES) {
+            return Err((
+                "cached_images",
+                format!(
+                    "an image reference of {} bytes, at most {MAX_IMAGE_BYTES}",
+                    long.len()
+                ),
+            ));
+        }
+        if self.measured_power_w.len() > MAX_GPUS {
+            return too_many("measured_power_w", self.measured_power_w.len(), MAX_GPUS);
+        }
+        if self.applied_settings.len() > MAX_GPUS {
+            return too_many("applied_settings", self.applied_settings.len(), MAX_GPUS);
+        }
+        if let Some(gpus) = &self.gpus {
+            if gpus.len() > MAX_GPUS {
+                return too_many("gpus", gpus.len(), MAX_GPUS);
+            }
+            if gpus
+                .iter()
+                .any(|g| g.model.len() > MAX_GPU_TEXT_BYTES || g.uuid.len() > MAX_GPU_TEXT_BYTES)
+            {
+                return Err((
+                    "gpus",
+                    format!("a model or uuid longer than {MAX_GPU_TEXT_BYTES} bytes"),
+                ));
+            }
+        }
+        if self
+            .last_error
+            .as_ref()
+            .is_some_and(|e| e.len() > MAX_ERROR_BYTES)
+        {
+            return Err((
+                "last_error",
+                format!("longer than {MAX_ERROR_BYTES} bytes"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// One GPU of the agent's inventory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

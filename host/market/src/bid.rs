@@ -39,6 +39,19 @@ pub struct OcRequest {
     pub mem_offset: Option<i32>,
 }
 
+impl From<GpuOc> for OcRequest {
+    /// The request that admits exactly these settings again.
+    fn from(o: GpuOc) -> Self {
+        OcRequest {
+            pl: Some(o.power_limit_w),
+            core_lock: o.core_lock_mhz,
+            mem_lock: o.mem_lock_mhz,
+            core_offset: o.core_offset_mhz,
+            mem_offset: o.mem_offset_mhz,
+        }
+    }
+}
+
 /// What a client asks for when placing or editing a bid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BidTerms {

@@ -184,6 +184,69 @@ impl Machine {
     }
 }
 
+/// What a host may change on its own machine; `None` leaves a setting as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostChange {
+    /// Electricity price, USD per kWh.
+    pub energy_price_usd_per_kwh: Option<f64>,
+    /// Reserve price per day.
+    pub reserve_price: Option<Amount>,
+    /// Power ceiling per GPU in W, one per GPU, each within the card's range.
+    pub ceilings_w: Option<Vec<u32>>,
+}
+
+/// A host change that breaks a rule: the field and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostChangeError {
+    /// The offending field.
+    pub field: &'static str,
+    /// Why.
+    pub reason: String,
+}
+
+impl HostChange {
+    /// Applies the change to `machine`, or refuses it whole (the machine is unchanged
+    /// then). Lowering a ceiling below a live bid's limit does not touch the bid: the
+    /// clearing finds it ineligible with the reason.
+    pub fn apply(&self, machine: &mut Machine) -> Result<(), HostChangeError> {
+        let fail = |field, reason| Err(HostChangeError { field, reason });
+        if let Some(price) = self.energy_price_usd_per_kwh
+            && let Err(reason) = check_energy_price(price)
+        {
+            return fail("energy_price", reason);
+        }
+        if let Some(ceilings) = &self.ceilings_w {
+            if ceilings.len() != machine.gpus.len() {
+                return fail(
+                    "ceilings_w",
+                    format!("{} values for {} GPUs", ceilings.len(), machine.gpus.len()),
+                );
+            }
+            for (i, (gpu, ceiling)) in machine.gpus.iter().zip(ceilings).enumerate() {
+                if !(gpu.card_min_w..=gpu.card_max_w).contains(ceiling) {
+                    return fail(
+                        "ceilings_w",
+                        format!(
+                            "gpu {i}: {ceiling} W is outside the card's [{}, {}]",
+                            gpu.card_min_w, gpu.card_max_w
+                        ),
+                    );
+                }
+            }
+            for (gpu, ceiling) in machine.gpus.iter_mut().zip(ceilings) {
+                gpu.ceiling_w = *ceiling;
+            }
+        }
+        if let Some(price) = self.energy_price_usd_per_kwh {
+            machine.energy_price_usd_per_kwh = price;
+        }
+        if let Some(reserve) = self.reserve_price {
+            machine.reserve_price = reserve;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;

@@ -32,6 +32,8 @@ pub async fn register(
         ));
     }
     let roles = roles(&request.roles)?;
+    gigaspot_market::account::check_name(&request.name)
+        .map_err(|reason| ApiError::bad_field("name", reason))?;
     let key = generate_key();
     let hash = key_hash(&key);
     let account = state

@@ -30,6 +30,9 @@ pub async fn heartbeat(
         .store(move |s| s.machine_by_agent_token(&hash))
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
+    report.check_bounds().map_err(|(field, reason)| {
+        ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, Some(field), reason)
+    })?;
     state
         .pulses
         .lock()
@@ -41,32 +44,35 @@ pub async fn heartbeat(
                 measured_power_w: report.measured_power_w.clone(),
             },
         );
-    let interval_s = u64::from(state.config.billing_interval_s);
-    let current = state.now() / interval_s;
+    let now = state.now();
     let desired = state
         .store(move |s| {
-            let mut machine = s.machine(machine_id)?.ok_or(StoreError::NotFound {
-                what: "machine",
-                id: machine_id,
+            // The interval clock of the store: a length changed by the operator applies
+            // here from the boundary the engine opened it at.
+            let current = s.interval_clock()?.interval_at(now);
+            // Only the agent's part of the record changes, read and written under the
+            // store's lock: a host's concurrent PATCH is never undone.
+            let machine = s.modify_machine(machine_id, &mut |machine| {
+                let before = machine.live.clone();
+                machine.live.online = true;
+                machine.live.working = report.working;
+                machine.live.cached_images.clone_from(&report.cached_images);
+                machine.live.running_bid = report.running_bid;
+                machine.live.applied_settings.clone_from(&report.applied_settings);
+                machine.live.workload.clone_from(&report.workload);
+                machine.live.last_error.clone_from(&report.last_error);
+                if let Some(inventory) = &report.gpus {
+                    apply_inventory(machine, inventory)?;
+                }
+                // Most heartbeats repeat the last one: write only what changed. The
+                // measured power alone does not count (it is served from memory, see
+                // AgentPulse); the record takes the latest reading when something else
+                // changes.
+                if machine.live != before {
+                    machine.live.measured_power_w.clone_from(&report.measured_power_w);
+                }
+                Ok(())
             })?;
-            let before = machine.clone();
-            machine.live.online = true;
-            machine.live.working = report.working;
-            machine.live.cached_images = report.cached_images;
-            machine.live.running_bid = report.running_bid;
-            machine.live.applied_settings = report.applied_settings;
-            machine.live.workload = report.workload;
-            machine.live.last_error = report.last_error;
-            if let Some(inventory) = &report.gpus {
-                apply_inventory(&mut machine, inventory)?;
-            }
-            // Most heartbeats repeat the last one: write only what changed. The measured
-            // power alone does not count (it is served from memory, see AgentPulse); the
-            // record takes the latest reading when something else changes.
-            if machine != before {
-                machine.live.measured_power_w = report.measured_power_w;
-                s.update_machine(&machine)?;
-            }
             let assignment = s.assignment(machine_id)?;
             if let Some(a) = &assignment
                 && a.interval == current

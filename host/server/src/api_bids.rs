@@ -1,20 +1,18 @@
 //! Bids: create (with `Idempotency-Key`), edit, cancel, list, show.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use gigaspot_market::account::Role;
-use gigaspot_market::bid::{Bid, BidTerms, OcRequest};
-use gigaspot_market::params::MAX_BID_LIFETIME_S;
+use gigaspot_market::bid::{Bid, BidTerms, Lifetime, OcRequest};
+use gigaspot_market::params::DEFAULT_BID_LIFETIME_S;
 use gigaspot_store::{Store, StoreError};
 
 use crate::api_error::ApiError;
 use crate::app::{AppState, JsonBody};
 use crate::auth::Caller;
-use crate::wire::{BidEdit, BidView, NewBid, clore};
-
-/// Default bid lifetime: 7 days.
-const DEFAULT_LIFETIME_S: u64 = 7 * 86_400;
+use crate::path_id::PathId;
+use crate::wire::{BidEdit, BidView, NewBid};
 
 /// `POST /api/v1/bids`: admits and stores a bid. A repeated `Idempotency-Key` returns the
 /// bid created the first time, with 200 instead of 201.
@@ -33,29 +31,30 @@ pub async fn create(
                 .to_owned(),
         ),
     };
-    let lifetime_s = request
-        .lifetime_s
-        .unwrap_or(DEFAULT_LIFETIME_S.min(MAX_BID_LIFETIME_S));
     let terms = BidTerms {
         machine: request.machine,
-        price_per_day: clore("price", request.price)?,
+        price_per_day: request.price.0,
         image: request.image,
         env: request.env,
         oc: request.oc.into_iter().map(OcRequest::from).collect(),
-        lifetime_s,
+        // Without an explicit lifetime: 7 days, clamped to the machine's maximum.
+        lifetime: match request.lifetime_s {
+            Some(s) => Lifetime::Explicit(s),
+            None => Lifetime::Default(DEFAULT_BID_LIFETIME_S),
+        },
     };
     let owner = caller.0.id;
     let at = state.now();
-    let bid = state
-        .store(move |s| s.place_bid(owner, &terms, at, key.as_deref()))
+    let placed = state
+        .store(move |s| s.place_bid_keyed(owner, &terms, at, key.as_deref()))
         .await?;
-    // An idempotent repeat returns a bid created earlier.
-    let status = if bid.created_at == at {
-        StatusCode::CREATED
-    } else {
+    // An idempotent repeat returns the bid created the first time.
+    let status = if placed.replayed {
         StatusCode::OK
+    } else {
+        StatusCode::CREATED
     };
-    Ok((status, Json(BidView::new(&bid, at))))
+    Ok((status, Json(BidView::new(&placed.bid, at))))
 }
 
 /// `GET /api/v1/bids`: the caller's bids.
@@ -74,7 +73,7 @@ pub async fn mine(
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<u64>,
+    PathId(id): PathId,
 ) -> Result<Json<BidView>, ApiError> {
     let bid = visible_bid(&state, &caller, id).await?;
     Ok(Json(BidView::new(&bid, state.now())))
@@ -85,7 +84,7 @@ pub async fn show(
 pub async fn decision(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<u64>,
+    PathId(id): PathId,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let bid = visible_bid(&state, &caller, id).await?;
     let machine = bid.machine;
@@ -139,15 +138,16 @@ pub async fn decision(
 pub async fn edit(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<u64>,
+    PathId(id): PathId,
     JsonBody(request): JsonBody<BidEdit>,
 ) -> Result<Json<BidView>, ApiError> {
     visible_bid(&state, &caller, id).await?;
-    let price = clore("price", request.price)?;
+    let price = request.price.0;
     let oc: Vec<OcRequest> = request.oc.into_iter().map(OcRequest::from).collect();
     let owner = caller.0.id;
+    let now = state.now();
     let bid = state
-        .store(move |s| s.edit_bid(owner, id, price, &oc))
+        .store(move |s| s.edit_bid(owner, id, price, &oc, now))
         .await?;
     Ok(Json(BidView::new(&bid, state.now())))
 }
@@ -156,11 +156,12 @@ pub async fn edit(
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<u64>,
+    PathId(id): PathId,
 ) -> Result<Json<BidView>, ApiError> {
     visible_bid(&state, &caller, id).await?;
     let owner = caller.0.id;
-    let bid = state.store(move |s| s.cancel_bid(owner, id)).await?;
+    let now = state.now();
+    let bid = state.store(move |s| s.cancel_bid(owner, id, now)).await?;
     Ok(Json(BidView::new(&bid, state.now())))
 }
 

@@ -9,9 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gigaspot_market::account::Account;
-use gigaspot_market::admission::{MIN_PRICE, RefusalReason};
-use gigaspot_market::bid::{BidTerms, OcRequest};
-use gigaspot_market::billing::IntervalCharge;
+use gigaspot_market::admission::{is_oc_refusal, is_too_low};
+use gigaspot_market::bid::{BidState, BidTerms, Lifetime, OcRequest};
+use gigaspot_market::ledger::Party;
 use gigaspot_market::money::Amount;
 use gigaspot_store::{Store, StoreError};
 use serde::Deserialize;
@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::auth::key_hash;
-use crate::wire::OcEntry;
+use crate::wire::{Clore, OcEntry};
 
 /// The only currency, as Clore names it.
 const CURRENCY: &str = "CLORE-Blockchain";
@@ -152,8 +152,7 @@ pub async fn snapshot(State(state): State<AppState>, Path(file): Path<String>) -
 struct OrderItem {
     currency: Option<String>,
     image: Option<String>,
-    renting_server: Option<u64>,
-    price: Option<f64>,
+    price: Option<Clore>,
     oc: Option<Vec<OcEntry>>,
     env: Option<BTreeMap<String, String>>,
 }
@@ -167,6 +166,29 @@ fn array_of_objects(body: &Bytes) -> Result<Vec<Value>, CloreReply> {
     }
 }
 
+/// The id under `key` of every item, or `code: 2` naming the first item without one: an
+/// item that names no machine or order cannot be reported in the id lists, so the whole
+/// request is refused before anything is placed (nothing is silently dropped).
+fn item_ids(items: &[Value], key: &str) -> Result<Vec<u64>, CloreReply> {
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| match item.get(key) {
+            Some(v) => v.as_u64().ok_or_else(|| {
+                invalid(format!(
+                    "item {i}: {key} must be an unsigned integer, got {}",
+                    shorten(&v.to_string())
+                ))
+            }),
+            None => Err(invalid(format!("item {i}: {key} is missing"))),
+        })
+        .collect()
+}
+
+fn shorten(text: &str) -> String {
+    text.chars().take(40).collect()
+}
+
 /// `POST /v1/create_gigaspot_orders`: each order succeeds or fails on its own.
 pub async fn create_orders(
     State(state): State<AppState>,
@@ -175,26 +197,25 @@ pub async fn create_orders(
 ) -> Result<CloreReply, CloreReply> {
     let account = caller(&state, &headers).await?;
     let items = array_of_objects(&body)?;
+    let servers = item_ids(&items, "renting_server")?;
     let now = state.now();
     let aliases = state.config.clore.image_aliases.clone();
     let lists = state
         .store(move |s| {
             let (mut failed_oc, mut failed_rent, mut too_low) =
                 (Vec::new(), Vec::new(), Vec::new());
-            let params = s.params()?;
-            for raw in items {
-                let item: Option<OrderItem> = serde_json::from_value(raw.clone()).ok();
-                let server = item
-                    .as_ref()
-                    .and_then(|i| i.renting_server)
-                    .or_else(|| raw.get("renting_server").and_then(Value::as_u64));
-                let Some(server) = server else { continue };
-                let Some(item) = item else {
-                    failed_oc.push(server);
-                    failed_rent.push(server);
-                    continue;
+            for (raw, server) in items.into_iter().zip(servers) {
+                let outcome = match serde_json::from_value::<OrderItem>(raw.clone()) {
+                    Ok(item) => place(s, &account, server, item, &aliases, now),
+                    // The settings are what failed to read, or something else.
+                    Err(_) if raw
+                        .get("oc")
+                        .is_some_and(|oc| serde_json::from_value::<Vec<OcEntry>>(oc.clone()).is_err()) =>
+                    {
+                        Placed::BadOc
+                    }
+                    Err(_) => Placed::Failed,
                 };
-                let outcome = place(s, &account, server, item, &aliases, now, &params);
                 match outcome {
                     Placed::Ok => {}
                     Placed::BadOc => {
@@ -221,18 +242,6 @@ pub async fn create_orders(
     })))
 }
 
-/// Whether a refusal means the price is too low: below the machine's minimum bid or the
-/// market's minimum price.
-fn too_low(reason: &RefusalReason, value: &str) -> bool {
-    match reason {
-        RefusalReason::BelowMinBid { .. } => true,
-        RefusalReason::PriceOutOfRange => {
-            value.parse::<f64>().is_ok_and(|p| p < MIN_PRICE.as_clore())
-        }
-        _ => false,
-    }
-}
-
 enum Placed {
     Ok,
     BadOc,
@@ -240,6 +249,9 @@ enum Placed {
     Failed,
 }
 
+/// Places one order through the same store call (and so the same market rules) as the
+/// native API: admission, the bid's own energy floor, an available machine, one interval
+/// of funds.
 fn place(
     s: &gigaspot_store::SledStore,
     account: &Account,
@@ -247,7 +259,6 @@ fn place(
     item: OrderItem,
     aliases: &BTreeMap<String, String>,
     now: u64,
-    params: &gigaspot_market::params::MarketParams,
 ) -> Placed {
     if item.currency.as_deref().is_some_and(|c| c != CURRENCY) {
         return Placed::Failed;
@@ -258,48 +269,27 @@ fn place(
     let (Some(price), Some(image)) = (item.price, item.image) else {
         return Placed::Failed;
     };
-    let Ok(price) = Amount::from_clore(price) else {
-        return Placed::Failed;
-    };
-    if price < MIN_PRICE {
-        return Placed::TooLow;
-    }
     let image = aliases.get(&image).cloned().unwrap_or(image);
-    match s.machine(server) {
-        Ok(Some(m)) if m.available() => {}
-        _ => return Placed::Failed,
-    }
-    // The owner must be able to pay at least one interval.
-    let interval_cost = IntervalCharge::new(price, params).total;
-    if s.balance(account.id).map_or(true, |b| b < interval_cost) {
-        return Placed::Failed;
-    }
     let terms = BidTerms {
         machine: server,
-        price_per_day: price,
+        price_per_day: price.0,
         image,
         env: item.env.unwrap_or_default(),
         oc: oc.into_iter().map(OcRequest::from).collect(),
-        lifetime_s: ORDER_LIFETIME_S,
+        // Clore's orders carry no lifetime: the longest, clamped to the machine's maximum.
+        lifetime: Lifetime::Default(ORDER_LIFETIME_S),
     };
     match s.place_bid(account.id, &terms, now, None) {
         Ok(_) => Placed::Ok,
-        Err(StoreError::Refused(r)) => match r.reason {
-            RefusalReason::WrongOcCount { .. }
-            | RefusalReason::MissingPowerLimit
-            | RefusalReason::OutOfRange { .. }
-            | RefusalReason::NotAllowedOnModel => Placed::BadOc,
-            ref reason if too_low(reason, &r.value) => Placed::TooLow,
-            _ => Placed::Failed,
-        },
+        Err(StoreError::Refused(r)) if is_oc_refusal(&r) => Placed::BadOc,
+        Err(StoreError::Refused(r)) if is_too_low(&r) => Placed::TooLow,
         Err(_) => Placed::Failed,
     }
 }
 
 #[derive(Deserialize)]
 struct EditItem {
-    order_id: u64,
-    price: f64,
+    price: Clore,
     oc: Option<Vec<OcEntry>>,
 }
 
@@ -311,41 +301,30 @@ pub async fn edit_orders(
 ) -> Result<CloreReply, CloreReply> {
     let account = caller(&state, &headers).await?;
     let items = array_of_objects(&body)?;
+    let ids = item_ids(&items, "order_id")?;
+    let now = state.now();
     let lists = state
         .store(move |s| {
             let (mut failed, mut ok, mut low) = (Vec::new(), Vec::new(), Vec::new());
-            for raw in items {
-                let id = raw.get("order_id").and_then(Value::as_u64);
+            for (raw, id) in items.into_iter().zip(ids) {
                 let Ok(item) = serde_json::from_value::<EditItem>(raw) else {
-                    failed.extend(id);
+                    failed.push(id);
                     continue;
                 };
-                let outcome = (|| {
-                    let price = Amount::from_clore(item.price).ok()?;
-                    let bid = s.bid(item.order_id).ok()??;
+                let outcome = s.bid(id).ok().flatten().map(|bid| {
                     let oc: Vec<OcRequest> = match item.oc {
                         Some(oc) => oc.into_iter().map(OcRequest::from).collect(),
-                        None => bid
-                            .oc
-                            .iter()
-                            .map(|o| OcRequest {
-                                pl: Some(o.power_limit_w),
-                                core_lock: o.core_lock_mhz,
-                                mem_lock: o.mem_lock_mhz,
-                                core_offset: o.core_offset_mhz,
-                                mem_offset: o.mem_offset_mhz,
-                            })
-                            .collect(),
+                        None => bid.oc.iter().copied().map(OcRequest::from).collect(),
                     };
-                    Some(s.edit_bid(account.id, item.order_id, price, &oc))
-                })();
+                    s.edit_bid(account.id, id, item.price.0, &oc, now)
+                });
                 match outcome {
-                    Some(Ok(_)) => ok.push(item.order_id),
-                    Some(Err(StoreError::Refused(r))) if too_low(&r.reason, &r.value) => {
-                        low.push(item.order_id);
-                        failed.push(item.order_id);
+                    Some(Ok(_)) => ok.push(id),
+                    Some(Err(StoreError::Refused(r))) if is_too_low(&r) => {
+                        low.push(id);
+                        failed.push(id);
                     }
-                    _ => failed.push(item.order_id),
+                    _ => failed.push(id),
                 }
             }
             Ok((failed, ok, low))
@@ -376,12 +355,13 @@ pub async fn cancel_orders(
             "order_ids must hold 1 to {MAX_CANCEL_IDS} ids"
         )));
     }
+    let now = state.now();
     let failed = state
         .store(move |s| {
             Ok(request
                 .order_ids
                 .into_iter()
-                .filter(|id| s.cancel_bid(account.id, *id).is_err())
+                .filter(|id| s.cancel_bid(account.id, *id, now).is_err())
                 .collect::<Vec<u64>>())
         })
         .await
@@ -389,7 +369,9 @@ pub async fn cancel_orders(
     Ok(reply(json!({"failed_to_cancel": failed, "code": 0})))
 }
 
-/// `GET /v1/my_orders`: the caller's bids.
+/// `GET /v1/my_orders`: the caller's bids, under Clore's key `orders` (what Clore's own
+/// clients read) with Clore's per-order fields beside ours, and again under `my_orders`
+/// for readers of the first release.
 pub async fn my_orders(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -398,19 +380,31 @@ pub async fn my_orders(
     let now = state.now();
     let orders = state
         .store(move |s| {
+            let spend = spend_by_bid(s, account.id)?;
             let orders: Vec<Value> = s
                 .bids_of(account.id)?
                 .into_iter()
                 .map(|b| {
+                    let status = match b.state_at(now) {
+                        BidState::Active => "active",
+                        BidState::Cancelled => "cancelled",
+                        BidState::Expired => "expired",
+                    };
                     json!({
                         "id": b.id,
                         "renting_server": b.machine,
-                        "price": b.price_per_day.as_clore(),
+                        "si": b.machine,
+                        "type": "spot",
+                        "status": status,
+                        "price": Clore(b.price_per_day),
                         "currency": CURRENCY,
                         "image": b.image,
                         "active": b.is_live(now),
+                        "expired": b.state_at(now) == BidState::Expired,
+                        "spend": Clore(spend.get(&b.id).copied().unwrap_or_default()),
                         "pl": b.total_power_limit_w(),
-                        "created_at": b.created_at,
+                        "created_at": rfc3339(b.created_at),
+                        "created_at_unix": b.created_at,
                         "expires_at": b.expires_at,
                     })
                 })
@@ -419,7 +413,40 @@ pub async fn my_orders(
         })
         .await
         .map_err(database)?;
-    Ok(reply(json!({"my_orders": orders, "code": 0})))
+    Ok(reply(
+        json!({"orders": orders.clone(), "my_orders": orders, "code": 0}),
+    ))
+}
+
+/// What `account` paid per bid (charges and fees), from its ledger index.
+fn spend_by_bid(
+    s: &gigaspot_store::SledStore,
+    account: u64,
+) -> Result<BTreeMap<u64, Amount>, StoreError> {
+    const PAGE: usize = 1_000;
+    let mut spend: BTreeMap<u64, Amount> = BTreeMap::new();
+    let mut before = None;
+    loop {
+        let page = s.account_transfers(account, before, PAGE)?;
+        for (_, t) in &page {
+            if t.from == Party::Account(account)
+                && let Some(bid) = t.bid
+            {
+                let total = spend.entry(bid).or_default();
+                *total = total.checked_add(t.amount).unwrap_or(*total);
+            }
+        }
+        match page.last() {
+            Some((seq, _)) if page.len() == PAGE => before = Some(*seq),
+            _ => return Ok(spend),
+        }
+    }
+}
+
+/// Unix seconds as an RFC 3339 UTC timestamp, e.g. `2027-01-15T08:00:00Z`.
+fn rfc3339(unix: u64) -> String {
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix);
+    humantime::format_rfc3339_seconds(at).to_string()
 }
 
 /// `GET /v1/wallets`: the caller's balance.
@@ -433,7 +460,7 @@ pub async fn wallets(
         .await
         .map_err(database)?;
     Ok(reply(
-        json!({"wallets": [{"name": CURRENCY, "balance": balance.as_clore(), "deposit": "", "withdrawal_fee": 0.0}], "code": 0}),
+        json!({"wallets": [{"name": CURRENCY, "balance": Clore(balance), "deposit": "", "withdrawal_fee": 0}], "code": 0}),
     ))
 }
 

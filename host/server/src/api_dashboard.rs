@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Query, State};
 use gigaspot_market::bid::Bid;
 use gigaspot_market::clearing::{Decision, Verdict};
 use gigaspot_market::verdict::PluginRef;
@@ -13,6 +13,7 @@ use gigaspot_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
+use crate::path_id::PathId;
 use crate::app::AppState;
 use crate::wire::OcEntry;
 
@@ -97,7 +98,7 @@ fn machine_exists(s: &impl Store, id: u64) -> Result<(), StoreError> {
 /// `GET /api/v1/machines/{id}/book` (anyone).
 pub async fn book(
     State(state): State<AppState>,
-    Path(id): Path<u64>,
+    PathId(id): PathId,
 ) -> Result<Json<OrderBook>, ApiError> {
     let now = state.now();
     let book = state
@@ -192,21 +193,21 @@ fn rank(machine: u64, decision: Option<Decision>, bids: Vec<Bid>) -> OrderBook {
 /// 50, at most 1,000), newest first.
 pub async fn machine_history(
     State(state): State<AppState>,
-    Path(id): Path<u64>,
+    PathId(id): PathId,
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<Vec<HistoryEntry>>, ApiError> {
     let limit = crate::query::limit(&query, 50, 1000)?;
-    let interval_s = u64::from(state.config.billing_interval_s);
     let history = state
         .store(move |s| {
             machine_exists(s, id)?;
+            let clock = s.interval_clock()?;
             s.decisions(id, limit)?
                 .into_iter()
                 .map(|d| {
                     let won = winning_bid(s, &d)?;
                     Ok(HistoryEntry {
                         interval: d.interval,
-                        at: d.interval * interval_s,
+                        at: clock.start_of(d.interval),
                         winner: d.winner.map(|w| w.bid),
                         price: won.map(|(price, _)| price),
                         price_per_kw: won.map(|(price, power)| price_per_kw(price, power)),

@@ -1,17 +1,19 @@
 //! Machines: registration and settings (host), listing and live state (anyone).
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use gigaspot_market::account::Role;
 use gigaspot_market::clearing::Decision;
-use gigaspot_market::machine::{Gpu, MachineFacts};
+use gigaspot_market::machine::{Gpu, HostChange, MachineFacts};
+use gigaspot_market::money::Amount;
 use gigaspot_store::{MachineSpec, Store};
 
 use crate::api_error::ApiError;
+use crate::path_id::PathId;
 use crate::app::{AppState, JsonBody};
 use crate::auth::{Caller, generate_key, key_hash};
-use crate::wire::{MachineUpdate, MachineView, NewMachine, NewMachineReply, clore};
+use crate::wire::{MachineUpdate, MachineView, NewMachine, NewMachineReply};
 
 /// Default longest rental: 30 days.
 const DEFAULT_MAX_RENTAL_S: u64 = 30 * 86_400;
@@ -23,7 +25,7 @@ pub async fn register(
     JsonBody(request): JsonBody<NewMachine>,
 ) -> Result<(StatusCode, Json<NewMachineReply>), ApiError> {
     caller.require(Role::Host, "register machines")?;
-    let reserve_price = clore("reserve_price", request.reserve_price)?;
+    let reserve_price = request.reserve_price.map_or(Amount::ZERO, |p| p.0);
     let spec = MachineSpec {
         host: caller.0.id,
         facts: MachineFacts {
@@ -90,7 +92,7 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<MachineView>
 /// `GET /api/v1/machines/{id}`.
 pub async fn show(
     State(state): State<AppState>,
-    Path(id): Path<u64>,
+    PathId(id): PathId,
 ) -> Result<Json<MachineView>, ApiError> {
     let view = state
         .store(move |s| {
@@ -110,65 +112,33 @@ pub async fn show(
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
-    Path(id): Path<u64>,
+    PathId(id): PathId,
     JsonBody(request): JsonBody<MachineUpdate>,
 ) -> Result<Json<MachineView>, ApiError> {
-    let reserve = request
-        .reserve_price
-        .map(|p| clore("reserve_price", p))
-        .transpose()?;
-    if let Some(price) = request.energy_price
-        && !(price.is_finite() && price >= 0.0)
-    {
-        return Err(ApiError::bad_field(
-            "energy_price",
-            "must be a finite number >= 0",
-        ));
-    }
+    let change = HostChange {
+        energy_price_usd_per_kwh: request.energy_price,
+        reserve_price: request.reserve_price.map(|p| p.0),
+        ceilings_w: request.ceilings_w,
+    };
     let host = caller.0.id;
     let view = state
         .store(move |s| {
-            let mut machine = s.machine(id)?.ok_or(gigaspot_store::StoreError::NotFound {
-                what: "machine",
-                id,
-            })?;
-            if machine.host != host {
-                return Err(gigaspot_store::StoreError::Forbidden {
-                    account: host,
-                    action: "change another host's machine",
-                });
-            }
-            if let Some(price) = request.energy_price {
-                machine.energy_price_usd_per_kwh = price;
-            }
-            if let Some(reserve) = reserve {
-                machine.reserve_price = reserve;
-            }
-            if let Some(ceilings) = &request.ceilings_w {
-                if ceilings.len() != machine.gpus.len() {
-                    return Err(gigaspot_store::StoreError::Invalid {
-                        field: "ceilings_w",
-                        reason: format!(
-                            "{} values for {} GPUs",
-                            ceilings.len(),
-                            machine.gpus.len()
-                        ),
+            // Read, check and change under the store's writer lock: a heartbeat arriving
+            // meanwhile cannot undo the host's change.
+            let machine = s.modify_machine(id, &mut |machine| {
+                if machine.host != host {
+                    return Err(gigaspot_store::StoreError::Forbidden {
+                        account: host,
+                        action: "change another host's machine",
                     });
                 }
-                for (i, (gpu, ceiling)) in machine.gpus.iter_mut().zip(ceilings).enumerate() {
-                    if !(gpu.card_min_w..=gpu.card_max_w).contains(ceiling) {
-                        return Err(gigaspot_store::StoreError::Invalid {
-                            field: "ceilings_w",
-                            reason: format!(
-                                "gpu {i}: {ceiling} W is outside the card's [{}, {}]",
-                                gpu.card_min_w, gpu.card_max_w
-                            ),
-                        });
-                    }
-                    gpu.ceiling_w = *ceiling;
-                }
-            }
-            s.update_machine(&machine)?;
+                change
+                    .apply(machine)
+                    .map_err(|e| gigaspot_store::StoreError::Invalid {
+                        field: e.field,
+                        reason: e.reason,
+                    })
+            })?;
             let current = s.assignment(id)?.and_then(|a| a.winner).map(|w| w.bid);
             Ok(MachineView::new(&machine, &s.params()?, current))
         })
@@ -181,7 +151,7 @@ pub async fn update(
 pub async fn latest_decision(
     State(state): State<AppState>,
     _caller: Caller,
-    Path(id): Path<u64>,
+    PathId(id): PathId,
 ) -> Result<Json<Decision>, ApiError> {
     let decision = state
         .store(move |s| {

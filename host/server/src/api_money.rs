@@ -11,7 +11,7 @@ use gigaspot_store::Store;
 use crate::api_error::ApiError;
 use crate::app::{AppState, JsonBody};
 use crate::auth::Caller;
-use crate::wire::{BalanceView, DepositRequest, LedgerEntry, TransferView, clore};
+use crate::wire::{BalanceView, DepositRequest, LedgerEntry, TransferView};
 
 /// `POST /api/v1/deposits`: the operator credits an account; the reference makes a
 /// repeated request harmless.
@@ -21,7 +21,7 @@ pub async fn deposit(
     JsonBody(request): JsonBody<DepositRequest>,
 ) -> Result<(StatusCode, Json<TransferView>), ApiError> {
     caller.require(Role::Operator, "credit deposits")?;
-    let amount = clore("amount", request.amount)?;
+    let amount = request.amount.0;
     let at = state.now();
     let transfer = state
         .store(move |s| s.deposit(request.account, amount, &request.reference, at))

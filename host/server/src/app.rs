@@ -333,6 +333,7 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
+        .layer(axum::middleware::from_fn(crate::json_errors::json_errors))
         .with_state(state)
 }
 

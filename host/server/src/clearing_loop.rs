@@ -12,7 +12,8 @@ use crate::app::AppState;
 pub fn run_boundary(
     state: &AppState,
 ) -> Result<gigaspot_store::TickReport, gigaspot_store::StoreError> {
-    let stale_after = Duration::from_secs(2 * u64::from(state.config.billing_interval_s));
+    // Two intervals of the length in force (the store's clock, not the config file).
+    let stale_after = Duration::from_secs(2 * state.store.interval_clock()?.length_s());
     let last_heard: std::collections::HashMap<_, _> = state
         .pulses
         .lock()
@@ -20,13 +21,25 @@ pub fn run_boundary(
         .iter()
         .map(|(id, pulse)| (*id, pulse.at))
         .collect();
-    for mut machine in state.store.machines()? {
+    for machine in state.store.machines()? {
         let fresh = last_heard
             .get(&machine.id)
             .is_some_and(|t| t.elapsed() < stale_after);
         if machine.live.online && !fresh {
-            machine.live.online = false;
-            state.store.update_machine(&machine)?;
+            // Re-checked under the store's lock: a heartbeat that arrived since the read
+            // above wins.
+            state.store.modify_machine(machine.id, &mut |m| {
+                let heard = state
+                    .pulses
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&m.id)
+                    .is_some_and(|p| p.at.elapsed() < stale_after);
+                if !heard {
+                    m.live.online = false;
+                }
+                Ok(())
+            })?;
         }
     }
     let started = Instant::now();
@@ -38,12 +51,20 @@ pub fn run_boundary(
     Ok(report)
 }
 
-/// Ticks at every interval boundary until the task is dropped.
+/// Ticks at every interval boundary until the task is dropped. The boundaries come from
+/// the store's interval clock, read anew each time, so a length the operator changed
+/// takes effect at the next boundary without a restart.
 pub async fn run(state: AppState) {
-    let interval_s = u64::from(state.config.billing_interval_s);
     loop {
-        let wait = interval_s - state.now() % interval_s;
-        tokio::time::sleep(Duration::from_secs(wait)).await;
+        let now = state.now();
+        let next = match state.store.interval_clock() {
+            Ok(clock) => clock.next_boundary(now),
+            Err(e) => {
+                tracing::error!("cannot read the interval clock: {e}");
+                now + 1
+            }
+        };
+        tokio::time::sleep(Duration::from_secs(next.saturating_sub(now).max(1))).await;
         let started = Instant::now();
         let tick_state = state.clone();
         match tokio::task::spawn_blocking(move || run_boundary(&tick_state)).await {

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use gigaspot_market::params::MarketParams;
 use serde::{Deserialize, Serialize};
 
 /// Every setting of `gigaspot serve`, with its default.
@@ -15,12 +16,19 @@ pub struct Config {
     pub bind: SocketAddr,
     /// Directory of the sled database. Default `./data`. Env `GIGASPOT_DATA_DIR`.
     pub data_dir: PathBuf,
-    /// Billing interval in seconds, 10 to 86,400. Default 60. Env `GIGASPOT_BILLING_INTERVAL_S`.
-    pub billing_interval_s: u32,
-    /// Operator fee in basis points, 0 to 5,000. Default 250 (2.5 %). Env `GIGASPOT_FEE_BPS`.
-    pub fee_bps: u32,
-    /// USD price of one CLORE. Default 0.02. Env `GIGASPOT_CLORE_USD`.
-    pub clore_usd: f64,
+    /// Billing interval in seconds, 10 to 86,400. The market parameters live in the
+    /// database: these three keys seed a new one (defaults 60 s, 250 bps, 0.02 USD); on an
+    /// existing database a value that differs from the stored one is applied as an
+    /// explicit change (logged; an interval length takes effect at the next boundary),
+    /// and an unset key leaves the stored value (e.g. one set with `PUT /api/v1/params`)
+    /// as it is. Env `GIGASPOT_BILLING_INTERVAL_S`.
+    pub billing_interval_s: Option<u32>,
+    /// Operator fee in basis points, 0 to 5,000 (see `billing_interval_s` for how it
+    /// meets the stored value). Env `GIGASPOT_FEE_BPS`.
+    pub fee_bps: Option<u32>,
+    /// USD price of one CLORE (see `billing_interval_s` for how it meets the stored
+    /// value). Env `GIGASPOT_CLORE_USD`.
+    pub clore_usd: Option<f64>,
     /// Whether anyone may create client and host accounts. Default true.
     /// Env `GIGASPOT_OPEN_REGISTRATION`.
     pub open_registration: bool,
@@ -94,9 +102,9 @@ impl Default for Config {
         Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
-            billing_interval_s: 60,
-            fee_bps: 250,
-            clore_usd: 0.02,
+            billing_interval_s: None,
+            fee_bps: None,
+            clore_usd: None,
             open_registration: true,
             max_body_bytes: 64 << 10,
             request_timeout_ms: 10_000,
@@ -152,13 +160,13 @@ impl Config {
             config.data_dir = PathBuf::from(v);
         }
         if let Some(v) = env("GIGASPOT_BILLING_INTERVAL_S") {
-            config.billing_interval_s = parse("GIGASPOT_BILLING_INTERVAL_S", &v)?;
+            config.billing_interval_s = Some(parse("GIGASPOT_BILLING_INTERVAL_S", &v)?);
         }
         if let Some(v) = env("GIGASPOT_FEE_BPS") {
-            config.fee_bps = parse("GIGASPOT_FEE_BPS", &v)?;
+            config.fee_bps = Some(parse("GIGASPOT_FEE_BPS", &v)?);
         }
         if let Some(v) = env("GIGASPOT_CLORE_USD") {
-            config.clore_usd = parse("GIGASPOT_CLORE_USD", &v)?;
+            config.clore_usd = Some(parse("GIGASPOT_CLORE_USD", &v)?);
         }
         if let Some(v) = env("GIGASPOT_OPEN_REGISTRATION") {
             config.open_registration = parse("GIGASPOT_OPEN_REGISTRATION", &v)?;
@@ -184,22 +192,21 @@ impl Config {
         Ok(config)
     }
 
+    /// The market parameters with this configuration's explicit values over `stored`.
+    pub fn params_over(&self, stored: &MarketParams) -> MarketParams {
+        MarketParams {
+            billing_interval_s: self
+                .billing_interval_s
+                .unwrap_or(stored.billing_interval_s),
+            fee_bps: self.fee_bps.unwrap_or(stored.fee_bps),
+            clore_usd: self.clore_usd.unwrap_or(stored.clore_usd),
+        }
+    }
+
     /// Refuses values the service cannot run with, naming the key.
     pub fn validate(&self) -> Result<()> {
-        if !(10..=86_400).contains(&self.billing_interval_s) {
-            bail!(
-                "billing_interval_s = {}: must be 10 to 86400",
-                self.billing_interval_s
-            );
-        }
-        if self.fee_bps > 5_000 {
-            bail!("fee_bps = {}: must be at most 5000", self.fee_bps);
-        }
-        if !(self.clore_usd.is_finite() && self.clore_usd > 0.0) {
-            bail!(
-                "clore_usd = {}: must be a finite number > 0",
-                self.clore_usd
-            );
+        if let Err(e) = self.params_over(&MarketParams::default()).check() {
+            bail!("{}: {}", e.field, e.reason);
         }
         if self.max_body_bytes < 1024 {
             bail!(
@@ -237,11 +244,11 @@ mod tests {
             ("GIGASPOT_TRUSTED_PROXIES", "10.0.0.1, ::1"),
         ]);
         let config = Config::load(Some(&file), |k| env.get(k).map(|v| v.to_string())).unwrap();
-        assert_eq!(config.billing_interval_s, 30);
-        assert_eq!(config.fee_bps, 300);
+        assert_eq!(config.billing_interval_s, Some(30));
+        assert_eq!(config.fee_bps, Some(300));
         assert_eq!(config.bind.port(), 9);
         assert_eq!(config.plugins.fuel, 5);
-        assert_eq!(config.clore_usd, 0.02);
+        assert_eq!(config.clore_usd, None, "unset: the stored value stays");
         assert_eq!(config.anonymous_rate_limit_per_minute, 0);
         assert_eq!(
             config.trusted_proxies,
@@ -267,7 +274,7 @@ mod tests {
             Config::load(None, |k| (k == "GIGASPOT_FEE_BPS").then(|| "x".into())).unwrap_err();
         assert!(err.to_string().contains("GIGASPOT_FEE_BPS"), "{err}");
         let config = Config {
-            billing_interval_s: 5,
+            billing_interval_s: Some(5),
             ..Config::default()
         };
         assert!(

@@ -10,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::Json;
 use axum::extract::{Query, State};
+use gigaspot_market::interval_clock::IntervalClock;
 use gigaspot_market::ledger::{Party, TransferKind};
 use gigaspot_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -21,7 +22,7 @@ use crate::app::AppState;
 /// The answer: prices and revenue per interval.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MarketHistory {
-    /// Billing interval, seconds.
+    /// Billing interval in force, seconds.
     pub interval_s: u64,
     /// Host accounts by id, with their names.
     pub hosts: BTreeMap<u64, String>,
@@ -70,9 +71,10 @@ pub async fn market_history(
     Query(query): Query<HashMap<String, String>>,
 ) -> Result<Json<MarketHistory>, ApiError> {
     let limit = crate::query::limit(&query, 60, MAX_INTERVALS)?;
-    let interval_s = u64::from(state.config.billing_interval_s);
-    let current = state.now() / interval_s;
-    let cleared = state.store(|s| s.cleared_through()).await?;
+    let (clock, cleared) = state
+        .store(|s| Ok((s.interval_clock()?, s.cleared_through()?)))
+        .await?;
+    let current = clock.interval_at(state.now());
     let mut remembered = state.history_cache.state.lock().await;
     if let Some((version, answer)) = remembered.answers.get(&limit)
         && *version == (current, cleared)
@@ -85,7 +87,7 @@ pub async fn market_history(
     let (answer, settled) = state
         .store(move |s| {
             let mut settled = settled;
-            let answer = compute(s, &mut settled, limit, current, cleared, interval_s)?;
+            let answer = compute(s, &mut settled, limit, current, cleared, &clock)?;
             Ok((answer, settled))
         })
         .await?;
@@ -107,7 +109,7 @@ fn compute(
     limit: usize,
     current: u64,
     cleared: Option<u64>,
-    interval_s: u64,
+    clock: &IntervalClock,
 ) -> Result<MarketHistory, StoreError> {
     let first = current.saturating_sub(limit as u64 - 1);
     let machines = s.machines()?;
@@ -126,7 +128,7 @@ fn compute(
     let mut fresh: BTreeMap<u64, IntervalSummary> = missing
         .iter()
         .chain(open.iter())
-        .map(|&i| (i, summary(i, interval_s)))
+        .map(|&i| (i, summary(i, clock)))
         .collect();
     for machine in &machines {
         for (&i, entry) in fresh.iter_mut() {
@@ -138,7 +140,7 @@ fn compute(
         }
     }
     if let Some(&oldest) = missing.first() {
-        add_revenue(s, &hosts, &mut fresh, &missing, oldest * interval_s)?;
+        add_revenue(s, &hosts, &mut fresh, &missing, clock.start_of(oldest))?;
     }
     for entry in fresh.values_mut() {
         finish(entry);
@@ -151,20 +153,20 @@ fn compute(
         .map(|i| match (settled.get(&i), &open_entry) {
             (Some(entry), _) => entry.clone(),
             (None, Some(entry)) if entry.interval == i => entry.clone(),
-            (None, _) => summary(i, interval_s),
+            (None, _) => summary(i, clock),
         })
         .collect();
     Ok(MarketHistory {
-        interval_s,
+        interval_s: clock.length_s(),
         hosts,
         intervals,
     })
 }
 
-fn summary(interval: u64, interval_s: u64) -> IntervalSummary {
+fn summary(interval: u64, clock: &IntervalClock) -> IntervalSummary {
     IntervalSummary {
         interval,
-        at: interval * interval_s,
+        at: clock.start_of(interval),
         ..IntervalSummary::default()
     }
 }
@@ -224,7 +226,7 @@ fn add_revenue(
 mod tests {
     use super::*;
     use gigaspot_market::account::Role;
-    use gigaspot_market::bid::{BidTerms, OcRequest};
+    use gigaspot_market::bid::{BidTerms, Lifetime, OcRequest};
     use gigaspot_market::machine::Gpu;
     use gigaspot_market::money::Amount;
     use gigaspot_market::{PricePerWatt, StrategyOnly};
@@ -232,7 +234,7 @@ mod tests {
 
     fn machine(store: &SledStore, host: &str) -> u64 {
         let host = store.create_account(host, &[Role::Host]).unwrap().id;
-        let mut m = store
+        let m = store
             .register_machine(MachineSpec {
                 host,
                 facts: Default::default(),
@@ -248,9 +250,13 @@ mod tests {
                 max_rental_length_s: 30 * 86_400,
             })
             .unwrap();
-        m.live.online = true;
-        m.live.working = true;
-        store.update_machine(&m).unwrap();
+        store
+            .modify_machine(m.id, &mut |m| {
+                m.live.online = true;
+                m.live.working = true;
+                Ok(())
+            })
+            .unwrap();
         m.id
     }
 
@@ -280,7 +286,7 @@ mod tests {
                     pl: Some(300),
                     ..OcRequest::default()
                 }],
-                lifetime_s: 86_400,
+                lifetime: Lifetime::Explicit(86_400),
             };
             store
                 .place_bid(client, &terms, interval * 60, None)
@@ -292,8 +298,10 @@ mod tests {
                 }
             }
             let cleared = store.cleared_through().unwrap();
-            let remembered = compute(&store, &mut settled, 5, interval, cleared, 60).unwrap();
-            let fresh = compute(&store, &mut BTreeMap::new(), 5, interval, cleared, 60).unwrap();
+            let clock = store.interval_clock().unwrap();
+            let remembered = compute(&store, &mut settled, 5, interval, cleared, &clock).unwrap();
+            let fresh =
+                compute(&store, &mut BTreeMap::new(), 5, interval, cleared, &clock).unwrap();
             assert_eq!(
                 serde_json::to_value(&remembered).unwrap(),
                 serde_json::to_value(&fresh).unwrap(),

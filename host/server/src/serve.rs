@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use gigaspot_market::params::MarketParams;
 use gigaspot_market::{PricePerWatt, Strategy, Validator};
 use gigaspot_plugin_runtime::{ArtifactCache, PluginLimits, PluginRegistry, PluginRuntime};
 use gigaspot_store::{SledStore, Store};
@@ -27,12 +26,29 @@ pub fn prepare(config: Config) -> Result<(AppState, Option<String>)> {
             config.data_dir.display()
         )
     })?);
-    // The configuration is the source of the market parameters at start.
-    store.set_params(&MarketParams {
-        billing_interval_s: config.billing_interval_s,
-        fee_bps: config.fee_bps,
-        clore_usd: config.clore_usd,
-    })?;
+    // The database holds the market parameters; the configuration's explicit values seed
+    // a new database and otherwise count as an explicit change, said in the log.
+    let stored = store.params()?;
+    let wanted = config.params_over(&stored);
+    if wanted != stored {
+        if store.cleared_through()?.is_some() {
+            tracing::warn!(
+                ?stored,
+                configured = ?wanted,
+                "the configuration differs from the stored market parameters: applying it as a \
+                 change (a new billing interval starts at the next boundary)"
+            );
+        }
+        store.set_params(&wanted)?;
+    }
+    let clock = store.interval_clock()?;
+    tracing::info!(
+        billing_interval_s = wanted.billing_interval_s,
+        interval_in_force_s = clock.length_s(),
+        fee_bps = wanted.fee_bps,
+        clore_usd = wanted.clore_usd,
+        "market parameters"
+    );
     let report = store
         .audit()
         .context("the ledger audit failed; billing is stopped")?;

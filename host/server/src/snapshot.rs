@@ -97,6 +97,13 @@ struct MachineEntry<'a> {
     reliability: f64,
     min_bid: f64,
     energy_price: f64,
+    /// USD per CLORE of the energy floors.
+    clore_price: f64,
+    /// CLORE/day per W of a bid's total power limit: a bid's floor is
+    /// `max(reserve_price, pl × floor_per_watt)`.
+    floor_per_watt: f64,
+    /// The host's reserve price, CLORE/day.
+    reserve_price: f64,
     gpus: Vec<GpuEntry<'a>>,
 }
 
@@ -203,6 +210,9 @@ fn machine_entry<'a>(
         reliability: 1.0,
         min_bid: m.min_bid(params).as_clore(),
         energy_price: m.energy_price_usd_per_kwh,
+        clore_price: params.clore_usd,
+        floor_per_watt: m.floor_per_watt(params),
+        reserve_price: m.reserve_price.as_clore(),
         gpus,
     }
 }

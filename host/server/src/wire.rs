@@ -15,9 +15,29 @@ use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
 
-/// Converts a decimal CLORE value of `field`, refusing what is not exact money.
-pub fn clore(field: &str, value: f64) -> Result<Amount, ApiError> {
-    Amount::from_clore(value).map_err(|e| ApiError::bad_field(field, e.to_string()))
+/// A decimal CLORE amount in a request, read exactly from the JSON number's text (never
+/// through a float): more than 8 decimals, a negative or an oversized amount is refused by
+/// deserialisation, so the error names the field.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Clore(pub Amount);
+
+impl<'de> Deserialize<'de> for Clore {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // serde_json's arbitrary_precision keeps the literal text of the number.
+        let number = serde_json::Number::deserialize(d)?;
+        Amount::parse_clore(&number.to_string())
+            .map(Clore)
+            .map_err(|e| serde::de::Error::custom(format!("{e} (CLORE, at most 8 decimals)")))
+    }
+}
+
+impl Serialize for Clore {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        // The exact decimal text, as a JSON number.
+        let text = self.0.to_string();
+        let number: serde_json::Number = text.parse().map_err(serde::ser::Error::custom)?;
+        number.serialize(s)
+    }
 }
 
 /// Roles an account can ask for at registration.
@@ -101,7 +121,7 @@ pub struct DepositRequest {
     /// The credited account.
     pub account: u64,
     /// CLORE, up to 8 decimals.
-    pub amount: f64,
+    pub amount: Clore,
     /// The operator's unique reference (1 to 128 bytes); repeating it repeats nothing.
     pub reference: String,
 }
@@ -199,8 +219,7 @@ pub struct NewMachine {
     /// USD per kWh.
     pub energy_price: f64,
     /// CLORE per day (default 0).
-    #[serde(default)]
-    pub reserve_price: f64,
+    pub reserve_price: Option<Clore>,
     /// Longest rental in seconds (default 30 days).
     pub max_rental_length: Option<u64>,
     /// CPU model.
@@ -224,7 +243,7 @@ pub struct MachineUpdate {
     /// USD per kWh.
     pub energy_price: Option<f64>,
     /// CLORE per day.
-    pub reserve_price: Option<f64>,
+    pub reserve_price: Option<Clore>,
     /// Per-GPU power ceilings in W, one per GPU.
     pub ceilings_w: Option<Vec<u32>>,
 }
@@ -242,8 +261,15 @@ pub struct MachineView {
     pub energy_price: f64,
     /// CLORE per day.
     pub reserve_price: f64,
-    /// CLORE per day.
+    /// CLORE per day: the larger of the reserve price and the energy cost at the cards'
+    /// minimum power limits.
     pub min_bid: f64,
+    /// USD per CLORE used for energy floors.
+    pub clore_price: f64,
+    /// CLORE per day that each watt of a bid's total power limit adds to its energy floor:
+    /// a bid must offer at least `max(reserve_price, Σ pl × floor_per_watt)` (rounded up
+    /// to 10^-8 CLORE).
+    pub floor_per_watt: f64,
     /// Seconds.
     pub max_rental_length: u64,
     /// Agent connected.
@@ -283,6 +309,8 @@ impl MachineView {
             energy_price: m.energy_price_usd_per_kwh,
             reserve_price: m.reserve_price.as_clore(),
             min_bid: m.min_bid(params).as_clore(),
+            clore_price: params.clore_usd,
+            floor_per_watt: m.floor_per_watt(params),
             max_rental_length: m.max_rental_length_s,
             online: m.live.online,
             working: m.live.working,
@@ -353,7 +381,7 @@ pub struct NewBid {
     /// Machine id.
     pub machine: u64,
     /// CLORE per day.
-    pub price: f64,
+    pub price: Clore,
     /// Container image reference.
     pub image: String,
     /// Container environment.
@@ -370,7 +398,7 @@ pub struct NewBid {
 #[serde(deny_unknown_fields)]
 pub struct BidEdit {
     /// CLORE per day.
-    pub price: f64,
+    pub price: Clore,
     /// One entry per GPU.
     pub oc: Vec<OcEntry>,
 }
@@ -398,7 +426,7 @@ pub struct BidView {
     /// Machine id.
     pub machine: u64,
     /// CLORE per day.
-    pub price: f64,
+    pub price: Clore,
     /// Image reference.
     pub image: String,
     /// Names of the environment variables (values stay private).
@@ -426,7 +454,7 @@ impl BidView {
             id: b.id,
             owner: b.owner,
             machine: b.machine,
-            price: b.price_per_day.as_clore(),
+            price: Clore(b.price_per_day),
             image: b.image.clone(),
             env_keys: b.env.keys().cloned().collect(),
             oc: oc_entries(&b.oc),

@@ -21,4 +21,4 @@ pub use records::{
     TickReport, TickSnapshot,
 };
 pub use sled_store::{SledStore, open_waiting_for_lock};
-pub use store::Store;
+pub use store::{PlacedBid, Store};

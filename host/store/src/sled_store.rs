@@ -29,7 +29,7 @@ use crate::keys::{self, key, key_bytes};
 use crate::records::{
     ActivePlugins, Assignment, MachineSpec, PluginVersionRecord, TickCommit, TickSnapshot,
 };
-use crate::store::Store;
+use crate::store::{PlacedBid, Store};
 
 /// The working set, mirrored from disk.
 struct State {
@@ -719,13 +719,13 @@ impl Store for SledStore {
             .collect())
     }
 
-    fn place_bid(
+    fn place_bid_keyed(
         &self,
         owner: AccountId,
         terms: &BidTerms,
         now: u64,
         idempotency_key: Option<&str>,
-    ) -> StoreResult<Bid> {
+    ) -> StoreResult<PlacedBid> {
         if let Some(k) = idempotency_key
             && (k.is_empty() || k.len() > 255)
         {
@@ -747,7 +747,10 @@ impl Store for SledStore {
                 .map(|b| b.as_ref().clone())
                 .ok_or(StoreError::NotFound { what: "bid", id })?;
             self.settled(guard)?;
-            return Ok(bid);
+            return Ok(PlacedBid {
+                bid,
+                replayed: true,
+            });
         }
         let bid = {
             let state = self.read();
@@ -782,7 +785,10 @@ impl Store for SledStore {
             s.last_id = stored.id;
             s.put_bid(stored);
         })?;
-        Ok(bid)
+        Ok(PlacedBid {
+            bid,
+            replayed: false,
+        })
     }
 
     fn edit_bid(
@@ -983,8 +989,23 @@ impl Store for SledStore {
         let guard = self.write_lock();
         let mut batch = Batch::default();
         batch.insert(keys::PARAMS, encode(params)?);
+        // Before the first clearing no interval was numbered yet: a new length applies to
+        // the clock at once. Afterwards the engine opens a new epoch at the next boundary.
+        let fresh_clock = self
+            .read()
+            .cleared_through
+            .is_none()
+            .then(|| IntervalClock::uniform(params.billing_interval_s));
+        if let Some(clock) = &fresh_clock {
+            batch.insert(keys::INTERVAL_CLOCK, encode(clock)?);
+        }
         let stored = params.clone();
-        self.commit(guard, batch, |s| s.params = stored)
+        self.commit(guard, batch, |s| {
+            s.params = stored;
+            if let Some(clock) = fresh_clock {
+                s.clock = clock;
+            }
+        })
     }
 
     fn interval_clock(&self) -> StoreResult<IntervalClock> {

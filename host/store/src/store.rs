@@ -18,6 +18,15 @@ use crate::records::{
     ActivePlugins, Assignment, MachineSpec, PluginVersionRecord, TickCommit, TickSnapshot,
 };
 
+/// A bid placement's outcome.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlacedBid {
+    /// The bid.
+    pub bid: Bid,
+    /// Whether an earlier request with the same idempotency key created it.
+    pub replayed: bool,
+}
+
 /// Durable market state. Every method that changes state is atomic and durable when it
 /// returns `Ok` (acknowledged writes survive `kill -9`); on `Err` nothing changed.
 pub trait Store: Send + Sync {
@@ -56,14 +65,25 @@ pub trait Store: Send + Sync {
     fn machines(&self) -> StoreResult<Vec<Machine>>;
 
     /// Admits and stores a bid. With an idempotency key, a repeat of the same request
-    /// returns the bid stored the first time.
+    /// returns the bid stored the first time, marked as replayed.
+    fn place_bid_keyed(
+        &self,
+        owner: AccountId,
+        terms: &BidTerms,
+        now: u64,
+        idempotency_key: Option<&str>,
+    ) -> StoreResult<PlacedBid>;
+    /// [`Store::place_bid_keyed`], for callers that do not need to know about replays.
     fn place_bid(
         &self,
         owner: AccountId,
         terms: &BidTerms,
         now: u64,
         idempotency_key: Option<&str>,
-    ) -> StoreResult<Bid>;
+    ) -> StoreResult<Bid> {
+        self.place_bid_keyed(owner, terms, now, idempotency_key)
+            .map(|p| p.bid)
+    }
     /// Changes a bid's price and settings at `now`, re-running admission (and the funds
     /// check at the new price). Cancelled and expired bids cannot be edited.
     fn edit_bid(
