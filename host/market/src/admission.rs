@@ -225,19 +225,26 @@ pub fn admit(
     Ok(Admitted { oc, lifetime_s })
 }
 
-/// The market conditions a new bid must meet besides its terms, as the same function for
-/// every API: the machine is online and working, and the bidder can pay one billing
-/// interval at the offered price from `balance`.
-pub fn check_entry(
-    machine: &Machine,
-    price_per_day: Amount,
-    balance: Amount,
+/// Admission of a new bid, the same function for every API: the machine exists, is not
+/// the bidder's, and is online and working; then every rule of [`admit`]; then the bidder
+/// can pay one billing interval at the offered price from `balance`.
+pub fn admit_new(
+    terms: &BidTerms,
+    bidder: AccountId,
+    machine: Option<&Machine>,
+    table: &GpuRangeTable,
     params: &MarketParams,
-) -> Result<(), Refusal> {
-    if !machine.available() {
-        return refuse("machine", machine.id, RefusalReason::MachineUnavailable);
+    balance: Amount,
+) -> Result<Admitted, Refusal> {
+    if let Some(m) = machine
+        && m.host != bidder
+        && !m.available()
+    {
+        return refuse("machine", m.id, RefusalReason::MachineUnavailable);
     }
-    check_funds(price_per_day, balance, params)
+    let admitted = admit(terms, bidder, machine, table, params)?;
+    check_funds(terms.price_per_day, balance, params)?;
+    Ok(admitted)
 }
 
 /// The bidder can pay one billing interval at `price_per_day` from `balance`.
@@ -676,23 +683,28 @@ mod tests {
     }
 
     #[test]
-    fn entry_needs_an_available_machine_and_one_interval_of_funds() {
-        let m = machine();
+    fn a_new_bid_needs_an_available_machine_and_one_interval_of_funds() {
         let p = params();
+        let table = GpuRangeTable::defaults();
         // 144 CLORE/day for 60 s = 0.1 CLORE.
-        let price = Amount::clore(144);
-        assert!(check_entry(&m, price, Amount(10_000_000), &p).is_ok());
-        let r = check_entry(&m, price, Amount(9_999_999), &p).unwrap_err();
+        let mut t = terms();
+        t.price_per_day = Amount::clore(144);
+        let new = |m: &Machine, balance| admit_new(&t, 7, Some(m), &table, &p, balance);
+        assert!(new(&machine(), Amount(10_000_000)).is_ok());
+        let r = new(&machine(), Amount(9_999_999)).unwrap_err();
         assert_eq!(
-            r.reason,
-            RefusalReason::InsufficientFunds {
-                needed: Amount(10_000_000),
-                balance: Amount(9_999_999)
-            }
+            (r.field.as_str(), r.reason),
+            (
+                "price",
+                RefusalReason::InsufficientFunds {
+                    needed: Amount(10_000_000),
+                    balance: Amount(9_999_999)
+                }
+            )
         );
         let mut offline = machine();
         offline.live.online = false;
-        let r = check_entry(&offline, price, Amount::clore(1000), &p).unwrap_err();
+        let r = new(&offline, Amount::clore(1000)).unwrap_err();
         assert_eq!((r.field.as_str(), r.reason), ("machine", RefusalReason::MachineUnavailable));
     }
 

@@ -396,12 +396,12 @@ pub async fn my_orders(
                         "si": b.machine,
                         "type": "spot",
                         "status": status,
-                        "price": Clore(b.price_per_day),
+                        "price": b.price_per_day.as_clore(),
                         "currency": CURRENCY,
                         "image": b.image,
                         "active": b.is_live(now),
                         "expired": b.state_at(now) == BidState::Expired,
-                        "spend": Clore(spend.get(&b.id).copied().unwrap_or_default()),
+                        "spend": spend.get(&b.id).copied().unwrap_or_default().as_clore(),
                         "pl": b.total_power_limit_w(),
                         "created_at": rfc3339(b.created_at),
                         "created_at_unix": b.created_at,
@@ -460,7 +460,7 @@ pub async fn wallets(
         .await
         .map_err(database)?;
     Ok(reply(
-        json!({"wallets": [{"name": CURRENCY, "balance": Clore(balance), "deposit": "", "withdrawal_fee": 0}], "code": 0}),
+        json!({"wallets": [{"name": CURRENCY, "balance": balance.as_clore(), "deposit": "", "withdrawal_fee": 0.0}], "code": 0}),
     ))
 }
 

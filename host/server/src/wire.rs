@@ -426,7 +426,7 @@ pub struct BidView {
     /// Machine id.
     pub machine: u64,
     /// CLORE per day.
-    pub price: Clore,
+    pub price: f64,
     /// Image reference.
     pub image: String,
     /// Names of the environment variables (values stay private).
@@ -454,7 +454,7 @@ impl BidView {
             id: b.id,
             owner: b.owner,
             machine: b.machine,
-            price: Clore(b.price_per_day),
+            price: b.price_per_day.as_clore(),
             image: b.image.clone(),
             env_keys: b.env.keys().cloned().collect(),
             oc: oc_entries(&b.oc),

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use gigaspot_market::account::{Account, AccountId, Role};
-use gigaspot_market::admission::{admit, check_entry, check_funds};
+use gigaspot_market::admission::{admit, admit_new, check_funds};
 use gigaspot_market::bid::{Bid, BidId, BidState, BidTerms, Lifetime, OcRequest};
 use gigaspot_market::clearing::Decision;
 use gigaspot_market::gpu_ranges::GpuRangeTable;
@@ -756,11 +756,8 @@ impl Store for SledStore {
             let state = self.read();
             require_role(&state, owner, Role::Client, "place bids")?;
             let machine = state.machines.get(&terms.machine).map(|m| m.as_ref());
-            let admitted = admit(terms, owner, machine, &state.table, &state.params)?;
-            if let Some(machine) = machine {
-                let balance = state.balances.get(&owner).copied().unwrap_or_default();
-                check_entry(machine, terms.price_per_day, balance, &state.params)?;
-            }
+            let balance = state.balances.get(&owner).copied().unwrap_or_default();
+            let admitted = admit_new(terms, owner, machine, &state.table, &state.params, balance)?;
             Bid {
                 id: state.last_id + 1,
                 owner,
