@@ -72,7 +72,16 @@ mod tests {
     fn names_that_impersonate_roles_are_refused() {
         assert!(check_name("alice").is_ok());
         assert!(check_name("GPU Farm 7").is_ok());
-        for bad in ["Operator", "the 0perator", "o-p-e-r-a-t-o-r", "GigaSPOT", "Admin bot", "", "  ", "a\nb"] {
+        for bad in [
+            "Operator",
+            "the 0perator",
+            "o-p-e-r-a-t-o-r",
+            "GigaSPOT",
+            "Admin bot",
+            "",
+            "  ",
+            "a\nb",
+        ] {
             let refused = check_name(&bad).is_err();
             // "the 0perator" uses a zero, which is not the reserved word.
             assert_eq!(refused, bad != "the 0perator", "{bad:?}");

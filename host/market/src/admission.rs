@@ -678,8 +678,20 @@ mod tests {
         // The reserve price counts too.
         let mut reserved = machine();
         reserved.reserve_price = Amount::clore(80);
-        let r = admit(&t, 7, Some(&reserved), &GpuRangeTable::defaults(), &params()).unwrap_err();
-        assert_eq!(r.reason, RefusalReason::BelowMinBid { min_bid: Amount::clore(80) });
+        let r = admit(
+            &t,
+            7,
+            Some(&reserved),
+            &GpuRangeTable::defaults(),
+            &params(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            r.reason,
+            RefusalReason::BelowMinBid {
+                min_bid: Amount::clore(80)
+            }
+        );
     }
 
     #[test]
@@ -705,7 +717,10 @@ mod tests {
         let mut offline = machine();
         offline.live.online = false;
         let r = new(&offline, Amount::clore(1000)).unwrap_err();
-        assert_eq!((r.field.as_str(), r.reason), ("machine", RefusalReason::MachineUnavailable));
+        assert_eq!(
+            (r.field.as_str(), r.reason),
+            ("machine", RefusalReason::MachineUnavailable)
+        );
     }
 
     #[test]
@@ -752,7 +767,10 @@ mod tests {
         t.lifetime = Lifetime::Explicit(MAX_BID_LIFETIME_S);
         assert!(check(&t).is_ok());
         t.lifetime = Lifetime::Explicit(0);
-        assert_eq!(reason(&t), ("lifetime_s".into(), RefusalReason::LifetimeZero));
+        assert_eq!(
+            reason(&t),
+            ("lifetime_s".into(), RefusalReason::LifetimeZero)
+        );
         t.lifetime = Lifetime::Explicit(MAX_BID_LIFETIME_S + 1);
         assert_eq!(
             reason(&t).1,
@@ -770,7 +788,14 @@ mod tests {
         let admitted = admit(&t, 7, Some(&short), &GpuRangeTable::defaults(), &params()).unwrap();
         assert_eq!(admitted.lifetime_s, 3600);
         t.lifetime = Lifetime::Default(86_400);
-        let admitted = admit(&t, 7, Some(&machine()), &GpuRangeTable::defaults(), &params()).unwrap();
+        let admitted = admit(
+            &t,
+            7,
+            Some(&machine()),
+            &GpuRangeTable::defaults(),
+            &params(),
+        )
+        .unwrap();
         assert_eq!(admitted.lifetime_s, 86_400);
     }
 

@@ -62,7 +62,11 @@ impl Heartbeat {
         if self.cached_images.len() > MAX_CACHED_IMAGES {
             return too_many("cached_images", self.cached_images.len(), MAX_CACHED_IMAGES);
         }
-        if let Some(long) = self.cached_images.iter().find(|i| i.len() > MAX_IMAGE_BYTES) {
+        if let Some(long) = self
+            .cached_images
+            .iter()
+            .find(|i| i.len() > MAX_IMAGE_BYTES)
+        {
             return Err((
                 "cached_images",
                 format!(
@@ -96,10 +100,7 @@ impl Heartbeat {
             .as_ref()
             .is_some_and(|e| e.len() > MAX_ERROR_BYTES)
         {
-            return Err((
-                "last_error",
-                format!("longer than {MAX_ERROR_BYTES} bytes"),
-            ));
+            return Err(("last_error", format!("longer than {MAX_ERROR_BYTES} bytes")));
         }
         Ok(())
     }

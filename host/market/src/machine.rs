@@ -15,8 +15,8 @@ pub const MAX_ENERGY_PRICE_USD_PER_KWH: f64 = 10.0;
 /// Checks a host's electricity price: a number from 0 to
 /// [`MAX_ENERGY_PRICE_USD_PER_KWH`] USD per kWh with at most 9 decimal places.
 pub fn check_energy_price(usd_per_kwh: f64) -> Result<(), String> {
-    let in_range = usd_per_kwh.is_finite()
-        && (0.0..=MAX_ENERGY_PRICE_USD_PER_KWH).contains(&usd_per_kwh);
+    let in_range =
+        usd_per_kwh.is_finite() && (0.0..=MAX_ENERGY_PRICE_USD_PER_KWH).contains(&usd_per_kwh);
     if !in_range {
         return Err(format!(
             "{usd_per_kwh} must be a number from 0 to {MAX_ENERGY_PRICE_USD_PER_KWH} USD per kWh"

@@ -83,8 +83,7 @@ impl Amount {
         };
         let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
         let digits_ok = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
-        if whole.is_empty() && fraction.is_empty() || !digits_ok(whole) || !digits_ok(fraction)
-        {
+        if whole.is_empty() && fraction.is_empty() || !digits_ok(whole) || !digits_ok(fraction) {
             return Err(not_a_number());
         }
         // The value is digits × 10^(exponent − fraction length); in base units the power
@@ -245,15 +244,30 @@ mod tests {
         ok("184467440737.09551615", u64::MAX);
         ok("20.4", 2_040_000_000);
         let too_precise = |t: &str| {
-            assert!(matches!(Amount::parse_clore(t), Err(MoneyError::TooPrecise(_))), "{t}")
+            assert!(
+                matches!(Amount::parse_clore(t), Err(MoneyError::TooPrecise(_))),
+                "{t}"
+            )
         };
         too_precise("10.123456789");
         too_precise("1e-9");
         too_precise("0.000000015");
-        assert!(matches!(Amount::parse_clore("184467440737.09551616"), Err(MoneyError::TooLarge(_))));
-        assert!(matches!(Amount::parse_clore("1e300"), Err(MoneyError::TooLarge(_))));
-        assert!(matches!(Amount::parse_clore("1e-99999999999999999999"), Err(MoneyError::NotFinite(_))));
-        assert!(matches!(Amount::parse_clore("-1"), Err(MoneyError::Negative(_))));
+        assert!(matches!(
+            Amount::parse_clore("184467440737.09551616"),
+            Err(MoneyError::TooLarge(_))
+        ));
+        assert!(matches!(
+            Amount::parse_clore("1e300"),
+            Err(MoneyError::TooLarge(_))
+        ));
+        assert!(matches!(
+            Amount::parse_clore("1e-99999999999999999999"),
+            Err(MoneyError::NotFinite(_))
+        ));
+        assert!(matches!(
+            Amount::parse_clore("-1"),
+            Err(MoneyError::Negative(_))
+        ));
         for bad in ["", ".", "abc", "1.2.3", "1e", "--1", "0x10", "1 "] {
             assert!(Amount::parse_clore(bad).is_err(), "{bad:?}");
         }

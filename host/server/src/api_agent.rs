@@ -31,7 +31,11 @@ pub async fn heartbeat(
         .await?
         .ok_or_else(ApiError::unauthenticated)?;
     report.check_bounds().map_err(|(field, reason)| {
-        ApiError::new(axum::http::StatusCode::UNPROCESSABLE_ENTITY, Some(field), reason)
+        ApiError::new(
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY,
+            Some(field),
+            reason,
+        )
     })?;
     state
         .pulses
@@ -58,7 +62,10 @@ pub async fn heartbeat(
                 machine.live.working = report.working;
                 machine.live.cached_images.clone_from(&report.cached_images);
                 machine.live.running_bid = report.running_bid;
-                machine.live.applied_settings.clone_from(&report.applied_settings);
+                machine
+                    .live
+                    .applied_settings
+                    .clone_from(&report.applied_settings);
                 machine.live.workload.clone_from(&report.workload);
                 machine.live.last_error.clone_from(&report.last_error);
                 if let Some(inventory) = &report.gpus {
@@ -69,7 +76,10 @@ pub async fn heartbeat(
                 // AgentPulse); the record takes the latest reading when something else
                 // changes.
                 if machine.live != before {
-                    machine.live.measured_power_w.clone_from(&report.measured_power_w);
+                    machine
+                        .live
+                        .measured_power_w
+                        .clone_from(&report.measured_power_w);
                 }
                 Ok(())
             })?;

@@ -208,9 +208,10 @@ pub async fn create_orders(
                 let outcome = match serde_json::from_value::<OrderItem>(raw.clone()) {
                     Ok(item) => place(s, &account, server, item, &aliases, now),
                     // The settings are what failed to read, or something else.
-                    Err(_) if raw
-                        .get("oc")
-                        .is_some_and(|oc| serde_json::from_value::<Vec<OcEntry>>(oc.clone()).is_err()) =>
+                    Err(_)
+                        if raw.get("oc").is_some_and(|oc| {
+                            serde_json::from_value::<Vec<OcEntry>>(oc.clone()).is_err()
+                        }) =>
                     {
                         Placed::BadOc
                     }

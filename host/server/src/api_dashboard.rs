@@ -13,8 +13,8 @@ use gigaspot_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
-use crate::path_id::PathId;
 use crate::app::AppState;
+use crate::path_id::PathId;
 use crate::wire::OcEntry;
 
 /// `GET /api/v1/machines/{id}/book`: the machine's live bids, ranked.

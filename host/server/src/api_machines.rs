@@ -10,9 +10,9 @@ use gigaspot_market::money::Amount;
 use gigaspot_store::{MachineSpec, Store};
 
 use crate::api_error::ApiError;
-use crate::path_id::PathId;
 use crate::app::{AppState, JsonBody};
 use crate::auth::{Caller, generate_key, key_hash};
+use crate::path_id::PathId;
 use crate::wire::{MachineUpdate, MachineView, NewMachine, NewMachineReply};
 
 /// Default longest rental: 30 days.

@@ -368,6 +368,11 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 } else {
                     status
                 };
+                let field = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    Some("body")
+                } else {
+                    field
+                };
                 Err(ApiError::new(status, field, detail.to_string()))
             }
         }

@@ -195,9 +195,7 @@ impl Config {
     /// The market parameters with this configuration's explicit values over `stored`.
     pub fn params_over(&self, stored: &MarketParams) -> MarketParams {
         MarketParams {
-            billing_interval_s: self
-                .billing_interval_s
-                .unwrap_or(stored.billing_interval_s),
+            billing_interval_s: self.billing_interval_s.unwrap_or(stored.billing_interval_s),
             fee_bps: self.fee_bps.unwrap_or(stored.fee_bps),
             clore_usd: self.clore_usd.unwrap_or(stored.clore_usd),
         }

@@ -19,7 +19,12 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if is_json || !matches!(status, StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT) {
+    if is_json
+        || !matches!(
+            status,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        )
+    {
         return response;
     }
     let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
@@ -29,7 +34,11 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
     };
     if clore {
         // Clore's codes: 2 invalid input; 6 an error named in `error`.
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE { 2 } else { 6 };
+        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+            2
+        } else {
+            6
+        };
         let body = serde_json::json!({"code": code, "error": reason});
         return (status, axum::Json(body)).into_response();
     }

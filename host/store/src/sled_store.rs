@@ -637,11 +637,12 @@ impl Store for SledStore {
                 reason: format!("gpu {i}: need card minimum <= host ceiling <= card maximum"),
             });
         }
-        gigaspot_market::machine::check_energy_price(spec.energy_price_usd_per_kwh)
-            .map_err(|reason| StoreError::Invalid {
+        gigaspot_market::machine::check_energy_price(spec.energy_price_usd_per_kwh).map_err(
+            |reason| StoreError::Invalid {
                 field: "energy_price",
                 reason,
-            })?;
+            },
+        )?;
         let guard = self.write_lock();
         let id = {
             let state = self.read();

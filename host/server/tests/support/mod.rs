@@ -27,7 +27,11 @@ pub struct Market {
 impl Market {
     /// Starts a market on 127.0.0.1, with `adjust` applied to the default configuration.
     pub async fn start(adjust: impl FnOnce(&mut Config)) -> Market {
-        let dir = tempfile::tempdir().unwrap();
+        Market::start_in(tempfile::tempdir().unwrap(), adjust).await
+    }
+
+    /// Starts a market on the data in `dir` (a restart when a market ran there before).
+    pub async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Market {
         let mut config = Config {
             data_dir: dir.path().join("data"),
             operator_key: Some(OPERATOR_KEY.into()),
@@ -80,6 +84,33 @@ impl Market {
         )
     }
 
+    /// A `/v1` POST with Clore's `auth` header.
+    pub async fn call_v1(&self, path: &str, key: &str, body: Value) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header("auth", key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// A `/v1` GET with Clore's `auth` header.
+    pub async fn call_v1_get(&self, path: &str, key: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header("auth", key)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
     pub async fn register(&self, name: &str, roles: &[&str]) -> (u64, String) {
         let (status, body) = self
             .call(
@@ -113,16 +144,23 @@ impl Market {
 
     /// Stops serving and lets go of the store, as a shutdown would.
     pub async fn stop(self) {
+        self.stop_keeping_data().await;
+    }
+
+    /// Stops serving and lets go of the store; returns the data folder for a restart.
+    pub async fn stop_keeping_data(self) -> tempfile::TempDir {
         let Market {
             http,
             server,
             state,
+            _dir,
             ..
         } = self;
         drop(http);
         drop(state);
         server.abort();
         let _ = server.await;
+        _dir
     }
 
     /// A host with one online 4-GPU machine (150–450 W, ceiling 400 W, free energy):
