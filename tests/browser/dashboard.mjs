@@ -104,6 +104,20 @@ try {
   ).catch(() => fail(`the balance ${balance} is not shown`));
   await page.locator(`#my-bids [data-bid="${bid.id}"]`).waitFor({ timeout: 10000 })
     .catch(() => fail(`bid ${bid.id} is not among the key's bids`));
+  // A withdrawal requested in the signed-in panel shows as pending.
+  await page.fill('#withdraw-amount', '1.5');
+  await page.fill('#withdraw-destination', 'wallet-browser-test');
+  await page.click('#withdraw-form button[type=submit]');
+  const mine = async () => (await api('GET', '/api/v1/withdrawals', clientKey));
+  let withdrawal = null;
+  for (let i = 0; i < 50 && !withdrawal; i++) {
+    withdrawal = (await mine()).find((w) => w.destination === 'wallet-browser-test');
+    if (!withdrawal) await new Promise((r) => setTimeout(r, 200));
+  }
+  if (!withdrawal) fail(`the withdrawal form did not request a withdrawal: ${await page.textContent('#withdraw-message')}`);
+  if (withdrawal.amount !== 1.5) fail(`withdrawal of ${withdrawal.amount}, expected 1.5`);
+  await page.locator(`#withdrawals [data-withdrawal-row="${withdrawal.id}"]`).waitFor({ timeout: 10000 })
+    .catch(() => fail(`withdrawal ${withdrawal.id} is not in the panel`));
   await page.screenshot({ path: screenshot, fullPage: true });
 
   // Signed in as the operator: every stored plugin version is listed with its digest.
@@ -117,6 +131,18 @@ try {
     await page.locator(`#operator [data-digest="${digest}"]`).waitFor({ timeout: 10000 })
       .catch(() => fail(`plugin version ${digest} is not in the operator panel`));
   }
+  // The operator pays the withdrawal from the panel (the reference is asked in a prompt).
+  page.once('dialog', (d) => d.accept('tx-browser-test'));
+  const pay = page.locator(`#withdrawals button[data-withdrawal="${withdrawal.id}"][data-outcome="paid"]`);
+  await pay.waitFor({ timeout: 10000 }).catch(() => fail('the operator sees no pay button'));
+  await pay.click();
+  await page.waitForFunction(
+    (id) => document.querySelector(`#withdrawals [data-withdrawal-row="${id}"]`)?.textContent.includes('paid'),
+    withdrawal.id,
+    { timeout: 10000 },
+  ).catch(() => fail(`withdrawal ${withdrawal.id} does not show as paid`));
+  const settled = (await mine()).find((w) => w.id === withdrawal.id);
+  if (settled.state !== 'paid' || settled.reference !== 'tx-browser-test') fail(`withdrawal ${JSON.stringify(settled)}`);
   if (errors.length) fail(`script errors on the page: ${errors.join('; ')}`);
   console.log(`dashboard test passed: bid ${bid.id} won machine ${machineId}; screenshot ${screenshot}`);
 } finally {

@@ -32,6 +32,10 @@ pub enum TransferKind {
     Charge,
     /// The operator's fee of a served interval, paid by the bid's owner.
     Fee,
+    /// A withdrawal request: the amount moves to the pending-withdrawals account.
+    WithdrawalRequest,
+    /// A rejected withdrawal: the amount returns from the pending-withdrawals account.
+    WithdrawalReturn,
 }
 
 /// A movement of money. Its id is unique; charge and fee ids derive from (machine,
@@ -217,6 +221,8 @@ pub fn audit<'a>(
                     .checked_add(t.amount)
                     .map_err(|_| overflow(&t.id))?
             }
+            // Movements inside the market: they change no total.
+            TransferKind::WithdrawalRequest | TransferKind::WithdrawalReturn => {}
             TransferKind::Charge | TransferKind::Fee => {
                 let (Some(machine), Some(interval)) = (t.machine, t.interval) else {
                     return Err(AuditError::MalformedCharge(t.id.clone()));

@@ -32,6 +32,7 @@ pub mod price_per_watt;
 #[cfg(feature = "sample")]
 pub mod sample;
 pub mod verdict;
+pub mod withdrawal;
 
 pub use context::{CandidateBid, GpuOc, GpuSlot, MachineContext, RangeS32, RangeU32, RunningBid};
 pub use plugin_traits::{Plugins, Strategy, StrategyOnly, Validator};

@@ -130,10 +130,16 @@
     }
   }
 
-  async function api(path, { method = 'GET', auth = false, key = state.key } = {}) {
+  async function api(path, { method = 'GET', auth = false, key = state.key, body: payload = null } = {}) {
     const headers = { Accept: 'application/json' };
     if (auth) headers.Authorization = `Bearer ${key}`;
-    const res = await fetch(path, { method, headers, cache: 'no-store' });
+    const init = { method, headers, cache: 'no-store' };
+    if (payload != null) {
+      headers['Content-Type'] = 'application/json';
+      // Amounts are sent as written (the server reads them exactly, at most 8 decimals).
+      init.body = typeof payload === 'string' ? payload : JSON.stringify(payload);
+    }
+    const res = await fetch(path, init);
     const body = await res.json().catch(() => null);
     if (!res.ok) {
       const e = body && body.error;
@@ -603,14 +609,16 @@
         state.account = account;
       }
       const isOperator = state.account.roles.includes('operator');
-      const [balance, bids, ledger, plugins] = await Promise.all([
+      const [balance, bids, ledger, plugins, withdrawals] = await Promise.all([
         api('/api/v1/balance', { auth: true, key }),
         api('/api/v1/bids', { auth: true, key }),
         api(`/api/v1/ledger?limit=${LEDGER_ROWS}`, { auth: true, key }),
         isOperator ? api('/api/v1/plugins', { auth: true, key }) : null,
+        api('/api/v1/withdrawals', { auth: true, key }),
       ]);
       if (state.key !== key) return; // signed out (or in again) meanwhile
       renderAccount(balance, bids, ledger);
+      renderWithdrawals(withdrawals, isOperator);
       if (plugins) renderPlugins(plugins);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401 && state.key === key) signOut('The stored key was refused; sign in again.');
@@ -682,6 +690,77 @@
     });
     fillTable('ledger', rows, 'ledger-empty');
   }
+
+  // The caller's withdrawals (an operator sees everyone's, with pay and reject buttons).
+  function renderWithdrawals(list, isOperator) {
+    if (!changed('withdrawals', list, isOperator)) return;
+    const pending = list.filter((w) => w.state === 'pending').length;
+    setText('withdrawals-meta', pending ? `${pending} pending` : '');
+    const rows = [...list]
+      .sort((a, b) => b.id - a.id)
+      .map((w) => {
+        const actions = el('td');
+        if (isOperator && w.state === 'pending') {
+          actions.append(
+            el('button', { type: 'button', class: 'link', 'data-withdrawal': w.id, 'data-outcome': 'paid' }, 'mark paid'),
+            ' ',
+            el('button', { type: 'button', class: 'link', 'data-withdrawal': w.id, 'data-outcome': 'rejected' }, 'reject'),
+          );
+        }
+        const note = w.reference || w.reason || '';
+        return el(
+          'tr',
+          { 'data-withdrawal-row': w.id },
+          el('td', null, `#${w.id}`),
+          el('td', null, `${w.account}`),
+          el('td', null, fmtDateTime(w.requested_at)),
+          el('td', { class: 'num' }, fmtAmount(w.amount)),
+          el('td', { class: 'image', title: w.destination }, w.destination),
+          el('td', { title: note || null }, badge(w.state, w.state === 'rejected' ? 'bad' : w.state === 'paid' ? 'winner' : '')),
+          actions,
+        );
+      });
+    fillTable('withdrawals', rows, 'withdrawals-empty');
+  }
+
+  $('withdraw-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const message = $('withdraw-message');
+    const amount = $('withdraw-amount').value.trim();
+    if (!/^\d+(\.\d{1,8})?$/.test(amount)) {
+      message.className = 'error-text';
+      message.textContent = 'amount: a number of CLORE with at most 8 decimals';
+      return;
+    }
+    const destination = JSON.stringify($('withdraw-destination').value);
+    try {
+      // The amount goes out as the literal the user typed, so it is never rounded.
+      await api('/api/v1/withdrawals', { method: 'POST', auth: true, body: `{"amount": ${amount}, "destination": ${destination}}` });
+      message.className = '';
+      message.textContent = 'Requested: the amount waits for the operator.';
+      $('withdraw-amount').value = '';
+    } catch (e) {
+      message.className = 'error-text';
+      message.textContent = e.message;
+    }
+    refresh();
+  });
+
+  $('withdrawals').addEventListener('click', async (ev) => {
+    const button = ev.target.closest('button[data-withdrawal]');
+    if (!button) return;
+    const outcome = button.dataset.outcome;
+    const note = window.prompt(outcome === 'paid' ? 'Payment reference (e.g. transaction id)' : 'Reason for the rejection');
+    if (!note) return;
+    const body = outcome === 'paid' ? { reference: note } : { reason: note };
+    try {
+      await api(`/api/v1/withdrawals/${button.dataset.withdrawal}/${outcome}`, { method: 'POST', auth: true, body });
+    } catch (e) {
+      $('withdraw-message').className = 'error-text';
+      $('withdraw-message').textContent = e.message;
+    }
+    refresh();
+  });
 
   // ---------------------------------------------------------------- operator
 
@@ -787,7 +866,7 @@
     state.key = null;
     state.account = null;
     state.myBids = null;
-    for (const key of ['my-bids', 'ledger', 'plugins', 'book']) lastRendered.delete(key);
+    for (const key of ['my-bids', 'ledger', 'plugins', 'book', 'withdrawals']) lastRendered.delete(key);
     $('who').hidden = true;
     $('account').hidden = true;
     $('operator').hidden = true;

@@ -25,7 +25,7 @@ use crate::snapshot::Snapshots;
 use crate::wire::MachineView;
 use crate::{
     api_accounts, api_agent, api_bids, api_clore, api_dashboard, api_machines, api_money,
-    api_operator, dashboard,
+    api_operator, api_withdrawals, dashboard,
 };
 
 /// What every handler shares.
@@ -198,6 +198,21 @@ pub fn native_routes() -> Vec<ApiRoute> {
         route("/api/v1/deposits", &["post"], post(api_money::deposit)),
         route("/api/v1/balance", &["get"], get(api_money::balance)),
         route("/api/v1/ledger", &["get"], get(api_money::ledger)),
+        route(
+            "/api/v1/withdrawals",
+            &["get", "post"],
+            get(api_withdrawals::list).post(api_withdrawals::request),
+        ),
+        route(
+            "/api/v1/withdrawals/{id}/paid",
+            &["post"],
+            post(api_withdrawals::paid),
+        ),
+        route(
+            "/api/v1/withdrawals/{id}/rejected",
+            &["post"],
+            post(api_withdrawals::rejected),
+        ),
         route(
             "/api/v1/machines",
             &["get", "post"],

@@ -11,6 +11,7 @@ pub mod api_error;
 pub mod api_machines;
 pub mod api_money;
 pub mod api_operator;
+pub mod api_withdrawals;
 pub mod app;
 pub mod auth;
 pub mod clearing_loop;

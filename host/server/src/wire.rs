@@ -175,6 +175,8 @@ impl From<&Transfer> for TransferView {
                 TransferKind::Withdrawal => "withdrawal",
                 TransferKind::Charge => "charge",
                 TransferKind::Fee => "fee",
+                TransferKind::WithdrawalRequest => "withdrawal_request",
+                TransferKind::WithdrawalReturn => "withdrawal_return",
             }
             .into(),
             interval: t.interval,

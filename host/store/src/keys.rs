@@ -21,6 +21,12 @@ pub const ACTIVE_PLUGINS: &[u8] = b"meta/active_plugins";
 /// `IntervalClock`: the interval epochs (absent in stores from before it existed, whose
 /// intervals were uniform at the stored `billing_interval_s`).
 pub const INTERVAL_CLOCK: &[u8] = b"meta/interval_clock";
+/// `u64`: the account holding requested, not yet paid withdrawals.
+pub const PENDING_WITHDRAWALS_ACCOUNT: &[u8] = b"meta/pending_withdrawals_account";
+/// Prefix of withdrawals by id.
+pub const WITHDRAWAL: &[u8] = b"wdr/";
+/// Prefix of withdrawal idempotency keys by (account, key) → withdrawal id.
+pub const WITHDRAWAL_KEY: &[u8] = b"wdrkey/";
 /// `u64`: the operator's fee account.
 pub const FEE_ACCOUNT: &[u8] = b"meta/fee_account";
 

@@ -20,6 +20,9 @@ use gigaspot_market::ledger::{self, AuditReport, Party, Transfer, TransferKind};
 use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::Amount;
 use gigaspot_market::params::MarketParams;
+use gigaspot_market::withdrawal::{
+    self, Settlement as WithdrawalSettlement, Withdrawal, WithdrawalId, WithdrawalState,
+};
 use sled::Batch;
 
 use crate::codec::{decode, encode, read_u64, u64_bytes};
@@ -45,6 +48,7 @@ struct State {
     clock: IntervalClock,
     table: GpuRangeTable,
     fee_account: AccountId,
+    pending_withdrawals: AccountId,
     last_id: u64,
     last_transfer: u64,
     cleared_through: Option<u64>,
@@ -141,6 +145,7 @@ impl SledStore {
         }
         build_account_index(&db)?;
         pin_interval_clock(&db)?;
+        create_pending_withdrawals_account(&db)?;
         let state = load(&db).map_err(|e| match e {
             StoreError::Corrupt { detail, .. } => corrupt(detail),
             other => other,
@@ -375,6 +380,27 @@ fn pin_interval_clock(db: &sled::Db) -> StoreResult<()> {
     Ok(())
 }
 
+/// Creates the account that holds requested withdrawals, in stores from before it existed
+/// (and in new ones), with the next free id.
+fn create_pending_withdrawals_account(db: &sled::Db) -> StoreResult<()> {
+    if db.contains_key(keys::PENDING_WITHDRAWALS_ACCOUNT)? {
+        return Ok(());
+    }
+    let id = read_u64(keys::LAST_ID, &get_required(db, keys::LAST_ID)?)? + 1;
+    let account = Account {
+        id,
+        name: "pending withdrawals".into(),
+        roles: Vec::new(),
+    };
+    let mut batch = Batch::default();
+    batch.insert(key(keys::ACCOUNT, &[id]), encode(&account)?);
+    batch.insert(keys::LAST_ID, &u64_bytes(id));
+    batch.insert(keys::PENDING_WITHDRAWALS_ACCOUNT, &u64_bytes(id));
+    db.apply_batch(batch)?;
+    db.flush()?;
+    Ok(())
+}
+
 fn initialise(db: &sled::Db) -> StoreResult<()> {
     let fee_account = Account {
         id: 1,
@@ -489,6 +515,10 @@ fn load(db: &sled::Db) -> StoreResult<State> {
         clock,
         table: decode(keys::GPU_TABLE, &get_required(db, keys::GPU_TABLE)?)?,
         fee_account: read_u64(keys::FEE_ACCOUNT, &get_required(db, keys::FEE_ACCOUNT)?)?,
+        pending_withdrawals: read_u64(
+            keys::PENDING_WITHDRAWALS_ACCOUNT,
+            &get_required(db, keys::PENDING_WITHDRAWALS_ACCOUNT)?,
+        )?,
         last_id: read_u64(keys::LAST_ID, &get_required(db, keys::LAST_ID)?)?,
         last_transfer: read_u64(keys::LAST_TRANSFER, &get_required(db, keys::LAST_TRANSFER)?)?,
         cleared_through,
@@ -511,6 +541,19 @@ fn require_role(
         Some(a) if a.has(role) => Ok(()),
         Some(_) => Err(StoreError::Forbidden { account, action }),
     }
+}
+
+/// What `account` owes its winning bids for intervals cleared and not yet settled (the
+/// interval in progress, and any whose settlement is still due).
+fn committed_of(state: &State, account: AccountId) -> Amount {
+    state
+        .pending
+        .values()
+        .filter_map(|a| a.winner)
+        .filter(|w| w.owner == account)
+        .fold(Amount::ZERO, |sum, w| {
+            sum.checked_add(w.charge.total).unwrap_or(Amount(u64::MAX))
+        })
 }
 
 /// The owner's bid `id` while it may still be changed at `now`, or why not.
@@ -890,6 +933,161 @@ impl Store for SledStore {
         self.move_money(account, amount, reference, now, TransferKind::Withdrawal)
     }
 
+    fn request_withdrawal(
+        &self,
+        account: AccountId,
+        amount: Amount,
+        destination: &str,
+        idempotency_key: Option<&str>,
+        now: u64,
+    ) -> StoreResult<(Withdrawal, bool)> {
+        if let Some(k) = idempotency_key
+            && (k.is_empty() || k.len() > 255)
+        {
+            return Err(StoreError::Invalid {
+                field: "Idempotency-Key",
+                reason: "must be 1 to 255 bytes".into(),
+            });
+        }
+        let guard = self.write_lock();
+        let idem_key = idempotency_key.map(|k| {
+            let mut bytes = key(keys::WITHDRAWAL_KEY, &[account]);
+            bytes.extend_from_slice(k.as_bytes());
+            bytes
+        });
+        if let Some(k) = &idem_key
+            && let Some(v) = self.db.get(k)?
+        {
+            let id = read_u64(k, &v)?;
+            let first = self.withdrawal(id)?.ok_or(StoreError::NotFound {
+                what: "withdrawal",
+                id,
+            })?;
+            if first.amount != amount || first.destination != destination.trim() {
+                return Err(StoreError::Invalid {
+                    field: "Idempotency-Key",
+                    reason: "was used for another withdrawal".into(),
+                });
+            }
+            self.settled(guard)?;
+            return Ok((first, true));
+        }
+        let (batch, balances, seq, withdrawal) = {
+            let state = self.read();
+            if !state.accounts.contains_key(&account) || account == state.pending_withdrawals {
+                return Err(StoreError::NotFound {
+                    what: "account",
+                    id: account,
+                });
+            }
+            let balance = state.balances.get(&account).copied().unwrap_or_default();
+            let committed = committed_of(&state, account);
+            withdrawal::check_request(amount, destination, balance, committed).map_err(|e| {
+                StoreError::Invalid {
+                    field: e.field,
+                    reason: e.reason,
+                }
+            })?;
+            let withdrawal = Withdrawal {
+                id: state.last_id + 1,
+                account,
+                amount,
+                destination: destination.trim().to_string(),
+                state: WithdrawalState::Pending,
+                requested_at: now,
+                settled_at: None,
+            };
+            let mut balances = BTreeMap::new();
+            let mut batch = Batch::default();
+            let transfer = withdrawal.request_transfer(state.pending_withdrawals);
+            let seq = book(
+                &state,
+                &mut batch,
+                &mut balances,
+                state.last_transfer,
+                std::slice::from_ref(&transfer),
+            )?;
+            batch.insert(
+                key(keys::WITHDRAWAL, &[withdrawal.id]),
+                encode(&withdrawal)?,
+            );
+            batch.insert(keys::LAST_ID, &u64_bytes(withdrawal.id));
+            if let Some(k) = &idem_key {
+                batch.insert(k.clone(), &u64_bytes(withdrawal.id));
+            }
+            (batch, balances, seq, withdrawal)
+        };
+        let id = withdrawal.id;
+        self.commit(guard, batch, |state| {
+            state.balances.extend(balances);
+            state.last_transfer = seq;
+            state.last_id = id;
+        })?;
+        Ok((withdrawal, false))
+    }
+
+    fn settle_withdrawal(
+        &self,
+        id: WithdrawalId,
+        decision: WithdrawalSettlement,
+        now: u64,
+    ) -> StoreResult<Withdrawal> {
+        let guard = self.write_lock();
+        let pending = self.withdrawal(id)?.ok_or(StoreError::NotFound {
+            what: "withdrawal",
+            id,
+        })?;
+        let (batch, balances, seq, settled) = {
+            let state = self.read();
+            let (settled, transfer) = pending
+                .settle(decision, state.pending_withdrawals, now)
+                .map_err(|e| StoreError::Invalid {
+                    field: e.field,
+                    reason: e.reason,
+                })?;
+            let mut balances = BTreeMap::new();
+            let mut batch = Batch::default();
+            let seq = book(
+                &state,
+                &mut batch,
+                &mut balances,
+                state.last_transfer,
+                std::slice::from_ref(&transfer),
+            )?;
+            batch.insert(key(keys::WITHDRAWAL, &[id]), encode(&settled)?);
+            (batch, balances, seq, settled)
+        };
+        self.commit(guard, batch, |state| {
+            state.balances.extend(balances);
+            state.last_transfer = seq;
+        })?;
+        Ok(settled)
+    }
+
+    fn withdrawal(&self, id: WithdrawalId) -> StoreResult<Option<Withdrawal>> {
+        let k = key(keys::WITHDRAWAL, &[id]);
+        match self.db.get(&k)? {
+            Some(v) => Ok(Some(decode(&k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn withdrawals(&self, account: Option<AccountId>) -> StoreResult<Vec<Withdrawal>> {
+        let all: Vec<Withdrawal> = scan(&self.db, keys::WITHDRAWAL)?;
+        Ok(all
+            .into_iter()
+            .filter(|w| account.is_none_or(|a| w.account == a))
+            .collect())
+    }
+
+    fn pending_withdrawals_account(&self) -> AccountId {
+        self.read().pending_withdrawals
+    }
+
+    fn committed(&self, account: AccountId) -> StoreResult<Amount> {
+        Ok(committed_of(&self.read(), account))
+    }
+
     fn balance(&self, account: AccountId) -> StoreResult<Amount> {
         Ok(self
             .read()
@@ -1236,6 +1434,27 @@ impl Store for SledStore {
                 stored.insert(account, balance);
             }
         }
-        Ok(ledger::audit(&transfers, &stored)?)
+        let report = ledger::audit(&transfers, &stored)?;
+        // The pending-withdrawals account holds exactly the pending requests.
+        let pending_account = self.read().pending_withdrawals;
+        let held = stored.get(&pending_account).copied().unwrap_or_default();
+        let requested = self
+            .withdrawals(None)?
+            .iter()
+            .filter(|w| w.state == WithdrawalState::Pending)
+            .try_fold(Amount::ZERO, |sum, w| sum.checked_add(w.amount))
+            .map_err(|_| StoreError::Corrupt {
+                path: "wdr/".into(),
+                detail: "pending withdrawals overflow".into(),
+            })?;
+        if held != requested {
+            return Err(StoreError::Corrupt {
+                path: String::from_utf8_lossy(keys::PENDING_WITHDRAWALS_ACCOUNT).into_owned(),
+                detail: format!(
+                    "the pending-withdrawals account holds {held}, pending requests total {requested}"
+                ),
+            });
+        }
+        Ok(report)
     }
 }

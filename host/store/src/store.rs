@@ -12,6 +12,7 @@ use gigaspot_market::ledger::{AuditReport, Transfer};
 use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::Amount;
 use gigaspot_market::params::MarketParams;
+use gigaspot_market::withdrawal::{Settlement as WithdrawalSettlement, Withdrawal, WithdrawalId};
 
 use crate::error::StoreResult;
 use crate::records::{
@@ -119,6 +120,33 @@ pub trait Store: Send + Sync {
         reference: &str,
         now: u64,
     ) -> StoreResult<Transfer>;
+    /// Requests a withdrawal of `amount` from `account` to `destination` at `now`: the
+    /// amount moves at once to the pending-withdrawals account (market rules in
+    /// `gigaspot_market::withdrawal`). With an idempotency key, a repeat returns the first
+    /// request, marked replayed (the key must not be reused for another amount).
+    fn request_withdrawal(
+        &self,
+        account: AccountId,
+        amount: Amount,
+        destination: &str,
+        idempotency_key: Option<&str>,
+        now: u64,
+    ) -> StoreResult<(Withdrawal, bool)>;
+    /// The operator pays out or rejects a pending withdrawal.
+    fn settle_withdrawal(
+        &self,
+        id: WithdrawalId,
+        decision: WithdrawalSettlement,
+        now: u64,
+    ) -> StoreResult<Withdrawal>;
+    /// A withdrawal.
+    fn withdrawal(&self, id: WithdrawalId) -> StoreResult<Option<Withdrawal>>;
+    /// Withdrawals by id: an account's, or everyone's with `None`.
+    fn withdrawals(&self, account: Option<AccountId>) -> StoreResult<Vec<Withdrawal>>;
+    /// The account that holds requested, unpaid withdrawals.
+    fn pending_withdrawals_account(&self) -> AccountId;
+    /// What `account` has committed to its winning bids for intervals not yet settled.
+    fn committed(&self, account: AccountId) -> StoreResult<Amount>;
     /// An account's balance.
     fn balance(&self, account: AccountId) -> StoreResult<Amount>;
     /// Every non-zero balance.
