@@ -1,6 +1,6 @@
-//! Answers produced below the handlers (the body limit's 413, the timeout's 408) carry the
-//! same JSON as every other answer: `{"error": {...}}` on the native API, and Clore's
-//! `{"code": ...}` on `/v1`.
+//! Answers produced below the handlers (the body limit's 413, the timeout's 408, the
+//! router's 405) carry the same JSON as every other answer: `{"error": {...}}` on the
+//! native API, and Clore's `{"code": ...}` on `/v1`.
 
 use axum::extract::Request;
 use axum::http::{StatusCode, header};
@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::api_error::ApiError;
 
-/// Rewrites a non-JSON 413 or 408 into the JSON error of the route's surface.
+/// Rewrites a non-JSON 413, 408 or 405 into the JSON error of the route's surface.
 pub async fn json_errors(request: Request, next: Next) -> Response {
     let clore = request.uri().path().starts_with("/v1/");
     let response = next.run(request).await;
@@ -19,26 +19,21 @@ pub async fn json_errors(request: Request, next: Next) -> Response {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("application/json"));
-    if is_json
-        || !matches!(
-            status,
-            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
-        )
-    {
-        return response;
-    }
-    let reason = if status == StatusCode::PAYLOAD_TOO_LARGE {
-        "the request body is larger than the service accepts (max_body_bytes)"
-    } else {
-        "the request took longer than the service allows (request_timeout_ms)"
+    let (reason, code) = match status {
+        _ if is_json => return response,
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "the request body is larger than the service accepts (max_body_bytes)",
+            2,
+        ),
+        StatusCode::REQUEST_TIMEOUT => (
+            "the request took longer than the service allows (request_timeout_ms)",
+            6,
+        ),
+        StatusCode::METHOD_NOT_ALLOWED => ("this route does not answer this method", 4),
+        _ => return response,
     };
     if clore {
-        // Clore's codes: 2 invalid input; 6 an error named in `error`.
-        let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-            2
-        } else {
-            6
-        };
+        // Clore's codes: 2 invalid input; 4 invalid endpoint; 6 an error named in `error`.
         let body = serde_json::json!({"code": code, "error": reason});
         return (status, axum::Json(body)).into_response();
     }

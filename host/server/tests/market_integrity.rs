@@ -449,6 +449,15 @@ async fn oversized_and_slow_requests_answer_json_with_a_code() {
     assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE);
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["error"]["field"], json!("body"), "{body}");
+    // A known route with the wrong method: 405 in JSON too.
+    let (status, body) = m.call_v1("/v1/wallets", &key, json!({})).await;
+    assert_eq!(
+        (status, body["code"].clone()),
+        (StatusCode::METHOD_NOT_ALLOWED, json!(4))
+    );
+    let (status, body) = m.call("PUT", "/api/v1/balance", Some(&key), None).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert!(body["error"]["reason"].is_string(), "{body}");
     // A body that never arrives: 408 after request_timeout_ms, with a JSON body.
     for (path, check) in [
         ("/v1/create_gigaspot_orders", "\"code\":6"),
