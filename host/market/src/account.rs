@@ -82,7 +82,7 @@ mod tests {
             "  ",
             "a\nb",
         ] {
-            let refused = check_name(&bad).is_err();
+            let refused = check_name(bad).is_err();
             // "the 0perator" uses a zero, which is not the reserved word.
             assert_eq!(refused, bad != "the 0perator", "{bad:?}");
         }

@@ -17,7 +17,7 @@ pub fn clore_per_day(units_per_day: u64) -> f64 {
 /// float to the nearest nano-USD recovers the decimal exactly. `None` when not finite,
 /// negative or too large to be a rate.
 pub fn nano_usd(rate: f64) -> Option<u64> {
-    if !rate.is_finite() || rate < 0.0 || rate > 1e9 {
+    if !rate.is_finite() || !(0.0..=1e9).contains(&rate) {
         return None;
     }
     Some((rate * 1e9).round() as u64)

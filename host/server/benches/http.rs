@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use gigaspot_market::account::Role;
-use gigaspot_market::bid::{BidTerms, OcRequest};
+use gigaspot_market::bid::{BidTerms, Lifetime, OcRequest};
 use gigaspot_market::machine::Gpu;
 use gigaspot_market::money::Amount;
 use gigaspot_server::app::service;
@@ -91,10 +91,14 @@ async fn main() {
         let host = store.create_account("host", &[Role::Host]).unwrap().id;
         let ids: Vec<u64> = (0..machines)
             .map(|_| {
-                let mut m = store.register_machine(spec(host)).unwrap();
-                m.live.online = true;
-                m.live.working = true;
-                store.update_machine(&m).unwrap();
+                let m = store.register_machine(spec(host)).unwrap();
+                store
+                    .modify_machine(m.id, &mut |m| {
+                        m.live.online = true;
+                        m.live.working = true;
+                        Ok(())
+                    })
+                    .unwrap();
                 store
                     .set_agent_token(m.id, key_hash(&agent_token(m.id)))
                     .unwrap();
@@ -136,7 +140,7 @@ async fn main() {
                                     };
                                     4
                                 ],
-                                lifetime_s: 86_400,
+                                lifetime: Lifetime::Explicit(86_400),
                             };
                             let owner = clients[((machine + n) % clients.len() as u64) as usize];
                             store.place_bid(owner, &terms, now, None).unwrap();

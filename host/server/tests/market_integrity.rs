@@ -391,7 +391,7 @@ async fn v1_items_without_a_usable_id_refuse_the_request_and_place_nothing() {
         "POST",
         "/v1/create_gigaspot_orders",
         &key,
-        &format!(r#"[{{"renting_server": 18446744073709551616, "price": 10, "image": "a", "oc": [{{"pl": 200}}]}}]"#),
+        r#"[{"renting_server": 18446744073709551616, "price": 10, "image": "a", "oc": [{"pl": 200}]}]"#,
     )
     .await;
     assert_eq!(

@@ -316,7 +316,6 @@ fn bids_past_their_lifetime_become_expired_and_cannot_change() {
     assert!(err.contains("expired"), "{err}");
     // ...and the next boundary writes the state, which a restart keeps.
     engine.tick(T0 + 120).unwrap();
-    drop(engine);
     drop(store);
     let store = SledStore::open(dir.path()).unwrap();
     assert_eq!(
