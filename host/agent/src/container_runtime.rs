@@ -43,6 +43,8 @@ pub struct OwnContainer {
     pub state: ContainerState,
     /// Exit code once exited.
     pub exit_code: Option<i64>,
+    /// The kernel killed it for running out of memory (as far as the runtime knows).
+    pub oom_killed: bool,
 }
 
 /// Why a runtime operation failed.

@@ -210,6 +210,7 @@ impl ContainerRuntime for DockerRuntime {
                     bid: 0,
                     state: ContainerState::Exited,
                     exit_code: None,
+                    oom_killed: false,
                 });
                 continue;
             };
@@ -228,6 +229,7 @@ impl ContainerRuntime for DockerRuntime {
                 bid,
                 state,
                 exit_code,
+                oom_killed: false,
             });
         }
         Ok(own)
@@ -301,6 +303,7 @@ impl ContainerRuntime for DockerRuntime {
             .and_then(|b| b.parse().ok())
             .unwrap_or(0);
         let state = info.state.unwrap_or_default();
+        let oom_killed = state.oom_killed.unwrap_or(false);
         let (state, exit_code) = match state.status {
             Some(ContainerStateStatusEnum::RUNNING) => (ContainerState::Running, None),
             Some(ContainerStateStatusEnum::CREATED) => (ContainerState::Created, None),
@@ -311,6 +314,7 @@ impl ContainerRuntime for DockerRuntime {
             bid,
             state,
             exit_code,
+            oom_killed,
         })
     }
 }

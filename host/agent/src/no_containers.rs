@@ -94,6 +94,7 @@ impl ContainerRuntime for NoContainers {
                 bid,
                 state: ContainerState::Created,
                 exit_code: None,
+                oom_killed: false,
             },
             owner,
         ));

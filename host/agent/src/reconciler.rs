@@ -19,13 +19,14 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use gigaspot_market::agent_protocol::{
-    ContainerState, DesiredState, Heartbeat, InventoryGpu, Workload, WorkloadStatus,
+    ContainerState, DesiredState, Heartbeat, InventoryGpu, Unserved, UnservedReason, Workload,
+    WorkloadStatus,
 };
 use gigaspot_market::bid::BidId;
 use gigaspot_market::context::GpuOc;
 
 use crate::container_runtime::{ContainerRuntime, ContainerSpec, OwnContainer, workload_labels};
-use crate::gpu_control::{GpuControl, Inventory, apply};
+use crate::gpu_control::{GpuControl, GpuError, Inventory, apply};
 
 /// How many events the reconciler keeps for inspection.
 const EVENT_LOG: usize = 64;
@@ -112,6 +113,10 @@ pub struct Reconciler<R> {
     last_error: Option<String>,
     cached_images: Vec<String>,
     events: VecDeque<Event>,
+    /// The bid the server asked for last.
+    desired_bid: Option<BidId>,
+    /// Why that bid does not run, when it does not.
+    unserved: Option<Unserved>,
 }
 
 impl<R: ContainerRuntime> Reconciler<R> {
@@ -134,7 +139,18 @@ impl<R: ContainerRuntime> Reconciler<R> {
             last_error: None,
             cached_images: Vec::new(),
             events: VecDeque::new(),
+            desired_bid: None,
+            unserved: None,
         }
+    }
+
+    /// Notes why the desired bid `bid` does not run (reported while it does not).
+    fn unserved(&mut self, bid: BidId, reason: UnservedReason, detail: String) {
+        self.unserved = Some(Unserved {
+            bid,
+            reason,
+            detail: bounded_error(&detail),
+        });
     }
 
     /// What the reconciler did, oldest first (the last [`EVENT_LOG`]).
@@ -210,6 +226,9 @@ impl<R: ContainerRuntime> Reconciler<R> {
     }
 
     fn runtime_down(&mut self, error: String) {
+        if let Some(bid) = self.desired_bid {
+            self.unserved(bid, UnservedReason::RuntimeError, error.clone());
+        }
         if self.runtime_ok || self.last_error.as_deref() != Some(error.as_str()) {
             self.note_error(error);
         }
@@ -238,6 +257,19 @@ impl<R: ContainerRuntime> Reconciler<R> {
             exit_code: container.exit_code,
         });
         if !self.runtime_lost {
+            // The workload's own doing: it exited before the interval ended.
+            let detail = format!(
+                "exit code {}{}",
+                container
+                    .exit_code
+                    .map_or_else(|| "unknown".to_owned(), |c| c.to_string()),
+                if container.oom_killed {
+                    ", killed for running out of memory"
+                } else {
+                    ""
+                }
+            );
+            self.unserved(current.bid, UnservedReason::ExitedEarly, detail);
             self.held_back = Some((current.bid, self.interval));
             self.note_error(format!(
                 "the workload of bid {} exited with code {}; it restarts next interval",
@@ -254,7 +286,18 @@ impl<R: ContainerRuntime> Reconciler<R> {
         if desired.interval != self.interval {
             self.interval = desired.interval;
         }
+        self.desired_bid = desired.workload.as_ref().map(|w| w.bid);
+        if self.unserved.as_ref().map(|u| u.bid) != self.desired_bid {
+            self.unserved = None;
+        }
         if self.inventory().is_none() {
+            if let Some(bid) = self.desired_bid {
+                self.unserved(
+                    bid,
+                    UnservedReason::GpuLost,
+                    "the GPUs cannot be read".into(),
+                );
+            }
             // Without the GPUs nothing may run: settings could not be guaranteed.
             self.stop_all(None).await;
             return;
@@ -270,6 +313,13 @@ impl<R: ContainerRuntime> Reconciler<R> {
             // Pulled before the old workload stops, so that a switch waits for no download.
             if let Err(e) = self.ensure_image(&w.image).await {
                 image_ready = false;
+                let reason = match e {
+                    crate::container_runtime::RuntimeError::ImageUnavailable { .. } => {
+                        UnservedReason::ImageUnavailable
+                    }
+                    _ => UnservedReason::RuntimeError,
+                };
+                self.unserved(w.bid, reason, e.to_string());
                 self.not_started(w.bid, e.to_string());
             }
         }
@@ -406,6 +456,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             self.last_error = None;
             self.event(Event::Adopted { bid: w.bid });
         }
+        self.unserved = None;
         true
     }
 
@@ -446,6 +497,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
         // first so that a failure below ends with a reset.
         self.gpus_dirty = true;
         if let Err(e) = apply(self.gpus.as_mut(), &w.oc) {
+            self.unserved(w.bid, settings_fault(&e), e.to_string());
             self.not_started(w.bid, format!("settings could not be applied: {e}"));
             return;
         }
@@ -470,6 +522,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             Ok(id) => id,
             Err(e) => {
                 self.reset_gpus();
+                self.unserved(w.bid, UnservedReason::RuntimeError, e.to_string());
                 self.not_started(w.bid, format!("creating its container: {e}"));
                 return;
             }
@@ -477,6 +530,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
         if let Err(e) = self.runtime.start(&id).await {
             let _ = self.runtime.remove(&id).await;
             self.reset_gpus();
+            self.unserved(w.bid, UnservedReason::RuntimeError, e.to_string());
             self.not_started(w.bid, format!("starting its container: {e}"));
             return;
         }
@@ -487,6 +541,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
         });
         self.held_back = None;
         self.last_error = None;
+        self.unserved = None;
         self.workload = Some(WorkloadStatus {
             bid: w.bid,
             state: ContainerState::Running,
@@ -537,6 +592,12 @@ impl<R: ContainerRuntime> Reconciler<R> {
             measured_power_w.push(self.gpus.power_usage(gpu).unwrap_or(0));
         }
         let applied = running.is_some_and(|c| self.verify(&c.oc).is_ok());
+        // Why the desired bid does not run, while it does not.
+        let unserved = self
+            .unserved
+            .clone()
+            .filter(|u| Some(u.bid) == self.desired_bid)
+            .filter(|u| running.is_none_or(|c| c.bid != u.bid || !applied));
         Heartbeat {
             working: self.runtime_ok && self.inventory.is_some(),
             running_bid: running.filter(|_| applied).map(|c| c.bid),
@@ -546,6 +607,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             workload: self.workload.clone(),
             last_error: self.last_error.as_deref().map(bounded_error),
             cached_images: self.cached_images.clone(),
+            unserved,
             gpus: self.inventory.as_ref().map(|i| {
                 i.gpus
                     .iter()
@@ -566,6 +628,18 @@ fn status(c: &OwnContainer) -> WorkloadStatus {
         bid: c.bid,
         state: c.state,
         exit_code: c.exit_code,
+    }
+}
+
+/// Whose fault a failure to apply a bid's settings is: the card refusing them (the bid's,
+/// as they were inside the published ranges) or the driver failing (the host's).
+fn settings_fault(e: &GpuError) -> UnservedReason {
+    match e {
+        GpuError::OutOfRange { .. }
+        | GpuError::Unsupported { .. }
+        | GpuError::NotVerified { .. } => UnservedReason::SettingsRefused,
+        GpuError::NoSuchGpu(_) => UnservedReason::GpuLost,
+        GpuError::Unavailable(_) | GpuError::Driver { .. } => UnservedReason::DriverError,
     }
 }
 

@@ -39,6 +39,80 @@ pub struct Heartbeat {
     /// Inventory: the GPUs as the driver reports them, in index order.
     #[serde(default)]
     pub gpus: Option<Vec<InventoryGpu>>,
+    /// Why the workload the server asked for does not run, if it does not.
+    #[serde(default)]
+    pub unserved: Option<Unserved>,
+}
+
+/// The agent's account of why the assigned bid is not being served.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unserved {
+    /// The bid the server assigned.
+    pub bid: BidId,
+    /// Why it does not run.
+    pub reason: UnservedReason,
+    /// The runtime's or driver's words, for people.
+    #[serde(default)]
+    pub detail: String,
+}
+
+/// Why an assigned bid does not run, each reason owned by the bid or by the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnservedReason {
+    /// The bid's image is missing and cannot be pulled (bid's fault).
+    ImageUnavailable,
+    /// The bid's container exited (non-zero, OOM-killed, or at all) before the interval
+    /// ended (bid's fault).
+    ExitedEarly,
+    /// The card refused the bid's settings although they are inside the published ranges
+    /// (bid's fault).
+    SettingsRefused,
+    /// An NVML or driver error (host's fault).
+    DriverError,
+    /// The container runtime is down or failed to create or start the container (host's
+    /// fault).
+    RuntimeError,
+    /// A GPU is missing or unreadable (host's fault).
+    GpuLost,
+}
+
+/// Whose fault an unserved interval is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Fault {
+    /// The bid's: counts towards its suspension.
+    Bid,
+    /// The host's: never charged, never counted against the bid; lowers the machine's
+    /// reliability.
+    Host,
+}
+
+impl UnservedReason {
+    /// Who is to blame.
+    pub fn fault(self) -> Fault {
+        match self {
+            UnservedReason::ImageUnavailable
+            | UnservedReason::ExitedEarly
+            | UnservedReason::SettingsRefused => Fault::Bid,
+            UnservedReason::DriverError
+            | UnservedReason::RuntimeError
+            | UnservedReason::GpuLost => Fault::Host,
+        }
+    }
+
+    /// A short description for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            UnservedReason::ImageUnavailable => "the image is missing and cannot be pulled",
+            UnservedReason::ExitedEarly => "the container exited before the interval ended",
+            UnservedReason::SettingsRefused => "the card refused the bid's settings",
+            UnservedReason::DriverError => "an NVML or driver error on the host",
+            UnservedReason::RuntimeError => "the host's container runtime failed",
+            UnservedReason::GpuLost => "a GPU of the host is lost",
+        }
+    }
 }
 
 /// Most images an agent may report as cached.
@@ -94,6 +168,16 @@ impl Heartbeat {
                     format!("a model or uuid longer than {MAX_GPU_TEXT_BYTES} bytes"),
                 ));
             }
+        }
+        if self
+            .unserved
+            .as_ref()
+            .is_some_and(|u| u.detail.len() > MAX_ERROR_BYTES)
+        {
+            return Err((
+                "unserved.detail",
+                format!("longer than {MAX_ERROR_BYTES} bytes"),
+            ));
         }
         if self
             .last_error

@@ -21,6 +21,9 @@ pub enum BidState {
     Cancelled,
     /// Past its expiry time.
     Expired,
+    /// Taken out of clearing after intervals it could not be served by its own fault;
+    /// an edit by its owner puts it back (see `suspension`).
+    Suspended,
 }
 
 /// A client's settings request for one GPU, as received: the power limit may be missing
@@ -67,6 +70,20 @@ pub struct BidTerms {
     pub oc: Vec<OcRequest>,
     /// How long the bid stays active.
     pub lifetime: Lifetime,
+}
+
+/// What an owner changes in an edit: price and settings always, image and environment
+/// when given. Any edit of a suspended bid puts it back in the market.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BidChange {
+    /// The new price per day.
+    pub price_per_day: Amount,
+    /// The new settings, one per GPU.
+    pub oc: Vec<OcRequest>,
+    /// A new image, if any.
+    pub image: Option<String>,
+    /// A new environment, if any.
+    pub env: Option<BTreeMap<String, String>>,
 }
 
 /// How long a bid asks to stay active.
@@ -121,7 +138,7 @@ impl Bid {
     /// not the store has written that yet.
     pub fn state_at(&self, now: u64) -> BidState {
         match self.state {
-            BidState::Active if now >= self.expires_at => BidState::Expired,
+            BidState::Active | BidState::Suspended if now >= self.expires_at => BidState::Expired,
             state => state,
         }
     }
@@ -130,7 +147,7 @@ impl Bid {
     /// its lifetime; cancelled and expired bids are final.
     pub fn check_changeable(&self, now: u64) -> Result<(), String> {
         match self.state_at(now) {
-            BidState::Active => Ok(()),
+            BidState::Active | BidState::Suspended => Ok(()),
             BidState::Cancelled => Err(format!("bid {} is cancelled", self.id)),
             BidState::Expired => Err(format!(
                 "bid {} expired at {} and can no longer be changed",

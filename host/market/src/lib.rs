@@ -31,6 +31,7 @@ pub mod plugin_traits;
 pub mod price_per_watt;
 #[cfg(feature = "sample")]
 pub mod sample;
+pub mod suspension;
 pub mod verdict;
 pub mod withdrawal;
 

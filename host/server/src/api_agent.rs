@@ -92,6 +92,17 @@ pub async fn heartbeat(
             {
                 s.record_served(machine_id, a.interval, w.bid)?;
             }
+            // Why the assigned bid does not run, as the agent sees it: the bid's own fault
+            // counts towards its suspension at the boundary, the host's never does.
+            if let Some(a) = &assignment
+                && a.interval == current
+                && let Some(w) = a.winner
+                && let Some(unserved) = &report.unserved
+                && unserved.bid == w.bid
+                && report.running_bid != Some(w.bid)
+            {
+                s.record_unserved(machine_id, a.interval, unserved)?;
+            }
             let workload = match assignment.as_ref().and_then(|a| a.winner) {
                 Some(w) => s.bid(w.bid)?.map(|b| Workload {
                     bid: b.id,

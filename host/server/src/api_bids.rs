@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use gigaspot_market::account::Role;
-use gigaspot_market::bid::{Bid, BidTerms, Lifetime, OcRequest};
+use gigaspot_market::bid::{Bid, BidChange, BidTerms, Lifetime, OcRequest};
 use gigaspot_market::params::DEFAULT_BID_LIFETIME_S;
 use gigaspot_store::{Store, StoreError};
 
@@ -63,9 +63,16 @@ pub async fn mine(
     caller: Caller,
 ) -> Result<Json<Vec<BidView>>, ApiError> {
     let owner = caller.0.id;
-    let bids = state.store(move |s| s.bids_of(owner)).await?;
     let at = state.now();
-    Ok(Json(bids.iter().map(|b| BidView::new(b, at)).collect()))
+    let views = state
+        .store(move |s| {
+            s.bids_of(owner)?
+                .iter()
+                .map(|b| view(s, b, at))
+                .collect::<Result<Vec<_>, StoreError>>()
+        })
+        .await?;
+    Ok(Json(views))
 }
 
 /// `GET /api/v1/bids/{id}`: for the bid's owner, the machine's host and operators; others
@@ -76,7 +83,14 @@ pub async fn show(
     PathId(id): PathId,
 ) -> Result<Json<BidView>, ApiError> {
     let bid = visible_bid(&state, &caller, id).await?;
-    Ok(Json(BidView::new(&bid, state.now())))
+    let now = state.now();
+    Ok(Json(state.store(move |s| view(s, &bid, now)).await?))
+}
+
+/// The view of `bid`, with the reason of its suspension when it is suspended.
+fn view(s: &impl Store, bid: &Bid, now: u64) -> Result<BidView, StoreError> {
+    let failures = s.bid_failures(bid.id)?;
+    Ok(BidView::new(bid, now).with_suspension(failures.as_ref()))
 }
 
 /// `GET /api/v1/bids/{id}/decision`: why the bid won or lost in the latest clearing of
@@ -88,13 +102,20 @@ pub async fn decision(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let bid = visible_bid(&state, &caller, id).await?;
     let machine = bid.machine;
-    let decision = state
+    let now = state.now();
+    let shown = bid.clone();
+    let (decision, own, unserved) = state
         .store(move |s| {
+            let own = view(s, &shown, now)?;
             let interval = s.assignment(machine)?.map(|a| a.interval);
-            match interval {
-                Some(interval) => s.decision(machine, interval),
-                None => Ok(None),
-            }
+            let (decision, unserved) = match interval {
+                Some(interval) => (
+                    s.decision(machine, interval)?,
+                    s.unserved(machine, interval)?,
+                ),
+                None => (None, None),
+            };
+            Ok(decision.map(|d| (d, own, unserved)))
         })
         .await?
         .ok_or_else(|| {
@@ -122,6 +143,10 @@ pub async fn decision(
     Ok(Json(serde_json::json!({
         "bid": id,
         "machine": machine,
+        "state": own.state,
+        "suspension": own.suspension,
+        // The agent's report for the interval, when this bid won it and did not run.
+        "unserved": unserved.filter(|u| u.bid == id),
         "interval": decision.interval,
         "won": decision.winner.is_some_and(|w| w.bid == id),
         "verdict": verdict,
@@ -142,12 +167,16 @@ pub async fn edit(
     JsonBody(request): JsonBody<BidEdit>,
 ) -> Result<Json<BidView>, ApiError> {
     visible_bid(&state, &caller, id).await?;
-    let price = request.price.0;
-    let oc: Vec<OcRequest> = request.oc.into_iter().map(OcRequest::from).collect();
+    let change = BidChange {
+        price_per_day: request.price.0,
+        oc: request.oc.into_iter().map(OcRequest::from).collect(),
+        image: request.image,
+        env: request.env,
+    };
     let owner = caller.0.id;
     let now = state.now();
     let bid = state
-        .store(move |s| s.edit_bid(owner, id, price, &oc, now))
+        .store(move |s| s.edit_bid(owner, id, &change, now))
         .await?;
     Ok(Json(BidView::new(&bid, state.now())))
 }

@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use gigaspot_market::account::Account;
 use gigaspot_market::admission::{is_oc_refusal, is_too_low};
-use gigaspot_market::bid::{BidState, BidTerms, Lifetime, OcRequest};
+use gigaspot_market::bid::{BidChange, BidState, BidTerms, Lifetime, OcRequest};
 use gigaspot_market::ledger::Party;
 use gigaspot_market::money::Amount;
 use gigaspot_store::{Store, StoreError};
@@ -317,7 +317,13 @@ pub async fn edit_orders(
                         Some(oc) => oc.into_iter().map(OcRequest::from).collect(),
                         None => bid.oc.iter().copied().map(OcRequest::from).collect(),
                     };
-                    s.edit_bid(account.id, id, item.price.0, &oc, now)
+                    let change = BidChange {
+                        price_per_day: item.price.0,
+                        oc,
+                        image: None,
+                        env: None,
+                    };
+                    s.edit_bid(account.id, id, &change, now)
                 });
                 match outcome {
                     Some(Ok(_)) => ok.push(id),
@@ -386,11 +392,7 @@ pub async fn my_orders(
                 .bids_of(account.id)?
                 .into_iter()
                 .map(|b| {
-                    let status = match b.state_at(now) {
-                        BidState::Active => "active",
-                        BidState::Cancelled => "cancelled",
-                        BidState::Expired => "expired",
-                    };
+                    let status = crate::wire::state_name(&b, now);
                     json!({
                         "id": b.id,
                         "renting_server": b.machine,
@@ -407,6 +409,9 @@ pub async fn my_orders(
                         "created_at": rfc3339(b.created_at),
                         "created_at_unix": b.created_at,
                         "expires_at": b.expires_at,
+                        "suspension": (b.state == BidState::Suspended)
+                            .then(|| s.bid_failures(b.id).ok().flatten().map(|f| f.explain()))
+                            .flatten(),
                     })
                 })
                 .collect();

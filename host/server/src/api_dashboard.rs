@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use axum::Json;
 use axum::extract::{Query, State};
-use gigaspot_market::bid::Bid;
+use gigaspot_market::bid::{Bid, BidState};
 use gigaspot_market::clearing::{Decision, Verdict};
 use gigaspot_market::verdict::PluginRef;
 use gigaspot_store::{Store, StoreError};
@@ -111,15 +111,27 @@ pub async fn book(
             let bids: Vec<Bid> = s
                 .bids_on(id)?
                 .into_iter()
-                .filter(|b| b.is_live(now))
+                .filter(|b| b.is_live(now) || b.state_at(now) == BidState::Suspended)
                 .collect();
-            Ok(rank(id, decision, bids))
+            // Suspended bids are listed with the reason, out of the ranking.
+            let mut suspended = HashMap::new();
+            for b in bids.iter().filter(|b| b.state == BidState::Suspended) {
+                if let Some(f) = s.bid_failures(b.id)? {
+                    suspended.insert(b.id, f.explain());
+                }
+            }
+            Ok(rank(id, decision, bids, &suspended))
         })
         .await?;
     Ok(Json(book))
 }
 
-fn rank(machine: u64, decision: Option<Decision>, bids: Vec<Bid>) -> OrderBook {
+fn rank(
+    machine: u64,
+    decision: Option<Decision>,
+    bids: Vec<Bid>,
+    suspended: &HashMap<u64, String>,
+) -> OrderBook {
     let winner = decision.as_ref().and_then(|d| d.winner.map(|w| w.bid));
     let verdicts: HashMap<u64, &Verdict> = decision
         .iter()
@@ -131,6 +143,16 @@ fn rank(machine: u64, decision: Option<Decision>, bids: Vec<Bid>) -> OrderBook {
             let power_w = b.total_power_limit_w();
             let price = b.price_per_day.as_clore();
             let (status, score, reason) = match verdicts.get(&b.id) {
+                _ if b.state == BidState::Suspended => (
+                    "suspended",
+                    None,
+                    Some(
+                        suspended
+                            .get(&b.id)
+                            .cloned()
+                            .unwrap_or_else(|| "suspended".into()),
+                    ),
+                ),
                 Some(Verdict::Scored { score }) if Some(b.id) == winner => {
                     ("winner", Some(*score), None)
                 }

@@ -69,14 +69,17 @@ pub async fn register(
 
 /// `GET /api/v1/machines`: every machine with its live state.
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<MachineView>>, ApiError> {
+    let now = state.now();
     let views = state
-        .store(|s| {
+        .store(move |s| {
             let params = s.params()?;
             s.machines()?
                 .iter()
                 .map(|m| {
                     let current = s.assignment(m.id)?.and_then(|a| a.winner).map(|w| w.bid);
-                    Ok(MachineView::new(m, &params, current))
+                    let mut view = MachineView::new(m, &params, current);
+                    view.reliability = s.reliability(m.id, now)?;
+                    Ok(view)
                 })
                 .collect::<Result<Vec<_>, gigaspot_store::StoreError>>()
         })
@@ -94,6 +97,7 @@ pub async fn show(
     State(state): State<AppState>,
     PathId(id): PathId,
 ) -> Result<Json<MachineView>, ApiError> {
+    let now = state.now();
     let view = state
         .store(move |s| {
             let machine = s.machine(id)?.ok_or(gigaspot_store::StoreError::NotFound {
@@ -101,7 +105,9 @@ pub async fn show(
                 id,
             })?;
             let current = s.assignment(id)?.and_then(|a| a.winner).map(|w| w.bid);
-            Ok(MachineView::new(&machine, &s.params()?, current))
+            let mut view = MachineView::new(&machine, &s.params()?, current);
+            view.reliability = s.reliability(id, now)?;
+            Ok(view)
         })
         .await?;
     Ok(Json(state.with_live_power(view)))

@@ -44,6 +44,7 @@ pub fn run_boundary(
     }
     let started = Instant::now();
     let report = IntervalEngine::without_audit(state.store.as_ref(), state.registry.as_ref())
+        .suspend_after(state.config.suspend_after_failed_intervals)
         .tick(state.now())?;
     state.metrics.tick(&report, started.elapsed());
     // Publish the snapshot at least once per interval.

@@ -29,6 +29,11 @@ pub struct Config {
     /// USD price of one CLORE (see `billing_interval_s` for how it meets the stored
     /// value). Env `GIGASPOT_CLORE_USD`.
     pub clore_usd: Option<f64>,
+    /// Consecutive intervals a winning bid may go unserved by its own fault (image not
+    /// pullable, container exiting early, settings refused by the card) before it is
+    /// suspended and leaves clearing until its owner edits it; 0 = never. Default 2.
+    /// Env `GIGASPOT_SUSPEND_AFTER_FAILED_INTERVALS`.
+    pub suspend_after_failed_intervals: u32,
     /// Whether anyone may create client and host accounts. Default true.
     /// Env `GIGASPOT_OPEN_REGISTRATION`.
     pub open_registration: bool,
@@ -105,6 +110,7 @@ impl Default for Config {
             billing_interval_s: None,
             fee_bps: None,
             clore_usd: None,
+            suspend_after_failed_intervals: gigaspot_store::DEFAULT_SUSPEND_AFTER,
             open_registration: true,
             max_body_bytes: 64 << 10,
             request_timeout_ms: 10_000,
@@ -167,6 +173,10 @@ impl Config {
         }
         if let Some(v) = env("GIGASPOT_CLORE_USD") {
             config.clore_usd = Some(parse("GIGASPOT_CLORE_USD", &v)?);
+        }
+        if let Some(v) = env("GIGASPOT_SUSPEND_AFTER_FAILED_INTERVALS") {
+            config.suspend_after_failed_intervals =
+                parse("GIGASPOT_SUSPEND_AFTER_FAILED_INTERVALS", &v)?;
         }
         if let Some(v) = env("GIGASPOT_OPEN_REGISTRATION") {
             config.open_registration = parse("GIGASPOT_OPEN_REGISTRATION", &v)?;

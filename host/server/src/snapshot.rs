@@ -122,6 +122,8 @@ struct BidEntry {
     owner: u64,
     id: u64,
     active: bool,
+    /// `active`, or `suspended` (out of clearing until its owner edits it).
+    state: &'static str,
     to_cache: bool,
     cached: bool,
     price: f64,
@@ -147,14 +149,35 @@ fn build(store: &SledStore, now: u64) -> Result<(Vec<u8>, u64), StoreError> {
         .iter()
         .map(|m| {
             let bids = market.bids.get(&m.id).map_or(&[][..], Vec::as_slice);
-            (
-                m.id.to_string(),
-                machine_entry(m, bids, now, &market.params, &market.table),
-            )
+            let suspended = market.suspended.get(&m.id).map_or(&[][..], Vec::as_slice);
+            let mut entry = machine_entry(m, bids, now, &market.params, &market.table);
+            // Suspended bids stay visible to their owners, marked inactive.
+            entry.bids.extend(
+                suspended
+                    .iter()
+                    .filter(|b| now < b.expires_at)
+                    .map(|b| bid_entry(m, b, false)),
+            );
+            entry.reliability = store.reliability(m.id, now)?;
+            Ok((m.id.to_string(), entry))
         })
-        .collect();
+        .collect::<Result<_, StoreError>>()?;
     let bytes = serde_json::to_vec(&entries).map_err(|e| StoreError::Backend(e.to_string()))?;
     Ok((bytes, next_expiry))
+}
+
+fn bid_entry(m: &Machine, b: &gigaspot_market::bid::Bid, active: bool) -> BidEntry {
+    BidEntry {
+        owner: b.owner,
+        id: b.id,
+        active,
+        state: if active { "active" } else { "suspended" },
+        to_cache: false,
+        cached: m.live.cached_images.contains(&b.image),
+        price: b.price_per_day.as_clore(),
+        currency: "CLORE-Blockchain",
+        pl: b.total_power_limit_w(),
+    }
 }
 
 fn machine_entry<'a>(
@@ -183,16 +206,7 @@ fn machine_entry<'a>(
     let bids = bids
         .iter()
         .filter(|b| b.is_live(now))
-        .map(|b| BidEntry {
-            owner: b.owner,
-            id: b.id,
-            active: true,
-            to_cache: false,
-            cached: m.live.cached_images.contains(&b.image),
-            price: b.price_per_day.as_clore(),
-            currency: "CLORE-Blockchain",
-            pl: b.total_power_limit_w(),
-        })
+        .map(|b| bid_entry(m, b, true))
         .collect();
     MachineEntry {
         bids,

@@ -11,6 +11,7 @@ use gigaspot_market::ledger::{Party, Transfer, TransferKind};
 use gigaspot_market::machine::{Gpu, Machine};
 use gigaspot_market::money::Amount;
 use gigaspot_market::params::MarketParams;
+use gigaspot_market::suspension::BidFailures;
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
@@ -274,6 +275,9 @@ pub struct MachineView {
     pub floor_per_watt: f64,
     /// Seconds.
     pub max_rental_length: u64,
+    /// Served ÷ assigned intervals over the last 7 days, not counting intervals the winner
+    /// failed by its own fault; 1.0 without any.
+    pub reliability: f64,
     /// Agent connected.
     pub online: bool,
     /// Agent reports the machine fit.
@@ -314,6 +318,7 @@ impl MachineView {
             clore_price: params.clore_usd,
             floor_per_watt: m.floor_per_watt(params),
             max_rental_length: m.max_rental_length_s,
+            reliability: 1.0,
             online: m.live.online,
             working: m.live.working,
             current_bid,
@@ -403,6 +408,10 @@ pub struct BidEdit {
     pub price: Clore,
     /// One entry per GPU.
     pub oc: Vec<OcEntry>,
+    /// A new container image (default: unchanged).
+    pub image: Option<String>,
+    /// A new container environment (default: unchanged).
+    pub env: Option<BTreeMap<String, String>>,
 }
 
 /// A bid's settings as the API shows them.
@@ -439,19 +448,27 @@ pub struct BidView {
     pub created_at: u64,
     /// Unix seconds.
     pub expires_at: u64,
-    /// `active`, `cancelled` or `expired`.
+    /// `active`, `suspended`, `cancelled` or `expired`.
     pub state: String,
+    /// Why a suspended bid left the market, and how to put it back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub suspension: Option<String>,
+}
+
+/// A bid's state as the APIs name it at `now`.
+pub fn state_name(b: &Bid, now: u64) -> &'static str {
+    match b.state_at(now) {
+        BidState::Active => "active",
+        BidState::Suspended => "suspended",
+        BidState::Cancelled => "cancelled",
+        BidState::Expired => "expired",
+    }
 }
 
 impl BidView {
-    /// The view of `b` at `now`.
+    /// The view of `b` at `now`; `suspension` says why a suspended bid is out.
     pub fn new(b: &Bid, now: u64) -> Self {
-        let state = match b.state {
-            BidState::Active if now >= b.expires_at => "expired",
-            BidState::Active => "active",
-            BidState::Cancelled => "cancelled",
-            BidState::Expired => "expired",
-        };
+        let state = state_name(b, now);
         BidView {
             id: b.id,
             owner: b.owner,
@@ -463,6 +480,15 @@ impl BidView {
             created_at: b.created_at,
             expires_at: b.expires_at,
             state: state.into(),
+            suspension: None,
         }
+    }
+
+    /// The view with the reason of its suspension, when it is suspended.
+    pub fn with_suspension(mut self, failures: Option<&BidFailures>) -> Self {
+        if self.state == "suspended" {
+            self.suspension = failures.map(BidFailures::explain);
+        }
+        self
     }
 }

@@ -6,13 +6,15 @@ use std::sync::Arc;
 
 use gigaspot_market::Plugins;
 use gigaspot_market::account::AccountId;
+use gigaspot_market::bid::{Bid, BidId};
 use gigaspot_market::billing::{IntervalCharge, ServedInterval, charge_transfers};
 use gigaspot_market::clearing::{ClearingInput, Decision, clear_machine};
 use gigaspot_market::context::RunningBid;
 use gigaspot_market::ledger;
 use gigaspot_market::ledger::AuditReport;
-use gigaspot_market::machine::Machine;
+use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::Amount;
+use gigaspot_market::suspension::{self, BidFailures, Tally};
 
 use crate::error::StoreResult;
 use crate::records::{Assignment, Settlement, TickCommit, TickReport, TickSnapshot};
@@ -22,7 +24,12 @@ use crate::store::Store;
 pub struct IntervalEngine<'a> {
     store: &'a dyn Store,
     plugins: &'a dyn Plugins,
+    suspend_after: u32,
 }
+
+/// Consecutive intervals unserved by a bid's own fault after which it is suspended,
+/// unless configured otherwise.
+pub const DEFAULT_SUSPEND_AFTER: u32 = 2;
 
 impl<'a> IntervalEngine<'a> {
     /// Audits the ledger and, when it holds, returns an engine ready to tick. A failed
@@ -32,19 +39,30 @@ impl<'a> IntervalEngine<'a> {
         plugins: &'a dyn Plugins,
     ) -> StoreResult<(Self, AuditReport)> {
         let report = store.audit()?;
-        Ok((IntervalEngine { store, plugins }, report))
+        Ok((IntervalEngine::without_audit(store, plugins), report))
     }
 
     /// An engine for a caller that audited the ledger already (at start-up).
     pub fn without_audit(store: &'a dyn Store, plugins: &'a dyn Plugins) -> Self {
-        IntervalEngine { store, plugins }
+        IntervalEngine {
+            store,
+            plugins,
+            suspend_after: DEFAULT_SUSPEND_AFTER,
+        }
+    }
+
+    /// Suspends a bid after `intervals` consecutive intervals unserved by its own fault
+    /// (0 = never).
+    pub fn suspend_after(mut self, intervals: u32) -> Self {
+        self.suspend_after = intervals;
+        self
     }
 
     /// Runs the boundary that `now` (unix seconds) falls in, if not run yet: settles every
     /// cleared-but-unsettled interval before it (charging the served ones exactly once),
     /// then clears every machine for the current interval.
     pub fn tick(&self, now: u64) -> StoreResult<TickReport> {
-        let snapshot = self.store.tick_snapshot()?;
+        let mut snapshot = self.store.tick_snapshot()?;
         let current = snapshot.clock.interval_at(now);
         if snapshot.cleared_through.is_some_and(|c| c >= current) {
             return Ok(TickReport::default());
@@ -67,6 +85,13 @@ impl<'a> IntervalEngine<'a> {
         };
         let mut balances = snapshot.balances.clone();
         let settlements = settle(&snapshot, current, now, &mut balances, &mut report);
+        let judged = judge(&snapshot, current, self.suspend_after);
+        // A bid suspended at this boundary is out of this very clearing.
+        for gone in &judged.suspend {
+            if let Some(bids) = snapshot.bids.get_mut(&gone.machine) {
+                bids.retain(|b| b.id != gone.id);
+            }
+        }
         let (assignments, decisions) =
             self.clear_all(&snapshot, current, now, balances, &mut report);
         self.store.commit_tick(&TickCommit {
@@ -77,6 +102,9 @@ impl<'a> IntervalEngine<'a> {
             expired,
             now,
             clock,
+            failures: judged.failures,
+            suspend: judged.suspend,
+            tallies: judged.tallies,
         })?;
         Ok(report)
     }
@@ -236,6 +264,77 @@ fn contended_owners(
         })
         .map(|(owner, _)| owner)
         .collect()
+}
+
+/// What the settled intervals mean for their winners and machines.
+#[derive(Default)]
+struct Judged {
+    failures: Vec<(Arc<Bid>, Option<BidFailures>)>,
+    suspend: Vec<Arc<Bid>>,
+    tallies: Vec<((MachineId, u64), Tally)>,
+}
+
+/// Judges each pending interval before `current` by whose fault it was unserved, oldest
+/// first: runs of the bids' own failures (suspending a bid whose run reaches
+/// `suspend_after`), and the machines' assigned/served tallies per day.
+fn judge(snapshot: &TickSnapshot, current: u64, suspend_after: u32) -> Judged {
+    let mut pending: Vec<_> = snapshot
+        .pending
+        .iter()
+        .filter(|(a, _)| a.interval < current)
+        .collect();
+    pending.sort_by_key(|(a, _)| (a.interval, a.machine));
+    let live: HashMap<BidId, &Arc<Bid>> = snapshot
+        .bids
+        .values()
+        .flatten()
+        .map(|b| (b.id, b))
+        .collect();
+    let mut runs: BTreeMap<BidId, Option<BidFailures>> = BTreeMap::new();
+    let mut tallies: BTreeMap<(MachineId, u64), Tally> = BTreeMap::new();
+    for (assignment, served) in pending {
+        let Some(winner) = assignment.winner else {
+            continue;
+        };
+        let reported = snapshot
+            .unserved
+            .get(&(assignment.machine, assignment.interval));
+        let outcome = suspension::outcome(winner.bid, *served, reported);
+        let day = snapshot.clock.start_of(assignment.interval) / 86_400;
+        tallies
+            .entry((assignment.machine, day))
+            .or_default()
+            .count(&outcome);
+        let previous = match runs.get(&winner.bid) {
+            Some(run) => run.clone(),
+            None => snapshot.failures.get(&winner.bid).cloned(),
+        };
+        let next = suspension::next_failures(previous.as_ref(), &outcome, assignment.interval);
+        if next != previous {
+            runs.insert(winner.bid, next);
+        }
+    }
+    let mut judged = Judged {
+        tallies: tallies
+            .into_iter()
+            .filter(|(_, t)| t.assigned > 0)
+            .collect(),
+        ..Judged::default()
+    };
+    for (bid, run) in runs {
+        // Only live bids are judged further (a cancelled or expired one is final).
+        let Some(current) = live.get(&bid) else {
+            continue;
+        };
+        if let Some(run) = &run
+            && run.suspends(suspend_after)
+        {
+            tracing::info!(bid, "suspended: {}", run.explain());
+            judged.suspend.push(Arc::clone(current));
+        }
+        judged.failures.push((Arc::clone(current), run));
+    }
+    judged
 }
 
 /// Settles the pending intervals before `current`, oldest first: a served interval is

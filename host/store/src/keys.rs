@@ -59,6 +59,13 @@ pub const ASSIGNMENT: &[u8] = b"asg/";
 pub const PENDING: &[u8] = b"pend/";
 /// Prefix of served reports by (machine, interval) → bid id.
 pub const SERVED: &[u8] = b"srv/";
+/// Prefix of the agent's reports of an assigned bid not served, by (machine, interval) →
+/// `Unserved`.
+pub const UNSERVED: &[u8] = b"unsrv/";
+/// Prefix of bids' runs of intervals unserved by their own fault, by bid → `BidFailures`.
+pub const BID_FAILURES: &[u8] = b"bidfail/";
+/// Prefix of machines' assigned/served tallies, by (machine, day) → `Tally`.
+pub const TALLY: &[u8] = b"tally/";
 /// Prefix of decision records by (machine, interval).
 pub const DECISION: &[u8] = b"dec/";
 /// Prefix of idempotency keys by (account, key) → bid id.

@@ -13,7 +13,7 @@ mod records;
 mod sled_store;
 mod store;
 
-pub use engine::IntervalEngine;
+pub use engine::{DEFAULT_SUSPEND_AFTER, IntervalEngine};
 pub use error::{StoreError, StoreResult};
 pub use keys::SCHEMA_VERSION;
 pub use records::{

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gigaspot_market::account::AccountId;
+use gigaspot_market::agent_protocol::Unserved;
 use gigaspot_market::bid::{Bid, BidId};
 use gigaspot_market::clearing::{Decision, Winner};
 use gigaspot_market::gpu_ranges::GpuRangeTable;
@@ -12,6 +13,7 @@ use gigaspot_market::ledger::Transfer;
 use gigaspot_market::machine::{Gpu, Machine, MachineFacts, MachineId};
 use gigaspot_market::money::Amount;
 use gigaspot_market::params::MarketParams;
+use gigaspot_market::suspension::{BidFailures, Tally};
 use serde::{Deserialize, Serialize};
 
 /// What a host supplies to register a machine.
@@ -94,6 +96,14 @@ pub struct TickCommit {
     pub now: u64,
     /// A new interval clock when the interval length changed at this boundary.
     pub clock: Option<IntervalClock>,
+    /// Bids' failure runs after the settled intervals (`None` removes a run: served), with
+    /// the bid version the engine judged: written only while it is still that version.
+    pub failures: Vec<(Arc<Bid>, Option<BidFailures>)>,
+    /// Bids to suspend, as the engine saw them: the store suspends each only if it is
+    /// still that exact version (an edit meanwhile wins).
+    pub suspend: Vec<Arc<Bid>>,
+    /// Additions to machines' tallies by (machine, day).
+    pub tallies: Vec<((MachineId, u64), Tally)>,
 }
 
 /// A consistent view of what a tick needs.
@@ -120,6 +130,13 @@ pub struct TickSnapshot {
     /// Assignments with a winner not yet settled, with the bid the agent reported
     /// serving in that interval, if any.
     pub pending: Vec<(Assignment, Option<BidId>)>,
+    /// The agents' reports of assigned bids not served, by (machine, interval), for the
+    /// pending assignments.
+    pub unserved: BTreeMap<(MachineId, u64), Unserved>,
+    /// Bids' current runs of intervals unserved by their own fault.
+    pub failures: BTreeMap<BidId, BidFailures>,
+    /// Suspended bids by machine (shown in the snapshot, not cleared).
+    pub suspended: BTreeMap<MachineId, Vec<Arc<Bid>>>,
 }
 
 /// What a tick did.

@@ -12,7 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 
 use gigaspot_market::account::{Account, AccountId, Role};
 use gigaspot_market::admission::{admit, admit_new, check_funds};
-use gigaspot_market::bid::{Bid, BidId, BidState, BidTerms, Lifetime, OcRequest};
+use gigaspot_market::agent_protocol::Unserved;
+use gigaspot_market::bid::{Bid, BidChange, BidId, BidState, BidTerms, Lifetime};
 use gigaspot_market::clearing::Decision;
 use gigaspot_market::gpu_ranges::GpuRangeTable;
 use gigaspot_market::interval_clock::IntervalClock;
@@ -20,6 +21,7 @@ use gigaspot_market::ledger::{self, AuditReport, Party, Transfer, TransferKind};
 use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::Amount;
 use gigaspot_market::params::MarketParams;
+use gigaspot_market::suspension::{self, BidFailures, RELIABILITY_WINDOW_DAYS, Tally};
 use gigaspot_market::withdrawal::{
     self, Settlement as WithdrawalSettlement, Withdrawal, WithdrawalId, WithdrawalState,
 };
@@ -44,6 +46,10 @@ struct State {
     balances: BTreeMap<AccountId, Amount>,
     latest: BTreeMap<MachineId, Assignment>,
     pending: BTreeMap<(MachineId, u64), Assignment>,
+    /// Bids' runs of intervals unserved by their own fault.
+    failures: HashMap<BidId, BidFailures>,
+    /// Machines' assigned/served tallies by (machine, day).
+    tallies: BTreeMap<(MachineId, u64), Tally>,
     params: MarketParams,
     clock: IntervalClock,
     table: GpuRangeTable,
@@ -524,6 +530,31 @@ fn load(db: &sled::Db) -> StoreResult<State> {
         cleared_through,
         api_keys: secrets(keys::API_KEY)?,
         agent_tokens: secrets(keys::AGENT_TOKEN)?,
+        failures: db
+            .scan_prefix(keys::BID_FAILURES)
+            .map(|item| {
+                let (k, v) = item?;
+                Ok((
+                    read_u64(&k, &k[keys::BID_FAILURES.len()..])?,
+                    decode(&k, &v)?,
+                ))
+            })
+            .collect::<StoreResult<_>>()?,
+        tallies: db
+            .scan_prefix(keys::TALLY)
+            .map(|item| {
+                let (k, v) = item?;
+                let tail = &k[keys::TALLY.len()..];
+                if tail.len() != 16 {
+                    return Err(StoreError::Corrupt {
+                        path: String::from_utf8_lossy(&k).into_owned(),
+                        detail: "malformed tally key".into(),
+                    });
+                }
+                let id = (read_u64(&k, &tail[..8])?, read_u64(&k, &tail[8..])?);
+                Ok((id, decode(&k, &v)?))
+            })
+            .collect::<StoreResult<_>>()?,
     })
 }
 
@@ -836,8 +867,7 @@ impl Store for SledStore {
         &self,
         owner: AccountId,
         id: BidId,
-        price_per_day: Amount,
-        oc: &[OcRequest],
+        change: &BidChange,
         now: u64,
     ) -> StoreResult<Bid> {
         let guard = self.write_lock();
@@ -846,27 +876,36 @@ impl Store for SledStore {
             let bid = own_active_bid(&state, owner, id, now)?;
             let terms = BidTerms {
                 machine: bid.machine,
-                price_per_day,
-                image: bid.image.clone(),
-                env: bid.env.clone(),
-                oc: oc.to_vec(),
+                price_per_day: change.price_per_day,
+                image: change.image.clone().unwrap_or_else(|| bid.image.clone()),
+                env: change.env.clone().unwrap_or_else(|| bid.env.clone()),
+                oc: change.oc.clone(),
                 // An edit keeps the bid's expiry; the lifetime is not re-checked.
                 lifetime: Lifetime::Default(1),
             };
             let machine = state.machines.get(&bid.machine).map(|m| m.as_ref());
             let admitted = admit(&terms, owner, machine, &state.table, &state.params)?;
             let balance = state.balances.get(&owner).copied().unwrap_or_default();
-            check_funds(price_per_day, balance, &state.params)?;
+            check_funds(change.price_per_day, balance, &state.params)?;
             Bid {
-                price_per_day,
+                price_per_day: change.price_per_day,
                 oc: admitted.oc,
+                image: terms.image,
+                env: terms.env,
+                // An edit puts a suspended bid back in the market.
+                state: BidState::Active,
                 ..bid.as_ref().clone()
             }
         };
         let mut batch = Batch::default();
         batch.insert(key(keys::BID, &[id]), encode(&edited)?);
+        // The owner changed the bid: its run of failures starts again.
+        batch.remove(key(keys::BID_FAILURES, &[id]));
         let stored = Arc::new(edited.clone());
-        self.commit(guard, batch, |s| s.put_bid(stored))?;
+        self.commit(guard, batch, |s| {
+            s.failures.remove(&id);
+            s.put_bid(stored);
+        })?;
         Ok(edited)
     }
 
@@ -1148,6 +1187,56 @@ impl Store for SledStore {
         self.commit(guard, batch, |_| {})
     }
 
+    fn record_unserved(
+        &self,
+        machine: MachineId,
+        interval: u64,
+        unserved: &Unserved,
+    ) -> StoreResult<()> {
+        let guard = self.write_lock();
+        if !self.read().machines.contains_key(&machine) {
+            return Err(StoreError::NotFound {
+                what: "machine",
+                id: machine,
+            });
+        }
+        let k = key(keys::UNSERVED, &[machine, interval]);
+        if let Some(v) = self.db.get(&k)? {
+            let stored: Unserved = decode(&k, &v)?;
+            // The same report again: nothing to write.
+            if stored.bid == unserved.bid && stored.reason == unserved.reason {
+                return self.settled(guard);
+            }
+        }
+        let mut batch = Batch::default();
+        batch.insert(k, encode(unserved)?);
+        self.commit(guard, batch, |_| {})
+    }
+
+    fn unserved(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Unserved>> {
+        let k = key(keys::UNSERVED, &[machine, interval]);
+        match self.db.get(&k)? {
+            Some(v) => Ok(Some(decode(&k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn bid_failures(&self, bid: BidId) -> StoreResult<Option<BidFailures>> {
+        Ok(self.read().failures.get(&bid).cloned())
+    }
+
+    fn reliability(&self, machine: MachineId, now: u64) -> StoreResult<f64> {
+        let today = now / 86_400;
+        let first = today.saturating_sub(RELIABILITY_WINDOW_DAYS - 1);
+        let state = self.read();
+        Ok(suspension::reliability(
+            state
+                .tallies
+                .range((machine, first)..=(machine, today))
+                .map(|(_, t)| t),
+        ))
+    }
+
     fn assignment(&self, machine: MachineId) -> StoreResult<Option<Assignment>> {
         Ok(self.read().latest.get(&machine).cloned())
     }
@@ -1270,6 +1359,7 @@ impl Store for SledStore {
     fn tick_snapshot(&self) -> StoreResult<TickSnapshot> {
         let state = self.read();
         let mut pending = Vec::with_capacity(state.pending.len());
+        let mut unserved = BTreeMap::new();
         for ((machine, interval), assignment) in &state.pending {
             let k = key(keys::SERVED, &[*machine, *interval]);
             let served = match self.db.get(&k)? {
@@ -1277,8 +1367,13 @@ impl Store for SledStore {
                 None => None,
             };
             pending.push((assignment.clone(), served));
+            let k = key(keys::UNSERVED, &[*machine, *interval]);
+            if let Some(v) = self.db.get(&k)? {
+                unserved.insert((*machine, *interval), decode(&k, &v)?);
+            }
         }
         let mut bids: BTreeMap<MachineId, Vec<Arc<Bid>>> = BTreeMap::new();
+        let mut suspended: BTreeMap<MachineId, Vec<Arc<Bid>>> = BTreeMap::new();
         for (machine, on_machine) in &state.bids_by_machine {
             let active: Vec<Arc<Bid>> = on_machine
                 .values()
@@ -1287,6 +1382,14 @@ impl Store for SledStore {
                 .collect();
             if !active.is_empty() {
                 bids.insert(*machine, active);
+            }
+            let out: Vec<Arc<Bid>> = on_machine
+                .values()
+                .filter(|b| b.state == BidState::Suspended)
+                .cloned()
+                .collect();
+            if !out.is_empty() {
+                suspended.insert(*machine, out);
             }
         }
         Ok(TickSnapshot {
@@ -1300,6 +1403,13 @@ impl Store for SledStore {
             balances: state.balances.clone(),
             latest: state.latest.clone(),
             pending,
+            unserved,
+            failures: state
+                .failures
+                .iter()
+                .map(|(id, f)| (*id, f.clone()))
+                .collect(),
+            suspended,
         })
     }
 
@@ -1309,7 +1419,10 @@ impl Store for SledStore {
         let mut balances = BTreeMap::new();
         let mut seq;
         let mut settled = Vec::new();
+        // Bids whose state the tick changes (expired or suspended).
         let mut expired = Vec::new();
+        let mut tallies = Vec::new();
+        let mut runs = Vec::new();
         {
             let state = self.read();
             if state.cleared_through.is_some_and(|c| c >= commit.interval) {
@@ -1369,12 +1482,64 @@ impl Store for SledStore {
             if let Some(clock) = &commit.clock {
                 batch.insert(keys::INTERVAL_CLOCK, encode(clock)?);
             }
+            for (seen, run) in &commit.failures {
+                // An edit since the engine's snapshot restarted the run: leave it.
+                if !state
+                    .bids
+                    .get(&seen.id)
+                    .is_some_and(|b| Arc::ptr_eq(b, seen))
+                {
+                    continue;
+                }
+                let k = key(keys::BID_FAILURES, &[seen.id]);
+                match run {
+                    Some(run) => batch.insert(k, encode(run)?),
+                    None => batch.remove(k),
+                }
+                runs.push((seen.id, run.clone()));
+            }
+            for seen in &commit.suspend {
+                // Only the version the engine judged: an edit since then wins.
+                if let Some(current) = state.bids.get(&seen.id)
+                    && Arc::ptr_eq(current, seen)
+                    && current.state == BidState::Active
+                {
+                    let bid = Bid {
+                        state: BidState::Suspended,
+                        ..current.as_ref().clone()
+                    };
+                    batch.insert(key(keys::BID, &[bid.id]), encode(&bid)?);
+                    expired.push(Arc::new(bid));
+                }
+            }
+            for ((machine, day), add) in &commit.tallies {
+                let mut tally = state
+                    .tallies
+                    .get(&(*machine, *day))
+                    .copied()
+                    .unwrap_or_default();
+                tally.assigned = tally.assigned.saturating_add(add.assigned);
+                tally.served = tally.served.saturating_add(add.served);
+                batch.insert(key(keys::TALLY, &[*machine, *day]), encode(&tally)?);
+                tallies.push(((*machine, *day), tally));
+            }
             batch.insert(keys::CLEARED_THROUGH, &u64_bytes(commit.interval));
         }
         self.commit(guard, batch, |s| {
             for bid in expired {
                 s.put_bid(bid);
             }
+            for (bid, run) in runs {
+                match run {
+                    Some(run) => {
+                        s.failures.insert(bid, run);
+                    }
+                    None => {
+                        s.failures.remove(&bid);
+                    }
+                }
+            }
+            s.tallies.extend(tallies);
             if let Some(clock) = &commit.clock {
                 s.clock = clock.clone();
             }

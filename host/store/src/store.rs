@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use gigaspot_market::account::{Account, AccountId, Role};
-use gigaspot_market::bid::{Bid, BidId, BidTerms, OcRequest};
+use gigaspot_market::agent_protocol::Unserved;
+use gigaspot_market::bid::{Bid, BidChange, BidId, BidTerms};
 use gigaspot_market::clearing::Decision;
 use gigaspot_market::gpu_ranges::GpuRangeTable;
 use gigaspot_market::interval_clock::IntervalClock;
@@ -12,6 +13,7 @@ use gigaspot_market::ledger::{AuditReport, Transfer};
 use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::Amount;
 use gigaspot_market::params::MarketParams;
+use gigaspot_market::suspension::BidFailures;
 use gigaspot_market::withdrawal::{Settlement as WithdrawalSettlement, Withdrawal, WithdrawalId};
 
 use crate::error::StoreResult;
@@ -85,14 +87,14 @@ pub trait Store: Send + Sync {
         self.place_bid_keyed(owner, terms, now, idempotency_key)
             .map(|p| p.bid)
     }
-    /// Changes a bid's price and settings at `now`, re-running admission (and the funds
-    /// check at the new price). Cancelled and expired bids cannot be edited.
+    /// Changes a bid's price and settings (and image or environment when given) at
+    /// `now`, re-running admission (and the funds check at the new price). Cancelled and
+    /// expired bids cannot be edited; a suspended one is active again after an edit.
     fn edit_bid(
         &self,
         owner: AccountId,
         id: BidId,
-        price_per_day: Amount,
-        oc: &[OcRequest],
+        change: &BidChange,
         now: u64,
     ) -> StoreResult<Bid>;
     /// Cancels a bid at `now`. Cancelled and expired bids cannot be cancelled.
@@ -168,6 +170,23 @@ pub trait Store: Send + Sync {
     /// Records that the agent ran `bid` on `machine` with its settings applied during
     /// `interval`.
     fn record_served(&self, machine: MachineId, interval: u64, bid: BidId) -> StoreResult<()>;
+    /// Records the agent's report that the bid assigned to `machine` for `interval` is not
+    /// served, and why (only a change of bid or reason writes).
+    fn record_unserved(
+        &self,
+        machine: MachineId,
+        interval: u64,
+        unserved: &Unserved,
+    ) -> StoreResult<()>;
+    /// The agent's report of why the bid assigned to `machine` for `interval` was not
+    /// served, if it made one.
+    fn unserved(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Unserved>>;
+    /// A bid's current run of intervals unserved by its own fault.
+    fn bid_failures(&self, bid: BidId) -> StoreResult<Option<BidFailures>>;
+    /// A machine's reliability at `now`: served ÷ assigned intervals over the last
+    /// [`gigaspot_market::suspension::RELIABILITY_WINDOW_DAYS`] days, not counting intervals the winner failed by its
+    /// own fault; 1.0 with none.
+    fn reliability(&self, machine: MachineId, now: u64) -> StoreResult<f64>;
     /// The latest assignment of a machine.
     fn assignment(&self, machine: MachineId) -> StoreResult<Option<Assignment>>;
     /// The decision record of a machine for an interval.

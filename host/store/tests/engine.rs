@@ -310,7 +310,17 @@ fn bids_past_their_lifetime_become_expired_and_cannot_change() {
         .to_string();
     assert!(err.contains("expired"), "{err}");
     let err = store
-        .edit_bid(m.alice, bid.id, Amount::clore(200), &t.oc, T0 + 100)
+        .edit_bid(
+            m.alice,
+            bid.id,
+            &gigaspot_market::bid::BidChange {
+                price_per_day: Amount::clore(200),
+                oc: t.oc.clone(),
+                image: None,
+                env: None,
+            },
+            T0 + 100,
+        )
         .unwrap_err()
         .to_string();
     assert!(err.contains("expired"), "{err}");
@@ -322,4 +332,103 @@ fn bids_past_their_lifetime_become_expired_and_cannot_change() {
         store.bid(bid.id).unwrap().unwrap().state,
         gigaspot_market::bid::BidState::Expired
     );
+}
+
+#[test]
+fn a_winner_that_cannot_run_by_its_own_fault_is_suspended_and_the_next_bid_wins() {
+    use gigaspot_market::agent_protocol::{Unserved, UnservedReason};
+    use gigaspot_market::bid::{BidChange, BidState};
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let plugins = StrategyOnly(PricePerWatt::new());
+    let engine = IntervalEngine::without_audit(&store, &plugins);
+    let broken = store
+        .place_bid(m.alice, &terms(m.machine.id, 200, 300), T0, None)
+        .unwrap();
+    let fallback = store
+        .place_bid(m.bob, &terms(m.machine.id, 100, 300), T0, None)
+        .unwrap();
+    let report = |reason| Unserved {
+        bid: broken.id,
+        reason,
+        detail: "test".into(),
+    };
+    let winner = |store: &SledStore| {
+        store
+            .assignment(m.machine.id)
+            .unwrap()
+            .unwrap()
+            .winner
+            .map(|w| w.bid)
+    };
+    let k = T0 / 60;
+    // k: the broken bid wins; a host-side failure (driver) does not count against it.
+    engine.tick(T0).unwrap();
+    assert_eq!(winner(&store), Some(broken.id));
+    store
+        .record_unserved(m.machine.id, k, &report(UnservedReason::DriverError))
+        .unwrap();
+    // k+1: its image cannot be pulled (its own fault, 1); k+2: it exits early (2).
+    engine.tick(T0 + 60).unwrap();
+    assert_eq!(store.bid_failures(broken.id).unwrap(), None);
+    assert_eq!(winner(&store), Some(broken.id));
+    store
+        .record_unserved(
+            m.machine.id,
+            k + 1,
+            &report(UnservedReason::ImageUnavailable),
+        )
+        .unwrap();
+    engine.tick(T0 + 120).unwrap();
+    assert_eq!(
+        store.bid_failures(broken.id).unwrap().unwrap().consecutive,
+        1
+    );
+    assert_eq!(winner(&store), Some(broken.id));
+    store
+        .record_unserved(m.machine.id, k + 2, &report(UnservedReason::ExitedEarly))
+        .unwrap();
+    // The boundary that counts the second failure suspends it and clears without it.
+    engine.tick(T0 + 180).unwrap();
+    let suspended = store.bid(broken.id).unwrap().unwrap();
+    assert_eq!(suspended.state, BidState::Suspended);
+    let run = store.bid_failures(broken.id).unwrap().unwrap();
+    assert!(run.explain().contains("exited"), "{}", run.explain());
+    assert_eq!(winner(&store), Some(fallback.id));
+    // Never charged for the three unserved intervals.
+    assert_eq!(store.balance(m.alice).unwrap(), Amount::clore(1000));
+    // The machine's reliability counts only the host's failure: 0 served of 1 assigned.
+    assert_eq!(store.reliability(m.machine.id, T0 + 180).unwrap(), 0.0);
+    store
+        .record_served(m.machine.id, k + 3, fallback.id)
+        .unwrap();
+    engine.tick(T0 + 240).unwrap();
+    assert_eq!(store.reliability(m.machine.id, T0 + 240).unwrap(), 0.5);
+    // A restart keeps all of it.
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(
+        store.bid(broken.id).unwrap().unwrap().state,
+        BidState::Suspended
+    );
+    assert_eq!(store.reliability(m.machine.id, T0 + 240).unwrap(), 0.5);
+    // An edit by its owner puts it back in the market; it wins the next interval again.
+    let change = BidChange {
+        price_per_day: Amount::clore(200),
+        oc: terms(m.machine.id, 200, 300).oc,
+        image: Some("registry.example/fixed:2".into()),
+        env: None,
+    };
+    let edited = store
+        .edit_bid(m.alice, broken.id, &change, T0 + 250)
+        .unwrap();
+    assert_eq!(edited.state, BidState::Active);
+    assert_eq!(edited.image, "registry.example/fixed:2");
+    assert_eq!(store.bid_failures(broken.id).unwrap(), None);
+    let plugins = StrategyOnly(PricePerWatt::new());
+    IntervalEngine::without_audit(&store, &plugins)
+        .tick(T0 + 300)
+        .unwrap();
+    assert_eq!(winner(&store), Some(broken.id));
 }

@@ -73,7 +73,7 @@ proptest! {
                 Op::Edit { pick, clore, pl } => {
                     if let Some(b) = bids.get(pick) {
                         let t = terms(m.machine.id, clore, pl);
-                        let _ = store.edit_bid(b.owner, b.id, t.price_per_day, &t.oc, now);
+                        let _ = store.edit_bid(b.owner, b.id, &support::change(&t), now);
                     }
                 }
                 Op::Cancel { pick } => {

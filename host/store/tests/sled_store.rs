@@ -9,7 +9,7 @@ use gigaspot_market::bid::BidState;
 use gigaspot_market::ledger::{LedgerError, Party};
 use gigaspot_market::money::Amount;
 use gigaspot_store::{SledStore, Store, StoreError};
-use support::{market, terms};
+use support::{change, market, terms};
 
 #[test]
 fn bids_are_admitted_by_the_market_rules_and_refusals_change_nothing() {
@@ -70,7 +70,7 @@ fn edits_rerun_admission_and_only_owners_change_bids() {
         .unwrap();
     let edit = terms(m.machine.id, 150, 350);
     let edited = store
-        .edit_bid(m.alice, bid.id, edit.price_per_day, &edit.oc, 1000)
+        .edit_bid(m.alice, bid.id, &change(&edit), 1000)
         .unwrap();
     assert_eq!(
         (edited.price_per_day, edited.oc[3].power_limit_w),
@@ -78,7 +78,7 @@ fn edits_rerun_admission_and_only_owners_change_bids() {
     );
     let bad = terms(m.machine.id, 150, 401);
     assert!(matches!(
-        store.edit_bid(m.alice, bid.id, bad.price_per_day, &bad.oc, 1000),
+        store.edit_bid(m.alice, bid.id, &change(&bad), 1000),
         Err(StoreError::Refused(_))
     ));
     assert!(matches!(

@@ -84,3 +84,13 @@ pub fn market(store: &SledStore) -> Market {
         bob,
     }
 }
+
+/// The edit that sets a bid to `terms`' price and settings.
+pub fn change(terms: &BidTerms) -> gigaspot_market::bid::BidChange {
+    gigaspot_market::bid::BidChange {
+        price_per_day: terms.price_per_day,
+        oc: terms.oc.clone(),
+        image: None,
+        env: None,
+    }
+}
