@@ -220,6 +220,36 @@ async fn an_injected_nvml_error_starts_nothing_shows_in_the_api_and_is_not_charg
         funded,
         "an unserved interval is not charged"
     );
+    // The driver's failure is the host's: reported as such, never counted against the
+    // bid, which stays in the market (and keeps winning) interval after interval.
+    for _ in 0..3 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let decision = server
+                .ok(
+                    "GET",
+                    &format!("/api/v1/bids/{bid}/decision"),
+                    Some(&client),
+                    None,
+                )
+                .await;
+            if decision["unserved"]["reason"] == json!("driver_error") {
+                break;
+            }
+            assert!(Instant::now() < deadline, "no report: {decision}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        server.tick(60).await;
+    }
+    let shown = server
+        .ok("GET", &format!("/api/v1/bids/{bid}"), Some(&client), None)
+        .await;
+    assert_eq!(shown["state"], json!("active"), "{shown}");
+    let view = server.machine_view(machine).await;
+    assert_eq!(view["current_bid"], json!(bid));
+    assert_eq!(server.balance(&client).await, funded, "never charged");
+    // It lowers the machine's reliability instead: nothing it was assigned was served.
+    assert_eq!(view["reliability"], json!(0.0), "{view}");
     stop.send(true).unwrap();
     task.await.unwrap();
 }
@@ -299,4 +329,118 @@ async fn a_limit_outside_the_cards_range_is_refused_before_anything_changes() {
     );
     stop.send(true).unwrap();
     task.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_winner_whose_image_does_not_exist_loses_the_machine_and_is_never_charged() {
+    let docker = Dockerd::start();
+    let server = Server::start(|c| c.suspend_after_failed_intervals = 2).await;
+    let (machine, token) = server.machine_of(2).await;
+    let mut agent = spawn_agent(&server, &token, &docker);
+    server
+        .wait_for(machine, "the agent's first heartbeat", |m| {
+            m["online"] == json!(true) && m["working"] == json!(true)
+        })
+        .await;
+    // The better bid names an image no registry has (this machine reaches none).
+    let (_, broken_key) = server.funded_client("broken", 1000.0).await;
+    let oc = json!([{"pl": 300}, {"pl": 300}]);
+    let broken = server
+        .ok(
+            "POST",
+            "/api/v1/bids",
+            Some(&broken_key),
+            Some(json!({"machine": machine, "price": 200.0, "image": "registry.invalid/no-such-image:1", "oc": oc})),
+        )
+        .await["id"]
+        .as_u64()
+        .unwrap();
+    let (_, next_best) = server.bid(machine, 300, 2, json!({})).await;
+    // Two intervals won and not served by the bid's own fault.
+    for round in 1..=2 {
+        server.tick(60).await;
+        assert_eq!(
+            server.machine_view(machine).await["current_bid"],
+            json!(broken)
+        );
+        // The agent reports why at its next heartbeats: the image cannot be pulled.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let decision = server
+                .ok(
+                    "GET",
+                    &format!("/api/v1/bids/{broken}/decision"),
+                    Some(&broken_key),
+                    None,
+                )
+                .await;
+            if decision["unserved"]["reason"] == json!("image_unavailable") {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "round {round}: no unserved report: {decision}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    // The boundary after the second one suspends it: the next-best bid wins and runs.
+    server.tick(60).await;
+    let view = server
+        .wait_for(machine, "the next-best bid running", |m| {
+            m["agent"]["running_bid"] == json!(next_best)
+        })
+        .await;
+    assert_eq!(view["current_bid"], json!(next_best));
+    let bid = server
+        .ok(
+            "GET",
+            &format!("/api/v1/bids/{broken}"),
+            Some(&broken_key),
+            None,
+        )
+        .await;
+    assert_eq!(bid["state"], json!("suspended"), "{bid}");
+    assert!(
+        bid["suspension"].as_str().unwrap().contains("image"),
+        "{bid}"
+    );
+    // Shown as such to its owner on /v1 and in the order book, and never charged.
+    let orders = server
+        .http
+        .get(format!("{}/v1/my_orders", server.base))
+        .header("auth", &broken_key)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        orders["orders"][0]["status"],
+        json!("suspended"),
+        "{orders}"
+    );
+    assert_eq!(orders["orders"][0]["active"], json!(false));
+    let book = server
+        .ok(
+            "GET",
+            &format!("/api/v1/machines/{machine}/book"),
+            None,
+            None,
+        )
+        .await;
+    let entry = book["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["bid"] == json!(broken))
+        .unwrap()
+        .clone();
+    assert_eq!(entry["status"], json!("suspended"), "{book}");
+    assert_eq!(server.balance(&broken_key).await, 1000.0);
+    // The host did nothing wrong: its reliability is untouched.
+    assert_eq!(view["reliability"], json!(1.0));
+    agent.kill().unwrap();
+    agent.wait().unwrap();
 }
