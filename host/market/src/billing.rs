@@ -22,15 +22,65 @@ pub struct IntervalCharge {
 }
 
 impl IntervalCharge {
-    /// The charge of one interval at `price_per_day` under `params`.
+    /// The charge of one whole interval at `price_per_day` under `params` (what a winner
+    /// commits for the interval).
     pub fn new(price_per_day: Amount, params: &MarketParams) -> Self {
-        let total = price_per_day.pro_rata(u64::from(params.billing_interval_s));
-        let fee = total.share_bps(params.fee_bps);
+        IntervalCharge::for_seconds(
+            price_per_day,
+            u64::from(params.billing_interval_s),
+            params.fee_bps,
+        )
+    }
+
+    /// The charge of `seconds` served at `price_per_day`, with `fee_bps` of it for the
+    /// operator; everything rounded down to a base unit.
+    pub fn for_seconds(price_per_day: Amount, seconds: u64, fee_bps: u32) -> Self {
+        let total = price_per_day.pro_rata(seconds);
+        let fee = total.share_bps(fee_bps);
         IntervalCharge {
             total,
             fee,
             // The fee is at most the total, so this cannot underflow.
             payout: Amount(total.0 - fee.0),
+        }
+    }
+}
+
+/// The time a bid's workload was confirmed running with its settings applied during one
+/// interval, from the agent's heartbeats. Each confirmation at `t` vouches for
+/// `[t, t + bound)` (the agent confirms again within its heartbeat period); the served
+/// time is the length of the union of those spans within the interval, so it never
+/// exceeds the interval and never counts a second twice. A confirmation from the
+/// interval before vouches for the start of this one in the same way, so a workload that
+/// keeps running is served from the boundary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServedTime {
+    /// The bid confirmed running.
+    pub bid: BidId,
+    /// Seconds served so far.
+    pub seconds: u64,
+    /// The end of the time counted so far, unix seconds.
+    pub covered_until: u64,
+}
+
+impl ServedTime {
+    /// Nothing served yet of `bid`.
+    pub fn new(bid: BidId) -> Self {
+        ServedTime {
+            bid,
+            seconds: 0,
+            covered_until: 0,
+        }
+    }
+
+    /// Counts a confirmation at `at` for the interval `[start, end)`, vouching for
+    /// `bound_s` seconds; confirmations must come in time order.
+    pub fn confirm(&mut self, at: u64, start: u64, end: u64, bound_s: u64) {
+        let from = at.max(start).max(self.covered_until);
+        let until = at.saturating_add(bound_s).min(end);
+        if until > from {
+            self.seconds += until - from;
+            self.covered_until = until;
         }
     }
 }
@@ -97,7 +147,60 @@ mod tests {
         assert_eq!(charge.payout, Amount(6_770_833));
     }
 
+    #[test]
+    fn served_time_counts_confirmed_seconds_once() {
+        // Interval [1000, 1060), confirmations vouch for 10 s.
+        let mut s = ServedTime::new(7);
+        s.confirm(1050, 1000, 1060, 10); // a late start: [1050, 1060)
+        assert_eq!(s.seconds, 10);
+        let mut s = ServedTime::new(7);
+        s.confirm(995, 1000, 1060, 10); // the interval before vouches for [1000, 1005)
+        for t in (1005..1060).step_by(5) {
+            s.confirm(t, 1000, 1060, 10);
+        }
+        assert_eq!(
+            s.seconds, 60,
+            "a running workload is served the whole interval"
+        );
+        let mut s = ServedTime::new(7);
+        s.confirm(1000, 1000, 1060, 10);
+        s.confirm(1030, 1000, 1060, 10); // a 20 s silence in between is not counted
+        assert_eq!(s.seconds, 20);
+        // 100 CLORE/day for 20 s with the default fee.
+        let c = IntervalCharge::for_seconds(Amount::clore(100), 20, 250);
+        assert_eq!(c.total, Amount(2_314_814));
+        assert_eq!(c.fee.checked_add(c.payout).unwrap(), c.total);
+    }
+
     proptest! {
+        #[test]
+        fn the_charge_never_exceeds_price_times_served_time(
+            price in 10_000u64..500_000_000_000,
+            length in 10u64..=600,
+            bound in 1u64..=60,
+            confirmations in proptest::collection::vec(0u64..700, 0..40),
+            fee_bps in 0u32..=5000,
+        ) {
+            let start = 10_000u64;
+            let end = start + length;
+            let mut times: Vec<u64> = confirmations.iter().map(|c| start - 60 + c).collect();
+            times.sort_unstable();
+            let mut s = ServedTime::new(1);
+            for t in &times {
+                s.confirm(*t, start, end, bound);
+            }
+            // Never more than the interval, nor more than the spans vouched for.
+            prop_assert!(s.seconds <= length);
+            let vouched: u64 = (start..end)
+                .filter(|sec| times.iter().any(|t| *t <= *sec && *sec < t + bound))
+                .count() as u64;
+            prop_assert_eq!(s.seconds, vouched);
+            let charge = IntervalCharge::for_seconds(Amount(price), s.seconds, fee_bps);
+            // price × served / 86400, rounded down: never more.
+            prop_assert!(u128::from(charge.total.0) * 86_400 <= u128::from(price) * u128::from(s.seconds));
+            prop_assert_eq!(charge.fee.checked_add(charge.payout).unwrap(), charge.total);
+        }
+
         #[test]
         fn debits_equal_credits_exactly(
             price in 10_000u64..500_000_000_000,

@@ -11,6 +11,7 @@ use std::time::Instant;
 use crate::api_error::ApiError;
 use crate::app::{AgentPulse, AppState, JsonBody};
 use crate::auth::key_hash;
+use crate::served_time::Confirmation;
 
 /// `POST /api/v1/agent/heartbeat` with `Authorization: Bearer <agent token>`: updates the
 /// machine's live state, records the interval as served when the assigned bid runs with
@@ -49,11 +50,14 @@ pub async fn heartbeat(
             },
         );
     let now = state.now();
+    let served = state.served.clone();
+    let bound = u64::from(state.config.served_heartbeat_bound_s);
     let desired = state
         .store(move |s| {
             // The interval clock of the store: a length changed by the operator applies
             // here from the boundary the engine opened it at.
-            let current = s.interval_clock()?.interval_at(now);
+            let clock = s.interval_clock()?;
+            let current = clock.interval_at(now);
             // Only the agent's part of the record changes, read and written under the
             // store's lock: a host's concurrent PATCH is never undone.
             let machine = s.modify_machine(machine_id, &mut |machine| {
@@ -91,6 +95,21 @@ pub async fn heartbeat(
                 && report.applied
             {
                 s.record_served(machine_id, a.interval, w.bid)?;
+                // Served time: the first confirmation of the interval is written now,
+                // the rest in batches (see served_time).
+                let confirmation = Confirmation {
+                    machine: machine_id,
+                    interval: a.interval,
+                    start: clock.start_of(a.interval),
+                    end: clock.start_of(a.interval + 1),
+                    bid: w.bid,
+                    at: now,
+                    bound_s: bound,
+                };
+                let stored = s.served_time(machine_id, a.interval)?;
+                if let Some(first) = served.confirm(confirmation, stored) {
+                    s.record_served_times(&[(machine_id, a.interval, first)])?;
+                }
             }
             // Why the assigned bid does not run, as the agent sees it: the bid's own fault
             // counts towards its suspension at the boundary, the host's never does.

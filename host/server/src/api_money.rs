@@ -55,14 +55,29 @@ pub async fn ledger(
     let before = crate::query::before(&query)?;
     let account = caller.0.id;
     let page = state
-        .store(move |s| s.account_transfers(account, before, limit))
+        .store(move |s| {
+            let clock = s.interval_clock()?;
+            s.account_transfers(account, before, limit)?
+                .iter()
+                .map(|(seq, t)| {
+                    let mut transfer = TransferView::from(t);
+                    // A charge shows the time it pays for.
+                    if let (Some(machine), Some(interval)) = (t.machine, t.interval) {
+                        let length = clock.length_of(interval);
+                        transfer.interval_s = Some(length);
+                        transfer.served_s = Some(
+                            s.served_time(machine, interval)?
+                                .filter(|st| Some(st.bid) == t.bid)
+                                .map_or(length, |st| st.seconds.min(length)),
+                        );
+                    }
+                    Ok(LedgerEntry {
+                        seq: *seq,
+                        transfer,
+                    })
+                })
+                .collect::<Result<Vec<_>, gigaspot_store::StoreError>>()
+        })
         .await?;
-    Ok(Json(
-        page.iter()
-            .map(|(seq, t)| LedgerEntry {
-                seq: *seq,
-                transfer: TransferView::from(t),
-            })
-            .collect(),
-    ))
+    Ok(Json(page))
 }

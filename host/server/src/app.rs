@@ -53,6 +53,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// `GET /api/v1/market/history` answers, recomputed once per boundary.
     pub history_cache: Arc<HistoryCache>,
+    /// The time each machine's winner was confirmed running, not yet all written.
+    pub served: Arc<crate::served_time::ServedTimes>,
 }
 
 /// What the service keeps in memory of an agent's last heartbeat.
@@ -98,6 +100,7 @@ impl AppState {
             snapshots: Arc::default(),
             metrics: Arc::default(),
             history_cache: Arc::default(),
+            served: Arc::default(),
         }
     }
 

@@ -42,6 +42,8 @@ pub fn run_boundary(
             })?;
         }
     }
+    // Every confirmation so far counts for the intervals being settled.
+    flush_served_time(state)?;
     let started = Instant::now();
     let report = IntervalEngine::without_audit(state.store.as_ref(), state.registry.as_ref())
         .suspend_after(state.config.suspend_after_failed_intervals)
@@ -52,10 +54,45 @@ pub fn run_boundary(
     Ok(report)
 }
 
-/// Ticks at every interval boundary until the task is dropped. The boundaries come from
-/// the store's interval clock, read anew each time, so a length the operator changed
-/// takes effect at the next boundary without a restart.
+/// Writes the served time accumulated since the last write.
+pub fn flush_served_time(state: &AppState) -> Result<(), gigaspot_store::StoreError> {
+    let dirty = state.served.take_dirty();
+    if let Err(e) = state.store.record_served_times(&dirty) {
+        state.served.restore_dirty(&dirty);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Writes the served time every few seconds until the task is dropped.
+async fn flush_served_time_periodically(state: AppState) {
+    loop {
+        tokio::time::sleep(Duration::from_secs(SERVED_TIME_FLUSH_S)).await;
+        let flushing = state.clone();
+        match tokio::task::spawn_blocking(move || flush_served_time(&flushing)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!("writing served time failed: {e}"),
+            Err(e) => tracing::error!("served-time task failed: {e}"),
+        }
+    }
+}
+
+/// Seconds between writes of the accumulated served time.
+pub const SERVED_TIME_FLUSH_S: u64 = 5;
+
+/// Ticks at every interval boundary, and writes the served time every few seconds, until
+/// the task is dropped.
 pub async fn run(state: AppState) {
+    tokio::join!(
+        clear_at_boundaries(state.clone()),
+        flush_served_time_periodically(state)
+    );
+}
+
+/// Ticks at every interval boundary. The boundaries come from the store's interval clock,
+/// read anew each time, so a length the operator changed takes effect at the next boundary
+/// without a restart.
+async fn clear_at_boundaries(state: AppState) {
     loop {
         let now = state.now();
         let next = match state.store.interval_clock() {

@@ -34,6 +34,11 @@ pub struct Config {
     /// suspended and leaves clearing until its owner edits it; 0 = never. Default 2.
     /// Env `GIGASPOT_SUSPEND_AFTER_FAILED_INTERVALS`.
     pub suspend_after_failed_intervals: u32,
+    /// How many seconds one heartbeat confirming the winner running vouches for: the
+    /// interval is charged for the union of `[heartbeat, heartbeat + this)` spans within
+    /// it. Keep it at least the agents' `heartbeat_s` (default 5 s). 1 to 3,600; default
+    /// 15. Env `GIGASPOT_SERVED_HEARTBEAT_BOUND_S`.
+    pub served_heartbeat_bound_s: u32,
     /// Whether anyone may create client and host accounts. Default true.
     /// Env `GIGASPOT_OPEN_REGISTRATION`.
     pub open_registration: bool,
@@ -111,6 +116,7 @@ impl Default for Config {
             fee_bps: None,
             clore_usd: None,
             suspend_after_failed_intervals: gigaspot_store::DEFAULT_SUSPEND_AFTER,
+            served_heartbeat_bound_s: 15,
             open_registration: true,
             max_body_bytes: 64 << 10,
             request_timeout_ms: 10_000,
@@ -174,6 +180,9 @@ impl Config {
         if let Some(v) = env("GIGASPOT_CLORE_USD") {
             config.clore_usd = Some(parse("GIGASPOT_CLORE_USD", &v)?);
         }
+        if let Some(v) = env("GIGASPOT_SERVED_HEARTBEAT_BOUND_S") {
+            config.served_heartbeat_bound_s = parse("GIGASPOT_SERVED_HEARTBEAT_BOUND_S", &v)?;
+        }
         if let Some(v) = env("GIGASPOT_SUSPEND_AFTER_FAILED_INTERVALS") {
             config.suspend_after_failed_intervals =
                 parse("GIGASPOT_SUSPEND_AFTER_FAILED_INTERVALS", &v)?;
@@ -215,6 +224,12 @@ impl Config {
     pub fn validate(&self) -> Result<()> {
         if let Err(e) = self.params_over(&MarketParams::default()).check() {
             bail!("{}: {}", e.field, e.reason);
+        }
+        if !(1..=3_600).contains(&self.served_heartbeat_bound_s) {
+            bail!(
+                "served_heartbeat_bound_s = {}: must be 1 to 3600",
+                self.served_heartbeat_bound_s
+            );
         }
         if self.max_body_bytes < 1024 {
             bail!(

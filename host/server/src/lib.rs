@@ -24,5 +24,6 @@ pub mod path_id;
 pub mod query;
 pub mod rate_limit;
 pub mod serve;
+pub mod served_time;
 pub mod snapshot;
 pub mod wire;

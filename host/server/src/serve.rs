@@ -152,11 +152,16 @@ pub async fn run(config: Config) -> Result<()> {
         .with_context(|| format!("cannot listen on {}", state.config.bind))?;
     println!("listening on http://{}", listener.local_addr()?);
     let clearing = tokio::spawn(crate::clearing_loop::run(state.clone()));
+    let state_clone = state.clone();
     axum::serve(listener, service(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
     clearing.abort();
+    // What was confirmed since the last write is not lost on a clean shutdown.
+    let state_for_flush = state_clone;
+    tokio::task::spawn_blocking(move || crate::clearing_loop::flush_served_time(&state_for_flush))
+        .await??;
     Ok(())
 }

@@ -148,6 +148,13 @@ pub struct TransferView {
     pub machine: Option<u64>,
     /// Unix seconds.
     pub at: u64,
+    /// For a charge or fee: the seconds of the interval the workload was confirmed
+    /// running, which the charge is for (`price × served_s / 86,400`, rounded down).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub served_s: Option<u64>,
+    /// For a charge or fee: the interval's length, seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_s: Option<u64>,
 }
 
 /// One line of an account's ledger: a transfer and its booking sequence number.
@@ -184,6 +191,8 @@ impl From<&Transfer> for TransferView {
             bid: t.bid,
             machine: t.machine,
             at: t.at,
+            served_s: None,
+            interval_s: None,
         }
     }
 }

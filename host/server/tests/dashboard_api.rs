@@ -71,15 +71,7 @@ async fn the_order_book_history_and_market_history_follow_the_clearing() {
     assert_eq!(book["strategy"]["digest"], json!("native:price-per-watt"));
 
     // The agent serves Bob's interval; Alice outbids him per watt and the machine switches.
-    let (status, _) = m
-        .call(
-            "POST",
-            "/api/v1/agent/heartbeat",
-            Some(&agent),
-            Some(json!({"working": true, "running_bid": bob_bid, "applied": true})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    m.serve(&agent, bob_bid).await;
     let (status, _) = m
         .call(
             "PATCH",

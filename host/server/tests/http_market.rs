@@ -186,6 +186,8 @@ async fn a_whole_market_round_over_http() {
     assert_eq!(shown["gpus"][0]["card_max_w"], json!(420));
     assert_eq!(shown["gpus"][0]["ceiling_w"], json!(400));
     assert_eq!(desired["workload"]["env"]["MODE"], json!("x"));
+    // It keeps confirming through the interval: served whole.
+    m.serve(&agent, bob_bid).await;
     m.tick(60).await;
 
     // Balances move by exactly price × interval / day, with the 2.5 % fee to the operator.

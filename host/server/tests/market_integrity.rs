@@ -734,8 +734,7 @@ async fn the_interval_length_changes_at_the_next_boundary_on_a_live_market() {
         let interval = clock(&m).interval_at(next);
         assert_eq!(clock(&m).start_of(interval), next, "no gap, no overlap");
         lengths.push(clock(&m).length_of(interval));
-        // The agent runs the winner with its settings applied, mid-interval.
-        m.clock.fetch_add(1, Ordering::SeqCst);
+        // The agent runs the winner with its settings applied through the interval.
         let desired = heartbeat(
             &m,
             &agent,
@@ -743,6 +742,7 @@ async fn the_interval_length_changes_at_the_next_boundary_on_a_live_market() {
         )
         .await;
         assert_eq!(desired["interval"], json!(interval));
+        m.serve(&agent, bid).await;
         if let Some(seconds) = change {
             let (status, body) = m
                 .call(
@@ -841,4 +841,53 @@ async fn clore_ai_reads_orders_and_wallets() {
     assert_eq!(order["status"], json!("active"));
     assert_eq!(order["spend"], json!(0.0));
     assert_eq!(order["created_at"], json!("2027-01-15T08:00:00Z"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_interval_is_charged_for_the_time_the_workload_was_confirmed_running() {
+    let m = Market::start(|c| c.served_heartbeat_bound_s = 15).await;
+    let (_, machine, agent) = m.machine_with_gpus(1).await;
+    let (_, key) = m.funded_client("c", 1000.0).await;
+    // 4320 CLORE/day = 0.05 CLORE per second.
+    let (status, body) = m
+        .call(
+            "POST",
+            "/api/v1/bids",
+            Some(&key),
+            Some(json!({"machine": machine, "price": 4320, "image": "a", "oc": [{"pl": 200}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let bid = body["id"].as_u64().unwrap();
+    m.tick(60).await;
+    // The workload is confirmed running only 45 s into the interval (after the previous
+    // one's grace period and an image pull): one heartbeat vouches for 15 s.
+    m.clock.fetch_add(45, Ordering::SeqCst);
+    heartbeat(
+        &m,
+        &agent,
+        json!({"working": true, "running_bid": bid, "applied": true}),
+    )
+    .await;
+    m.tick(15).await;
+    assert_eq!(m.balance(&key).await, 1000.0 - 0.75, "15 s × 0.05 CLORE");
+    // The next interval it keeps confirming: served whole, 3 CLORE.
+    m.serve(&agent, bid).await;
+    m.tick(60).await;
+    assert_eq!(m.balance(&key).await, 1000.0 - 0.75 - 3.0);
+    // The ledger shows what each charge paid for.
+    let (_, ledger) = m.call("GET", "/api/v1/ledger", Some(&key), None).await;
+    let served: Vec<(u64, u64)> = ledger
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["kind"] == json!("charge"))
+        .map(|t| {
+            (
+                t["served_s"].as_u64().unwrap(),
+                t["interval_s"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(served, [(60, 60), (15, 60)], "newest first: {ledger}");
 }

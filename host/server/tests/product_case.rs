@@ -139,16 +139,8 @@ async fn a_450_w_ceiling_with_bids_at_280_w_and_450_w() {
     let score_b = decision["verdict"]["Scored"]["score"].as_f64().unwrap();
     assert!((score_b - 95.0 / 450.0).abs() < 1e-12, "{decision}");
 
-    // The agent serves A; the next boundary charges one interval of A.
-    let (status, _) = m
-        .call(
-            "POST",
-            "/api/v1/agent/heartbeat",
-            Some(&agent),
-            Some(beat(Some(bid_a))),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    // The agent serves A the whole interval; the next boundary charges one interval.
+    m.serve(&agent, bid_a).await;
     let operator_before = units_of(&m, OPERATOR_KEY).await;
     // Net profit from now on: B wins the next interval.
     activate(&m, "net-profit").await;
@@ -170,16 +162,8 @@ async fn a_450_w_ceiling_with_bids_at_280_w_and_450_w() {
     let score_a = decision["verdict"]["Scored"]["score"].as_f64().unwrap();
     assert!((score_a - 0.192).abs() < 1e-9, "{decision}");
 
-    // The agent serves B; the next boundary charges one interval of B.
-    let (status, _) = m
-        .call(
-            "POST",
-            "/api/v1/agent/heartbeat",
-            Some(&agent),
-            Some(beat(Some(bid_b))),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    // The agent serves B the whole interval; the next boundary charges one interval.
+    m.serve(&agent, bid_b).await;
     m.tick(60).await;
     assert_eq!(units_of(&m, &b).await, 10_000_000_000 - 6_597_222);
     assert_eq!(units_of(&m, &host).await, 4_062_500 + 6_432_292);

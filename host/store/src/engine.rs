@@ -358,6 +358,16 @@ fn settle(
         if let Some(winner) = assignment.winner
             && *served == Some(winner.bid)
         {
+            // Pay for what was served: the seconds confirmed running (an interval marked
+            // served before served time was recorded counts whole).
+            let length = snapshot.clock.length_of(assignment.interval);
+            let seconds = snapshot
+                .served_time
+                .get(&(assignment.machine, assignment.interval))
+                .filter(|s| s.bid == winner.bid)
+                .map_or(length, |s| s.seconds.min(length));
+            let charge =
+                IntervalCharge::for_seconds(winner.price_per_day, seconds, snapshot.params.fee_bps);
             let interval = ServedInterval {
                 machine: assignment.machine,
                 host: assignment.host,
@@ -365,20 +375,20 @@ fn settle(
                 bid: winner.bid,
                 owner: winner.owner,
             };
-            let legs = charge_transfers(&interval, winner.charge, snapshot.fee_account, now);
+            let legs = charge_transfers(&interval, charge, snapshot.fee_account, now);
             // Both legs or neither: try them on the accounts they touch only.
             let mut trial: BTreeMap<AccountId, Amount> =
                 [winner.owner, assignment.host, snapshot.fee_account]
                     .into_iter()
                     .map(|a| (a, balances.get(&a).copied().unwrap_or_default()))
                     .collect();
-            if legs.iter().all(|t| ledger::apply(&mut trial, t).is_ok()) {
+            if !legs.is_empty() && legs.iter().all(|t| ledger::apply(&mut trial, t).is_ok()) {
                 balances.extend(trial);
                 transfers = legs;
                 report.charged += 1;
                 report.revenue = report
                     .revenue
-                    .checked_add(winner.charge.total)
+                    .checked_add(charge.total)
                     .unwrap_or(report.revenue);
             }
         }

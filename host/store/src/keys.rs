@@ -59,6 +59,9 @@ pub const ASSIGNMENT: &[u8] = b"asg/";
 pub const PENDING: &[u8] = b"pend/";
 /// Prefix of served reports by (machine, interval) → bid id.
 pub const SERVED: &[u8] = b"srv/";
+/// Prefix of the time served per (machine, interval) → `ServedTime`. An interval with a
+/// `SERVED` mark but no time (written before served time existed) counts as served whole.
+pub const SERVED_TIME: &[u8] = b"srvt/";
 /// Prefix of the agent's reports of an assigned bid not served, by (machine, interval) →
 /// `Unserved`.
 pub const UNSERVED: &[u8] = b"unsrv/";

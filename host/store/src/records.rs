@@ -6,6 +6,7 @@ use std::sync::Arc;
 use gigaspot_market::account::AccountId;
 use gigaspot_market::agent_protocol::Unserved;
 use gigaspot_market::bid::{Bid, BidId};
+use gigaspot_market::billing::ServedTime;
 use gigaspot_market::clearing::{Decision, Winner};
 use gigaspot_market::gpu_ranges::GpuRangeTable;
 use gigaspot_market::interval_clock::IntervalClock;
@@ -130,6 +131,8 @@ pub struct TickSnapshot {
     /// Assignments with a winner not yet settled, with the bid the agent reported
     /// serving in that interval, if any.
     pub pending: Vec<(Assignment, Option<BidId>)>,
+    /// The time served of the pending assignments, by (machine, interval).
+    pub served_time: BTreeMap<(MachineId, u64), ServedTime>,
     /// The agents' reports of assigned bids not served, by (machine, interval), for the
     /// pending assignments.
     pub unserved: BTreeMap<(MachineId, u64), Unserved>,

@@ -14,6 +14,7 @@ use gigaspot_market::account::{Account, AccountId, Role};
 use gigaspot_market::admission::{admit, admit_new, check_funds};
 use gigaspot_market::agent_protocol::Unserved;
 use gigaspot_market::bid::{Bid, BidChange, BidId, BidState, BidTerms, Lifetime};
+use gigaspot_market::billing::ServedTime;
 use gigaspot_market::clearing::Decision;
 use gigaspot_market::gpu_ranges::GpuRangeTable;
 use gigaspot_market::interval_clock::IntervalClock;
@@ -1213,6 +1214,41 @@ impl Store for SledStore {
         self.commit(guard, batch, |_| {})
     }
 
+    fn record_served_times(&self, entries: &[(MachineId, u64, ServedTime)]) -> StoreResult<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
+        let guard = self.write_lock();
+        let mut batch = Batch::default();
+        let mut written = 0;
+        for (machine, interval, served) in entries {
+            if !self.read().machines.contains_key(machine) {
+                continue;
+            }
+            let k = key(keys::SERVED_TIME, &[*machine, *interval]);
+            if let Some(v) = self.db.get(&k)? {
+                let stored: ServedTime = decode(&k, &v)?;
+                if stored.bid == served.bid && stored.seconds >= served.seconds {
+                    continue;
+                }
+            }
+            batch.insert(k, encode(served)?);
+            written += 1;
+        }
+        if written == 0 {
+            return self.settled(guard);
+        }
+        self.commit(guard, batch, |_| {})
+    }
+
+    fn served_time(&self, machine: MachineId, interval: u64) -> StoreResult<Option<ServedTime>> {
+        let k = key(keys::SERVED_TIME, &[machine, interval]);
+        match self.db.get(&k)? {
+            Some(v) => Ok(Some(decode(&k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
     fn unserved(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Unserved>> {
         let k = key(keys::UNSERVED, &[machine, interval]);
         match self.db.get(&k)? {
@@ -1360,6 +1396,7 @@ impl Store for SledStore {
         let state = self.read();
         let mut pending = Vec::with_capacity(state.pending.len());
         let mut unserved = BTreeMap::new();
+        let mut served_time = BTreeMap::new();
         for ((machine, interval), assignment) in &state.pending {
             let k = key(keys::SERVED, &[*machine, *interval]);
             let served = match self.db.get(&k)? {
@@ -1370,6 +1407,10 @@ impl Store for SledStore {
             let k = key(keys::UNSERVED, &[*machine, *interval]);
             if let Some(v) = self.db.get(&k)? {
                 unserved.insert((*machine, *interval), decode(&k, &v)?);
+            }
+            let k = key(keys::SERVED_TIME, &[*machine, *interval]);
+            if let Some(v) = self.db.get(&k)? {
+                served_time.insert((*machine, *interval), decode(&k, &v)?);
             }
         }
         let mut bids: BTreeMap<MachineId, Vec<Arc<Bid>>> = BTreeMap::new();
@@ -1403,6 +1444,7 @@ impl Store for SledStore {
             balances: state.balances.clone(),
             latest: state.latest.clone(),
             pending,
+            served_time,
             unserved,
             failures: state
                 .failures

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use gigaspot_market::account::{Account, AccountId, Role};
 use gigaspot_market::agent_protocol::Unserved;
 use gigaspot_market::bid::{Bid, BidChange, BidId, BidTerms};
+use gigaspot_market::billing::ServedTime;
 use gigaspot_market::clearing::Decision;
 use gigaspot_market::gpu_ranges::GpuRangeTable;
 use gigaspot_market::interval_clock::IntervalClock;
@@ -187,6 +188,11 @@ pub trait Store: Send + Sync {
     /// [`gigaspot_market::suspension::RELIABILITY_WINDOW_DAYS`] days, not counting intervals the winner failed by its
     /// own fault; 1.0 with none.
     fn reliability(&self, machine: MachineId, now: u64) -> StoreResult<f64>;
+    /// Stores the time served of (machine, interval) for each entry; a value never goes
+    /// down (an entry that would lower a stored one is skipped). One atomic write.
+    fn record_served_times(&self, entries: &[(MachineId, u64, ServedTime)]) -> StoreResult<()>;
+    /// The time served of `machine` in `interval`, as far as recorded.
+    fn served_time(&self, machine: MachineId, interval: u64) -> StoreResult<Option<ServedTime>>;
     /// The latest assignment of a machine.
     fn assignment(&self, machine: MachineId) -> StoreResult<Option<Assignment>>;
     /// The decision record of a machine for an interval.

@@ -136,6 +136,32 @@ impl Market {
             .unwrap();
     }
 
+    /// The agent `agent` reports `bid` running with its settings applied every 10 s from
+    /// now to the end of the current interval, so the interval is served whole from now
+    /// (the clock is left where it was).
+    pub async fn serve(&self, agent: &str, bid: u64) {
+        use gigaspot_store::Store;
+        let base = self.clock.load(Ordering::SeqCst);
+        let clock = self.state.store.interval_clock().unwrap();
+        let interval = clock.interval_at(base);
+        let end = clock.start_of(interval + 1);
+        let mut at = base;
+        while at < end {
+            self.clock.store(at, Ordering::SeqCst);
+            let (status, body) = self
+                .call(
+                    "POST",
+                    "/api/v1/agent/heartbeat",
+                    Some(agent),
+                    Some(json!({"working": true, "running_bid": bid, "applied": true})),
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{body}");
+            at += 10;
+        }
+        self.clock.store(base, Ordering::SeqCst);
+    }
+
     pub async fn balance(&self, key: &str) -> f64 {
         self.call("GET", "/api/v1/balance", Some(key), None).await.1["balance"]
             .as_f64()
