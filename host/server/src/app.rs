@@ -132,6 +132,14 @@ impl AppState {
         format!("http://{host}")
     }
 
+    /// The market's interval clock as the store holds it.
+    pub fn interval_clock(
+        &self,
+    ) -> Result<gigaspot_market::interval_clock::IntervalClock, StoreError> {
+        use gigaspot_store::Store;
+        self.store.interval_clock()
+    }
+
     /// Unix seconds now, by the state's clock.
     pub fn now(&self) -> u64 {
         (self.clock)()

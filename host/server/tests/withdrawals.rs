@@ -207,15 +207,7 @@ async fn withdrawals_reserve_at_once_and_the_operator_pays_or_rejects() {
         ]
     );
     // The interval is still served and charged from the committed money.
-    let (status, _) = m
-        .call(
-            "POST",
-            "/api/v1/agent/heartbeat",
-            Some(&agent),
-            Some(json!({"working": true, "running_bid": bid["id"], "applied": true})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    m.serve(&agent, bid["id"].as_u64().unwrap()).await;
     m.tick(60).await;
     assert_eq!(m.balance(&key).await, 49.0);
     // Double entry holds: deposits − paid withdrawals = all balances, and the pending

@@ -140,9 +140,8 @@ impl Market {
     /// now to the end of the current interval, so the interval is served whole from now
     /// (the clock is left where it was).
     pub async fn serve(&self, agent: &str, bid: u64) {
-        use gigaspot_store::Store;
         let base = self.clock.load(Ordering::SeqCst);
-        let clock = self.state.store.interval_clock().unwrap();
+        let clock = self.state.interval_clock().unwrap();
         let interval = clock.interval_at(base);
         let end = clock.start_of(interval + 1);
         let mut at = base;
