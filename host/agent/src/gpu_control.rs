@@ -1,6 +1,7 @@
 //! Control of a machine's GPUs: the trait the reconciler drives, and applying a bid's
 //! settings so that they are verified or not applied at all.
 
+use gigaspot_market::agent_protocol::{Check, SettingsCheck};
 use gigaspot_market::context::GpuOc;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -113,6 +114,77 @@ pub trait GpuControl: Send {
     fn clocks(&self, _gpu: u32) -> Result<Option<(u32, u32)>, GpuError> {
         Ok(None)
     }
+    /// The clock settings in force as the driver reports them, where it can.
+    fn read_settings(&self, _gpu: u32) -> Result<ReadSettings, GpuError> {
+        Ok(ReadSettings::default())
+    }
+}
+
+/// What a backend can read back of a GPU's clock settings; `None` = cannot be read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadSettings {
+    /// The core clock: the locked value where the backend knows it, else the current
+    /// clock (equal to a lock while the lock holds).
+    pub core_clock_mhz: Option<u32>,
+    /// The memory clock, likewise.
+    pub mem_clock_mhz: Option<u32>,
+    /// The core clock offset.
+    pub core_offset_mhz: Option<i32>,
+    /// The memory clock offset.
+    pub mem_offset_mhz: Option<i32>,
+}
+
+/// Which of `wanted` the read-back confirms: the power limit `power_limit_w` as read, and
+/// the clocks and offsets in `read`. A value that cannot be read, or reads differently
+/// (a locked clock on an idle card may), is unverified, with a note saying which.
+pub fn check_settings(wanted: &GpuOc, power_limit_w: u32, read: &ReadSettings) -> SettingsCheck {
+    let mut notes = Vec::new();
+    let mut check = |what: &str, want: Option<i64>, got: Option<i64>| match (want, got) {
+        (None, _) => Check::NotRequested,
+        (Some(w), Some(g)) if w == g => Check::Verified,
+        (Some(w), Some(g)) => {
+            notes.push(format!("{what} reads {g}, set {w}"));
+            Check::Unverified
+        }
+        (Some(_), None) => {
+            notes.push(format!("{what} cannot be read back on this driver"));
+            Check::Unverified
+        }
+    };
+    let power_limit = check(
+        "power limit",
+        Some(wanted.power_limit_w.into()),
+        Some(power_limit_w.into()),
+    );
+    let core_lock = check(
+        "core clock",
+        wanted.core_lock_mhz.map(i64::from),
+        read.core_clock_mhz.map(i64::from),
+    );
+    let mem_lock = check(
+        "memory clock",
+        wanted.mem_lock_mhz.map(i64::from),
+        read.mem_clock_mhz.map(i64::from),
+    );
+    // An offset of 0 is the default the reset left.
+    let core_offset = check(
+        "core clock offset",
+        wanted.core_offset_mhz.filter(|&o| o != 0).map(i64::from),
+        read.core_offset_mhz.map(i64::from),
+    );
+    let mem_offset = check(
+        "memory clock offset",
+        wanted.mem_offset_mhz.filter(|&o| o != 0).map(i64::from),
+        read.mem_offset_mhz.map(i64::from),
+    );
+    SettingsCheck {
+        power_limit,
+        core_lock,
+        mem_lock,
+        core_offset,
+        mem_offset,
+        note: notes.join("; "),
+    }
 }
 
 /// Applies a bid's per-GPU settings: checks every value against the cards first (nothing
@@ -176,4 +248,47 @@ pub fn apply(gpus: &mut dyn GpuControl, oc: &[GpuOc]) -> Result<(), GpuError> {
         }
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_setting_that_cannot_be_read_back_is_reported_unverified() {
+        let wanted = GpuOc {
+            power_limit_w: 300,
+            core_lock_mhz: Some(1410),
+            mem_lock_mhz: None,
+            core_offset_mhz: Some(100),
+            mem_offset_mhz: Some(0),
+        };
+        // NVML on an idle card: the current clock is not the lock; offsets unreadable.
+        let read = ReadSettings {
+            core_clock_mhz: Some(345),
+            mem_clock_mhz: Some(2619),
+            core_offset_mhz: None,
+            mem_offset_mhz: None,
+        };
+        let check = check_settings(&wanted, 300, &read);
+        assert_eq!(check.power_limit, Check::Verified);
+        assert_eq!(check.core_lock, Check::Unverified);
+        assert_eq!(check.mem_lock, Check::NotRequested);
+        assert_eq!(check.core_offset, Check::Unverified);
+        assert_eq!(
+            check.mem_offset,
+            Check::NotRequested,
+            "0 is the reset default"
+        );
+        assert!(
+            check.note.contains("core clock reads 345, set 1410"),
+            "{}",
+            check.note
+        );
+        assert!(
+            check.note.contains("core clock offset cannot be read back"),
+            "{}",
+            check.note
+        );
+    }
 }

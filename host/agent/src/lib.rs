@@ -16,6 +16,7 @@ pub mod docker_runtime;
 pub mod gpu_check;
 pub mod gpu_control;
 pub mod heartbeat_loop;
+pub mod host_facts;
 pub mod no_containers;
 pub mod nvml_backend;
 pub mod reconciler;

@@ -170,6 +170,18 @@ impl GpuControl for NvmlGpus {
         Self::driver(gpu, "power usage", device.power_usage()).map(|mw| mw / 1000)
     }
 
+    fn read_settings(&self, gpu: u32) -> Result<crate::gpu_control::ReadSettings, GpuError> {
+        let device = Self::driver(gpu, "open device", self.nvml.device_by_index(gpu))?;
+        // NVML reports no locked clock, only the current one, which equals a lock while
+        // the card holds it; offsets read back where the driver supports them.
+        Ok(crate::gpu_control::ReadSettings {
+            core_clock_mhz: device.clock_info(Clock::Graphics).ok(),
+            mem_clock_mhz: device.clock_info(Clock::Memory).ok(),
+            core_offset_mhz: device.gpc_clock_vf_offset().ok(),
+            mem_offset_mhz: device.mem_clock_vf_offset().ok(),
+        })
+    }
+
     fn clocks(&self, gpu: u32) -> Result<Option<(u32, u32)>, GpuError> {
         let device = Self::driver(gpu, "open device", self.nvml.device_by_index(gpu))?;
         let core = Self::driver(gpu, "core clock", device.clock_info(Clock::Graphics))?;

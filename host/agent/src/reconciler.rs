@@ -19,14 +19,14 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use gigaspot_market::agent_protocol::{
-    ContainerState, DesiredState, Heartbeat, InventoryGpu, Unserved, UnservedReason, Workload,
-    WorkloadStatus,
+    ContainerState, DesiredState, Heartbeat, HostInventory, InventoryGpu, Unserved, UnservedReason,
+    Workload, WorkloadStatus,
 };
 use gigaspot_market::bid::BidId;
 use gigaspot_market::context::GpuOc;
 
 use crate::container_runtime::{ContainerRuntime, ContainerSpec, OwnContainer, workload_labels};
-use crate::gpu_control::{GpuControl, GpuError, Inventory, apply};
+use crate::gpu_control::{GpuControl, GpuError, Inventory, apply, check_settings};
 
 /// How many events the reconciler keeps for inspection.
 const EVENT_LOG: usize = 64;
@@ -117,6 +117,8 @@ pub struct Reconciler<R> {
     desired_bid: Option<BidId>,
     /// Why that bid does not run, when it does not.
     unserved: Option<Unserved>,
+    /// The host's CPU, memory and CUDA version, read with the first inventory.
+    host_facts: Option<HostInventory>,
 }
 
 impl<R: ContainerRuntime> Reconciler<R> {
@@ -141,6 +143,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             events: VecDeque::new(),
             desired_bid: None,
             unserved: None,
+            host_facts: None,
         }
     }
 
@@ -181,7 +184,10 @@ impl<R: ContainerRuntime> Reconciler<R> {
     fn inventory(&mut self) -> Option<&Inventory> {
         if self.inventory.is_none() {
             match self.gpus.inventory() {
-                Ok(inventory) => self.inventory = Some(inventory),
+                Ok(inventory) => {
+                    self.host_facts = Some(crate::host_facts::read(&inventory.cuda_version));
+                    self.inventory = Some(inventory);
+                }
                 Err(e) => self.note_error(format!("GPU inventory: {e}")),
             }
         }
@@ -592,6 +598,21 @@ impl<R: ContainerRuntime> Reconciler<R> {
             measured_power_w.push(self.gpus.power_usage(gpu).unwrap_or(0));
         }
         let applied = running.is_some_and(|c| self.verify(&c.oc).is_ok());
+        // Which of the running bid's settings the driver confirms on reading them back.
+        let verification = match running.filter(|_| applied) {
+            Some(c) => {
+                c.oc.iter()
+                    .enumerate()
+                    .map(|(gpu, wanted)| {
+                        let gpu = gpu as u32;
+                        let read_pl = self.gpus.power_limit(gpu).unwrap_or(0);
+                        let read = self.gpus.read_settings(gpu).unwrap_or_default();
+                        check_settings(wanted, read_pl, &read)
+                    })
+                    .collect()
+            }
+            None => Vec::new(),
+        };
         // Why the desired bid does not run, while it does not.
         let unserved = self
             .unserved
@@ -608,6 +629,8 @@ impl<R: ContainerRuntime> Reconciler<R> {
             last_error: self.last_error.as_deref().map(bounded_error),
             cached_images: self.cached_images.clone(),
             unserved,
+            host: self.host_facts.clone(),
+            verification,
             gpus: self.inventory.as_ref().map(|i| {
                 i.gpus
                     .iter()

@@ -158,6 +158,20 @@ impl GpuControl for SimulatedGpus {
             .ok_or(GpuError::NoSuchGpu(gpu))
     }
 
+    fn read_settings(&self, gpu: u32) -> Result<crate::gpu_control::ReadSettings, GpuError> {
+        // The simulation knows its locks and offsets exactly.
+        let g = self
+            .gpus
+            .get(gpu as usize)
+            .ok_or(GpuError::NoSuchGpu(gpu))?;
+        Ok(crate::gpu_control::ReadSettings {
+            core_clock_mhz: g.core_lock,
+            mem_clock_mhz: g.mem_lock,
+            core_offset_mhz: Some(g.core_offset),
+            mem_offset_mhz: Some(g.mem_offset),
+        })
+    }
+
     fn lock_core_clock(&mut self, gpu: u32, mhz: u32) -> Result<(), GpuError> {
         self.gpu(gpu, "lock_core_clock")?.core_lock = Some(mhz);
         Ok(())

@@ -444,3 +444,80 @@ async fn a_winner_whose_image_does_not_exist_loses_the_machine_and_is_never_char
     agent.kill().unwrap();
     agent.wait().unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_agent_reports_its_host_and_which_settings_it_read_back() {
+    let server = Server::start(|_| {}).await;
+    let (machine, token) = server.machine_of(1).await;
+    let (stop, task) = run_in_process(
+        &server,
+        &token,
+        SimulatedGpus::from_spec("1xRTX4090").unwrap(),
+    );
+    let view = server
+        .wait_for(machine, "the host's inventory", |m| {
+            m["working"] == json!(true) && m["threads"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    // CPU, cores, threads and memory from /proc; CUDA from the (simulated) driver.
+    assert!(view["cores"].as_u64().unwrap() >= 1, "{view}");
+    assert!(view["ram_gib"].as_u64().unwrap() >= 1, "{view}");
+    assert!(!view["cpu"].as_str().unwrap().is_empty(), "{view}");
+    assert!(!view["cuda"].as_str().unwrap().is_empty(), "{view}");
+    // A bid with a locked core clock and a core offset: both read back and confirmed.
+    let (_, key) = server.funded_client("clocks", 1000.0).await;
+    let bid = server
+        .ok(
+            "POST",
+            "/api/v1/bids",
+            Some(&key),
+            Some(
+                json!({"machine": machine, "price": 100.0, "image": "registry.example/a:1",
+                "oc": [{"pl": 300, "core_lock": 2000, "core_offset": 100}]}),
+            ),
+        )
+        .await["id"]
+        .as_u64()
+        .unwrap();
+    server.tick(60).await;
+    let view = server
+        .wait_for(machine, "the settings verified", |m| {
+            m["agent"]["running_bid"] == json!(bid)
+                && m["agent"]["verification"]
+                    .as_array()
+                    .is_some_and(|v| !v.is_empty())
+        })
+        .await;
+    let check = &view["agent"]["verification"][0];
+    assert_eq!(check["power_limit"], json!("verified"), "{view}");
+    assert_eq!(check["core_lock"], json!("verified"), "{view}");
+    assert_eq!(check["core_offset"], json!("verified"), "{view}");
+    assert_eq!(check["mem_lock"], json!("not_requested"), "{view}");
+    assert_eq!(check["mem_offset"], json!("not_requested"), "{view}");
+    // The snapshot tells what the agent knows.
+    let gs = server
+        .http
+        .get(format!("{}/v1/get_gigaspot", server.base))
+        .header("auth", &key)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let snapshot: Value = server
+        .http
+        .get(gs["v1_snapshot_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entry = &snapshot[machine.to_string()];
+    assert_eq!(entry["cores"], view["cores"], "{entry}");
+    assert_eq!(entry["threads"], view["threads"]);
+    assert_eq!(entry["cuda"], view["cuda"]);
+    stop.send(true).unwrap();
+    task.await.unwrap();
+}

@@ -42,6 +42,60 @@ pub struct Heartbeat {
     /// Why the workload the server asked for does not run, if it does not.
     #[serde(default)]
     pub unserved: Option<Unserved>,
+    /// The host's CPU, memory and CUDA version, as the agent reads them.
+    #[serde(default)]
+    pub host: Option<HostInventory>,
+    /// Per GPU, which of the running bid's settings were read back and confirmed.
+    #[serde(default)]
+    pub verification: Vec<SettingsCheck>,
+}
+
+/// What the agent reads about the server it runs on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostInventory {
+    /// CPU model.
+    pub cpu: String,
+    /// Physical cores.
+    pub cores: u32,
+    /// Hardware threads.
+    pub threads: u32,
+    /// Memory in GiB.
+    pub ram_gib: u32,
+    /// Highest CUDA version the driver supports, e.g. "12.4" (empty when unknown).
+    pub cuda: String,
+}
+
+/// One setting's read-back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Check {
+    /// The bid did not ask for it.
+    NotRequested,
+    /// Read back and equal to what was set.
+    Verified,
+    /// Set, but the driver offers no way to read it back (or reported another value at
+    /// this moment, e.g. a locked clock on an idle card).
+    Unverified,
+}
+
+/// Which of a GPU's settings were confirmed by reading them back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsCheck {
+    /// Power limit (always read back; a mismatch stops the workload).
+    pub power_limit: Check,
+    /// Locked core clock.
+    pub core_lock: Check,
+    /// Locked memory clock.
+    pub mem_lock: Check,
+    /// Core clock offset.
+    pub core_offset: Check,
+    /// Memory clock offset.
+    pub mem_offset: Check,
+    /// Why anything is unverified, for people.
+    #[serde(default)]
+    pub note: String,
 }
 
 /// The agent's account of why the assigned bid is not being served.
@@ -154,6 +208,27 @@ impl Heartbeat {
         }
         if self.applied_settings.len() > MAX_GPUS {
             return too_many("applied_settings", self.applied_settings.len(), MAX_GPUS);
+        }
+        if self.verification.len() > MAX_GPUS {
+            return too_many("verification", self.verification.len(), MAX_GPUS);
+        }
+        if self
+            .verification
+            .iter()
+            .any(|v| v.note.len() > MAX_ERROR_BYTES)
+        {
+            return Err((
+                "verification",
+                format!("a note longer than {MAX_ERROR_BYTES} bytes"),
+            ));
+        }
+        if let Some(h) = &self.host
+            && (h.cpu.len() > MAX_GPU_TEXT_BYTES || h.cuda.len() > MAX_GPU_TEXT_BYTES)
+        {
+            return Err((
+                "host",
+                format!("a cpu or cuda longer than {MAX_GPU_TEXT_BYTES} bytes"),
+            ));
         }
         if let Some(gpus) = &self.gpus {
             if gpus.len() > MAX_GPUS {

@@ -67,6 +67,10 @@ pub struct MachineFacts {
     pub cuda: String,
     /// ISO country code.
     pub country: String,
+    /// Physical CPU cores, as the agent reads them (0 = unknown).
+    pub cores: u32,
+    /// CPU threads, as the agent reads them (0 = unknown).
+    pub threads: u32,
 }
 
 /// What the machine's agent last reported.
@@ -88,6 +92,9 @@ pub struct LiveState {
     pub workload: Option<crate::agent_protocol::WorkloadStatus>,
     /// The agent's most recent failure, if its last attempt failed.
     pub last_error: Option<String>,
+    /// Per GPU, which of the running bid's settings the agent read back and confirmed,
+    /// and which it could not verify.
+    pub verification: Vec<crate::agent_protocol::SettingsCheck>,
 }
 
 /// A machine on the market.

@@ -72,6 +72,15 @@ pub async fn heartbeat(
                     .clone_from(&report.applied_settings);
                 machine.live.workload.clone_from(&report.workload);
                 machine.live.last_error.clone_from(&report.last_error);
+                machine.live.verification.clone_from(&report.verification);
+                // The agent's reading of its host is the truth about CPU, memory, CUDA.
+                if let Some(host) = &report.host {
+                    machine.facts.cpu.clone_from(&host.cpu);
+                    machine.facts.cores = host.cores;
+                    machine.facts.threads = host.threads;
+                    machine.facts.ram_gib = host.ram_gib;
+                    machine.facts.cuda.clone_from(&host.cuda);
+                }
                 if let Some(inventory) = &report.gpus {
                     apply_inventory(machine, inventory)?;
                 }
@@ -145,6 +154,7 @@ pub async fn heartbeat(
             })
         })
         .await?;
+    state.snapshots.set_prepull(machine_id, &desired.prepull);
     Ok(Json(desired))
 }
 

@@ -33,6 +33,9 @@ pub async fn register(
             ram_gib: request.ram_gib,
             cuda: request.cuda,
             country: request.country,
+            // Filled in from the agent's inventory.
+            cores: 0,
+            threads: 0,
         },
         gpus: request
             .gpus

@@ -2,11 +2,11 @@
 //! Each published snapshot has its own immutable URL ending in `_<unix seconds>.json`; a
 //! new one is published when the content changed, at most once per second.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use gigaspot_market::gpu_ranges::GpuRangeTable;
-use gigaspot_market::machine::Machine;
+use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::params::MarketParams;
 use gigaspot_store::{SledStore, Store, StoreError};
 use serde::Serialize;
@@ -19,6 +19,8 @@ const KEPT: usize = 120;
 #[derive(Default)]
 pub struct Snapshots {
     inner: Mutex<Published>,
+    /// The images each machine's agent was last told to pull ahead (`to_cache`).
+    prepull: Mutex<HashMap<MachineId, Vec<String>>>,
 }
 
 #[derive(Default)]
@@ -34,22 +36,44 @@ struct Published {
     /// The earliest expiry among the bids of the last build: content changes then even
     /// without a write.
     next_expiry: u64,
+    /// A machine's pre-pull list changed since the last build.
+    prepull_changed: bool,
 }
 
 impl Snapshots {
+    /// Records the images `machine`'s agent was told to pull ahead, shown as `to_cache`.
+    pub fn set_prepull(&self, machine: MachineId, images: &[String]) {
+        let mut prepull = self.prepull.lock().unwrap_or_else(|p| p.into_inner());
+        if prepull.get(&machine).map(Vec::as_slice) != Some(images) {
+            prepull.insert(machine, images.to_vec());
+            self.inner
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .prepull_changed = true;
+        }
+    }
+
     /// The timestamp of the current snapshot at `now`, building and publishing a new one
     /// when the market changed since the last (at most once per second).
     pub fn current(&self, store: &SledStore, now: u64) -> Result<u64, StoreError> {
         let mut published = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let newest = published.by_ts.keys().next_back().copied();
         let generation = store.generation();
-        let unchanged = published.generation == Some(generation) && now < published.next_expiry;
+        let unchanged = published.generation == Some(generation)
+            && now < published.next_expiry
+            && !published.prepull_changed;
         if let Some(ts) = newest
             && (published.built_at >= now || unchanged)
         {
             return Ok(ts);
         }
-        let (bytes, next_expiry) = build(store, now)?;
+        let prepull = self
+            .prepull
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        published.prepull_changed = false;
+        let (bytes, next_expiry) = build(store, now, &prepull)?;
         let hash: [u8; 32] = Sha256::digest(&bytes).into();
         published.built_at = now;
         published.generation = Some(generation);
@@ -134,7 +158,11 @@ struct BidEntry {
 /// The snapshot JSON: an object keyed by machine id (decimal string); `[0, 0]` stands for
 /// a clock range the GPU's model does not allow. Also returns the earliest expiry among
 /// the live bids.
-fn build(store: &SledStore, now: u64) -> Result<(Vec<u8>, u64), StoreError> {
+fn build(
+    store: &SledStore,
+    now: u64,
+    prepull: &HashMap<MachineId, Vec<String>>,
+) -> Result<(Vec<u8>, u64), StoreError> {
     let market = store.tick_snapshot()?;
     let next_expiry = market
         .bids
@@ -150,13 +178,14 @@ fn build(store: &SledStore, now: u64) -> Result<(Vec<u8>, u64), StoreError> {
         .map(|m| {
             let bids = market.bids.get(&m.id).map_or(&[][..], Vec::as_slice);
             let suspended = market.suspended.get(&m.id).map_or(&[][..], Vec::as_slice);
-            let mut entry = machine_entry(m, bids, now, &market.params, &market.table);
+            let queued = prepull.get(&m.id).map_or(&[][..], Vec::as_slice);
+            let mut entry = machine_entry(m, bids, now, &market.params, &market.table, queued);
             // Suspended bids stay visible to their owners, marked inactive.
             entry.bids.extend(
                 suspended
                     .iter()
                     .filter(|b| now < b.expires_at)
-                    .map(|b| bid_entry(m, b, false)),
+                    .map(|b| bid_entry(m, b, false, queued)),
             );
             entry.reliability = store.reliability(m.id, now)?;
             Ok((m.id.to_string(), entry))
@@ -166,14 +195,21 @@ fn build(store: &SledStore, now: u64) -> Result<(Vec<u8>, u64), StoreError> {
     Ok((bytes, next_expiry))
 }
 
-fn bid_entry(m: &Machine, b: &gigaspot_market::bid::Bid, active: bool) -> BidEntry {
+fn bid_entry(
+    m: &Machine,
+    b: &gigaspot_market::bid::Bid,
+    active: bool,
+    queued: &[String],
+) -> BidEntry {
+    let cached = m.live.cached_images.contains(&b.image);
     BidEntry {
         owner: b.owner,
         id: b.id,
         active,
         state: if active { "active" } else { "suspended" },
-        to_cache: false,
-        cached: m.live.cached_images.contains(&b.image),
+        // Queued for pre-pull on the machine and not there yet.
+        to_cache: !cached && queued.contains(&b.image),
+        cached,
         price: b.price_per_day.as_clore(),
         currency: "CLORE-Blockchain",
         pl: b.total_power_limit_w(),
@@ -186,6 +222,7 @@ fn machine_entry<'a>(
     now: u64,
     params: &MarketParams,
     table: &'a GpuRangeTable,
+    queued: &[String],
 ) -> MachineEntry<'a> {
     let gpus = m
         .gpus
@@ -206,7 +243,7 @@ fn machine_entry<'a>(
     let bids = bids
         .iter()
         .filter(|b| b.is_live(now))
-        .map(|b| bid_entry(m, b, true))
+        .map(|b| bid_entry(m, b, true, queued))
         .collect();
     MachineEntry {
         bids,
@@ -214,8 +251,8 @@ fn machine_entry<'a>(
         online: m.live.online,
         working_properly: m.live.working,
         cpu: &m.facts.cpu,
-        cores: 0,
-        threads: 0,
+        cores: m.facts.cores,
+        threads: m.facts.threads,
         ram: m.facts.ram_gib,
         cuda: &m.facts.cuda,
         max_rental_length: m.max_rental_length_s,

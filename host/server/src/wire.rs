@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use gigaspot_market::account::{Account, Role};
-use gigaspot_market::agent_protocol::WorkloadStatus;
+use gigaspot_market::agent_protocol::{SettingsCheck, WorkloadStatus};
 use gigaspot_market::bid::{Bid, BidState, OcRequest};
 use gigaspot_market::context::GpuOc;
 use gigaspot_market::ledger::{Party, Transfer, TransferKind};
@@ -287,6 +287,18 @@ pub struct MachineView {
     /// Served ÷ assigned intervals over the last 7 days, not counting intervals the winner
     /// failed by its own fault; 1.0 without any.
     pub reliability: f64,
+    /// CPU model (from the agent's reading of the host).
+    pub cpu: String,
+    /// Physical CPU cores (0 until the agent reported).
+    pub cores: u32,
+    /// CPU threads (0 until the agent reported).
+    pub threads: u32,
+    /// Memory, GiB.
+    pub ram_gib: u32,
+    /// Highest CUDA version the driver supports.
+    pub cuda: String,
+    /// ISO country code (the host's).
+    pub country: String,
     /// Agent connected.
     pub online: bool,
     /// Agent reports the machine fit.
@@ -312,6 +324,11 @@ pub struct AgentView {
     pub cached_images: Vec<String>,
     /// The agent's most recent failure, e.g. a power limit the driver refused.
     pub last_error: Option<String>,
+    /// Per GPU, which of the running bid's settings were read back and confirmed
+    /// (`verified`), could not be confirmed (`unverified`, with a note), or were not asked
+    /// for (`not_requested`).
+    #[serde(default)]
+    pub verification: Vec<SettingsCheck>,
 }
 
 impl MachineView {
@@ -328,6 +345,12 @@ impl MachineView {
             floor_per_watt: m.floor_per_watt(params),
             max_rental_length: m.max_rental_length_s,
             reliability: 1.0,
+            cpu: m.facts.cpu.clone(),
+            cores: m.facts.cores,
+            threads: m.facts.threads,
+            ram_gib: m.facts.ram_gib,
+            cuda: m.facts.cuda.clone(),
+            country: m.facts.country.clone(),
             online: m.live.online,
             working: m.live.working,
             current_bid,
@@ -338,6 +361,7 @@ impl MachineView {
                 measured_power_w: m.live.measured_power_w.clone(),
                 cached_images: m.live.cached_images.clone(),
                 last_error: m.live.last_error.clone(),
+                verification: m.live.verification.clone(),
             },
         }
     }

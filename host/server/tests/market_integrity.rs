@@ -891,3 +891,87 @@ async fn an_interval_is_charged_for_the_time_the_workload_was_confirmed_running(
         .collect();
     assert_eq!(served, [(60, 60), (15, 60)], "newest first: {ledger}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_snapshot_marks_images_queued_for_pre_pull_and_cached() {
+    let m = Market::start(|_| {}).await;
+    let (_, machine, agent) = m.machine_with_gpus(1).await;
+    let (_, key) = m.funded_client("c", 1000.0).await;
+    let mut bids = Vec::new();
+    for (price, image) in [
+        (20.0, "registry.example/win:1"),
+        (10.0, "registry.example/next:1"),
+    ] {
+        let (status, body) = m
+            .call(
+                "POST",
+                "/api/v1/bids",
+                Some(&key),
+                Some(json!({"machine": machine, "price": price, "image": image, "oc": [{"pl": 200}]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        bids.push(body["id"].as_u64().unwrap());
+    }
+    m.tick(60).await;
+    let flags = |bids_json: &Value, id: u64| {
+        let b = bids_json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"] == json!(id))
+            .unwrap()
+            .clone();
+        (b["to_cache"].clone(), b["cached"].clone())
+    };
+    // The agent caches only the winner's image: the loser's is queued for pre-pull.
+    let desired = heartbeat(
+        &m,
+        &agent,
+        json!({"working": true, "running_bid": null, "cached_images": ["registry.example/win:1"]}),
+    )
+    .await;
+    assert_eq!(desired["prepull"], json!(["registry.example/next:1"]));
+    m.clock.fetch_add(1, Ordering::SeqCst);
+    let entry = snapshot_bids(&m, &key, machine).await;
+    assert_eq!(
+        flags(&entry, bids[0]),
+        (json!(false), json!(true)),
+        "{entry}"
+    );
+    assert_eq!(
+        flags(&entry, bids[1]),
+        (json!(true), json!(false)),
+        "{entry}"
+    );
+    // Once pulled, it is cached and no longer queued.
+    heartbeat(
+        &m,
+        &agent,
+        json!({"working": true, "running_bid": null,
+               "cached_images": ["registry.example/win:1", "registry.example/next:1"]}),
+    )
+    .await;
+    m.clock.fetch_add(1, Ordering::SeqCst);
+    let entry = snapshot_bids(&m, &key, machine).await;
+    assert_eq!(
+        flags(&entry, bids[1]),
+        (json!(false), json!(true)),
+        "{entry}"
+    );
+}
+
+/// The bids of `machine` in the current snapshot.
+async fn snapshot_bids(m: &Market, key: &str, machine: u64) -> Value {
+    let (_, gs) = m.call_v1_get("/v1/get_gigaspot", key).await;
+    let s: Value = m
+        .http
+        .get(gs["v1_snapshot_url"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    s[machine.to_string()]["bids"].clone()
+}

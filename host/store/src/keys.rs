@@ -1,8 +1,10 @@
 //! The key layout of the single sled tree. Ids are big-endian so that keys sort by id.
 
 /// Schema version of the layout below. Version 2 added the agent's telemetry to machines;
-/// version 1 stores are refused (no migration: they predate any release).
-pub const SCHEMA_VERSION: u32 = 2;
+/// version 3 the CPU's cores and threads and the settings' read-back (version 2 stores are
+/// migrated when opened, see `migrate`); version 1 stores are refused (no migration: they
+/// predate any release).
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// `u32` schema version.
 pub const SCHEMA: &[u8] = b"meta/schema";

@@ -9,6 +9,7 @@ mod engine;
 mod error;
 mod group_commit;
 mod keys;
+mod migrate;
 mod records;
 mod sled_store;
 mod store;

@@ -142,7 +142,10 @@ impl SledStore {
                         supported: keys::SCHEMA_VERSION,
                     });
                 }
-                if found < keys::SCHEMA_VERSION {
+                if found >= 2 && found < keys::SCHEMA_VERSION {
+                    tracing::info!(found, to = keys::SCHEMA_VERSION, "migrating the database");
+                    crate::migrate::migrate(&db, found)?;
+                } else if found < keys::SCHEMA_VERSION {
                     return Err(corrupt(format!(
                         "schema version {found} predates this build ({}) and has no migration; start with a new data directory",
                         keys::SCHEMA_VERSION
