@@ -107,6 +107,18 @@ mod tests {
     use super::*;
     use serde::Serialize;
 
+    /// The version 2 live state, field by field (postcard writes a struct as a tuple).
+    type LiveTupleV2 = (
+        bool,
+        bool,
+        Vec<String>,
+        Vec<u32>,
+        Option<u64>,
+        Vec<GpuOc>,
+        Option<WorkloadStatus>,
+        Option<String>,
+    );
+
     /// The version 2 layout, to write a store as that version did.
     #[derive(Serialize)]
     struct WriteV2<'a> {
@@ -117,16 +129,7 @@ mod tests {
         energy_price_usd_per_kwh: f64,
         reserve_price: Amount,
         max_rental_length_s: u64,
-        live: (
-            bool,
-            bool,
-            Vec<String>,
-            Vec<u32>,
-            Option<u64>,
-            Vec<GpuOc>,
-            Option<WorkloadStatus>,
-            Option<String>,
-        ),
+        live: LiveTupleV2,
     }
 
     #[test]

@@ -142,7 +142,7 @@ impl SledStore {
                         supported: keys::SCHEMA_VERSION,
                     });
                 }
-                if found >= 2 && found < keys::SCHEMA_VERSION {
+                if (2..keys::SCHEMA_VERSION).contains(&found) {
                     tracing::info!(found, to = keys::SCHEMA_VERSION, "migrating the database");
                     crate::migrate::migrate(&db, found)?;
                 } else if found < keys::SCHEMA_VERSION {
