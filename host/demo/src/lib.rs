@@ -197,6 +197,17 @@ impl Demo {
         }
         self.clearing.abort();
         let _ = self.clearing.await;
+        // The served time confirmed since the last write is kept for the next start.
+        let flushing = self.state.clone();
+        match tokio::task::spawn_blocking(move || {
+            gigaspot_server::clearing_loop::flush_served_time(&flushing)
+        })
+        .await
+        {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!("writing the served time at shutdown failed: {e}"),
+            Err(e) => tracing::warn!("writing the served time at shutdown failed: {e}"),
+        }
         let abort = self.server.abort_handle();
         if tokio::time::timeout(Duration::from_secs(15), self.server)
             .await

@@ -253,7 +253,7 @@ fn a_newer_schema_is_refused_and_left_untouched() {
             err,
             StoreError::NewerSchema {
                 found: 99,
-                supported: 2,
+                supported: gigaspot_store::SCHEMA_VERSION,
                 ..
             }
         ),
