@@ -23,14 +23,7 @@ pub async fn create(
     JsonBody(request): JsonBody<NewBid>,
 ) -> Result<(StatusCode, Json<BidView>), ApiError> {
     caller.require(Role::Client, "place bids")?;
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::bad_field("Idempotency-Key", "must be visible ASCII"))?
-                .to_owned(),
-        ),
-    };
+    let key = crate::query::idempotency_key(&headers)?;
     let terms = BidTerms {
         machine: request.machine,
         price_per_day: request.price.0,

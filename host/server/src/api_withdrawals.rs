@@ -94,14 +94,7 @@ pub async fn request(
     headers: HeaderMap,
     JsonBody(body): JsonBody<WithdrawalRequest>,
 ) -> Result<(StatusCode, Json<WithdrawalView>), ApiError> {
-    let key = match headers.get("idempotency-key") {
-        None => None,
-        Some(v) => Some(
-            v.to_str()
-                .map_err(|_| ApiError::bad_field("Idempotency-Key", "must be visible ASCII"))?
-                .to_owned(),
-        ),
-    };
+    let key = crate::query::idempotency_key(&headers)?;
     let account = caller.0.id;
     let now = state.now();
     let (withdrawal, replayed) = state

@@ -1,4 +1,4 @@
-//! Query-string parameters shared by the list routes.
+//! Query-string parameters and request headers shared by the routes.
 
 use std::collections::HashMap;
 
@@ -38,4 +38,16 @@ pub fn before(query: &HashMap<String, String>) -> Result<Option<u64>, ApiError> 
             )),
         },
     }
+}
+
+/// The request's `Idempotency-Key` header, if any; it must be visible ASCII.
+pub fn idempotency_key(headers: &axum::http::HeaderMap) -> Result<Option<String>, ApiError> {
+    headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map(str::to_owned)
+                .map_err(|_| ApiError::bad_field("Idempotency-Key", "must be visible ASCII"))
+        })
+        .transpose()
 }

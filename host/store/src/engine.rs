@@ -266,6 +266,17 @@ fn contended_owners(
         .collect()
 }
 
+/// The pending assignments of intervals before `current`, oldest first (then by machine).
+fn pending_before(snapshot: &TickSnapshot, current: u64) -> Vec<&(Assignment, Option<BidId>)> {
+    let mut pending: Vec<_> = snapshot
+        .pending
+        .iter()
+        .filter(|(a, _)| a.interval < current)
+        .collect();
+    pending.sort_by_key(|(a, _)| (a.interval, a.machine));
+    pending
+}
+
 /// What the settled intervals mean for their winners and machines.
 #[derive(Default)]
 struct Judged {
@@ -278,12 +289,7 @@ struct Judged {
 /// first: runs of the bids' own failures (suspending a bid whose run reaches
 /// `suspend_after`), and the machines' assigned/served tallies per day.
 fn judge(snapshot: &TickSnapshot, current: u64, suspend_after: u32) -> Judged {
-    let mut pending: Vec<_> = snapshot
-        .pending
-        .iter()
-        .filter(|(a, _)| a.interval < current)
-        .collect();
-    pending.sort_by_key(|(a, _)| (a.interval, a.machine));
+    let pending = pending_before(snapshot, current);
     let live: HashMap<BidId, &Arc<Bid>> = snapshot
         .bids
         .values()
@@ -346,12 +352,7 @@ fn settle(
     balances: &mut BTreeMap<AccountId, Amount>,
     report: &mut TickReport,
 ) -> Vec<Settlement> {
-    let mut pending: Vec<_> = snapshot
-        .pending
-        .iter()
-        .filter(|(a, _)| a.interval < current)
-        .collect();
-    pending.sort_by_key(|(a, _)| (a.interval, a.machine));
+    let pending = pending_before(snapshot, current);
     let mut settlements = Vec::with_capacity(pending.len());
     for (assignment, served) in pending {
         let mut transfers = Vec::new();

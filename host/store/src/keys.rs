@@ -96,9 +96,9 @@ pub fn key_bytes(prefix: &[u8], tail: &[u8]) -> Vec<u8> {
     k
 }
 
-/// The idempotency key of `account`'s request `key`.
-pub fn idempotency(account: u64, key: &str) -> Vec<u8> {
-    let mut k = self::key(IDEMPOTENCY, &[account]);
+/// The idempotency key of `account`'s request `key` under `prefix` (bids or withdrawals).
+pub fn idempotency(prefix: &[u8], account: u64, key: &str) -> Vec<u8> {
+    let mut k = self::key(prefix, &[account]);
     k.extend_from_slice(key.as_bytes());
     k
 }

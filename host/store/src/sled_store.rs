@@ -578,6 +578,17 @@ fn require_role(
     }
 }
 
+/// An `Idempotency-Key` is 1 to 255 bytes.
+fn check_idempotency_key(key: Option<&str>) -> StoreResult<()> {
+    match key {
+        Some(k) if k.is_empty() || k.len() > 255 => Err(StoreError::Invalid {
+            field: "Idempotency-Key",
+            reason: "must be 1 to 255 bytes".into(),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// What `account` owes its winning bids for intervals cleared and not yet settled (the
 /// interval in progress, and any whose settlement is still due).
 fn committed_of(state: &State, account: AccountId) -> Amount {
@@ -805,16 +816,9 @@ impl Store for SledStore {
         now: u64,
         idempotency_key: Option<&str>,
     ) -> StoreResult<PlacedBid> {
-        if let Some(k) = idempotency_key
-            && (k.is_empty() || k.len() > 255)
-        {
-            return Err(StoreError::Invalid {
-                field: "Idempotency-Key",
-                reason: "must be 1 to 255 bytes".into(),
-            });
-        }
+        check_idempotency_key(idempotency_key)?;
         let guard = self.write_lock();
-        let idem_key = idempotency_key.map(|k| keys::idempotency(owner, k));
+        let idem_key = idempotency_key.map(|k| keys::idempotency(keys::IDEMPOTENCY, owner, k));
         if let Some(k) = &idem_key
             && let Some(v) = self.db.get(k)?
         {
@@ -984,20 +988,9 @@ impl Store for SledStore {
         idempotency_key: Option<&str>,
         now: u64,
     ) -> StoreResult<(Withdrawal, bool)> {
-        if let Some(k) = idempotency_key
-            && (k.is_empty() || k.len() > 255)
-        {
-            return Err(StoreError::Invalid {
-                field: "Idempotency-Key",
-                reason: "must be 1 to 255 bytes".into(),
-            });
-        }
+        check_idempotency_key(idempotency_key)?;
         let guard = self.write_lock();
-        let idem_key = idempotency_key.map(|k| {
-            let mut bytes = key(keys::WITHDRAWAL_KEY, &[account]);
-            bytes.extend_from_slice(k.as_bytes());
-            bytes
-        });
+        let idem_key = idempotency_key.map(|k| keys::idempotency(keys::WITHDRAWAL_KEY, account, k));
         if let Some(k) = &idem_key
             && let Some(v) = self.db.get(k)?
         {
