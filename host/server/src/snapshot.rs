@@ -43,9 +43,16 @@ struct Published {
 impl Snapshots {
     /// Records the images `machine`'s agent was told to pull ahead, shown as `to_cache`.
     pub fn set_prepull(&self, machine: MachineId, images: &[String]) {
-        let mut prepull = self.prepull.lock().unwrap_or_else(|p| p.into_inner());
-        if prepull.get(&machine).map(Vec::as_slice) != Some(images) {
-            prepull.insert(machine, images.to_vec());
+        let changed = {
+            let mut prepull = self.prepull.lock().unwrap_or_else(|p| p.into_inner());
+            let changed = prepull.get(&machine).map(Vec::as_slice) != Some(images);
+            if changed {
+                prepull.insert(machine, images.to_vec());
+            }
+            changed
+        };
+        // Never hold both locks here: `current` takes `inner`, then `prepull`.
+        if changed {
             self.inner
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
