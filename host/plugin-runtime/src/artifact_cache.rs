@@ -106,6 +106,34 @@ impl ArtifactCache {
     }
 }
 
+impl ArtifactCache {
+    /// Forgets every compiled form of the component whose sha256 in hex is `sha256_hex`,
+    /// in memory and on disk (for a refused upload: nothing of it stays behind). Returns
+    /// how many artefact files were removed.
+    pub fn forget(&self, sha256_hex: &str) -> usize {
+        let prefix = format!("{sha256_hex}-");
+        self.compiled
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .retain(|key, _| !key.starts_with(&prefix));
+        let Some(dir) = &self.dir else {
+            return 0;
+        };
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return 0;
+        };
+        entries
+            .flatten()
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(&prefix))
+            })
+            .filter(|e| std::fs::remove_file(e.path()).is_ok())
+            .count()
+    }
+}
+
 fn engine_hash(engine: &Engine) -> u64 {
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);

@@ -196,9 +196,26 @@ impl PluginRegistry {
             .map(|a| a.plugin.plugin_ref().clone());
         self.strategy.store(Arc::new(StrategySlot {
             active: Some(Installed::new(strategy)),
-            previous: current.active.clone(),
+            // The first activation can be rolled back to the built-in strategy.
+            previous: Some(
+                current
+                    .active
+                    .clone()
+                    .unwrap_or_else(|| self.fallback.clone()),
+            ),
         }));
         replaced
+    }
+
+    /// Makes the built-in strategy the active version, like any other version (the
+    /// active one becomes the previous). Returns the version that was active.
+    pub fn activate_builtin(&self) -> Option<PluginRef> {
+        self.activate_strategy(self.fallback.plugin.clone())
+    }
+
+    /// The built-in strategy's reference (its digest names it for activation).
+    pub fn builtin(&self) -> PluginRef {
+        self.fallback.plugin.plugin_ref().clone()
     }
 
     /// Swaps the active and the previous strategy, releasing both from quarantine.
@@ -285,7 +302,8 @@ impl PluginRegistry {
         Ok(())
     }
 
-    /// Sets the order validators run in; `names` must name each installed one once.
+    /// Sets the order validators run in; `names` must name each installed one once (an
+    /// empty list when none is installed).
     pub fn order_validators(&self, names: &[&str]) -> Result<(), RegistryError> {
         let _guard = self.lock_writer();
         let slots = self.validators.load_full();
@@ -662,6 +680,32 @@ mod tests {
         assert_eq!(r.rank(&m, &b).scores[0].score, 1.0);
         assert_eq!(r.rollback_strategy().unwrap().name, "b");
         assert_eq!(r.rank(&m, &b).scores[0].score, 2.0);
+    }
+
+    #[test]
+    fn the_built_in_strategy_is_a_version_like_any_other() {
+        let (m, b) = input();
+        let r = registry(0);
+        // The first activation rolls back to the built-in strategy.
+        r.activate_strategy(fixed("a", 1.0));
+        assert_eq!(
+            r.rollback_strategy().unwrap().digest,
+            "native:price-per-watt"
+        );
+        assert_eq!(
+            r.rank(&m, &b).answered_by.unwrap().digest,
+            "native:price-per-watt"
+        );
+        assert_eq!(r.rollback_strategy().unwrap().name, "a");
+        // And it can be activated by name, then rolled back from.
+        assert_eq!(r.activate_builtin().unwrap().name, "a");
+        assert_eq!(r.active_strategy(), r.builtin());
+        assert_eq!(r.rollback_strategy().unwrap().name, "a");
+        // Validators can be removed and the order then is the empty list.
+        r.install_validator(reject_ids("v", "1", &[], false));
+        r.remove_validator("v").unwrap();
+        assert!(r.validators().is_empty());
+        r.order_validators(&[]).unwrap();
     }
 
     #[test]

@@ -15,6 +15,7 @@ use gigaspot_plugin_runtime::PluginKind;
 use gigaspot_store::{ActivePlugins, PluginVersionRecord, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+use sha2::Digest;
 
 use crate::api_error::ApiError;
 use crate::app::{AppState, JsonBody};
@@ -113,7 +114,9 @@ pub async fn upload(
     let wasm = body.to_vec();
     let config = query.config;
     let installed_at = state.now();
-    let record = tokio::task::spawn_blocking(move || -> Result<PluginVersionRecord, ApiError> {
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
+    let cache_runtime = state.runtime.clone();
+    let loaded = tokio::task::spawn_blocking(move || -> Result<PluginVersionRecord, ApiError> {
         let refused = |e: gigaspot_plugin_runtime::LoadError| {
             ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
@@ -156,7 +159,21 @@ pub async fn upload(
             None,
             "the upload was interrupted",
         )
-    })??;
+    })?;
+    let record = match loaded {
+        Ok(record) => record,
+        Err(refusal) => {
+            // A refused component leaves nothing behind unless a stored version owns it.
+            let wanted = digest.clone();
+            let owned = state
+                .store(move |s| Ok(s.plugin_versions()?.iter().any(|r| r.digest == wanted)))
+                .await?;
+            if !owned && let Some(hex) = digest.strip_prefix("sha256:") {
+                cache_runtime.cache().forget(hex);
+            }
+            return Err(refusal);
+        }
+    };
     let stored = record.clone();
     state.store(move |s| s.put_plugin_version(&stored)).await?;
     Ok((StatusCode::CREATED, Json(view(&record, &state))))
@@ -202,6 +219,15 @@ pub async fn activate(
     Path(digest): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Operator, "activate plugins")?;
+    // The built-in strategy is a version like any other.
+    if digest == state.registry.builtin().digest {
+        state.registry.activate_builtin();
+        tracing::info!(%digest, "the built-in strategy activated");
+        remember_active(&state).await?;
+        return Ok(Json(
+            json!({"active_strategy": state.registry.active_strategy(), "validators": state.registry.validators()}),
+        ));
+    }
     let wanted = digest.clone();
     let record = state
         .store(move |s| {
@@ -304,6 +330,23 @@ pub async fn rollback_validator(
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, None, e.to_string()))?;
     remember_active(&state).await?;
     Ok(Json(json!({"validator": now_active})))
+}
+
+/// `DELETE /api/v1/plugins/validators/{name}` (operator): uninstalls the validator (and
+/// its previous version); its stored versions stay and can be activated again.
+pub async fn remove_validator(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Operator, "remove validators")?;
+    state
+        .registry
+        .remove_validator(&name)
+        .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, Some("name"), e.to_string()))?;
+    tracing::info!(validator = %name, "validator uninstalled");
+    remember_active(&state).await?;
+    Ok(Json(json!({"validators": state.registry.validators()})))
 }
 
 /// Body of `PUT /api/v1/plugins/validators/order`.

@@ -309,6 +309,11 @@ pub fn native_routes() -> Vec<ApiRoute> {
             post(api_operator::rollback_validator),
         ),
         route(
+            "/api/v1/plugins/validators/{name}",
+            &["delete"],
+            delete(api_operator::remove_validator),
+        ),
+        route(
             "/api/v1/plugins/validators/order",
             &["put"],
             put(api_operator::order_validators),

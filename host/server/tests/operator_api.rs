@@ -472,3 +472,82 @@ async fn plugins_activated_through_the_api_survive_a_restart() {
     assert_eq!(validators.len(), 1);
     assert_eq!(validators[0].digest, policy["digest"].as_str().unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_built_in_strategy_is_a_version_and_validators_can_be_removed() {
+    let m = Market::start(|_| {}).await;
+    let (status, ppw) = upload(&m, OPERATOR_KEY, "price-per-watt", "").await;
+    assert_eq!(status, StatusCode::CREATED, "{ppw}");
+    let digest = ppw["digest"].as_str().unwrap().to_owned();
+    let post = |path: String| {
+        let m = &m;
+        async move { m.call("POST", &path, Some(OPERATOR_KEY), None).await }
+    };
+    let (status, body) = post(format!("/api/v1/plugins/{digest}/activate")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    // Right after the first activation the roll-back target is the built-in strategy.
+    let (status, body) = post("/api/v1/plugins/strategy/rollback".into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["active_strategy"]["digest"],
+        json!("native:price-per-watt")
+    );
+    let (_, health) = m.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(health["strategy_digest"], json!("native:price-per-watt"));
+    // The built-in strategy can be activated by its digest like any version.
+    post(format!("/api/v1/plugins/{digest}/activate")).await;
+    let (status, body) = post("/api/v1/plugins/native:price-per-watt/activate".into()).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body["active_strategy"]["digest"],
+        json!("native:price-per-watt")
+    );
+    let (_, body) = post("/api/v1/plugins/strategy/rollback".into()).await;
+    assert_eq!(body["active_strategy"]["digest"], json!(digest));
+
+    // A validator is installed, then uninstalled; the order then is the empty list.
+    let (status, v) = upload(&m, OPERATOR_KEY, "policy-validator", "image-deny = bad/*").await;
+    assert_eq!(status, StatusCode::CREATED, "{v}");
+    let name = v["name"].as_str().unwrap().to_owned();
+    let (status, _) = post(format!(
+        "/api/v1/plugins/{}/activate",
+        v["digest"].as_str().unwrap()
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let path = format!("/api/v1/plugins/validators/{name}");
+    let (status, body) = m.call("DELETE", &path, Some(OPERATOR_KEY), None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["validators"], json!([]));
+    let (status, body) = m
+        .call(
+            "PUT",
+            "/api/v1/plugins/validators/order",
+            Some(OPERATOR_KEY),
+            Some(json!({"names": []})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, _) = m.call("DELETE", &path, Some(OPERATOR_KEY), None).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    // Only operators.
+    let (_, client) = m.register("c", &["client"]).await;
+    let (status, _) = m.call("DELETE", &path, Some(&client), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_upload_leaves_nothing_in_the_plugin_cache() {
+    let m = Market::start(|_| {}).await;
+    let (status, body) = upload(&m, OPERATOR_KEY, "policy-validator", "nonsense").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let cache = m.state.config.data_dir.join("plugin-cache");
+    let left: Vec<_> = std::fs::read_dir(&cache)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    // An accepted upload keeps its compiled artefact.
+    let (status, _) = upload(&m, OPERATOR_KEY, "policy-validator", "").await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+}
