@@ -25,6 +25,6 @@ pub use import_audit::ALLOWED_IMPORT_PACKAGES;
 pub use limits::PluginLimits;
 pub use loader::{PluginKind, PluginRuntime};
 pub use registry::{
-    FaultCounts, PluginRegistry, RegistryError, VALIDATOR_UNAVAILABLE, VersionStats,
+    ChainLink, FaultCounts, PluginRegistry, RegistryError, VALIDATOR_UNAVAILABLE, VersionStats,
 };
 pub use wasm_plugin::{WasmStrategy, WasmValidator};

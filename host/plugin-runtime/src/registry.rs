@@ -97,8 +97,15 @@ impl<T: ?Sized> Installed<T> {
         }
     }
 
-    /// Runs `call`, counting it; a success clears the consecutive-fault streak.
-    fn call<R>(&self, call: impl FnOnce(&T) -> Result<R, PluginFault>) -> Result<R, PluginFault> {
+    /// Runs `call` of version `who`, counting it; a success clears the consecutive-fault
+    /// streak. Every fault is logged with the version and its kind, and the fault that
+    /// quarantines the version (the `after`-th in a row) says so.
+    fn call<R>(
+        &self,
+        who: &PluginRef,
+        after: u32,
+        call: impl FnOnce(&T) -> Result<R, PluginFault>,
+    ) -> Result<R, PluginFault> {
         let c = &self.counters;
         c.calls.fetch_add(1, Ordering::Relaxed);
         let result = call(&self.plugin);
@@ -106,7 +113,23 @@ impl<T: ?Sized> Installed<T> {
             Ok(_) => c.consecutive_faults.store(0, Ordering::Relaxed),
             Err(fault) => {
                 c.faults[fault_index(fault)].fetch_add(1, Ordering::Relaxed);
-                c.consecutive_faults.fetch_add(1, Ordering::Relaxed);
+                let streak = c.consecutive_faults.fetch_add(1, Ordering::Relaxed) + 1;
+                tracing::warn!(
+                    plugin = %who.name,
+                    version = %who.version,
+                    digest = %who.digest,
+                    streak,
+                    "plugin fault: {fault}"
+                );
+                if after > 0 && streak == after {
+                    tracing::warn!(
+                        plugin = %who.name,
+                        version = %who.version,
+                        digest = %who.digest,
+                        "quarantined after {after} faults in a row: skipped until an operator \
+                         activates or rolls back"
+                    );
+                }
             }
         }
         result
@@ -155,6 +178,17 @@ struct ValidatorSlot {
     previous: Option<Installed<dyn Validator>>,
 }
 
+/// One link of the strategy fallback chain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChainLink {
+    /// `active`, `previous` or `built-in`.
+    pub role: &'static str,
+    /// The version.
+    pub plugin: PluginRef,
+    /// Skipped after repeated faults.
+    pub quarantined: bool,
+}
+
 /// The plugins the market clears with.
 ///
 /// Readers take a snapshot of the installed versions for each call, so a swap never
@@ -194,6 +228,7 @@ impl PluginRegistry {
             .active
             .as_ref()
             .map(|a| a.plugin.plugin_ref().clone());
+        let new = strategy.plugin_ref().clone();
         self.strategy.store(Arc::new(StrategySlot {
             active: Some(Installed::new(strategy)),
             // The first activation can be rolled back to the built-in strategy.
@@ -204,6 +239,12 @@ impl PluginRegistry {
                     .unwrap_or_else(|| self.fallback.clone()),
             ),
         }));
+        tracing::info!(
+            strategy = %new.name,
+            version = %new.version,
+            digest = %new.digest,
+            "strategy activated"
+        );
         replaced
     }
 
@@ -235,7 +276,48 @@ impl PluginRegistry {
             active: Some(previous),
             previous: current.active.clone(),
         }));
+        tracing::info!(
+            strategy = %now_active.name,
+            version = %now_active.version,
+            digest = %now_active.digest,
+            "strategy rolled back (released from quarantine)"
+        );
         Ok(now_active)
+    }
+
+    /// The strategy version that answers now: the first of active → previous → built-in
+    /// that is not quarantined (what `rank` tries first).
+    pub fn answering_strategy(&self) -> PluginRef {
+        self.strategy_chain()
+            .into_iter()
+            .find(|link| !link.quarantined)
+            .map(|link| link.plugin)
+            .unwrap_or_else(|| self.builtin())
+    }
+
+    /// The fallback chain `rank` walks, in order: the active version, the previous one,
+    /// the built-in strategy, each with whether it is quarantined.
+    pub fn strategy_chain(&self) -> Vec<ChainLink> {
+        let slot = self.strategy.load();
+        let mut chain: Vec<ChainLink> = [
+            ("active", slot.active.as_ref()),
+            ("previous", slot.previous.as_ref()),
+        ]
+        .into_iter()
+        .filter_map(|(role, installed)| {
+            installed.map(|i| ChainLink {
+                role,
+                plugin: i.plugin.plugin_ref().clone(),
+                quarantined: i.quarantined(self.quarantine_after),
+            })
+        })
+        .collect();
+        chain.push(ChainLink {
+            role: "built-in",
+            plugin: self.builtin(),
+            quarantined: false,
+        });
+        chain
     }
 
     /// The active strategy version, or the fallback when none is installed.
@@ -344,12 +426,14 @@ impl PluginRegistry {
             if installed.quarantined(self.quarantine_after) {
                 continue;
             }
-            match installed.call(|s| s.rank(machine, bids)) {
+            let who = installed.plugin.plugin_ref();
+            match installed.call(who, self.quarantine_after, |s| s.rank(machine, bids)) {
                 Ok(scores) => return answered(scores, installed, faults),
                 Err(fault) => faults.push((installed.plugin.plugin_ref().clone(), fault)),
             }
         }
-        match self.fallback.call(|s| s.rank(machine, bids)) {
+        let fallback = self.fallback.plugin.plugin_ref();
+        match self.fallback.call(fallback, 0, |s| s.rank(machine, bids)) {
             Ok(scores) => answered(scores, &self.fallback, faults),
             Err(fault) => {
                 faults.push((self.fallback.plugin.plugin_ref().clone(), fault));
@@ -413,7 +497,9 @@ impl PluginRegistry {
                 continue;
             }
             let plugin_ref = installed.plugin.plugin_ref();
-            match installed.call(|v| v.validate(machine, bids)) {
+            match installed.call(plugin_ref, self.quarantine_after, |v| {
+                v.validate(machine, bids)
+            }) {
                 Ok(rejections) => {
                     outcome.answered_by.push(plugin_ref.clone());
                     return rejections
@@ -720,6 +806,22 @@ mod tests {
         let outcome = r.rank(&m, &b);
         assert!(outcome.faults.is_empty());
         assert_eq!(outcome.answered_by.unwrap().name, "good");
+        // What is said to be running is what answers, with the chain that led there.
+        assert_eq!(r.active_strategy().name, "bad");
+        assert_eq!(r.answering_strategy().name, "good");
+        let chain: Vec<(&str, String, bool)> = r
+            .strategy_chain()
+            .into_iter()
+            .map(|l| (l.role, l.plugin.name, l.quarantined))
+            .collect();
+        assert_eq!(
+            chain,
+            [
+                ("active", "bad".to_string(), true),
+                ("previous", "good".to_string(), false),
+                ("built-in", "price-per-watt".to_string(), false)
+            ]
+        );
         let bad = r
             .stats()
             .into_iter()

@@ -766,8 +766,13 @@
 
   function renderPlugins(p) {
     const s = p.active_strategy;
-    setText('active-strategy', s ? `${s.name} ${s.version}` : 'built-in');
-    $('active-strategy').title = s ? s.digest : '';
+    const a = p.answering_strategy;
+    // Say what actually answers: a quarantined active version is skipped down the chain.
+    const answering = a && s && a.digest !== s.digest ? ` — answering: ${a.name} ${a.version} (the active version is quarantined)` : '';
+    setText('active-strategy', (s ? `${s.name} ${s.version}` : 'built-in') + answering);
+    $('active-strategy').title = (p.strategy_chain || [])
+      .map((l) => `${l.role}: ${l.name} ${l.version}${l.quarantined ? ' (quarantined)' : ''}`)
+      .join(' → ');
     setText('active-validators', p.validators.length ? p.validators.map((v) => `${v.name} ${v.version}`).join(', ') : 'none');
     if (!changed('plugins', p.versions)) return;
     const rows = [...p.versions]

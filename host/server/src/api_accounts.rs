@@ -12,10 +12,20 @@ use crate::app::{AppState, JsonBody};
 use crate::auth::{Caller, generate_key, key_hash};
 use crate::wire::{AccountView, NewAccount, NewAccountReply, roles};
 
-/// `GET /api/v1/health`: the service answers and the active strategy is known.
+/// `GET /api/v1/health`: the service answers; the strategy version that answers now
+/// (the first of active → previous → built-in that is not quarantined), the one the
+/// operator activated, and the whole fallback chain.
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
-    let strategy = state.registry.active_strategy();
-    Json(json!({"status": "ok", "strategy": strategy.name, "strategy_digest": strategy.digest}))
+    let answering = state.registry.answering_strategy();
+    let active = state.registry.active_strategy();
+    Json(json!({
+        "status": "ok",
+        "strategy": answering.name,
+        "strategy_digest": answering.digest,
+        "strategy_version": answering.version,
+        "active_strategy": active,
+        "strategy_chain": crate::api_operator::chain_json(&state.registry),
+    }))
 }
 
 /// `POST /api/v1/accounts`: creates a client and/or host account and returns its API key

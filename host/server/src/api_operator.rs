@@ -205,9 +205,28 @@ pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<
     let active = state.registry.active_strategy();
     Ok(Json(json!({
         "active_strategy": active,
+        "answering_strategy": state.registry.answering_strategy(),
+        "strategy_chain": chain_json(&state.registry),
         "validators": state.registry.validators(),
         "versions": records.iter().map(|r| view(r, &state)).collect::<Vec<_>>(),
     })))
+}
+
+/// The strategy fallback chain as JSON: `[{role, name, version, digest, quarantined}]`.
+pub fn chain_json(registry: &gigaspot_plugin_runtime::PluginRegistry) -> Value {
+    registry
+        .strategy_chain()
+        .into_iter()
+        .map(|link| {
+            json!({
+                "role": link.role,
+                "name": link.plugin.name,
+                "version": link.plugin.version,
+                "digest": link.plugin.digest,
+                "quarantined": link.quarantined,
+            })
+        })
+        .collect()
 }
 
 /// `POST /api/v1/plugins/{digest}/activate` (operator): a stored strategy becomes active

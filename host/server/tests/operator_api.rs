@@ -551,3 +551,48 @@ async fn a_refused_upload_leaves_nothing_in_the_plugin_cache() {
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_names_the_strategy_that_answers_not_a_quarantined_one() {
+    let m = Market::start(|c| c.plugins.quarantine_after = 1).await;
+    let (_, machine, _) = m.machine_with_gpus(1).await;
+    let (_, key) = m.funded_client("c", 1000.0).await;
+    let (status, _) = m
+        .call(
+            "POST",
+            "/api/v1/bids",
+            Some(&key),
+            Some(json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{"pl": 200}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, bad) = upload(&m, OPERATOR_KEY, "hostile-strategy", "nan").await;
+    assert_eq!(status, StatusCode::CREATED, "{bad}");
+    let digest = bad["digest"].as_str().unwrap().to_owned();
+    let (status, _) = m
+        .call(
+            "POST",
+            &format!("/api/v1/plugins/{digest}/activate"),
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, health) = m.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(health["strategy_digest"], json!(digest), "{health}");
+    // One fault quarantines it: the built-in strategy answers, and health says so.
+    m.tick(60).await;
+    let (_, health) = m.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(
+        health["strategy_digest"],
+        json!("native:price-per-watt"),
+        "{health}"
+    );
+    assert_eq!(health["active_strategy"]["digest"], json!(digest));
+    assert_eq!(
+        health["strategy_chain"][0]["quarantined"],
+        json!(true),
+        "{health}"
+    );
+    assert_eq!(health["strategy_chain"][1]["role"], json!("previous"));
+}
