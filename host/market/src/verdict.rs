@@ -41,8 +41,27 @@ pub struct PluginRef {
     pub name: String,
     /// The plugin's own version.
     pub version: String,
-    /// `sha256:<hex>` of the component bytes, or `native:<name>` for built-in code.
+    /// The version id: `sha256:<hex>` of the component bytes followed by
+    /// `+config:<hex>` (the first 16 hex digits of the sha256 of its configuration, see
+    /// [`version_id`]), or `native:<name>` for built-in code. The same component under
+    /// another configuration is another version.
     pub digest: String,
+}
+
+/// The id of a plugin version: its component digest (`sha256:<hex>`) and the digest of
+/// its configuration, so that a decision names exactly what ran.
+pub fn version_id(component_digest: &str, config: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let config_hex = hex::encode(Sha256::digest(config.as_bytes()));
+    format!("{component_digest}+config:{}", &config_hex[..16])
+}
+
+/// The component digest part of a version id (the whole id for built-in code and for
+/// ids written before configurations were part of them).
+pub fn component_digest(version_id: &str) -> &str {
+    version_id
+        .split_once("+config:")
+        .map_or(version_id, |(component, _)| component)
 }
 
 /// Why a plugin call produced no usable answer. Every variant fails the call closed.

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gigaspot_market::PluginRef;
+use gigaspot_market::verdict::version_id;
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
@@ -102,7 +103,7 @@ impl PluginRuntime {
             let world = strategy::StrategyPre::new(pre).map_err(|e| wrong_world("strategy", e))?;
             let (sandbox, info) = self.start(world, config)?;
             Ok(WasmStrategy {
-                plugin_ref: plugin_ref(&info, digest),
+                plugin_ref: plugin_ref(&info, version_id(&digest, config)),
                 info: wit_bindings::info(info),
                 sandbox,
             })
@@ -117,7 +118,7 @@ impl PluginRuntime {
                 validator::ValidatorPre::new(pre).map_err(|e| wrong_world("validator", e))?;
             let (sandbox, info) = self.start(world, config)?;
             Ok(WasmValidator {
-                plugin_ref: plugin_ref(&info, digest),
+                plugin_ref: plugin_ref(&info, version_id(&digest, config)),
                 info: wit_bindings::info(info),
                 sandbox,
             })

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, StatusCode};
 use gigaspot_market::account::Role;
 use gigaspot_market::gpu_ranges::GpuRangeTable;
 use gigaspot_market::params::MarketParams;
+use gigaspot_market::verdict::component_digest;
 use gigaspot_market::{Strategy, Validator};
 use gigaspot_plugin_runtime::PluginKind;
 use gigaspot_store::{ActivePlugins, PluginVersionRecord, Store, StoreError};
@@ -166,7 +167,11 @@ pub async fn upload(
             // A refused component leaves nothing behind unless a stored version owns it.
             let wanted = digest.clone();
             let owned = state
-                .store(move |s| Ok(s.plugin_versions()?.iter().any(|r| r.digest == wanted)))
+                .store(move |s| {
+                    Ok(s.plugin_versions()?
+                        .iter()
+                        .any(|r| component_digest(&r.digest) == wanted))
+                })
                 .await?;
             if !owned && let Some(hex) = digest.strip_prefix("sha256:") {
                 cache_runtime.cache().forget(hex);

@@ -78,6 +78,7 @@ pub fn prepare(config: Config) -> Result<(AppState, Option<String>)> {
         Arc::new(PricePerWatt::new()),
         plugins.quarantine_after,
     ));
+    upgrade_plugin_ids(&store)?;
     if plugins.strategy.is_none() && plugins.validators.is_empty() {
         restore_active(&store, &runtime, &registry)?;
     } else {
@@ -85,6 +86,37 @@ pub fn prepare(config: Config) -> Result<(AppState, Option<String>)> {
         store.set_active_plugins(&crate::api_operator::active_plugins(&registry))?;
     }
     Ok((AppState::new(store, registry, runtime, config), generated))
+}
+
+/// Stores plugin versions kept before a version's id included its configuration under
+/// their full id (component digest + configuration digest), and the active set with them.
+fn upgrade_plugin_ids(store: &SledStore) -> Result<()> {
+    let mut renamed = std::collections::HashMap::new();
+    for record in store.plugin_versions()? {
+        if !record.digest.starts_with("sha256:") || record.digest.contains("+config:") {
+            continue;
+        }
+        let id = gigaspot_market::verdict::version_id(&record.digest, &record.config);
+        store.put_plugin_version(&gigaspot_store::PluginVersionRecord {
+            digest: id.clone(),
+            ..record.clone()
+        })?;
+        store.remove_plugin_version(&record.digest)?;
+        tracing::info!(old = %record.digest, new = %id, "plugin version id now names its configuration");
+        renamed.insert(record.digest, id);
+    }
+    if !renamed.is_empty() {
+        let mut active = store.active_plugins()?;
+        let rename = |d: &mut String| {
+            if let Some(new) = renamed.get(d.as_str()) {
+                d.clone_from(new);
+            }
+        };
+        active.strategy.iter_mut().for_each(rename);
+        active.validators.iter_mut().for_each(rename);
+        store.set_active_plugins(&active)?;
+    }
+    Ok(())
 }
 
 /// Installs the plugins named in the configuration.

@@ -596,3 +596,124 @@ async fn health_names_the_strategy_that_answers_not_a_quarantined_one() {
     );
     assert_eq!(health["strategy_chain"][1]["role"], json!("previous"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_version_is_its_component_and_its_configuration() {
+    let m = Market::start(|_| {}).await;
+    let (_, first) = upload(&m, OPERATOR_KEY, "policy-validator", "image-deny = first/*").await;
+    let (_, second) = upload(
+        &m,
+        OPERATOR_KEY,
+        "policy-validator",
+        "image-deny = second/*",
+    )
+    .await;
+    let (d1, d2) = (
+        first["digest"].as_str().unwrap().to_owned(),
+        second["digest"].as_str().unwrap().to_owned(),
+    );
+    // Same component, another configuration: another version, both kept as uploaded.
+    assert_ne!(d1, d2);
+    assert_eq!(
+        d1.split_once("+config:").unwrap().0,
+        d2.split_once("+config:").unwrap().0
+    );
+    let (_, list) = m
+        .call("GET", "/api/v1/plugins", Some(OPERATOR_KEY), None)
+        .await;
+    let configs: Vec<(String, String)> = list["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["digest"].as_str().unwrap().into(),
+                v["config"].as_str().unwrap().into(),
+            )
+        })
+        .collect();
+    assert!(
+        configs.contains(&(d1.clone(), "image-deny = first/*".into())),
+        "{list}"
+    );
+    assert!(
+        configs.contains(&(d2.clone(), "image-deny = second/*".into())),
+        "{list}"
+    );
+    for d in [&d1, &d2] {
+        let (status, body) = m
+            .call(
+                "POST",
+                &format!("/api/v1/plugins/{d}/activate"),
+                Some(OPERATOR_KEY),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+    // Roll back to the first configuration: what runs, what is listed and what a restart
+    // runs are all that version.
+    let name = first["name"].as_str().unwrap();
+    let (status, body) = m
+        .call(
+            "POST",
+            &format!("/api/v1/plugins/validators/{name}/rollback"),
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["validator"]["digest"], json!(d1));
+    let (_, list) = m
+        .call("GET", "/api/v1/plugins", Some(OPERATOR_KEY), None)
+        .await;
+    assert_eq!(list["validators"][0]["digest"], json!(d1), "{list}");
+    let dir = m.stop_keeping_data().await;
+    let m = Market::start_in(dir, |_| {}).await;
+    assert_eq!(m.state.registry.validators()[0].digest, d1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn versions_stored_before_ids_named_their_configuration_are_upgraded_at_start() {
+    use gigaspot_store::{ActivePlugins, PluginVersionRecord, SledStore, Store};
+    use sha2::Digest;
+    let m = Market::start(|_| {}).await;
+    let data = m.state.config.data_dir.clone();
+    let dir = m.stop_keeping_data().await;
+    // A store as the first release wrote it: the version keyed by the component alone.
+    let wasm = gigaspot_tests::guest("policy-validator");
+    let old = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&wasm)));
+    {
+        let store = SledStore::open(&data).unwrap();
+        store
+            .put_plugin_version(&PluginVersionRecord {
+                digest: old.clone(),
+                name: "policy-validator".into(),
+                version: "0.1.0".into(),
+                kind: "validator".into(),
+                config: "image-deny = old/*".into(),
+                installed_at: 1,
+                wasm,
+            })
+            .unwrap();
+        store
+            .set_active_plugins(&ActivePlugins {
+                strategy: None,
+                validators: vec![old.clone()],
+            })
+            .unwrap();
+    }
+    let m = Market::start_in(dir, |_| {}).await;
+    let running = m.state.registry.validators();
+    assert_eq!(running.len(), 1);
+    assert!(
+        running[0].digest.starts_with(&format!("{old}+config:")),
+        "{running:?}"
+    );
+    let (_, list) = m
+        .call("GET", "/api/v1/plugins", Some(OPERATOR_KEY), None)
+        .await;
+    let versions = list["versions"].as_array().unwrap();
+    assert_eq!(versions.len(), 1, "{list}");
+    assert_eq!(versions[0]["digest"], json!(running[0].digest));
+}

@@ -1362,6 +1362,17 @@ impl Store for SledStore {
         self.commit(guard, batch, |_| {})
     }
 
+    fn remove_plugin_version(&self, digest: &str) -> StoreResult<bool> {
+        let guard = self.write_lock();
+        let k = key_bytes(keys::PLUGIN, digest.as_bytes());
+        if !self.db.contains_key(&k)? {
+            return self.settled(guard).map(|()| false);
+        }
+        let mut batch = Batch::default();
+        batch.remove(k);
+        self.commit(guard, batch, |_| {}).map(|()| true)
+    }
+
     fn plugin_versions(&self) -> StoreResult<Vec<PluginVersionRecord>> {
         scan(&self.db, keys::PLUGIN)
     }

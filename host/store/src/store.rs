@@ -213,6 +213,8 @@ pub trait Store: Send + Sync {
     fn set_gpu_table(&self, table: &GpuRangeTable) -> StoreResult<()>;
     /// Stores a plugin version.
     fn put_plugin_version(&self, record: &PluginVersionRecord) -> StoreResult<()>;
+    /// Removes a stored plugin version; `false` when there was none.
+    fn remove_plugin_version(&self, digest: &str) -> StoreResult<bool>;
     /// Every stored plugin version.
     fn plugin_versions(&self) -> StoreResult<Vec<PluginVersionRecord>>;
     /// Records which stored versions are active.
