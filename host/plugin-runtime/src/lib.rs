@@ -25,6 +25,7 @@ pub use import_audit::ALLOWED_IMPORT_PACKAGES;
 pub use limits::PluginLimits;
 pub use loader::{PluginKind, PluginRuntime};
 pub use registry::{
-    ChainLink, FaultCounts, PluginRegistry, RegistryError, VALIDATOR_UNAVAILABLE, VersionStats,
+    ChainLink, FaultCounts, PluginRegistry, RegistryError, RegistryState, VALIDATOR_UNAVAILABLE,
+    ValidatorPair, VersionStats,
 };
 pub use wasm_plugin::{WasmStrategy, WasmValidator};

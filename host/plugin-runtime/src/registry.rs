@@ -72,6 +72,8 @@ struct Counters {
     calls: AtomicU64,
     faults: [AtomicU64; 5],
     consecutive_faults: AtomicU32,
+    /// The latest fault, for the quarantine's reason.
+    last_fault: Mutex<Option<String>>,
 }
 
 /// A plugin version with its counters; cloning shares the counters.
@@ -113,6 +115,7 @@ impl<T: ?Sized> Installed<T> {
             Ok(_) => c.consecutive_faults.store(0, Ordering::Relaxed),
             Err(fault) => {
                 c.faults[fault_index(fault)].fetch_add(1, Ordering::Relaxed);
+                *c.last_fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(fault.to_string());
                 let streak = c.consecutive_faults.fetch_add(1, Ordering::Relaxed) + 1;
                 tracing::warn!(
                     plugin = %who.name,
@@ -141,6 +144,28 @@ impl<T: ?Sized> Installed<T> {
 
     fn release(&self) {
         self.counters.consecutive_faults.store(0, Ordering::Relaxed);
+    }
+
+    /// Marks the version quarantined (after a restart) with the fault that caused it.
+    fn quarantine(&self, after: u32, reason: &str) {
+        self.counters
+            .consecutive_faults
+            .store(after.max(1), Ordering::Relaxed);
+        *self
+            .counters
+            .last_fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(reason.to_owned());
+    }
+
+    /// Why it is quarantined: its latest fault.
+    fn last_fault(&self) -> String {
+        self.counters
+            .last_fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .unwrap_or_else(|| "repeated faults".into())
     }
 
     fn faults(&self) -> FaultCounts {
@@ -177,6 +202,23 @@ struct ValidatorSlot {
     active: Installed<dyn Validator>,
     previous: Option<Installed<dyn Validator>>,
 }
+
+/// What an operator set up in the registry, by version id: enough to resume exactly after
+/// a restart (see [`PluginRegistry::state`] and [`PluginRegistry::restore`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RegistryState {
+    /// The active strategy (`None`: none activated, the built-in answers).
+    pub strategy: Option<String>,
+    /// Its roll-back target.
+    pub previous_strategy: Option<String>,
+    /// Validators in running order: (active, previous).
+    pub validators: Vec<(String, Option<String>)>,
+    /// Quarantined versions with the fault that put them there.
+    pub quarantined: Vec<(String, String)>,
+}
+
+/// A validator's active version and its previous one, for [`PluginRegistry::restore`].
+pub type ValidatorPair = (Arc<dyn Validator>, Option<Arc<dyn Validator>>);
 
 /// One link of the strategy fallback chain.
 #[derive(Debug, Clone, PartialEq)]
@@ -283,6 +325,107 @@ impl PluginRegistry {
             "strategy rolled back (released from quarantine)"
         );
         Ok(now_active)
+    }
+
+    /// The registry's state by version id, to persist.
+    pub fn state(&self) -> RegistryState {
+        let strategy = self.strategy.load();
+        let validators = self.validators.load();
+        let id = |i: &Installed<dyn Strategy>| i.plugin.plugin_ref().digest.clone();
+        let vid = |i: &Installed<dyn Validator>| i.plugin.plugin_ref().digest.clone();
+        let mut quarantined = Vec::new();
+        let q = self.quarantine_after;
+        for i in [strategy.active.as_ref(), strategy.previous.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if i.quarantined(q) {
+                quarantined.push((id(i), i.last_fault()));
+            }
+        }
+        for slot in validators.iter() {
+            for i in [Some(&slot.active), slot.previous.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                if i.quarantined(q) {
+                    quarantined.push((vid(i), i.last_fault()));
+                }
+            }
+        }
+        quarantined.sort();
+        quarantined.dedup();
+        RegistryState {
+            strategy: strategy.active.as_ref().map(id),
+            previous_strategy: strategy.previous.as_ref().map(id),
+            validators: validators
+                .iter()
+                .map(|s| (vid(&s.active), s.previous.as_ref().map(vid)))
+                .collect(),
+            quarantined,
+        }
+    }
+
+    /// Resumes a persisted state: the strategy slot, the validators in order, and the
+    /// quarantines (matched by version id) with their reasons. `strategy`/`previous` of
+    /// `None` leave the slot empty; the built-in strategy is passed as
+    /// [`PluginRegistry::builtin_strategy`].
+    pub fn restore(
+        &self,
+        strategy: Option<Arc<dyn Strategy>>,
+        previous: Option<Arc<dyn Strategy>>,
+        validators: Vec<ValidatorPair>,
+        quarantined: &[(String, String)],
+    ) {
+        let _guard = self.lock_writer();
+        let builtin = self.builtin().digest;
+        let install = |s: Arc<dyn Strategy>| {
+            if s.plugin_ref().digest == builtin {
+                self.fallback.clone()
+            } else {
+                Installed::new(s)
+            }
+        };
+        let slot = StrategySlot {
+            active: strategy.map(install),
+            previous: previous.map(install),
+        };
+        let slots: Vec<ValidatorSlot> = validators
+            .into_iter()
+            .map(|(active, previous)| ValidatorSlot {
+                name: active.plugin_ref().name.clone(),
+                active: Installed::new(active),
+                previous: previous.map(Installed::new),
+            })
+            .collect();
+        let reason_of = |digest: &str| {
+            quarantined
+                .iter()
+                .find(|(d, _)| d == digest)
+                .map(|(_, r)| r.as_str())
+        };
+        for i in [slot.active.as_ref(), slot.previous.as_ref()]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(reason) = reason_of(&i.plugin.plugin_ref().digest) {
+                i.quarantine(self.quarantine_after, reason);
+            }
+        }
+        for s in &slots {
+            for i in [Some(&s.active), s.previous.as_ref()].into_iter().flatten() {
+                if let Some(reason) = reason_of(&i.plugin.plugin_ref().digest) {
+                    i.quarantine(self.quarantine_after, reason);
+                }
+            }
+        }
+        self.strategy.store(Arc::new(slot));
+        self.validators.store(Arc::new(slots));
+    }
+
+    /// The built-in strategy, to pass to [`PluginRegistry::restore`].
+    pub fn builtin_strategy(&self) -> Arc<dyn Strategy> {
+        self.fallback.plugin.clone()
     }
 
     /// The strategy version that answers now: the first of active → previous → built-in

@@ -13,7 +13,7 @@ use gigaspot_market::params::MarketParams;
 use gigaspot_market::verdict::component_digest;
 use gigaspot_market::{Strategy, Validator};
 use gigaspot_plugin_runtime::PluginKind;
-use gigaspot_store::{ActivePlugins, PluginVersionRecord, Store, StoreError};
+use gigaspot_store::{ActivePlugins, PluginState, PluginVersionRecord, Store, StoreError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::Digest;
@@ -308,10 +308,28 @@ pub async fn activate(
     ))
 }
 
-/// Records the registry's active versions so that a restart runs the same plugins.
+/// Records the registry's state (active, previous and quarantined versions) so that a
+/// restart resumes exactly it.
 async fn remember_active(state: &AppState) -> Result<(), ApiError> {
     let active = active_plugins(&state.registry);
-    state.store(move |s| s.set_active_plugins(&active)).await
+    let plugins = plugin_state(&state.registry);
+    state
+        .store(move |s| {
+            s.set_active_plugins(&active)?;
+            s.set_plugin_state(&plugins)
+        })
+        .await
+}
+
+/// The registry's state as the store keeps it.
+pub fn plugin_state(registry: &gigaspot_plugin_runtime::PluginRegistry) -> PluginState {
+    let r = registry.state();
+    PluginState {
+        strategy: r.strategy,
+        previous_strategy: r.previous_strategy,
+        validators: r.validators,
+        quarantined: r.quarantined,
+    }
 }
 
 /// The registry's active versions by digest (the built-in fallback is no stored version).

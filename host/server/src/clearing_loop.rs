@@ -49,6 +49,11 @@ pub fn run_boundary(
         .suspend_after(state.config.suspend_after_failed_intervals)
         .tick(state.now())?;
     state.metrics.tick(&report, started.elapsed());
+    // Quarantines happen during ticks: keep the persisted plugin state current.
+    let plugins = crate::api_operator::plugin_state(&state.registry);
+    if state.store.plugin_state()?.as_ref() != Some(&plugins) {
+        state.store.set_plugin_state(&plugins)?;
+    }
     // Publish the snapshot at least once per interval.
     state.snapshots.current(&state.store, state.now())?;
     Ok(report)

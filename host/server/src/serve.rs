@@ -84,6 +84,7 @@ pub fn prepare(config: Config) -> Result<(AppState, Option<String>)> {
     } else {
         install_configured(plugins, &runtime, &registry)?;
         store.set_active_plugins(&crate::api_operator::active_plugins(&registry))?;
+        store.set_plugin_state(&crate::api_operator::plugin_state(&registry))?;
     }
     Ok((AppState::new(store, registry, runtime, config), generated))
 }
@@ -144,12 +145,16 @@ fn install_configured(
     Ok(())
 }
 
-/// Re-installs the versions an operator activated through the API before the restart.
+/// Re-installs the versions an operator activated through the API before the restart:
+/// the whole registry state (active, previous, quarantined) where it was recorded.
 fn restore_active(
     store: &SledStore,
     runtime: &PluginRuntime,
     registry: &PluginRegistry,
 ) -> Result<()> {
+    if let Some(state) = store.plugin_state()? {
+        return resume(store, runtime, registry, &state);
+    }
     let active = store.active_plugins()?;
     let versions = store.plugin_versions()?;
     let stored = |digest: &str| {
@@ -170,6 +175,56 @@ fn restore_active(
             runtime.load_validator(&record.wasm, &record.config)?,
         ));
     }
+    Ok(())
+}
+
+/// Resumes the registry state recorded before the restart, and says so in the log.
+fn resume(
+    store: &SledStore,
+    runtime: &PluginRuntime,
+    registry: &PluginRegistry,
+    state: &gigaspot_store::PluginState,
+) -> Result<()> {
+    let versions = store.plugin_versions()?;
+    let builtin = registry.builtin().digest;
+    let record = |digest: &str| {
+        versions
+            .iter()
+            .find(|v| v.digest == digest)
+            .with_context(|| format!("the plugin version {digest} is not stored"))
+    };
+    let strategy = |digest: &Option<String>| -> Result<Option<Arc<dyn Strategy>>> {
+        match digest {
+            None => Ok(None),
+            Some(d) if *d == builtin => Ok(Some(registry.builtin_strategy())),
+            Some(d) => {
+                let r = record(d)?;
+                Ok(Some(Arc::new(runtime.load_strategy(&r.wasm, &r.config)?)))
+            }
+        }
+    };
+    let validator = |digest: &str| -> Result<Arc<dyn Validator>> {
+        let r = record(digest)?;
+        Ok(Arc::new(runtime.load_validator(&r.wasm, &r.config)?))
+    };
+    let mut validators = Vec::new();
+    for (active, previous) in &state.validators {
+        let previous = previous.as_deref().map(validator).transpose()?;
+        validators.push((validator(active)?, previous));
+    }
+    registry.restore(
+        strategy(&state.strategy)?,
+        strategy(&state.previous_strategy)?,
+        validators,
+        &state.quarantined,
+    );
+    tracing::info!(
+        strategy = ?state.strategy,
+        previous = ?state.previous_strategy,
+        validators = ?state.validators,
+        quarantined = ?state.quarantined,
+        "plugin state resumed as it was before the restart"
+    );
     Ok(())
 }
 

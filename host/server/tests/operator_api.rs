@@ -717,3 +717,76 @@ async fn versions_stored_before_ids_named_their_configuration_are_upgraded_at_st
     assert_eq!(versions.len(), 1, "{list}");
     assert_eq!(versions[0]["digest"], json!(running[0].digest));
 }
+
+async fn post_ok(m: &Market, path: &str) -> Value {
+    let (status, body) = m.call("POST", path, Some(OPERATOR_KEY), None).await;
+    assert_eq!(status, StatusCode::OK, "{path}: {body}");
+    body
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_resumes_the_active_previous_and_quarantined_versions() {
+    // 1. Active and previous versions: the roll-back target survives.
+    let m = Market::start(|c| c.plugins.quarantine_after = 1).await;
+    let (_, ppw) = upload(&m, OPERATOR_KEY, "price-per-watt", "").await;
+    let (_, net) = upload(&m, OPERATOR_KEY, "net-profit", "").await;
+    let (ppw, net) = (
+        ppw["digest"].as_str().unwrap().to_owned(),
+        net["digest"].as_str().unwrap().to_owned(),
+    );
+    post_ok(&m, &format!("/api/v1/plugins/{ppw}/activate")).await;
+    post_ok(&m, &format!("/api/v1/plugins/{net}/activate")).await;
+    let dir = m.stop_keeping_data().await;
+    let m = Market::start_in(dir, |c| c.plugins.quarantine_after = 1).await;
+    assert_eq!(m.state.registry.active_strategy().digest, net);
+    let body = post_ok(&m, "/api/v1/plugins/strategy/rollback").await;
+    assert_eq!(body["active_strategy"]["digest"], json!(ppw));
+
+    // 2. The built-in strategy activated explicitly, with a previous version.
+    post_ok(&m, "/api/v1/plugins/native:price-per-watt/activate").await;
+    let dir = m.stop_keeping_data().await;
+    let m = Market::start_in(dir, |c| c.plugins.quarantine_after = 1).await;
+    assert_eq!(
+        m.state.registry.active_strategy().digest,
+        "native:price-per-watt"
+    );
+    let body = post_ok(&m, "/api/v1/plugins/strategy/rollback").await;
+    assert_eq!(body["active_strategy"]["digest"], json!(ppw));
+
+    // 3. A quarantined version stays quarantined, with its reason, and the version it fell
+    // back to keeps answering.
+    let (_, machine, _) = m.machine_with_gpus(1).await;
+    let (_, key) = m.funded_client("c", 1000.0).await;
+    let (status, _) = m
+        .call(
+            "POST",
+            "/api/v1/bids",
+            Some(&key),
+            Some(json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{"pl": 200}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (_, bad) = upload(&m, OPERATOR_KEY, "hostile-strategy", "nan").await;
+    let bad = bad["digest"].as_str().unwrap().to_owned();
+    post_ok(&m, &format!("/api/v1/plugins/{bad}/activate")).await;
+    m.tick(60).await;
+    let (_, health) = m.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(health["strategy_digest"], json!(ppw), "{health}");
+    let dir = m.stop_keeping_data().await;
+    let m = Market::start_in(dir, |c| c.plugins.quarantine_after = 1).await;
+    let (_, health) = m.call("GET", "/api/v1/health", None, None).await;
+    assert_eq!(health["active_strategy"]["digest"], json!(bad), "{health}");
+    assert_eq!(
+        health["strategy_chain"][0]["quarantined"],
+        json!(true),
+        "{health}"
+    );
+    assert_eq!(
+        health["strategy_digest"],
+        json!(ppw),
+        "the previous version answers: {health}"
+    );
+    let state = m.state.registry.state();
+    assert_eq!(state.quarantined.len(), 1, "{state:?}");
+    assert!(state.quarantined[0].1.contains("score"), "{state:?}");
+}

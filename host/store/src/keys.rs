@@ -18,6 +18,8 @@ pub const PARAMS: &[u8] = b"meta/params";
 pub const GPU_TABLE: &[u8] = b"meta/gpu_table";
 /// `u64`: the last interval cleared.
 pub const CLEARED_THROUGH: &[u8] = b"meta/cleared_through";
+/// `PluginState`: the registry as the operator left it (supersedes `ACTIVE_PLUGINS`).
+pub const PLUGIN_STATE: &[u8] = b"meta/plugin_state";
 /// `ActivePlugins`.
 pub const ACTIVE_PLUGINS: &[u8] = b"meta/active_plugins";
 /// `IntervalClock`: the interval epochs (absent in stores from before it existed, whose

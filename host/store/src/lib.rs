@@ -18,8 +18,8 @@ pub use engine::{DEFAULT_SUSPEND_AFTER, IntervalEngine};
 pub use error::{StoreError, StoreResult};
 pub use keys::SCHEMA_VERSION;
 pub use records::{
-    ActivePlugins, Assignment, MachineSpec, PluginVersionRecord, Settlement, TickCommit,
-    TickReport, TickSnapshot,
+    ActivePlugins, Assignment, MachineSpec, PluginState, PluginVersionRecord, Settlement,
+    TickCommit, TickReport, TickSnapshot,
 };
 pub use sled_store::{SledStore, open_waiting_for_lock};
 pub use store::{PlacedBid, Store};

@@ -161,6 +161,21 @@ pub struct TickReport {
     pub idle: usize,
 }
 
+/// The plugin registry as the operator left it, by version id, resumed exactly at start:
+/// the active and previous strategy, each validator's active and previous version in
+/// running order, and the quarantined versions with their reasons.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginState {
+    /// The active strategy (`None`: none activated).
+    pub strategy: Option<String>,
+    /// Its roll-back target.
+    pub previous_strategy: Option<String>,
+    /// Validators in running order: (active, previous).
+    pub validators: Vec<(String, Option<String>)>,
+    /// Quarantined versions and why.
+    pub quarantined: Vec<(String, String)>,
+}
+
 /// The plugin versions the market runs with, by digest, restored at start.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActivePlugins {

@@ -33,7 +33,8 @@ use crate::error::{StoreError, StoreResult};
 use crate::group_commit::GroupCommit;
 use crate::keys::{self, key, key_bytes};
 use crate::records::{
-    ActivePlugins, Assignment, MachineSpec, PluginVersionRecord, TickCommit, TickSnapshot,
+    ActivePlugins, Assignment, MachineSpec, PluginState, PluginVersionRecord, TickCommit,
+    TickSnapshot,
 };
 use crate::store::{PlacedBid, Store};
 
@@ -1390,6 +1391,20 @@ impl Store for SledStore {
         let mut batch = Batch::default();
         batch.insert(keys::ACTIVE_PLUGINS, encode(active)?);
         self.commit(guard, batch, |_| {})
+    }
+
+    fn set_plugin_state(&self, state: &PluginState) -> StoreResult<()> {
+        let guard = self.write_lock();
+        let mut batch = Batch::default();
+        batch.insert(keys::PLUGIN_STATE, encode(state)?);
+        self.commit(guard, batch, |_| {})
+    }
+
+    fn plugin_state(&self) -> StoreResult<Option<PluginState>> {
+        match self.db.get(keys::PLUGIN_STATE)? {
+            Some(v) => Ok(Some(decode(keys::PLUGIN_STATE, &v)?)),
+            None => Ok(None),
+        }
     }
 
     fn active_plugins(&self) -> StoreResult<ActivePlugins> {

@@ -19,7 +19,8 @@ use gigaspot_market::withdrawal::{Settlement as WithdrawalSettlement, Withdrawal
 
 use crate::error::StoreResult;
 use crate::records::{
-    ActivePlugins, Assignment, MachineSpec, PluginVersionRecord, TickCommit, TickSnapshot,
+    ActivePlugins, Assignment, MachineSpec, PluginState, PluginVersionRecord, TickCommit,
+    TickSnapshot,
 };
 
 /// A bid placement's outcome.
@@ -221,6 +222,10 @@ pub trait Store: Send + Sync {
     fn set_active_plugins(&self, active: &ActivePlugins) -> StoreResult<()>;
     /// Which stored versions were active last.
     fn active_plugins(&self) -> StoreResult<ActivePlugins>;
+    /// Records the plugin registry's state (active, previous, quarantined versions).
+    fn set_plugin_state(&self, state: &PluginState) -> StoreResult<()>;
+    /// The plugin registry's state as last recorded, if ever.
+    fn plugin_state(&self) -> StoreResult<Option<PluginState>>;
 
     /// The last interval cleared, if any.
     fn cleared_through(&self) -> StoreResult<Option<u64>>;
