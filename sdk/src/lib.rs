@@ -69,7 +69,7 @@ pub mod __private {
     pub mod strategy {
         wit_bindgen::generate!({
             world: "strategy",
-            path: "../wit",
+            path: "wit",
             pub_export_macro: true,
             additional_derives: [PartialEq],
         });
@@ -79,7 +79,7 @@ pub mod __private {
     pub mod validator {
         wit_bindgen::generate!({
             world: "validator",
-            path: "../wit",
+            path: "wit",
             pub_export_macro: true,
             with: {
                 "gigaspot:plugin/types@0.1.0": crate::__private::strategy::gigaspot::plugin::types,

@@ -1,7 +1,7 @@
 //! Small builders for plugin unit tests.
 
 use crate::economics::UNITS_PER_CLORE;
-use crate::{Bid, Gpu, GpuOc, Machine, RangeU32};
+use crate::{Bid, Gpu, GpuOc, Machine, RangeU32, Running};
 
 /// A machine with `gpus` identical RTX 4090s (100–450 W, no lock or offset ranges), the
 /// given energy price (USD/kWh) and CLORE/USD rate, a 60 s interval and nothing running.
@@ -28,8 +28,19 @@ pub fn machine(gpus: u32, energy_price_usd_per_kwh: f64, clore_usd: f64) -> Mach
     }
 }
 
-/// Bid `id` of owner 7 offering `price_clore` CLORE per day with `power_w` watts on each of
-/// `gpus` GPUs, for the image `registry.example/app:1`.
+/// `machine` with bid `bid_id` running on it for `running_for_s` seconds (the market
+/// passes the running bid among the candidates too; ties go to it).
+pub fn running(mut machine: Machine, bid_id: u64, running_for_s: u64) -> Machine {
+    machine.running = Some(Running {
+        bid_id,
+        running_for_s,
+    });
+    machine
+}
+
+/// Bid `id` of owner 7 offering `price_clore` **whole** CLORE per day with `power_w` watts
+/// **on each** of `gpus` GPUs (so `total_power_limit_w = power_w × gpus`), for the image
+/// `registry.example/app:1`.
 pub fn bid(id: u64, price_clore: u64, power_w: u32, gpus: u32) -> Bid {
     Bid {
         id,
