@@ -7,6 +7,7 @@
 mod ledger_audit;
 mod plugin_bench;
 mod plugin_check;
+mod plugin_edge_cases;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -48,12 +48,15 @@ pub fn run(file: &Path, config: &str, iterations: usize) -> Result<()> {
             let plugin = runtime.load_validator(&wasm, config)?;
             for size in SIZES {
                 let (machine, bids) = input(size);
+                let (calls0, fuel0) = plugin.usage();
                 let times = measure(iterations, || plugin.validate(&machine, &bids).map(drop))?;
+                let (calls1, fuel1) = plugin.usage();
+                let fuel = (fuel1 - fuel0) / (calls1 - calls0).max(1);
                 report(
                     size,
                     &format!("wasm {}", plugin.plugin_ref().name),
                     &times,
-                    None,
+                    Some(fuel),
                 );
             }
         }

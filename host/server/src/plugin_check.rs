@@ -79,12 +79,50 @@ pub fn run(file: &Path, config: &str, bids: usize) -> Result<()> {
             println!("fuel:   {} units", plugin.usage().1);
         }
     }
+    edge_cases(&runtime, &wasm, config, kind)?;
     println!(
         "\nok: imports limited to {}",
         ALLOWED_IMPORT_PACKAGES.join(" ")
     );
     Ok(())
 }
+
+/// Runs the plugin over the edge-case books; the first one it fails on (a trap, a panic,
+/// an exceeded limit, an answer that breaks the contract) is printed whole and the check
+/// fails.
+fn edge_cases(runtime: &PluginRuntime, wasm: &[u8], config: &str, kind: PluginKind) -> Result<()> {
+    let books = crate::plugin_edge_cases::books(EDGE_SEED);
+    println!("\nedge cases (seed {EDGE_SEED}):");
+    for book in &books {
+        // A fresh instance per book: one failure does not hide the next.
+        let result = match kind {
+            PluginKind::Strategy => runtime
+                .load_strategy(wasm, config)?
+                .rank(&book.machine, &book.bids)
+                .map(|_| ()),
+            PluginKind::Validator => runtime
+                .load_validator(wasm, config)?
+                .validate(&book.machine, &book.bids)
+                .map(|_| ()),
+        };
+        match result {
+            Ok(()) => println!("  ok    {} ({} bids)", book.label, book.bids.len()),
+            Err(fault) => {
+                println!("  FAIL  {} ({} bids): {fault}", book.label, book.bids.len());
+                let input = serde_json::json!({"machine": book.machine, "bids": book.bids});
+                println!(
+                    "first failing input:\n{}",
+                    serde_json::to_string_pretty(&input).unwrap_or_default()
+                );
+                bail!("the plugin fails on {}: {fault}", book.label);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The edge-case books' seed: the same books on every run.
+const EDGE_SEED: u64 = 20_261_203;
 
 fn describe(world: &str, plugin: &gigaspot_market::PluginRef, info: &gigaspot_market::PluginInfo) {
     println!("world:    {world}");

@@ -116,3 +116,56 @@ fn bench_reports_every_size_for_wasm_and_native() {
         }
     }
 }
+
+#[test]
+fn check_fails_a_plugin_that_breaks_on_an_edge_case_and_prints_the_input() {
+    // This strategy ranks the tidy sample book, but assumes every image has a tag.
+    let path = guest_path("hostile-strategy");
+    let out = gigaspot(&[
+        "plugin",
+        "check",
+        path.to_str().unwrap(),
+        "--config",
+        "tag-blind",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("winner: bid "),
+        "the sample passes: {stdout}"
+    );
+    assert!(stdout.contains("ok    a single bid"), "{stdout}");
+    assert!(stdout.contains("ok    1,000 bids"), "{stdout}");
+    assert!(
+        stdout.contains("FAIL  untagged, port-qualified and digest-pinned images"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("first failing input"), "{stdout}");
+    assert!(stdout.contains("\"image\": \"ubuntu\""), "{stdout}");
+    assert!(stderr.contains("untagged"), "{stderr}");
+}
+
+#[test]
+fn bench_shows_a_validator_s_fuel_per_call() {
+    let path = guest_path("policy-validator");
+    let out = gigaspot(&[
+        "plugin",
+        "bench",
+        path.to_str().unwrap(),
+        "--config",
+        "image-deny = bad/*",
+        "--iterations",
+        "5",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    let row = stdout
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some("100") && l.contains("wasm"))
+        .unwrap_or_else(|| panic!("no 100-bid row:\n{stdout}"));
+    let fuel = row.split_whitespace().last().unwrap();
+    assert!(
+        fuel.parse::<u64>().is_ok_and(|f| f > 0),
+        "fuel per call in {row:?}"
+    );
+}
