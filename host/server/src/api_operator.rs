@@ -374,6 +374,58 @@ pub async fn rollback_validator(
     Ok(Json(json!({"validator": now_active})))
 }
 
+/// `DELETE /api/v1/plugins/{digest}` (operator): removes a stored version that is not in
+/// use (active or a roll-back target: 409), and its compiled artefact unless another
+/// stored version shares the component.
+pub async fn remove_version(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(digest): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(Role::Operator, "remove plugin versions")?;
+    let registry = state.registry.state();
+    let in_use = registry.strategy.as_ref() == Some(&digest)
+        || registry.previous_strategy.as_ref() == Some(&digest)
+        || registry
+            .validators
+            .iter()
+            .any(|(a, p)| *a == digest || p.as_ref() == Some(&digest));
+    if in_use {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            Some("digest"),
+            format!("{digest} is active or a roll-back target; activate or roll back first"),
+        ));
+    }
+    let wanted = digest.clone();
+    let (removed, shared) = state
+        .store(move |s| {
+            let removed = s.remove_plugin_version(&wanted)?;
+            let component = component_digest(&wanted).to_owned();
+            let shared = s
+                .plugin_versions()?
+                .iter()
+                .any(|r| component_digest(&r.digest) == component);
+            Ok((removed, shared))
+        })
+        .await?;
+    if !removed {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            None,
+            format!("no stored plugin {digest}"),
+        ));
+    }
+    let mut artefacts = 0;
+    if !shared && let Some(hex) = component_digest(&digest).strip_prefix("sha256:") {
+        artefacts = state.runtime.cache().forget(hex);
+    }
+    tracing::info!(%digest, artefacts, "plugin version removed");
+    Ok(Json(
+        json!({"removed": digest, "artefacts_removed": artefacts}),
+    ))
+}
+
 /// `DELETE /api/v1/plugins/validators/{name}` (operator): uninstalls the validator (and
 /// its previous version); its stored versions stay and can be activated again.
 pub async fn remove_validator(

@@ -294,6 +294,11 @@ pub fn native_routes() -> Vec<ApiRoute> {
                 .layer(DefaultBodyLimit::max(api_operator::MAX_PLUGIN_BYTES)),
         ),
         route(
+            "/api/v1/plugins/{digest}",
+            &["delete"],
+            delete(api_operator::remove_version),
+        ),
+        route(
             "/api/v1/plugins/{digest}/activate",
             &["post"],
             post(api_operator::activate),

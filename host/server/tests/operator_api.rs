@@ -790,3 +790,70 @@ async fn a_restart_resumes_the_active_previous_and_quarantined_versions() {
     assert_eq!(state.quarantined.len(), 1, "{state:?}");
     assert!(state.quarantined[0].1.contains("score"), "{state:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removing_a_version_removes_its_artefact_with_the_last_version_that_owns_it() {
+    let m = Market::start(|_| {}).await;
+    let cache = m.state.config.data_dir.join("plugin-cache");
+    let files = || std::fs::read_dir(&cache).map_or(0, |d| d.count());
+    let (_, a) = upload(&m, OPERATOR_KEY, "policy-validator", "").await;
+    let (_, b) = upload(&m, OPERATOR_KEY, "policy-validator", "image-deny = x/*").await;
+    let (a, b) = (
+        a["digest"].as_str().unwrap().to_owned(),
+        b["digest"].as_str().unwrap().to_owned(),
+    );
+    assert_eq!(files(), 1, "one component, one artefact");
+    // Removing one version keeps the artefact the other still uses.
+    let (status, body) = m
+        .call(
+            "DELETE",
+            &format!("/api/v1/plugins/{a}"),
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["artefacts_removed"], json!(0));
+    assert_eq!(files(), 1);
+    // A version in use cannot be removed.
+    post_ok(&m, &format!("/api/v1/plugins/{b}/activate")).await;
+    let (status, body) = m
+        .call(
+            "DELETE",
+            &format!("/api/v1/plugins/{b}"),
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, _) = m
+        .call(
+            "DELETE",
+            "/api/v1/plugins/validators/policy-validator",
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // The last version of the component takes its artefact with it.
+    let (status, body) = m
+        .call(
+            "DELETE",
+            &format!("/api/v1/plugins/{b}"),
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["artefacts_removed"], json!(1));
+    assert_eq!(files(), 0);
+    let (status, _) = m
+        .call(
+            "DELETE",
+            &format!("/api/v1/plugins/{b}"),
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
