@@ -30,9 +30,11 @@ pub fn energy_cost_clore_per_day(machine: &Machine, bid: &Bid) -> f64 {
         / machine.clore_usd
 }
 
-/// Whether the bid's price covers the host's energy cost of running it.
+/// Whether the bid's price covers the host's energy cost of running it: exactly when
+/// [`net_profit_usd_per_day`] is not negative (one currency, one rounding, so the two
+/// never disagree at break-even).
 pub fn covers_energy(machine: &Machine, bid: &Bid) -> bool {
-    clore_per_day(bid.price_per_day) >= energy_cost_clore_per_day(machine, bid)
+    net_profit_usd_per_day(machine, bid) >= 0.0
 }
 
 /// The bid's price in CLORE per day per watt of its total power limit; 0 without power.
@@ -71,6 +73,24 @@ mod tests {
         assert!(covers_energy(&m, &fair));
         assert!((net_profit_usd_per_day(&m, &fair)).abs() < 1e-9);
         assert_eq!(price_per_watt(&fair), 0.048);
+    }
+
+    #[test]
+    fn covering_the_energy_and_a_non_negative_profit_agree_at_break_even() {
+        // Prices and rates whose break-even falls between floats in one currency and not
+        // the other: the two answers must still agree.
+        for (rate, energy) in [(0.02, 0.17), (0.03, 0.1), (0.07, 0.13), (0.011, 0.29)] {
+            let m = machine(1, energy, rate);
+            for price in 1..2_000u64 {
+                let mut b = bid(1, 0, 100, 1);
+                b.price_per_day = price * 1_000_000;
+                assert_eq!(
+                    covers_energy(&m, &b),
+                    net_profit_usd_per_day(&m, &b) >= 0.0,
+                    "price {price} rate {rate} energy {energy}"
+                );
+            }
+        }
     }
 
     #[test]

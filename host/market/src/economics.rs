@@ -52,6 +52,18 @@ pub fn energy_cost_clore_per_day(power_w: u32, usd_per_kwh: f64, clore_usd: f64)
     energy_cost_usd_per_day(power_w, usd_per_kwh) / clore_usd
 }
 
+/// The host's net profit of a day at `units_per_day` drawing `power_w`, in USD: the price
+/// at `clore_usd` minus the energy at `usd_per_kwh`. A price covers the energy exactly when
+/// this is not negative (the SDK's `covers_energy`, in the same order of operations).
+pub fn net_profit_usd_per_day(
+    units_per_day: u64,
+    power_w: u32,
+    usd_per_kwh: f64,
+    clore_usd: f64,
+) -> f64 {
+    clore_per_day(units_per_day) * clore_usd - energy_cost_usd_per_day(power_w, usd_per_kwh)
+}
+
 /// Price per watt in CLORE per day per W; zero when the power is zero.
 pub fn price_per_watt(units_per_day: u64, power_w: u32) -> f64 {
     if power_w == 0 {

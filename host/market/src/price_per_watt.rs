@@ -1,7 +1,7 @@
 //! The native reference of the default strategy: price per watt.
 
 use crate::context::{CandidateBid, MachineContext};
-use crate::economics::{clore_per_day, energy_cost_clore_per_day, price_per_watt};
+use crate::economics::{net_profit_usd_per_day, price_per_watt};
 use crate::plugin_traits::Strategy;
 use crate::verdict::{PluginFault, PluginRef, Score};
 
@@ -30,13 +30,13 @@ impl PricePerWatt {
 
     /// The score of one bid on `machine`.
     pub fn score(machine: &MachineContext, bid: &CandidateBid) -> f64 {
-        let price = clore_per_day(bid.price_per_day);
-        let energy = energy_cost_clore_per_day(
+        let profit = net_profit_usd_per_day(
+            bid.price_per_day,
             bid.total_power_limit_w,
             machine.energy_price_usd_per_kwh,
             machine.clore_usd,
         );
-        if price >= energy {
+        if profit >= 0.0 {
             price_per_watt(bid.price_per_day, bid.total_power_limit_w)
         } else {
             0.0
