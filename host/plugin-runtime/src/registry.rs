@@ -479,6 +479,13 @@ impl PluginRegistry {
     pub fn install_validator(&self, validator: Arc<dyn Validator>) {
         let _guard = self.lock_writer();
         let name = validator.plugin_ref().name.clone();
+        let new = validator.plugin_ref().clone();
+        tracing::info!(
+            validator = %new.name,
+            version = %new.version,
+            digest = %new.digest,
+            "validator installed"
+        );
         let mut slots = self.validators.load_full().as_ref().clone();
         let installed = Installed::new(validator);
         match slots.iter_mut().find(|s| s.name == name) {
@@ -510,6 +517,12 @@ impl PluginRegistry {
         slot.active.release();
         slot.previous = Some(std::mem::replace(&mut slot.active, previous));
         let now_active = slot.active.plugin.plugin_ref().clone();
+        tracing::info!(
+            validator = %now_active.name,
+            version = %now_active.version,
+            digest = %now_active.digest,
+            "validator rolled back (both versions released from quarantine)"
+        );
         self.validators.store(Arc::new(slots));
         Ok(now_active)
     }
