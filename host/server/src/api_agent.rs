@@ -115,8 +115,9 @@ pub async fn heartbeat(
                     at: now,
                     bound_s: bound,
                 };
-                let stored = s.served_time(machine_id, a.interval)?;
-                if let Some(first) = served.confirm(confirmation, stored) {
+                if let Some(first) =
+                    served.confirm(confirmation, || s.served_time(machine_id, a.interval))?
+                {
                     s.record_served_times(&[(machine_id, a.interval, first)])?;
                 }
             }

@@ -48,15 +48,20 @@ pub struct Confirmation {
 }
 
 impl ServedTimes {
-    /// Counts a confirmation. `stored` is what the store holds for the interval (read when
-    /// this process has no accumulator for it yet, e.g. after a restart). Returns the
-    /// served time to write at once when this is the interval's first confirmation here.
-    pub fn confirm(&self, c: Confirmation, stored: Option<ServedTime>) -> Option<ServedTime> {
+    /// Counts a confirmation. `stored` loads what the store holds for the interval; it is
+    /// called only when this process has no accumulator for it yet (its first confirmation
+    /// here, e.g. after a restart), so repeated heartbeats read nothing. Returns the served
+    /// time to write at once when this is the interval's first confirmation here.
+    pub fn confirm<E>(
+        &self,
+        c: Confirmation,
+        stored: impl FnOnce() -> Result<Option<ServedTime>, E>,
+    ) -> Result<Option<ServedTime>, E> {
         let mut machines = self.machines.lock().unwrap_or_else(|p| p.into_inner());
         let tracker = machines.entry(c.machine).or_default();
         let fresh = !matches!(tracker.current, Some((i, s)) if i == c.interval && s.bid == c.bid);
         if fresh {
-            let mut served = stored
+            let mut served = stored()?
                 .filter(|s| s.bid == c.bid)
                 .unwrap_or_else(|| ServedTime::new(c.bid));
             // A confirmation just before the boundary vouches for the interval's start.
@@ -73,11 +78,11 @@ impl ServedTimes {
         }
         tracker.last = Some((c.bid, c.at));
         tracker.dirty = !fresh;
-        if fresh {
+        Ok(if fresh {
             tracker.current.map(|(_, s)| s)
         } else {
             None
-        }
+        })
     }
 
     /// The accumulators changed since they were last taken, to write.
@@ -111,6 +116,17 @@ impl ServedTimes {
 mod tests {
     use super::*;
 
+    /// A confirmation whose stored time is `stored`.
+    fn confirm(
+        times: &ServedTimes,
+        c: Confirmation,
+        stored: Option<ServedTime>,
+    ) -> Option<ServedTime> {
+        times
+            .confirm(c, || Ok::<_, std::convert::Infallible>(stored))
+            .unwrap()
+    }
+
     fn at(machine: u64, interval: u64, start: u64, t: u64) -> Confirmation {
         Confirmation {
             machine,
@@ -126,10 +142,10 @@ mod tests {
     #[test]
     fn the_first_confirmation_is_written_at_once_the_rest_in_batches() {
         let times = ServedTimes::default();
-        let first = times.confirm(at(1, 5, 300, 320), None).unwrap();
+        let first = confirm(&times, at(1, 5, 300, 320), None).unwrap();
         assert_eq!(first.seconds, 10);
         assert!(times.take_dirty().is_empty());
-        assert!(times.confirm(at(1, 5, 300, 325), None).is_none());
+        assert!(confirm(&times, at(1, 5, 300, 325), None).is_none());
         let dirty = times.take_dirty();
         assert_eq!(
             dirty,
@@ -143,14 +159,14 @@ mod tests {
                 }
             )]
         );
-        times.confirm(at(1, 5, 300, 355), None);
+        confirm(&times, at(1, 5, 300, 355), None);
         // The next interval starts covered by the last confirmation (355 + 10 = 365), then
         // 362 vouches up to 372.
-        let next = times.confirm(at(1, 6, 360, 362), None).unwrap();
+        let next = confirm(&times, at(1, 6, 360, 362), None).unwrap();
         assert_eq!(next.seconds, 12);
         // After a restart the stored time is the starting point.
         let restarted = ServedTimes::default();
-        let resumed = restarted.confirm(at(1, 6, 360, 380), Some(next)).unwrap();
+        let resumed = confirm(&restarted, at(1, 6, 360, 380), Some(next)).unwrap();
         assert_eq!(resumed.seconds, 22);
     }
 }

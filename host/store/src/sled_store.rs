@@ -289,15 +289,7 @@ impl SledStore {
                     id: account,
                 });
             }
-            let mut balances = BTreeMap::new();
-            let mut batch = Batch::default();
-            let seq = book(
-                &state,
-                &mut batch,
-                &mut balances,
-                state.last_transfer,
-                std::slice::from_ref(&transfer),
-            )?;
+            let (batch, balances, seq) = book_one(&state, &transfer)?;
             (batch, balances, seq)
         };
         self.commit(guard, batch, |state| {
@@ -347,6 +339,24 @@ fn book(
     }
     batch.insert(keys::LAST_TRANSFER, &u64_bytes(seq));
     Ok(seq)
+}
+
+/// A new batch booking `transfer` alone against the current balances: the batch, the
+/// changed balances and the last booking sequence.
+fn book_one(
+    state: &State,
+    transfer: &Transfer,
+) -> StoreResult<(Batch, BTreeMap<AccountId, Amount>, u64)> {
+    let mut balances = BTreeMap::new();
+    let mut batch = Batch::default();
+    let seq = book(
+        state,
+        &mut batch,
+        &mut balances,
+        state.last_transfer,
+        std::slice::from_ref(transfer),
+    )?;
+    Ok((batch, balances, seq))
 }
 
 /// Adds the per-account ledger index entries of transfer `seq` to `batch`.
@@ -1034,16 +1044,8 @@ impl Store for SledStore {
                 requested_at: now,
                 settled_at: None,
             };
-            let mut balances = BTreeMap::new();
-            let mut batch = Batch::default();
             let transfer = withdrawal.request_transfer(state.pending_withdrawals);
-            let seq = book(
-                &state,
-                &mut batch,
-                &mut balances,
-                state.last_transfer,
-                std::slice::from_ref(&transfer),
-            )?;
+            let (mut batch, balances, seq) = book_one(&state, &transfer)?;
             batch.insert(
                 key(keys::WITHDRAWAL, &[withdrawal.id]),
                 encode(&withdrawal)?,
@@ -1082,15 +1084,7 @@ impl Store for SledStore {
                     field: e.field,
                     reason: e.reason,
                 })?;
-            let mut balances = BTreeMap::new();
-            let mut batch = Batch::default();
-            let seq = book(
-                &state,
-                &mut batch,
-                &mut balances,
-                state.last_transfer,
-                std::slice::from_ref(&transfer),
-            )?;
+            let (mut batch, balances, seq) = book_one(&state, &transfer)?;
             batch.insert(key(keys::WITHDRAWAL, &[id]), encode(&settled)?);
             (batch, balances, seq, settled)
         };
