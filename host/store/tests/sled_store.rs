@@ -467,3 +467,99 @@ fn a_bid_needs_an_available_machine_and_one_interval_of_funds() {
         "{err}"
     );
 }
+
+#[test]
+fn pending_withdrawals_survive_a_restart_and_cannot_be_spent_twice() {
+    use gigaspot_market::withdrawal::{Settlement, WithdrawalState};
+    let dir = tempfile::tempdir().unwrap();
+    let (m, id) = {
+        let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+        let m = market(&store);
+        // Two racing requests for the whole balance: exactly one is accepted.
+        let racers: Vec<_> = (0..2)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store.request_withdrawal(
+                        m.alice,
+                        Amount::clore(1000),
+                        "wallet",
+                        Some(&format!("race-{i}")),
+                        5,
+                    )
+                })
+            })
+            .collect();
+        let results: Vec<_> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        let (w, _) = results.into_iter().find_map(Result::ok).unwrap();
+        // Nothing left to bid with.
+        assert!(
+            store
+                .place_bid(m.alice, &terms(m.machine.id, 100, 300), 6, None)
+                .is_err()
+        );
+        (m, w.id)
+    };
+    // A new process sees the same pending withdrawal, balances and audit.
+    let store = SledStore::open(dir.path()).unwrap();
+    let pending = store.withdrawal(id).unwrap().unwrap();
+    assert_eq!(pending.state, WithdrawalState::Pending);
+    assert_eq!(store.balance(m.alice).unwrap(), Amount::ZERO);
+    assert_eq!(
+        store.balance(store.pending_withdrawals_account()).unwrap(),
+        Amount::clore(1000)
+    );
+    store.audit().unwrap();
+    // A client retrying after a timeout gets the same request back; the key cannot be
+    // reused for another amount.
+    let (again, replayed) = store
+        .request_withdrawal(m.alice, Amount::clore(1000), "wallet", Some("race-0"), 7)
+        .or_else(|_| {
+            store.request_withdrawal(m.alice, Amount::clore(1000), "wallet", Some("race-1"), 7)
+        })
+        .unwrap();
+    assert!(replayed);
+    assert_eq!(again.id, id);
+    let key = if store
+        .request_withdrawal(m.alice, Amount::clore(1000), "wallet", Some("race-0"), 8)
+        .is_ok()
+    {
+        "race-0"
+    } else {
+        "race-1"
+    };
+    assert!(
+        store
+            .request_withdrawal(m.alice, Amount::clore(1), "wallet", Some(key), 8)
+            .is_err()
+    );
+    // The operator settles it after the restart; it cannot be settled twice.
+    let rejected = store
+        .settle_withdrawal(
+            id,
+            Settlement::Rejected {
+                reason: "test".into(),
+            },
+            9,
+        )
+        .unwrap();
+    assert!(matches!(rejected.state, WithdrawalState::Rejected { .. }));
+    assert_eq!(store.balance(m.alice).unwrap(), Amount::clore(1000));
+    assert!(
+        store
+            .settle_withdrawal(
+                id,
+                Settlement::Paid {
+                    reference: "x".into()
+                },
+                10
+            )
+            .is_err()
+    );
+    store.audit().unwrap();
+}
