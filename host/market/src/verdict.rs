@@ -85,9 +85,12 @@ pub enum PluginFault {
         /// The cap in bytes.
         limit_bytes: u64,
     },
-    /// The guest trapped (panic, unreachable, stack overflow, a refused import...).
+    /// The guest trapped (unreachable, stack overflow, a refused import, exit...).
     #[error("plugin trapped: {0}")]
     Trap(String),
+    /// The guest panicked: `panicked at <where>: <message>`, from its own report.
+    #[error("plugin {0}")]
+    Panic(String),
     /// The answer broke the contract (unknown or duplicate ids, non-finite scores...).
     #[error("plugin returned malformed output: {0}")]
     BadOutput(String),
@@ -101,6 +104,7 @@ impl PluginFault {
             PluginFault::Timeout { .. } => "timeout",
             PluginFault::Memory { .. } => "memory",
             PluginFault::Trap(_) => "trap",
+            PluginFault::Panic(_) => "panic",
             PluginFault::BadOutput(_) => "bad_output",
         }
     }

@@ -13,7 +13,7 @@ pub enum LoadError {
     #[error(
         "the plugin imports {}, which the sandbox refuses: plugins get no files, network, \
          clocks, randomness or environment (allowed: the wasi:cli and wasi:io interfaces a \
-         std guest links in, answered with traps)",
+         std guest links in, answered without capabilities)",
         .0.join(", ")
     )]
     ForbiddenImports(Vec<String>),

@@ -1,12 +1,14 @@
 //! The import audit: a plugin may import only what a std guest built for wasm32-wasip2
-//! links in, and the sandbox answers those imports with traps.
+//! links in, and the sandbox answers those imports without giving any capability away
+//! (see `guest_io`).
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
 /// The import prefixes a plugin may use. A Rust std guest built for wasm32-wasip2 imports
 /// interfaces of `wasi:cli` and `wasi:io` (environment, exit, stdio streams, errors) even
-/// when it never calls them; the sandbox links each of their functions to a trap. The
+/// when it never calls them; the sandbox answers them with an empty environment, captured
+/// stdout/stderr and traps for the rest. The
 /// contract's own `types` interface holds record types only, nothing callable.
 pub const ALLOWED_IMPORT_PACKAGES: [&str; 3] = ["wasi:cli/", "wasi:io/", "gigaspot:plugin/types@"];
 

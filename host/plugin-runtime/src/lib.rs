@@ -11,6 +11,7 @@
 mod artifact_cache;
 mod engine;
 mod error;
+mod guest_io;
 mod import_audit;
 mod limits;
 mod loader;
@@ -21,6 +22,7 @@ mod wit_bindings;
 
 pub use artifact_cache::{ArtifactCache, CacheStats};
 pub use error::LoadError;
+pub use guest_io::OUTPUT_CAP_BYTES;
 pub use import_audit::ALLOWED_IMPORT_PACKAGES;
 pub use limits::PluginLimits;
 pub use loader::{PluginKind, PluginRuntime};
@@ -28,4 +30,5 @@ pub use registry::{
     ChainLink, FaultCounts, PluginRegistry, RegistryError, RegistryState, VALIDATOR_UNAVAILABLE,
     ValidatorPair, VersionStats,
 };
+pub use sandbox::FaultDetail;
 pub use wasm_plugin::{WasmStrategy, WasmValidator};

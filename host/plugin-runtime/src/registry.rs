@@ -25,6 +25,8 @@ pub struct FaultCounts {
     pub memory: u64,
     /// Calls that trapped.
     pub trap: u64,
+    /// Calls that panicked.
+    pub panic: u64,
     /// Calls that returned malformed output.
     pub bad_output: u64,
 }
@@ -32,7 +34,7 @@ pub struct FaultCounts {
 impl FaultCounts {
     /// All faults together.
     pub fn total(&self) -> u64 {
-        self.out_of_fuel + self.timeout + self.memory + self.trap + self.bad_output
+        self.out_of_fuel + self.timeout + self.memory + self.trap + self.panic + self.bad_output
     }
 }
 
@@ -51,6 +53,8 @@ pub struct VersionStats {
     pub quarantined: bool,
     /// Fuel its calls consumed, for plugins that run on fuel.
     pub fuel: Option<u64>,
+    /// Its latest fault in words (for a panic, the plugin's own message).
+    pub last_fault: Option<String>,
 }
 
 /// An operator action the registry could not carry out.
@@ -70,7 +74,7 @@ pub enum RegistryError {
 #[derive(Default)]
 struct Counters {
     calls: AtomicU64,
-    faults: [AtomicU64; 5],
+    faults: [AtomicU64; 6],
     consecutive_faults: AtomicU32,
     /// The latest fault, for the quarantine's reason.
     last_fault: Mutex<Option<String>>,
@@ -167,15 +171,25 @@ impl<T: ?Sized> Installed<T> {
             .clone()
             .unwrap_or_else(|| "repeated faults".into())
     }
+}
 
-    fn faults(&self) -> FaultCounts {
-        let f = |i: usize| self.counters.faults[i].load(Ordering::Relaxed);
+impl Counters {
+    fn latest_fault(&self) -> Option<String> {
+        self.last_fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn counts(&self) -> FaultCounts {
+        let f = |i: usize| self.faults[i].load(Ordering::Relaxed);
         FaultCounts {
             out_of_fuel: f(0),
             timeout: f(1),
             memory: f(2),
             trap: f(3),
             bad_output: f(4),
+            panic: f(5),
         }
     }
 }
@@ -187,6 +201,7 @@ fn fault_index(fault: &PluginFault) -> usize {
         PluginFault::Memory { .. } => 2,
         PluginFault::Trap(_) => 3,
         PluginFault::BadOutput(_) => 4,
+        PluginFault::Panic(_) => 5,
     }
 }
 
@@ -694,17 +709,17 @@ impl PluginRegistry {
         let strategy = self.strategy.load();
         let validators = self.validators.load();
         let mut stats = Vec::new();
-        let mut push =
-            |role, plugin: &PluginRef, counters: FaultCounts, calls, quarantined, fuel| {
-                stats.push(VersionStats {
-                    plugin: plugin.clone(),
-                    role,
-                    calls,
-                    faults: counters,
-                    quarantined,
-                    fuel,
-                })
-            };
+        let mut push = |role, plugin: &PluginRef, counters: &Arc<Counters>, quarantined, fuel| {
+            stats.push(VersionStats {
+                plugin: plugin.clone(),
+                role,
+                calls: counters.calls.load(Ordering::Relaxed),
+                faults: counters.counts(),
+                quarantined,
+                fuel,
+                last_fault: counters.latest_fault(),
+            })
+        };
         let q = self.quarantine_after;
         for (role, installed) in [
             ("strategy", strategy.active.as_ref()),
@@ -715,8 +730,7 @@ impl PluginRegistry {
                 push(
                     role,
                     i.plugin.plugin_ref(),
-                    i.faults(),
-                    calls(i),
+                    &i.counters,
                     i.quarantined(q),
                     i.plugin.fuel_consumed(),
                 );
@@ -727,8 +741,7 @@ impl PluginRegistry {
             push(
                 "validator",
                 a.plugin.plugin_ref(),
-                a.faults(),
-                calls(a),
+                &a.counters,
                 a.quarantined(q),
                 a.plugin.fuel_consumed(),
             );
@@ -737,8 +750,7 @@ impl PluginRegistry {
                 push(
                     "previous-validator",
                     p.plugin.plugin_ref(),
-                    p.faults(),
-                    calls(p),
+                    &p.counters,
                     quarantined,
                     p.plugin.fuel_consumed(),
                 );
@@ -760,10 +772,6 @@ impl Plugins for PluginRegistry {
     fn rank(&self, machine: &MachineContext, bids: &[CandidateBid]) -> RankOutcome {
         PluginRegistry::rank(self, machine, bids)
     }
-}
-
-fn calls<T: ?Sized>(installed: &Installed<T>) -> u64 {
-    installed.counters.calls.load(Ordering::Relaxed)
 }
 
 fn answered(

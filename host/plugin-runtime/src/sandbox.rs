@@ -5,9 +5,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gigaspot_market::PluginFault;
-use wasmtime::{Engine, ResourceLimiter, Store, Trap};
+use wasmtime::{Engine, ResourceLimiter, Store, Trap, WasmBacktrace};
 
 use crate::engine::deadline_ticks;
+use crate::guest_io::GuestOutput;
 use crate::limits::PluginLimits;
 use crate::wit_bindings::strategy::gigaspot::plugin::types::PluginInfo;
 use crate::wit_bindings::{strategy, validator};
@@ -15,9 +16,25 @@ use crate::wit_bindings::{strategy, validator};
 /// Most table elements an instance may have; tables hold function references only.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-/// Per-store host state: only the memory accounting. Plugins get no WASI context.
+/// Per-store host state: the memory accounting and the call's captured output. Plugins get
+/// no WASI context (see [`crate::guest_io`]).
 pub(crate) struct HostState {
     memory: MemoryCap,
+    /// What the guest wrote to stdout and stderr during the current call.
+    pub(crate) output: GuestOutput,
+}
+
+/// A fault with what an author needs to find its cause: the guest's output during the
+/// call and the wasm backtrace.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FaultDetail {
+    /// The fault as the market records it.
+    pub fault: PluginFault,
+    /// The guest's stdout and stderr during the failed call (at most
+    /// [`crate::OUTPUT_CAP_BYTES`], with a note when more was dropped).
+    pub output: String,
+    /// The wasm backtrace of the trap, when there is one.
+    pub backtrace: Option<String>,
 }
 
 /// Caps the total linear memory of an instance and remembers when the cap was hit, so
@@ -133,6 +150,7 @@ pub(crate) struct Sandbox<W: World> {
     idle: Mutex<Vec<Warm<W::Instance>>>,
     calls: AtomicU64,
     fuel_consumed: AtomicU64,
+    last_fault: Mutex<Option<FaultDetail>>,
 }
 
 impl<W: World> Sandbox<W> {
@@ -146,6 +164,7 @@ impl<W: World> Sandbox<W> {
             idle: Mutex::new(Vec::new()),
             calls: AtomicU64::new(0),
             fuel_consumed: AtomicU64::new(0),
+            last_fault: Mutex::new(None),
         }
     }
 
@@ -201,6 +220,14 @@ impl<W: World> Sandbox<W> {
         self.fuel_consumed.load(Ordering::Relaxed)
     }
 
+    /// The latest fault with the guest's output and the backtrace.
+    pub(crate) fn last_fault(&self) -> Option<FaultDetail> {
+        self.last_fault
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn fresh(&self) -> Result<Warm<W::Instance>, StartError> {
         let mut store = Store::new(
             &self.engine,
@@ -210,6 +237,7 @@ impl<W: World> Sandbox<W> {
                     used: 0,
                     exceeded: false,
                 },
+                output: GuestOutput::default(),
             },
         );
         store.limiter(|state| &mut state.memory);
@@ -226,8 +254,9 @@ impl<W: World> Sandbox<W> {
         }
     }
 
-    /// Gives the store a full fuel budget and a new wall-clock deadline.
+    /// Gives the store a full fuel budget, a new wall-clock deadline and an empty output.
     fn arm(&self, store: &mut Store<HostState>) {
+        store.data_mut().output.clear();
         // Fuel is enabled on the engine, so setting it cannot fail.
         let _ = store.set_fuel(self.limits.fuel);
         store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
@@ -245,20 +274,52 @@ impl<W: World> Sandbox<W> {
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The fault `error` stands for, remembered with the guest's output and backtrace.
     fn classify(&self, error: wasmtime::Error, store: &Store<HostState>) -> PluginFault {
-        if store.data().memory.exceeded {
-            return PluginFault::Memory {
+        let output = &store.data().output;
+        let fault = if store.data().memory.exceeded {
+            PluginFault::Memory {
                 limit_bytes: self.limits.memory_bytes,
-            };
-        }
-        match error.downcast_ref::<Trap>() {
-            Some(Trap::OutOfFuel) => PluginFault::OutOfFuel {
-                budget: self.limits.fuel,
-            },
-            Some(Trap::Interrupt) => PluginFault::Timeout {
-                timeout_ms: u64::try_from(self.limits.timeout.as_millis()).unwrap_or(u64::MAX),
-            },
-            _ => PluginFault::Trap(format!("{error:#}")),
-        }
+            }
+        } else {
+            match error.downcast_ref::<Trap>() {
+                Some(Trap::OutOfFuel) => PluginFault::OutOfFuel {
+                    budget: self.limits.fuel,
+                },
+                Some(Trap::Interrupt) => PluginFault::Timeout {
+                    timeout_ms: u64::try_from(self.limits.timeout.as_millis()).unwrap_or(u64::MAX),
+                },
+                _ => match output.panic_message() {
+                    Some(message) => PluginFault::Panic(message),
+                    None => PluginFault::Trap(trap_message(&error, &output.text())),
+                },
+            }
+        };
+        *self.last_fault.lock().unwrap_or_else(|p| p.into_inner()) = Some(FaultDetail {
+            fault: fault.clone(),
+            output: output.text(),
+            backtrace: error.downcast_ref::<WasmBacktrace>().map(|b| b.to_string()),
+        });
+        fault
     }
+}
+
+/// Most characters of guest output quoted in a trap's message.
+const QUOTED_OUTPUT_CHARS: usize = 300;
+
+/// The trap in one line (its cause, without the backtrace), and the end of what the guest
+/// wrote before it, if anything.
+fn trap_message(error: &wasmtime::Error, output: &str) -> String {
+    let cause = error.root_cause().to_string();
+    let output = output.trim();
+    if output.is_empty() {
+        return cause;
+    }
+    let start = output
+        .char_indices()
+        .rev()
+        .nth(QUOTED_OUTPUT_CHARS - 1)
+        .map_or(0, |(i, _)| i);
+    let ellipsis = if start > 0 { "…" } else { "" };
+    format!("{cause} (guest output: {ellipsis}{})", &output[start..])
 }

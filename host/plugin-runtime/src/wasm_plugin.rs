@@ -7,7 +7,7 @@ use gigaspot_market::{
     Validator,
 };
 
-use crate::sandbox::{HostState, Sandbox};
+use crate::sandbox::{FaultDetail, HostState, Sandbox};
 use crate::wit_bindings::{self, strategy, validator};
 
 /// A ranking strategy component, ready to be called from many threads.
@@ -30,6 +30,11 @@ impl WasmStrategy {
         &self.info
     }
 
+    /// The latest fault of a call, with the guest's output and the wasm backtrace.
+    pub fn last_fault(&self) -> Option<FaultDetail> {
+        self.sandbox.last_fault()
+    }
+
     /// Calls made so far and the fuel they consumed.
     pub fn usage(&self) -> (u64, u64) {
         (self.sandbox.calls(), self.sandbox.fuel_consumed())
@@ -40,6 +45,11 @@ impl WasmValidator {
     /// The plugin's metadata.
     pub fn info(&self) -> &PluginInfo {
         &self.info
+    }
+
+    /// The latest fault of a call, with the guest's output and the wasm backtrace.
+    pub fn last_fault(&self) -> Option<FaultDetail> {
+        self.sandbox.last_fault()
     }
 
     /// Calls made so far and the fuel they consumed.

@@ -9,7 +9,7 @@ use gigaspot_market::{
     CandidateBid, MachineContext, PluginFault, PricePerWatt, RankOutcome, Strategy, Validator,
 };
 use gigaspot_plugin_runtime::{
-    ArtifactCache, LoadError, PluginLimits, PluginRegistry, PluginRuntime,
+    ArtifactCache, LoadError, OUTPUT_CAP_BYTES, PluginLimits, PluginRegistry, PluginRuntime,
 };
 use gigaspot_tests::guest;
 
@@ -163,8 +163,74 @@ fn deep_recursion_traps_on_the_stack_cap() {
 }
 
 #[test]
-fn a_panic_traps() {
-    assert_fails_over_to_previous("panic", |f| matches!(f, PluginFault::Trap(_)));
+fn a_panic_says_why() {
+    assert_fails_over_to_previous("panic", |f| {
+        matches!(f, PluginFault::Panic(m)
+            if m.starts_with("panicked at hostile-strategy/src/lib.rs:") && m.ends_with(": deliberate panic"))
+    });
+    // The author's view: the guest's own report and the wasm backtrace down to `rank`.
+    let rt = runtime();
+    let (machine, bids) = input();
+    let plugin = rt
+        .load_strategy(&guest("hostile-strategy"), "panic")
+        .unwrap();
+    let fault = plugin.rank(&machine, &bids).unwrap_err();
+    assert_eq!(fault.kind(), "panic");
+    let detail = plugin.last_fault().expect("the fault is remembered");
+    assert_eq!(detail.fault, fault);
+    assert!(
+        detail.output.contains("deliberate panic"),
+        "{}",
+        detail.output
+    );
+    let backtrace = detail.backtrace.expect("a wasm backtrace");
+    assert!(backtrace.contains("!rank"), "{backtrace}");
+    assert!(!fault.to_string().contains("wasm backtrace"), "{fault}");
+}
+
+#[test]
+fn a_panic_after_much_output_keeps_its_message_and_the_output_stays_bounded() {
+    let rt = runtime();
+    let (machine, bids) = input();
+    let plugin = rt
+        .load_strategy(&guest("hostile-strategy"), "chatty-panic")
+        .unwrap();
+    for _ in 0..3 {
+        let fault = plugin.rank(&machine, &bids).unwrap_err();
+        assert!(
+            matches!(&fault, PluginFault::Panic(m) if m.ends_with(": deliberate panic after 30 bids of chatter")),
+            "{fault:?}"
+        );
+        let output = plugin.last_fault().unwrap().output;
+        // 160 lines of 64 bytes were written; the last 4 KiB are kept, the rest counted.
+        assert!(output.starts_with("[6"), "{}", &output[..80]);
+        assert!(
+            output.len() < OUTPUT_CAP_BYTES + 100,
+            "output not bounded: {} bytes",
+            output.len()
+        );
+        assert!(!output.contains("debug line 000"));
+        assert!(output.contains("debug line 159"));
+    }
+}
+
+#[test]
+fn exit_is_a_trap_that_says_so() {
+    assert_fails_over_to_previous(
+        "exit",
+        |f| matches!(f, PluginFault::Trap(m) if m.contains("the plugin called exit (failure)")),
+    );
+}
+
+#[test]
+fn the_environment_is_empty_and_reading_it_is_not_a_fault() {
+    // `env` reads HOME and counts the variables in `configure`; it scores 1 + what it saw.
+    let rt = runtime();
+    let (machine, bids) = input();
+    let plugin = rt.load_strategy(&guest("hostile-strategy"), "env").unwrap();
+    let scores = plugin.rank(&machine, &bids).unwrap();
+    assert_eq!(scores.len(), bids.len());
+    assert!(scores.iter().all(|s| s.score == 1.0), "{scores:?}");
 }
 
 #[test]
@@ -261,4 +327,53 @@ fn a_faulting_validator_fails_closed() {
             .all(|(_, r)| r.code == "validator-unavailable")
     );
     assert_eq!(lonely.stats()[1].faults.trap, 1);
+}
+
+/// A log sink for one thread's events.
+#[derive(Clone, Default)]
+struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_log_names_the_version_and_the_panic_message() {
+    let rt = runtime();
+    let (machine, bids) = input();
+    let registry = PluginRegistry::new(Arc::new(PricePerWatt::new()), 1);
+    let bad = hostile(&rt, "panic");
+    registry.activate_strategy(bad.clone());
+    let sink = Captured::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    tracing::subscriber::with_default(subscriber, || registry.rank(&machine, &bids));
+    let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    let fault_line = log
+        .lines()
+        .find(|l| l.contains("plugin fault:"))
+        .unwrap_or_else(|| panic!("no fault logged:\n{log}"));
+    assert!(fault_line.contains("WARN"), "{fault_line}");
+    assert!(
+        fault_line.contains(&format!("digest={}", bad.plugin_ref().digest)),
+        "{fault_line}"
+    );
+    assert!(
+        fault_line.contains("plugin panicked at hostile-strategy/src/lib.rs:")
+            && fault_line.contains("deliberate panic"),
+        "{fault_line}"
+    );
+    assert!(
+        log.contains("quarantine") && log.contains("deliberate panic"),
+        "the quarantine says why:\n{log}"
+    );
 }

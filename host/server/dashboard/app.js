@@ -797,7 +797,7 @@
           el('td', { class: 'digest', title: v.digest }, shortDigest(v.digest)),
           el('td', { class: 'config', title: v.config }, v.config || '–'),
           el('td', { class: 'num' }, v.calls.toLocaleString('en-US')),
-          el('td', { class: `num faults${faultCount ? ' bad-text' : ''}`, title: faults.map(([k, c]) => `${k}: ${c}`).join('\n') || 'not loaded' }, String(faultCount)),
+          el('td', { class: `num faults${faultCount ? ' bad-text' : ''}`, title: [...faults.map(([k, c]) => `${k}: ${c}`), v.last_fault ? `latest: ${v.last_fault}` : null].filter(Boolean).join('\n') || 'not loaded' }, String(faultCount)),
           el('td', null, fmtDateTime(v.installed_at)),
           actions,
         );

@@ -100,6 +100,8 @@ pub struct PluginView {
     pub faults: Value,
     /// Skipped after repeated faults.
     pub quarantined: bool,
+    /// Its latest fault in words (for a panic, the plugin's own message), if any.
+    pub last_fault: Option<String>,
 }
 
 /// `POST /api/v1/plugins?config=...` (operator), body: the component (`application/wasm`).
@@ -197,9 +199,10 @@ fn view(record: &PluginVersionRecord, state: &AppState) -> PluginView {
         role: stat.map(|s| s.role.to_string()),
         calls: stat.map_or(0, |s| s.calls),
         faults: stat.map_or(json!({}), |s| {
-            json!({"out_of_fuel": s.faults.out_of_fuel, "timeout": s.faults.timeout, "memory": s.faults.memory, "trap": s.faults.trap, "bad_output": s.faults.bad_output})
+            json!({"out_of_fuel": s.faults.out_of_fuel, "timeout": s.faults.timeout, "memory": s.faults.memory, "trap": s.faults.trap, "panic": s.faults.panic, "bad_output": s.faults.bad_output})
         }),
         quarantined: stat.is_some_and(|s| s.quarantined),
+        last_fault: stat.and_then(|s| s.last_fault.clone()),
     }
 }
 

@@ -210,6 +210,7 @@ pub async fn render(
             ("timeout", f.timeout),
             ("memory", f.memory),
             ("trap", f.trap),
+            ("panic", f.panic),
             ("bad_output", f.bad_output),
         ] {
             let _ = writeln!(

@@ -3,11 +3,12 @@
 use std::path::Path;
 
 use anyhow::{Context, Result, bail};
+use gigaspot_market::PluginFault;
 use gigaspot_market::economics::{clore_per_day, price_per_watt};
 use gigaspot_market::sample::SampleMarket;
 use gigaspot_market::{Strategy, Validator};
 use gigaspot_plugin_runtime::{
-    ALLOWED_IMPORT_PACKAGES, ArtifactCache, PluginKind, PluginLimits, PluginRuntime,
+    ALLOWED_IMPORT_PACKAGES, ArtifactCache, FaultDetail, PluginKind, PluginLimits, PluginRuntime,
 };
 
 /// Checks the plugin in `file` configured with `config` on a sample of `bids` bids.
@@ -34,7 +35,8 @@ pub fn run(file: &Path, config: &str, bids: usize) -> Result<()> {
         PluginKind::Strategy => {
             let plugin = runtime.load_strategy(&wasm, config)?;
             describe("strategy", plugin.plugin_ref(), plugin.info());
-            let mut scores = plugin.rank(&machine, &bids)?;
+            let ranked = plugin.rank(&machine, &bids);
+            let mut scores = explained(ranked, "the sample book", plugin.last_fault())?;
             scores.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.bid_id.cmp(&b.bid_id)));
             println!(
                 "\nsample: machine with {} GPU(s), {} bids",
@@ -67,7 +69,8 @@ pub fn run(file: &Path, config: &str, bids: usize) -> Result<()> {
         PluginKind::Validator => {
             let plugin = runtime.load_validator(&wasm, config)?;
             describe("validator", plugin.plugin_ref(), plugin.info());
-            let rejections = plugin.validate(&machine, &bids)?;
+            let validated = plugin.validate(&machine, &bids);
+            let rejections = explained(validated, "the sample book", plugin.last_fault())?;
             println!(
                 "\nsample: {} bids, {} rejected",
                 bids.len(),
@@ -95,30 +98,70 @@ fn edge_cases(runtime: &PluginRuntime, wasm: &[u8], config: &str, kind: PluginKi
     println!("\nedge cases (seed {EDGE_SEED}):");
     for book in &books {
         // A fresh instance per book: one failure does not hide the next.
-        let result = match kind {
-            PluginKind::Strategy => runtime
-                .load_strategy(wasm, config)?
-                .rank(&book.machine, &book.bids)
-                .map(|_| ()),
-            PluginKind::Validator => runtime
-                .load_validator(wasm, config)?
-                .validate(&book.machine, &book.bids)
-                .map(|_| ()),
+        let (result, detail) = match kind {
+            PluginKind::Strategy => {
+                let plugin = runtime.load_strategy(wasm, config)?;
+                let result = plugin.rank(&book.machine, &book.bids).map(|_| ());
+                (result, plugin.last_fault())
+            }
+            PluginKind::Validator => {
+                let plugin = runtime.load_validator(wasm, config)?;
+                let result = plugin.validate(&book.machine, &book.bids).map(|_| ());
+                (result, plugin.last_fault())
+            }
         };
         match result {
             Ok(()) => println!("  ok    {} ({} bids)", book.label, book.bids.len()),
             Err(fault) => {
-                println!("  FAIL  {} ({} bids): {fault}", book.label, book.bids.len());
+                println!("  FAIL  {} ({} bids)", book.label, book.bids.len());
                 let input = serde_json::json!({"machine": book.machine, "bids": book.bids});
                 println!(
                     "first failing input:\n{}",
                     serde_json::to_string_pretty(&input).unwrap_or_default()
                 );
-                bail!("the plugin fails on {}: {fault}", book.label);
+                explained(Err(fault), book.label, detail)?;
             }
         }
     }
     Ok(())
+}
+
+/// Passes `result` on; a fault is explained first (the guest's output during the call and
+/// the wasm backtrace, each printed once) and then fails the check with its one-line cause.
+fn explained<T>(
+    result: Result<T, PluginFault>,
+    input: &str,
+    detail: Option<FaultDetail>,
+) -> Result<T> {
+    let fault = match result {
+        Ok(value) => return Ok(value),
+        Err(fault) => fault,
+    };
+    // A contract breach is found by the host after the call: no output or backtrace of it.
+    if let Some(detail) = detail.filter(|d| d.fault == fault) {
+        // The guest's own hint to set RUST_BACKTRACE does not apply: plugins get no
+        // environment, and the wasm backtrace below is the backtrace.
+        let output: Vec<&str> = detail
+            .output
+            .trim()
+            .lines()
+            .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE=1`"))
+            .collect();
+        if !output.is_empty() {
+            println!("\nguest output (stdout and stderr) during the failing call:");
+            for line in output {
+                println!("  | {line}");
+            }
+        }
+        if let Some(backtrace) = &detail.backtrace {
+            let frames = backtrace
+                .trim_end()
+                .trim_start_matches("error while executing at wasm backtrace:")
+                .trim_start_matches('\n');
+            println!("\nwasm backtrace:\n{frames}");
+        }
+    }
+    bail!("the plugin fails on {input}: {fault}")
 }
 
 /// The edge-case books' seed: the same books on every run.

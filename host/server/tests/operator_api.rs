@@ -857,3 +857,56 @@ async fn removing_a_version_removes_its_artefact_with_the_last_version_that_owns
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_plugin_says_why_in_the_decision_and_the_plugin_list() {
+    let m = Market::start(|_| {}).await;
+    let (_, machine, _) = m.machine_with_gpus(1).await;
+    let (_, key) = m.funded_client("c", 1000.0).await;
+    let (status, _) = m
+        .call(
+            "POST",
+            "/api/v1/bids",
+            Some(&key),
+            Some(json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{"pl": 200}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, bad) = upload(&m, OPERATOR_KEY, "hostile-strategy", "panic").await;
+    assert_eq!(status, StatusCode::CREATED, "{bad}");
+    let digest = bad["digest"].as_str().unwrap().to_owned();
+    post_ok(&m, &format!("/api/v1/plugins/{digest}/activate")).await;
+    m.tick(60).await;
+
+    let (status, decision) = m
+        .call(
+            "GET",
+            &format!("/api/v1/machines/{machine}/decision"),
+            Some(&key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{decision}");
+    let fault = &decision["faults"][0];
+    assert_eq!(fault["plugin"]["digest"], json!(digest), "{decision}");
+    assert_eq!(fault["kind"], json!("panic"), "{decision}");
+    let message = fault["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("plugin panicked at hostile-strategy/src/lib.rs:")
+            && message.ends_with("deliberate panic"),
+        "{message}"
+    );
+    assert!(!message.contains("wasi:cli/environment"), "{message}");
+
+    let (_, list) = m
+        .call("GET", "/api/v1/plugins", Some(OPERATOR_KEY), None)
+        .await;
+    let view = list["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["digest"] == json!(digest))
+        .unwrap_or_else(|| panic!("{digest} not listed: {list}"));
+    assert_eq!(view["faults"]["panic"], json!(1), "{view}");
+    assert_eq!(view["last_fault"], fault["message"], "{view}");
+}

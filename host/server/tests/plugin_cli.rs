@@ -169,3 +169,38 @@ fn bench_shows_a_validator_s_fuel_per_call() {
         "fuel per call in {row:?}"
     );
 }
+
+#[test]
+fn check_explains_a_panic_once_with_its_message_output_and_backtrace() {
+    let path = guest_path("hostile-strategy");
+    let out = gigaspot(&[
+        "plugin",
+        "check",
+        path.to_str().unwrap(),
+        "--config",
+        "panic",
+    ]);
+    let (stdout, stderr) = text(&out);
+    assert!(!out.status.success());
+    // The one-line cause is the plugin's own panic message, not an undefined import.
+    assert!(
+        stderr.contains("plugin panicked at hostile-strategy/src/lib.rs:")
+            && stderr.contains(": deliberate panic"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("wasi:cli/environment"), "{stderr}");
+    assert!(
+        !stderr.contains("backtrace"),
+        "the error line stays one line: {stderr}"
+    );
+    // The guest's report and the wasm backtrace are printed exactly once.
+    assert_eq!(stdout.matches("wasm backtrace:").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("!rank").count(), 1, "{stdout}");
+    assert_eq!(stdout.matches("| deliberate panic").count(), 1, "{stdout}");
+    assert!(!stdout.contains("RUST_BACKTRACE"), "{stdout}");
+
+    // A plugin reading its environment in `configure` is not a fault: it sees none.
+    let out = gigaspot(&["plugin", "check", path.to_str().unwrap(), "--config", "env"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+}

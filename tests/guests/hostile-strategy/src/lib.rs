@@ -1,6 +1,8 @@
 //! A strategy that misbehaves in the way its configuration names: `spin`, `grow-memory`,
-//! `recurse`, `panic`, `duplicate-ids`, `unknown-id`, `nan`, `drop-one`; or `tag=<n>`,
-//! which behaves and scores every bid `n` (to tell versions apart).
+//! `recurse`, `panic`, `chatty-panic` (writes 10 KiB to stderr first), `exit`,
+//! `duplicate-ids`, `unknown-id`, `nan`, `drop-one`, `tag-blind`; `tag=<n>`, which behaves
+//! and scores every bid `n` (to tell versions apart); or `env`, which reads the environment
+//! in `configure` and scores every bid 1 + the number of variables it saw.
 
 use std::hint::black_box;
 
@@ -11,6 +13,8 @@ enum Mode {
     GrowMemory,
     Recurse,
     Panic,
+    ChattyPanic,
+    Exit,
     DuplicateIds,
     UnknownId,
     Nan,
@@ -45,6 +49,13 @@ impl Strategy for Hostile {
             "grow-memory" => Mode::GrowMemory,
             "recurse" => Mode::Recurse,
             "panic" => Mode::Panic,
+            "chatty-panic" => Mode::ChattyPanic,
+            "exit" => Mode::Exit,
+            // What an author might do in `configure`: read a setting from the environment.
+            "env" => {
+                let home = std::env::var("HOME").ok();
+                Mode::Tag(1.0 + std::env::vars().count() as f64 + home.map_or(0.0, |_| 100.0))
+            }
             "duplicate-ids" => Mode::DuplicateIds,
             "unknown-id" => Mode::UnknownId,
             "nan" => Mode::Nan,
@@ -88,6 +99,13 @@ impl Strategy for Hostile {
                 black_box(depth(0));
             }
             Mode::Panic => panic!("deliberate panic"),
+            Mode::ChattyPanic => {
+                for line in 0..160 {
+                    eprintln!("debug line {line:03}: {}", "x".repeat(48));
+                }
+                panic!("deliberate panic after {} bids of chatter", bids.len());
+            }
+            Mode::Exit => std::process::exit(3),
             Mode::DuplicateIds => {
                 let first = scores[0];
                 scores.push(first);
