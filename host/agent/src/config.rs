@@ -32,6 +32,13 @@ pub struct AgentConfig {
     pub grace_s: u64,
     /// Seconds between heartbeats, 1 to 300. Default 5. Env `GIGASPOT_AGENT_HEARTBEAT_S`.
     pub heartbeat_s: u64,
+    /// A PEM file of certificate authorities trusted for an `https://` server, besides the
+    /// public web roots (for a server with a private CA). Env `GIGASPOT_AGENT_CA_CERT`.
+    pub ca_cert: Option<std::path::PathBuf>,
+    /// Allow a plain `http://` server that is not on this host (the token then travels in
+    /// cleartext). Default false. Flag `--allow-insecure-http`,
+    /// env `GIGASPOT_AGENT_ALLOW_INSECURE_HTTP`.
+    pub allow_insecure_http: bool,
 }
 
 /// Which container runtime runs workloads.
@@ -55,6 +62,8 @@ impl Default for AgentConfig {
             network: "bridge".into(),
             grace_s: 30,
             heartbeat_s: 5,
+            ca_cert: None,
+            allow_insecure_http: false,
         }
     }
 }
@@ -86,6 +95,14 @@ impl AgentConfig {
         text("GIGASPOT_AGENT_GPU", &mut self.gpu);
         text("GIGASPOT_AGENT_DOCKER_SOCKET", &mut self.docker_socket);
         text("GIGASPOT_AGENT_NETWORK", &mut self.network);
+        if let Some(v) = var("GIGASPOT_AGENT_CA_CERT") {
+            self.ca_cert = Some(v.into());
+        }
+        if let Some(v) = var("GIGASPOT_AGENT_ALLOW_INSECURE_HTTP") {
+            self.allow_insecure_http = v.parse().with_context(|| {
+                format!("GIGASPOT_AGENT_ALLOW_INSECURE_HTTP: {v:?} is neither true nor false")
+            })?;
+        }
         if let Some(v) = var("GIGASPOT_AGENT_CONTAINERS") {
             self.containers = parse_backend(&v)?;
         }
@@ -113,6 +130,17 @@ impl AgentConfig {
                 self.server
             );
         }
+        if let Some(host) = self.server.strip_prefix("http://")
+            && !self.allow_insecure_http
+            && !is_loopback_host(host)
+        {
+            bail!(
+                "server: {:?} is plain http:// to another host, so the agent token would travel \
+                 in cleartext; use https:// (ca_cert for a private CA) or pass \
+                 --allow-insecure-http",
+                self.server
+            );
+        }
         if !(1..=300).contains(&self.heartbeat_s) {
             bail!("heartbeat_s: {} is outside 1..=300", self.heartbeat_s);
         }
@@ -126,6 +154,20 @@ impl AgentConfig {
     pub fn grace(&self) -> Duration {
         Duration::from_secs(self.grace_s)
     }
+}
+
+/// Whether the authority part of a URL (`host[:port][/...]`) names this host: `localhost`,
+/// `127.0.0.0/8` or `[::1]`.
+fn is_loopback_host(rest: &str) -> bool {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+    let host = match authority.strip_prefix('[') {
+        Some(v6) => v6.split(']').next().unwrap_or(""),
+        None => authority.rsplit_once(':').map_or(authority, |(h, _)| h),
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Parses a container backend name.
@@ -143,9 +185,10 @@ mod tests {
 
     #[test]
     fn file_then_environment() {
-        let mut config: AgentConfig =
-            toml::from_str("server = \"http://10.0.0.1:8080\"\ngrace_s = 5\ncontainers = \"none\"")
-                .unwrap();
+        let mut config: AgentConfig = toml::from_str(
+            "server = \"https://10.0.0.1:8443\"\ngrace_s = 5\ncontainers = \"none\"",
+        )
+        .unwrap();
         assert_eq!(config.grace_s, 5);
         assert_eq!(config.containers, ContainerBackend::None);
         config
@@ -157,8 +200,39 @@ mod tests {
             .unwrap();
         assert_eq!(config.token, "tok");
         assert_eq!(config.grace_s, 7);
-        assert_eq!(config.server, "http://10.0.0.1:8080");
+        assert_eq!(config.server, "https://10.0.0.1:8443");
         config.check().unwrap();
+    }
+
+    #[test]
+    fn plain_http_to_another_host_needs_an_explicit_yes() {
+        let with = |server: &str, allow: bool| AgentConfig {
+            token: "t".into(),
+            server: server.into(),
+            allow_insecure_http: allow,
+            ..AgentConfig::default()
+        };
+        for local in [
+            "http://127.0.0.1:8080",
+            "http://localhost",
+            "http://[::1]:80/x",
+            "http://127.9.9.9",
+            "https://market.example.com",
+        ] {
+            with(local, false).check().unwrap();
+        }
+        for remote in [
+            "http://10.0.0.1:8080",
+            "http://market.example.com",
+            "http://[2001:db8::1]",
+        ] {
+            let err = with(remote, false).check().unwrap_err().to_string();
+            assert!(
+                err.starts_with("server:") && err.contains("--allow-insecure-http"),
+                "{err}"
+            );
+            with(remote, true).check().unwrap();
+        }
     }
 
     #[test]

@@ -21,11 +21,24 @@ pub struct ServerClient {
 impl ServerClient {
     /// A client of the server at `base` authenticating with the machine's `token`.
     pub fn new(base: &str, token: &str) -> Result<ServerClient> {
+        ServerClient::with_ca(base, token, None)
+    }
+
+    /// A client that also trusts the certificate authorities in the PEM `ca` (for a server
+    /// whose certificate a private CA signed). TLS is rustls with the public web roots.
+    pub fn with_ca(base: &str, token: &str, ca: Option<&[u8]>) -> Result<ServerClient> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .timeout(Duration::from_secs(10));
+        if let Some(pem) = ca {
+            for cert in reqwest::Certificate::from_pem_bundle(pem)
+                .context("ca_cert: not a PEM certificate bundle")?
+            {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
         Ok(ServerClient {
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(10))
-                .build()
-                .context("building the HTTP client")?,
+            http: builder.build().context("building the HTTP client")?,
             url: format!("{}/api/v1/agent/heartbeat", base.trim_end_matches('/')),
             token: token.trim().to_owned(),
         })
@@ -40,7 +53,7 @@ impl ServerClient {
             .json(report)
             .send()
             .await
-            .with_context(|| format!("reaching {}", self.url))?;
+            .map_err(|e| anyhow::anyhow!("reaching {}: {}", self.url, error_chain(&e)))?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
@@ -51,6 +64,22 @@ impl ServerClient {
             .await
             .context("reading the server's desired state")
     }
+}
+
+/// An error with its causes, e.g. `error sending request: … invalid peer certificate:
+/// UnknownIssuer`: the TLS reason sits at the end of reqwest's chain.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// The label value marking one machine's containers: derived from its agent token, so a

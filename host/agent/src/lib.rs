@@ -22,7 +22,7 @@ pub mod nvml_backend;
 pub mod reconciler;
 pub mod simulated_backend;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use tokio::sync::watch;
 
 use config::{AgentConfig, ContainerBackend};
@@ -78,7 +78,15 @@ async fn run_with<R: ContainerRuntime>(
     runtime: R,
     stop: watch::Receiver<bool>,
 ) -> Result<()> {
-    let server = heartbeat_loop::ServerClient::new(&config.server, &config.token)?;
+    let ca = match &config.ca_cert {
+        Some(path) => Some(
+            std::fs::read(path)
+                .with_context(|| format!("ca_cert: cannot read {}", path.display()))?,
+        ),
+        None => None,
+    };
+    let server =
+        heartbeat_loop::ServerClient::with_ca(&config.server, &config.token, ca.as_deref())?;
     let mut reconciler = Reconciler::new(gpus, runtime, reconciler_options(&config));
     let every = std::time::Duration::from_secs(config.heartbeat_s);
     heartbeat_loop::run(&mut reconciler, &server, every, stop).await;

@@ -44,6 +44,12 @@ enum Command {
         /// Seconds between heartbeats.
         #[arg(long)]
         heartbeat_s: Option<u64>,
+        /// PEM file of certificate authorities to trust for an https:// server.
+        #[arg(long)]
+        ca_cert: Option<PathBuf>,
+        /// Allow a plain http:// server on another host (the token travels in cleartext).
+        #[arg(long)]
+        allow_insecure_http: bool,
     },
     /// Print the GPU inventory as JSON: models, uuids, power-limit constraints, driver.
     Inventory {
@@ -84,6 +90,8 @@ fn main() -> ExitCode {
             network,
             grace_s,
             heartbeat_s,
+            ca_cert,
+            allow_insecure_http,
         } => AgentConfig::load(config.as_deref()).and_then(|mut c| {
             c.server = server.unwrap_or(c.server);
             c.gpu = gpu.unwrap_or(c.gpu);
@@ -94,6 +102,8 @@ fn main() -> ExitCode {
             c.network = network.unwrap_or(c.network);
             c.grace_s = grace_s.unwrap_or(c.grace_s);
             c.heartbeat_s = heartbeat_s.unwrap_or(c.heartbeat_s);
+            c.ca_cert = ca_cert.or(c.ca_cert);
+            c.allow_insecure_http |= allow_insecure_http;
             run(c)
         }),
         Command::Inventory { gpu } => gigaspot_agent::open_gpus(&gpu)

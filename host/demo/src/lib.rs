@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use gigaspot_agent::config::{AgentConfig, ContainerBackend};
-use gigaspot_server::app::{AppState, service};
+use gigaspot_server::app::AppState;
 use gigaspot_server::config::Config;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -115,16 +115,13 @@ pub async fn start(options: DemoOptions) -> Result<Demo> {
     let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = watch::channel(false);
     let mut server_stop = stopped.clone();
-    let app = service(state.clone());
+    let served = state.clone();
     let server = tokio::spawn(async move {
         let shutdown = async move {
             let _ = server_stop.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!("server: {e}");
+        if let Err(e) = gigaspot_server::listener::serve_state(listener, served, shutdown).await {
+            tracing::error!("server: {e:#}");
         }
     });
     let clearing = tokio::spawn(gigaspot_server::clearing_loop::run(state.clone()));

@@ -15,7 +15,6 @@ use gigaspot_market::account::Role;
 use gigaspot_market::bid::{BidTerms, Lifetime, OcRequest};
 use gigaspot_market::machine::Gpu;
 use gigaspot_market::money::Amount;
-use gigaspot_server::app::service;
 use gigaspot_server::auth::key_hash;
 use gigaspot_server::config::Config;
 use gigaspot_server::serve::prepare;
@@ -160,7 +159,11 @@ async fn main() {
 
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, service(state)).await.unwrap() });
+    tokio::spawn(async move {
+        gigaspot_server::listener::serve_state(listener, state, std::future::pending())
+            .await
+            .unwrap()
+    });
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(128)
         .build()

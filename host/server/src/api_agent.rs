@@ -1,8 +1,9 @@
 //! The agent's heartbeat: inventory and observed state in, the full desired state out.
 
 use axum::Json;
+use axum::extract::FromRequestParts;
 use axum::extract::State;
-use axum::http::HeaderMap;
+use axum::http::request::Parts;
 use gigaspot_market::agent_protocol::{DesiredState, Heartbeat, InventoryGpu, Workload};
 use gigaspot_market::clearing::{Decision, Verdict};
 use gigaspot_store::{Store, StoreError};
@@ -13,24 +14,38 @@ use crate::app::{AgentPulse, AppState, JsonBody};
 use crate::auth::key_hash;
 use crate::served_time::Confirmation;
 
+/// The machine whose agent token the request carries (`Authorization: Bearer <token>`).
+/// An extractor of the request's head: the credential is checked before the body is read
+/// or parsed, so an unauthenticated request gets 401 whatever its body.
+pub struct AgentMachine(pub gigaspot_market::machine::MachineId);
+
+impl FromRequestParts<AppState> for AgentMachine {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(ApiError::unauthenticated)?;
+        let hash = key_hash(token.trim());
+        state
+            .store(move |s| s.machine_by_agent_token(&hash))
+            .await?
+            .map(AgentMachine)
+            .ok_or_else(ApiError::unauthenticated)
+    }
+}
+
 /// `POST /api/v1/agent/heartbeat` with `Authorization: Bearer <agent token>`: updates the
 /// machine's live state, records the interval as served when the assigned bid runs with
 /// its settings applied, and answers the desired state.
 pub async fn heartbeat(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    AgentMachine(machine_id): AgentMachine,
     JsonBody(report): JsonBody<Heartbeat>,
 ) -> Result<Json<DesiredState>, ApiError> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .ok_or_else(ApiError::unauthenticated)?;
-    let hash = key_hash(token.trim());
-    let machine_id = state
-        .store(move |s| s.machine_by_agent_token(&hash))
-        .await?
-        .ok_or_else(ApiError::unauthenticated)?;
     report.check_bounds().map_err(|(field, reason)| {
         ApiError::new(
             axum::http::StatusCode::UNPROCESSABLE_ENTITY,
@@ -62,6 +77,9 @@ pub async fn heartbeat(
             // store's lock: a host's concurrent PATCH is never undone.
             let machine = s.modify_machine(machine_id, &mut |machine| {
                 let before = machine.live.clone();
+                if !before.online {
+                    tracing::info!(machine = machine.id, "agent online");
+                }
                 machine.live.online = true;
                 machine.live.working = report.working;
                 machine.live.cached_images.clone_from(&report.cached_images);

@@ -282,8 +282,16 @@ fn place(
     };
     match s.place_bid(account.id, &terms, now, None) {
         Ok(_) => Placed::Ok,
-        Err(StoreError::Refused(r)) if is_oc_refusal(&r) => Placed::BadOc,
-        Err(StoreError::Refused(r)) if is_too_low(&r) => Placed::TooLow,
+        Err(StoreError::Refused(r)) => {
+            tracing::info!(field = %r.field, reason = %r, "admission refused (/v1 order)");
+            if is_oc_refusal(&r) {
+                Placed::BadOc
+            } else if is_too_low(&r) {
+                Placed::TooLow
+            } else {
+                Placed::Failed
+            }
+        }
         Err(_) => Placed::Failed,
     }
 }

@@ -115,11 +115,14 @@ impl IntoResponse for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Refused(r) => Self::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Some(&r.field),
-                r.to_string(),
-            ),
+            StoreError::Refused(r) => {
+                tracing::info!(field = %r.field, reason = %r, "admission refused");
+                Self::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    Some(&r.field),
+                    r.to_string(),
+                )
+            }
             StoreError::NotFound { what, id } => Self::not_found(what, id),
             StoreError::Forbidden { action, .. } => {
                 Self::forbidden(format!("this account may not {action}"))
@@ -129,6 +132,11 @@ impl From<StoreError> for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Some("amount"),
                 l.to_string(),
+            ),
+            StoreError::Closed => Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "the service is stopping; retry in a moment",
             ),
             other => {
                 tracing::error!("store failure: {other}");

@@ -1,12 +1,10 @@
 //! The HTTP application: shared state, the router, and request plumbing.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
-use axum::extract::connect_info::IntoMakeServiceWithConnectInfo;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::StatusCode;
 use axum::routing::{MethodRouter, delete, get, post, put};
@@ -344,7 +342,7 @@ pub fn router(state: AppState) -> Router {
     let native = native_routes()
         .into_iter()
         .fold(Router::new(), |router, r| router.route(r.path, r.handler));
-    native
+    let app = native
         .route("/metrics", get(metrics::render))
         .route("/v1/get_gigaspot", get(api_clore::get_gigaspot))
         .route("/v1/snapshots/{file}", get(api_clore::snapshot))
@@ -369,14 +367,8 @@ pub fn router(state: AppState) -> Router {
             StatusCode::REQUEST_TIMEOUT,
             timeout,
         ))
-        .layer(axum::middleware::from_fn(crate::json_errors::json_errors))
-        .with_state(state)
-}
-
-/// The router as a service that records each connection's peer address, which the
-/// anonymous rate limit keys on. Serve this, not the bare router.
-pub fn service(state: AppState) -> IntoMakeServiceWithConnectInfo<Router, SocketAddr> {
-    router(state).into_make_service_with_connect_info::<SocketAddr>()
+        .layer(axum::middleware::from_fn(crate::json_errors::json_errors));
+    crate::logging::layer(app.with_state(state))
 }
 
 /// A JSON body whose rejections are API errors naming the field where serde can tell.

@@ -37,6 +37,11 @@ pub fn run_boundary(
                     .is_some_and(|p| p.at.elapsed() < stale_after);
                 if !heard {
                     m.live.online = false;
+                    tracing::info!(
+                        machine = m.id,
+                        silent_s = stale_after.as_secs(),
+                        "agent offline: no heartbeat for two intervals"
+                    );
                 }
                 Ok(())
             })?;
@@ -110,14 +115,23 @@ async fn clear_at_boundaries(state: AppState) {
         tokio::time::sleep(Duration::from_secs(next.saturating_sub(now).max(1))).await;
         let started = Instant::now();
         let tick_state = state.clone();
-        match tokio::task::spawn_blocking(move || run_boundary(&tick_state)).await {
-            Ok(Ok(report)) => tracing::info!(
-                ?report,
-                elapsed_ms = started.elapsed().as_millis() as u64,
-                "interval cleared"
-            ),
-            Ok(Err(e)) => tracing::error!("clearing failed: {e}"),
-            Err(e) => tracing::error!("clearing task failed: {e}"),
+        // One span per boundary: everything the tick logs (quarantines, offline agents)
+        // carries it.
+        let span = tracing::info_span!("tick", boundary = next);
+        let ticked = tokio::task::spawn_blocking(move || {
+            let _in_tick = span.enter();
+            match run_boundary(&tick_state) {
+                Ok(report) => tracing::info!(
+                    ?report,
+                    elapsed_ms = started.elapsed().as_millis() as u64,
+                    "interval cleared"
+                ),
+                Err(e) => tracing::error!("clearing failed: {e}"),
+            }
+        })
+        .await;
+        if let Err(e) = ticked {
+            tracing::error!("clearing task failed: {e}");
         }
     }
 }

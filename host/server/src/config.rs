@@ -68,6 +68,31 @@ pub struct Config {
     pub operator_key: Option<String>,
     /// Plugins to install at start.
     pub plugins: PluginsConfig,
+    /// PEM certificate chain for serving HTTPS itself (with `tls_key`). Default: none,
+    /// plain HTTP (put a TLS-terminating reverse proxy in front, listed in
+    /// `trusted_proxies`). Env `GIGASPOT_TLS_CERT`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of `tls_cert`. Env `GIGASPOT_TLS_KEY`.
+    pub tls_key: Option<PathBuf>,
+    /// Open connections at most, all clients together; more are closed at once.
+    /// Default 10,000. Env `GIGASPOT_MAX_CONNECTIONS`.
+    pub max_connections: usize,
+    /// Open connections at most per client network (IPv4 address, IPv6 /64); trusted
+    /// proxies count only against `max_connections`. Default 256.
+    /// Env `GIGASPOT_MAX_CONNECTIONS_PER_CLIENT`.
+    pub max_connections_per_client: usize,
+    /// Time a client has to send a request's headers (and to finish the TLS handshake),
+    /// counted from when the connection opens or the previous answer was sent: it also
+    /// closes idle keep-alive connections. Default 10,000 ms.
+    /// Env `GIGASPOT_HEADER_READ_TIMEOUT_MS`.
+    pub header_read_timeout_ms: u64,
+    /// Log lines: `text` (default) or `json` (one object per line, for log shippers).
+    /// Which events are written is `RUST_LOG`'s filter (default `info`).
+    /// Env `GIGASPOT_LOG_FORMAT`.
+    pub log_format: crate::logging::LogFormat,
+    /// On SIGTERM or Ctrl-C, how long requests in flight may take to finish before they
+    /// are cut off, in seconds. Default 10. Env `GIGASPOT_SHUTDOWN_GRACE_S`.
+    pub shutdown_grace_s: u32,
 }
 
 /// Settings of the Clore GigaSPOT-compatible `/v1` surface.
@@ -127,6 +152,13 @@ impl Default for Config {
             clore: CloreConfig::default(),
             operator_key: None,
             plugins: PluginsConfig::default(),
+            shutdown_grace_s: 10,
+            tls_cert: None,
+            tls_key: None,
+            max_connections: 10_000,
+            max_connections_per_client: 256,
+            header_read_timeout_ms: 10_000,
+            log_format: crate::logging::LogFormat::Text,
         }
     }
 }
@@ -205,6 +237,27 @@ impl Config {
                 .map(|a| parse("GIGASPOT_TRUSTED_PROXIES", a))
                 .collect::<Result<_>>()?;
         }
+        if let Some(v) = env("GIGASPOT_TLS_CERT") {
+            config.tls_cert = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("GIGASPOT_TLS_KEY") {
+            config.tls_key = Some(PathBuf::from(v));
+        }
+        if let Some(v) = env("GIGASPOT_MAX_CONNECTIONS") {
+            config.max_connections = parse("GIGASPOT_MAX_CONNECTIONS", &v)?;
+        }
+        if let Some(v) = env("GIGASPOT_MAX_CONNECTIONS_PER_CLIENT") {
+            config.max_connections_per_client = parse("GIGASPOT_MAX_CONNECTIONS_PER_CLIENT", &v)?;
+        }
+        if let Some(v) = env("GIGASPOT_HEADER_READ_TIMEOUT_MS") {
+            config.header_read_timeout_ms = parse("GIGASPOT_HEADER_READ_TIMEOUT_MS", &v)?;
+        }
+        if let Some(v) = env("GIGASPOT_LOG_FORMAT") {
+            config.log_format = parse("GIGASPOT_LOG_FORMAT", &v)?;
+        }
+        if let Some(v) = env("GIGASPOT_SHUTDOWN_GRACE_S") {
+            config.shutdown_grace_s = parse("GIGASPOT_SHUTDOWN_GRACE_S", &v)?;
+        }
         if let Some(v) = env("GIGASPOT_OPERATOR_KEY") {
             config.operator_key = Some(v);
         }
@@ -229,6 +282,18 @@ impl Config {
             bail!(
                 "served_heartbeat_bound_s = {}: must be 1 to 3600",
                 self.served_heartbeat_bound_s
+            );
+        }
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("tls_cert and tls_key: set both (HTTPS) or neither (plain HTTP)");
+        }
+        if self.max_connections == 0 || self.max_connections_per_client == 0 {
+            bail!("max_connections and max_connections_per_client: must be at least 1");
+        }
+        if !(100..=600_000).contains(&self.header_read_timeout_ms) {
+            bail!(
+                "header_read_timeout_ms = {}: must be 100 to 600000",
+                self.header_read_timeout_ms
             );
         }
         if self.max_body_bytes < 1024 {

@@ -18,6 +18,8 @@ pub mod clearing_loop;
 pub mod config;
 pub mod dashboard;
 pub mod json_errors;
+pub mod listener;
+pub mod logging;
 pub mod market_history;
 pub mod metrics;
 pub mod path_id;

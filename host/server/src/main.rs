@@ -93,12 +93,7 @@ fn serve(
     if let Some(dir) = data_dir {
         config.data_dir = dir;
     }
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
+    gigaspot_server::logging::init(config.log_format)?;
     tokio::runtime::Runtime::new()?.block_on(gigaspot_server::serve::run(config))
 }
 

@@ -141,19 +141,27 @@ fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAd
     client
 }
 
-/// The bucket of a peer: its IPv4 address, or its IPv6 /64 (one subscriber's usual
-/// allocation, so walking the addresses of one prefix does not multiply the budget).
-/// Without a recorded peer (a router served without connection info) all share one.
-fn network_key(peer: Option<IpAddr>) -> [u8; 32] {
-    let network = match peer {
-        Some(IpAddr::V4(v4)) => format!("v4:{v4}"),
-        Some(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
-            Some(v4) => format!("v4:{v4}"),
+/// A peer's network: its IPv4 address, or its IPv6 /64 (one subscriber's usual
+/// allocation, so walking the addresses of one prefix does not multiply a budget or a cap).
+pub fn network_of(peer: IpAddr) -> IpAddr {
+    match peer {
+        IpAddr::V4(v4) => IpAddr::V4(v4),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
             None => {
                 let s = v6.segments();
-                format!("v6:{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
             }
         },
+    }
+}
+
+/// The bucket of a peer: its network (see [`network_of`]). Without a recorded peer (a
+/// router served without connection info) all share one.
+fn network_key(peer: Option<IpAddr>) -> [u8; 32] {
+    let network = match peer.map(network_of) {
+        Some(IpAddr::V4(v4)) => format!("v4:{v4}"),
+        Some(IpAddr::V6(v6)) => format!("v6:{v6}/64"),
         None => "unknown".to_string(),
     };
     Sha256::digest(network.as_bytes()).into()

@@ -9,7 +9,7 @@ use gigaspot_market::{PricePerWatt, Strategy, Validator};
 use gigaspot_plugin_runtime::{ArtifactCache, PluginLimits, PluginRegistry, PluginRuntime};
 use gigaspot_store::{SledStore, Store};
 
-use crate::app::{AppState, service};
+use crate::app::{AppState, router};
 use crate::auth::{generate_key, key_hash};
 use crate::config::Config;
 
@@ -228,27 +228,86 @@ fn resume(
     Ok(())
 }
 
-/// Serves until Ctrl-C.
+/// Serves until Ctrl-C or SIGTERM, then stops gracefully: no new connections, requests in
+/// flight finish (for at most `shutdown_grace_s`), the clock stops, the served time
+/// confirmed so far is written and the store is closed.
 pub async fn run(config: Config) -> Result<()> {
     let (state, generated) = tokio::task::spawn_blocking(move || prepare(config)).await??;
     if let Some(key) = generated {
         println!("operator API key (shown once, store it now): {key}");
     }
+    let options = crate::listener::ListenOptions::from_config(&state.config)?;
+    if let Some(limit) = crate::listener::raise_open_files_limit() {
+        tracing::info!(open_files = limit, "open-files limit");
+    }
     let listener = tokio::net::TcpListener::bind(state.config.bind)
         .await
         .with_context(|| format!("cannot listen on {}", state.config.bind))?;
-    println!("listening on http://{}", listener.local_addr()?);
+    let scheme = if options.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    println!("listening on {scheme}://{}", listener.local_addr()?);
     let clearing = tokio::spawn(crate::clearing_loop::run(state.clone()));
-    let state_clone = state.clone();
-    axum::serve(listener, service(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let grace = Duration::from_secs(u64::from(state.config.shutdown_grace_s));
+    let signal = async {
+        let signal = shutdown_signal().await;
+        tracing::info!(
+            signal,
+            grace_s = grace.as_secs(),
+            "stopping: no new connections, finishing the requests in flight"
+        );
+    };
+    let drained =
+        crate::listener::serve(listener, router(state.clone()), options, signal, grace).await;
+    if drained {
+        tracing::info!("every request in flight finished");
+    } else {
+        tracing::warn!(
+            grace_s = grace.as_secs(),
+            "requests still running after the grace period are cut off"
+        );
+    }
     clearing.abort();
-    // What was confirmed since the last write is not lost on a clean shutdown.
-    let state_for_flush = state_clone;
-    tokio::task::spawn_blocking(move || crate::clearing_loop::flush_served_time(&state_for_flush))
-        .await??;
+    close(&state).await
+}
+
+/// Writes what was confirmed since the last write (nothing is lost on a clean stop) and
+/// closes the store: a tick or write in progress completes first.
+async fn close(state: &AppState) -> Result<()> {
+    let state = state.clone();
+    tokio::task::spawn_blocking(move || -> Result<()> {
+        crate::clearing_loop::flush_served_time(&state)?;
+        state.store.close()?;
+        Ok(())
+    })
+    .await??;
     Ok(())
+}
+
+/// Resolves at Ctrl-C (SIGINT) or SIGTERM (what systemd and Docker send), naming it.
+async fn shutdown_signal() -> &'static str {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+        "SIGINT"
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                term.recv().await;
+            }
+            // Without a SIGTERM handler only Ctrl-C stops the service.
+            Err(_) => std::future::pending::<()>().await,
+        }
+        "SIGTERM"
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<&'static str>();
+    tokio::select! {
+        name = interrupt => name,
+        name = terminate => name,
+    }
 }

@@ -910,3 +910,56 @@ async fn a_panicking_plugin_says_why_in_the_decision_and_the_plugin_list() {
     assert_eq!(view["faults"]["panic"], json!(1), "{view}");
     assert_eq!(view["last_fault"], fault["message"], "{view}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_authenticated_route_checks_the_credential_before_the_body() {
+    let m = Market::start(|_| {}).await;
+    // Routes anyone may call; everything else needs a credential.
+    let public = [
+        ("get", "/api/v1/health"),
+        ("get", "/api/v1/openapi.json"),
+        ("post", "/api/v1/accounts"),
+        ("get", "/api/v1/machines"),
+        ("get", "/api/v1/machines/{id}"),
+        ("get", "/api/v1/machines/{id}/book"),
+        ("get", "/api/v1/machines/{id}/history"),
+        ("get", "/api/v1/market/history"),
+    ];
+    let mut checked = 0;
+    for route in gigaspot_server::app::native_routes() {
+        for method in route.methods {
+            if public.contains(&(*method, route.path)) {
+                continue;
+            }
+            let path = route
+                .path
+                .replace("{id}", "1")
+                .replace("{digest}", "sha256:00")
+                .replace("{name}", "v");
+            for key in [None, Some("gs_not_a_key")] {
+                let mut request = m
+                    .http
+                    .request(
+                        method.to_uppercase().parse().unwrap(),
+                        format!("{}{path}", m.base),
+                    )
+                    .header("content-type", "application/json")
+                    .body("{\"not\": json at all");
+                if let Some(key) = key {
+                    request = request.bearer_auth(key);
+                }
+                let response = request.send().await.unwrap();
+                let status = response.status();
+                let body: Value = response.json().await.unwrap_or(Value::Null);
+                assert_eq!(
+                    status,
+                    StatusCode::UNAUTHORIZED,
+                    "{method} {path} with {key:?}: {body}"
+                );
+                assert_eq!(body["error"]["field"], json!("Authorization"), "{body}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 40, "only {checked} checks");
+}

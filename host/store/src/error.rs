@@ -10,6 +10,9 @@ pub enum StoreError {
     /// The storage engine failed (disk full, I/O error...).
     #[error("storage failure: {0}")]
     Backend(String),
+    /// The store was closed (the service is stopping).
+    #[error("the store is closed")]
+    Closed,
     /// The database cannot be read as a GigaSPOT database; it is left untouched.
     #[error(
         "the database at {path} is corrupt or not a GigaSPOT database ({detail}); it was left untouched"

@@ -79,7 +79,8 @@ impl State {
 
 /// The sled-backed [`Store`].
 pub struct SledStore {
-    db: sled::Db,
+    /// `None` once [`SledStore::close`] released the database.
+    db: RwLock<Option<sled::Db>>,
     state: RwLock<State>,
     writer: Mutex<()>,
     flushes: GroupCommit,
@@ -162,7 +163,7 @@ impl SledStore {
             other => other,
         })?;
         Ok(SledStore {
-            db,
+            db: RwLock::new(Some(db)),
             state: RwLock::new(state),
             writer: Mutex::new(()),
             flushes: GroupCommit::default(),
@@ -194,7 +195,7 @@ impl SledStore {
     ) -> StoreResult<()> {
         let ticket = {
             let mut state = self.state_mut();
-            self.db.apply_batch(batch)?;
+            self.db()?.apply_batch(batch)?;
             mirror(&mut state);
             self.generation.fetch_add(1, Ordering::Release);
             self.flushes.applied()
@@ -212,17 +213,49 @@ impl SledStore {
         self.flushes.wait_durable(ticket, || self.flush())
     }
 
-    fn flush(&self) -> StoreResult<()> {
-        self.db.flush()?;
+    /// Closes the database: waits for the write in progress, flushes everything written,
+    /// and releases sled's handle (its background flusher stops and, once operations in
+    /// flight end, the file lock is released). Every later operation answers
+    /// [`StoreError::Closed`]; closing twice is a no-op.
+    pub fn close(&self) -> StoreResult<()> {
+        let _writer = self.write_lock();
+        let db = self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+        if let Some(db) = db {
+            db.flush()?;
+            drop(db);
+            tracing::info!("store closed");
+        }
         Ok(())
     }
 
+    fn flush(&self) -> StoreResult<()> {
+        // Closed: `close` flushed every batch applied before it (it holds the writer lock).
+        let db = self.db.read().unwrap_or_else(|p| p.into_inner()).clone();
+        if let Some(db) = db {
+            db.flush()?;
+        }
+        Ok(())
+    }
+
+    /// The database, or [`StoreError::Closed`] after [`SledStore::close`]. A clone of the
+    /// handle (a reference count): an operation in flight keeps it open until it ends.
+    fn db(&self) -> StoreResult<sled::Db> {
+        self.db
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+            .ok_or(StoreError::Closed)
+    }
+
     fn transfer_by_id(&self, id: &str) -> StoreResult<Option<Transfer>> {
-        let Some(seq) = self.db.get(key_bytes(keys::TRANSFER_ID, id.as_bytes()))? else {
+        let Some(seq) = self
+            .db()?
+            .get(key_bytes(keys::TRANSFER_ID, id.as_bytes()))?
+        else {
             return Ok(None);
         };
         let seq_key = key_bytes(keys::TRANSFER, &seq);
-        match self.db.get(&seq_key)? {
+        match self.db()?.get(&seq_key)? {
             Some(bytes) => Ok(Some(decode(&seq_key, &bytes)?)),
             None => Err(StoreError::Corrupt {
                 path: String::from_utf8_lossy(&seq_key).into_owned(),
@@ -831,7 +864,7 @@ impl Store for SledStore {
         let guard = self.write_lock();
         let idem_key = idempotency_key.map(|k| keys::idempotency(keys::IDEMPOTENCY, owner, k));
         if let Some(k) = &idem_key
-            && let Some(v) = self.db.get(k)?
+            && let Some(v) = self.db()?.get(k)?
         {
             let id = read_u64(k, &v)?;
             let bid = self
@@ -1003,7 +1036,7 @@ impl Store for SledStore {
         let guard = self.write_lock();
         let idem_key = idempotency_key.map(|k| keys::idempotency(keys::WITHDRAWAL_KEY, account, k));
         if let Some(k) = &idem_key
-            && let Some(v) = self.db.get(k)?
+            && let Some(v) = self.db()?.get(k)?
         {
             let id = read_u64(k, &v)?;
             let first = self.withdrawal(id)?.ok_or(StoreError::NotFound {
@@ -1097,14 +1130,14 @@ impl Store for SledStore {
 
     fn withdrawal(&self, id: WithdrawalId) -> StoreResult<Option<Withdrawal>> {
         let k = key(keys::WITHDRAWAL, &[id]);
-        match self.db.get(&k)? {
+        match self.db()?.get(&k)? {
             Some(v) => Ok(Some(decode(&k, &v)?)),
             None => Ok(None),
         }
     }
 
     fn withdrawals(&self, account: Option<AccountId>) -> StoreResult<Vec<Withdrawal>> {
-        let all: Vec<Withdrawal> = scan(&self.db, keys::WITHDRAWAL)?;
+        let all: Vec<Withdrawal> = scan(&self.db()?, keys::WITHDRAWAL)?;
         Ok(all
             .into_iter()
             .filter(|w| account.is_none_or(|a| w.account == a))
@@ -1133,7 +1166,7 @@ impl Store for SledStore {
     }
 
     fn transfers(&self) -> StoreResult<Vec<Transfer>> {
-        scan(&self.db, keys::TRANSFER)
+        scan(&self.db()?, keys::TRANSFER)
     }
 
     fn account_transfers(
@@ -1148,11 +1181,11 @@ impl Store for SledStore {
             None => key(keys::ACCOUNT_TRANSFER, &[account, u64::MAX]),
         };
         let mut page = Vec::new();
-        for item in self.db.range(start..end).rev().take(limit) {
+        for item in self.db()?.range(start..end).rev().take(limit) {
             let (k, _) = item?;
             let seq = read_u64(&k, &k[keys::ACCOUNT_TRANSFER.len() + 8..])?;
             let t = key(keys::TRANSFER, &[seq]);
-            page.push((seq, decode(&t, &get_required(&self.db, &t)?)?));
+            page.push((seq, decode(&t, &get_required(&self.db()?, &t)?)?));
         }
         Ok(page)
     }
@@ -1171,7 +1204,7 @@ impl Store for SledStore {
         }
         let k = key(keys::SERVED, &[machine, interval]);
         // Every heartbeat of the interval reports it served: only the first one writes.
-        if self.db.get(&k)?.as_deref() == Some(&u64_bytes(bid)[..]) {
+        if self.db()?.get(&k)?.as_deref() == Some(&u64_bytes(bid)[..]) {
             return self.settled(guard);
         }
         let mut batch = Batch::default();
@@ -1193,7 +1226,7 @@ impl Store for SledStore {
             });
         }
         let k = key(keys::UNSERVED, &[machine, interval]);
-        if let Some(v) = self.db.get(&k)? {
+        if let Some(v) = self.db()?.get(&k)? {
             let stored: Unserved = decode(&k, &v)?;
             // The same report again: nothing to write.
             if stored.bid == unserved.bid && stored.reason == unserved.reason {
@@ -1217,7 +1250,7 @@ impl Store for SledStore {
                 continue;
             }
             let k = key(keys::SERVED_TIME, &[*machine, *interval]);
-            if let Some(v) = self.db.get(&k)? {
+            if let Some(v) = self.db()?.get(&k)? {
                 let stored: ServedTime = decode(&k, &v)?;
                 if stored.bid == served.bid && stored.seconds >= served.seconds {
                     continue;
@@ -1234,7 +1267,7 @@ impl Store for SledStore {
 
     fn served_time(&self, machine: MachineId, interval: u64) -> StoreResult<Option<ServedTime>> {
         let k = key(keys::SERVED_TIME, &[machine, interval]);
-        match self.db.get(&k)? {
+        match self.db()?.get(&k)? {
             Some(v) => Ok(Some(decode(&k, &v)?)),
             None => Ok(None),
         }
@@ -1242,7 +1275,7 @@ impl Store for SledStore {
 
     fn unserved(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Unserved>> {
         let k = key(keys::UNSERVED, &[machine, interval]);
-        match self.db.get(&k)? {
+        match self.db()?.get(&k)? {
             Some(v) => Ok(Some(decode(&k, &v)?)),
             None => Ok(None),
         }
@@ -1270,7 +1303,7 @@ impl Store for SledStore {
 
     fn decision(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Decision>> {
         let k = key(keys::DECISION, &[machine, interval]);
-        match self.db.get(&k)? {
+        match self.db()?.get(&k)? {
             Some(v) => Ok(Some(decode(&k, &v)?)),
             None => Ok(None),
         }
@@ -1278,7 +1311,7 @@ impl Store for SledStore {
 
     fn decisions(&self, machine: MachineId, limit: usize) -> StoreResult<Vec<Decision>> {
         // Keys end in the big-endian interval, so the prefix scan runs oldest to newest.
-        self.db
+        self.db()?
             .scan_prefix(key(keys::DECISION, &[machine]))
             .rev()
             .take(limit)
@@ -1360,7 +1393,7 @@ impl Store for SledStore {
     fn remove_plugin_version(&self, digest: &str) -> StoreResult<bool> {
         let guard = self.write_lock();
         let k = key_bytes(keys::PLUGIN, digest.as_bytes());
-        if !self.db.contains_key(&k)? {
+        if !self.db()?.contains_key(&k)? {
             return self.settled(guard).map(|()| false);
         }
         let mut batch = Batch::default();
@@ -1369,7 +1402,7 @@ impl Store for SledStore {
     }
 
     fn plugin_versions(&self) -> StoreResult<Vec<PluginVersionRecord>> {
-        scan(&self.db, keys::PLUGIN)
+        scan(&self.db()?, keys::PLUGIN)
     }
 
     fn cleared_through(&self) -> StoreResult<Option<u64>> {
@@ -1395,14 +1428,14 @@ impl Store for SledStore {
     }
 
     fn plugin_state(&self) -> StoreResult<Option<PluginState>> {
-        match self.db.get(keys::PLUGIN_STATE)? {
+        match self.db()?.get(keys::PLUGIN_STATE)? {
             Some(v) => Ok(Some(decode(keys::PLUGIN_STATE, &v)?)),
             None => Ok(None),
         }
     }
 
     fn active_plugins(&self) -> StoreResult<ActivePlugins> {
-        match self.db.get(keys::ACTIVE_PLUGINS)? {
+        match self.db()?.get(keys::ACTIVE_PLUGINS)? {
             Some(v) => decode(keys::ACTIVE_PLUGINS, &v),
             None => Ok(ActivePlugins::default()),
         }
@@ -1415,17 +1448,17 @@ impl Store for SledStore {
         let mut served_time = BTreeMap::new();
         for ((machine, interval), assignment) in &state.pending {
             let k = key(keys::SERVED, &[*machine, *interval]);
-            let served = match self.db.get(&k)? {
+            let served = match self.db()?.get(&k)? {
                 Some(v) => Some(read_u64(&k, &v)?),
                 None => None,
             };
             pending.push((assignment.clone(), served));
             let k = key(keys::UNSERVED, &[*machine, *interval]);
-            if let Some(v) = self.db.get(&k)? {
+            if let Some(v) = self.db()?.get(&k)? {
                 unserved.insert((*machine, *interval), decode(&k, &v)?);
             }
             let k = key(keys::SERVED_TIME, &[*machine, *interval]);
-            if let Some(v) = self.db.get(&k)? {
+            if let Some(v) = self.db()?.get(&k)? {
                 served_time.insert((*machine, *interval), decode(&k, &v)?);
             }
         }
@@ -1494,7 +1527,7 @@ impl Store for SledStore {
                 let mut booked_before = false;
                 for t in &s.transfers {
                     booked_before |= self
-                        .db
+                        .db()?
                         .contains_key(key_bytes(keys::TRANSFER_ID, t.id.as_bytes()))?;
                 }
                 if !booked_before && !s.transfers.is_empty() {
@@ -1620,7 +1653,7 @@ impl Store for SledStore {
         let mut transfers = Vec::new();
         // The per-account index must hold exactly one entry per account leg.
         let mut legs = 0usize;
-        for item in self.db.scan_prefix(keys::TRANSFER) {
+        for item in self.db()?.scan_prefix(keys::TRANSFER) {
             let (k, v) = item?;
             let seq = read_u64(&k, &k[keys::TRANSFER.len()..])?;
             let t: Transfer = decode(&k, &v)?;
@@ -1628,7 +1661,7 @@ impl Store for SledStore {
                 if let Party::Account(a) = party {
                     legs += 1;
                     let entry = key(keys::ACCOUNT_TRANSFER, &[a, seq]);
-                    if !self.db.contains_key(&entry)? {
+                    if !self.db()?.contains_key(&entry)? {
                         return Err(StoreError::Corrupt {
                             path: String::from_utf8_lossy(&entry).into_owned(),
                             detail: format!(
@@ -1641,7 +1674,7 @@ impl Store for SledStore {
             }
             transfers.push(t);
         }
-        let indexed = self.db.scan_prefix(keys::ACCOUNT_TRANSFER).count();
+        let indexed = self.db()?.scan_prefix(keys::ACCOUNT_TRANSFER).count();
         if indexed != legs {
             return Err(StoreError::Corrupt {
                 path: String::from_utf8_lossy(keys::ACCOUNT_TRANSFER).into_owned(),
@@ -1649,7 +1682,7 @@ impl Store for SledStore {
             });
         }
         let mut stored = BTreeMap::new();
-        for item in self.db.scan_prefix(keys::BALANCE) {
+        for item in self.db()?.scan_prefix(keys::BALANCE) {
             let (k, v) = item?;
             let account = read_u64(&k, &k[keys::BALANCE.len()..])?;
             let balance = Amount(read_u64(&k, &v)?);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gigaspot_server::app::{AppState, service};
+use gigaspot_server::app::AppState;
 use gigaspot_server::clearing_loop::run_boundary;
 use gigaspot_server::config::Config;
 use gigaspot_server::serve::prepare;
@@ -38,6 +38,11 @@ impl Market {
             ..Config::default()
         };
         adjust(&mut config);
+        let scheme = if config.tls_cert.is_some() {
+            "https"
+        } else {
+            "http"
+        };
         let (mut state, generated) = tokio::task::spawn_blocking(move || prepare(config))
             .await
             .unwrap()
@@ -47,9 +52,13 @@ impl Market {
         let c = clock.clone();
         state.clock = Arc::new(move || c.load(Ordering::SeqCst));
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let app = service(state.clone());
-        let server = tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let base = format!("{scheme}://{}", listener.local_addr().unwrap());
+        let served = state.clone();
+        let server = tokio::spawn(async move {
+            gigaspot_server::listener::serve_state(listener, served, std::future::pending())
+                .await
+                .unwrap();
+        });
         Market {
             base,
             http: Client::new(),
