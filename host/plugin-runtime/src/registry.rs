@@ -165,10 +165,7 @@ impl<T: ?Sized> Installed<T> {
     /// Why it is quarantined: its latest fault.
     fn last_fault(&self) -> String {
         self.counters
-            .last_fault
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+            .latest_fault()
             .unwrap_or_else(|| "repeated faults".into())
     }
 }
