@@ -7,6 +7,8 @@
 //! a test that needs a component never runs without it.
 
 pub mod dockerd;
+pub mod process;
+pub mod python;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -4,11 +4,11 @@
 //! clear error, and a plain http:// server on another host is refused before any token is
 //! sent.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
+
+use gigaspot_tests::process::Collected;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use serde_json::{Value, json};
@@ -43,26 +43,14 @@ fn certificates(dir: &Path, name: &str) -> (PathBuf, PathBuf, PathBuf) {
 }
 
 /// The agent binary with simulated GPUs and no containers; its stderr is collected.
-fn agent(server: &str, token: &str, extra: &[&str]) -> (Child, Arc<Mutex<String>>) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gigaspot-agent"))
-        .args(["run", "--server", server, "--gpu", "simulated:1xRTX4090"])
-        .args(["--containers", "none", "--heartbeat-s", "1"])
-        .args(extra)
-        .env("GIGASPOT_AGENT_TOKEN", token)
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the agent binary");
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = log.clone();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    (child, log)
+fn agent(server: &str, token: &str, extra: &[&str]) -> Collected {
+    Collected::spawn(
+        Command::new(env!("CARGO_BIN_EXE_gigaspot-agent"))
+            .args(["run", "--server", server, "--gpu", "simulated:1xRTX4090"])
+            .args(["--containers", "none", "--heartbeat-s", "1"])
+            .args(extra)
+            .env("GIGASPOT_AGENT_TOKEN", token),
+    )
 }
 
 async fn machine_view(m: &Market, machine: u64) -> Value {
@@ -105,10 +93,10 @@ async fn the_agent_heartbeats_over_tls_and_a_wrong_ca_fails_clearly() {
     let token = body["agent_token"].as_str().unwrap().to_owned();
 
     // A wrong CA: the handshake fails, the agent says why, the machine stays offline.
-    let (mut wrong, log) = agent(&m.base, &token, &["--ca-cert", other_ca.to_str().unwrap()]);
+    let mut wrong = agent(&m.base, &token, &["--ca-cert", other_ca.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let text = log.lock().unwrap().clone();
+        let text = wrong.log();
         if text.contains("heartbeat:") {
             assert!(
                 text.contains("UnknownIssuer") || text.contains("certificate"),
@@ -119,12 +107,12 @@ async fn the_agent_heartbeats_over_tls_and_a_wrong_ca_fails_clearly() {
         assert!(Instant::now() < deadline, "no heartbeat error:\n{text}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = wrong.kill();
-    let _ = wrong.wait();
+    let _ = wrong.child.kill();
+    let _ = wrong.child.wait();
     assert_eq!(machine_view(&m, machine).await["online"], json!(false));
 
     // The right CA: the agent's heartbeats arrive over TLS.
-    let (mut right, log) = agent(&m.base, &token, &["--ca-cert", ca.to_str().unwrap()]);
+    let mut right = agent(&m.base, &token, &["--ca-cert", ca.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let view = machine_view(&m, machine).await;
@@ -135,12 +123,12 @@ async fn the_agent_heartbeats_over_tls_and_a_wrong_ca_fails_clearly() {
         assert!(
             Instant::now() < deadline,
             "the agent never got through:\n{}",
-            log.lock().unwrap()
+            right.log()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = right.kill();
-    let _ = right.wait();
+    let _ = right.child.kill();
+    let _ = right.child.wait();
 
     // Plain HTTP to a service without TLS is refused at the TLS listener.
     let plain = reqwest::Client::new()

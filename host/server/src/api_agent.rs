@@ -30,9 +30,10 @@ impl FromRequestParts<AppState> for AgentMachine {
             .and_then(|v| v.strip_prefix("Bearer "))
             .ok_or_else(ApiError::unauthenticated)?;
         let hash = key_hash(token.trim());
+        // Tokens are in the store's in-memory working set: looked up inline.
         state
-            .store(move |s| s.machine_by_agent_token(&hash))
-            .await?
+            .store
+            .machine_by_agent_token(&hash)?
             .map(AgentMachine)
             .ok_or_else(ApiError::unauthenticated)
     }

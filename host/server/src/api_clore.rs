@@ -75,15 +75,13 @@ async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Account, CloreR
     if let Err(retry_after) = state.limiter.check(hash) {
         return Err(rate_limited(retry_after));
     }
+    // Keys and accounts are in the store's in-memory working set: looked up inline.
     let account = state
-        .store(move |s| {
-            s.account_by_key(&hash)?
-                .map(|id| s.account(id))
-                .transpose()
-                .map(Option::flatten)
-        })
-        .await
-        .map_err(database)?;
+        .store
+        .account_by_key(&hash)
+        .and_then(|id| id.map(|id| state.store.account(id)).transpose())
+        .map_err(|e| database(e.into()))?
+        .flatten();
     account.ok_or_else(unauthorized)
 }
 

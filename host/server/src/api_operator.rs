@@ -119,6 +119,7 @@ pub async fn upload(
     let installed_at = state.now();
     let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
     let cache_runtime = state.runtime.clone();
+    crate::deadline::work_started();
     let loaded = tokio::task::spawn_blocking(move || -> Result<PluginVersionRecord, ApiError> {
         let refused = |e: gigaspot_plugin_runtime::LoadError| {
             ApiError::new(
@@ -272,6 +273,7 @@ pub async fn activate(
         })?;
     let runtime = state.runtime.clone();
     let registry = state.registry.clone();
+    crate::deadline::work_started();
     tokio::task::spawn_blocking(move || -> Result<(), ApiError> {
         let refused = |e: gigaspot_plugin_runtime::LoadError| {
             ApiError::new(

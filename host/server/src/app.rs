@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
@@ -12,7 +12,6 @@ use gigaspot_market::machine::MachineId;
 use gigaspot_plugin_runtime::{PluginRegistry, PluginRuntime};
 use gigaspot_store::{SledStore, StoreError};
 use serde::de::DeserializeOwned;
-use tower_http::timeout::TimeoutLayer;
 
 use crate::api_error::ApiError;
 use crate::config::Config;
@@ -22,8 +21,8 @@ use crate::rate_limit::{self, RateLimiter};
 use crate::snapshot::Snapshots;
 use crate::wire::MachineView;
 use crate::{
-    api_accounts, api_agent, api_bids, api_clore, api_dashboard, api_machines, api_money,
-    api_operator, api_withdrawals, dashboard,
+    api_accounts, api_agent, api_backup, api_bids, api_clore, api_dashboard, api_machines,
+    api_money, api_operator, api_withdrawals, dashboard,
 };
 
 /// What every handler shares.
@@ -143,12 +142,14 @@ impl AppState {
         (self.clock)()
     }
 
-    /// Runs a store operation on the blocking pool (writes wait for the disk flush).
+    /// Runs a store operation on the blocking pool (writes wait for the disk flush). From
+    /// here on the request's deadline no longer applies (see [`crate::deadline`]).
     pub async fn store<T: Send + 'static>(
         &self,
         op: impl FnOnce(&SledStore) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let store = self.store.clone();
+        crate::deadline::work_started();
         tokio::task::spawn_blocking(move || op(&store))
             .await
             .map_err(|_| {
@@ -316,6 +317,7 @@ pub fn native_routes() -> Vec<ApiRoute> {
             &["delete"],
             delete(api_operator::remove_validator),
         ),
+        route("/api/v1/backup", &["get"], get(api_backup::backup)),
         route(
             "/api/v1/plugins/validators/order",
             &["put"],
@@ -338,7 +340,6 @@ async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str
 /// `/metrics`, with the body limit, the request timeout and request metrics.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    let timeout = Duration::from_millis(state.config.request_timeout_ms);
     let native = native_routes()
         .into_iter()
         .fold(Router::new(), |router, r| router.route(r.path, r.handler));
@@ -363,9 +364,9 @@ pub fn router(state: AppState) -> Router {
             metrics::track,
         ))
         .layer(DefaultBodyLimit::max(limit))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::REQUEST_TIMEOUT,
-            timeout,
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::deadline::enforce,
         ))
         .layer(axum::middleware::from_fn(crate::json_errors::json_errors));
     crate::logging::layer(app.with_state(state))

@@ -58,12 +58,9 @@ impl FromRequestParts<AppState> for Caller {
             .ok_or_else(ApiError::unauthenticated)?;
         let hash = key_hash(key.trim());
         state.limiter.check(hash).map_err(ApiError::rate_limited)?;
-        let account = state
-            .store(move |s| {
-                let id = s.account_by_key(&hash)?;
-                id.map(|id| s.account(id)).transpose().map(Option::flatten)
-            })
-            .await?;
+        // Keys and accounts are in the store's in-memory working set: looked up inline.
+        let id = state.store.account_by_key(&hash)?;
+        let account = id.map(|id| state.store.account(id)).transpose()?.flatten();
         account.map(Caller).ok_or_else(ApiError::unauthenticated)
     }
 }

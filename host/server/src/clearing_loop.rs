@@ -120,6 +120,7 @@ async fn clear_at_boundaries(state: AppState) {
         let span = tracing::info_span!("tick", boundary = next);
         let ticked = tokio::task::spawn_blocking(move || {
             let _in_tick = span.enter();
+            tracing::info!("boundary reached, clearing");
             match run_boundary(&tick_state) {
                 Ok(report) => tracing::info!(
                     ?report,

@@ -4,6 +4,7 @@
 
 pub mod api_accounts;
 pub mod api_agent;
+pub mod api_backup;
 pub mod api_bids;
 pub mod api_clore;
 pub mod api_dashboard;
@@ -17,6 +18,7 @@ pub mod auth;
 pub mod clearing_loop;
 pub mod config;
 pub mod dashboard;
+pub mod deadline;
 pub mod json_errors;
 pub mod listener;
 pub mod logging;

@@ -2,8 +2,10 @@
 //!
 //! `gigaspot serve` runs the market; `gigaspot plugin check|bench <file.wasm>` are the
 //! plugin tools for authors and operators; `gigaspot ledger audit --data DIR` is the
-//! operator's ledger audit.
+//! operator's ledger audit; `gigaspot backup` / `gigaspot restore` copy a market and rebuild
+//! a data folder from the copy.
 
+mod backup_cli;
 mod ledger_audit;
 mod plugin_bench;
 mod plugin_check;
@@ -42,6 +44,28 @@ enum Command {
     /// Inspect the market's ledger.
     #[command(subcommand)]
     Ledger(LedgerCommand),
+    /// Write a consistent copy of a market to a file: from a running service (--url, with
+    /// GIGASPOT_OPERATOR_KEY set) or from a stopped one's data folder (--data-dir).
+    Backup {
+        /// The backup file to write (replaced only once the new copy is checked).
+        #[arg(long)]
+        out: PathBuf,
+        /// The data folder of a stopped service.
+        #[arg(long, conflicts_with = "url", required_unless_present = "url")]
+        data_dir: Option<PathBuf>,
+        /// The base URL of a running service, e.g. http://127.0.0.1:8080.
+        #[arg(long)]
+        url: Option<String>,
+    },
+    /// Rebuild a data folder from a backup file (the folder must not exist or be empty).
+    Restore {
+        /// The backup file.
+        #[arg(long)]
+        from: PathBuf,
+        /// The data folder to create.
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -49,7 +73,7 @@ enum LedgerCommand {
     /// Recompute every balance from the transfers and check the ledger invariants.
     Audit {
         /// The market's data directory (the sled database).
-        #[arg(long)]
+        #[arg(long, alias = "data-dir")]
         data: PathBuf,
     },
 }
@@ -114,6 +138,12 @@ fn main() -> ExitCode {
             iterations,
         }) => plugin_bench::run(&file, &config, iterations),
         Command::Ledger(LedgerCommand::Audit { data }) => ledger_audit::run(&data),
+        Command::Backup { out, data_dir, url } => match (data_dir, url) {
+            (Some(dir), _) => backup_cli::backup(backup_cli::Source::DataDir(dir), &out),
+            (None, Some(url)) => backup_cli::backup(backup_cli::Source::Url(url), &out),
+            (None, None) => Err(anyhow::anyhow!("give --data-dir or --url")),
+        },
+        Command::Restore { from, data_dir } => backup_cli::restore(&from, &data_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,31 +1,34 @@
-//! Rate limits: a token bucket per API key, and one per client network for requests that
-//! carry no valid credential (registration, the public views, guessed keys).
+//! Rate limits: a keyed GCRA limiter (the `governor` crate) per API key, and one per client
+//! network for requests that carry no valid credential (registration, the public views,
+//! guessed keys). The client's address is the project's own (see [`client_address`]): it is
+//! stricter about `X-Forwarded-For` than generic middleware.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
-use std::time::Instant;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use gigaspot_store::Store;
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
 use sha2::{Digest, Sha256};
 
 use crate::api_error::ApiError;
 use crate::app::AppState;
 use crate::auth::key_hash;
 
-/// Token buckets keyed by caller.
-pub struct RateLimiter {
-    per_minute: u32,
-    buckets: Mutex<HashMap<[u8; 32], Bucket>>,
-}
+/// Checks between two sweeps of callers whose budget is full again (so the key map stays
+/// bounded by the callers of the last few minutes).
+const SWEEP_EVERY: u64 = 1 << 16;
 
-struct Bucket {
-    tokens: f64,
-    updated: Instant,
+/// A request budget per caller (a key hash or a network's hash).
+pub struct RateLimiter {
+    limiter: Option<DefaultKeyedRateLimiter<[u8; 32]>>,
+    clock: DefaultClock,
+    checks: AtomicU64,
 }
 
 impl RateLimiter {
@@ -33,43 +36,36 @@ impl RateLimiter {
     /// Zero disables the limit.
     pub fn new(per_minute: u32) -> Self {
         RateLimiter {
-            per_minute,
-            buckets: Mutex::new(HashMap::new()),
+            limiter: NonZeroU32::new(per_minute)
+                .map(|n| governor::RateLimiter::keyed(Quota::per_minute(n))),
+            clock: DefaultClock::default(),
+            checks: AtomicU64::new(0),
         }
     }
 
     /// Whether the limit is off (0 per minute).
     pub fn is_unlimited(&self) -> bool {
-        self.per_minute == 0
+        self.limiter.is_none()
     }
 
-    /// Takes a token for `caller`; when none is left, the whole seconds until one is.
+    /// Takes one request from `caller`'s budget; when none is left, the whole seconds until
+    /// one is.
     pub fn check(&self, caller: [u8; 32]) -> Result<(), u64> {
-        if self.per_minute == 0 {
+        let Some(limiter) = &self.limiter else {
             return Ok(());
+        };
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            limiter.retain_recent();
         }
-        let capacity = f64::from(self.per_minute);
-        let per_second = capacity / 60.0;
-        let now = Instant::now();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        // Forget idle callers now and then, so the map stays bounded.
-        if buckets.len() > 100_000 {
-            buckets
-                .retain(|_, b| now.duration_since(b.updated).as_secs_f64() * per_second < capacity);
-        }
-        let bucket = buckets.entry(caller).or_insert(Bucket {
-            tokens: capacity,
-            updated: now,
-        });
-        let refill = now.duration_since(bucket.updated).as_secs_f64() * per_second;
-        bucket.tokens = (bucket.tokens + refill).min(capacity);
-        bucket.updated = now;
-        if bucket.tokens >= 1.0 {
-            bucket.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(((1.0 - bucket.tokens) / per_second).ceil().max(1.0) as u64)
-        }
+        limiter.check_key(&caller).map_err(|not_until| {
+            let wait = not_until.wait_time_from(self.clock.now());
+            (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+        })
+    }
+
+    /// Callers with a budget in use.
+    pub fn tracked_callers(&self) -> usize {
+        self.limiter.as_ref().map_or(0, |l| l.len())
     }
 }
 
@@ -232,5 +228,25 @@ mod tests {
         // Another caller has its own bucket.
         assert_eq!(limiter.check([2; 32]), Ok(()));
         assert_eq!(RateLimiter::new(0).check([1; 32]), Ok(()));
+    }
+
+    #[test]
+    fn callers_whose_budget_is_full_again_are_forgotten() {
+        // 1,000 a second: a caller that made one request has its whole budget back 1 ms later.
+        let limiter = RateLimiter::new(60_000);
+        for k in 0..1000u32 {
+            let mut key = [0; 32];
+            key[..4].copy_from_slice(&k.to_le_bytes());
+            assert_eq!(limiter.check(key), Ok(()));
+        }
+        assert_eq!(limiter.tracked_callers(), 1000);
+        // Keep one caller busy until a sweep has run and forgotten the idle ones.
+        let busy = [0xff; 32];
+        let mut checks = 0;
+        while limiter.tracked_callers() > 1 {
+            let _ = limiter.check(busy);
+            checks += 1;
+            assert!(checks <= 4 * SWEEP_EVERY, "no sweep after {checks} checks");
+        }
     }
 }

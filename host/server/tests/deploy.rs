@@ -92,6 +92,29 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_grafana_dashboard_plots_only_metrics_the_service_exports() {
     let m = Market::start(|_| {}).await;
+    // A WASM strategy ranks the boundary, so the plugin families have series.
+    let resp = m
+        .http
+        .post(format!("{}/api/v1/plugins", m.base))
+        .bearer_auth(support::OPERATOR_KEY)
+        .header("content-type", "application/wasm")
+        .body(gigaspot_tests::guest("price-per-watt"))
+        .send()
+        .await
+        .unwrap();
+    let plugin: Value = resp.json().await.unwrap();
+    let (status, body) = m
+        .call(
+            "POST",
+            &format!(
+                "/api/v1/plugins/{}/activate",
+                plugin["digest"].as_str().unwrap()
+            ),
+            Some(support::OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert!(status.is_success(), "{body}");
     let (_, machine, _) = m.machine_with_gpus(1).await;
     let (_, key) = m.funded_client("c", 1000.0).await;
     m.call(

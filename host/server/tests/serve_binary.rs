@@ -2,88 +2,24 @@
 //! request (echoing `X-Request-Id`), a graceful stop on SIGTERM that closes the store, and
 //! a restart on the same folder that finds everything.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use gigaspot_tests::process::Served;
 use serde_json::{Value, json};
 
 const OPERATOR_KEY: &str = "gs_operator_key_for_binary_tests_0123456789";
 
-/// A running `gigaspot serve` with its log collected.
-struct Served {
-    child: Child,
-    base: String,
-    log: Arc<Mutex<String>>,
-}
-
 fn serve(data: &std::path::Path) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_gigaspot"))
-        .args(["serve", "--bind", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("GIGASPOT_OPERATOR_KEY", OPERATOR_KEY)
-        .env("GIGASPOT_LOG_FORMAT", "json")
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let log = Arc::new(Mutex::new(String::new()));
-    let sink = log.clone();
-    let stderr = child.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut log = sink.lock().unwrap();
-            log.push_str(&line);
-            log.push('\n');
-        }
-    });
-    let (tx, rx) = mpsc::channel();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(addr) = line.strip_prefix("listening on ") {
-                let _ = tx.send(addr.to_owned());
-            }
-        }
-    });
-    let base = rx
-        .recv_timeout(Duration::from_secs(30))
-        .unwrap_or_else(|_| panic!("the server did not start:\n{}", log.lock().unwrap()));
-    Served { child, base, log }
-}
-
-impl Served {
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    /// Sends SIGTERM and waits for the exit, at most `bound`.
-    fn terminate(mut self, bound: Duration) -> (std::process::ExitStatus, String) {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let deadline = Instant::now() + bound;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the log reader drain what the process wrote last.
-                std::thread::sleep(Duration::from_millis(100));
-                return (status, self.log());
-            }
-            if Instant::now() > deadline {
-                let _ = self.child.kill();
-                panic!("no exit {bound:?} after SIGTERM:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
+    Served::start(
+        env!("CARGO_BIN_EXE_gigaspot"),
+        data,
+        &[
+            ("GIGASPOT_OPERATOR_KEY", OPERATOR_KEY),
+            ("GIGASPOT_LOG_FORMAT", "json"),
+            ("RUST_LOG", "info"),
+        ],
+    )
 }
 
 fn log_lines(log: &str) -> Vec<Value> {

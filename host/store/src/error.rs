@@ -66,6 +66,9 @@ pub enum StoreError {
         /// Why.
         reason: String,
     },
+    /// A backup could not be made or restored.
+    #[error("backup: {0}")]
+    Backup(String),
     /// The ledger audit failed: billing stops until an operator has looked.
     #[error("ledger audit failed, billing is stopped: {0}")]
     Audit(#[from] AuditError),

@@ -4,6 +4,7 @@
 //! Every write is atomic and flushed to disk before it is acknowledged; the ledger is
 //! audited at start-up and on demand.
 
+mod backup;
 mod codec;
 mod engine;
 mod error;
@@ -14,6 +15,7 @@ mod records;
 mod sled_store;
 mod store;
 
+pub use backup::{BackupSummary, restore, verify};
 pub use engine::{DEFAULT_SUSPEND_AFTER, IntervalEngine};
 pub use error::{StoreError, StoreResult};
 pub use keys::SCHEMA_VERSION;

@@ -228,6 +228,14 @@ impl SledStore {
         Ok(())
     }
 
+    /// Writes a consistent copy of the whole store to `out` (see [`crate::backup`]) while
+    /// the service runs: writes wait until the copy is taken (reads do not).
+    pub fn backup(&self, out: &mut dyn std::io::Write) -> StoreResult<crate::BackupSummary> {
+        let _writer = self.write_lock();
+        let db = self.db()?;
+        crate::backup::write(db.iter(), keys::SCHEMA_VERSION, out)
+    }
+
     fn flush(&self) -> StoreResult<()> {
         // Closed: `close` flushed every batch applied before it (it holds the writer lock).
         let db = self.db.read().unwrap_or_else(|p| p.into_inner()).clone();
