@@ -66,11 +66,26 @@ impl Rng {
 /// One request as a client sends it: what it is, for the record.
 #[derive(Clone, Debug)]
 enum Op {
-    CreateBid { key: String, price: u64 },
-    EditBid { bid: u64, price: u64 },
-    CancelBid { bid: u64 },
-    Withdraw { key: String, amount: u64 },
-    Deposit { reference: String, account: u64, amount: u64 },
+    CreateBid {
+        key: String,
+        price: u64,
+    },
+    EditBid {
+        bid: u64,
+        price: u64,
+    },
+    CancelBid {
+        bid: u64,
+    },
+    Withdraw {
+        key: String,
+        amount: u64,
+    },
+    Deposit {
+        reference: String,
+        account: u64,
+        amount: u64,
+    },
 }
 
 /// What the clients were told, and what they asked without being told.
@@ -102,12 +117,21 @@ struct Service {
 }
 
 impl Service {
-    async fn send(&self, method: Method, path: &str, key: &str, idem: Option<&str>, body: Option<Value>) -> Result<(u16, Value), reqwest::Error> {
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        key: &str,
+        idem: Option<&str>,
+        body: Option<Value>,
+    ) -> Result<(u16, Value), reqwest::Error> {
         let mut req = self
             .http
             .request(method, format!("{}{path}", self.base))
-            .bearer_auth(key)
             .timeout(Duration::from_secs(10));
+        if !key.is_empty() {
+            req = req.bearer_auth(key);
+        }
         if let Some(idem) = idem {
             req = req.header("Idempotency-Key", idem);
         }
@@ -124,7 +148,12 @@ impl Service {
     async fn back(&self) {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Ok(resp) = self.http.get(format!("{}/api/v1/health", self.base)).timeout(Duration::from_secs(2)).send().await
+            if let Ok(resp) = self
+                .http
+                .get(format!("{}/api/v1/health", self.base))
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
                 && resp.status().is_success()
             {
                 return;
@@ -161,28 +190,31 @@ async fn perform(service: &Service, key: &str, op: &Op, record: &Mutex<Record>, 
             // The server died with the request in flight (or was stopping): the request
             // may or may not have been applied.
             _ => {
-                let mut r = record.lock().unwrap();
-                match op {
-                    Op::EditBid { bid, price } => {
-                        if let Some(p) = r.prices.get_mut(bid) {
-                            p.1.insert(*price);
+                // Edits and cancels are not retried: their fate stays open.
+                let retry = {
+                    let mut r = record.lock().unwrap();
+                    match op {
+                        Op::EditBid { bid, price } => {
+                            if let Some(p) = r.prices.get_mut(bid) {
+                                p.1.insert(*price);
+                            }
+                            false
                         }
-                        // An edit is not retried: its fate stays open.
-                        drop(r);
-                        service.back().await;
-                        return;
+                        Op::CancelBid { bid } => {
+                            r.maybe_cancelled.insert(*bid);
+                            false
+                        }
+                        _ => {
+                            r.retried += 1;
+                            true
+                        }
                     }
-                    Op::CancelBid { bid } => {
-                        r.maybe_cancelled.insert(*bid);
-                        drop(r);
-                        service.back().await;
-                        return;
-                    }
-                    _ => r.retried += 1,
-                }
-                drop(r);
+                };
                 service.back().await;
-                continue;
+                if retry {
+                    continue;
+                }
+                return;
             }
         };
         let mut r = record.lock().unwrap();
@@ -193,7 +225,10 @@ async fn perform(service: &Service, key: &str, op: &Op, record: &Mutex<Record>, 
                     // Refused (the balance no longer covers it): nothing was placed.
                     return;
                 }
-                assert!(status == 201 || (status == 200 && attempts > 1), "{status} {body}");
+                assert!(
+                    status == 201 || (status == 200 && attempts > 1),
+                    "{status} {body}"
+                );
                 let id = body["id"].as_u64().unwrap();
                 assert_eq!(body["price"].as_f64(), Some(*price as f64), "{body}");
                 r.bids.insert(idem.clone(), (id, *price));
@@ -217,12 +252,17 @@ async fn perform(service: &Service, key: &str, op: &Op, record: &Mutex<Record>, 
             }
             Op::Withdraw { key: idem, amount } => {
                 if status == 201 || status == 200 {
-                    r.withdrawals.insert(idem.clone(), (body["id"].as_u64().unwrap(), *amount));
+                    r.withdrawals
+                        .insert(idem.clone(), (body["id"].as_u64().unwrap(), *amount));
                 } else {
                     assert_eq!(status, 422, "only a short balance refuses: {body}");
                 }
             }
-            Op::Deposit { reference, account, amount } => {
+            Op::Deposit {
+                reference,
+                account,
+                amount,
+            } => {
                 assert_eq!(status, 201, "{body}");
                 r.deposits.insert(reference.clone(), (*account, *amount));
             }
@@ -232,18 +272,52 @@ async fn perform(service: &Service, key: &str, op: &Op, record: &Mutex<Record>, 
 }
 
 /// One client's load until `running` turns false.
-async fn client(service: Arc<Service>, index: usize, key: String, account: u64, machine: u64, record: Arc<Mutex<Record>>, running: Arc<AtomicBool>, seed: u64) {
+/// One client: its index, API key and account.
+struct Bidder {
+    index: usize,
+    key: String,
+    account: u64,
+}
+
+async fn client(
+    service: Arc<Service>,
+    bidder: Bidder,
+    machine: u64,
+    record: Arc<Mutex<Record>>,
+    running: Arc<AtomicBool>,
+    seed: u64,
+) {
+    let Bidder {
+        index,
+        key,
+        account,
+    } = bidder;
     let mut rng = Rng(seed);
     let mut n = 0;
     let mut mine: Vec<u64> = Vec::new();
     while running.load(Ordering::SeqCst) {
         n += 1;
         let op = match rng.below(10) {
-            0..=3 => Op::CreateBid { key: format!("c{index}-bid-{n}"), price: 10 + rng.below(90) },
-            4 | 5 if !mine.is_empty() => Op::EditBid { bid: mine[rng.below(mine.len() as u64) as usize], price: 10 + rng.below(90) },
-            6 if !mine.is_empty() => Op::CancelBid { bid: mine.swap_remove(rng.below(mine.len() as u64) as usize) },
-            7 => Op::Withdraw { key: format!("c{index}-wd-{n}"), amount: 1 + rng.below(3) },
-            _ => Op::Deposit { reference: format!("c{index}-dep-{n}"), account, amount: 1 + rng.below(20) },
+            0..=3 => Op::CreateBid {
+                key: format!("c{index}-bid-{n}"),
+                price: 10 + rng.below(90),
+            },
+            4 | 5 if !mine.is_empty() => Op::EditBid {
+                bid: mine[rng.below(mine.len() as u64) as usize],
+                price: 10 + rng.below(90),
+            },
+            6 if !mine.is_empty() => Op::CancelBid {
+                bid: mine.swap_remove(rng.below(mine.len() as u64) as usize),
+            },
+            7 => Op::Withdraw {
+                key: format!("c{index}-wd-{n}"),
+                amount: 1 + rng.below(3),
+            },
+            _ => Op::Deposit {
+                reference: format!("c{index}-dep-{n}"),
+                account,
+                amount: 1 + rng.below(20),
+            },
         };
         perform(&service, &key, &op, &record, machine).await;
         if let Op::CreateBid { key: idem, .. } = &op
@@ -263,18 +337,38 @@ fn clearings(log: &str) -> (usize, usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_http_load_loses_no_acknowledged_write() {
-    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
     eprintln!("seed {seed}");
     let mut rng = Rng(seed);
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let bind = format!("127.0.0.1:{port}");
     let mut served = serve(&data, &bind);
-    let service = Arc::new(Service { base: served.base.clone(), http: Client::new() });
+    let service = Arc::new(Service {
+        base: served.base.clone(),
+        http: Client::new(),
+    });
 
     // A host's machine with its real agent, and funded clients.
-    let (_, host) = service.send(Method::POST, "/api/v1/accounts", "", None, Some(json!({"name": "host", "roles": ["host"]}))).await.unwrap();
+    let (_, host) = service
+        .send(
+            Method::POST,
+            "/api/v1/accounts",
+            "",
+            None,
+            Some(json!({"name": "host", "roles": ["host"]})),
+        )
+        .await
+        .unwrap();
     let host = host["api_key"].as_str().unwrap().to_owned();
     let (status, body) = service.send(Method::POST, "/api/v1/machines", &host, None, Some(json!({"gpus": [{"model": "NVIDIA GeForce RTX 4090", "uuid": "GPU-0", "card_min_w": 150, "card_max_w": 600, "ceiling_w": 600}], "energy_price": 0.0}))).await.unwrap();
     assert_eq!(status, 201, "{body}");
@@ -282,24 +376,61 @@ async fn kill_9_under_http_load_loses_no_acknowledged_write() {
     let token = body["agent_token"].as_str().unwrap().to_owned();
     let mut agent = Collected::spawn(
         Command::new(workspace_binary("gigaspot-agent"))
-            .args(["run", "--server", &service.base, "--gpu", "simulated:1xRTX4090"])
+            .args([
+                "run",
+                "--server",
+                &service.base,
+                "--gpu",
+                "simulated:1xRTX4090",
+            ])
             .args(["--containers", "none", "--heartbeat-s", "1"])
             .env("GIGASPOT_AGENT_TOKEN", &token),
     );
     let record = Arc::new(Mutex::new(Record::default()));
     let mut clients = Vec::new();
     for i in 0..CLIENTS {
-        let (_, c) = service.send(Method::POST, "/api/v1/accounts", "", None, Some(json!({"name": format!("client{i}"), "roles": ["client"]}))).await.unwrap();
+        let (_, c) = service
+            .send(
+                Method::POST,
+                "/api/v1/accounts",
+                "",
+                None,
+                Some(json!({"name": format!("client{i}"), "roles": ["client"]})),
+            )
+            .await
+            .unwrap();
         let key = c["api_key"].as_str().unwrap().to_owned();
         let account = c["account"]["id"].as_u64().unwrap();
-        perform(&service, &key, &Op::Deposit { reference: format!("seed-{i}"), account, amount: 1000 }, &record, machine).await;
+        perform(
+            &service,
+            &key,
+            &Op::Deposit {
+                reference: format!("seed-{i}"),
+                account,
+                amount: 1000,
+            },
+            &record,
+            machine,
+        )
+        .await;
         clients.push((key, account));
     }
 
     let running = Arc::new(AtomicBool::new(true));
     let mut tasks = Vec::new();
     for (i, (key, account)) in clients.iter().enumerate() {
-        tasks.push(tokio::spawn(client(service.clone(), i, key.clone(), *account, machine, record.clone(), running.clone(), seed.wrapping_add(i as u64 * 7919))));
+        tasks.push(tokio::spawn(client(
+            service.clone(),
+            Bidder {
+                index: i,
+                key: key.clone(),
+                account: *account,
+            },
+            machine,
+            record.clone(),
+            running.clone(),
+            seed.wrapping_add(i as u64 * 7919),
+        )));
     }
 
     // The kills: random moments, and some just after a clearing began.
@@ -312,7 +443,11 @@ async fn kill_9_under_http_load_loses_no_acknowledged_write() {
             let (begun, _) = clearings(&served.log());
             let deadline = Instant::now() + Duration::from_secs(25);
             while clearings(&served.log()).0 == begun {
-                assert!(Instant::now() < deadline, "no clearing began:\n{}", served.log());
+                assert!(
+                    Instant::now() < deadline,
+                    "no clearing began:\n{}",
+                    served.log()
+                );
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         } else {
@@ -334,7 +469,11 @@ async fn kill_9_under_http_load_loses_no_acknowledged_write() {
     let record = std::mem::take(&mut *record.lock().unwrap());
     eprintln!(
         "{KILLS} kills ({aimed} aimed just after a clearing began, {in_tick} landed inside one); {} requests answered, {} retried after a kill; {} bids, {} withdrawals, {} deposits acknowledged",
-        record.answered, record.retried, record.bids.len(), record.withdrawals.len(), record.deposits.len()
+        record.answered,
+        record.retried,
+        record.bids.len(),
+        record.withdrawals.len(),
+        record.deposits.len()
     );
     assert!(record.retried > 0, "no request was cut off by a kill");
     assert!(in_tick > 0, "no kill landed inside a clearing");
@@ -342,18 +481,30 @@ async fn kill_9_under_http_load_loses_no_acknowledged_write() {
     // Every acknowledged bid is there with its acknowledged terms, and nothing else is.
     let mut all_bids = BTreeMap::new();
     for (key, _) in &clients {
-        let (status, bids) = service.send(Method::GET, "/api/v1/bids", key, None, None).await.unwrap();
+        let (status, bids) = service
+            .send(Method::GET, "/api/v1/bids", key, None, None)
+            .await
+            .unwrap();
         assert_eq!(status, 200);
         for b in bids.as_array().unwrap() {
             all_bids.insert(b["id"].as_u64().unwrap(), b.clone());
         }
     }
     let acknowledged: BTreeSet<u64> = record.bids.values().map(|(id, _)| *id).collect();
-    assert_eq!(all_bids.keys().copied().collect::<BTreeSet<_>>(), acknowledged, "bids in the market vs bids acknowledged");
+    let present: BTreeSet<u64> = all_bids.keys().copied().collect();
+    let missing: Vec<_> = acknowledged.difference(&present).collect();
+    let unasked: Vec<_> = present.difference(&acknowledged).collect();
+    assert!(
+        missing.is_empty() && unasked.is_empty(),
+        "bids acknowledged but missing {missing:?}; bids never acknowledged {unasked:?}"
+    );
     for (id, bid) in &all_bids {
         let (acked, maybe) = &record.prices[id];
         let price = bid["price"].as_f64().unwrap() as u64;
-        assert!(price == *acked || maybe.contains(&price), "bid {id}: price {price}, acknowledged {acked}, unanswered edits {maybe:?}");
+        assert!(
+            price == *acked || maybe.contains(&price),
+            "bid {id}: price {price}, acknowledged {acked}, unanswered edits {maybe:?}"
+        );
         let cancelled = bid["state"] == "cancelled";
         if record.cancelled.contains(id) {
             assert!(cancelled, "bid {id} was cancelled: {bid}");
@@ -366,40 +517,134 @@ async fn kill_9_under_http_load_loses_no_acknowledged_write() {
         let prefix = format!("c{}-", clients.iter().position(|(k, _)| k == key).unwrap());
         for (idem, (id, price)) in record.bids.iter().filter(|(k, _)| k.starts_with(&prefix)) {
             let (status, body) = service.send(Method::POST, "/api/v1/bids", key, Some(idem), Some(json!({"machine": machine, "price": price, "image": "registry.example/app:1", "oc": [{"pl": 200}]}))).await.unwrap();
-            assert_eq!((status, body["id"].as_u64()), (200, Some(*id)), "{idem}: {body}");
+            assert_eq!(
+                (status, body["id"].as_u64()),
+                (200, Some(*id)),
+                "{idem}: {body}"
+            );
         }
-        let (_, withdrawals) = service.send(Method::GET, "/api/v1/withdrawals", key, None, None).await.unwrap();
-        let listed: BTreeMap<u64, f64> = withdrawals.as_array().unwrap().iter().map(|w| (w["id"].as_u64().unwrap(), w["amount"].as_f64().unwrap())).collect();
-        let mine: Vec<_> = record.withdrawals.iter().filter(|(k, _)| k.starts_with(&prefix)).collect();
-        assert_eq!(listed.len(), mine.len(), "withdrawals listed vs acknowledged");
+        let (_, withdrawals) = service
+            .send(Method::GET, "/api/v1/withdrawals", key, None, None)
+            .await
+            .unwrap();
+        let listed: BTreeMap<u64, f64> = withdrawals
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| (w["id"].as_u64().unwrap(), w["amount"].as_f64().unwrap()))
+            .collect();
+        let mine: Vec<_> = record
+            .withdrawals
+            .iter()
+            .filter(|(k, _)| k.starts_with(&prefix))
+            .collect();
+        assert_eq!(
+            listed.len(),
+            mine.len(),
+            "withdrawals listed vs acknowledged"
+        );
         for (idem, (id, amount)) in mine {
             assert_eq!(listed.get(id), Some(&(*amount as f64)), "withdrawal {id}");
-            let (status, body) = service.send(Method::POST, "/api/v1/withdrawals", key, Some(idem), Some(json!({"amount": amount, "destination": "clore1-crash-test"}))).await.unwrap();
-            assert_eq!((status, body["id"].as_u64()), (200, Some(*id)), "{idem}: {body}");
+            let (status, body) = service
+                .send(
+                    Method::POST,
+                    "/api/v1/withdrawals",
+                    key,
+                    Some(idem),
+                    Some(json!({"amount": amount, "destination": "clore1-crash-test"})),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                (status, body["id"].as_u64()),
+                (200, Some(*id)),
+                "{idem}: {body}"
+            );
         }
         let _ = account;
     }
     for (reference, (account, amount)) in &record.deposits {
-        let (status, body) = service.send(Method::POST, "/api/v1/deposits", OPERATOR_KEY, None, Some(json!({"account": account, "amount": amount, "reference": reference}))).await.unwrap();
+        let (status, body) = service
+            .send(
+                Method::POST,
+                "/api/v1/deposits",
+                OPERATOR_KEY,
+                None,
+                Some(json!({"account": account, "amount": amount, "reference": reference})),
+            )
+            .await
+            .unwrap();
         assert_eq!(status, 201, "{reference}: {body}");
-        assert_eq!(body["amount"].as_f64(), Some(*amount as f64), "{reference}: {body}");
+        assert_eq!(
+            body["amount"].as_f64(),
+            Some(*amount as f64),
+            "{reference}: {body}"
+        );
     }
-    // Every deposit in the ledger was acknowledged once.
+    // The deposits in each ledger are exactly the acknowledged ones.
     for (key, account) in &clients {
-        let (_, ledger) = service.send(Method::GET, "/api/v1/ledger?limit=1000", key, None, None).await.unwrap();
-        let deposits: BTreeSet<String> = ledger.as_array().unwrap().iter().filter_map(|t| t["transfer"]["id"].as_str()).filter_map(|id| id.strip_prefix("deposit:")).map(str::to_owned).collect();
-        let acked: BTreeSet<String> = record.deposits.iter().filter(|(_, (a, _))| a == account).map(|(r, _)| r.clone()).collect();
-        assert_eq!(deposits, acked, "deposits of account {account}");
+        let mut deposits = BTreeSet::new();
+        let mut before: Option<u64> = None;
+        loop {
+            let path = match before {
+                Some(seq) => format!("/api/v1/ledger?limit=1000&before={seq}"),
+                None => "/api/v1/ledger?limit=1000".to_owned(),
+            };
+            let (status, page) = service
+                .send(Method::GET, &path, key, None, None)
+                .await
+                .unwrap();
+            assert_eq!(status, 200, "{page}");
+            let page = page.as_array().unwrap();
+            for t in page {
+                if let Some(reference) = t["id"].as_str().and_then(|id| id.strip_prefix("deposit:"))
+                {
+                    assert!(
+                        deposits.insert(reference.to_owned()),
+                        "deposit {reference} booked twice"
+                    );
+                }
+            }
+            match page.last() {
+                Some(last) => before = last["seq"].as_u64(),
+                None => break,
+            }
+        }
+        let acked: BTreeSet<String> = record
+            .deposits
+            .iter()
+            .filter(|(_, (a, _))| a == account)
+            .map(|(r, _)| r.clone())
+            .collect();
+        let missing: Vec<_> = acked.difference(&deposits).collect();
+        let unasked: Vec<_> = deposits.difference(&acked).collect();
+        assert!(
+            missing.is_empty() && unasked.is_empty(),
+            "account {account}: acknowledged but missing {missing:?}; never acknowledged {unasked:?}"
+        );
     }
 
     let _ = agent.child.kill();
     let _ = agent.child.wait();
     let (status, log) = served.terminate(Duration::from_secs(20));
     assert!(status.success(), "{log}");
-    let audit = Command::new(env!("CARGO_BIN_EXE_gigaspot")).args(["ledger", "audit", "--data-dir"]).arg(&data).output().unwrap();
-    let text = String::from_utf8_lossy(&audit.stdout).into_owned() + &String::from_utf8_lossy(&audit.stderr);
+    let audit = Command::new(env!("CARGO_BIN_EXE_gigaspot"))
+        .args(["ledger", "audit", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&audit.stdout).into_owned()
+        + &String::from_utf8_lossy(&audit.stderr);
     assert!(audit.status.success(), "{text}");
     eprintln!("{text}");
-    let charged: u64 = text.lines().find_map(|l| l.strip_prefix("charged intervals:")).and_then(|l| l.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
-    assert!(charged > 0, "the agent's served intervals were charged: {text}");
+    let charged: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("charged intervals:"))
+        .and_then(|l| l.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        charged > 0,
+        "the agent's served intervals were charged: {text}"
+    );
 }
