@@ -7,6 +7,7 @@ pub type AccountId = u64;
 
 /// What an account may do on the market.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Role {
     /// Places, edits and cancels bids; pays for served intervals.
     Client,
@@ -18,6 +19,7 @@ pub enum Role {
 
 /// A market participant. Its balance lives in the ledger, not here.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Account {
     /// Account id.
     pub id: AccountId,

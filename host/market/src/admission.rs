@@ -28,6 +28,7 @@ pub const MAX_ENV_JSON_CHARS: usize = 12_288;
 
 /// Why a bid was refused.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum RefusalReason {
     /// No machine has this id.
     UnknownMachine,
@@ -92,6 +93,7 @@ pub enum RefusalReason {
 
 /// A refused bid: which field, its value, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Refusal {
     /// The offending field, e.g. `oc[2].pl`, `price`, `env.HOME`.
     pub field: String,

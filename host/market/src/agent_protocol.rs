@@ -12,6 +12,7 @@ use crate::context::GpuOc;
 
 /// `POST /api/v1/agent/heartbeat`: what an agent reports.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Heartbeat {
     /// The GPU control and the container runtime are usable.
@@ -52,6 +53,7 @@ pub struct Heartbeat {
 
 /// What the agent reads about the server it runs on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct HostInventory {
     /// CPU model.
@@ -68,6 +70,7 @@ pub struct HostInventory {
 
 /// One setting's read-back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Check {
     /// The bid did not ask for it.
@@ -81,6 +84,7 @@ pub enum Check {
 
 /// Which of a GPU's settings were confirmed by reading them back.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct SettingsCheck {
     /// Power limit (always read back; a mismatch stops the workload).
@@ -100,6 +104,7 @@ pub struct SettingsCheck {
 
 /// The agent's account of why the assigned bid is not being served.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct Unserved {
     /// The bid the server assigned.
@@ -113,6 +118,7 @@ pub struct Unserved {
 
 /// Why an assigned bid does not run, each reason owned by the bid or by the host.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UnservedReason {
     /// The bid's image is missing and cannot be pulled (bid's fault).
@@ -134,6 +140,7 @@ pub enum UnservedReason {
 
 /// Whose fault an unserved interval is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum Fault {
     /// The bid's: counts towards its suspension.
@@ -267,6 +274,7 @@ impl Heartbeat {
 
 /// One GPU of the agent's inventory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct InventoryGpu {
     /// Model name.
@@ -281,6 +289,7 @@ pub struct InventoryGpu {
 
 /// The state of a workload's container.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadStatus {
     /// The bid the workload belongs to.
@@ -294,6 +303,7 @@ pub struct WorkloadStatus {
 
 /// Whether a container runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ContainerState {
     /// Created but not started yet.
@@ -307,6 +317,7 @@ pub enum ContainerState {
 /// The server's answer: what the machine should run. Level-triggered: complete every time,
 /// so an agent that missed answers converges from the latest one alone.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct DesiredState {
     /// The interval this applies to.
     pub interval: Option<u64>,
@@ -319,6 +330,7 @@ pub struct DesiredState {
 
 /// A workload the agent must run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Workload {
     /// The bid.
     pub bid: BidId,

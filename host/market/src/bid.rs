@@ -14,6 +14,7 @@ pub type BidId = u64;
 
 /// Where a bid is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum BidState {
     /// Competes every interval until cancelled or expired.
     Active,
@@ -29,6 +30,7 @@ pub enum BidState {
 /// A client's settings request for one GPU, as received: the power limit may be missing
 /// (which admission refuses).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OcRequest {
     /// Power limit in W (mandatory).
     pub pl: Option<u32>,
@@ -57,6 +59,7 @@ impl From<GpuOc> for OcRequest {
 
 /// What a client asks for when placing or editing a bid.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BidTerms {
     /// The machine bid on.
     pub machine: MachineId,
@@ -75,6 +78,7 @@ pub struct BidTerms {
 /// What an owner changes in an edit: price and settings always, image and environment
 /// when given. Any edit of a suspended bid puts it back in the market.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BidChange {
     /// The new price per day.
     pub price_per_day: Amount,
@@ -88,6 +92,7 @@ pub struct BidChange {
 
 /// How long a bid asks to stay active.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Lifetime {
     /// The client asked for this many seconds: refused when 0 or longer than the
     /// machine's maximum rental length or 20 days.
@@ -98,6 +103,7 @@ pub enum Lifetime {
 
 /// A bid on the market.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Bid {
     /// Bid id.
     pub id: BidId,

@@ -12,6 +12,7 @@ use crate::params::MarketParams;
 
 /// What one interval of a bid costs and how it splits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IntervalCharge {
     /// What the bid's owner pays: price per day × interval / 86,400, rounded down.
     pub total: Amount,
@@ -54,6 +55,7 @@ impl IntervalCharge {
 /// interval before vouches for the start of this one in the same way, so a workload that
 /// keeps running is served from the boundary.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServedTime {
     /// The bid confirmed running.
     pub bid: BidId,
@@ -87,6 +89,7 @@ impl ServedTime {
 
 /// Who is charged for which served interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ServedInterval {
     /// The machine that served.
     pub machine: MachineId,

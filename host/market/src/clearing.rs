@@ -36,6 +36,7 @@ pub struct ClearingInput<'a> {
 
 /// What happened to one bid in one clearing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Verdict {
     /// Not a candidate: the core refused it this interval (unfunded, out of range,
     /// machine unavailable).
@@ -63,6 +64,7 @@ pub enum Verdict {
 
 /// One bid's verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BidVerdict {
     /// The bid.
     pub bid: BidId,
@@ -74,6 +76,7 @@ pub struct BidVerdict {
 
 /// A plugin fault met during the clearing.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FaultRecord {
     /// The faulting version.
     pub plugin: PluginRef,
@@ -85,6 +88,7 @@ pub struct FaultRecord {
 
 /// The winner of an interval and what it will pay if the interval is served.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Winner {
     /// The winning bid.
     pub bid: BidId,
@@ -99,6 +103,7 @@ pub struct Winner {
 /// The decision record of one machine for one interval: why each bid won or lost, with
 /// what was needed to replay it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Decision {
     /// The machine.
     pub machine: MachineId,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 /// An inclusive range of unsigned values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RangeU32 {
     /// Smallest allowed value.
     pub min: u32,
@@ -16,6 +17,7 @@ pub struct RangeU32 {
 
 /// An inclusive range of signed values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RangeS32 {
     /// Smallest allowed value.
     pub min: i32,
@@ -25,6 +27,7 @@ pub struct RangeS32 {
 
 /// One GPU of a machine with the ranges a bid must respect on it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GpuSlot {
     /// Position in the machine, 0-based.
     pub index: u32,
@@ -44,6 +47,7 @@ pub struct GpuSlot {
 
 /// The bid a machine runs now and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunningBid {
     /// Id of the running bid.
     pub bid_id: u64,
@@ -53,6 +57,7 @@ pub struct RunningBid {
 
 /// The machine being cleared, as plugins see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineContext {
     /// Machine id.
     pub id: u64,
@@ -74,6 +79,7 @@ pub struct MachineContext {
 
 /// A bid's settings for one GPU.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GpuOc {
     /// Power limit in W.
     pub power_limit_w: u32,
@@ -89,6 +95,7 @@ pub struct GpuOc {
 
 /// A bid that passed admission and is a candidate for the machine this interval.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct CandidateBid {
     /// Bid id; older bids have lower ids.
     pub id: u64,

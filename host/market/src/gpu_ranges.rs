@@ -12,6 +12,7 @@ use crate::context::{RangeS32, RangeU32};
 /// valid clock, and the Clore-compatible snapshot already writes `[0, 0]` for "not offered".
 /// An offset range of `[0, 0]` allows only the no-op offset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct ClockRanges {
     /// Locked core (graphics) clock.
     pub core_lock: RangeU32,
@@ -26,6 +27,7 @@ pub struct ClockRanges {
 /// Clock ranges by GPU model name (as NVML reports it). A model without an entry accepts
 /// no locks or offsets.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct GpuRangeTable {
     /// Ranges keyed by model name.
     pub models: BTreeMap<String, ClockRanges>,

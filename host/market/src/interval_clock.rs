@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// A run of intervals of one length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Epoch {
     /// Number of the epoch's first interval.
     pub first_interval: u64,
@@ -22,6 +23,7 @@ pub struct Epoch {
 
 /// The market's interval clock.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct IntervalClock {
     /// Epochs, oldest first; never empty.
     pub epochs: Vec<Epoch>,

@@ -14,6 +14,7 @@ use crate::money::Amount;
 /// One side of a transfer: an account, or the world outside the market (deposits come
 /// from it, withdrawals go to it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Party {
     /// Outside the market.
     External,
@@ -23,6 +24,7 @@ pub enum Party {
 
 /// Why money moved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum TransferKind {
     /// Funds credited by the operator.
     Deposit,
@@ -41,6 +43,7 @@ pub enum TransferKind {
 /// A movement of money. Its id is unique; charge and fee ids derive from (machine,
 /// interval), so an interval can never be charged twice.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Transfer {
     /// Unique id.
     pub id: String,

@@ -33,6 +33,7 @@ pub type MachineId = u64;
 
 /// One GPU of a machine.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Gpu {
     /// Model name as NVML reports it.
     pub model: String,
@@ -58,6 +59,7 @@ impl Gpu {
 
 /// Facts about the machine shown to bidders.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MachineFacts {
     /// CPU model.
     pub cpu: String,
@@ -75,6 +77,7 @@ pub struct MachineFacts {
 
 /// What the machine's agent last reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct LiveState {
     /// The agent heartbeats.
     pub online: bool,
@@ -99,6 +102,7 @@ pub struct LiveState {
 
 /// A machine on the market.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Machine {
     /// Machine id.
     pub id: MachineId,

@@ -15,6 +15,7 @@ pub const SECONDS_PER_DAY: u64 = 86_400;
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
 )]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Amount(pub u64);
 
 /// Why a decimal CLORE value could not become an [`Amount`].

@@ -15,13 +15,17 @@ pub const CLORE_USD_RANGE: std::ops::RangeInclusive<f64> = 0.000_000_001..=1_000
 
 /// Market parameters.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct MarketParams {
     /// Billing interval in seconds (default 60).
+    #[cfg_attr(feature = "openapi", schema(minimum = 10, maximum = 86400))]
     pub billing_interval_s: u32,
     /// Operator fee in basis points of each charge, taken from the host's side
     /// (default 250 = 2.5 %).
+    #[cfg_attr(feature = "openapi", schema(maximum = 5000))]
     pub fee_bps: u32,
     /// USD price of one CLORE (default 0.02).
+    #[cfg_attr(feature = "openapi", schema(minimum = 0.000000001, maximum = 1000000))]
     pub clore_usd: f64,
 }
 

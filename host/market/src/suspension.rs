@@ -41,6 +41,7 @@ pub fn outcome(
 
 /// A bid's run of intervals unserved by its own fault.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct BidFailures {
     /// Consecutive assigned intervals unserved by the bid's fault.
     pub consecutive: u32,
@@ -95,6 +96,7 @@ pub fn next_failures(
 
 /// Assigned and served intervals of a machine in one day.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Tally {
     /// Intervals with a winner, except those unserved by the winner's own fault.
     pub assigned: u32,

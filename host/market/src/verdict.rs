@@ -36,6 +36,7 @@ pub struct PluginInfo {
 
 /// Identifies exactly which plugin version answered a call; stored in decision records.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct PluginRef {
     /// The plugin's own name.
     pub name: String,

@@ -22,6 +22,7 @@ pub const MAX_NOTE_BYTES: usize = 256;
 
 /// Where a withdrawal is in its life.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum WithdrawalState {
     /// Requested; the amount waits in the pending-withdrawals account.
     Pending,
@@ -39,6 +40,7 @@ pub enum WithdrawalState {
 
 /// A request to take money out of the market.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Withdrawal {
     /// Id.
     pub id: WithdrawalId,
@@ -105,6 +107,7 @@ pub fn check_request(
 
 /// What the operator decided about a pending withdrawal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub enum Settlement {
     /// Paid out, with the payment's external reference.
     Paid {

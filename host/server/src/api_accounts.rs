@@ -15,6 +15,12 @@ use crate::wire::{AccountView, NewAccount, NewAccountReply, roles};
 /// `GET /api/v1/health`: the service answers; the strategy version that answers now
 /// (the first of active → previous → built-in that is not quarantined), the one the
 /// operator activated, and the whole fallback chain.
+#[utoipa::path(
+    get,
+    path = "/api/v1/health",
+    tag = "service",
+    responses((status = 200, description = "The service is up: the answering strategy and its fallback chain", body = serde_json::Value))
+)]
 pub async fn health(State(state): State<AppState>) -> Json<Value> {
     let answering = state.registry.answering_strategy();
     let active = state.registry.active_strategy();
@@ -30,6 +36,14 @@ pub async fn health(State(state): State<AppState>) -> Json<Value> {
 
 /// `POST /api/v1/accounts`: creates a client and/or host account and returns its API key
 /// once. Open to anyone while registration is open; otherwise operators only.
+#[utoipa::path(
+    post,
+    path = "/api/v1/accounts",
+    tag = "accounts",
+    request_body = crate::wire::NewAccount,
+    responses((status = 201, description = "The account and its API key (shown once)", body = crate::wire::NewAccountReply), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security((), ("bearer" = []))
+)]
 pub async fn register(
     State(state): State<AppState>,
     caller: Option<Caller>,
@@ -63,6 +77,13 @@ pub async fn register(
 }
 
 /// `GET /api/v1/accounts/me`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/accounts/me",
+    tag = "accounts",
+    responses((status = 200, description = "The caller's account", body = crate::wire::AccountView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn me(caller: Caller) -> Json<AccountView> {
     Json(AccountView::from(&caller.0))
 }

@@ -42,6 +42,14 @@ impl FromRequestParts<AppState> for AgentMachine {
 /// `POST /api/v1/agent/heartbeat` with `Authorization: Bearer <agent token>`: updates the
 /// machine's live state, records the interval as served when the assigned bid runs with
 /// its settings applied, and answers the desired state.
+#[utoipa::path(
+    post,
+    path = "/api/v1/agent/heartbeat",
+    tag = "agent",
+    request_body = gigaspot_market::agent_protocol::Heartbeat,
+    responses((status = 200, description = "What the machine should run", body = gigaspot_market::agent_protocol::DesiredState), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn heartbeat(
     State(state): State<AppState>,
     AgentMachine(machine_id): AgentMachine,

@@ -12,6 +12,13 @@ use crate::auth::Caller;
 /// `GET /api/v1/backup` (operator): every account, transfer, machine, bid, plugin version
 /// and setting in the backup format `gigaspot restore` reads. Writes wait while the copy is
 /// taken; reads do not.
+#[utoipa::path(
+    get,
+    path = "/api/v1/backup",
+    tag = "operator",
+    responses((status = 200, description = "A consistent copy of the whole market, for gigaspot restore", body = Vec<u8>, content_type = "application/octet-stream"), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn backup(State(state): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(Role::Operator, "download backups")?;
     let (bytes, summary) = state

@@ -16,6 +16,14 @@ use crate::wire::{BidEdit, BidView, NewBid};
 
 /// `POST /api/v1/bids`: admits and stores a bid. A repeated `Idempotency-Key` returns the
 /// bid created the first time, with 200 instead of 201.
+#[utoipa::path(
+    post,
+    path = "/api/v1/bids",
+    tag = "bids",
+    request_body = crate::wire::NewBid, params(("Idempotency-Key" = Option<String>, Header, description = "Repeating a key returns the first result (200) instead of acting again")),
+    responses((status = 201, description = "The bid, admitted", body = crate::wire::BidView), (status = 200, description = "The bid first created with this Idempotency-Key", body = crate::wire::BidView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn create(
     State(state): State<AppState>,
     caller: Caller,
@@ -51,6 +59,13 @@ pub async fn create(
 }
 
 /// `GET /api/v1/bids`: the caller's bids.
+#[utoipa::path(
+    get,
+    path = "/api/v1/bids",
+    tag = "bids",
+    responses((status = 200, description = "The caller's bids", body = Vec<crate::wire::BidView>), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn mine(
     State(state): State<AppState>,
     caller: Caller,
@@ -70,6 +85,14 @@ pub async fn mine(
 
 /// `GET /api/v1/bids/{id}`: for the bid's owner, the machine's host and operators; others
 /// get 404 (a bid's image and settings are private).
+#[utoipa::path(
+    get,
+    path = "/api/v1/bids/{id}",
+    tag = "bids",
+    params(("id" = u64, Path, description = "The bid's id")),
+    responses((status = 200, description = "The bid", body = crate::wire::BidView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn show(
     State(state): State<AppState>,
     caller: Caller,
@@ -88,6 +111,14 @@ fn view(s: &impl Store, bid: &Bid, now: u64) -> Result<BidView, StoreError> {
 
 /// `GET /api/v1/bids/{id}/decision`: why the bid won or lost in the latest clearing of
 /// its machine: its own verdict, the winner and the winning score, the plugin versions.
+#[utoipa::path(
+    get,
+    path = "/api/v1/bids/{id}/decision",
+    tag = "bids",
+    params(("id" = u64, Path, description = "The bid's id")),
+    responses((status = 200, description = "Why the bid won or lost its latest clearing", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn decision(
     State(state): State<AppState>,
     caller: Caller,
@@ -153,6 +184,14 @@ pub async fn decision(
 }
 
 /// `PATCH /api/v1/bids/{id}`: the owner changes price and settings; admission runs again.
+#[utoipa::path(
+    patch,
+    path = "/api/v1/bids/{id}",
+    tag = "bids",
+    request_body = crate::wire::BidEdit, params(("id" = u64, Path, description = "The bid's id")),
+    responses((status = 200, description = "The bid as changed", body = crate::wire::BidView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn edit(
     State(state): State<AppState>,
     caller: Caller,
@@ -175,6 +214,14 @@ pub async fn edit(
 }
 
 /// `DELETE /api/v1/bids/{id}`: the owner cancels.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/bids/{id}",
+    tag = "bids",
+    params(("id" = u64, Path, description = "The bid's id")),
+    responses((status = 200, description = "The bid, cancelled", body = crate::wire::BidView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn cancel(
     State(state): State<AppState>,
     caller: Caller,

@@ -94,7 +94,22 @@ pub fn rate_limited(retry_after: u64) -> CloreReply {
     )
 }
 
+/// A refusal on `/v1`: Clore's numeric code (clore-compat.md), e.g. 3 for a bad `auth`
+/// header, 5 for a rate limit.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct CloreCode {
+    /// The code.
+    pub code: u32,
+}
+
 /// `GET /v1/get_gigaspot`.
+#[utoipa::path(
+    get,
+    path = "/v1/get_gigaspot",
+    tag = "clore",
+    responses((status = 200, description = "The caller's id, the snapshot URL, the CLORE price and fees", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
+    security(("clore_auth" = []))
+)]
 pub async fn get_gigaspot(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -122,6 +137,13 @@ pub async fn get_gigaspot(
 }
 
 /// `GET /v1/snapshots/{file}`: a published snapshot, without authentication; immutable.
+#[utoipa::path(
+    get,
+    path = "/v1/snapshots/{file}",
+    tag = "clore",
+    params(("file" = String, Path, description = "gigaspot_<ts>.json")),
+    responses((status = 200, description = "A published market snapshot (immutable): machines with their bids", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode))
+)]
 pub async fn snapshot(State(state): State<AppState>, Path(file): Path<String>) -> Response {
     let ts = file
         .strip_prefix("gigaspot_")
@@ -146,7 +168,7 @@ pub async fn snapshot(State(state): State<AppState>, Path(file): Path<String>) -
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct OrderItem {
     currency: Option<String>,
     image: Option<String>,
@@ -188,6 +210,14 @@ fn shorten(text: &str) -> String {
 }
 
 /// `POST /v1/create_gigaspot_orders`: each order succeeds or fails on its own.
+#[utoipa::path(
+    post,
+    path = "/v1/create_gigaspot_orders",
+    tag = "clore",
+    request_body(content = Vec<serde_json::Value>, description = "Orders: currency, image, renting_server, price, oc"),
+    responses((status = 200, description = "Which servers failed and why", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
+    security(("clore_auth" = []))
+)]
 pub async fn create_orders(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -294,13 +324,21 @@ fn place(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct EditItem {
     price: Clore,
     oc: Option<Vec<OcEntry>>,
 }
 
 /// `POST /v1/edit_gigaspot_orders`.
+#[utoipa::path(
+    post,
+    path = "/v1/edit_gigaspot_orders",
+    tag = "clore",
+    request_body(content = Vec<serde_json::Value>, description = "Edits: order_id, price, oc"),
+    responses((status = 200, description = "The outcome per order", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
+    security(("clore_auth" = []))
+)]
 pub async fn edit_orders(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -350,13 +388,21 @@ pub async fn edit_orders(
 }
 
 /// `POST /v1/cancel_orders`: `{"order_ids": [...]}`, 1 to 64 ids.
+#[utoipa::path(
+    post,
+    path = "/v1/cancel_orders",
+    tag = "clore",
+    request_body(content = Vec<serde_json::Value>, description = "Order ids to cancel"),
+    responses((status = 200, description = "The outcome per order", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
+    security(("clore_auth" = []))
+)]
 pub async fn cancel_orders(
     State(state): State<AppState>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<CloreReply, CloreReply> {
     let account = caller(&state, &headers).await?;
-    #[derive(Deserialize)]
+    #[derive(Deserialize, utoipa::ToSchema)]
     #[serde(deny_unknown_fields)]
     struct Cancel {
         order_ids: Vec<u64>,
@@ -385,6 +431,13 @@ pub async fn cancel_orders(
 /// `GET /v1/my_orders`: the caller's bids, under Clore's key `orders` (what Clore's own
 /// clients read) with Clore's per-order fields beside ours, and again under `my_orders`
 /// for readers of the first release.
+#[utoipa::path(
+    get,
+    path = "/v1/my_orders",
+    tag = "clore",
+    responses((status = 200, description = "The caller's orders", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
+    security(("clore_auth" = []))
+)]
 pub async fn my_orders(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -462,6 +515,13 @@ fn rfc3339(unix: u64) -> String {
 }
 
 /// `GET /v1/wallets`: the caller's balance.
+#[utoipa::path(
+    get,
+    path = "/v1/wallets",
+    tag = "clore",
+    responses((status = 200, description = "The caller's CLORE wallet", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
+    security(("clore_auth" = []))
+)]
 pub async fn wallets(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -18,7 +18,7 @@ use crate::path_id::PathId;
 use crate::wire::OcEntry;
 
 /// `GET /api/v1/machines/{id}/book`: the machine's live bids, ranked.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderBook {
     /// The machine.
     pub machine: u64,
@@ -31,7 +31,7 @@ pub struct OrderBook {
 }
 
 /// One bid in the order book.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BookEntry {
     /// Bid id.
     pub bid: u64,
@@ -59,7 +59,7 @@ pub struct BookEntry {
 }
 
 /// One interval of a machine's history.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct HistoryEntry {
     /// Interval number.
     pub interval: u64,
@@ -96,6 +96,13 @@ fn machine_exists(s: &impl Store, id: u64) -> Result<(), StoreError> {
 }
 
 /// `GET /api/v1/machines/{id}/book` (anyone).
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{id}/book",
+    tag = "machines",
+    params(("id" = u64, Path, description = "The machine's id")),
+    responses((status = 200, description = "The machine's order book, ranked", body = crate::api_dashboard::OrderBook), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody))
+)]
 pub async fn book(
     State(state): State<AppState>,
     PathId(id): PathId,
@@ -213,6 +220,13 @@ fn rank(
 
 /// `GET /api/v1/machines/{id}/history?limit=N` (anyone): the newest N intervals (default
 /// 50, at most 1,000), newest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{id}/history",
+    tag = "machines",
+    params(("id" = u64, Path, description = "The machine's id"), ("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 50, up to 1000)")),
+    responses((status = 200, description = "The machine's cleared intervals, newest first", body = Vec<crate::api_dashboard::HistoryEntry>), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody))
+)]
 pub async fn machine_history(
     State(state): State<AppState>,
     PathId(id): PathId,

@@ -20,16 +20,22 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
 }
 
-#[derive(Serialize)]
-struct Body<'a> {
-    error: Detail<'a>,
+/// Every error of the native API: `{"error": {"field", "reason"}}`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(as = Error)]
+pub struct ErrorBody {
+    /// What went wrong.
+    pub error: ErrorDetail,
 }
 
-#[derive(Serialize)]
-struct Detail<'a> {
+/// The field at fault (when one is) and why.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct ErrorDetail {
+    /// The request field at fault, e.g. `oc[1].pl`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    field: Option<&'a str>,
-    reason: &'a str,
+    pub field: Option<String>,
+    /// Why, in words.
+    pub reason: String,
 }
 
 impl ApiError {
@@ -96,10 +102,10 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = Body {
-            error: Detail {
-                field: self.field.as_deref(),
-                reason: &self.reason,
+        let body = ErrorBody {
+            error: ErrorDetail {
+                field: self.field,
+                reason: self.reason,
             },
         };
         let mut response = (self.status, Json(body)).into_response();

@@ -19,6 +19,14 @@ use crate::wire::{MachineUpdate, MachineView, NewMachine, NewMachineReply};
 const DEFAULT_MAX_RENTAL_S: u64 = 30 * 86_400;
 
 /// `POST /api/v1/machines`: a host registers a machine and gets its agent token once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/machines",
+    tag = "machines",
+    request_body = crate::wire::NewMachine,
+    responses((status = 201, description = "The machine and its agent token (shown once)", body = crate::wire::NewMachineReply), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn register(
     State(state): State<AppState>,
     caller: Caller,
@@ -71,6 +79,12 @@ pub async fn register(
 }
 
 /// `GET /api/v1/machines`: every machine with its live state.
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines",
+    tag = "machines",
+    responses((status = 200, description = "Every machine", body = Vec<crate::wire::MachineView>), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody))
+)]
 pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<MachineView>>, ApiError> {
     let now = state.now();
     let views = state
@@ -96,6 +110,13 @@ pub async fn list(State(state): State<AppState>) -> Result<Json<Vec<MachineView>
 }
 
 /// `GET /api/v1/machines/{id}`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{id}",
+    tag = "machines",
+    params(("id" = u64, Path, description = "The machine's id")),
+    responses((status = 200, description = "The machine", body = crate::wire::MachineView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody))
+)]
 pub async fn show(
     State(state): State<AppState>,
     PathId(id): PathId,
@@ -118,6 +139,14 @@ pub async fn show(
 
 /// `PATCH /api/v1/machines/{id}`: the host changes its energy price, reserve price or
 /// power ceilings (a ceiling may not exceed the card's maximum nor go below its minimum).
+#[utoipa::path(
+    patch,
+    path = "/api/v1/machines/{id}",
+    tag = "machines",
+    request_body = crate::wire::MachineUpdate, params(("id" = u64, Path, description = "The machine's id")),
+    responses((status = 200, description = "The machine as changed", body = crate::wire::MachineView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn update(
     State(state): State<AppState>,
     caller: Caller,
@@ -157,6 +186,14 @@ pub async fn update(
 
 /// `GET /api/v1/machines/{id}/decision`: the latest decision record: why each bid won or
 /// lost this interval.
+#[utoipa::path(
+    get,
+    path = "/api/v1/machines/{id}/decision",
+    tag = "machines",
+    params(("id" = u64, Path, description = "The machine's id")),
+    responses((status = 200, description = "The machine's latest clearing decision", body = gigaspot_market::clearing::Decision), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn latest_decision(
     State(state): State<AppState>,
     _caller: Caller,

@@ -15,6 +15,14 @@ use crate::wire::{BalanceView, DepositRequest, LedgerEntry, TransferView};
 
 /// `POST /api/v1/deposits`: the operator credits an account; the reference makes a
 /// repeated request harmless.
+#[utoipa::path(
+    post,
+    path = "/api/v1/deposits",
+    tag = "money",
+    request_body = crate::wire::DepositRequest,
+    responses((status = 201, description = "The deposit (the same transfer again for a repeated reference)", body = crate::wire::TransferView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn deposit(
     State(state): State<AppState>,
     caller: Caller,
@@ -30,6 +38,13 @@ pub async fn deposit(
 }
 
 /// `GET /api/v1/balance`: the caller's balance.
+#[utoipa::path(
+    get,
+    path = "/api/v1/balance",
+    tag = "money",
+    responses((status = 200, description = "The caller's balance", body = crate::wire::BalanceView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn balance(
     State(state): State<AppState>,
     caller: Caller,
@@ -46,6 +61,14 @@ pub async fn balance(
 /// first: at most `limit` (default 100, up to 1,000), booked before `before` when given
 /// (the last entry's `seq`, to page on). Served from a per-account index, so the cost is
 /// the page, not the ledger.
+#[utoipa::path(
+    get,
+    path = "/api/v1/ledger",
+    tag = "money",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1000, description = "At most this many (default 100, up to 1000)"), ("before" = Option<u64>, Query, description = "Only transfers booked before this sequence number")),
+    responses((status = 200, description = "The caller's transfers, newest first", body = Vec<crate::wire::LedgerEntry>), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn ledger(
     State(state): State<AppState>,
     caller: Caller,

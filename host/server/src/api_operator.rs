@@ -26,6 +26,13 @@ use crate::auth::{Caller, generate_key, key_hash};
 pub const MAX_PLUGIN_BYTES: usize = 16 << 20;
 
 /// `GET /api/v1/params`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/params",
+    tag = "operator",
+    responses((status = 200, description = "The market parameters", body = gigaspot_market::params::MarketParams), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn params(
     State(state): State<AppState>,
     _caller: Caller,
@@ -34,6 +41,14 @@ pub async fn params(
 }
 
 /// `PUT /api/v1/params` (operator).
+#[utoipa::path(
+    put,
+    path = "/api/v1/params",
+    tag = "operator",
+    request_body = gigaspot_market::params::MarketParams,
+    responses((status = 200, description = "The parameters as set", body = gigaspot_market::params::MarketParams), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn set_params(
     State(state): State<AppState>,
     caller: Caller,
@@ -46,6 +61,13 @@ pub async fn set_params(
 }
 
 /// `GET /api/v1/gpu-table`.
+#[utoipa::path(
+    get,
+    path = "/api/v1/gpu-table",
+    tag = "operator",
+    responses((status = 200, description = "Clock ranges per GPU model", body = gigaspot_market::gpu_ranges::GpuRangeTable), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn gpu_table(
     State(state): State<AppState>,
     _caller: Caller,
@@ -54,6 +76,14 @@ pub async fn gpu_table(
 }
 
 /// `PUT /api/v1/gpu-table` (operator).
+#[utoipa::path(
+    put,
+    path = "/api/v1/gpu-table",
+    tag = "operator",
+    request_body = gigaspot_market::gpu_ranges::GpuRangeTable,
+    responses((status = 200, description = "The table as set", body = gigaspot_market::gpu_ranges::GpuRangeTable), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn set_gpu_table(
     State(state): State<AppState>,
     caller: Caller,
@@ -69,7 +99,7 @@ pub async fn set_gpu_table(
 }
 
 /// Query of a plugin upload.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     /// The configuration string handed to the plugin's `configure`.
@@ -78,7 +108,7 @@ pub struct UploadQuery {
 }
 
 /// A stored plugin version and how it is doing.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PluginView {
     /// `sha256:<hex>`.
     pub digest: String,
@@ -106,6 +136,14 @@ pub struct PluginView {
 
 /// `POST /api/v1/plugins?config=...` (operator), body: the component (`application/wasm`).
 /// Loads it (import audit, compile, configure) and stores it; activation is separate.
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins",
+    tag = "plugins",
+    request_body(content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream")), description = "A WebAssembly component of wit/plugin.wit"), params(("config" = Option<String>, Query, description = "The configuration handed to the plugin's configure")),
+    responses((status = 201, description = "The version, installed (not active)", body = crate::api_operator::PluginView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn upload(
     State(state): State<AppState>,
     caller: Caller,
@@ -208,6 +246,13 @@ fn view(record: &PluginVersionRecord, state: &AppState) -> PluginView {
 }
 
 /// `GET /api/v1/plugins` (operator): stored versions with digests and fault counts.
+#[utoipa::path(
+    get,
+    path = "/api/v1/plugins",
+    tag = "plugins",
+    responses((status = 200, description = "The active strategy, the fallback chain, the validators and every installed version", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
     caller.require(Role::Operator, "list plugins")?;
     let records = state.store(|s| s.plugin_versions()).await?;
@@ -241,6 +286,14 @@ pub fn chain_json(registry: &gigaspot_plugin_runtime::PluginRegistry) -> Value {
 /// `POST /api/v1/plugins/{digest}/activate` (operator): a stored strategy becomes active
 /// (the active one becomes the previous); a stored validator is installed (replacing the
 /// validator of the same name, kept as its previous version).
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/{digest}/activate",
+    tag = "plugins",
+    params(("digest" = String, Path, description = "The version id")),
+    responses((status = 200, description = "The version is active from the next boundary", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn activate(
     State(state): State<AppState>,
     caller: Caller,
@@ -351,6 +404,13 @@ pub fn active_plugins(registry: &gigaspot_plugin_runtime::PluginRegistry) -> Act
 }
 
 /// `POST /api/v1/plugins/strategy/rollback` (operator).
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/strategy/rollback",
+    tag = "plugins",
+    responses((status = 200, description = "The previous strategy is active again", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn rollback_strategy(
     State(state): State<AppState>,
     caller: Caller,
@@ -365,6 +425,14 @@ pub async fn rollback_strategy(
 }
 
 /// `POST /api/v1/plugins/validators/{name}/rollback` (operator).
+#[utoipa::path(
+    post,
+    path = "/api/v1/plugins/validators/{name}/rollback",
+    tag = "plugins",
+    params(("name" = String, Path, description = "The validator's name")),
+    responses((status = 200, description = "The validator's previous version is active again", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn rollback_validator(
     State(state): State<AppState>,
     caller: Caller,
@@ -382,6 +450,14 @@ pub async fn rollback_validator(
 /// `DELETE /api/v1/plugins/{digest}` (operator): removes a stored version that is not in
 /// use (active or a roll-back target: 409), and its compiled artefact unless another
 /// stored version shares the component.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/plugins/{digest}",
+    tag = "plugins",
+    params(("digest" = String, Path, description = "The version id")),
+    responses((status = 200, description = "The version was removed", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn remove_version(
     State(state): State<AppState>,
     caller: Caller,
@@ -433,6 +509,14 @@ pub async fn remove_version(
 
 /// `DELETE /api/v1/plugins/validators/{name}` (operator): uninstalls the validator (and
 /// its previous version); its stored versions stay and can be activated again.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/plugins/validators/{name}",
+    tag = "plugins",
+    params(("name" = String, Path, description = "The validator's name")),
+    responses((status = 200, description = "The validator no longer runs", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn remove_validator(
     State(state): State<AppState>,
     caller: Caller,
@@ -449,7 +533,7 @@ pub async fn remove_validator(
 }
 
 /// Body of `PUT /api/v1/plugins/validators/order`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidatorOrder {
     /// Every installed validator's name, in the order they should run.
@@ -457,6 +541,14 @@ pub struct ValidatorOrder {
 }
 
 /// `PUT /api/v1/plugins/validators/order` (operator).
+#[utoipa::path(
+    put,
+    path = "/api/v1/plugins/validators/order",
+    tag = "plugins",
+    request_body = crate::api_operator::ValidatorOrder,
+    responses((status = 200, description = "The validators in their new order", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn order_validators(
     State(state): State<AppState>,
     caller: Caller,
@@ -473,6 +565,13 @@ pub async fn order_validators(
 }
 
 /// `POST /api/v1/keys`: a new API key for the caller's account, shown once.
+#[utoipa::path(
+    post,
+    path = "/api/v1/keys",
+    tag = "accounts",
+    responses((status = 201, description = "A new API key for the caller (shown once)", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn new_key(
     State(state): State<AppState>,
     caller: Caller,
@@ -488,6 +587,13 @@ pub async fn new_key(
 }
 
 /// `DELETE /api/v1/keys/current`: revokes the key this request is made with.
+#[utoipa::path(
+    delete,
+    path = "/api/v1/keys/current",
+    tag = "accounts",
+    responses((status = 204, description = "The key used for this request is revoked"), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn revoke_current(
     State(state): State<AppState>,
     _caller: Caller,

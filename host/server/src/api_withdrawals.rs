@@ -17,7 +17,7 @@ use crate::path_id::PathId;
 use crate::wire::Clore;
 
 /// `POST /api/v1/withdrawals`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct WithdrawalRequest {
     /// CLORE, up to 8 decimals; at most the balance not committed to winning bids.
@@ -27,7 +27,7 @@ pub struct WithdrawalRequest {
 }
 
 /// `POST /api/v1/withdrawals/{id}/paid` (operator).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PaidRequest {
     /// The payment's external reference (e.g. a transaction id), 1 to 256 bytes.
@@ -35,7 +35,7 @@ pub struct PaidRequest {
 }
 
 /// `POST /api/v1/withdrawals/{id}/rejected` (operator).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RejectedRequest {
     /// Why, 1 to 256 bytes; shown to the account.
@@ -43,7 +43,7 @@ pub struct RejectedRequest {
 }
 
 /// A withdrawal as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WithdrawalView {
     /// Id.
     pub id: u64,
@@ -88,6 +88,14 @@ impl From<&Withdrawal> for WithdrawalView {
 
 /// `POST /api/v1/withdrawals`: moves the amount at once from the caller's balance to the
 /// pending withdrawals. A repeated `Idempotency-Key` answers 200 with the first request.
+#[utoipa::path(
+    post,
+    path = "/api/v1/withdrawals",
+    tag = "money",
+    request_body = crate::api_withdrawals::WithdrawalRequest, params(("Idempotency-Key" = Option<String>, Header, description = "Repeating a key returns the first result (200) instead of acting again")),
+    responses((status = 201, description = "The withdrawal, pending", body = crate::api_withdrawals::WithdrawalView), (status = 200, description = "The withdrawal first requested with this Idempotency-Key", body = crate::api_withdrawals::WithdrawalView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn request(
     State(state): State<AppState>,
     caller: Caller,
@@ -118,6 +126,14 @@ pub async fn request(
 
 /// `GET /api/v1/withdrawals[?state=pending|paid|rejected]`: the caller's withdrawals; an
 /// operator sees everyone's.
+#[utoipa::path(
+    get,
+    path = "/api/v1/withdrawals",
+    tag = "money",
+    params(("state" = Option<String>, Query, description = "pending, paid or rejected")),
+    responses((status = 200, description = "The caller's withdrawals (an operator's: everyone's)", body = Vec<crate::api_withdrawals::WithdrawalView>), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn list(
     State(state): State<AppState>,
     caller: Caller,
@@ -143,6 +159,14 @@ pub async fn list(
 }
 
 /// `POST /api/v1/withdrawals/{id}/paid` (operator): the payout was made.
+#[utoipa::path(
+    post,
+    path = "/api/v1/withdrawals/{id}/paid",
+    tag = "money",
+    request_body = crate::api_withdrawals::PaidRequest, params(("id" = u64, Path, description = "The withdrawal's id")),
+    responses((status = 200, description = "The withdrawal, paid", body = crate::api_withdrawals::WithdrawalView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn paid(
     State(state): State<AppState>,
     caller: Caller,
@@ -161,6 +185,14 @@ pub async fn paid(
 }
 
 /// `POST /api/v1/withdrawals/{id}/rejected` (operator): the amount returns to the account.
+#[utoipa::path(
+    post,
+    path = "/api/v1/withdrawals/{id}/rejected",
+    tag = "money",
+    request_body = crate::api_withdrawals::RejectedRequest, params(("id" = u64, Path, description = "The withdrawal's id")),
+    responses((status = 200, description = "The withdrawal, rejected and refunded", body = crate::api_withdrawals::WithdrawalView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
 pub async fn rejected(
     State(state): State<AppState>,
     caller: Caller,

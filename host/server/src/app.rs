@@ -7,7 +7,6 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::StatusCode;
-use axum::routing::{MethodRouter, delete, get, post, put};
 use gigaspot_market::machine::MachineId;
 use gigaspot_plugin_runtime::{PluginRegistry, PluginRuntime};
 use gigaspot_store::{SledStore, StoreError};
@@ -15,15 +14,12 @@ use serde::de::DeserializeOwned;
 
 use crate::api_error::ApiError;
 use crate::config::Config;
-use crate::market_history::{self, HistoryCache};
+use crate::market_history::HistoryCache;
 use crate::metrics::{self, Metrics};
 use crate::rate_limit::{self, RateLimiter};
 use crate::snapshot::Snapshots;
 use crate::wire::MachineView;
-use crate::{
-    api_accounts, api_agent, api_backup, api_bids, api_clore, api_dashboard, api_machines,
-    api_money, api_operator, api_withdrawals, dashboard,
-};
+use crate::{api_clore, dashboard};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -170,188 +166,12 @@ pub fn wall_clock() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// One route of the native API, with the methods it answers; the OpenAPI document lists
-/// exactly these (a test checks).
-pub struct ApiRoute {
-    /// The path pattern, e.g. `/api/v1/bids/{id}`.
-    pub path: &'static str,
-    /// Lowercase HTTP methods.
-    pub methods: &'static [&'static str],
-    handler: MethodRouter<AppState>,
-}
-
-fn route(
-    path: &'static str,
-    methods: &'static [&'static str],
-    handler: MethodRouter<AppState>,
-) -> ApiRoute {
-    ApiRoute {
-        path,
-        methods,
-        handler,
-    }
-}
-
-/// Every route of the native API.
-pub fn native_routes() -> Vec<ApiRoute> {
-    vec![
-        route("/api/v1/health", &["get"], get(api_accounts::health)),
-        route("/api/v1/openapi.json", &["get"], get(openapi)),
-        route("/api/v1/accounts", &["post"], post(api_accounts::register)),
-        route("/api/v1/accounts/me", &["get"], get(api_accounts::me)),
-        route("/api/v1/keys", &["post"], post(api_operator::new_key)),
-        route(
-            "/api/v1/keys/current",
-            &["delete"],
-            delete(api_operator::revoke_current),
-        ),
-        route("/api/v1/deposits", &["post"], post(api_money::deposit)),
-        route("/api/v1/balance", &["get"], get(api_money::balance)),
-        route("/api/v1/ledger", &["get"], get(api_money::ledger)),
-        route(
-            "/api/v1/withdrawals",
-            &["get", "post"],
-            get(api_withdrawals::list).post(api_withdrawals::request),
-        ),
-        route(
-            "/api/v1/withdrawals/{id}/paid",
-            &["post"],
-            post(api_withdrawals::paid),
-        ),
-        route(
-            "/api/v1/withdrawals/{id}/rejected",
-            &["post"],
-            post(api_withdrawals::rejected),
-        ),
-        route(
-            "/api/v1/machines",
-            &["get", "post"],
-            get(api_machines::list).post(api_machines::register),
-        ),
-        route(
-            "/api/v1/machines/{id}",
-            &["get", "patch"],
-            get(api_machines::show).patch(api_machines::update),
-        ),
-        route(
-            "/api/v1/machines/{id}/decision",
-            &["get"],
-            get(api_machines::latest_decision),
-        ),
-        route(
-            "/api/v1/machines/{id}/book",
-            &["get"],
-            get(api_dashboard::book),
-        ),
-        route(
-            "/api/v1/machines/{id}/history",
-            &["get"],
-            get(api_dashboard::machine_history),
-        ),
-        route(
-            "/api/v1/market/history",
-            &["get"],
-            get(market_history::market_history),
-        ),
-        route(
-            "/api/v1/bids",
-            &["get", "post"],
-            get(api_bids::mine).post(api_bids::create),
-        ),
-        route(
-            "/api/v1/bids/{id}",
-            &["get", "patch", "delete"],
-            get(api_bids::show)
-                .patch(api_bids::edit)
-                .delete(api_bids::cancel),
-        ),
-        route(
-            "/api/v1/bids/{id}/decision",
-            &["get"],
-            get(api_bids::decision),
-        ),
-        route(
-            "/api/v1/agent/heartbeat",
-            &["post"],
-            post(api_agent::heartbeat),
-        ),
-        route(
-            "/api/v1/params",
-            &["get", "put"],
-            get(api_operator::params).put(api_operator::set_params),
-        ),
-        route(
-            "/api/v1/gpu-table",
-            &["get", "put"],
-            get(api_operator::gpu_table).put(api_operator::set_gpu_table),
-        ),
-        route(
-            "/api/v1/plugins",
-            &["get", "post"],
-            get(api_operator::list)
-                .post(api_operator::upload)
-                .layer(DefaultBodyLimit::max(api_operator::MAX_PLUGIN_BYTES)),
-        ),
-        route(
-            "/api/v1/plugins/{digest}",
-            &["delete"],
-            delete(api_operator::remove_version),
-        ),
-        route(
-            "/api/v1/plugins/{digest}/activate",
-            &["post"],
-            post(api_operator::activate),
-        ),
-        route(
-            "/api/v1/plugins/strategy/rollback",
-            &["post"],
-            post(api_operator::rollback_strategy),
-        ),
-        route(
-            "/api/v1/plugins/validators/{name}/rollback",
-            &["post"],
-            post(api_operator::rollback_validator),
-        ),
-        route(
-            "/api/v1/plugins/validators/{name}",
-            &["delete"],
-            delete(api_operator::remove_validator),
-        ),
-        route("/api/v1/backup", &["get"], get(api_backup::backup)),
-        route(
-            "/api/v1/plugins/validators/order",
-            &["put"],
-            put(api_operator::order_validators),
-        ),
-    ]
-}
-
-/// The OpenAPI document of the native API (`docs/openapi.json`).
-pub const OPENAPI: &str = include_str!("../../../docs/openapi.json");
-
-async fn openapi() -> ([(axum::http::HeaderName, &'static str); 1], &'static str) {
-    (
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
-        OPENAPI,
-    )
-}
-
 /// The whole service: the native API under `/api/v1`, the Clore-compatible `/v1`, and
 /// `/metrics`, with the body limit, the request timeout and request metrics.
 pub fn router(state: AppState) -> Router {
     let limit = state.config.max_body_bytes;
-    let native = native_routes()
-        .into_iter()
-        .fold(Router::new(), |router, r| router.route(r.path, r.handler));
-    let app = native
-        .route("/metrics", get(metrics::render))
-        .route("/v1/get_gigaspot", get(api_clore::get_gigaspot))
-        .route("/v1/snapshots/{file}", get(api_clore::snapshot))
-        .route("/v1/create_gigaspot_orders", post(api_clore::create_orders))
-        .route("/v1/edit_gigaspot_orders", post(api_clore::edit_orders))
-        .route("/v1/cancel_orders", post(api_clore::cancel_orders))
-        .route("/v1/my_orders", get(api_clore::my_orders))
-        .route("/v1/wallets", get(api_clore::wallets))
+    let (api, _) = crate::api_doc::api_routes().split_for_parts();
+    let app = api
         .route("/v1/{*rest}", axum::routing::any(api_clore::unknown))
         .merge(dashboard::routes())
         .fallback(|| async { ApiError::new(StatusCode::NOT_FOUND, None, "no such route") })

@@ -8,6 +8,7 @@ pub mod api_backup;
 pub mod api_bids;
 pub mod api_clore;
 pub mod api_dashboard;
+pub mod api_doc;
 pub mod api_error;
 pub mod api_machines;
 pub mod api_money;

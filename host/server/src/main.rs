@@ -57,6 +57,8 @@ enum Command {
         #[arg(long)]
         url: Option<String>,
     },
+    /// Print the OpenAPI document of every route (what docs/openapi.json holds).
+    Openapi,
     /// Rebuild a data folder from a backup file (the folder must not exist or be empty).
     Restore {
         /// The backup file.
@@ -144,6 +146,10 @@ fn main() -> ExitCode {
             (None, None) => Err(anyhow::anyhow!("give --data-dir or --url")),
         },
         Command::Restore { from, data_dir } => backup_cli::restore(&from, &data_dir),
+        Command::Openapi => {
+            print!("{}", gigaspot_server::api_doc::document_json());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -20,18 +20,19 @@ use crate::api_error::ApiError;
 use crate::app::AppState;
 
 /// The answer: prices and revenue per interval.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MarketHistory {
     /// Billing interval in force, seconds.
     pub interval_s: u64,
     /// Host accounts by id, with their names.
+    #[schema(value_type = BTreeMap<String, String>)]
     pub hosts: BTreeMap<u64, String>,
     /// Oldest first.
     pub intervals: Vec<IntervalSummary>,
 }
 
 /// The market in one interval.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct IntervalSummary {
     /// Interval number.
     pub interval: u64,
@@ -44,6 +45,7 @@ pub struct IntervalSummary {
     /// Mean winning price per kW of power limit.
     pub avg_price_per_kw: Option<f64>,
     /// Net revenue charged to each host for the interval, CLORE.
+    #[schema(value_type = BTreeMap<String, f64>)]
     pub revenue_by_host: BTreeMap<u64, f64>,
 }
 
@@ -66,6 +68,13 @@ struct Remembered {
 
 /// `GET /api/v1/market/history?limit=N` (anyone): the last `limit` intervals (default 60, up
 /// to 1,440), oldest first.
+#[utoipa::path(
+    get,
+    path = "/api/v1/market/history",
+    tag = "market",
+    params(("limit" = Option<u32>, Query, minimum = 1, maximum = 1440, description = "Intervals (default 60, up to 1440)")),
+    responses((status = 200, description = "Clearing prices and volume per interval", body = crate::market_history::MarketHistory), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody))
+)]
 pub async fn market_history(
     State(state): State<AppState>,
     Query(query): Query<HashMap<String, String>>,

@@ -41,8 +41,25 @@ impl Serialize for Clore {
     }
 }
 
+impl utoipa::PartialSchema for Clore {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ObjectBuilder, Type};
+        ObjectBuilder::new()
+            .schema_type(Type::Number)
+            .minimum(Some(0))
+            .maximum(Some(184_467_440_737.095_5))
+            .description(Some(
+                "CLORE as a JSON number with at most 8 decimals, read exactly from its text",
+            ))
+            .examples([serde_json::json!(12.5)])
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Clore {}
+
 /// Roles an account can ask for at registration.
-#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum RoleName {
     /// Bids on machines.
@@ -52,17 +69,19 @@ pub enum RoleName {
 }
 
 /// `POST /api/v1/accounts`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAccount {
     /// Display name, 1 to 64 characters.
+    #[schema(min_length = 1, max_length = 64)]
     pub name: String,
     /// `client` and/or `host`.
+    #[schema(min_items = 1, max_items = 2)]
     pub roles: Vec<RoleName>,
 }
 
 /// An account as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountView {
     /// Account id.
     pub id: u64,
@@ -87,7 +106,7 @@ impl From<&Account> for AccountView {
 }
 
 /// Reply of a registration: the key is shown this once.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewAccountReply {
     /// The account.
     pub account: AccountView,
@@ -116,7 +135,7 @@ pub fn roles(names: &[RoleName]) -> Result<Vec<Role>, ApiError> {
 }
 
 /// `POST /api/v1/deposits` (operator).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DepositRequest {
     /// The credited account.
@@ -124,11 +143,12 @@ pub struct DepositRequest {
     /// CLORE, up to 8 decimals.
     pub amount: Clore,
     /// The operator's unique reference (1 to 128 bytes); repeating it repeats nothing.
+    #[schema(min_length = 1, max_length = 32)]
     pub reference: String,
 }
 
 /// A transfer as the API shows it; `null` stands for outside the market.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct TransferView {
     /// Unique id.
     pub id: String,
@@ -158,7 +178,7 @@ pub struct TransferView {
 }
 
 /// One line of an account's ledger: a transfer and its booking sequence number.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LedgerEntry {
     /// Booking sequence number; pass the last one as `before` for the next page.
     pub seq: u64,
@@ -198,7 +218,7 @@ impl From<&Transfer> for TransferView {
 }
 
 /// A balance.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BalanceView {
     /// Account id.
     pub account: u64,
@@ -207,7 +227,7 @@ pub struct BalanceView {
 }
 
 /// One GPU of a machine being registered.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct GpuSpec {
     /// Model name as NVML reports it.
@@ -223,10 +243,11 @@ pub struct GpuSpec {
 }
 
 /// `POST /api/v1/machines` (host).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewMachine {
     /// GPUs in order, 1 to 16.
+    #[schema(min_items = 1, max_items = 16)]
     pub gpus: Vec<GpuSpec>,
     /// USD per kWh.
     pub energy_price: f64,
@@ -249,7 +270,7 @@ pub struct NewMachine {
 }
 
 /// `PATCH /api/v1/machines/{id}` (the machine's host): any subset.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MachineUpdate {
     /// USD per kWh.
@@ -261,7 +282,7 @@ pub struct MachineUpdate {
 }
 
 /// A machine as the API shows it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct MachineView {
     /// Machine id.
     pub id: u64,
@@ -310,7 +331,7 @@ pub struct MachineView {
 }
 
 /// The agent's last report on a machine: what actually runs, with which settings.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AgentView {
     /// The bid whose workload runs with its settings applied and read back.
     pub running_bid: Option<u64>,
@@ -378,7 +399,7 @@ fn gpu_spec(g: &Gpu) -> GpuSpec {
 }
 
 /// Reply of a machine registration: the agent token is shown this once.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NewMachineReply {
     /// The machine.
     pub machine: MachineView,
@@ -387,7 +408,7 @@ pub struct NewMachineReply {
 }
 
 /// One GPU's settings in a bid.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OcEntry {
     /// Power limit, W (mandatory).
@@ -415,7 +436,7 @@ impl From<OcEntry> for OcRequest {
 }
 
 /// `POST /api/v1/bids` (client).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewBid {
     /// Machine id.
@@ -428,13 +449,14 @@ pub struct NewBid {
     #[serde(default)]
     pub env: BTreeMap<String, String>,
     /// One entry per GPU.
+    #[schema(min_items = 1, max_items = 16)]
     pub oc: Vec<OcEntry>,
     /// Seconds the bid stays active (default 7 days).
     pub lifetime_s: Option<u64>,
 }
 
 /// `PATCH /api/v1/bids/{id}` (owner).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BidEdit {
     /// CLORE per day.
@@ -461,7 +483,7 @@ pub fn oc_entries(oc: &[GpuOc]) -> Vec<OcEntry> {
 }
 
 /// A bid as its owner, the machine's host and operators see it.
-#[derive(Debug, Serialize, Deserialize)]
+#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct BidView {
     /// Bid id.
     pub id: u64,
