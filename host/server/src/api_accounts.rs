@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use gigaspot_market::account::Role;
 use gigaspot_store::Store;
-use serde_json::{Value, json};
 
 use crate::api_error::ApiError;
 use crate::app::{AppState, JsonBody};
@@ -19,19 +18,10 @@ use crate::wire::{AccountView, NewAccount, NewAccountReply, roles};
     get,
     path = "/api/v1/health",
     tag = "service",
-    responses((status = 200, description = "The service is up: the answering strategy and its fallback chain", body = serde_json::Value))
+    responses((status = 200, description = "The service is up: the answering strategy and its fallback chain", body = crate::plugin_wire::Health))
 )]
-pub async fn health(State(state): State<AppState>) -> Json<Value> {
-    let answering = state.registry.answering_strategy();
-    let active = state.registry.active_strategy();
-    Json(json!({
-        "status": "ok",
-        "strategy": answering.name,
-        "strategy_digest": answering.digest,
-        "strategy_version": answering.version,
-        "active_strategy": active,
-        "strategy_chain": crate::api_operator::chain_json(&state.registry),
-    }))
+pub async fn health(State(state): State<AppState>) -> Json<crate::plugin_wire::Health> {
+    Json(crate::plugin_wire::Health::of(&state.registry))
 }
 
 /// `POST /api/v1/accounts`: creates a client and/or host account and returns its API key

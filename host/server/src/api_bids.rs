@@ -116,14 +116,14 @@ fn view(s: &impl Store, bid: &Bid, now: u64) -> Result<BidView, StoreError> {
     path = "/api/v1/bids/{id}/decision",
     tag = "bids",
     params(("id" = u64, Path, description = "The bid's id")),
-    responses((status = 200, description = "Why the bid won or lost its latest clearing", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    responses((status = 200, description = "Why the bid won or lost its latest clearing", body = BidDecision), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn decision(
     State(state): State<AppState>,
     caller: Caller,
     PathId(id): PathId,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<Json<BidDecision>, ApiError> {
     let bid = visible_bid(&state, &caller, id).await?;
     let machine = bid.machine;
     let now = state.now();
@@ -164,23 +164,55 @@ pub async fn decision(
                 _ => None,
             })
     });
-    Ok(Json(serde_json::json!({
-        "bid": id,
-        "machine": machine,
-        "state": own.state,
-        "suspension": own.suspension,
-        // The agent's report for the interval, when this bid won it and did not run.
-        "unserved": unserved.filter(|u| u.bid == id),
-        "interval": decision.interval,
-        "won": decision.winner.is_some_and(|w| w.bid == id),
-        "verdict": verdict,
-        "winner": decision.winner.map(|w| w.bid),
-        "winning_score": winning_score,
-        "idle_reason": decision.idle_reason,
-        "strategy": decision.strategy,
-        "validators": decision.validators,
-        "input_digest": decision.input_digest,
-    })))
+    Ok(Json(BidDecision {
+        bid: id,
+        machine,
+        state: own.state,
+        suspension: own.suspension,
+        unserved: unserved.filter(|u| u.bid == id),
+        interval: decision.interval,
+        won: decision.winner.is_some_and(|w| w.bid == id),
+        verdict: verdict.cloned(),
+        winner: decision.winner.map(|w| w.bid),
+        winning_score,
+        idle_reason: decision.idle_reason,
+        strategy: decision.strategy,
+        validators: decision.validators,
+        input_digest: decision.input_digest,
+    }))
+}
+
+/// `GET /api/v1/bids/{id}/decision`: a bid's side of its machine's latest clearing.
+#[derive(Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct BidDecision {
+    /// The bid.
+    pub bid: u64,
+    /// Its machine.
+    pub machine: u64,
+    /// `active`, `suspended`, `cancelled` or `expired`.
+    pub state: String,
+    /// Why it is suspended, when it is.
+    pub suspension: Option<String>,
+    /// The agent's report for the interval, when this bid won it and did not run.
+    pub unserved: Option<gigaspot_market::agent_protocol::Unserved>,
+    /// The interval cleared.
+    pub interval: u64,
+    /// Whether this bid won it.
+    pub won: bool,
+    /// This bid's verdict (absent when it was not live at the clearing).
+    pub verdict: Option<gigaspot_market::clearing::Verdict>,
+    /// The winning bid, if any.
+    pub winner: Option<u64>,
+    /// The winner's score.
+    pub winning_score: Option<f64>,
+    /// Why the machine idles, when it does.
+    pub idle_reason: Option<String>,
+    /// The strategy version that answered.
+    pub strategy: Option<gigaspot_market::verdict::PluginRef>,
+    /// The validator versions that answered, in order.
+    pub validators: Vec<gigaspot_market::verdict::PluginRef>,
+    /// sha256 of the plugins' input.
+    pub input_digest: String,
 }
 
 /// `PATCH /api/v1/bids/{id}`: the owner changes price and settings; admission runs again.

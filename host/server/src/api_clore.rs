@@ -19,6 +19,10 @@ use serde_json::{Value, json};
 
 use crate::app::AppState;
 use crate::auth::key_hash;
+use crate::clore_wire::{
+    CancelOrdersReply, CloreOrder, CreateOrdersReply, EditOrdersReply, GetGigaspotReply,
+    MyOrdersReply, Wallet, WalletsReply,
+};
 use crate::wire::{Clore, OcEntry};
 
 /// The only currency, as Clore names it.
@@ -44,8 +48,13 @@ impl IntoResponse for CloreReply {
     }
 }
 
-fn reply(body: Value) -> CloreReply {
-    CloreReply(StatusCode::OK, body, None)
+fn reply(body: impl serde::Serialize) -> CloreReply {
+    // The typed bodies of clore_wire.rs always serialise.
+    CloreReply(
+        StatusCode::OK,
+        serde_json::to_value(body).unwrap_or(Value::Null),
+        None,
+    )
 }
 
 fn code(status: StatusCode, code: u8, error: Option<String>) -> CloreReply {
@@ -107,7 +116,7 @@ pub struct CloreCode {
     get,
     path = "/v1/get_gigaspot",
     tag = "clore",
-    responses((status = 200, description = "The caller's id, the snapshot URL, the CLORE price and fees", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
+    responses((status = 200, description = "The caller's id, the snapshot URL, the CLORE price and fees", body = crate::clore_wire::GetGigaspotReply), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
     security(("clore_auth" = []))
 )]
 pub async fn get_gigaspot(
@@ -127,13 +136,13 @@ pub async fn get_gigaspot(
         .await
         .map_err(database)?
         .clore_usd;
-    Ok(reply(json!({
-        "code": 0,
-        "my_user_id": account.id,
-        "v1_snapshot_url": format!("{base}/v1/snapshots/gigaspot_{ts}.json"),
-        "clore_price": clore_usd,
-        "creation_fees": {CURRENCY: 0.0},
-    })))
+    Ok(reply(GetGigaspotReply {
+        code: 0,
+        my_user_id: account.id,
+        v1_snapshot_url: format!("{base}/v1/snapshots/gigaspot_{ts}.json"),
+        clore_price: clore_usd,
+        creation_fees: BTreeMap::from([(CURRENCY.to_owned(), 0.0)]),
+    }))
 }
 
 /// `GET /v1/snapshots/{file}`: a published snapshot, without authentication; immutable.
@@ -142,7 +151,7 @@ pub async fn get_gigaspot(
     path = "/v1/snapshots/{file}",
     tag = "clore",
     params(("file" = String, Path, description = "gigaspot_<ts>.json")),
-    responses((status = 200, description = "A published market snapshot (immutable): machines with their bids", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode))
+    responses((status = 200, description = "A published market snapshot (immutable): each machine by id with its bids", body = BTreeMap<String, serde_json::Value>), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode))
 )]
 pub async fn snapshot(State(state): State<AppState>, Path(file): Path<String>) -> Response {
     let ts = file
@@ -168,7 +177,7 @@ pub async fn snapshot(State(state): State<AppState>, Path(file): Path<String>) -
     }
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 struct OrderItem {
     currency: Option<String>,
     image: Option<String>,
@@ -214,8 +223,8 @@ fn shorten(text: &str) -> String {
     post,
     path = "/v1/create_gigaspot_orders",
     tag = "clore",
-    request_body(content = Vec<serde_json::Value>, description = "Orders: currency, image, renting_server, price, oc"),
-    responses((status = 200, description = "Which servers failed and why", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
+    request_body(content = Vec<crate::clore_wire::CloreNewOrder>, description = "Orders, 1 to 64"),
+    responses((status = 200, description = "Which servers failed and why", body = crate::clore_wire::CreateOrdersReply), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
     security(("clore_auth" = []))
 )]
 pub async fn create_orders(
@@ -262,13 +271,13 @@ pub async fn create_orders(
         })
         .await
         .map_err(database)?;
-    Ok(reply(json!({
-        "status": "ok",
-        "failed_to_oc_servers": lists.0,
-        "failed_to_rent_servers": lists.1,
-        "too_low_bids_servers": lists.2,
-        "code": 0,
-    })))
+    Ok(reply(CreateOrdersReply {
+        status: "ok".into(),
+        failed_to_oc_servers: lists.0,
+        failed_to_rent_servers: lists.1,
+        too_low_bids_servers: lists.2,
+        code: 0,
+    }))
 }
 
 enum Placed {
@@ -324,7 +333,7 @@ fn place(
     }
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+#[derive(Deserialize)]
 struct EditItem {
     price: Clore,
     oc: Option<Vec<OcEntry>>,
@@ -335,8 +344,8 @@ struct EditItem {
     post,
     path = "/v1/edit_gigaspot_orders",
     tag = "clore",
-    request_body(content = Vec<serde_json::Value>, description = "Edits: order_id, price, oc"),
-    responses((status = 200, description = "The outcome per order", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
+    request_body(content = Vec<crate::clore_wire::CloreEdit>, description = "Edits"),
+    responses((status = 200, description = "The outcome per order", body = crate::clore_wire::EditOrdersReply), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
     security(("clore_auth" = []))
 )]
 pub async fn edit_orders(
@@ -382,9 +391,12 @@ pub async fn edit_orders(
         })
         .await
         .map_err(database)?;
-    Ok(reply(
-        json!({"failed_to_update_ids": lists.0, "success_to_update_ids": lists.1, "too_low_bid_ids": lists.2, "code": 0}),
-    ))
+    Ok(reply(EditOrdersReply {
+        failed_to_update_ids: lists.0,
+        success_to_update_ids: lists.1,
+        too_low_bid_ids: lists.2,
+        code: 0,
+    }))
 }
 
 /// `POST /v1/cancel_orders`: `{"order_ids": [...]}`, 1 to 64 ids.
@@ -392,8 +404,8 @@ pub async fn edit_orders(
     post,
     path = "/v1/cancel_orders",
     tag = "clore",
-    request_body(content = Vec<serde_json::Value>, description = "Order ids to cancel"),
-    responses((status = 200, description = "The outcome per order", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
+    request_body(content = crate::clore_wire::CloreCancel, description = "Order ids to cancel"),
+    responses((status = 200, description = "The outcome per order", body = crate::clore_wire::CancelOrdersReply), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
     security(("clore_auth" = []))
 )]
 pub async fn cancel_orders(
@@ -402,7 +414,7 @@ pub async fn cancel_orders(
     body: Bytes,
 ) -> Result<CloreReply, CloreReply> {
     let account = caller(&state, &headers).await?;
-    #[derive(Deserialize, utoipa::ToSchema)]
+    #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Cancel {
         order_ids: Vec<u64>,
@@ -425,7 +437,10 @@ pub async fn cancel_orders(
         })
         .await
         .map_err(database)?;
-    Ok(reply(json!({"failed_to_cancel": failed, "code": 0})))
+    Ok(reply(CancelOrdersReply {
+        failed_to_cancel: failed,
+        code: 0,
+    }))
 }
 
 /// `GET /v1/my_orders`: the caller's bids, under Clore's key `orders` (what Clore's own
@@ -435,7 +450,7 @@ pub async fn cancel_orders(
     get,
     path = "/v1/my_orders",
     tag = "clore",
-    responses((status = 200, description = "The caller's orders", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
+    responses((status = 200, description = "The caller's orders", body = crate::clore_wire::MyOrdersReply), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
     security(("clore_auth" = []))
 )]
 pub async fn my_orders(
@@ -447,40 +462,39 @@ pub async fn my_orders(
     let orders = state
         .store(move |s| {
             let spend = spend_by_bid(s, account.id)?;
-            let orders: Vec<Value> = s
+            let orders: Vec<CloreOrder> = s
                 .bids_of(account.id)?
                 .into_iter()
-                .map(|b| {
-                    let status = crate::wire::state_name(&b, now);
-                    json!({
-                        "id": b.id,
-                        "renting_server": b.machine,
-                        "si": b.machine,
-                        "type": "spot",
-                        "status": status,
-                        "price": b.price_per_day.as_clore(),
-                        "currency": CURRENCY,
-                        "image": b.image,
-                        "active": b.is_live(now),
-                        "expired": b.state_at(now) == BidState::Expired,
-                        "spend": spend.get(&b.id).copied().unwrap_or_default().as_clore(),
-                        "pl": b.total_power_limit_w(),
-                        "created_at": rfc3339(b.created_at),
-                        "created_at_unix": b.created_at,
-                        "expires_at": b.expires_at,
-                        "suspension": (b.state == BidState::Suspended)
-                            .then(|| s.bid_failures(b.id).ok().flatten().map(|f| f.explain()))
-                            .flatten(),
-                    })
+                .map(|b| CloreOrder {
+                    id: b.id,
+                    renting_server: b.machine,
+                    si: b.machine,
+                    kind: "spot".into(),
+                    status: crate::wire::state_name(&b, now).into(),
+                    price: b.price_per_day.as_clore(),
+                    currency: CURRENCY.into(),
+                    active: b.is_live(now),
+                    expired: b.state_at(now) == BidState::Expired,
+                    spend: spend.get(&b.id).copied().unwrap_or_default().as_clore(),
+                    pl: b.total_power_limit_w(),
+                    created_at: rfc3339(b.created_at),
+                    created_at_unix: b.created_at,
+                    expires_at: b.expires_at,
+                    suspension: (b.state == BidState::Suspended)
+                        .then(|| s.bid_failures(b.id).ok().flatten().map(|f| f.explain()))
+                        .flatten(),
+                    image: b.image,
                 })
                 .collect();
             Ok(orders)
         })
         .await
         .map_err(database)?;
-    Ok(reply(
-        json!({"orders": orders.clone(), "my_orders": orders, "code": 0}),
-    ))
+    Ok(reply(MyOrdersReply {
+        orders: orders.clone(),
+        my_orders: orders,
+        code: 0,
+    }))
 }
 
 /// What `account` paid per bid (charges and fees), from its ledger index.
@@ -519,7 +533,7 @@ fn rfc3339(unix: u64) -> String {
     get,
     path = "/v1/wallets",
     tag = "clore",
-    responses((status = 200, description = "The caller's CLORE wallet", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
+    responses((status = 200, description = "The caller's CLORE wallet", body = crate::clore_wire::WalletsReply), (status = "4XX", description = "Refused: `{\"code\": N}` (clore-compat.md)", body = crate::api_clore::CloreCode)),
     security(("clore_auth" = []))
 )]
 pub async fn wallets(
@@ -531,9 +545,15 @@ pub async fn wallets(
         .store(move |s| s.balance(account.id))
         .await
         .map_err(database)?;
-    Ok(reply(
-        json!({"wallets": [{"name": CURRENCY, "balance": balance.as_clore(), "deposit": "", "withdrawal_fee": 0.0}], "code": 0}),
-    ))
+    Ok(reply(WalletsReply {
+        wallets: vec![Wallet {
+            name: CURRENCY.into(),
+            balance: balance.as_clore(),
+            deposit: String::new(),
+            withdrawal_fee: 0.0,
+        }],
+        code: 0,
+    }))
 }
 
 /// Unknown `/v1` paths: `{"code": 4}`.

@@ -15,12 +15,16 @@ use gigaspot_market::{Strategy, Validator};
 use gigaspot_plugin_runtime::PluginKind;
 use gigaspot_store::{ActivePlugins, PluginState, PluginVersionRecord, Store, StoreError};
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+
 use sha2::Digest;
 
 use crate::api_error::ApiError;
 use crate::app::{AppState, JsonBody};
 use crate::auth::{Caller, generate_key, key_hash};
+use crate::plugin_wire::{
+    ActivePluginsView, ActiveStrategyView, ActiveValidatorView, NewKeyReply, PluginsOverview,
+    RemovedVersion, ValidatorsView,
+};
 
 /// Largest plugin upload, in bytes.
 pub const MAX_PLUGIN_BYTES: usize = 16 << 20;
@@ -126,8 +130,8 @@ pub struct PluginView {
     pub role: Option<String>,
     /// Calls made to it.
     pub calls: u64,
-    /// Faults by kind.
-    pub faults: Value,
+    /// Faults by kind (absent kinds: none).
+    pub faults: FaultsView,
     /// Skipped after repeated faults.
     pub quarantined: bool,
     /// Its latest fault in words (for a panic, the plugin's own message), if any.
@@ -237,12 +241,34 @@ fn view(record: &PluginVersionRecord, state: &AppState) -> PluginView {
         installed_at: record.installed_at,
         role: stat.map(|s| s.role.to_string()),
         calls: stat.map_or(0, |s| s.calls),
-        faults: stat.map_or(json!({}), |s| {
-            json!({"out_of_fuel": s.faults.out_of_fuel, "timeout": s.faults.timeout, "memory": s.faults.memory, "trap": s.faults.trap, "panic": s.faults.panic, "bad_output": s.faults.bad_output})
+        faults: stat.map_or(FaultsView::default(), |s| FaultsView {
+            out_of_fuel: s.faults.out_of_fuel,
+            timeout: s.faults.timeout,
+            memory: s.faults.memory,
+            trap: s.faults.trap,
+            panic: s.faults.panic,
+            bad_output: s.faults.bad_output,
         }),
         quarantined: stat.is_some_and(|s| s.quarantined),
         last_fault: stat.and_then(|s| s.last_fault.clone()),
     }
+}
+
+/// A version's faults by kind.
+#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct FaultsView {
+    /// Ran out of fuel.
+    pub out_of_fuel: u64,
+    /// Passed the wall-clock deadline.
+    pub timeout: u64,
+    /// Hit the memory cap.
+    pub memory: u64,
+    /// Trapped.
+    pub trap: u64,
+    /// Panicked.
+    pub panic: u64,
+    /// Answered something the contract forbids.
+    pub bad_output: u64,
 }
 
 /// `GET /api/v1/plugins` (operator): stored versions with digests and fault counts.
@@ -250,37 +276,23 @@ fn view(record: &PluginVersionRecord, state: &AppState) -> PluginView {
     get,
     path = "/api/v1/plugins",
     tag = "plugins",
-    responses((status = 200, description = "The active strategy, the fallback chain, the validators and every installed version", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    responses((status = 200, description = "The active strategy, the fallback chain, the validators and every installed version", body = PluginsOverview), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
     security(("bearer" = []))
 )]
-pub async fn list(State(state): State<AppState>, caller: Caller) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<PluginsOverview>, ApiError> {
     caller.require(Role::Operator, "list plugins")?;
     let records = state.store(|s| s.plugin_versions()).await?;
     let active = state.registry.active_strategy();
-    Ok(Json(json!({
-        "active_strategy": active,
-        "answering_strategy": state.registry.answering_strategy(),
-        "strategy_chain": chain_json(&state.registry),
-        "validators": state.registry.validators(),
-        "versions": records.iter().map(|r| view(r, &state)).collect::<Vec<_>>(),
-    })))
-}
-
-/// The strategy fallback chain as JSON: `[{role, name, version, digest, quarantined}]`.
-pub fn chain_json(registry: &gigaspot_plugin_runtime::PluginRegistry) -> Value {
-    registry
-        .strategy_chain()
-        .into_iter()
-        .map(|link| {
-            json!({
-                "role": link.role,
-                "name": link.plugin.name,
-                "version": link.plugin.version,
-                "digest": link.plugin.digest,
-                "quarantined": link.quarantined,
-            })
-        })
-        .collect()
+    Ok(Json(PluginsOverview {
+        active_strategy: active,
+        answering_strategy: state.registry.answering_strategy(),
+        strategy_chain: crate::plugin_wire::chain(&state.registry),
+        validators: state.registry.validators(),
+        versions: records.iter().map(|r| view(r, &state)).collect(),
+    }))
 }
 
 /// `POST /api/v1/plugins/{digest}/activate` (operator): a stored strategy becomes active
@@ -291,23 +303,21 @@ pub fn chain_json(registry: &gigaspot_plugin_runtime::PluginRegistry) -> Value {
     path = "/api/v1/plugins/{digest}/activate",
     tag = "plugins",
     params(("digest" = String, Path, description = "The version id")),
-    responses((status = 200, description = "The version is active from the next boundary", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    responses((status = 200, description = "The version is active from the next boundary", body = ActivePluginsView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn activate(
     State(state): State<AppState>,
     caller: Caller,
     Path(digest): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActivePluginsView>, ApiError> {
     caller.require(Role::Operator, "activate plugins")?;
     // The built-in strategy is a version like any other.
     if digest == state.registry.builtin().digest {
         state.registry.activate_builtin();
         tracing::info!(%digest, "the built-in strategy activated");
         remember_active(&state).await?;
-        return Ok(Json(
-            json!({"active_strategy": state.registry.active_strategy(), "validators": state.registry.validators()}),
-        ));
+        return Ok(Json(ActivePluginsView::of(&state.registry)));
     }
     let wanted = digest.clone();
     let record = state
@@ -361,9 +371,7 @@ pub async fn activate(
         )
     })??;
     remember_active(&state).await?;
-    Ok(Json(
-        json!({"active_strategy": state.registry.active_strategy(), "validators": state.registry.validators()}),
-    ))
+    Ok(Json(ActivePluginsView::of(&state.registry)))
 }
 
 /// Records the registry's state (active, previous and quarantined versions) so that a
@@ -408,20 +416,22 @@ pub fn active_plugins(registry: &gigaspot_plugin_runtime::PluginRegistry) -> Act
     post,
     path = "/api/v1/plugins/strategy/rollback",
     tag = "plugins",
-    responses((status = 200, description = "The previous strategy is active again", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    responses((status = 200, description = "The previous strategy is active again", body = ActiveStrategyView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn rollback_strategy(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActiveStrategyView>, ApiError> {
     caller.require(Role::Operator, "roll back plugins")?;
     let now_active = state
         .registry
         .rollback_strategy()
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, None, e.to_string()))?;
     remember_active(&state).await?;
-    Ok(Json(json!({"active_strategy": now_active})))
+    Ok(Json(ActiveStrategyView {
+        active_strategy: now_active,
+    }))
 }
 
 /// `POST /api/v1/plugins/validators/{name}/rollback` (operator).
@@ -430,21 +440,23 @@ pub async fn rollback_strategy(
     path = "/api/v1/plugins/validators/{name}/rollback",
     tag = "plugins",
     params(("name" = String, Path, description = "The validator's name")),
-    responses((status = 200, description = "The validator's previous version is active again", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    responses((status = 200, description = "The validator's previous version is active again", body = ActiveValidatorView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn rollback_validator(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ActiveValidatorView>, ApiError> {
     caller.require(Role::Operator, "roll back plugins")?;
     let now_active = state
         .registry
         .rollback_validator(&name)
         .map_err(|e| ApiError::new(StatusCode::CONFLICT, None, e.to_string()))?;
     remember_active(&state).await?;
-    Ok(Json(json!({"validator": now_active})))
+    Ok(Json(ActiveValidatorView {
+        validator: now_active,
+    }))
 }
 
 /// `DELETE /api/v1/plugins/{digest}` (operator): removes a stored version that is not in
@@ -455,14 +467,14 @@ pub async fn rollback_validator(
     path = "/api/v1/plugins/{digest}",
     tag = "plugins",
     params(("digest" = String, Path, description = "The version id")),
-    responses((status = 200, description = "The version was removed", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    responses((status = 200, description = "The version was removed", body = RemovedVersion), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn remove_version(
     State(state): State<AppState>,
     caller: Caller,
     Path(digest): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RemovedVersion>, ApiError> {
     caller.require(Role::Operator, "remove plugin versions")?;
     let registry = state.registry.state();
     let in_use = registry.strategy.as_ref() == Some(&digest)
@@ -502,9 +514,10 @@ pub async fn remove_version(
         artefacts = state.runtime.cache().forget(hex);
     }
     tracing::info!(%digest, artefacts, "plugin version removed");
-    Ok(Json(
-        json!({"removed": digest, "artefacts_removed": artefacts}),
-    ))
+    Ok(Json(RemovedVersion {
+        removed: digest,
+        artefacts_removed: artefacts,
+    }))
 }
 
 /// `DELETE /api/v1/plugins/validators/{name}` (operator): uninstalls the validator (and
@@ -514,14 +527,14 @@ pub async fn remove_version(
     path = "/api/v1/plugins/validators/{name}",
     tag = "plugins",
     params(("name" = String, Path, description = "The validator's name")),
-    responses((status = 200, description = "The validator no longer runs", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    responses((status = 200, description = "The validator no longer runs", body = ValidatorsView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn remove_validator(
     State(state): State<AppState>,
     caller: Caller,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ValidatorsView>, ApiError> {
     caller.require(Role::Operator, "remove validators")?;
     state
         .registry
@@ -529,7 +542,9 @@ pub async fn remove_validator(
         .map_err(|e| ApiError::new(StatusCode::NOT_FOUND, Some("name"), e.to_string()))?;
     tracing::info!(validator = %name, "validator uninstalled");
     remember_active(&state).await?;
-    Ok(Json(json!({"validators": state.registry.validators()})))
+    Ok(Json(ValidatorsView {
+        validators: state.registry.validators(),
+    }))
 }
 
 /// Body of `PUT /api/v1/plugins/validators/order`.
@@ -546,14 +561,14 @@ pub struct ValidatorOrder {
     path = "/api/v1/plugins/validators/order",
     tag = "plugins",
     request_body = crate::api_operator::ValidatorOrder,
-    responses((status = 200, description = "The validators in their new order", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    responses((status = 200, description = "The validators in their new order", body = ValidatorsView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn order_validators(
     State(state): State<AppState>,
     caller: Caller,
     JsonBody(order): JsonBody<ValidatorOrder>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ValidatorsView>, ApiError> {
     caller.require(Role::Operator, "order validators")?;
     let names: Vec<&str> = order.names.iter().map(String::as_str).collect();
     state
@@ -561,7 +576,9 @@ pub async fn order_validators(
         .order_validators(&names)
         .map_err(|e| ApiError::bad_field("names", e.to_string()))?;
     remember_active(&state).await?;
-    Ok(Json(json!({"validators": state.registry.validators()})))
+    Ok(Json(ValidatorsView {
+        validators: state.registry.validators(),
+    }))
 }
 
 /// `POST /api/v1/keys`: a new API key for the caller's account, shown once.
@@ -569,20 +586,23 @@ pub async fn order_validators(
     post,
     path = "/api/v1/keys",
     tag = "accounts",
-    responses((status = 201, description = "A new API key for the caller (shown once)", body = serde_json::Value), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    responses((status = 201, description = "A new API key for the caller (shown once)", body = NewKeyReply), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
     security(("bearer" = []))
 )]
 pub async fn new_key(
     State(state): State<AppState>,
     caller: Caller,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<NewKeyReply>), ApiError> {
     let key = generate_key();
     let hash = key_hash(&key);
     let account = caller.0.id;
     state.store(move |s| s.add_api_key(account, hash)).await?;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"account": account, "api_key": key})),
+        Json(NewKeyReply {
+            account,
+            api_key: key,
+        }),
     ))
 }
 
