@@ -15,7 +15,8 @@ use thiserror::Error;
 pub const VALIDATOR_UNAVAILABLE: &str = "validator-unavailable";
 
 /// Faults counted per kind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct FaultCounts {
     /// Calls that ran out of fuel.
     pub out_of_fuel: u64,

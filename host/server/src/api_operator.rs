@@ -130,8 +130,8 @@ pub struct PluginView {
     pub role: Option<String>,
     /// Calls made to it.
     pub calls: u64,
-    /// Faults by kind (absent kinds: none).
-    pub faults: FaultsView,
+    /// Faults by kind.
+    pub faults: gigaspot_plugin_runtime::FaultCounts,
     /// Skipped after repeated faults.
     pub quarantined: bool,
     /// Its latest fault in words (for a panic, the plugin's own message), if any.
@@ -241,34 +241,10 @@ fn view(record: &PluginVersionRecord, state: &AppState) -> PluginView {
         installed_at: record.installed_at,
         role: stat.map(|s| s.role.to_string()),
         calls: stat.map_or(0, |s| s.calls),
-        faults: stat.map_or(FaultsView::default(), |s| FaultsView {
-            out_of_fuel: s.faults.out_of_fuel,
-            timeout: s.faults.timeout,
-            memory: s.faults.memory,
-            trap: s.faults.trap,
-            panic: s.faults.panic,
-            bad_output: s.faults.bad_output,
-        }),
+        faults: stat.map_or_else(Default::default, |s| s.faults),
         quarantined: stat.is_some_and(|s| s.quarantined),
         last_fault: stat.and_then(|s| s.last_fault.clone()),
     }
-}
-
-/// A version's faults by kind.
-#[derive(Debug, Default, Serialize, Deserialize, utoipa::ToSchema)]
-pub struct FaultsView {
-    /// Ran out of fuel.
-    pub out_of_fuel: u64,
-    /// Passed the wall-clock deadline.
-    pub timeout: u64,
-    /// Hit the memory cap.
-    pub memory: u64,
-    /// Trapped.
-    pub trap: u64,
-    /// Panicked.
-    pub panic: u64,
-    /// Answered something the contract forbids.
-    pub bad_output: u64,
 }
 
 /// `GET /api/v1/plugins` (operator): stored versions with digests and fault counts.

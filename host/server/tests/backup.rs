@@ -63,6 +63,21 @@ async fn call(
     (status, resp.json().await.unwrap_or(Value::Null))
 }
 
+/// Restores `backup` into `folder`, checks that its ledger audits, and serves it.
+fn restore_audit_and_serve(backup: &Path, folder: &Path) -> Served {
+    let (backup, folder) = (backup.to_str().unwrap(), folder.to_str().unwrap());
+    succeeded(&gigaspot(&[
+        "restore",
+        "--from",
+        backup,
+        "--data-dir",
+        folder,
+    ]));
+    let audit = succeeded(&gigaspot(&["ledger", "audit", "--data-dir", folder]));
+    assert!(audit.contains("ledger audit passed"), "{audit}");
+    serve(Path::new(folder))
+}
+
 /// What a restored market must reproduce: the client's balance, the bids' terms, the
 /// installed plugin versions and the active strategy.
 async fn market_view(
@@ -314,44 +329,14 @@ async fn a_backup_of_a_running_market_restores_to_the_same_market() {
     assert!(!nowhere.exists());
 
     // The offline copy restores to exactly the market as it stopped.
-    let restored = dir.path().join("restored-offline");
-    succeeded(&gigaspot(&[
-        "restore",
-        "--from",
-        offline.to_str().unwrap(),
-        "--data-dir",
-        restored.to_str().unwrap(),
-    ]));
-    let audit = succeeded(&gigaspot(&[
-        "ledger",
-        "audit",
-        "--data-dir",
-        restored.to_str().unwrap(),
-    ]));
-    assert!(audit.contains("ledger audit passed"), "{audit}");
-    let again = serve(&restored);
+    let again = restore_audit_and_serve(&offline, &dir.path().join("restored-offline"));
     assert_eq!(market_view(&http, &again.base, &client).await, after);
     let (status, log) = again.terminate(Duration::from_secs(15));
     assert!(status.success(), "{log}");
 
     // The online copy is the market at one moment during the writes: everything from
     // before it, nothing that was not in the market, and a ledger that audits.
-    let restored = dir.path().join("restored-online");
-    succeeded(&gigaspot(&[
-        "restore",
-        "--from",
-        online.to_str().unwrap(),
-        "--data-dir",
-        restored.to_str().unwrap(),
-    ]));
-    let audit = succeeded(&gigaspot(&[
-        "ledger",
-        "audit",
-        "--data-dir",
-        restored.to_str().unwrap(),
-    ]));
-    assert!(audit.contains("ledger audit passed"), "{audit}");
-    let again = serve(&restored);
+    let again = restore_audit_and_serve(&online, &dir.path().join("restored-online"));
     let (balance, bids, plugins) = market_view(&http, &again.base, &client).await;
     assert_eq!(balance, after.0);
     assert_eq!(plugins, before.2);

@@ -93,28 +93,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 async fn the_grafana_dashboard_plots_only_metrics_the_service_exports() {
     let m = Market::start(|_| {}).await;
     // A WASM strategy ranks the boundary, so the plugin families have series.
-    let resp = m
-        .http
-        .post(format!("{}/api/v1/plugins", m.base))
-        .bearer_auth(support::OPERATOR_KEY)
-        .header("content-type", "application/wasm")
-        .body(gigaspot_tests::guest("price-per-watt"))
-        .send()
-        .await
-        .unwrap();
-    let plugin: Value = resp.json().await.unwrap();
-    let (status, body) = m
-        .call(
-            "POST",
-            &format!(
-                "/api/v1/plugins/{}/activate",
-                plugin["digest"].as_str().unwrap()
-            ),
-            Some(support::OPERATOR_KEY),
-            None,
-        )
-        .await;
-    assert!(status.is_success(), "{body}");
+    m.install_and_activate("price-per-watt").await;
     let (_, machine, _) = m.machine_with_gpus(1).await;
     let (_, key) = m.funded_client("c", 1000.0).await;
     m.call(

@@ -21,31 +21,41 @@ for family in text_string_to_metric_families(sys.stdin.read()):
         print(json.dumps({"type": family.type, "name": s.name, "labels": s.labels, "value": s.value}))
 "#;
 
-fn parse_with_prometheus_client(scrape: &str) -> Vec<Value> {
-    let mut child = Command::new(gigaspot_tests::python::python())
-        .args(["-c", PARSE])
+/// Runs `command` with `input` on its stdin; panics with `what` and its output unless it
+/// succeeds; returns its stdout.
+fn feed(command: &mut Command, input: &str, what: &str) -> String {
+    let mut child = command
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap();
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
     child
         .stdin
         .take()
         .unwrap()
-        .write_all(scrape.as_bytes())
+        .write_all(input.as_bytes())
         .unwrap();
     let out = child.wait_with_output().unwrap();
     assert!(
         out.status.success(),
-        "prometheus_client could not parse the scrape:\n{}\n{scrape}",
+        "{what} refused the scrape:\n{}{}\n{input}",
+        String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn parse_with_prometheus_client(scrape: &str) -> Vec<Value> {
+    let python = gigaspot_tests::python::python();
+    feed(
+        Command::new(python).args(["-c", PARSE]),
+        scrape,
+        "Python's prometheus_client",
+    )
+    .lines()
+    .map(|l| serde_json::from_str(l).unwrap())
+    .collect()
 }
 
 /// The samples named `name`.
@@ -54,27 +64,10 @@ fn named<'a>(samples: &'a [Value], name: &str) -> Vec<&'a Value> {
 }
 
 fn check_with_promtool(scrape: &str) {
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("promtool is needed (Debian's `prometheus`; scripts/test installs it): {e}")
-        });
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(scrape.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}\n{scrape}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+    feed(
+        Command::new("promtool").args(["check", "metrics"]),
+        scrape,
+        "promtool (Debian's `prometheus`; scripts/test installs it)",
     );
 }
 
@@ -98,30 +91,15 @@ async fn scrape(m: &Market) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_named_with_quotes_backslashes_and_newlines_cannot_corrupt_the_scrape() {
     let m = Market::start(|_| {}).await;
-    let wasm = gigaspot_tests::guest("odd-name");
-    let resp = m
-        .http
-        .post(format!("{}/api/v1/plugins", m.base))
-        .bearer_auth(OPERATOR_KEY)
-        .header("content-type", "application/wasm")
-        .body(wasm)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let plugin: Value = resp.json().await.unwrap();
-    let digest = plugin["digest"].as_str().unwrap().to_owned();
-    let name = plugin["name"].as_str().unwrap().to_owned();
-    assert!(name.contains('"') && name.contains('\\') && name.contains('\n'));
-    let (status, body) = m
-        .call(
-            "POST",
-            &format!("/api/v1/plugins/{digest}/activate"),
-            Some(OPERATOR_KEY),
-            None,
-        )
+    let digest = m.install_and_activate("odd-name").await;
+    let (_, listed) = m
+        .call("GET", "/api/v1/plugins", Some(OPERATOR_KEY), None)
         .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    let name = listed["active_strategy"]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(name.contains('"') && name.contains('\\') && name.contains('\n'));
     // It ranks a real bid, so it has calls and fuel to report.
     let (_, machine, _) = m.machine().await;
     let (_, client) = m.funded_client("c", 100.0).await;
@@ -209,29 +187,7 @@ async fn a_plugin_named_with_quotes_backslashes_and_newlines_cannot_corrupt_the_
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let ppw = gigaspot_tests::guest("price-per-watt");
-    let resp = m
-        .http
-        .post(format!("{}/api/v1/plugins", m.base))
-        .bearer_auth(OPERATOR_KEY)
-        .header("content-type", "application/wasm")
-        .body(ppw)
-        .send()
-        .await
-        .unwrap();
-    let ppw: Value = resp.json().await.unwrap();
-    let (status, body) = m
-        .call(
-            "POST",
-            &format!(
-                "/api/v1/plugins/{}/activate",
-                ppw["digest"].as_str().unwrap()
-            ),
-            Some(OPERATOR_KEY),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    m.install_and_activate("price-per-watt").await;
     let (status, body) = m
         .call(
             "DELETE",

@@ -108,28 +108,13 @@ async fn the_served_openapi_document_is_the_committed_one_and_describes_every_an
     }
 }
 
-async fn upload(m: &Market, key: &str, guest: &str, config: &str) -> (StatusCode, Value) {
-    let wasm = gigaspot_tests::guest(guest);
-    let resp = m
-        .http
-        .post(format!("{}/api/v1/plugins", m.base))
-        .query(&[("config", config)])
-        .bearer_auth(key)
-        .header("content-type", "application/wasm")
-        .body(wasm)
-        .send()
-        .await
-        .unwrap();
-    (resp.status(), resp.json().await.unwrap_or(Value::Null))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn operators_upload_activate_roll_back_and_order_plugins() {
     let m = Market::start(|_| {}).await;
-    let (status, ppw) = upload(&m, OPERATOR_KEY, "price-per-watt", "").await;
+    let (status, ppw) = m.upload_plugin(OPERATOR_KEY, "price-per-watt", "").await;
     assert_eq!(status, StatusCode::CREATED, "{ppw}");
     let ppw_digest = ppw["digest"].as_str().unwrap().to_owned();
-    let (_, net) = upload(&m, OPERATOR_KEY, "net-profit", "").await;
+    let (_, net) = m.upload_plugin(OPERATOR_KEY, "net-profit", "").await;
     let net_digest = net["digest"].as_str().unwrap().to_owned();
     for digest in [&ppw_digest, &net_digest] {
         let (status, body) = m
@@ -195,14 +180,12 @@ async fn operators_upload_activate_roll_back_and_order_plugins() {
     assert_eq!(resp.status(), StatusCode::UNPROCESSABLE_ENTITY);
 
     // Validators: install two, reorder them.
-    let (_, policy) = upload(
-        &m,
-        OPERATOR_KEY,
-        "policy-validator",
-        "image-deny = *:latest",
-    )
-    .await;
-    let (_, hostile) = upload(&m, OPERATOR_KEY, "hostile-validator", "reject-all").await;
+    let (_, policy) = m
+        .upload_plugin(OPERATOR_KEY, "policy-validator", "image-deny = *:latest")
+        .await;
+    let (_, hostile) = m
+        .upload_plugin(OPERATOR_KEY, "hostile-validator", "reject-all")
+        .await;
     for v in [&policy, &hostile] {
         let (status, _) = m
             .call(
@@ -260,7 +243,7 @@ async fn operators_upload_activate_roll_back_and_order_plugins() {
     assert_eq!(ppw_view["faults"]["trap"], json!(0));
 
     // A plugin that wants the network is refused, naming the import; nothing is stored.
-    let (status, body) = upload(&m, OPERATOR_KEY, "wants-sockets", "").await;
+    let (status, body) = m.upload_plugin(OPERATOR_KEY, "wants-sockets", "").await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert!(
         body["error"]["reason"]
@@ -269,7 +252,9 @@ async fn operators_upload_activate_roll_back_and_order_plugins() {
             .contains("wasi:sockets/"),
         "{body}"
     );
-    let (status, body) = upload(&m, OPERATOR_KEY, "policy-validator", "colour = blue").await;
+    let (status, body) = m
+        .upload_plugin(OPERATOR_KEY, "policy-validator", "colour = blue")
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let (_, list) = m
         .call("GET", "/api/v1/plugins", Some(OPERATOR_KEY), None)
@@ -373,7 +358,7 @@ async fn the_authorization_matrix_holds_for_every_route_with_an_object_id() {
         .await;
     let id = created["id"].as_u64().unwrap();
     m.tick(0).await;
-    let (_, ppw) = upload(&m, OPERATOR_KEY, "price-per-watt", "").await;
+    let (_, ppw) = m.upload_plugin(OPERATOR_KEY, "price-per-watt", "").await;
     let digest = ppw["digest"].as_str().unwrap().to_owned();
 
     let edit = json!({"price": 11.0, "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]});
@@ -474,14 +459,10 @@ async fn plugins_activated_through_the_api_survive_a_restart() {
     let dir = data.path().join("market");
     let config_dir = dir.clone();
     let m = Market::start(move |c| c.data_dir = config_dir).await;
-    let (_, net) = upload(&m, OPERATOR_KEY, "net-profit", "").await;
-    let (_, policy) = upload(
-        &m,
-        OPERATOR_KEY,
-        "policy-validator",
-        "image-deny = *:latest",
-    )
-    .await;
+    let (_, net) = m.upload_plugin(OPERATOR_KEY, "net-profit", "").await;
+    let (_, policy) = m
+        .upload_plugin(OPERATOR_KEY, "policy-validator", "image-deny = *:latest")
+        .await;
     for v in [&net, &policy] {
         let path = format!("/api/v1/plugins/{}/activate", v["digest"].as_str().unwrap());
         assert_eq!(
@@ -524,7 +505,7 @@ async fn plugins_activated_through_the_api_survive_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_built_in_strategy_is_a_version_and_validators_can_be_removed() {
     let m = Market::start(|_| {}).await;
-    let (status, ppw) = upload(&m, OPERATOR_KEY, "price-per-watt", "").await;
+    let (status, ppw) = m.upload_plugin(OPERATOR_KEY, "price-per-watt", "").await;
     assert_eq!(status, StatusCode::CREATED, "{ppw}");
     let digest = ppw["digest"].as_str().unwrap().to_owned();
     let post = |path: String| {
@@ -554,7 +535,9 @@ async fn the_built_in_strategy_is_a_version_and_validators_can_be_removed() {
     assert_eq!(body["active_strategy"]["digest"], json!(digest));
 
     // A validator is installed, then uninstalled; the order then is the empty list.
-    let (status, v) = upload(&m, OPERATOR_KEY, "policy-validator", "image-deny = bad/*").await;
+    let (status, v) = m
+        .upload_plugin(OPERATOR_KEY, "policy-validator", "image-deny = bad/*")
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{v}");
     let name = v["name"].as_str().unwrap().to_owned();
     let (status, _) = post(format!(
@@ -587,7 +570,9 @@ async fn the_built_in_strategy_is_a_version_and_validators_can_be_removed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_upload_leaves_nothing_in_the_plugin_cache() {
     let m = Market::start(|_| {}).await;
-    let (status, body) = upload(&m, OPERATOR_KEY, "policy-validator", "nonsense").await;
+    let (status, body) = m
+        .upload_plugin(OPERATOR_KEY, "policy-validator", "nonsense")
+        .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     let cache = m.state.config.data_dir.join("plugin-cache");
     let left: Vec<_> = std::fs::read_dir(&cache)
@@ -595,7 +580,7 @@ async fn a_refused_upload_leaves_nothing_in_the_plugin_cache() {
         .unwrap_or_default();
     assert!(left.is_empty(), "left behind: {left:?}");
     // An accepted upload keeps its compiled artefact.
-    let (status, _) = upload(&m, OPERATOR_KEY, "policy-validator", "").await;
+    let (status, _) = m.upload_plugin(OPERATOR_KEY, "policy-validator", "").await;
     assert_eq!(status, StatusCode::CREATED);
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
 }
@@ -614,7 +599,9 @@ async fn health_names_the_strategy_that_answers_not_a_quarantined_one() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, bad) = upload(&m, OPERATOR_KEY, "hostile-strategy", "nan").await;
+    let (status, bad) = m
+        .upload_plugin(OPERATOR_KEY, "hostile-strategy", "nan")
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{bad}");
     let digest = bad["digest"].as_str().unwrap().to_owned();
     let (status, _) = m
@@ -648,14 +635,12 @@ async fn health_names_the_strategy_that_answers_not_a_quarantined_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_version_is_its_component_and_its_configuration() {
     let m = Market::start(|_| {}).await;
-    let (_, first) = upload(&m, OPERATOR_KEY, "policy-validator", "image-deny = first/*").await;
-    let (_, second) = upload(
-        &m,
-        OPERATOR_KEY,
-        "policy-validator",
-        "image-deny = second/*",
-    )
-    .await;
+    let (_, first) = m
+        .upload_plugin(OPERATOR_KEY, "policy-validator", "image-deny = first/*")
+        .await;
+    let (_, second) = m
+        .upload_plugin(OPERATOR_KEY, "policy-validator", "image-deny = second/*")
+        .await;
     let (d1, d2) = (
         first["digest"].as_str().unwrap().to_owned(),
         second["digest"].as_str().unwrap().to_owned(),
@@ -776,8 +761,8 @@ async fn post_ok(m: &Market, path: &str) -> Value {
 async fn a_restart_resumes_the_active_previous_and_quarantined_versions() {
     // 1. Active and previous versions: the roll-back target survives.
     let m = Market::start(|c| c.plugins.quarantine_after = 1).await;
-    let (_, ppw) = upload(&m, OPERATOR_KEY, "price-per-watt", "").await;
-    let (_, net) = upload(&m, OPERATOR_KEY, "net-profit", "").await;
+    let (_, ppw) = m.upload_plugin(OPERATOR_KEY, "price-per-watt", "").await;
+    let (_, net) = m.upload_plugin(OPERATOR_KEY, "net-profit", "").await;
     let (ppw, net) = (
         ppw["digest"].as_str().unwrap().to_owned(),
         net["digest"].as_str().unwrap().to_owned(),
@@ -814,7 +799,9 @@ async fn a_restart_resumes_the_active_previous_and_quarantined_versions() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (_, bad) = upload(&m, OPERATOR_KEY, "hostile-strategy", "nan").await;
+    let (_, bad) = m
+        .upload_plugin(OPERATOR_KEY, "hostile-strategy", "nan")
+        .await;
     let bad = bad["digest"].as_str().unwrap().to_owned();
     post_ok(&m, &format!("/api/v1/plugins/{bad}/activate")).await;
     m.tick(60).await;
@@ -844,8 +831,10 @@ async fn removing_a_version_removes_its_artefact_with_the_last_version_that_owns
     let m = Market::start(|_| {}).await;
     let cache = m.state.config.data_dir.join("plugin-cache");
     let files = || std::fs::read_dir(&cache).map_or(0, |d| d.count());
-    let (_, a) = upload(&m, OPERATOR_KEY, "policy-validator", "").await;
-    let (_, b) = upload(&m, OPERATOR_KEY, "policy-validator", "image-deny = x/*").await;
+    let (_, a) = m.upload_plugin(OPERATOR_KEY, "policy-validator", "").await;
+    let (_, b) = m
+        .upload_plugin(OPERATOR_KEY, "policy-validator", "image-deny = x/*")
+        .await;
     let (a, b) = (
         a["digest"].as_str().unwrap().to_owned(),
         b["digest"].as_str().unwrap().to_owned(),
@@ -920,7 +909,9 @@ async fn a_panicking_plugin_says_why_in_the_decision_and_the_plugin_list() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, bad) = upload(&m, OPERATOR_KEY, "hostile-strategy", "panic").await;
+    let (status, bad) = m
+        .upload_plugin(OPERATOR_KEY, "hostile-strategy", "panic")
+        .await;
     assert_eq!(status, StatusCode::CREATED, "{bad}");
     let digest = bad["digest"].as_str().unwrap().to_owned();
     post_ok(&m, &format!("/api/v1/plugins/{digest}/activate")).await;

@@ -21,7 +21,7 @@
 mod support;
 
 use reqwest::StatusCode;
-use serde_json::{Value, json};
+use serde_json::json;
 use support::{Market, OPERATOR_KEY};
 
 fn units(clore: f64) -> i64 {
@@ -30,32 +30,6 @@ fn units(clore: f64) -> i64 {
 
 async fn units_of(m: &Market, key: &str) -> i64 {
     units(m.balance(key).await)
-}
-
-async fn activate(m: &Market, guest: &str) {
-    let resp = m
-        .http
-        .post(format!("{}/api/v1/plugins", m.base))
-        .bearer_auth(OPERATOR_KEY)
-        .header("content-type", "application/wasm")
-        .body(gigaspot_tests::guest(guest))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::CREATED);
-    let digest = resp.json::<Value>().await.unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (status, body) = m
-        .call(
-            "POST",
-            &format!("/api/v1/plugins/{digest}/activate"),
-            Some(OPERATOR_KEY),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,7 +97,7 @@ async fn a_450_w_ceiling_with_bids_at_280_w_and_450_w() {
     );
 
     // Price per watt (the default strategy, as a WebAssembly plugin): A wins.
-    activate(&m, "price-per-watt").await;
+    m.install_and_activate("price-per-watt").await;
     m.tick(60).await;
     let (_, decision) = m
         .call(
@@ -143,7 +117,7 @@ async fn a_450_w_ceiling_with_bids_at_280_w_and_450_w() {
     m.serve(&agent, bid_a).await;
     let operator_before = units_of(&m, OPERATOR_KEY).await;
     // Net profit from now on: B wins the next interval.
-    activate(&m, "net-profit").await;
+    m.install_and_activate("net-profit").await;
     m.tick(60).await;
     assert_eq!(units_of(&m, &a).await, 10_000_000_000 - 4_166_666);
     assert_eq!(units_of(&m, &host).await, 4_062_500);

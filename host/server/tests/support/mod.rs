@@ -232,6 +232,39 @@ impl Market {
         (host, machine, agent)
     }
 
+    /// Uploads the built guest `guest` with `config`, as `key`: (status, answer).
+    pub async fn upload_plugin(&self, key: &str, guest: &str, config: &str) -> (StatusCode, Value) {
+        let resp = self
+            .http
+            .post(format!("{}/api/v1/plugins", self.base))
+            .query(&[("config", config)])
+            .bearer_auth(key)
+            .header("content-type", "application/wasm")
+            .body(gigaspot_tests::guest(guest))
+            .send()
+            .await
+            .unwrap();
+        (resp.status(), resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Uploads `guest` (empty configuration) and activates it as the operator; its version
+    /// id.
+    pub async fn install_and_activate(&self, guest: &str) -> String {
+        let (status, plugin) = self.upload_plugin(OPERATOR_KEY, guest, "").await;
+        assert_eq!(status, StatusCode::CREATED, "{plugin}");
+        let digest = plugin["digest"].as_str().unwrap().to_owned();
+        let (status, body) = self
+            .call(
+                "POST",
+                &format!("/api/v1/plugins/{digest}/activate"),
+                Some(OPERATOR_KEY),
+                None,
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        digest
+    }
+
     /// A client with `clore` CLORE deposited: (id, key).
     pub async fn funded_client(&self, name: &str, clore: f64) -> (u64, String) {
         let (id, key) = self.register(name, &["client"]).await;
