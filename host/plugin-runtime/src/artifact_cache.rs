@@ -2,11 +2,12 @@
 //! optionally, on disk, keyed by the wasm's sha256 and the engine's compatibility hash.
 
 use std::collections::HashMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -135,9 +136,29 @@ impl ArtifactCache {
 }
 
 fn engine_hash(engine: &Engine) -> u64 {
-    let mut hasher = DefaultHasher::new();
+    let mut hasher = Sha256Hasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
-    hasher.finish()
+    let digest = hasher.0.finalize();
+    u64::from_be_bytes(
+        digest[..8]
+            .try_into()
+            .expect("a sha256 digest has 32 bytes"),
+    )
+}
+
+/// Feeds what a `Hash` implementation writes into sha256: a key that stays the same across
+/// processes and Rust releases (`DefaultHasher` promises neither).
+struct Sha256Hasher(Sha256);
+
+impl Hasher for Sha256Hasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    fn finish(&self) -> u64 {
+        // Only the digest is used.
+        0
+    }
 }
 
 /// The artefact at `path`, or `None` when it is missing or unusable (it is then rebuilt).

@@ -6,12 +6,16 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::limits::PluginLimits;
 
 /// How often the engine's epoch advances; deadlines are whole multiples of it.
 pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Plugin instances alive at once, all versions and calls together (each call holds one
+/// for its duration; more concurrent calls than this fail as a plugin fault).
+const MAX_LIVE_INSTANCES: u32 = 256;
 
 /// An engine configured for deterministic, bounded plugin calls.
 pub(crate) fn build_engine(limits: &PluginLimits) -> wasmtime::Result<Engine> {
@@ -25,6 +29,17 @@ pub(crate) fn build_engine(limits: &PluginLimits) -> wasmtime::Result<Engine> {
         .relaxed_simd_deterministic(true)
         // Synchronous calls only; cheaper entry into components.
         .concurrency_support(false);
+    // Every call gets a fresh instance (no state survives between calls): the pooling
+    // allocator makes that cheap by reusing pre-reserved slots and resetting memory from
+    // its copy-on-write image instead of mapping it anew.
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(MAX_LIVE_INSTANCES)
+        .total_core_instances(MAX_LIVE_INSTANCES * 4)
+        .total_memories(MAX_LIVE_INSTANCES * 2)
+        .total_tables(MAX_LIVE_INSTANCES * 4)
+        .max_memories_per_component(2)
+        .max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
 }
 

@@ -16,8 +16,6 @@ pub struct PluginLimits {
     pub memory_bytes: u64,
     /// Cap on the WebAssembly stack, in bytes. Default 512 KiB.
     pub max_wasm_stack: usize,
-    /// Idle instances kept per plugin version for reuse. Default 8.
-    pub pooled_instances: usize,
 }
 
 impl Default for PluginLimits {
@@ -27,7 +25,6 @@ impl Default for PluginLimits {
             timeout: Duration::from_secs(1),
             memory_bytes: 64 << 20,
             max_wasm_stack: 512 << 10,
-            pooled_instances: 8,
         }
     }
 }

@@ -140,14 +140,14 @@ pub(crate) enum StartError {
     Fault(PluginFault),
 }
 
-/// Runs calls into one plugin version under its limits, reusing healthy instances and
-/// discarding any instance whose call failed.
+/// Runs calls into one plugin version under its limits, each in a fresh instance: nothing
+/// a plugin keeps in its memory survives into the next call (or tick), so every decision
+/// replays exactly from its input.
 pub(crate) struct Sandbox<W: World> {
     engine: Engine,
     world: W,
     limits: PluginLimits,
     config: String,
-    idle: Mutex<Vec<Warm<W::Instance>>>,
     calls: AtomicU64,
     fuel_consumed: AtomicU64,
     last_fault: Mutex<Option<FaultDetail>>,
@@ -161,7 +161,6 @@ impl<W: World> Sandbox<W> {
             world,
             limits,
             config,
-            idle: Mutex::new(Vec::new()),
             calls: AtomicU64::new(0),
             fuel_consumed: AtomicU64::new(0),
             last_fault: Mutex::new(None),
@@ -169,45 +168,33 @@ impl<W: World> Sandbox<W> {
     }
 
     /// Makes a first instance, which proves that instantiation and configuration work,
-    /// reads the plugin's metadata with it and keeps it for later calls.
+    /// and reads the plugin's metadata with it.
     pub(crate) fn start(&self) -> Result<PluginInfo, StartError> {
         let mut warm = self.fresh()?;
         self.arm(&mut warm.store);
-        let info = W::info(&warm.instance, &mut warm.store)
-            .map_err(|e| StartError::Fault(self.classify(e, &warm.store)))?;
-        self.park(warm);
-        Ok(info)
+        W::info(&warm.instance, &mut warm.store)
+            .map_err(|e| StartError::Fault(self.classify(e, &warm.store)))
     }
 
-    /// Calls `f` on a ready instance with a fresh fuel budget and deadline.
+    /// Calls `f` on a fresh, configured instance with a full fuel budget and deadline; the
+    /// instance is dropped after the call.
     pub(crate) fn call<R>(
         &self,
         f: impl FnOnce(&W::Instance, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginFault> {
-        let pooled = self.lock_idle().pop();
-        let mut warm = match pooled {
-            Some(warm) => warm,
-            None => self.fresh().map_err(|e| match e {
-                StartError::Fault(fault) => fault,
-                StartError::Refused(msg) => {
-                    PluginFault::Trap(format!("configuration refused on a new instance: {msg}"))
-                }
-            })?,
-        };
+        let mut warm = self.fresh().map_err(|e| match e {
+            StartError::Fault(fault) => fault,
+            StartError::Refused(msg) => {
+                PluginFault::Trap(format!("configuration refused on a new instance: {msg}"))
+            }
+        })?;
         self.arm(&mut warm.store);
         let result = f(&warm.instance, &mut warm.store);
         self.calls.fetch_add(1, Ordering::Relaxed);
         let left = warm.store.get_fuel().unwrap_or(0);
         self.fuel_consumed
             .fetch_add(self.limits.fuel.saturating_sub(left), Ordering::Relaxed);
-        match result {
-            Ok(value) => {
-                self.park(warm);
-                Ok(value)
-            }
-            // The instance is dropped here: a trapped instance is never reused.
-            Err(e) => Err(self.classify(e, &warm.store)),
-        }
+        result.map_err(|e| self.classify(e, &warm.store))
     }
 
     /// Calls made so far, successful or not.
@@ -260,18 +247,6 @@ impl<W: World> Sandbox<W> {
         // Fuel is enabled on the engine, so setting it cannot fail.
         let _ = store.set_fuel(self.limits.fuel);
         store.set_epoch_deadline(deadline_ticks(self.limits.timeout));
-    }
-
-    fn park(&self, warm: Warm<W::Instance>) {
-        let mut idle = self.lock_idle();
-        if idle.len() < self.limits.pooled_instances {
-            idle.push(warm);
-        }
-    }
-
-    fn lock_idle(&self) -> std::sync::MutexGuard<'_, Vec<Warm<W::Instance>>> {
-        // A panic elsewhere cannot leave the pool inconsistent: it is a plain list.
-        self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The fault `error` stands for, remembered with the guest's output and backtrace.

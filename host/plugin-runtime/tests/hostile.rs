@@ -377,3 +377,19 @@ fn the_log_names_the_version_and_the_panic_message() {
         "the quarantine says why:\n{log}"
     );
 }
+
+#[test]
+fn a_plugin_that_keeps_state_answers_the_same_in_every_call() {
+    // `count` scores with the number of calls its instance has answered: with state
+    // carried between calls (or ticks) the answers would climb 1, 2, 3...
+    let rt = runtime();
+    let plugin = hostile(&rt, "count");
+    let (machine, bids) = input();
+    for call in 0..5 {
+        let scores = plugin.rank(&machine, &bids).unwrap();
+        assert!(
+            scores.iter().all(|s| s.score == 1.0),
+            "call {call} saw state from earlier calls: {scores:?}"
+        );
+    }
+}

@@ -1,9 +1,12 @@
 //! A strategy that misbehaves in the way its configuration names: `spin`, `grow-memory`,
 //! `recurse`, `panic`, `chatty-panic` (writes 10 KiB to stderr first), `exit`,
 //! `duplicate-ids`, `unknown-id`, `nan`, `drop-one`, `tag-blind`; `tag=<n>`, which behaves
-//! and scores every bid `n` (to tell versions apart); or `env`, which reads the environment
-//! in `configure` and scores every bid 1 + the number of variables it saw.
+//! and scores every bid `n` (to tell versions apart); `env`, which reads the environment
+//! in `configure` and scores every bid 1 + the number of variables it saw; or `count`,
+//! which keeps state between calls and scores every bid with the number of calls its
+//! instance has answered (1 when every call gets a fresh instance).
 
+use std::cell::Cell;
 use std::hint::black_box;
 
 use gigaspot_sdk::{Bid, Machine, PluginInfo, Score, Strategy, export_strategy};
@@ -21,9 +24,10 @@ enum Mode {
     DropOne,
     Tag(f64),
     TagBlind,
+    Count,
 }
 
-struct Hostile(Mode);
+struct Hostile(Mode, Cell<u32>);
 
 fn depth(n: u64) -> u64 {
     // The stop can never be reached; black_box keeps the compiler from knowing that.
@@ -61,12 +65,13 @@ impl Strategy for Hostile {
             "nan" => Mode::Nan,
             "drop-one" => Mode::DropOne,
             "tag-blind" => Mode::TagBlind,
+            "count" => Mode::Count,
             other => match other.strip_prefix("tag=").map(str::parse) {
                 Some(Ok(tag)) => Mode::Tag(tag),
                 _ => return Err(format!("unknown mode {other:?}")),
             },
         };
-        Ok(Hostile(mode))
+        Ok(Hostile(mode, Cell::new(0)))
     }
 
     fn rank(&self, _machine: &Machine, bids: &[Bid]) -> Vec<Score> {
@@ -117,6 +122,11 @@ impl Strategy for Hostile {
                 scores.pop();
             }
             Mode::Tag(tag) => scores.iter_mut().for_each(|s| s.score = tag),
+            Mode::Count => {
+                self.1.set(self.1.get() + 1);
+                let calls = f64::from(self.1.get());
+                scores.iter_mut().for_each(|s| s.score = calls);
+            }
             // An author's slip that a tidy sample book never shows: every image is assumed
             // to carry a tag.
             Mode::TagBlind => {
