@@ -17,6 +17,11 @@ pub(crate) const EPOCH_TICK: Duration = Duration::from_millis(5);
 /// for its duration; more concurrent calls than this fail as a plugin fault).
 const MAX_LIVE_INSTANCES: u32 = 256;
 
+/// Freed instance slots whose memory is returned to the kernel together. A slot's memory
+/// stays resident until its batch is returned, so this bounds what plugins that grow to
+/// the memory cap can hold at once (8 × `memory_bytes`).
+const DECOMMIT_BATCH: usize = 8;
+
 /// An engine configured for deterministic, bounded plugin calls.
 pub(crate) fn build_engine(limits: &PluginLimits) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
@@ -38,7 +43,10 @@ pub(crate) fn build_engine(limits: &PluginLimits) -> wasmtime::Result<Engine> {
         .total_memories(MAX_LIVE_INSTANCES * 2)
         .total_tables(MAX_LIVE_INSTANCES * 4)
         .max_memories_per_component(2)
-        .max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX));
+        .max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX))
+        // Return freed slots' memory to the kernel in batches: one madvise for many
+        // instances instead of one each (which also serialises parallel ticks).
+        .decommit_batch_size(DECOMMIT_BATCH);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
 }

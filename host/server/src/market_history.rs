@@ -15,7 +15,7 @@ use gigaspot_market::ledger::{Party, TransferKind};
 use gigaspot_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
 
-use crate::api_dashboard::{price_per_kw, winning_bid};
+use crate::api_dashboard::price_per_kw;
 use crate::api_error::ApiError;
 use crate::app::AppState;
 
@@ -139,12 +139,15 @@ fn compute(
         .chain(open.iter())
         .map(|&i| (i, summary(i, clock)))
         .collect();
-    for machine in &machines {
-        for (&i, entry) in fresh.iter_mut() {
-            if let Some(d) = s.decision(machine.id, i)?
-                && let Some(won) = winning_bid(s, &d)?
-            {
-                add_winner(entry, won);
+    // The assignments hold each interval's winner: one range scan per machine, no
+    // decision record (with every bid's verdict) decoded.
+    if let (Some(&low), Some(&high)) = (fresh.keys().next(), fresh.keys().next_back()) {
+        for machine in &machines {
+            for a in s.assignments_between(machine.id, low, high)? {
+                if let (Some(entry), Some(w)) = (fresh.get_mut(&a.interval), a.winner) {
+                    let power = s.bid(w.bid)?.map_or(0, |b| b.total_power_limit_w());
+                    add_winner(entry, (w.price_per_day.as_clore(), power));
+                }
             }
         }
     }

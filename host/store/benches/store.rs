@@ -59,7 +59,9 @@ fn spec(host: AccountId, gpus: usize) -> MachineSpec {
 fn terms(machine: u64, gpus: usize, n: u64) -> BidTerms {
     BidTerms {
         machine,
-        price_per_day: Amount::clore(50 + n % 2000),
+        // Above every bid's own-PL floor (at most 8 × 450 W at the spec's energy price,
+        // 0.024 CLORE per W per day: 86.4 CLORE).
+        price_per_day: Amount::clore(90 + n % 2000),
         image: format!("registry.example/team{}/trainer:v{}", n % 7, n % 3),
         env: [("MODEL".to_string(), "llama".to_string())].into(),
         oc: vec![

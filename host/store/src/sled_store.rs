@@ -1317,6 +1317,27 @@ impl Store for SledStore {
         }
     }
 
+    fn assignments_between(
+        &self,
+        machine: MachineId,
+        first: u64,
+        last: u64,
+    ) -> StoreResult<Vec<Assignment>> {
+        if first > last {
+            return Ok(Vec::new());
+        }
+        // Keys end in the big-endian interval: one range scan, oldest to newest.
+        self.db()?
+            .range(
+                key(keys::ASSIGNMENT, &[machine, first])..=key(keys::ASSIGNMENT, &[machine, last]),
+            )
+            .map(|entry| {
+                let (k, v) = entry?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
     fn decisions(&self, machine: MachineId, limit: usize) -> StoreResult<Vec<Decision>> {
         // Keys end in the big-endian interval, so the prefix scan runs oldest to newest.
         self.db()?

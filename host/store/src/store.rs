@@ -200,6 +200,14 @@ pub trait Store: Send + Sync {
     fn decision(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Decision>>;
     /// The newest `limit` decision records of a machine, newest first.
     fn decisions(&self, machine: MachineId, limit: usize) -> StoreResult<Vec<Decision>>;
+    /// A machine's assignments (winner or idle) for the intervals `first..=last`, oldest
+    /// first: what history needs, without the decision records' verdicts.
+    fn assignments_between(
+        &self,
+        machine: MachineId,
+        first: u64,
+        last: u64,
+    ) -> StoreResult<Vec<Assignment>>;
 
     /// Market parameters.
     fn params(&self) -> StoreResult<MarketParams>;
