@@ -188,6 +188,7 @@ fn tick(machine_count: usize, bids_per_machine: usize) {
     for (round, (name, plugins)) in runs.into_iter().enumerate() {
         let (engine, _) = IntervalEngine::start(store.as_ref(), plugins).unwrap();
         let now = T0 + 60 * (round as u64 + 1);
+        let space_before = store.space_by_kind().unwrap();
         let started = Instant::now();
         let report = engine.tick(now).unwrap();
         let elapsed = started.elapsed();
@@ -197,5 +198,32 @@ fn tick(machine_count: usize, bids_per_machine: usize) {
             elapsed.as_secs_f64() * 1e3,
             report.switches
         );
+        // What the tick added to the database, by kind of record.
+        let space_after = store.space_by_kind().unwrap();
+        let added: Vec<String> = space_after
+            .iter()
+            .filter_map(|(kind, (records, bytes))| {
+                let (r0, b0) = space_before.get(kind).copied().unwrap_or_default();
+                (*bytes > b0).then(|| {
+                    format!(
+                        "{kind} +{} records +{:.1} MB",
+                        records - r0,
+                        (bytes - b0) as f64 / 1e6
+                    )
+                })
+            })
+            .collect();
+        let decisions =
+            space_after.get("dec").map_or(0, |d| d.1) - space_before.get("dec").map_or(0, |d| d.1);
+        println!(
+            "| stored by that tick | {}; decision records {:.1} MB a tick, {:.1} GB a day at 60 s |",
+            added.join(", "),
+            decisions as f64 / 1e6,
+            decisions as f64 * 1440.0 / 1e9
+        );
     }
+    println!(
+        "| database on disk after the ticks | {:.0} MB |",
+        store.size_on_disk().unwrap() as f64 / 1e6
+    );
 }

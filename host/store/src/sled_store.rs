@@ -228,6 +228,28 @@ impl SledStore {
         Ok(())
     }
 
+    /// Records and bytes (keys plus values) held per kind of record, the kind being the
+    /// key's prefix up to its first `/` (`dec` decision records, `bid` bids, `xfer` transfers, `asg` assignments...):
+    /// what the database keeps, for operators and benchmarks. Reads every key.
+    pub fn space_by_kind(&self) -> StoreResult<std::collections::BTreeMap<String, (u64, u64)>> {
+        let mut kinds: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
+        for entry in self.db()?.iter() {
+            let (k, v) = entry?;
+            let kind = k.split(|b| *b == b'/').next().unwrap_or(&k);
+            let slot = kinds
+                .entry(String::from_utf8_lossy(kind).into_owned())
+                .or_default();
+            slot.0 += 1;
+            slot.1 += (k.len() + v.len()) as u64;
+        }
+        Ok(kinds)
+    }
+
+    /// Bytes the database's files take on disk (sled's own count).
+    pub fn size_on_disk(&self) -> StoreResult<u64> {
+        Ok(self.db()?.size_on_disk()?)
+    }
+
     /// Writes a consistent copy of the whole store to `out` (see [`crate::backup`]) while
     /// the service runs: writes wait until the copy is taken (reads do not).
     pub fn backup(&self, out: &mut dyn std::io::Write) -> StoreResult<crate::BackupSummary> {
