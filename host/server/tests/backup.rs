@@ -218,6 +218,9 @@ async fn a_backup_of_a_running_market_restores_to_the_same_market() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+    // Only the operator may take a copy of the market.
+    let (status, body) = call(&http, &base, "GET", "/api/v1/backup", Some(&client), None).await;
+    assert_eq!(status, 403, "{body}");
     let before = market_view(&http, &base, &client).await;
     assert_eq!(before.1.len(), 5);
 

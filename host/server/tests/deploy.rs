@@ -93,7 +93,7 @@ fn metric_names(expr: &str) -> BTreeSet<String> {
 async fn the_grafana_dashboard_plots_only_metrics_the_service_exports() {
     let m = Market::start(|_| {}).await;
     // A WASM strategy ranks the boundary, so the plugin families have series.
-    m.install_and_activate("price-per-watt").await;
+    m.install_and_activate("price-per-watt", "").await;
     let (_, machine, _) = m.machine_with_gpus(1).await;
     let (_, key) = m.funded_client("c", 1000.0).await;
     m.call(
@@ -104,15 +104,7 @@ async fn the_grafana_dashboard_plots_only_metrics_the_service_exports() {
     )
     .await;
     m.tick(60).await;
-    let scrape = m
-        .http
-        .get(format!("{}/metrics", m.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let scrape = m.scrape().await;
     let exported: BTreeSet<String> = scrape
         .lines()
         .filter_map(|l| l.strip_prefix("# TYPE "))

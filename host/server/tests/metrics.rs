@@ -71,27 +71,10 @@ fn check_with_promtool(scrape: &str) {
     );
 }
 
-async fn scrape(m: &Market) -> String {
-    let resp = m
-        .http
-        .get(format!("{}/metrics", m.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), StatusCode::OK);
-    assert!(
-        resp.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain; version=0.0.4"),
-    );
-    resp.text().await.unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_plugin_named_with_quotes_backslashes_and_newlines_cannot_corrupt_the_scrape() {
     let m = Market::start(|_| {}).await;
-    let digest = m.install_and_activate("odd-name").await;
+    let digest = m.install_and_activate("odd-name", "").await;
     let (_, listed) = m
         .call("GET", "/api/v1/plugins", Some(OPERATOR_KEY), None)
         .await;
@@ -126,7 +109,7 @@ async fn a_plugin_named_with_quotes_backslashes_and_newlines_cannot_corrupt_the_
         assert!(resp.status().is_client_error());
     }
 
-    let text = scrape(&m).await;
+    let text = m.scrape().await;
     check_with_promtool(&text);
     let samples = parse_with_prometheus_client(&text);
 
@@ -187,7 +170,7 @@ async fn a_plugin_named_with_quotes_backslashes_and_newlines_cannot_corrupt_the_
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    m.install_and_activate("price-per-watt").await;
+    m.install_and_activate("price-per-watt", "").await;
     let (status, body) = m
         .call(
             "DELETE",
@@ -197,7 +180,7 @@ async fn a_plugin_named_with_quotes_backslashes_and_newlines_cannot_corrupt_the_
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{body}");
-    let text = scrape(&m).await;
+    let text = m.scrape().await;
     check_with_promtool(&text);
     assert!(!text.contains(&digest), "{text}");
 }

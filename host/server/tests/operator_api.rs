@@ -148,15 +148,7 @@ async fn operators_upload_activate_roll_back_and_order_plugins() {
     let (status, _) = m.call("POST", "/api/v1/bids", Some(&client), Some(json!({"machine": machine, "price": 10.0, "image": "a", "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]}))).await;
     assert_eq!(status, StatusCode::CREATED);
     m.tick(0).await;
-    let metrics = m
-        .http
-        .get(format!("{}/metrics", m.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = m.scrape().await;
     let fuel_line = format!(
         "gigaspot_plugin_fuel_total{{plugin=\"price-per-watt\",digest=\"{ppw_digest}\",role=\"strategy\"}} "
     );
@@ -599,20 +591,7 @@ async fn health_names_the_strategy_that_answers_not_a_quarantined_one() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, bad) = m
-        .upload_plugin(OPERATOR_KEY, "hostile-strategy", "nan")
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{bad}");
-    let digest = bad["digest"].as_str().unwrap().to_owned();
-    let (status, _) = m
-        .call(
-            "POST",
-            &format!("/api/v1/plugins/{digest}/activate"),
-            Some(OPERATOR_KEY),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK);
+    let digest = m.install_and_activate("hostile-strategy", "nan").await;
     let (_, health) = m.call("GET", "/api/v1/health", None, None).await;
     assert_eq!(health["strategy_digest"], json!(digest), "{health}");
     // One fault quarantines it: the built-in strategy answers, and health says so.
@@ -799,11 +778,7 @@ async fn a_restart_resumes_the_active_previous_and_quarantined_versions() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (_, bad) = m
-        .upload_plugin(OPERATOR_KEY, "hostile-strategy", "nan")
-        .await;
-    let bad = bad["digest"].as_str().unwrap().to_owned();
-    post_ok(&m, &format!("/api/v1/plugins/{bad}/activate")).await;
+    let bad = m.install_and_activate("hostile-strategy", "nan").await;
     m.tick(60).await;
     let (_, health) = m.call("GET", "/api/v1/health", None, None).await;
     assert_eq!(health["strategy_digest"], json!(ppw), "{health}");
@@ -909,12 +884,7 @@ async fn a_panicking_plugin_says_why_in_the_decision_and_the_plugin_list() {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED);
-    let (status, bad) = m
-        .upload_plugin(OPERATOR_KEY, "hostile-strategy", "panic")
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{bad}");
-    let digest = bad["digest"].as_str().unwrap().to_owned();
-    post_ok(&m, &format!("/api/v1/plugins/{digest}/activate")).await;
+    let digest = m.install_and_activate("hostile-strategy", "panic").await;
     m.tick(60).await;
 
     let (status, decision) = m

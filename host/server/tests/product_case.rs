@@ -97,7 +97,7 @@ async fn a_450_w_ceiling_with_bids_at_280_w_and_450_w() {
     );
 
     // Price per watt (the default strategy, as a WebAssembly plugin): A wins.
-    m.install_and_activate("price-per-watt").await;
+    m.install_and_activate("price-per-watt", "").await;
     m.tick(60).await;
     let (_, decision) = m
         .call(
@@ -117,7 +117,7 @@ async fn a_450_w_ceiling_with_bids_at_280_w_and_450_w() {
     m.serve(&agent, bid_a).await;
     let operator_before = units_of(&m, OPERATOR_KEY).await;
     // Net profit from now on: B wins the next interval.
-    m.install_and_activate("net-profit").await;
+    m.install_and_activate("net-profit", "").await;
     m.tick(60).await;
     assert_eq!(units_of(&m, &a).await, 10_000_000_000 - 4_166_666);
     assert_eq!(units_of(&m, &host).await, 4_062_500);

@@ -247,10 +247,9 @@ impl Market {
         (resp.status(), resp.json().await.unwrap_or(Value::Null))
     }
 
-    /// Uploads `guest` (empty configuration) and activates it as the operator; its version
-    /// id.
-    pub async fn install_and_activate(&self, guest: &str) -> String {
-        let (status, plugin) = self.upload_plugin(OPERATOR_KEY, guest, "").await;
+    /// Uploads `guest` with `config` and activates it as the operator; its version id.
+    pub async fn install_and_activate(&self, guest: &str, config: &str) -> String {
+        let (status, plugin) = self.upload_plugin(OPERATOR_KEY, guest, config).await;
         assert_eq!(status, StatusCode::CREATED, "{plugin}");
         let digest = plugin["digest"].as_str().unwrap().to_owned();
         let (status, body) = self
@@ -263,6 +262,23 @@ impl Market {
             .await;
         assert_eq!(status, StatusCode::OK, "{body}");
         digest
+    }
+
+    /// `GET /metrics`: checks the answer is Prometheus text 0.0.4 and returns it.
+    pub async fn scrape(&self) -> String {
+        let resp = self
+            .http
+            .get(format!("{}/metrics", self.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        let content_type = resp.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        resp.text().await.unwrap()
     }
 
     /// A client with `clore` CLORE deposited: (id, key).
