@@ -30,8 +30,10 @@ macro_rules! export_strategy {
 
                 fn rank(
                     machine: $crate::Machine,
-                    bids: ::std::vec::Vec<$crate::Bid>,
+                    book: $crate::__private::strategy::gigaspot::plugin::types::Book,
                 ) -> ::std::vec::Vec<$crate::Score> {
+                    let env = $crate::__env_names(&book);
+                    let bids = $crate::__bids(&book, &env);
                     PLUGIN.with(|slot| {
                         let slot = slot.borrow();
                         let plugin = slot
@@ -79,8 +81,10 @@ macro_rules! export_validator {
 
                 fn validate(
                     machine: $crate::Machine,
-                    bids: ::std::vec::Vec<$crate::Bid>,
+                    book: $crate::__private::strategy::gigaspot::plugin::types::Book,
                 ) -> ::std::vec::Vec<$crate::Rejection> {
+                    let env = $crate::__env_names(&book);
+                    let bids = $crate::__bids(&book, &env);
                     PLUGIN.with(|slot| {
                         let slot = slot.borrow();
                         let plugin = slot

@@ -58,7 +58,12 @@
 //! `BTreeMap` or a fixed hasher. Each call has a fuel budget, a deadline and a memory cap;
 //! a panic or an exceeded limit fails the call, and the market falls back to another
 //! version. Answers must be deterministic: the same configuration and input must give the
-//! same output, and instances are reused between calls.
+//! same output; every call runs in a fresh instance, so nothing kept in memory survives
+//! into the next call.
+//!
+//! The SDK builds components of contract `gigaspot:plugin@0.2.0` ([`CONTRACT_VERSION`]).
+//! Bids arrive as flat records with per-call tables; [`Bid`] views them as typed values
+//! without a copy per bid.
 
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments)] // generated lifting code
@@ -82,12 +87,13 @@ pub mod __private {
             path: "wit",
             pub_export_macro: true,
             with: {
-                "gigaspot:plugin/types@0.1.0": crate::__private::strategy::gigaspot::plugin::types,
+                "gigaspot:plugin/types@0.2.0": crate::__private::strategy::gigaspot::plugin::types,
             },
         });
     }
 }
 
+mod book;
 pub mod economics;
 mod exports;
 pub mod testing;
@@ -99,8 +105,14 @@ pub mod testing;
 pub mod guide {}
 
 pub use __private::strategy::gigaspot::plugin::types::{
-    Bid, Gpu, GpuOc, Machine, PluginInfo, RangeS32, RangeU32, Rejection, Running, Score,
+    Gpu, GpuOc, Machine, PluginInfo, RangeS32, RangeU32, Rejection, Running, Score,
 };
+pub use book::Bid;
+#[doc(hidden)]
+pub use book::{bids as __bids, env_names as __env_names};
+
+/// The plugin contract this SDK builds components for.
+pub const CONTRACT_VERSION: &str = "0.2.0";
 
 /// A ranking strategy.
 ///
@@ -117,7 +129,7 @@ pub trait Strategy: Sized + 'static {
     /// Scores every bid exactly once. Higher wins; zero or negative means "not acceptable
     /// to this host". NaN, infinite scores, missing, duplicate or unknown bid ids fail the
     /// call.
-    fn rank(&self, machine: &Machine, bids: &[Bid]) -> Vec<Score>;
+    fn rank(&self, machine: &Machine, bids: &[Bid<'_>]) -> Vec<Score>;
 }
 
 /// A bid validator.
@@ -133,5 +145,5 @@ pub trait Validator: Sized + 'static {
 
     /// Returns the bids to reject this interval, each at most once, with a kebab-case
     /// `code` (at most 64 characters) and a message for people (at most 1024 bytes).
-    fn validate(&self, machine: &Machine, bids: &[Bid]) -> Vec<Rejection>;
+    fn validate(&self, machine: &Machine, bids: &[Bid<'_>]) -> Vec<Rejection>;
 }

@@ -68,17 +68,10 @@ export_strategy!(Sticky);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gigaspot_sdk::Running;
     use gigaspot_sdk::testing::{bid, machine};
 
     fn running(bid_id: u64) -> Machine {
-        Machine {
-            running: Some(Running {
-                bid_id,
-                running_for_s: 600,
-            }),
-            ..machine(1, 0.0, 0.05)
-        }
+        gigaspot_sdk::testing::running(machine(1, 0.0, 0.05), bid_id, 600)
     }
 
     fn winner(scores: &[Score]) -> u64 {

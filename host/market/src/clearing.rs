@@ -30,6 +30,8 @@ pub struct ClearingInput<'a> {
     pub now: u64,
     /// The bid running on the machine now, if any.
     pub running: Option<RunningBid>,
+    /// The machine's reliability (served ÷ assigned intervals over the window).
+    pub reliability: f64,
     /// The machine's bids, in any state; only live ones compete.
     pub bids: Vec<&'a Bid>,
 }
@@ -198,7 +200,7 @@ pub fn clear_machine(
             candidates.push(bid.candidate());
         }
     }
-    let context = machine.context(input.table, input.params, input.running);
+    let context = machine.context(input.table, input.params, input.running, input.reliability);
     decision.input_digest = input_digest(&context, &candidates);
 
     // 3. Validators.
@@ -338,8 +340,14 @@ fn input_digest(context: &crate::MachineContext, candidates: &[CandidateBid]) ->
     u64s(&mut h, context.clore_usd.to_bits());
     u64s(&mut h, context.min_bid);
     u64s(&mut h, context.billing_interval_s.into());
+    u64s(&mut h, context.reliability.to_bits());
     opt(&mut h, context.running.map(|r| r.bid_id as i64));
+    opt(&mut h, context.running.map(|r| r.owner_id as i64));
+    opt(&mut h, context.running.map(|r| r.price_per_day as i64));
     opt(&mut h, context.running.map(|r| r.running_for_s as i64));
+    if let Some(r) = context.running {
+        opt(&mut h, r.total_power_limit_w.map(i64::from));
+    }
     u64s(&mut h, candidates.len() as u64);
     for c in candidates {
         u64s(&mut h, c.id);
@@ -412,8 +420,12 @@ mod tests {
             now: 300,
             running: running.map(|bid_id| RunningBid {
                 bid_id,
+                owner_id: 1,
+                price_per_day: 0,
+                total_power_limit_w: None,
                 running_for_s: 60,
             }),
+            reliability: 1.0,
             bids: bids.iter().collect(),
         };
         clear_machine(&input, |owner, _| owner != 99, plugins)

@@ -1,7 +1,8 @@
 //! What a strategy or validator is told about a machine and its candidate bids.
 //!
-//! These types mirror the records of `wit/plugin.wit` one to one, so that native and
-//! WebAssembly plugins see exactly the same input.
+//! These types carry everything the newest plugin contract (`wit/since_v0.2.0/`) hands a
+//! plugin, so that native and WebAssembly plugins see exactly the same input; the runtime
+//! lays them out for each contract version.
 
 use serde::{Deserialize, Serialize};
 
@@ -45,12 +46,19 @@ pub struct GpuSlot {
     pub mem_offset_mhz: Option<RangeS32>,
 }
 
-/// The bid a machine runs now and for how long.
+/// The bid a machine runs now (the winner of the interval before), its terms and for how
+/// long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct RunningBid {
     /// Id of the running bid.
     pub bid_id: u64,
+    /// Account id of its owner.
+    pub owner_id: u64,
+    /// The price it pays now (its price when it last won), in CLORE base units per day.
+    pub price_per_day: u64,
+    /// Its total power limit in W; `None` when the bid is no longer live.
+    pub total_power_limit_w: Option<u32>,
     /// Seconds it has run without interruption.
     pub running_for_s: u64,
 }
@@ -73,6 +81,9 @@ pub struct MachineContext {
     pub min_bid: u64,
     /// Billing interval in seconds.
     pub billing_interval_s: u32,
+    /// Intervals served ÷ intervals assigned over the reliability window (1.0 when none
+    /// was assigned).
+    pub reliability: f64,
     /// The bid running now, if any.
     pub running: Option<RunningBid>,
 }

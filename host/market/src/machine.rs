@@ -165,6 +165,7 @@ impl Machine {
         table: &GpuRangeTable,
         params: &MarketParams,
         running: Option<RunningBid>,
+        reliability: f64,
     ) -> MachineContext {
         MachineContext {
             id: self.id,
@@ -190,6 +191,7 @@ impl Machine {
             clore_usd: params.clore_usd,
             min_bid: self.min_bid(params).0,
             billing_interval_s: params.billing_interval_s,
+            reliability,
             running,
         }
     }

@@ -84,6 +84,7 @@ mod tests {
             clore_usd,
             min_bid: 0,
             billing_interval_s: 60,
+            reliability: 1.0,
             running: None,
         }
     }

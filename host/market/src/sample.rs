@@ -71,6 +71,7 @@ impl SampleMarket {
             clore_usd: self.rng.random_range(0.005..0.10),
             min_bid: self.rng.random_range(0..10 * UNITS_PER_CLORE),
             billing_interval_s: 60,
+            reliability: self.rng.random_range(0.5..=1.0),
             running: None,
         }
     }
@@ -85,6 +86,9 @@ impl SampleMarket {
             let pick = self.rng.random_range(0..bids.len());
             Some(RunningBid {
                 bid_id: bids[pick].id,
+                owner_id: bids[pick].owner_id,
+                price_per_day: bids[pick].price_per_day,
+                total_power_limit_w: Some(bids[pick].total_power_limit_w),
                 running_for_s: self.rng.random_range(0..86_400),
             })
         };

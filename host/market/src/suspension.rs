@@ -118,6 +118,22 @@ impl Tally {
     }
 }
 
+/// A machine's reliability at `now` from its tallies by (machine, day): served ÷ assigned
+/// over the [`RELIABILITY_WINDOW_DAYS`] days up to `now`'s.
+pub fn reliability_at(
+    tallies: &std::collections::BTreeMap<(crate::machine::MachineId, u64), Tally>,
+    machine: crate::machine::MachineId,
+    now: u64,
+) -> f64 {
+    let today = now / 86_400;
+    let first = today.saturating_sub(RELIABILITY_WINDOW_DAYS - 1);
+    reliability(
+        tallies
+            .range((machine, first)..=(machine, today))
+            .map(|(_, t)| t),
+    )
+}
+
 /// served ÷ assigned over `tallies` (the window's days); 1.0 without any assigned
 /// interval (a new machine has failed nobody).
 pub fn reliability<'a>(tallies: impl IntoIterator<Item = &'a Tally>) -> f64 {

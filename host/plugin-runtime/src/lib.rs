@@ -1,5 +1,5 @@
-//! Runs GigaSPOT plugins: WebAssembly components of `wit/plugin.wit`, sandboxed with
-//! wasmtime.
+//! Runs GigaSPOT plugins: WebAssembly components of the plugin contract
+//! (`wit/since_vX.Y.Z/`, every released version), sandboxed with wasmtime.
 //!
 //! [`PluginRuntime`] loads a component (auditing its imports, compiling it once per
 //! version through an [`ArtifactCache`]) into a [`WasmStrategy`] or [`WasmValidator`],
@@ -9,6 +9,7 @@
 //! active versions, swaps them atomically and fails closed after faults.
 
 mod artifact_cache;
+mod contract;
 mod engine;
 mod error;
 mod guest_io;
@@ -18,9 +19,9 @@ mod loader;
 mod registry;
 mod sandbox;
 mod wasm_plugin;
-mod wit_bindings;
 
 pub use artifact_cache::{ArtifactCache, CacheStats};
+pub use contract::ContractVersion;
 pub use error::LoadError;
 pub use guest_io::OUTPUT_CAP_BYTES;
 pub use import_audit::ALLOWED_IMPORT_PACKAGES;

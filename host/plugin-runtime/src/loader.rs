@@ -4,21 +4,21 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gigaspot_market::PluginRef;
 use gigaspot_market::verdict::version_id;
+use gigaspot_market::{PluginInfo, PluginRef};
 use sha2::{Digest, Sha256};
 use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 
 use crate::artifact_cache::ArtifactCache;
+use crate::contract::{ContractVersion, v0_1_0, v0_2_0};
 use crate::engine::{EpochTicker, build_engine};
 use crate::error::LoadError;
 use crate::guest_io;
 use crate::import_audit::{forbidden_imports, import_names};
 use crate::limits::PluginLimits;
-use crate::sandbox::{HostState, Sandbox, StartError, World};
+use crate::sandbox::{Calls, HostState, RankCalls, Sandbox, StartError, ValidateCalls, World};
 use crate::wasm_plugin::{WasmStrategy, WasmValidator};
-use crate::wit_bindings::{self, strategy, validator};
 
 /// Which plugin world a component implements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,30 +97,59 @@ impl PluginRuntime {
         Ok(import_names(&self.engine, &component))
     }
 
-    /// Loads a strategy and configures it with `config`.
+    /// Loads a strategy of any supported contract version (the newest it type checks
+    /// against) and configures it with `config`.
     pub fn load_strategy(&self, wasm: &[u8], config: &str) -> Result<WasmStrategy, LoadError> {
         self.count_refusal(|| {
             let (pre, digest) = self.link(wasm, PluginKind::Strategy)?;
-            let world = strategy::StrategyPre::new(pre).map_err(|e| wrong_world("strategy", e))?;
-            let (sandbox, info) = self.start(world, config)?;
+            let (contract, sandbox): (_, Box<dyn RankCalls>) = match (
+                v0_2_0::strategy::StrategyPre::new(pre.clone()),
+                v0_1_0::strategy::StrategyPre::new(pre),
+            ) {
+                (Ok(world), _) => (
+                    ContractVersion::V0_2_0,
+                    Box::new(self.sandbox(world, config)),
+                ),
+                (_, Ok(world)) => (
+                    ContractVersion::V0_1_0,
+                    Box::new(self.sandbox(world, config)),
+                ),
+                (Err(newest), Err(_)) => return Err(no_contract("strategy", newest)),
+            };
+            let info = started(sandbox.as_ref())?;
             Ok(WasmStrategy {
                 plugin_ref: plugin_ref(&info, version_id(&digest, config)),
-                info: wit_bindings::info(info),
+                info,
+                contract,
                 sandbox,
             })
         })
     }
 
-    /// Loads a validator and configures it with `config`.
+    /// Loads a validator of any supported contract version (the newest it type checks
+    /// against) and configures it with `config`.
     pub fn load_validator(&self, wasm: &[u8], config: &str) -> Result<WasmValidator, LoadError> {
         self.count_refusal(|| {
             let (pre, digest) = self.link(wasm, PluginKind::Validator)?;
-            let world =
-                validator::ValidatorPre::new(pre).map_err(|e| wrong_world("validator", e))?;
-            let (sandbox, info) = self.start(world, config)?;
+            let (contract, sandbox): (_, Box<dyn ValidateCalls>) = match (
+                v0_2_0::validator::ValidatorPre::new(pre.clone()),
+                v0_1_0::validator::ValidatorPre::new(pre),
+            ) {
+                (Ok(world), _) => (
+                    ContractVersion::V0_2_0,
+                    Box::new(self.sandbox(world, config)),
+                ),
+                (_, Ok(world)) => (
+                    ContractVersion::V0_1_0,
+                    Box::new(self.sandbox(world, config)),
+                ),
+                (Err(newest), Err(_)) => return Err(no_contract("validator", newest)),
+            };
+            let info = started(sandbox.as_ref())?;
             Ok(WasmValidator {
                 plugin_ref: plugin_ref(&info, version_id(&digest, config)),
-                info: wit_bindings::info(info),
+                info,
+                contract,
                 sandbox,
             })
         })
@@ -206,33 +235,42 @@ impl PluginRuntime {
         Ok((pre, digest))
     }
 
-    fn start<W: World>(
-        &self,
-        world: W,
-        config: &str,
-    ) -> Result<(Sandbox<W>, strategy::gigaspot::plugin::types::PluginInfo), LoadError> {
-        let sandbox = Sandbox::new(
+    /// A sandbox for `world` whose instances are configured with `config`.
+    fn sandbox<W: World>(&self, world: W, config: &str) -> Sandbox<W> {
+        Sandbox::new(
             self.engine.clone(),
             world,
             self.limits.clone(),
             config.to_owned(),
-        );
-        match sandbox.start() {
-            Ok(info) => Ok((sandbox, info)),
-            Err(StartError::Refused(reason)) => Err(LoadError::Configure(reason)),
-            Err(StartError::Fault(fault)) => Err(LoadError::Fault(fault)),
-        }
+        )
     }
 }
 
-fn wrong_world(expected: &'static str, error: wasmtime::Error) -> LoadError {
+/// Starts a first instance and reads the plugin's metadata with it.
+fn started(sandbox: &dyn Calls) -> Result<PluginInfo, LoadError> {
+    match sandbox.start() {
+        Ok(info) => Ok(info),
+        Err(StartError::Refused(reason)) => Err(LoadError::Configure(reason)),
+        Err(StartError::Fault(fault)) => Err(LoadError::Fault(fault)),
+    }
+}
+
+/// The component implements the world but none of the supported contract versions;
+/// `newest` is why the newest version's bindings refused it.
+fn no_contract(world: &'static str, newest: wasmtime::Error) -> LoadError {
+    let versions: Vec<&str> = ContractVersion::ALL.iter().map(|v| v.as_str()).collect();
     LoadError::WrongWorld {
-        expected,
-        reason: format!("{error:#}"),
+        expected: world,
+        reason: format!(
+            "it implements none of the supported contract versions ({}) of gigaspot:plugin; \
+             against {}: {newest:#}",
+            versions.join(", "),
+            ContractVersion::NEWEST
+        ),
     }
 }
 
-fn plugin_ref(info: &strategy::gigaspot::plugin::types::PluginInfo, digest: String) -> PluginRef {
+fn plugin_ref(info: &PluginInfo, digest: String) -> PluginRef {
     PluginRef {
         name: info.name.clone(),
         version: info.version.clone(),

@@ -880,6 +880,7 @@ mod tests {
             clore_usd: 0.05,
             min_bid: 0,
             billing_interval_s: 60,
+            reliability: 1.0,
             running: None,
         };
         let bids = (1..=3)

@@ -4,14 +4,13 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use gigaspot_market::PluginFault;
+use gigaspot_market::{CandidateBid, MachineContext, PluginFault, PluginInfo, Rejection, Score};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap, WasmBacktrace};
 
+use crate::contract::{StrategyWorld, ValidatorWorld};
 use crate::engine::deadline_ticks;
 use crate::guest_io::GuestOutput;
 use crate::limits::PluginLimits;
-use crate::wit_bindings::strategy::gigaspot::plugin::types::PluginInfo;
-use crate::wit_bindings::{strategy, validator};
 
 /// Most table elements an instance may have; tables hold function references only.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
@@ -76,7 +75,8 @@ impl ResourceLimiter for MemoryCap {
     }
 }
 
-/// A plugin world the sandbox can instantiate, configure and describe.
+/// A plugin world (of one contract version) the sandbox can instantiate, configure and
+/// describe.
 pub(crate) trait World: Send + Sync + 'static {
     /// The instantiated bindings.
     type Instance: Send + 'static;
@@ -94,37 +94,6 @@ pub(crate) trait World: Send + Sync + 'static {
         store: &mut Store<HostState>,
     ) -> wasmtime::Result<PluginInfo>;
 }
-
-/// Both worlds export `info` and `configure` with the same signatures.
-macro_rules! impl_world {
-    ($pre:ty => $instance:ty) => {
-        impl World for $pre {
-            type Instance = $instance;
-            fn instantiate(
-                &self,
-                store: &mut Store<HostState>,
-            ) -> wasmtime::Result<Self::Instance> {
-                <$pre>::instantiate(self, store)
-            }
-            fn configure(
-                instance: &Self::Instance,
-                store: &mut Store<HostState>,
-                config: &str,
-            ) -> wasmtime::Result<Result<(), String>> {
-                instance.call_configure(store, config)
-            }
-            fn info(
-                instance: &Self::Instance,
-                store: &mut Store<HostState>,
-            ) -> wasmtime::Result<PluginInfo> {
-                instance.call_info(store)
-            }
-        }
-    };
-}
-
-impl_world!(strategy::StrategyPre<HostState> => strategy::Strategy);
-impl_world!(validator::ValidatorPre<HostState> => validator::Validator);
 
 /// An instance with its own store, configured and ready for calls.
 struct Warm<I> {
@@ -297,4 +266,72 @@ fn trap_message(error: &wasmtime::Error, output: &str) -> String {
         .map_or(0, |(i, _)| i);
     let ellipsis = if start > 0 { "…" } else { "" };
     format!("{cause} (guest output: {ellipsis}{})", &output[start..])
+}
+
+/// A sandbox's call statistics, whatever world and contract version it calls.
+pub(crate) trait Calls: Send + Sync {
+    /// Makes a first instance, which proves that instantiation and configuration work,
+    /// and reads the plugin's metadata with it.
+    fn start(&self) -> Result<PluginInfo, StartError>;
+    /// Calls made so far, successful or not.
+    fn calls(&self) -> u64;
+    /// Fuel consumed by all calls so far.
+    fn fuel_consumed(&self) -> u64;
+    /// The latest fault with the guest's output and the backtrace.
+    fn last_fault(&self) -> Option<FaultDetail>;
+}
+
+/// A strategy sandbox of any contract version.
+pub(crate) trait RankCalls: Calls {
+    /// Ranks `bids` in a fresh instance.
+    fn rank(
+        &self,
+        machine: &MachineContext,
+        bids: &[CandidateBid],
+    ) -> Result<Vec<Score>, PluginFault>;
+}
+
+/// A validator sandbox of any contract version.
+pub(crate) trait ValidateCalls: Calls {
+    /// Validates `bids` in a fresh instance.
+    fn validate(
+        &self,
+        machine: &MachineContext,
+        bids: &[CandidateBid],
+    ) -> Result<Vec<Rejection>, PluginFault>;
+}
+
+impl<W: World> Calls for Sandbox<W> {
+    fn start(&self) -> Result<PluginInfo, StartError> {
+        Sandbox::start(self)
+    }
+    fn calls(&self) -> u64 {
+        Sandbox::calls(self)
+    }
+    fn fuel_consumed(&self) -> u64 {
+        Sandbox::fuel_consumed(self)
+    }
+    fn last_fault(&self) -> Option<FaultDetail> {
+        Sandbox::last_fault(self)
+    }
+}
+
+impl<W: StrategyWorld> RankCalls for Sandbox<W> {
+    fn rank(
+        &self,
+        machine: &MachineContext,
+        bids: &[CandidateBid],
+    ) -> Result<Vec<Score>, PluginFault> {
+        self.call(|instance, store| W::rank(instance, store, machine, bids))
+    }
+}
+
+impl<W: ValidatorWorld> ValidateCalls for Sandbox<W> {
+    fn validate(
+        &self,
+        machine: &MachineContext,
+        bids: &[CandidateBid],
+    ) -> Result<Vec<Rejection>, PluginFault> {
+        self.call(|instance, store| W::validate(instance, store, machine, bids))
+    }
 }

@@ -1,5 +1,5 @@
 //! Loaded plugin versions: the market's strategy and validator traits implemented by
-//! sandboxed WebAssembly components.
+//! sandboxed WebAssembly components of any supported contract version.
 
 use gigaspot_market::output_check::{check_rejections, check_scores};
 use gigaspot_market::{
@@ -7,56 +7,54 @@ use gigaspot_market::{
     Validator,
 };
 
-use crate::sandbox::{FaultDetail, HostState, Sandbox};
-use crate::wit_bindings::{self, strategy, validator};
+use crate::contract::ContractVersion;
+use crate::sandbox::{FaultDetail, RankCalls, ValidateCalls};
 
 /// A ranking strategy component, ready to be called from many threads.
 pub struct WasmStrategy {
     pub(crate) plugin_ref: PluginRef,
     pub(crate) info: PluginInfo,
-    pub(crate) sandbox: Sandbox<strategy::StrategyPre<HostState>>,
+    pub(crate) contract: ContractVersion,
+    pub(crate) sandbox: Box<dyn RankCalls>,
 }
 
 /// A bid validator component, ready to be called from many threads.
 pub struct WasmValidator {
     pub(crate) plugin_ref: PluginRef,
     pub(crate) info: PluginInfo,
-    pub(crate) sandbox: Sandbox<validator::ValidatorPre<HostState>>,
+    pub(crate) contract: ContractVersion,
+    pub(crate) sandbox: Box<dyn ValidateCalls>,
 }
 
-impl WasmStrategy {
-    /// The plugin's metadata.
-    pub fn info(&self) -> &PluginInfo {
-        &self.info
-    }
+/// What both kinds of component tell about themselves.
+macro_rules! described {
+    ($plugin:ty) => {
+        impl $plugin {
+            /// The plugin's metadata.
+            pub fn info(&self) -> &PluginInfo {
+                &self.info
+            }
 
-    /// The latest fault of a call, with the guest's output and the wasm backtrace.
-    pub fn last_fault(&self) -> Option<FaultDetail> {
-        self.sandbox.last_fault()
-    }
+            /// The contract version the component implements (and is called through).
+            pub fn contract(&self) -> ContractVersion {
+                self.contract
+            }
 
-    /// Calls made so far and the fuel they consumed.
-    pub fn usage(&self) -> (u64, u64) {
-        (self.sandbox.calls(), self.sandbox.fuel_consumed())
-    }
+            /// The latest fault of a call, with the guest's output and the wasm backtrace.
+            pub fn last_fault(&self) -> Option<FaultDetail> {
+                self.sandbox.last_fault()
+            }
+
+            /// Calls made so far and the fuel they consumed.
+            pub fn usage(&self) -> (u64, u64) {
+                (self.sandbox.calls(), self.sandbox.fuel_consumed())
+            }
+        }
+    };
 }
 
-impl WasmValidator {
-    /// The plugin's metadata.
-    pub fn info(&self) -> &PluginInfo {
-        &self.info
-    }
-
-    /// The latest fault of a call, with the guest's output and the wasm backtrace.
-    pub fn last_fault(&self) -> Option<FaultDetail> {
-        self.sandbox.last_fault()
-    }
-
-    /// Calls made so far and the fuel they consumed.
-    pub fn usage(&self) -> (u64, u64) {
-        (self.sandbox.calls(), self.sandbox.fuel_consumed())
-    }
-}
+described!(WasmStrategy);
+described!(WasmValidator);
 
 impl Strategy for WasmStrategy {
     fn plugin_ref(&self) -> &PluginRef {
@@ -72,12 +70,7 @@ impl Strategy for WasmStrategy {
         machine: &MachineContext,
         bids: &[CandidateBid],
     ) -> Result<Vec<Score>, PluginFault> {
-        let wit_machine = wit_bindings::machine(machine);
-        let wit_bids = wit_bindings::bids(bids);
-        let scores = self
-            .sandbox
-            .call(|instance, store| instance.call_rank(store, &wit_machine, &wit_bids))?;
-        let scores = wit_bindings::scores(scores);
+        let scores = self.sandbox.rank(machine, bids)?;
         check_scores(bids, &scores)?;
         Ok(scores)
     }
@@ -97,12 +90,7 @@ impl Validator for WasmValidator {
         machine: &MachineContext,
         bids: &[CandidateBid],
     ) -> Result<Vec<Rejection>, PluginFault> {
-        let wit_machine = wit_bindings::machine(machine);
-        let wit_bids = wit_bindings::bids(bids);
-        let rejections = self
-            .sandbox
-            .call(|instance, store| instance.call_validate(store, &wit_machine, &wit_bids))?;
-        let rejections = wit_bindings::rejections(rejections);
+        let rejections = self.sandbox.validate(machine, bids)?;
         check_rejections(bids, &rejections)?;
         Ok(rejections)
     }

@@ -8,7 +8,8 @@ use gigaspot_market::economics::{clore_per_day, price_per_watt};
 use gigaspot_market::sample::SampleMarket;
 use gigaspot_market::{Strategy, Validator};
 use gigaspot_plugin_runtime::{
-    ALLOWED_IMPORT_PACKAGES, ArtifactCache, FaultDetail, PluginKind, PluginLimits, PluginRuntime,
+    ALLOWED_IMPORT_PACKAGES, ArtifactCache, ContractVersion, FaultDetail, PluginKind, PluginLimits,
+    PluginRuntime,
 };
 
 /// Checks the plugin in `file` configured with `config` on a sample of `bids` bids.
@@ -34,7 +35,12 @@ pub fn run(file: &Path, config: &str, bids: usize) -> Result<()> {
     match kind {
         PluginKind::Strategy => {
             let plugin = runtime.load_strategy(&wasm, config)?;
-            describe("strategy", plugin.plugin_ref(), plugin.info());
+            describe(
+                "strategy",
+                plugin.plugin_ref(),
+                plugin.info(),
+                plugin.contract(),
+            );
             let ranked = plugin.rank(&machine, &bids);
             let mut scores = explained(ranked, "the sample book", plugin.last_fault())?;
             scores.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.bid_id.cmp(&b.bid_id)));
@@ -68,7 +74,12 @@ pub fn run(file: &Path, config: &str, bids: usize) -> Result<()> {
         }
         PluginKind::Validator => {
             let plugin = runtime.load_validator(&wasm, config)?;
-            describe("validator", plugin.plugin_ref(), plugin.info());
+            describe(
+                "validator",
+                plugin.plugin_ref(),
+                plugin.info(),
+                plugin.contract(),
+            );
             let validated = plugin.validate(&machine, &bids);
             let rejections = explained(validated, "the sample book", plugin.last_fault())?;
             println!(
@@ -167,8 +178,21 @@ fn explained<T>(
 /// The edge-case books' seed: the same books on every run.
 const EDGE_SEED: u64 = 20_261_203;
 
-fn describe(world: &str, plugin: &gigaspot_market::PluginRef, info: &gigaspot_market::PluginInfo) {
+fn describe(
+    world: &str,
+    plugin: &gigaspot_market::PluginRef,
+    info: &gigaspot_market::PluginInfo,
+    contract: ContractVersion,
+) {
     println!("world:    {world}");
+    if contract == ContractVersion::NEWEST {
+        println!("contract: {contract}");
+    } else {
+        println!(
+            "contract: {contract} (still loads and runs; rebuild with the SDK for {})",
+            ContractVersion::NEWEST
+        );
+    }
     println!("name:     {} {}", plugin.name, plugin.version);
     println!("about:    {}", info.description);
     println!("digest:   {}", plugin.digest);

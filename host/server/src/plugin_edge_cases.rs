@@ -36,10 +36,27 @@ pub fn books(seed: u64) -> Vec<EdgeBook> {
         book("a running bid among the candidates", 10, &|m, b| {
             m.running = Some(RunningBid {
                 bid_id: b[3].id,
+                owner_id: b[3].owner_id,
+                price_per_day: b[3].price_per_day,
+                total_power_limit_w: Some(b[3].total_power_limit_w),
                 running_for_s: 86_400 * 19,
             });
         }),
         book("nothing running", 10, &|m, _| m.running = None),
+        book(
+            "a running bid that is no longer a candidate",
+            10,
+            &|m, _| {
+                m.running = Some(RunningBid {
+                    bid_id: 1_000_000_000,
+                    owner_id: 77,
+                    price_per_day: 5_000 * 100_000_000,
+                    total_power_limit_w: None,
+                    running_for_s: 3_600,
+                });
+            },
+        ),
+        book("an unreliable machine", 10, &|m, _| m.reliability = 0.0),
         book("bids below the energy cost of their limits", 10, &|m, b| {
             m.energy_price_usd_per_kwh = 10.0;
             m.clore_usd = 0.000_001;

@@ -26,12 +26,33 @@ fn check_describes_a_strategy_and_ranks_sample_bids() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("world:    strategy"), "{stdout}");
     assert!(
+        stdout.contains("contract: gigaspot:plugin@0.2.0\n"),
+        "{stdout}"
+    );
+    assert!(
         stdout.contains("name:     price-per-watt 0.1.0"),
         "{stdout}"
     );
     assert!(stdout.contains("digest:   sha256:"), "{stdout}");
     assert!(stdout.contains("winner: bid "), "{stdout}");
     assert!(stdout.contains("wasi:cli/"), "imports are listed: {stdout}");
+}
+
+#[test]
+fn check_names_an_older_contract_and_runs_it() {
+    let path = gigaspot_tests::repo_root().join("tests/fixtures/contract-v0.1.0/net_profit.wasm");
+    let out = gigaspot(&["plugin", "check", path.to_str().unwrap(), "--bids", "5"]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains(
+            "contract: gigaspot:plugin@0.1.0 (still loads and runs; rebuild with the SDK for \
+             gigaspot:plugin@0.2.0)"
+        ),
+        "{stdout}"
+    );
+    assert!(stdout.contains("winner: bid "), "{stdout}");
+    assert!(!stdout.contains("FAIL"), "{stdout}");
 }
 
 #[test]

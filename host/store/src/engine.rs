@@ -212,9 +212,15 @@ impl<'a> IntervalEngine<'a> {
         now: u64,
         can_pay: impl Fn(AccountId, Amount) -> bool,
     ) -> Cleared {
+        let live = snapshot.bids.get(&machine.id);
         let running = snapshot.latest.get(&machine.id).and_then(|a| {
             a.winner.map(|w| RunningBid {
                 bid_id: w.bid,
+                owner_id: w.owner,
+                price_per_day: w.price_per_day.0,
+                total_power_limit_w: live
+                    .and_then(|bids| bids.iter().find(|b| b.id == w.bid))
+                    .map(|b| b.total_power_limit_w()),
                 running_for_s: now.saturating_sub(a.running_since.unwrap_or(now)),
             })
         });
@@ -225,6 +231,7 @@ impl<'a> IntervalEngine<'a> {
             interval: current,
             now,
             running,
+            reliability: suspension::reliability_at(&snapshot.tallies, machine.id, now),
             bids: snapshot
                 .bids
                 .get(&machine.id)

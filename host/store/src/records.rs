@@ -140,6 +140,8 @@ pub struct TickSnapshot {
     pub failures: BTreeMap<BidId, BidFailures>,
     /// Suspended bids by machine (shown in the snapshot, not cleared).
     pub suspended: BTreeMap<MachineId, Vec<Arc<Bid>>>,
+    /// Machines' assigned/served tallies by (machine, day), for their reliability.
+    pub tallies: BTreeMap<(MachineId, u64), Tally>,
 }
 
 /// What a tick did.

@@ -22,7 +22,7 @@ use gigaspot_market::ledger::{self, AuditReport, Party, Transfer, TransferKind};
 use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::Amount;
 use gigaspot_market::params::MarketParams;
-use gigaspot_market::suspension::{self, BidFailures, RELIABILITY_WINDOW_DAYS, Tally};
+use gigaspot_market::suspension::{self, BidFailures, Tally};
 use gigaspot_market::withdrawal::{
     self, Settlement as WithdrawalSettlement, Withdrawal, WithdrawalId, WithdrawalState,
 };
@@ -1316,14 +1316,10 @@ impl Store for SledStore {
     }
 
     fn reliability(&self, machine: MachineId, now: u64) -> StoreResult<f64> {
-        let today = now / 86_400;
-        let first = today.saturating_sub(RELIABILITY_WINDOW_DAYS - 1);
-        let state = self.read();
-        Ok(suspension::reliability(
-            state
-                .tallies
-                .range((machine, first)..=(machine, today))
-                .map(|(_, t)| t),
+        Ok(suspension::reliability_at(
+            &self.read().tallies,
+            machine,
+            now,
         ))
     }
 
@@ -1552,6 +1548,7 @@ impl Store for SledStore {
                 .map(|(id, f)| (*id, f.clone()))
                 .collect(),
             suspended,
+            tallies: state.tallies.clone(),
         })
     }
 

@@ -4,7 +4,9 @@
 //! and scores every bid `n` (to tell versions apart); `env`, which reads the environment
 //! in `configure` and scores every bid 1 + the number of variables it saw; or `count`,
 //! which keeps state between calls and scores every bid with the number of calls its
-//! instance has answered (1 when every call gets a fresh instance).
+//! instance has answered (1 when every call gets a fresh instance); or `fingerprint`,
+//! which scores every bid with a hash of everything the market told about it and the
+//! machine (so a test can check that the contract's tables arrive intact).
 
 use std::cell::Cell;
 use std::hint::black_box;
@@ -25,6 +27,59 @@ enum Mode {
     Tag(f64),
     TagBlind,
     Count,
+    Fingerprint,
+}
+
+/// FNV-1a over the little-endian bytes of each value, for the `fingerprint` mode (the
+/// runtime's test computes the same function natively).
+struct Fnv(u64);
+
+impl Fnv {
+    fn bytes(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+    fn u64(&mut self, v: u64) {
+        self.bytes(&v.to_le_bytes());
+    }
+    fn opt(&mut self, v: Option<i64>) {
+        match v {
+            None => self.u64(u64::MAX),
+            Some(v) => self.u64(v as u64),
+        }
+    }
+}
+
+fn fingerprint(machine: &Machine, bid: &Bid) -> f64 {
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.u64(machine.reliability.to_bits());
+    if let Some(r) = &machine.running {
+        h.u64(r.bid_id);
+        h.u64(r.owner_id);
+        h.u64(r.price_per_day);
+        h.opt(r.total_power_limit_w.map(i64::from));
+        h.u64(r.running_for_s);
+    }
+    h.u64(bid.id);
+    h.u64(bid.owner_id);
+    h.u64(bid.price_per_day);
+    h.u64(bid.total_power_limit_w.into());
+    h.u64(bid.created_at);
+    for o in bid.oc.iter() {
+        h.u64(o.power_limit_w.into());
+        h.opt(o.core_lock_mhz.map(i64::from));
+        h.opt(o.mem_lock_mhz.map(i64::from));
+        h.opt(o.core_offset_mhz.map(i64::from));
+        h.opt(o.mem_offset_mhz.map(i64::from));
+    }
+    h.bytes(bid.image.as_bytes());
+    for k in bid.env_keys.iter() {
+        h.bytes(k.as_bytes());
+        h.u64(0);
+    }
+    // 52 bits fit an f64 exactly; +1 keeps the score positive.
+    ((h.0 >> 12) + 1) as f64
 }
 
 struct Hostile(Mode, Cell<u32>);
@@ -66,6 +121,7 @@ impl Strategy for Hostile {
             "drop-one" => Mode::DropOne,
             "tag-blind" => Mode::TagBlind,
             "count" => Mode::Count,
+            "fingerprint" => Mode::Fingerprint,
             other => match other.strip_prefix("tag=").map(str::parse) {
                 Some(Ok(tag)) => Mode::Tag(tag),
                 _ => return Err(format!("unknown mode {other:?}")),
@@ -74,7 +130,7 @@ impl Strategy for Hostile {
         Ok(Hostile(mode, Cell::new(0)))
     }
 
-    fn rank(&self, _machine: &Machine, bids: &[Bid]) -> Vec<Score> {
+    fn rank(&self, machine: &Machine, bids: &[Bid]) -> Vec<Score> {
         let mut scores: Vec<Score> = bids
             .iter()
             .map(|b| Score {
@@ -122,6 +178,11 @@ impl Strategy for Hostile {
                 scores.pop();
             }
             Mode::Tag(tag) => scores.iter_mut().for_each(|s| s.score = tag),
+            Mode::Fingerprint => {
+                for (s, b) in scores.iter_mut().zip(bids) {
+                    s.score = fingerprint(machine, b);
+                }
+            }
             Mode::Count => {
                 self.1.set(self.1.get() + 1);
                 let calls = f64::from(self.1.get());

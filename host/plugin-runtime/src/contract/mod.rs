@@ -1,0 +1,208 @@
+//! The plugin contracts the runtime implements, one module of bindings per released
+//! version (`wit/since_vX.Y.Z/`), and how a component's version is told.
+//!
+//! A component is linked against the newest contract first; when its exports do not type
+//! check against it, against the next older one, and so on. Each version's module lays the
+//! market's types out as that version's records, so an old plugin sees exactly what it
+//! was built for.
+
+use std::fmt;
+
+use gigaspot_market::{CandidateBid, MachineContext, Rejection, Score};
+use wasmtime::Store;
+
+use crate::sandbox::{HostState, World};
+
+pub(crate) mod v0_1_0;
+pub(crate) mod v0_2_0;
+
+/// A released version of the plugin contract (`package gigaspot:plugin@X.Y.Z`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ContractVersion {
+    /// `gigaspot:plugin@0.1.0`: bids as records with strings and lists.
+    V0_1_0,
+    /// `gigaspot:plugin@0.2.0`: flat bid records with per-call tables, the machine's
+    /// reliability and the running bid's terms.
+    V0_2_0,
+}
+
+impl ContractVersion {
+    /// The newest version, the one the SDK builds against.
+    pub const NEWEST: ContractVersion = ContractVersion::V0_2_0;
+
+    /// Every supported version, newest first (the order they are tried in).
+    pub const ALL: [ContractVersion; 2] = [ContractVersion::V0_2_0, ContractVersion::V0_1_0];
+
+    /// The version as written in the WIT package, e.g. `"0.2.0"`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContractVersion::V0_1_0 => "0.1.0",
+            ContractVersion::V0_2_0 => "0.2.0",
+        }
+    }
+}
+
+impl fmt::Display for ContractVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "gigaspot:plugin@{}", self.as_str())
+    }
+}
+
+/// A strategy world of one contract version: ranks the market's candidates.
+pub(crate) trait StrategyWorld: World {
+    /// Lays the input out for this version and calls the plugin's `rank`.
+    fn rank(
+        instance: &Self::Instance,
+        store: &mut Store<HostState>,
+        machine: &MachineContext,
+        bids: &[CandidateBid],
+    ) -> wasmtime::Result<Vec<Score>>;
+}
+
+/// A validator world of one contract version: vetoes the market's candidates.
+pub(crate) trait ValidatorWorld: World {
+    /// Lays the input out for this version and calls the plugin's `validate`.
+    fn validate(
+        instance: &Self::Instance,
+        store: &mut Store<HostState>,
+        machine: &MachineContext,
+        bids: &[CandidateBid],
+    ) -> wasmtime::Result<Vec<Rejection>>;
+}
+
+/// The records every contract version shares (ranges, GPUs, scores, rejections, plugin
+/// info) converted for the version whose types module is `$wit`, and the sandbox worlds of
+/// its strategy and validator bindings.
+macro_rules! shared_records {
+    () => {
+        use gigaspot_market as market;
+        use wasmtime::Store;
+
+        use crate::contract::{StrategyWorld, ValidatorWorld};
+        use crate::sandbox::{HostState, World};
+
+        fn range_u32(r: market::RangeU32) -> wit::RangeU32 {
+            wit::RangeU32 {
+                min: r.min,
+                max: r.max,
+            }
+        }
+
+        fn range_s32(r: market::RangeS32) -> wit::RangeS32 {
+            wit::RangeS32 {
+                min: r.min,
+                max: r.max,
+            }
+        }
+
+        fn gpus(m: &market::MachineContext) -> Vec<wit::Gpu> {
+            m.gpus
+                .iter()
+                .map(|g| wit::Gpu {
+                    index: g.index,
+                    model: g.model.clone(),
+                    power_limit_w: range_u32(g.power_limit_w),
+                    core_lock_mhz: g.core_lock_mhz.map(range_u32),
+                    mem_lock_mhz: g.mem_lock_mhz.map(range_u32),
+                    core_offset_mhz: g.core_offset_mhz.map(range_s32),
+                    mem_offset_mhz: g.mem_offset_mhz.map(range_s32),
+                })
+                .collect()
+        }
+
+        fn gpu_oc(o: &market::GpuOc) -> wit::GpuOc {
+            wit::GpuOc {
+                power_limit_w: o.power_limit_w,
+                core_lock_mhz: o.core_lock_mhz,
+                mem_lock_mhz: o.mem_lock_mhz,
+                core_offset_mhz: o.core_offset_mhz,
+                mem_offset_mhz: o.mem_offset_mhz,
+            }
+        }
+
+        fn scores(scores: Vec<wit::Score>) -> Vec<market::Score> {
+            scores
+                .into_iter()
+                .map(|s| market::Score {
+                    bid_id: s.bid_id,
+                    score: s.score,
+                })
+                .collect()
+        }
+
+        fn rejections(rejections: Vec<wit::Rejection>) -> Vec<market::Rejection> {
+            rejections
+                .into_iter()
+                .map(|r| market::Rejection {
+                    bid_id: r.bid_id,
+                    code: r.code,
+                    message: r.message,
+                })
+                .collect()
+        }
+
+        fn info(info: wit::PluginInfo) -> market::PluginInfo {
+            market::PluginInfo {
+                name: info.name,
+                version: info.version,
+                description: info.description,
+            }
+        }
+
+        /// Both worlds export `info` and `configure` with the same signatures.
+        macro_rules! world {
+            ($pre:ty => $instance:ty) => {
+                impl World for $pre {
+                    type Instance = $instance;
+                    fn instantiate(
+                        &self,
+                        store: &mut Store<HostState>,
+                    ) -> wasmtime::Result<Self::Instance> {
+                        <$pre>::instantiate(self, store)
+                    }
+                    fn configure(
+                        instance: &Self::Instance,
+                        store: &mut Store<HostState>,
+                        config: &str,
+                    ) -> wasmtime::Result<Result<(), String>> {
+                        instance.call_configure(store, config)
+                    }
+                    fn info(
+                        instance: &Self::Instance,
+                        store: &mut Store<HostState>,
+                    ) -> wasmtime::Result<market::PluginInfo> {
+                        instance.call_info(store).map(info)
+                    }
+                }
+            };
+        }
+
+        world!(strategy::StrategyPre<HostState> => strategy::Strategy);
+        world!(validator::ValidatorPre<HostState> => validator::Validator);
+
+        impl StrategyWorld for strategy::StrategyPre<HostState> {
+            fn rank(
+                instance: &strategy::Strategy,
+                store: &mut Store<HostState>,
+                machine: &market::MachineContext,
+                bids: &[market::CandidateBid],
+            ) -> wasmtime::Result<Vec<market::Score>> {
+                let (machine, bids) = input(machine, bids);
+                instance.call_rank(store, &machine, &bids).map(scores)
+            }
+        }
+
+        impl ValidatorWorld for validator::ValidatorPre<HostState> {
+            fn validate(
+                instance: &validator::Validator,
+                store: &mut Store<HostState>,
+                machine: &market::MachineContext,
+                bids: &[market::CandidateBid],
+            ) -> wasmtime::Result<Vec<market::Rejection>> {
+                let (machine, bids) = input(machine, bids);
+                instance.call_validate(store, &machine, &bids).map(rejections)
+            }
+        }
+    };
+}
+pub(crate) use shared_records;

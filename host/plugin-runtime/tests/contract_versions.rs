@@ -1,0 +1,213 @@
+//! Contract versions: components built against the frozen `gigaspot:plugin@0.1.0` keep
+//! loading, are called through their own bindings and rank exactly as the same plugins
+//! built against 0.2.0; a 0.2.0 component receives every field of the book intact.
+
+use std::path::PathBuf;
+
+use gigaspot_market::sample::SampleMarket;
+use gigaspot_market::{CandidateBid, MachineContext, RunningBid, Score, Strategy, Validator};
+use gigaspot_plugin_runtime::{ArtifactCache, ContractVersion, PluginLimits, PluginRuntime};
+use gigaspot_tests::{guest, repo_root};
+use sha2::{Digest, Sha256};
+
+fn runtime() -> PluginRuntime {
+    PluginRuntime::new(PluginLimits::default(), ArtifactCache::in_memory()).unwrap()
+}
+
+/// The 0.1.0 builds of the first-party plugins, kept as fixtures from the release.
+fn fixtures() -> PathBuf {
+    repo_root().join("tests/fixtures/contract-v0.1.0")
+}
+
+/// A 0.1.0 fixture, checked against the digest it was released with.
+fn v0_1_0(name: &str) -> Vec<u8> {
+    let file = format!("{}.wasm", name.replace('-', "_"));
+    let wasm = std::fs::read(fixtures().join(&file)).unwrap();
+    let sums = std::fs::read_to_string(fixtures().join("SHA256SUMS")).unwrap();
+    let listed = sums
+        .lines()
+        .find_map(|l| l.strip_suffix(&format!("  {file}")))
+        .unwrap_or_else(|| panic!("{file} is not in SHA256SUMS"));
+    assert_eq!(hex::encode(Sha256::digest(&wasm)), listed, "{file} changed");
+    wasm
+}
+
+/// Random books of 1 to 60 bids, half with the running bid among the candidates.
+fn books(seed: u64, machines: u64) -> Vec<(MachineContext, Vec<CandidateBid>)> {
+    let mut sample = SampleMarket::new(seed);
+    (0..machines)
+        .map(|id| {
+            let mut machine = sample.machine(id);
+            let bids = sample.bids(&mut machine, 1 + (id % 60) as usize);
+            (machine, bids)
+        })
+        .collect()
+}
+
+fn bits(scores: &[Score]) -> Vec<(u64, u64)> {
+    scores
+        .iter()
+        .map(|s| (s.bid_id, s.score.to_bits()))
+        .collect()
+}
+
+#[test]
+fn the_first_party_strategies_of_0_1_0_rank_exactly_as_their_0_2_0_builds() {
+    let rt = runtime();
+    for (name, config) in [
+        ("price-per-watt", ""),
+        ("net-profit", ""),
+        ("sticky-price-per-watt", "bonus = 0.1"),
+    ] {
+        let old = rt.load_strategy(&v0_1_0(name), config).unwrap();
+        let new = rt.load_strategy(&guest(name), config).unwrap();
+        assert_eq!(old.contract(), ContractVersion::V0_1_0, "{name}");
+        assert_eq!(new.contract(), ContractVersion::V0_2_0, "{name}");
+        assert_eq!(old.info().name, new.info().name);
+        assert_ne!(old.plugin_ref().digest, new.plugin_ref().digest);
+        let mut positive = 0;
+        for (machine, bids) in books(5, 300) {
+            let a = old.rank(&machine, &bids).unwrap();
+            let b = new.rank(&machine, &bids).unwrap();
+            assert_eq!(bits(&a), bits(&b), "{name} on machine {}", machine.id);
+            positive += a.iter().filter(|s| s.score > 0.0).count();
+        }
+        assert!(
+            positive > 100,
+            "{name}: too few acceptable bids ({positive})"
+        );
+    }
+}
+
+#[test]
+fn the_policy_validator_of_0_1_0_rejects_exactly_as_its_0_2_0_build() {
+    let rt = runtime();
+    let config = "image-allow = registry.example/team1/*, registry.example/team2/*\n\
+                  image-deny = *:v0\nowner-deny = 3, 17\nmin-price-per-watt = 0.5";
+    let old = rt
+        .load_validator(&v0_1_0("policy-validator"), config)
+        .unwrap();
+    let new = rt
+        .load_validator(&guest("policy-validator"), config)
+        .unwrap();
+    assert_eq!(old.contract(), ContractVersion::V0_1_0);
+    assert_eq!(new.contract(), ContractVersion::V0_2_0);
+    let mut rejected = 0;
+    for (machine, bids) in books(9, 300) {
+        let a = old.validate(&machine, &bids).unwrap();
+        let b = new.validate(&machine, &bids).unwrap();
+        assert_eq!(a, b, "machine {}", machine.id);
+        rejected += a.len();
+    }
+    assert!(rejected > 1000, "too few rejections: {rejected}");
+}
+
+/// The `fingerprint` test guest's hash, computed natively over what the market holds.
+fn fingerprint(machine: &MachineContext, bid: &CandidateBid) -> f64 {
+    struct Fnv(u64);
+    impl Fnv {
+        fn bytes(&mut self, bytes: &[u8]) {
+            for b in bytes {
+                self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100_0000_01b3);
+            }
+        }
+        fn u64(&mut self, v: u64) {
+            self.bytes(&v.to_le_bytes());
+        }
+        fn opt(&mut self, v: Option<i64>) {
+            match v {
+                None => self.u64(u64::MAX),
+                Some(v) => self.u64(v as u64),
+            }
+        }
+    }
+    let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.u64(machine.reliability.to_bits());
+    if let Some(r) = &machine.running {
+        h.u64(r.bid_id);
+        h.u64(r.owner_id);
+        h.u64(r.price_per_day);
+        h.opt(r.total_power_limit_w.map(i64::from));
+        h.u64(r.running_for_s);
+    }
+    h.u64(bid.id);
+    h.u64(bid.owner_id);
+    h.u64(bid.price_per_day);
+    h.u64(bid.total_power_limit_w.into());
+    h.u64(bid.created_at);
+    for o in &bid.oc {
+        h.u64(o.power_limit_w.into());
+        h.opt(o.core_lock_mhz.map(i64::from));
+        h.opt(o.mem_lock_mhz.map(i64::from));
+        h.opt(o.core_offset_mhz.map(i64::from));
+        h.opt(o.mem_offset_mhz.map(i64::from));
+    }
+    h.bytes(bid.image.as_bytes());
+    for k in &bid.env_keys {
+        h.bytes(k.as_bytes());
+        h.u64(0);
+    }
+    ((h.0 >> 12) + 1) as f64
+}
+
+#[test]
+fn a_0_2_0_plugin_receives_every_field_of_the_book_and_the_machine() {
+    let rt = runtime();
+    let plugin = rt
+        .load_strategy(&guest("hostile-strategy"), "fingerprint")
+        .unwrap();
+    assert_eq!(plugin.contract(), ContractVersion::V0_2_0);
+    for (i, (mut machine, mut bids)) in books(13, 120).into_iter().enumerate() {
+        // Shared and distinct images and keys, empty key lists, and every clock setting.
+        for (j, bid) in bids.iter_mut().enumerate() {
+            match (i + j) % 4 {
+                0 => bid.env_keys.clear(),
+                1 => bid.env_keys = vec![format!("K{j}"), "MODEL".into(), format!("K{j}")],
+                2 => bid.image = format!("registry.example/unique-{i}-{j}@sha256:{:064x}", j),
+                _ => bid.oc.iter_mut().for_each(|o| {
+                    o.mem_lock_mhz = Some(5001);
+                    o.mem_offset_mhz = Some(-1000);
+                }),
+            }
+        }
+        machine.reliability = (i as f64) / 120.0;
+        if i % 3 == 0 {
+            // A running bid that is no longer a candidate: terms without a power limit.
+            machine.running = Some(RunningBid {
+                bid_id: 9_999_999,
+                owner_id: 4,
+                price_per_day: 123,
+                total_power_limit_w: None,
+                running_for_s: 42,
+            });
+        }
+        let scores = plugin.rank(&machine, &bids).unwrap();
+        let want: Vec<Score> = bids
+            .iter()
+            .map(|b| Score {
+                bid_id: b.id,
+                score: fingerprint(&machine, b),
+            })
+            .collect();
+        assert_eq!(bits(&scores), bits(&want), "machine {i}");
+    }
+}
+
+#[test]
+fn a_component_of_no_supported_contract_is_refused_with_the_versions_named() {
+    let rt = runtime();
+    let err = rt
+        .load_strategy(&guest("future-contract"), "")
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("none of the supported contract versions (0.2.0, 0.1.0)")
+            && err.contains("gigaspot:plugin@0.2.0"),
+        "{err}"
+    );
+    assert_eq!(
+        ContractVersion::ALL.map(ContractVersion::as_str),
+        ["0.2.0", "0.1.0"]
+    );
+}
