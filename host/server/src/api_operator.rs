@@ -144,7 +144,7 @@ pub struct PluginView {
     post,
     path = "/api/v1/plugins",
     tag = "plugins",
-    request_body(content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream")), description = "A WebAssembly component of wit/plugin.wit"), params(("config" = Option<String>, Query, description = "The configuration handed to the plugin's configure")),
+    request_body(content((Vec<u8> = "application/wasm"), (Vec<u8> = "application/octet-stream")), description = "A WebAssembly component of the plugin contract (any supported version, wit/since_vX.Y.Z/)"), params(("config" = Option<String>, Query, description = "The configuration handed to the plugin's configure")),
     responses((status = 201, description = "The version, installed (not active)", body = crate::api_operator::PluginView), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
     security(("bearer" = []))
 )]

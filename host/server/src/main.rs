@@ -38,7 +38,7 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Work with plugins (WebAssembly components of wit/plugin.wit).
+    /// Work with plugins (WebAssembly components of the plugin contract, wit/since_vX.Y.Z/).
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Inspect the market's ledger.
