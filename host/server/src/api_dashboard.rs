@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use axum::Json;
 use axum::extract::{Query, State};
 use gigaspot_market::bid::{Bid, BidState};
-use gigaspot_market::clearing::{Decision, Verdict};
+use gigaspot_market::clearing::{Decision, Verdict, Winner};
 use gigaspot_market::verdict::PluginRef;
 use gigaspot_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
@@ -237,10 +237,10 @@ pub async fn machine_history(
         .store(move |s| {
             machine_exists(s, id)?;
             let clock = s.interval_clock()?;
-            s.decisions(id, limit)?
+            s.decision_summaries(id, limit)?
                 .into_iter()
                 .map(|d| {
-                    let won = winning_bid(s, &d)?;
+                    let won = winning_bid(s, d.winner)?;
                     Ok(HistoryEntry {
                         interval: d.interval,
                         at: clock.start_of(d.interval),
@@ -249,7 +249,7 @@ pub async fn machine_history(
                         price_per_kw: won.map(|(price, power)| price_per_kw(price, power)),
                         previous: d.previous,
                         switched: d.switched,
-                        candidates: d.verdicts.len(),
+                        candidates: d.candidates as usize,
                     })
                 })
                 .collect()
@@ -259,8 +259,11 @@ pub async fn machine_history(
 }
 
 /// The winner's price and total power limit.
-pub fn winning_bid(s: &impl Store, d: &Decision) -> Result<Option<(f64, u32)>, StoreError> {
-    let Some(w) = d.winner else {
+pub fn winning_bid(
+    s: &impl Store,
+    winner: Option<Winner>,
+) -> Result<Option<(f64, u32)>, StoreError> {
+    let Some(w) = winner else {
         return Ok(None);
     };
     let power = s.bid(w.bid)?.map_or(0, |b| b.total_power_limit_w());

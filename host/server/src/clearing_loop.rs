@@ -61,7 +61,48 @@ pub fn run_boundary(
     }
     // Publish the snapshot at least once per interval.
     state.snapshots.current(&state.store, state.now())?;
+    compact_decisions(state)?;
     Ok(report)
+}
+
+/// Full decision records compacted per store call: one call holds the store's writer lock
+/// for a few milliseconds.
+const COMPACTION_BATCH: usize = 2_000;
+
+/// Compacts the full decision records older than `decision_retention_s` (never the two
+/// newest intervals), in batches, for at most a second per boundary: a backlog (a first
+/// start with a shorter window) is worked off over the next boundaries.
+pub fn compact_decisions(state: &AppState) -> Result<(), gigaspot_store::StoreError> {
+    let retention = state.config.decision_retention_s;
+    if retention == 0 {
+        return Ok(());
+    }
+    let now = state.now();
+    let clock = state.store.interval_clock()?;
+    let before = clock
+        .interval_at(now.saturating_sub(retention))
+        .min(clock.interval_at(now).saturating_sub(1));
+    let started = Instant::now();
+    let mut total = gigaspot_store::Compaction::default();
+    while started.elapsed() < Duration::from_secs(1) {
+        let done = state.store.compact_decisions(before, COMPACTION_BATCH)?;
+        total.records += done.records;
+        total.bytes_before += done.bytes_before;
+        total.bytes_after += done.bytes_after;
+        if done.bytes_before == 0 {
+            break;
+        }
+    }
+    if total.records > 0 {
+        tracing::info!(
+            records = total.records,
+            bytes_before = total.bytes_before,
+            bytes_after = total.bytes_after,
+            before_interval = before,
+            "decision records compacted"
+        );
+    }
+    Ok(())
 }
 
 /// Writes the served time accumulated since the last write.

@@ -39,6 +39,13 @@ pub struct Config {
     /// it. Keep it at least the agents' `heartbeat_s` (default 5 s). 1 to 3,600; default
     /// 15. Env `GIGASPOT_SERVED_HEARTBEAT_BOUND_S`.
     pub served_heartbeat_bound_s: u32,
+    /// How long full decision records (every bid's verdict, for `GET .../decision` and the
+    /// order book's reasons) are kept, in seconds; older ones are compacted to what
+    /// history, audit and replay need (winner, previous bid, switch, counts, input digest,
+    /// plugin versions). Ledger entries are never compacted. 0 keeps every full record;
+    /// the two newest intervals are always kept whole. Default 604,800 (7 days).
+    /// Env `GIGASPOT_DECISION_RETENTION_S`.
+    pub decision_retention_s: u64,
     /// Whether anyone may create client and host accounts. Default true.
     /// Env `GIGASPOT_OPEN_REGISTRATION`.
     pub open_registration: bool,
@@ -142,6 +149,7 @@ impl Default for Config {
             clore_usd: None,
             suspend_after_failed_intervals: gigaspot_store::DEFAULT_SUSPEND_AFTER,
             served_heartbeat_bound_s: 15,
+            decision_retention_s: 7 * 86_400,
             open_registration: true,
             max_body_bytes: 64 << 10,
             request_timeout_ms: 10_000,
@@ -211,6 +219,9 @@ impl Config {
         }
         if let Some(v) = env("GIGASPOT_CLORE_USD") {
             config.clore_usd = Some(parse("GIGASPOT_CLORE_USD", &v)?);
+        }
+        if let Some(v) = env("GIGASPOT_DECISION_RETENTION_S") {
+            config.decision_retention_s = parse("GIGASPOT_DECISION_RETENTION_S", &v)?;
         }
         if let Some(v) = env("GIGASPOT_SERVED_HEARTBEAT_BOUND_S") {
             config.served_heartbeat_bound_s = parse("GIGASPOT_SERVED_HEARTBEAT_BOUND_S", &v)?;

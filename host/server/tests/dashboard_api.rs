@@ -201,3 +201,78 @@ async fn the_dashboard_is_served_from_the_binary() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     m.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compacted_decisions_stay_in_the_history_and_the_latest_stays_whole() {
+    // A one-interval window: everything but the two newest intervals is compacted after
+    // each boundary.
+    let m = Market::start(|c| c.decision_retention_s = 60).await;
+    let (_, machine, _agent) = m.machine().await;
+    let (_, alice) = m.funded_client("alice", 1000.0).await;
+    let (_, bob) = m.funded_client("bob", 1000.0).await;
+    let mut winners = Vec::new();
+    for (key, price) in [(&alice, 100.0), (&bob, 200.0)] {
+        let (status, bid) = m
+            .call("POST", "/api/v1/bids", Some(key), Some(json!({"machine": machine, "price": price, "image": "registry.example/app:1", "oc": oc(300)})))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{bid}");
+        winners.push(bid["id"].as_u64().unwrap());
+    }
+    for _ in 0..6 {
+        m.tick(60).await;
+    }
+    let (status, history) = m
+        .call(
+            "GET",
+            &format!("/api/v1/machines/{machine}/history?limit=50"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let history = history.as_array().unwrap();
+    assert_eq!(history.len(), 6, "{history:?}");
+    for entry in history {
+        assert_eq!(entry["winner"], json!(winners[1]), "{entry}");
+        assert_eq!(entry["price"], json!(200.0));
+        assert_eq!(entry["candidates"], json!(2));
+    }
+    // Only the two newest intervals keep their full records...
+    let full: Vec<bool> = {
+        let state = m.state.clone();
+        let intervals: Vec<u64> = history
+            .iter()
+            .map(|e| e["interval"].as_u64().unwrap())
+            .collect();
+        intervals
+            .iter()
+            .map(|k| {
+                gigaspot_store::Store::decision(state.store.as_ref(), machine, *k)
+                    .unwrap()
+                    .is_some()
+            })
+            .collect()
+    };
+    assert_eq!(full, [true, true, false, false, false, false]);
+    // ...and the latest decision and the order book's reasons read them as before.
+    let (status, decision) = m
+        .call(
+            "GET",
+            &format!("/api/v1/machines/{machine}/decision"),
+            Some(&alice),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{decision}");
+    assert_eq!(decision["verdicts"].as_array().unwrap().len(), 2);
+    let (status, book) = m
+        .call(
+            "GET",
+            &format!("/api/v1/machines/{machine}/book"),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{book}");
+    assert_eq!(book["entries"][1]["status"], json!("scored"));
+}

@@ -75,6 +75,17 @@ pub const BID_FAILURES: &[u8] = b"bidfail/";
 pub const TALLY: &[u8] = b"tally/";
 /// Prefix of decision records by (machine, interval).
 pub const DECISION: &[u8] = b"dec/";
+/// Prefix of the index of full decision records by (interval, machine) → empty, written
+/// with each record, so that retention finds the oldest records without a full scan.
+pub const DECISION_BY_INTERVAL: &[u8] = b"deci/";
+/// Present once `DECISION_BY_INTERVAL` covers every full decision record (stores from
+/// before the index get it built when they are opened).
+pub const DECISION_INDEX_BUILT: &[u8] = b"meta/decision_index";
+/// Prefix of compacted decision records by (machine, interval) → `CompactDecision`.
+pub const DECISION_COMPACT: &[u8] = b"decc/";
+/// Prefix of the plugin versions named by an interval's compacted records, by interval →
+/// list of version ids (the records refer to them by position).
+pub const DECISION_VERSIONS: &[u8] = b"decv/";
 /// Prefix of idempotency keys by (account, key) → bid id.
 pub const IDEMPOTENCY: &[u8] = b"idem/";
 /// Prefix of plugin versions by digest.

@@ -12,6 +12,7 @@ mod group_commit;
 mod keys;
 mod migrate;
 mod records;
+mod retention;
 mod sled_store;
 mod store;
 
@@ -20,8 +21,8 @@ pub use engine::{DEFAULT_SUSPEND_AFTER, IntervalEngine};
 pub use error::{StoreError, StoreResult};
 pub use keys::SCHEMA_VERSION;
 pub use records::{
-    ActivePlugins, Assignment, MachineSpec, PluginState, PluginVersionRecord, Settlement,
-    TickCommit, TickReport, TickSnapshot,
+    ActivePlugins, Assignment, Compaction, DecisionSummary, MachineSpec, PluginState,
+    PluginVersionRecord, Settlement, TickCommit, TickReport, TickSnapshot,
 };
 pub use sled_store::{SledStore, open_waiting_for_lock};
 pub use store::{PlacedBid, Store};

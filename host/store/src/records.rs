@@ -186,3 +186,78 @@ pub struct ActivePlugins {
     /// The installed validators, in running order.
     pub validators: Vec<String>,
 }
+
+/// A decision as history, audit and replay see it, whether the full record (every bid's
+/// verdict) is still kept or was compacted after the retention window.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DecisionSummary {
+    /// The machine.
+    pub machine: MachineId,
+    /// The interval.
+    pub interval: u64,
+    /// sha256 of the plugins' input (`sha256:<hex>`; empty when no plugin was called).
+    pub input_digest: String,
+    /// The strategy version that answered (its version id).
+    pub strategy: Option<String>,
+    /// The validator versions that answered, in order (their version ids).
+    pub validators: Vec<String>,
+    /// The winner, `None` when the machine idled.
+    pub winner: Option<Winner>,
+    /// The bid that ran before.
+    pub previous: Option<BidId>,
+    /// Whether the machine switched workloads.
+    pub switched: bool,
+    /// Bids with a verdict (every live bid of the machine).
+    pub candidates: u32,
+    /// Of those, the ones a validator rejected.
+    pub rejected: u32,
+    /// Plugin faults met.
+    pub faults: u32,
+    /// Why the machine idled when it did.
+    pub idle_reason: Option<String>,
+    /// Whether the full record is still kept (`false`: compacted, the verdicts are gone).
+    pub full: bool,
+}
+
+impl DecisionSummary {
+    /// The summary of a full decision record.
+    pub fn of(d: &Decision) -> Self {
+        let count = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+        DecisionSummary {
+            machine: d.machine,
+            interval: d.interval,
+            input_digest: d.input_digest.clone(),
+            strategy: d.strategy.as_ref().map(|p| p.digest.clone()),
+            validators: d.validators.iter().map(|p| p.digest.clone()).collect(),
+            winner: d.winner,
+            previous: d.previous,
+            switched: d.switched,
+            candidates: count(d.verdicts.len()),
+            rejected: count(
+                d.verdicts
+                    .iter()
+                    .filter(|v| {
+                        matches!(
+                            v.verdict,
+                            gigaspot_market::clearing::Verdict::Rejected { .. }
+                        )
+                    })
+                    .count(),
+            ),
+            faults: count(d.faults.len()),
+            idle_reason: d.idle_reason.clone(),
+            full: true,
+        }
+    }
+}
+
+/// What one call of [`crate::Store::compact_decisions`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Compaction {
+    /// Full decision records replaced by their compact form.
+    pub records: u64,
+    /// Bytes (keys and values) of the full records and their index entries.
+    pub bytes_before: u64,
+    /// Bytes of the compact records written in their place.
+    pub bytes_after: u64,
+}

@@ -33,8 +33,8 @@ use crate::error::{StoreError, StoreResult};
 use crate::group_commit::GroupCommit;
 use crate::keys::{self, key, key_bytes};
 use crate::records::{
-    ActivePlugins, Assignment, MachineSpec, PluginState, PluginVersionRecord, TickCommit,
-    TickSnapshot,
+    ActivePlugins, Assignment, Compaction, DecisionSummary, MachineSpec, PluginState,
+    PluginVersionRecord, TickCommit, TickSnapshot,
 };
 use crate::store::{PlacedBid, Store};
 
@@ -156,6 +156,7 @@ impl SledStore {
             }
         }
         build_account_index(&db)?;
+        crate::retention::build_index(&db)?;
         pin_interval_clock(&db)?;
         create_pending_withdrawals_account(&db)?;
         let state = load(&db).map_err(|e| match e {
@@ -1369,6 +1370,24 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn decision_summaries(
+        &self,
+        machine: MachineId,
+        limit: usize,
+    ) -> StoreResult<Vec<DecisionSummary>> {
+        crate::retention::summaries(&self.db()?, machine, limit)
+    }
+
+    fn compact_decisions(&self, before: u64, limit: usize) -> StoreResult<Compaction> {
+        let guard = self.write_lock();
+        let (batch, report) = crate::retention::compact(&self.db()?, before, limit)?;
+        if report == Compaction::default() {
+            return Ok(report);
+        }
+        self.commit(guard, batch, |_| {})?;
+        Ok(report)
+    }
+
     fn params(&self) -> StoreResult<MarketParams> {
         Ok(self.read().params.clone())
     }
@@ -1603,6 +1622,7 @@ impl Store for SledStore {
             }
             for d in &commit.decisions {
                 batch.insert(key(keys::DECISION, &[d.machine, d.interval]), encode(d)?);
+                batch.insert(crate::retention::index_key(d.machine, d.interval), &[]);
             }
             for id in &commit.expired {
                 // Under the lock: only a bid still active and past its lifetime expires.

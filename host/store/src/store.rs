@@ -19,8 +19,8 @@ use gigaspot_market::withdrawal::{Settlement as WithdrawalSettlement, Withdrawal
 
 use crate::error::StoreResult;
 use crate::records::{
-    ActivePlugins, Assignment, MachineSpec, PluginState, PluginVersionRecord, TickCommit,
-    TickSnapshot,
+    ActivePlugins, Assignment, Compaction, DecisionSummary, MachineSpec, PluginState,
+    PluginVersionRecord, TickCommit, TickSnapshot,
 };
 
 /// A bid placement's outcome.
@@ -198,8 +198,21 @@ pub trait Store: Send + Sync {
     fn assignment(&self, machine: MachineId) -> StoreResult<Option<Assignment>>;
     /// The decision record of a machine for an interval.
     fn decision(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Decision>>;
-    /// The newest `limit` decision records of a machine, newest first.
+    /// The newest `limit` full decision records of a machine, newest first (those within
+    /// the retention window).
     fn decisions(&self, machine: MachineId, limit: usize) -> StoreResult<Vec<Decision>>;
+    /// The newest `limit` decisions of a machine, newest first, full or compacted, as
+    /// summaries: what history shows.
+    fn decision_summaries(
+        &self,
+        machine: MachineId,
+        limit: usize,
+    ) -> StoreResult<Vec<DecisionSummary>>;
+    /// Replaces the full decision records of intervals before `before` (every machine's)
+    /// by their compact form (winner, previous, switch, counts, input digest, plugin
+    /// versions), oldest first and at most `limit` of them per call, atomically per call;
+    /// never touches ledger entries. Call again until it reports nothing done.
+    fn compact_decisions(&self, before: u64, limit: usize) -> StoreResult<Compaction>;
     /// A machine's assignments (winner or idle) for the intervals `first..=last`, oldest
     /// first: what history needs, without the decision records' verdicts.
     fn assignments_between(
