@@ -56,6 +56,48 @@ async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> Vec<Durat
     latencies
 }
 
+/// Every client (one per key) POSTs `per_client` bodies `body(client, n)` to `url` one after
+/// another, all clients at once, each expecting 201: the requests per second and the
+/// sorted latencies.
+async fn post_load(
+    http: &reqwest::Client,
+    url: &str,
+    keys: &[String],
+    per_client: usize,
+    body: impl Fn(usize, usize) -> Value + Clone + Send + 'static,
+) -> (f64, Vec<Duration>) {
+    let started = Instant::now();
+    let tasks: Vec<_> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, key)| {
+            let (http, url, key, body) = (http.clone(), url.to_owned(), key.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::with_capacity(per_client);
+                for n in 0..per_client {
+                    let json = body(i, n);
+                    let t = Instant::now();
+                    let resp = http
+                        .post(&url)
+                        .bearer_auth(&key)
+                        .json(&json)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let latencies = gather(tasks).await;
+    (
+        latencies.len() as f64 / started.elapsed().as_secs_f64(),
+        latencies,
+    )
+}
+
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
 }
@@ -194,33 +236,41 @@ async fn main() {
         keys.push(reply["api_key"].as_str().unwrap().to_owned());
     }
     let per_client = 100;
-    let started = Instant::now();
-    let tasks: Vec<_> = keys
-        .into_iter()
-        .enumerate()
-        .map(|(i, key)| {
-            let (http, base, machines) = (http.clone(), base.clone(), machine_ids.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(per_client);
-                for n in 0..per_client {
-                    let machine = machines[(i * per_client + n) % machines.len()];
-                    let body = json!({"machine": machine, "price": 20.0, "image": "registry.example/app:1", "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]});
-                    let t = Instant::now();
-                    let resp = http.post(format!("{base}/api/v1/bids")).bearer_auth(&key).json(&body).send().await.unwrap();
-                    assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
-                    latencies.push(t.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let latencies = gather(tasks).await;
-    let elapsed = started.elapsed();
+    let bid = move |machine: u64| json!({"machine": machine, "price": 20.0, "image": "registry.example/app:1", "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]});
+    let ids = machine_ids.clone();
+    let (rate, latencies) = post_load(
+        &http,
+        &format!("{base}/api/v1/bids"),
+        &keys,
+        per_client,
+        move |i, n| bid(ids[(i * per_client + n) % ids.len()]),
+    )
+    .await;
     println!(
-        "| bids created over HTTP, 64 concurrent clients | {:.0} bids/s (p50 {:.1} ms, p99 {:.1} ms) |",
-        latencies.len() as f64 / elapsed.as_secs_f64(),
+        "| bids created over HTTP, 64 concurrent clients | {rate:.0} bids/s (p50 {:.1} ms, p99 {:.1} ms) |",
         percentile(&latencies, 0.5),
         percentile(&latencies, 0.99)
+    );
+    // The reference: a bare axum handler answering 201 with a constant, same clients,
+    // same requests, same machine, same run.
+    let bare = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let bare_url = format!("http://{}/api/v1/bids", bare.local_addr().unwrap());
+    let router = axum::Router::new().route(
+        "/api/v1/bids",
+        axum::routing::post(|| async { (axum::http::StatusCode::CREATED, "{}") }),
+    );
+    tokio::spawn(async move { axum::serve(bare, router).await.unwrap() });
+    let ids = machine_ids.clone();
+    let (bare_rate, bare_latencies) =
+        post_load(&http, &bare_url, &keys, per_client, move |i, n| {
+            bid(ids[(i * per_client + n) % ids.len()])
+        })
+        .await;
+    println!(
+        "| bare axum handler returning a constant, same load | {bare_rate:.0} requests/s (p50 {:.1} ms, p99 {:.1} ms); intake ÷ bare = {:.2} |",
+        percentile(&bare_latencies, 0.5),
+        percentile(&bare_latencies, 0.99),
+        rate / bare_rate
     );
 
     // get_gigaspot: the first call builds the snapshot, later calls in the same second reuse it.

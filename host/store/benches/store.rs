@@ -175,6 +175,11 @@ fn tick(machine_count: usize, bids_per_machine: usize) {
         "set up {machine_count} machines × {bids_per_machine} bids in {:.1} s",
         setup.elapsed().as_secs_f64()
     );
+    println!(
+        "| resident set with {} live bids (store with its in-memory working set, sled's cache) | {:.0} MiB |",
+        machine_count * bids_per_machine,
+        resident_bytes() as f64 / (1 << 20) as f64
+    );
 
     let native = StrategyOnly(PricePerWatt::new());
     let runtime = PluginRuntime::new(PluginLimits::default(), ArtifactCache::in_memory()).unwrap();
@@ -250,4 +255,17 @@ fn tick(machine_count: usize, bids_per_machine: usize) {
         "| database on disk after the ticks | {:.0} MB |",
         store.size_on_disk().unwrap() as f64 / 1e6
     );
+}
+
+/// The process's resident set (`VmRSS` of /proc/self/status), in bytes.
+fn resident_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        })
+        .map_or(0, |kib| kib * 1024)
 }

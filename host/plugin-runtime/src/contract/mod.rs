@@ -70,11 +70,34 @@ pub(crate) trait ValidatorWorld: World {
     ) -> wasmtime::Result<Vec<Rejection>>;
 }
 
-/// The records every contract version shares (ranges, GPUs, scores, rejections, plugin
-/// info) converted for the version whose types module is `$wit`, and the sandbox worlds of
-/// its strategy and validator bindings.
-macro_rules! shared_records {
-    () => {
+/// A contract version's bindings from its WIT folder `$path` (`strategy` owns the shared
+/// `types` interface, `validator` reuses them), the conversions of the records every
+/// version shares (ranges, GPUs, per-GPU settings, scores, rejections, plugin info), and
+/// the sandbox worlds of both. The version's module supplies `input`, its own layout of
+/// the machine and the bids.
+macro_rules! contract_version {
+    ($path:literal) => {
+        /// Bindings of the `strategy` world; owns the shared `types` interface.
+        pub(crate) mod strategy {
+            wasmtime::component::bindgen!({
+                world: "strategy",
+                path: $path,
+            });
+        }
+
+        /// Bindings of the `validator` world, reusing the strategy world's record types.
+        pub(crate) mod validator {
+            wasmtime::component::bindgen!({
+                world: "validator",
+                path: $path,
+                with: {
+                    "gigaspot:plugin/types": super::strategy::gigaspot::plugin::types,
+                },
+            });
+        }
+
+        use strategy::gigaspot::plugin::types as wit;
+
         use gigaspot_market as market;
         use wasmtime::Store;
 
@@ -205,4 +228,4 @@ macro_rules! shared_records {
         }
     };
 }
-pub(crate) use shared_records;
+pub(crate) use contract_version;

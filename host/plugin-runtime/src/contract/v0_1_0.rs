@@ -2,28 +2,7 @@
 //! every bid a record with its own list of per-GPU settings, image string and list of
 //! key strings. Plugins built against it keep loading and see what they were built for.
 
-/// Bindings of the `strategy` world; owns the shared `types` interface.
-pub(crate) mod strategy {
-    wasmtime::component::bindgen!({
-        world: "strategy",
-        path: "../../wit/since_v0.1.0",
-    });
-}
-
-/// Bindings of the `validator` world, reusing the strategy world's record types.
-pub(crate) mod validator {
-    wasmtime::component::bindgen!({
-        world: "validator",
-        path: "../../wit/since_v0.1.0",
-        with: {
-            "gigaspot:plugin/types": super::strategy::gigaspot::plugin::types,
-        },
-    });
-}
-
-use strategy::gigaspot::plugin::types as wit;
-
-super::shared_records!();
+super::contract_version!("../../wit/since_v0.1.0");
 
 /// The machine and bid records of this version (it has no reliability and knows the
 /// running bid by id and run time only).

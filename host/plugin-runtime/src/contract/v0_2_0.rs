@@ -5,28 +5,7 @@
 
 use std::collections::HashMap;
 
-/// Bindings of the `strategy` world; owns the shared `types` interface.
-pub(crate) mod strategy {
-    wasmtime::component::bindgen!({
-        world: "strategy",
-        path: "../../wit/since_v0.2.0",
-    });
-}
-
-/// Bindings of the `validator` world, reusing the strategy world's record types.
-pub(crate) mod validator {
-    wasmtime::component::bindgen!({
-        world: "validator",
-        path: "../../wit/since_v0.2.0",
-        with: {
-            "gigaspot:plugin/types": super::strategy::gigaspot::plugin::types,
-        },
-    });
-}
-
-use strategy::gigaspot::plugin::types as wit;
-
-super::shared_records!();
+super::contract_version!("../../wit/since_v0.2.0");
 
 /// A table of distinct strings, each referenced by its index.
 #[derive(Default)]
