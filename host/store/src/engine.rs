@@ -62,7 +62,9 @@ impl<'a> IntervalEngine<'a> {
     /// cleared-but-unsettled interval before it (charging the served ones exactly once),
     /// then clears every machine for the current interval.
     pub fn tick(&self, now: u64) -> StoreResult<TickReport> {
+        let started = std::time::Instant::now();
         let mut snapshot = self.store.tick_snapshot()?;
+        let snapshot_done = started.elapsed();
         let current = snapshot.clock.interval_at(now);
         if snapshot.cleared_through.is_some_and(|c| c >= current) {
             return Ok(TickReport::default());
@@ -92,8 +94,10 @@ impl<'a> IntervalEngine<'a> {
                 bids.retain(|b| b.id != gone.id);
             }
         }
+        let settled = started.elapsed();
         let (assignments, decisions) =
             self.clear_all(&snapshot, current, now, balances, &mut report);
+        let cleared = started.elapsed();
         self.store.commit_tick(&TickCommit {
             interval: current,
             settlements,
@@ -106,6 +110,12 @@ impl<'a> IntervalEngine<'a> {
             suspend: judged.suspend,
             tallies: judged.tallies,
         })?;
+        report.timings = crate::records::TickTimings {
+            snapshot: snapshot_done,
+            settle: settled - snapshot_done,
+            clear: cleared - settled,
+            commit: started.elapsed() - cleared,
+        };
         Ok(report)
     }
 

@@ -21,8 +21,9 @@ pub use engine::{DEFAULT_SUSPEND_AFTER, IntervalEngine};
 pub use error::{StoreError, StoreResult};
 pub use keys::SCHEMA_VERSION;
 pub use records::{
-    ActivePlugins, Assignment, Compaction, DecisionSummary, MachineSpec, PluginState,
-    PluginVersionRecord, Settlement, TickCommit, TickReport, TickSnapshot,
+    ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, MachineSpec,
+    PluginState, PluginVersionRecord, Settlement, TickCommit, TickReport, TickSnapshot,
+    TickTimings,
 };
 pub use sled_store::{SledStore, open_waiting_for_lock};
 pub use store::{PlacedBid, Store};

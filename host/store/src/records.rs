@@ -161,6 +161,34 @@ pub struct TickReport {
     pub switches: usize,
     /// Machines left idle.
     pub idle: usize,
+    /// Where the boundary's time went.
+    pub timings: TickTimings,
+}
+
+/// The phases of one boundary (`IntervalEngine::tick`), wall-clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TickTimings {
+    /// Reading the store's working set (`Store::tick_snapshot`).
+    pub snapshot: std::time::Duration,
+    /// Settling the intervals before (charges) and judging unserved winners.
+    pub settle: std::time::Duration,
+    /// Clearing every machine: re-checks, funding, validators, strategy, decisions.
+    pub clear: std::time::Duration,
+    /// Building, applying and flushing the one atomic batch (`Store::commit_tick`).
+    pub commit: std::time::Duration,
+}
+
+/// The parts of the latest `commit_tick` of a [`crate::SledStore`], wall-clock.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CommitTimings {
+    /// Building the batch under the writer lock, decision encoding included.
+    pub build: std::time::Duration,
+    /// Of that, encoding the decision records (postcard).
+    pub encode_decisions: std::time::Duration,
+    /// Applying the batch to sled and mirroring it in memory.
+    pub apply: std::time::Duration,
+    /// Waiting for the flush that makes it durable.
+    pub flush: std::time::Duration,
 }
 
 /// The plugin registry as the operator left it, by version id, resumed exactly at start:

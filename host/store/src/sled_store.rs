@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{Duration, Instant};
 
 use gigaspot_market::account::{Account, AccountId, Role};
 use gigaspot_market::admission::{admit, admit_new, check_funds};
@@ -33,8 +34,8 @@ use crate::error::{StoreError, StoreResult};
 use crate::group_commit::GroupCommit;
 use crate::keys::{self, key, key_bytes};
 use crate::records::{
-    ActivePlugins, Assignment, Compaction, DecisionSummary, MachineSpec, PluginState,
-    PluginVersionRecord, TickCommit, TickSnapshot,
+    ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, MachineSpec,
+    PluginState, PluginVersionRecord, TickCommit, TickSnapshot,
 };
 use crate::store::{PlacedBid, Store};
 
@@ -85,6 +86,8 @@ pub struct SledStore {
     writer: Mutex<()>,
     flushes: GroupCommit,
     generation: AtomicU64,
+    /// Where the latest `commit_tick` spent its time.
+    tick_commit: Mutex<CommitTimings>,
 }
 
 /// How long `open` waits for the database's file lock.
@@ -169,6 +172,7 @@ impl SledStore {
             writer: Mutex::new(()),
             flushes: GroupCommit::default(),
             generation: AtomicU64::new(0),
+            tick_commit: Mutex::default(),
         })
     }
 
@@ -244,6 +248,12 @@ impl SledStore {
             slot.1 += (k.len() + v.len()) as u64;
         }
         Ok(kinds)
+    }
+
+    /// Where the latest tick's commit spent its time (building the batch, encoding the
+    /// decision records, applying it, the flush): for benchmarks and operators.
+    pub fn last_tick_commit(&self) -> CommitTimings {
+        *self.tick_commit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Bytes the database's files take on disk (sled's own count).
@@ -1572,6 +1582,8 @@ impl Store for SledStore {
     }
 
     fn commit_tick(&self, commit: &TickCommit) -> StoreResult<()> {
+        let started = Instant::now();
+        let encode_decisions: Duration;
         let guard = self.write_lock();
         let mut batch = Batch::default();
         let mut balances = BTreeMap::new();
@@ -1620,10 +1632,12 @@ impl Store for SledStore {
                     batch.insert(key(keys::PENDING, &[a.machine, a.interval]), &[]);
                 }
             }
+            let encoding = Instant::now();
             for d in &commit.decisions {
                 batch.insert(key(keys::DECISION, &[d.machine, d.interval]), encode(d)?);
                 batch.insert(crate::retention::index_key(d.machine, d.interval), &[]);
             }
+            encode_decisions = encoding.elapsed();
             for id in &commit.expired {
                 // Under the lock: only a bid still active and past its lifetime expires.
                 if let Some(bid) = state.bids.get(id)
@@ -1684,7 +1698,10 @@ impl Store for SledStore {
             }
             batch.insert(keys::CLEARED_THROUGH, &u64_bytes(commit.interval));
         }
+        let built = started.elapsed();
+        let mut applied = built;
         self.commit(guard, batch, |s| {
+            applied = started.elapsed();
             for bid in expired {
                 s.put_bid(bid);
             }
@@ -1714,7 +1731,14 @@ impl Store for SledStore {
                 s.latest.insert(a.machine, a.clone());
             }
             s.cleared_through = Some(commit.interval);
-        })
+        })?;
+        *self.tick_commit.lock().unwrap_or_else(|p| p.into_inner()) = CommitTimings {
+            build: built,
+            encode_decisions,
+            apply: applied - built,
+            flush: started.elapsed() - applied,
+        };
+        Ok(())
     }
 
     fn audit(&self) -> StoreResult<AuditReport> {
