@@ -136,8 +136,13 @@ try {
   const pay = page.locator(`#withdrawals button[data-withdrawal="${withdrawal.id}"][data-outcome="paid"]`);
   await pay.waitFor({ timeout: 10000 }).catch(() => fail('the operator sees no pay button'));
   await pay.click();
+  // Paid: the row's state badge says so and its action buttons are gone (the "mark paid"
+  // button's own label must not count).
   await page.waitForFunction(
-    (id) => document.querySelector(`#withdrawals [data-withdrawal-row="${id}"]`)?.textContent.includes('paid'),
+    (id) => {
+      const row = document.querySelector(`#withdrawals [data-withdrawal-row="${id}"]`);
+      return row && !row.querySelector('button[data-outcome]') && row.textContent.includes('paid');
+    },
     withdrawal.id,
     { timeout: 10000 },
   ).catch(() => fail(`withdrawal ${withdrawal.id} does not show as paid`));
