@@ -273,6 +273,45 @@ async fn main() {
         rate / bare_rate
     );
 
+    // Plugin upload (import audit, compile, a first instance, store) of components the
+    // server has never seen, then their activation.
+    for guest in [
+        "price-per-watt",
+        "sticky-price-per-watt",
+        "policy-validator",
+    ] {
+        let wasm = gigaspot_tests::guest(guest);
+        let size = wasm.len();
+        let t = Instant::now();
+        let resp = http
+            .post(format!("{base}/api/v1/plugins"))
+            .bearer_auth(OPERATOR_KEY)
+            .header("content-type", "application/wasm")
+            .body(wasm)
+            .send()
+            .await
+            .unwrap();
+        let upload = t.elapsed();
+        assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
+        let body: Value = resp.json().await.unwrap();
+        let digest = body["digest"].as_str().unwrap().to_owned();
+        let t = Instant::now();
+        let resp = http
+            .post(format!("{base}/api/v1/plugins/{digest}/activate"))
+            .bearer_auth(OPERATOR_KEY)
+            .send()
+            .await
+            .unwrap();
+        let activation = t.elapsed();
+        assert_eq!(resp.status(), reqwest::StatusCode::OK);
+        println!(
+            "| plugin upload of {guest} ({:.0} KB, new to the server) / its activation | {:.0} ms / {:.1} ms |",
+            size as f64 / 1e3,
+            upload.as_secs_f64() * 1e3,
+            activation.as_secs_f64() * 1e3
+        );
+    }
+
     // get_gigaspot: the first call builds the snapshot, later calls in the same second reuse it.
     let reply: Value = http
         .post(format!("{base}/api/v1/accounts"))
