@@ -329,55 +329,6 @@ fn a_faulting_validator_fails_closed() {
     assert_eq!(lonely.stats()[1].faults.trap, 1);
 }
 
-/// A log sink for one thread's events.
-#[derive(Clone, Default)]
-struct Captured(Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
-#[test]
-fn the_log_names_the_version_and_the_panic_message() {
-    let rt = runtime();
-    let (machine, bids) = input();
-    let registry = PluginRegistry::new(Arc::new(PricePerWatt::new()), 1);
-    let bad = hostile(&rt, "panic");
-    registry.activate_strategy(bad.clone());
-    let sink = Captured::default();
-    let writer = sink.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, || registry.rank(&machine, &bids));
-    let log = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
-    let fault_line = log
-        .lines()
-        .find(|l| l.contains("plugin fault:"))
-        .unwrap_or_else(|| panic!("no fault logged:\n{log}"));
-    assert!(fault_line.contains("WARN"), "{fault_line}");
-    assert!(
-        fault_line.contains(&format!("digest={}", bad.plugin_ref().digest)),
-        "{fault_line}"
-    );
-    assert!(
-        fault_line.contains("plugin panicked at hostile-strategy/src/lib.rs:")
-            && fault_line.contains("deliberate panic"),
-        "{fault_line}"
-    );
-    assert!(
-        log.contains("quarantine") && log.contains("deliberate panic"),
-        "the quarantine says why:\n{log}"
-    );
-}
-
 #[test]
 fn a_plugin_that_keeps_state_answers_the_same_in_every_call() {
     // `count` scores with the number of calls its instance has answered: with state
