@@ -537,7 +537,6 @@ fn load(db: &sled::Db) -> StoreResult<State> {
     let accounts: Vec<Account> = scan(db, keys::ACCOUNT)?;
     let machines: Vec<Machine> = scan(db, keys::MACHINE)?;
     let bids: Vec<Bid> = scan(db, keys::BID)?;
-    let assignments: Vec<Assignment> = scan(db, keys::ASSIGNMENT)?;
     let mut balances = BTreeMap::new();
     for item in db.scan_prefix(keys::BALANCE) {
         let (k, v) = item?;
@@ -556,14 +555,21 @@ fn load(db: &sled::Db) -> StoreResult<State> {
         }
         pending_keys.insert((read_u64(&k, &tail[..8])?, read_u64(&k, &tail[8..])?));
     }
+    // Only what the working set needs: each machine's latest assignment (its keys sort by
+    // interval, so the last one) and the unsettled ones, not every interval ever cleared.
     let mut latest: BTreeMap<MachineId, Assignment> = BTreeMap::new();
-    let mut pending = BTreeMap::new();
-    for a in assignments {
-        if pending_keys.contains(&(a.machine, a.interval)) {
-            pending.insert((a.machine, a.interval), a.clone());
+    for m in &machines {
+        if let Some(item) = db.scan_prefix(key(keys::ASSIGNMENT, &[m.id])).next_back() {
+            let (k, v) = item?;
+            latest.insert(m.id, decode(&k, &v)?);
         }
-        // Keys sort by (machine, interval): the last one seen is the latest.
-        latest.insert(a.machine, a);
+    }
+    let mut pending = BTreeMap::new();
+    for (machine, interval) in pending_keys {
+        let k = key(keys::ASSIGNMENT, &[machine, interval]);
+        if let Some(v) = db.get(&k)? {
+            pending.insert((machine, interval), decode(&k, &v)?);
+        }
     }
     let mut state_bids = HashMap::with_capacity(bids.len());
     let mut bids_by_machine: BTreeMap<MachineId, BTreeMap<BidId, Arc<Bid>>> = BTreeMap::new();
