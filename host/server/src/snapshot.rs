@@ -194,7 +194,9 @@ fn build(
                     .filter(|b| now < b.expires_at)
                     .map(|b| bid_entry(m, b, false, queued)),
             );
-            entry.reliability = store.reliability(m.id, now)?;
+            // From the snapshot's tallies: no second trip to the store per machine.
+            entry.reliability =
+                gigaspot_market::suspension::reliability_at(&market.tallies, m.id, now);
             Ok((m.id.to_string(), entry))
         })
         .collect::<Result<_, StoreError>>()?;
