@@ -372,6 +372,19 @@ mod tests {
         let err =
             Config::load(None, |k| (k == "GIGASPOT_FEE_BPS").then(|| "x".into())).unwrap_err();
         assert!(err.to_string().contains("GIGASPOT_FEE_BPS"), "{err}");
+        for bad in ["7d", "-1", "99999999999999999999"] {
+            let err = Config::load(None, |k| {
+                (k == "GIGASPOT_DECISION_RETENTION_S").then(|| bad.into())
+            })
+            .unwrap_err();
+            assert!(
+                err.to_string().contains("GIGASPOT_DECISION_RETENTION_S"),
+                "{err}"
+            );
+        }
+        let env = |k: &str| (k == "GIGASPOT_DECISION_RETENTION_S").then(|| "3600".into());
+        assert_eq!(Config::load(None, env).unwrap().decision_retention_s, 3600);
+        assert_eq!(Config::default().decision_retention_s, 7 * 86_400);
         let config = Config {
             billing_interval_s: Some(5),
             ..Config::default()
