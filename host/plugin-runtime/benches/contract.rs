@@ -19,6 +19,10 @@ use gigaspot_tests::{guest, repo_root};
 
 const SIZES: [usize; 4] = [1, 10, 100, 1000];
 
+/// The allocator the service runs with (`gigaspot serve`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn fixture(file: &str) -> Vec<u8> {
     std::fs::read(
         repo_root()

@@ -21,6 +21,10 @@ use gigaspot_server::serve::prepare;
 use gigaspot_store::{IntervalEngine, MachineSpec, Store};
 use serde_json::{Value, json};
 
+/// The allocator the service runs with (`gigaspot serve`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const OPERATOR_KEY: &str = "gs_operator_key_for_benchmarks_0123456789";
 
 fn spec(host: u64) -> MachineSpec {
@@ -126,6 +130,7 @@ async fn main() {
     let store = state.store.clone();
     let state_store = state.store.clone();
     let state_registry = state.registry.clone();
+    let snapshots = state.snapshots.clone();
     let now = gigaspot_server::app::wall_clock();
     let setup = Instant::now();
     let machine_ids = tokio::task::spawn_blocking(move || {
@@ -324,6 +329,7 @@ async fn main() {
         .unwrap();
     let key = reply["api_key"].as_str().unwrap().to_owned();
     let mut cold = Vec::new();
+    let mut builds = Vec::new();
     let mut warm = Vec::new();
     let mut download = Vec::new();
     let mut size = 0;
@@ -347,6 +353,7 @@ async fn main() {
             .await
             .unwrap();
         cold.push(t.elapsed());
+        builds.push(snapshots.last_build());
         for _ in 0..20 {
             let t = Instant::now();
             http.get(format!("{base}/v1/get_gigaspot"))
@@ -380,10 +387,87 @@ async fn main() {
         percentile(&cold, 0.5),
         percentile(&cold, 1.0)
     );
+    let first = builds[0];
+    let later = &builds[1..];
+    println!(
+        "| snapshot build, {machines} machines × 50 bids: the first after a start / after one new bid | {:.0} ms ({} machines serialized) / {:.0}–{:.0} ms ({}–{} serialized, {} reused) |",
+        first.took.as_secs_f64() * 1e3,
+        first.rebuilt,
+        later.iter().map(|b| b.took).min().unwrap().as_secs_f64() * 1e3,
+        later.iter().map(|b| b.took).max().unwrap().as_secs_f64() * 1e3,
+        later.iter().map(|b| b.rebuilt).min().unwrap(),
+        later.iter().map(|b| b.rebuilt).max().unwrap(),
+        later[0].reused
+    );
     println!(
         "| get_gigaspot with the snapshot current | p50 {:.2} ms, p99 {:.2} ms |",
         percentile(&warm, 0.5),
         percentile(&warm, 0.99)
+    );
+    // get_gigaspot while 64 clients write bids: the snapshot goes stale every second and
+    // is rebuilt by one caller while the others get the one published before.
+    let writing = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (http, base, key, writing) =
+                (http.clone(), base.clone(), key.clone(), writing.clone());
+            tokio::spawn(async move {
+                let mut latencies = Vec::new();
+                while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                    let t = Instant::now();
+                    let resp = http
+                        .get(format!("{base}/v1/get_gigaspot"))
+                        .header("auth", &key)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(resp.status().is_success());
+                    resp.bytes().await.unwrap();
+                    latencies.push(t.elapsed());
+                }
+                latencies
+            })
+        })
+        .collect();
+    let watcher = {
+        let (snapshots, writing) = (snapshots.clone(), writing.clone());
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let b = snapshots.last_build();
+                if seen.last() != Some(&b) {
+                    seen.push(b);
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            seen
+        })
+    };
+    let ids = machine_ids.clone();
+    let (write_rate, _) = post_load(
+        &http,
+        &format!("{base}/api/v1/bids"),
+        &keys,
+        60,
+        move |i, n| bid(ids[(i * 7919 + n * 31) % ids.len()]),
+    )
+    .await;
+    writing.store(false, std::sync::atomic::Ordering::Relaxed);
+    let read = gather(readers).await;
+    let mut seen = watcher.await.unwrap();
+    seen.retain(|b| b.rebuilt < machines);
+    let mut took: Vec<Duration> = seen.iter().map(|b| b.took).collect();
+    took.sort();
+    println!(
+        "| get_gigaspot while 64 clients write bids ({write_rate:.0} bids/s), 4 readers | {} calls, p50 {:.2} ms, p99 {:.2} ms; {} snapshots built meanwhile, p50 {:.0} ms, max {:.0} ms ({}–{} machines serialized of {machines}) |",
+        read.len(),
+        percentile(&read, 0.5),
+        percentile(&read, 0.99),
+        took.len(),
+        if took.is_empty() { 0.0 } else { percentile(&took, 0.5) },
+        if took.is_empty() { 0.0 } else { percentile(&took, 1.0) },
+        seen.iter().map(|b| b.rebuilt).min().unwrap_or(0),
+        seen.iter().map(|b| b.rebuilt).max().unwrap_or(0),
     );
     println!(
         "| snapshot download ({:.1} MB) | p50 {:.0} ms |",

@@ -165,7 +165,7 @@ pub async fn snapshot(State(state): State<AppState>, Path(file): Path<String>) -
                 (header::CONTENT_TYPE, "application/json"),
                 (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
             ],
-            bytes.as_ref().clone(),
+            bytes,
         )
             .into_response(),
         None => code(

@@ -8,7 +8,9 @@
 //!   500,000 live bids; what a tick stores and what decision retention compacts it to.
 //!
 //! `cargo bench -p gigaspot-store --bench store` (add `-- --machines N` for a smaller run;
-//! `-- --machines 0` measures the inserts only).
+//! `-- --machines 0` measures the inserts only; `-- --market FILE` keeps the set-up market
+//! as a backup in FILE and, when FILE exists, starts from it instead of placing the bids
+//! again; `-- --ticks-only` skips the insert benchmarks).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,6 +23,10 @@ use gigaspot_market::{Plugins, PricePerWatt, StrategyOnly};
 use gigaspot_plugin_runtime::{ArtifactCache, PluginLimits, PluginRegistry, PluginRuntime};
 use gigaspot_store::{IntervalEngine, MachineSpec, SledStore, Store};
 
+/// The allocator the service runs with (`gigaspot serve`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const T0: u64 = 1_800_000_000;
 
 fn main() {
@@ -31,12 +37,19 @@ fn main() {
         .and_then(|i| args.get(i + 1))
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000);
+    let market_file = args
+        .iter()
+        .position(|a| a == "--market")
+        .and_then(|i| args.get(i + 1))
+        .map(std::path::PathBuf::from);
     println!("| benchmark | result |");
     println!("|---|---|");
-    inserts(1, 2_000);
-    inserts(32, 20_000);
+    if !args.iter().any(|a| a == "--ticks-only") {
+        inserts(1, 2_000);
+        inserts(32, 20_000);
+    }
     if machines > 0 {
-        tick(machines, 50);
+        tick(machines, 50, market_file.as_deref());
     }
 }
 
@@ -146,11 +159,38 @@ fn inserts(writers: usize, total: usize) {
     );
 }
 
-fn tick(machine_count: usize, bids_per_machine: usize) {
+fn tick(machine_count: usize, bids_per_machine: usize, market_file: Option<&std::path::Path>) {
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(SledStore::open(dir.path()).unwrap());
+    let store = match market_file.filter(|f| f.exists()) {
+        Some(file) => {
+            let mut input = std::fs::File::open(file).unwrap();
+            gigaspot_store::restore(&mut input, &dir.path().join("db")).unwrap();
+            eprintln!("market restored from {}", file.display());
+            Arc::new(SledStore::open(dir.path().join("db")).unwrap())
+        }
+        None => {
+            let store = Arc::new(SledStore::open(dir.path().join("db")).unwrap());
+            set_up(&store, machine_count, bids_per_machine);
+            if let Some(file) = market_file {
+                store
+                    .backup(&mut std::fs::File::create(file).unwrap())
+                    .unwrap();
+            }
+            store
+        }
+    };
+    println!(
+        "| resident set with {} live bids (store with its in-memory working set, sled's cache) | {:.0} MiB |",
+        machine_count * bids_per_machine,
+        resident_bytes() as f64 / (1 << 20) as f64
+    );
+    ticks(&store, machine_count, bids_per_machine);
+}
+
+/// Registers `machine_count` machines and fills each order book with `bids_per_machine` bids.
+fn set_up(store: &Arc<SledStore>, machine_count: usize, bids_per_machine: usize) {
     let setup = Instant::now();
-    let (machines, clients) = market(&store, machine_count, 500);
+    let (machines, clients) = market(store, machine_count, 500);
     // Fill the order books from 32 threads (group commit makes this fast enough).
     let chunks: Vec<Vec<u64>> = machines
         .chunks(machines.len().div_ceil(32))
@@ -178,11 +218,10 @@ fn tick(machine_count: usize, bids_per_machine: usize) {
         "set up {machine_count} machines × {bids_per_machine} bids in {:.1} s",
         setup.elapsed().as_secs_f64()
     );
-    println!(
-        "| resident set with {} live bids (store with its in-memory working set, sled's cache) | {:.0} MiB |",
-        machine_count * bids_per_machine,
-        resident_bytes() as f64 / (1 << 20) as f64
-    );
+}
+
+/// One persisted tick natively and one through WASM on an identical copy of the market.
+fn ticks(store: &Arc<SledStore>, machine_count: usize, bids_per_machine: usize) {
 
     // The WASM run gets a market in exactly the same state: a copy of the store.
     let copy_dir = tempfile::tempdir().unwrap();
@@ -210,7 +249,7 @@ fn tick(machine_count: usize, bids_per_machine: usize) {
             .unwrap(),
     ));
     let runs: [(&str, &dyn Plugins, &Arc<SledStore>); 2] = [
-        ("native reference", &native, &store),
+        ("native reference", &native, store),
         (
             "WASM price-per-watt + WASM policy validator",
             &registry,
