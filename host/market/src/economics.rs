@@ -7,6 +7,15 @@
 /// CLORE base units in one CLORE.
 pub const UNITS_PER_CLORE: u64 = 100_000_000;
 
+/// A price in CLORE per day per kW of total power limit (0 without a limit).
+pub fn price_per_kw(price: f64, power_w: u32) -> f64 {
+    if power_w == 0 {
+        0.0
+    } else {
+        price * 1000.0 / f64::from(power_w)
+    }
+}
+
 /// Converts a price in base units per day to CLORE per day.
 pub fn clore_per_day(units_per_day: u64) -> f64 {
     units_per_day as f64 / UNITS_PER_CLORE as f64

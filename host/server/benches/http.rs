@@ -328,6 +328,15 @@ async fn main() {
         .await
         .unwrap();
     let key = reply["api_key"].as_str().unwrap().to_owned();
+    // Funded, so that its bids below are accepted and change the market.
+    let resp = http
+        .post(format!("{base}/api/v1/deposits"))
+        .bearer_auth(OPERATOR_KEY)
+        .json(&json!({"account": reply["account"]["id"], "amount": 1000.0, "reference": "bench-bot"}))
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_success());
     let mut cold = Vec::new();
     let mut builds = Vec::new();
     let mut warm = Vec::new();
@@ -336,12 +345,13 @@ async fn main() {
     for machine in machine_ids.iter().take(5) {
         // A new second and a changed market make the next call build a new snapshot.
         tokio::time::sleep(Duration::from_millis(1100)).await;
-        http.post(format!("{base}/api/v1/bids"))
+        let resp = http.post(format!("{base}/api/v1/bids"))
             .bearer_auth(&key)
             .json(&json!({"machine": machine, "price": 20.0, "image": "registry.example/app:1", "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]}))
             .send()
             .await
             .unwrap();
+        assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
         let t = Instant::now();
         let reply: Value = http
             .get(format!("{base}/v1/get_gigaspot"))

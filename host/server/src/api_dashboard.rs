@@ -79,14 +79,7 @@ pub struct HistoryEntry {
     pub candidates: usize,
 }
 
-/// A price in CLORE per day per kW of total power limit (0 without a limit).
-pub fn price_per_kw(price: f64, power_w: u32) -> f64 {
-    if power_w == 0 {
-        0.0
-    } else {
-        price * 1000.0 / f64::from(power_w)
-    }
-}
+pub use gigaspot_market::economics::price_per_kw;
 
 fn machine_exists(s: &impl Store, id: u64) -> Result<(), StoreError> {
     s.machine(id)?.map(|_| ()).ok_or(StoreError::NotFound {

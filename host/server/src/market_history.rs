@@ -5,6 +5,10 @@
 //! are written when it is cleared, its charges when the next boundary settles it. Final
 //! summaries are kept in memory and computed once each; a boundary adds one. Requests
 //! compute one at a time, so a crowd of dashboards after a boundary costs one computation.
+//!
+//! The ticks record each interval's statistics as they clear and settle it
+//! (`Store::interval_stats`), so a summary is one record read. Intervals cleared by a store
+//! from before those records are summarized from their assignments and the hosts' ledgers.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -12,7 +16,8 @@ use axum::Json;
 use axum::extract::{Query, State};
 use gigaspot_market::interval_clock::IntervalClock;
 use gigaspot_market::ledger::{Party, TransferKind};
-use gigaspot_store::{Store, StoreError};
+use gigaspot_market::economics::UNITS_PER_CLORE;
+use gigaspot_store::{IntervalStats, Store, StoreError};
 use serde::{Deserialize, Serialize};
 
 use crate::api_dashboard::price_per_kw;
@@ -139,20 +144,40 @@ fn compute(
         .chain(open.iter())
         .map(|&i| (i, summary(i, clock)))
         .collect();
-    // The assignments hold each interval's winner: one range scan per machine, no
-    // decision record (with every bid's verdict) decoded.
+    let mut unrecorded: BTreeSet<u64> = fresh.keys().copied().collect();
     if let (Some(&low), Some(&high)) = (fresh.keys().next(), fresh.keys().next_back()) {
+        for stats in s.interval_stats(low, high)? {
+            if let Some(entry) = fresh.get_mut(&stats.interval)
+                && stats.cleared
+            {
+                unrecorded.remove(&stats.interval);
+                add_stats(entry, &stats, missing.contains(&stats.interval));
+            }
+        }
+    }
+    // Older intervals: the assignments hold each interval's winner (one range scan per
+    // machine, no decision record decoded), the hosts' ledgers its revenue.
+    if let (Some(&low), Some(&high)) = (unrecorded.first(), unrecorded.last()) {
         for machine in &machines {
             for a in s.assignments_between(machine.id, low, high)? {
-                if let (Some(entry), Some(w)) = (fresh.get_mut(&a.interval), a.winner) {
+                if let (Some(entry), Some(w)) = (fresh.get_mut(&a.interval), a.winner)
+                    && unrecorded.contains(&a.interval)
+                {
                     let power = s.bid(w.bid)?.map_or(0, |b| b.total_power_limit_w());
                     add_winner(entry, (w.price_per_day.as_clore(), power));
                 }
             }
         }
     }
-    if let Some(&oldest) = missing.first() {
-        add_revenue(s, &hosts, &mut fresh, &missing, clock.start_of(oldest))?;
+    let missing_unrecorded: BTreeSet<u64> = missing.intersection(&unrecorded).copied().collect();
+    if let Some(&oldest) = missing_unrecorded.first() {
+        add_revenue(
+            s,
+            &hosts,
+            &mut fresh,
+            &missing_unrecorded,
+            clock.start_of(oldest),
+        )?;
     }
     for entry in fresh.values_mut() {
         finish(entry);
@@ -180,6 +205,23 @@ fn summary(interval: u64, clock: &IntervalClock) -> IntervalSummary {
         interval,
         at: clock.start_of(interval),
         ..IntervalSummary::default()
+    }
+}
+
+/// Takes an interval's recorded statistics (its revenue only when `settled`); `finish`
+/// turns the sums into means.
+fn add_stats(entry: &mut IntervalSummary, stats: &IntervalStats, settled: bool) {
+    entry.running = stats.running as usize;
+    if stats.running > 0 {
+        entry.avg_price = Some(stats.price_sum as f64 / UNITS_PER_CLORE as f64);
+        entry.avg_price_per_kw = Some(stats.price_per_kw_sum);
+    }
+    if settled {
+        entry.revenue_by_host = stats
+            .revenue_by_host
+            .iter()
+            .map(|(host, amount)| (*host, amount.as_clore()))
+            .collect();
     }
 }
 
@@ -330,5 +372,31 @@ mod tests {
         assert!(newest.revenue_by_host.is_empty(), "not settled yet");
         let before = &last.intervals[3];
         assert_eq!(before.revenue_by_host.len(), 2, "{before:?}");
+
+        // The recorded statistics say what the assignments and the ledgers say: a store
+        // from before the records (none of them) gives the same history.
+        let (current, cleared, clock) = (
+            start + 7,
+            store.cleared_through().unwrap(),
+            store.interval_clock().unwrap(),
+        );
+        assert_eq!(store.interval_stats(start, current).unwrap().len(), 8);
+        store.close().unwrap();
+        drop(store);
+        {
+            let db = sled::open(dir.path()).unwrap();
+            for key in db.scan_prefix(b"hist/").keys() {
+                db.remove(key.unwrap()).unwrap();
+            }
+            db.flush().unwrap();
+        }
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(store.interval_stats(start, current).unwrap().is_empty());
+        let recomputed =
+            compute(&store, &mut BTreeMap::new(), 5, current, cleared, &clock).unwrap();
+        assert_eq!(
+            serde_json::to_value(&recomputed).unwrap(),
+            serde_json::to_value(&last).unwrap()
+        );
     }
 }

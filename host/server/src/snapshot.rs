@@ -21,8 +21,11 @@ use gigaspot_store::{SledStore, Store, StoreError, TickSnapshot};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-/// Published snapshots kept for download (the newest ones).
+/// Published snapshots kept for download (the newest ones)...
 const KEPT: usize = 120;
+/// ...as long as they hold at most this many bytes together; the two newest are always
+/// kept. At 10,000 machines × 50 bids a snapshot is ~82 MB, so about six are kept.
+const KEPT_BYTES: usize = 512 << 20;
 
 /// The published snapshots.
 #[derive(Default)]
@@ -188,8 +191,11 @@ impl Snapshots {
                 let ts = newest.map_or(now, |n| now.max(n + 1));
                 published.by_ts.insert(ts, bytes);
                 published.newest_hash = hash;
-                while published.by_ts.len() > KEPT {
-                    published.by_ts.pop_first();
+                let mut held: usize = published.by_ts.values().map(Bytes::len).sum();
+                while published.by_ts.len() > KEPT
+                    || (held > KEPT_BYTES && published.by_ts.len() > 2)
+                {
+                    held -= published.by_ts.pop_first().map_or(0, |(_, b)| b.len());
                 }
                 Ok(ts)
             }

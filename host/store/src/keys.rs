@@ -57,6 +57,8 @@ pub const ACCOUNT_TRANSFER: &[u8] = b"axfer/";
 /// Present once `ACCOUNT_TRANSFER` covers every transfer (stores from before the index
 /// get it built when they are opened).
 pub const ACCOUNT_TRANSFER_BUILT: &[u8] = b"meta/account_transfer_index";
+/// Prefix of `IntervalStats` by interval: what market history shows of each interval.
+pub const INTERVAL_STATS: &[u8] = b"hist/";
 /// Prefix of assignments by (machine, interval).
 pub const ASSIGNMENT: &[u8] = b"asg/";
 /// Prefix of assignments with a winner not yet settled, by (machine, interval).

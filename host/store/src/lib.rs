@@ -21,7 +21,8 @@ pub use engine::{DEFAULT_SUSPEND_AFTER, IntervalEngine};
 pub use error::{StoreError, StoreResult};
 pub use keys::SCHEMA_VERSION;
 pub use records::{
-    ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, MachineSpec,
+    ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, IntervalStats,
+    MachineSpec,
     PluginState, PluginVersionRecord, Settlement, TickCommit, TickReport, TickSnapshot,
     TickTimings,
 };

@@ -107,6 +107,26 @@ pub struct TickCommit {
     pub tallies: Vec<((MachineId, u64), Tally)>,
 }
 
+/// What market history shows of one interval, kept by the ticks in the commits that clear
+/// and settle it: its winners when it is cleared, each host's revenue as it is charged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntervalStats {
+    /// The interval.
+    pub interval: u64,
+    /// Whether the winners below were recorded: `false` for an interval cleared by a store
+    /// from before these records, which only records the revenue of its settlement.
+    pub cleared: bool,
+    /// Machines with a winner.
+    pub running: u64,
+    /// Sum of the winners' prices, base units per day.
+    pub price_sum: u128,
+    /// Sum of the winners' prices per kW of their total power limit (CLORE/day/kW), added
+    /// in machine order.
+    pub price_per_kw_sum: f64,
+    /// What each host was paid for the interval (the charges' payout legs).
+    pub revenue_by_host: BTreeMap<AccountId, Amount>,
+}
+
 /// A consistent view of what a tick needs.
 #[derive(Debug, Clone)]
 pub struct TickSnapshot {

@@ -17,6 +17,7 @@ use gigaspot_market::agent_protocol::Unserved;
 use gigaspot_market::bid::{Bid, BidChange, BidId, BidState, BidTerms, Lifetime};
 use gigaspot_market::billing::ServedTime;
 use gigaspot_market::clearing::Decision;
+use gigaspot_market::economics::price_per_kw;
 use gigaspot_market::gpu_ranges::GpuRangeTable;
 use gigaspot_market::interval_clock::IntervalClock;
 use gigaspot_market::ledger::{self, AuditReport, Party, Transfer, TransferKind};
@@ -34,8 +35,8 @@ use crate::error::{StoreError, StoreResult};
 use crate::group_commit::GroupCommit;
 use crate::keys::{self, key, key_bytes};
 use crate::records::{
-    ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, MachineSpec,
-    PluginState, PluginVersionRecord, TickCommit, TickSnapshot,
+    ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, IntervalStats,
+    MachineSpec, PluginState, PluginVersionRecord, TickCommit, TickSnapshot,
 };
 use crate::store::{PlacedBid, Store};
 
@@ -188,7 +189,28 @@ impl SledStore {
         self.state.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Applies `batch`, mirrors it with `mirror`, releases the writer lock `guard`, and
+    /// `interval`'s statistics in `stats`, read from the store the first time.
+fn stats_entry<'m>(
+    db: &sled::Db,
+    stats: &'m mut BTreeMap<u64, IntervalStats>,
+    interval: u64,
+) -> StoreResult<&'m mut IntervalStats> {
+    Ok(match stats.entry(interval) {
+        std::collections::btree_map::Entry::Occupied(slot) => slot.into_mut(),
+        std::collections::btree_map::Entry::Vacant(slot) => {
+            let k = key(keys::INTERVAL_STATS, &[interval]);
+            slot.insert(match db.get(&k)? {
+                Some(v) => decode(&k, &v)?,
+                None => IntervalStats {
+                    interval,
+                    ..IntervalStats::default()
+                },
+            })
+        }
+    })
+}
+
+/// Applies `batch`, mirrors it with `mirror`, releases the writer lock `guard`, and
     /// returns once the write is on disk. The flush runs after the lock is released, so
     /// writers queued behind it share one flush (group commit); sled recovers a prefix of
     /// its log, so a write never survives a crash without the writes applied before it.
@@ -1373,6 +1395,19 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn interval_stats(&self, first: u64, last: u64) -> StoreResult<Vec<IntervalStats>> {
+        if first > last {
+            return Ok(Vec::new());
+        }
+        self.db()?
+            .range(key(keys::INTERVAL_STATS, &[first])..=key(keys::INTERVAL_STATS, &[last]))
+            .map(|entry| {
+                let (k, v) = entry?;
+                decode(&k, &v)
+            })
+            .collect()
+    }
+
     fn decisions(&self, machine: MachineId, limit: usize) -> StoreResult<Vec<Decision>> {
         // Keys end in the big-endian interval, so the prefix scan runs oldest to newest.
         self.db()?
@@ -1608,6 +1643,9 @@ impl Store for SledStore {
                 });
             }
             seq = state.last_transfer;
+            // History's statistics: the settled intervals' revenue, the cleared one's winners.
+            let mut stats: BTreeMap<u64, IntervalStats> = BTreeMap::new();
+            let db = self.db()?;
             for s in &commit.settlements {
                 let mut booked_before = false;
                 for t in &s.transfers {
@@ -1617,7 +1655,20 @@ impl Store for SledStore {
                 }
                 if !booked_before && !s.transfers.is_empty() {
                     match book(&state, &mut batch, &mut balances, seq, &s.transfers) {
-                        Ok(last) => seq = last,
+                        Ok(last) => {
+                            seq = last;
+                            let host = state.machines.get(&s.machine).map(|m| m.host);
+                            let entry = Self::stats_entry(&db, &mut stats, s.interval)?;
+                            for t in &s.transfers {
+                                if t.kind == TransferKind::Charge
+                                    && let Party::Account(to) = t.to
+                                    && Some(to) == host
+                                {
+                                    let revenue = entry.revenue_by_host.entry(to).or_default();
+                                    *revenue = revenue.checked_add(t.amount).unwrap_or(*revenue);
+                                }
+                            }
+                        }
                         // Never a negative balance: an owner who cannot pay is not charged.
                         Err(StoreError::Ledger(e)) => {
                             tracing::warn!(
@@ -1631,6 +1682,20 @@ impl Store for SledStore {
                 }
                 batch.remove(key(keys::PENDING, &[s.machine, s.interval]));
                 settled.push((s.machine, s.interval));
+            }
+            let cleared = Self::stats_entry(&db, &mut stats, commit.interval)?;
+            cleared.cleared = true;
+            for a in &commit.assignments {
+                if let Some(w) = a.winner {
+                    let power_w = state.bids.get(&w.bid).map_or(0, |b| b.total_power_limit_w());
+                    cleared.running += 1;
+                    cleared.price_sum += u128::from(w.price_per_day.0);
+                    cleared.price_per_kw_sum +=
+                        price_per_kw(w.price_per_day.as_clore(), power_w);
+                }
+            }
+            for (interval, s) in &stats {
+                batch.insert(key(keys::INTERVAL_STATS, &[*interval]), encode(s)?);
             }
             for a in &commit.assignments {
                 batch.insert(key(keys::ASSIGNMENT, &[a.machine, a.interval]), encode(a)?);

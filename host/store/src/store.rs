@@ -19,7 +19,7 @@ use gigaspot_market::withdrawal::{Settlement as WithdrawalSettlement, Withdrawal
 
 use crate::error::StoreResult;
 use crate::records::{
-    ActivePlugins, Assignment, Compaction, DecisionSummary, MachineSpec, PluginState,
+    ActivePlugins, Assignment, Compaction, DecisionSummary, IntervalStats, MachineSpec, PluginState,
     PluginVersionRecord, TickCommit, TickSnapshot,
 };
 
@@ -221,6 +221,10 @@ pub trait Store: Send + Sync {
         first: u64,
         last: u64,
     ) -> StoreResult<Vec<Assignment>>;
+
+    /// The recorded statistics of the intervals `first..=last` that have any, oldest
+    /// first.
+    fn interval_stats(&self, first: u64, last: u64) -> StoreResult<Vec<IntervalStats>>;
 
     /// Market parameters.
     fn params(&self) -> StoreResult<MarketParams>;
