@@ -191,3 +191,31 @@ fn each_version_is_compiled_once_and_the_artefact_survives_a_restart() {
     let bids = sample.bids(&mut machine, 10);
     assert_eq!(plugin.rank(&machine, &bids).unwrap().len(), 10);
 }
+
+#[test]
+fn the_toml_configured_strategy_weights_price_per_watt_and_refuses_bad_settings() {
+    let rt = runtime();
+    let mut sample = SampleMarket::new(5);
+    let mut machine = sample.machine(1);
+    let bids = sample.bids(&mut machine, 20);
+    let native = PricePerWatt::new().rank(&machine, &bids).unwrap();
+    // Unweighted it is price per watt.
+    let plain = rt.load_strategy(&guest("toml-weighted"), "").unwrap();
+    let scores = plain.rank(&machine, &bids).unwrap();
+    assert_eq!(scores, native);
+    // Weighted for a fully reliable machine: every score scaled by 1.5.
+    machine.reliability = 1.0;
+    let weighted = rt
+        .load_strategy(&guest("toml-weighted"), "reliability_weight = 0.5\n")
+        .unwrap();
+    for (got, want) in weighted.rank(&machine, &bids).unwrap().iter().zip(&native) {
+        assert_eq!(got.score, want.score * 1.5);
+    }
+    for bad in ["reliability_weight = -1", "running_bonus = \"x\"", "unknown = 1"] {
+        let err = rt
+            .load_strategy(&guest("toml-weighted"), bad)
+            .err()
+            .unwrap_or_else(|| panic!("{bad:?} was accepted"));
+        assert!(matches!(err, LoadError::Configure(_)), "{bad:?}: {err}");
+    }
+}

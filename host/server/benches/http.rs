@@ -284,6 +284,8 @@ async fn main() {
         "price-per-watt",
         "sticky-price-per-watt",
         "policy-validator",
+        // A strategy with real dependencies (serde, a TOML parser): ~300 KB.
+        "toml-weighted",
     ] {
         let wasm = gigaspot_tests::guest(guest);
         let size = wasm.len();
