@@ -211,7 +211,11 @@ fn the_toml_configured_strategy_weights_price_per_watt_and_refuses_bad_settings(
     for (got, want) in weighted.rank(&machine, &bids).unwrap().iter().zip(&native) {
         assert_eq!(got.score, want.score * 1.5);
     }
-    for bad in ["reliability_weight = -1", "running_bonus = \"x\"", "unknown = 1"] {
+    for bad in [
+        "reliability_weight = -1",
+        "running_bonus = \"x\"",
+        "unknown = 1",
+    ] {
         let err = rt
             .load_strategy(&guest("toml-weighted"), bad)
             .err()

@@ -334,7 +334,9 @@ async fn main() {
     let resp = http
         .post(format!("{base}/api/v1/deposits"))
         .bearer_auth(OPERATOR_KEY)
-        .json(&json!({"account": reply["account"]["id"], "amount": 1000.0, "reference": "bench-bot"}))
+        .json(
+            &json!({"account": reply["account"]["id"], "amount": 1000.0, "reference": "bench-bot"}),
+        )
         .send()
         .await
         .unwrap();
@@ -476,8 +478,16 @@ async fn main() {
         percentile(&read, 0.5),
         percentile(&read, 0.99),
         took.len(),
-        if took.is_empty() { 0.0 } else { percentile(&took, 0.5) },
-        if took.is_empty() { 0.0 } else { percentile(&took, 1.0) },
+        if took.is_empty() {
+            0.0
+        } else {
+            percentile(&took, 0.5)
+        },
+        if took.is_empty() {
+            0.0
+        } else {
+            percentile(&took, 1.0)
+        },
         seen.iter().map(|b| b.rebuilt).min().unwrap_or(0),
         seen.iter().map(|b| b.rebuilt).max().unwrap_or(0),
     );

@@ -14,9 +14,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use axum::Json;
 use axum::extract::{Query, State};
+use gigaspot_market::economics::UNITS_PER_CLORE;
 use gigaspot_market::interval_clock::IntervalClock;
 use gigaspot_market::ledger::{Party, TransferKind};
-use gigaspot_market::economics::UNITS_PER_CLORE;
 use gigaspot_store::{IntervalStats, Store, StoreError};
 use serde::{Deserialize, Serialize};
 

@@ -349,11 +349,12 @@ impl Fragments {
         self.by_machine.retain(|id, _| present.contains(id));
         let mut hasher = Sha256::new();
         let mut next_expiry = u64::MAX;
-        let size: usize = machines
-            .iter()
-            .map(|(id, _)| id.len() + 4)
-            .sum::<usize>()
-            + self.by_machine.values().map(|f| f.json.len()).sum::<usize>()
+        let size: usize = machines.iter().map(|(id, _)| id.len() + 4).sum::<usize>()
+            + self
+                .by_machine
+                .values()
+                .map(|f| f.json.len())
+                .sum::<usize>()
             + 2;
         let mut out = Vec::with_capacity(size);
         out.push(b'{');
@@ -392,7 +393,12 @@ impl Fragments {
 }
 
 /// Serializes one machine's entry.
-fn fragment(inputs: &Inputs<'_>, now: u64, params: &MarketParams, table: &GpuRangeTable) -> Fragment {
+fn fragment(
+    inputs: &Inputs<'_>,
+    now: u64,
+    params: &MarketParams,
+    table: &GpuRangeTable,
+) -> Fragment {
     let m = inputs.machine;
     let mut entry = machine_entry(m, inputs.active, now, params, table, inputs.queued);
     // Suspended bids stay visible to their owners, marked inactive.

@@ -222,7 +222,6 @@ fn set_up(store: &Arc<SledStore>, machine_count: usize, bids_per_machine: usize)
 
 /// One persisted tick natively and one through WASM on an identical copy of the market.
 fn ticks(store: &Arc<SledStore>, machine_count: usize, bids_per_machine: usize) {
-
     // The WASM run gets a market in exactly the same state: a copy of the store.
     let copy_dir = tempfile::tempdir().unwrap();
     let mut backup = Vec::new();

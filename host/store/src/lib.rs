@@ -22,9 +22,8 @@ pub use error::{StoreError, StoreResult};
 pub use keys::SCHEMA_VERSION;
 pub use records::{
     ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, IntervalStats,
-    MachineSpec,
-    PluginState, PluginVersionRecord, Settlement, TickCommit, TickReport, TickSnapshot,
-    TickTimings,
+    MachineSpec, PluginState, PluginVersionRecord, Settlement, TickCommit, TickReport,
+    TickSnapshot, TickTimings,
 };
 pub use sled_store::{SledStore, open_waiting_for_lock};
 pub use store::{PlacedBid, Store};

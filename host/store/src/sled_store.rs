@@ -190,27 +190,27 @@ impl SledStore {
     }
 
     /// `interval`'s statistics in `stats`, read from the store the first time.
-fn stats_entry<'m>(
-    db: &sled::Db,
-    stats: &'m mut BTreeMap<u64, IntervalStats>,
-    interval: u64,
-) -> StoreResult<&'m mut IntervalStats> {
-    Ok(match stats.entry(interval) {
-        std::collections::btree_map::Entry::Occupied(slot) => slot.into_mut(),
-        std::collections::btree_map::Entry::Vacant(slot) => {
-            let k = key(keys::INTERVAL_STATS, &[interval]);
-            slot.insert(match db.get(&k)? {
-                Some(v) => decode(&k, &v)?,
-                None => IntervalStats {
-                    interval,
-                    ..IntervalStats::default()
-                },
-            })
-        }
-    })
-}
+    fn stats_entry<'m>(
+        db: &sled::Db,
+        stats: &'m mut BTreeMap<u64, IntervalStats>,
+        interval: u64,
+    ) -> StoreResult<&'m mut IntervalStats> {
+        Ok(match stats.entry(interval) {
+            std::collections::btree_map::Entry::Occupied(slot) => slot.into_mut(),
+            std::collections::btree_map::Entry::Vacant(slot) => {
+                let k = key(keys::INTERVAL_STATS, &[interval]);
+                slot.insert(match db.get(&k)? {
+                    Some(v) => decode(&k, &v)?,
+                    None => IntervalStats {
+                        interval,
+                        ..IntervalStats::default()
+                    },
+                })
+            }
+        })
+    }
 
-/// Applies `batch`, mirrors it with `mirror`, releases the writer lock `guard`, and
+    /// Applies `batch`, mirrors it with `mirror`, releases the writer lock `guard`, and
     /// returns once the write is on disk. The flush runs after the lock is released, so
     /// writers queued behind it share one flush (group commit); sled recovers a prefix of
     /// its log, so a write never survives a crash without the writes applied before it.
@@ -1687,11 +1687,13 @@ impl Store for SledStore {
             cleared.cleared = true;
             for a in &commit.assignments {
                 if let Some(w) = a.winner {
-                    let power_w = state.bids.get(&w.bid).map_or(0, |b| b.total_power_limit_w());
+                    let power_w = state
+                        .bids
+                        .get(&w.bid)
+                        .map_or(0, |b| b.total_power_limit_w());
                     cleared.running += 1;
                     cleared.price_sum += u128::from(w.price_per_day.0);
-                    cleared.price_per_kw_sum +=
-                        price_per_kw(w.price_per_day.as_clore(), power_w);
+                    cleared.price_per_kw_sum += price_per_kw(w.price_per_day.as_clore(), power_w);
                 }
             }
             for (interval, s) in &stats {

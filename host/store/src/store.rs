@@ -19,8 +19,8 @@ use gigaspot_market::withdrawal::{Settlement as WithdrawalSettlement, Withdrawal
 
 use crate::error::StoreResult;
 use crate::records::{
-    ActivePlugins, Assignment, Compaction, DecisionSummary, IntervalStats, MachineSpec, PluginState,
-    PluginVersionRecord, TickCommit, TickSnapshot,
+    ActivePlugins, Assignment, Compaction, DecisionSummary, IntervalStats, MachineSpec,
+    PluginState, PluginVersionRecord, TickCommit, TickSnapshot,
 };
 
 /// A bid placement's outcome.
