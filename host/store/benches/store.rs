@@ -151,11 +151,13 @@ fn inserts(writers: usize, total: usize) {
     let elapsed = started.elapsed();
     latencies.sort();
     let p = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    let batched = store.bid_intake_stats();
     println!(
-        "| durable bid inserts, {writers} writer(s) | {:.0} bids/s (p50 {:.2} ms, p99 {:.2} ms) |",
+        "| durable bid inserts, {writers} writer(s) | {:.0} bids/s (p50 {:.2} ms, p99 {:.2} ms), {:.1} bids per batch |",
         latencies.len() as f64 / elapsed.as_secs_f64(),
         p(0.5).as_secs_f64() * 1e3,
-        p(0.99).as_secs_f64() * 1e3
+        p(0.99).as_secs_f64() * 1e3,
+        batched.requests as f64 / batched.batches.max(1) as f64
     );
 }
 

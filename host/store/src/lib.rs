@@ -9,6 +9,7 @@ mod codec;
 mod engine;
 mod error;
 mod group_commit;
+mod intake;
 mod keys;
 mod migrate;
 mod records;
@@ -19,6 +20,7 @@ mod store;
 pub use backup::{BackupSummary, restore, verify};
 pub use engine::{DEFAULT_SUSPEND_AFTER, IntervalEngine};
 pub use error::{StoreError, StoreResult};
+pub use intake::IntakeStats;
 pub use keys::SCHEMA_VERSION;
 pub use records::{
     ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, IntervalStats,

@@ -33,6 +33,7 @@ use sled::Batch;
 use crate::codec::{decode, encode, read_u64, u64_bytes};
 use crate::error::{StoreError, StoreResult};
 use crate::group_commit::GroupCommit;
+use crate::intake::{Intake, IntakeStats};
 use crate::keys::{self, key, key_bytes};
 use crate::records::{
     ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, IntervalStats,
@@ -89,6 +90,16 @@ pub struct SledStore {
     generation: AtomicU64,
     /// Where the latest `commit_tick` spent its time.
     tick_commit: Mutex<CommitTimings>,
+    /// New bids, written in batches (`intake`).
+    bid_intake: Intake<BidRequest, StoreResult<PlacedBid>>,
+}
+
+/// A new bid waiting in the intake queue.
+struct BidRequest {
+    owner: AccountId,
+    terms: BidTerms,
+    now: u64,
+    idempotency_key: Option<String>,
 }
 
 /// How long `open` waits for the database's file lock.
@@ -174,6 +185,7 @@ impl SledStore {
             flushes: GroupCommit::default(),
             generation: AtomicU64::new(0),
             tick_commit: Mutex::default(),
+            bid_intake: Intake::default(),
         })
     }
 
@@ -208,6 +220,129 @@ impl SledStore {
                 })
             }
         })
+    }
+
+    /// Places queued bids in one batch, deciding each as a sequential pass would: in queue
+    /// order, each replaying its idempotency key if that key was used (earlier, or by a
+    /// request before it in the batch), else admitted against the market and given the
+    /// next id. One apply and one flush for the whole batch; returns once it is durable.
+    fn place_bids(
+        &self,
+        guard: MutexGuard<'_, ()>,
+        requests: Vec<BidRequest>,
+    ) -> Vec<StoreResult<PlacedBid>> {
+        let db = match self.db() {
+            Ok(db) => db,
+            Err(e) => {
+                let why = e.to_string();
+                return requests
+                    .iter()
+                    .map(|_| Err(StoreError::Backend(why.clone())))
+                    .collect();
+            }
+        };
+        let mut batch = Batch::default();
+        let mut placed: Vec<Arc<Bid>> = Vec::new();
+        // Idempotency keys used by this batch → index into `placed`.
+        let mut keyed: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut answers = Vec::with_capacity(requests.len());
+        let last_id = {
+            let state = self.read();
+            let mut last_id = state.last_id;
+            for r in &requests {
+                let answer = (|| -> StoreResult<PlacedBid> {
+                    let idem_key = r
+                        .idempotency_key
+                        .as_deref()
+                        .map(|k| keys::idempotency(keys::IDEMPOTENCY, r.owner, k));
+                    if let Some(k) = &idem_key {
+                        if let Some(&i) = keyed.get(k) {
+                            return Ok(PlacedBid {
+                                bid: placed[i].as_ref().clone(),
+                                replayed: true,
+                            });
+                        }
+                        if let Some(v) = db.get(k)? {
+                            let id = read_u64(k, &v)?;
+                            let bid = state
+                                .bids
+                                .get(&id)
+                                .map(|b| b.as_ref().clone())
+                                .ok_or(StoreError::NotFound { what: "bid", id })?;
+                            return Ok(PlacedBid {
+                                bid,
+                                replayed: true,
+                            });
+                        }
+                    }
+                    require_role(&state, r.owner, Role::Client, "place bids")?;
+                    let machine = state.machines.get(&r.terms.machine).map(|m| m.as_ref());
+                    let balance = state.balances.get(&r.owner).copied().unwrap_or_default();
+                    let admitted = admit_new(
+                        &r.terms,
+                        r.owner,
+                        machine,
+                        &state.table,
+                        &state.params,
+                        balance,
+                    )?;
+                    let bid = Bid {
+                        id: last_id + 1,
+                        owner: r.owner,
+                        machine: r.terms.machine,
+                        price_per_day: r.terms.price_per_day,
+                        image: r.terms.image.clone(),
+                        env: r.terms.env.clone(),
+                        oc: admitted.oc,
+                        created_at: r.now,
+                        expires_at: r.now.saturating_add(admitted.lifetime_s),
+                        state: BidState::Active,
+                    };
+                    batch.insert(key(keys::BID, &[bid.id]), encode(&bid)?);
+                    if let Some(k) = idem_key {
+                        batch.insert(k.as_slice(), &u64_bytes(bid.id));
+                        keyed.insert(k, placed.len());
+                    }
+                    last_id = bid.id;
+                    placed.push(Arc::new(bid.clone()));
+                    Ok(PlacedBid {
+                        bid,
+                        replayed: false,
+                    })
+                })();
+                answers.push(answer);
+            }
+            last_id
+        };
+        let written = if placed.is_empty() {
+            // Replays and refusals only: wait for any earlier write they acknowledge.
+            self.settled(guard)
+        } else {
+            batch.insert(keys::LAST_ID, &u64_bytes(last_id));
+            self.commit(guard, batch, |s| {
+                s.last_id = last_id;
+                for bid in placed {
+                    s.put_bid(bid);
+                }
+            })
+        };
+        if let Err(e) = written {
+            // Nothing of the batch is acknowledged: every caller may retry with its key.
+            let why = e.to_string();
+            return answers
+                .into_iter()
+                .map(|a| match a {
+                    Ok(_) => Err(StoreError::Backend(why.clone())),
+                    refused => refused,
+                })
+                .collect();
+        }
+        answers
+    }
+
+    /// Bids written by the intake so far, and in how many batches.
+    pub fn bid_intake_stats(&self) -> IntakeStats {
+        self.bid_intake.stats()
     }
 
     /// Applies `batch`, mirrors it with `mirror`, releases the writer lock `guard`, and
@@ -930,58 +1065,22 @@ impl Store for SledStore {
         idempotency_key: Option<&str>,
     ) -> StoreResult<PlacedBid> {
         check_idempotency_key(idempotency_key)?;
-        let guard = self.write_lock();
-        let idem_key = idempotency_key.map(|k| keys::idempotency(keys::IDEMPOTENCY, owner, k));
-        if let Some(k) = &idem_key
-            && let Some(v) = self.db()?.get(k)?
-        {
-            let id = read_u64(k, &v)?;
-            let bid = self
-                .read()
-                .bids
-                .get(&id)
-                .map(|b| b.as_ref().clone())
-                .ok_or(StoreError::NotFound { what: "bid", id })?;
-            self.settled(guard)?;
-            return Ok(PlacedBid {
-                bid,
-                replayed: true,
-            });
-        }
-        let bid = {
-            let state = self.read();
-            require_role(&state, owner, Role::Client, "place bids")?;
-            let machine = state.machines.get(&terms.machine).map(|m| m.as_ref());
-            let balance = state.balances.get(&owner).copied().unwrap_or_default();
-            let admitted = admit_new(terms, owner, machine, &state.table, &state.params, balance)?;
-            Bid {
-                id: state.last_id + 1,
-                owner,
-                machine: terms.machine,
-                price_per_day: terms.price_per_day,
-                image: terms.image.clone(),
-                env: terms.env.clone(),
-                oc: admitted.oc,
-                created_at: now,
-                expires_at: now.saturating_add(admitted.lifetime_s),
-                state: BidState::Active,
-            }
+        let request = BidRequest {
+            owner,
+            terms: terms.clone(),
+            now,
+            idempotency_key: idempotency_key.map(str::to_owned),
         };
-        let mut batch = Batch::default();
-        batch.insert(key(keys::BID, &[bid.id]), encode(&bid)?);
-        batch.insert(keys::LAST_ID, &u64_bytes(bid.id));
-        if let Some(k) = idem_key {
-            batch.insert(k, &u64_bytes(bid.id));
-        }
-        let stored = Arc::new(bid.clone());
-        self.commit(guard, batch, |s| {
-            s.last_id = stored.id;
-            s.put_bid(stored);
-        })?;
-        Ok(PlacedBid {
-            bid,
-            replayed: false,
-        })
+        self.bid_intake.submit(
+            request,
+            || self.write_lock(),
+            |guard, requests| self.place_bids(guard, requests),
+            || {
+                Err(StoreError::Backend(
+                    "the write of this bid's batch failed; nothing was stored".into(),
+                ))
+            },
+        )
     }
 
     fn edit_bid(
