@@ -240,7 +240,7 @@ async fn main() {
             .unwrap();
         keys.push(reply["api_key"].as_str().unwrap().to_owned());
     }
-    let per_client = 100;
+    let per_client = 300;
     let bid = move |machine: u64| json!({"machine": machine, "price": 20.0, "image": "registry.example/app:1", "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]});
     let ids = machine_ids.clone();
     let (rate, latencies) = post_load(
