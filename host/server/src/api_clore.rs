@@ -126,15 +126,20 @@ pub async fn get_gigaspot(
     let account = caller(&state, &headers).await?;
     let now = state.now();
     let snapshots = state.snapshots.clone();
-    let ts = state
-        .store(move |s| snapshots.current(s, now))
-        .await
-        .map_err(database)?;
+    // The common case, a snapshot still current, never leaves the async worker.
+    let ts = match snapshots.fresh(state.store.generation(), now) {
+        Some(ts) => ts,
+        None => state
+            .store(move |s| snapshots.current(s, now))
+            .await
+            .map_err(database)?,
+    };
     let base = state.public_url(&headers);
+    // In the store's in-memory working set: read inline, like the caller's key.
     let clore_usd = state
-        .store(|s| s.params())
-        .await
-        .map_err(database)?
+        .store
+        .params()
+        .map_err(|e| database(e.into()))?
         .clore_usd;
     Ok(reply(GetGigaspotReply {
         code: 0,

@@ -202,6 +202,13 @@ impl Snapshots {
         }
     }
 
+    /// The current snapshot's timestamp when no build is needed at `now` for a store at
+    /// `generation`: answered without touching the store (for callers on the async
+    /// workers; the rest call [`Snapshots::current`] on the blocking pool).
+    pub fn fresh(&self, generation: u64, now: u64) -> Option<u64> {
+        self.published().current(generation, now)
+    }
+
     /// What the last build did (machines serialized anew and reused, size, time).
     pub fn last_build(&self) -> BuildStats {
         self.fragments
