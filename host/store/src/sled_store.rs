@@ -349,6 +349,14 @@ impl SledStore {
     /// returns once the write is on disk. The flush runs after the lock is released, so
     /// writers queued behind it share one flush (group commit); sled recovers a prefix of
     /// its log, so a write never survives a crash without the writes applied before it.
+    ///
+    /// Readers of the in-memory state wait only for the mirror, not for sled's apply
+    /// (which takes a millisecond for a batch of new bids): every read-modify-write holds
+    /// the writer lock, so no writer sees sled ahead of the state. A reader that combines
+    /// the state with sled reads outside the writer lock (`tick_snapshot` reading served
+    /// marks) can see a batch applied during its reads; it reads a batch's keys in the
+    /// order they matter (the served mark before the served time), so what it sees is
+    /// what it would see had the write come just after it.
     fn commit(
         &self,
         guard: MutexGuard<'_, ()>,
@@ -356,8 +364,8 @@ impl SledStore {
         mirror: impl FnOnce(&mut State),
     ) -> StoreResult<()> {
         let ticket = {
-            let mut state = self.state_mut();
             self.db()?.apply_batch(batch)?;
+            let mut state = self.state_mut();
             mirror(&mut state);
             self.generation.fetch_add(1, Ordering::Release);
             self.flushes.applied()
