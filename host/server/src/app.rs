@@ -21,9 +21,28 @@ use crate::snapshot::Snapshots;
 use crate::wire::MachineView;
 use crate::{api_clore, dashboard};
 
-/// What every handler shares.
+/// What every handler shares: one reference-counted handle (the router clones it for
+/// every request and middleware layer, so a clone is one counter, not one per part).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Shared>);
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// Changing a part (tests set their own clock) copies the handles if the state is shared.
+impl std::ops::DerefMut for AppState {
+    fn deref_mut(&mut self) -> &mut Shared {
+        Arc::make_mut(&mut self.0)
+    }
+}
+
+/// The parts of [`AppState`].
+#[derive(Clone)]
+pub struct Shared {
     /// The market's store.
     pub store: Arc<SledStore>,
     /// The installed plugins.
@@ -81,7 +100,7 @@ impl AppState {
     ) -> Self {
         let config_rate = config.rate_limit_per_minute;
         let anonymous_rate = config.anonymous_rate_limit_per_minute;
-        AppState {
+        AppState(Arc::new(Shared {
             store,
             registry,
             runtime,
@@ -94,7 +113,7 @@ impl AppState {
             metrics: Arc::default(),
             history_cache: Arc::default(),
             served: Arc::default(),
-        }
+        }))
     }
 
     /// Live bids in the store, for the metrics gauge.
