@@ -46,8 +46,16 @@ pub async fn create(
     };
     let owner = caller.0.id;
     let at = state.now();
+    // The bid joins the store's batched intake without holding a blocking thread; a
+    // batch's leader runs on the blocking pool. From here on the deadline no longer
+    // applies (see `crate::deadline`).
+    crate::deadline::work_started();
+    let runtime = tokio::runtime::Handle::current();
     let placed = state
-        .store(move |s| s.place_bid_keyed(owner, &terms, at, key.as_deref()))
+        .store
+        .place_bid_async(owner, terms, at, key, move |turn| {
+            runtime.spawn_blocking(turn);
+        })
         .await?;
     // An idempotent repeat returns the bid created the first time.
     let status = if placed.replayed {

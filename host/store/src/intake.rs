@@ -14,8 +14,15 @@
 //! the next batch holds everything that queued during this one. A leader that panics
 //! answers every request it took with the `failed` answer and still hands the lead on.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+
+/// Starts a leader's turn on a thread that may block (for async callers, whose own thread
+/// must not): called at most once, when the request's caller is to lead.
+pub type StartTurn = Box<dyn FnOnce() + Send>;
 
 /// The queue of one kind of request, answered with `Res`.
 pub struct Intake<Req, Res> {
@@ -52,10 +59,13 @@ pub struct IntakeStats {
     pub requests: u64,
 }
 
-/// Where one caller waits for its answer or for the lead.
+/// Where one caller waits for its answer or for the lead: a blocking caller on the
+/// condition variable, an async one through its waker.
 struct Slot<Res> {
-    state: Mutex<SlotState<Res>>,
+    state: Mutex<(SlotState<Res>, Option<Waker>)>,
     changed: Condvar,
+    /// An async caller's way to lead: it starts a turn elsewhere when handed the lead.
+    start: Mutex<Option<StartTurn>>,
 }
 
 enum SlotState<Res> {
@@ -78,27 +88,52 @@ enum Wake<Res> {
 }
 
 impl<Res> Slot<Res> {
-    fn state(&self) -> MutexGuard<'_, SlotState<Res>> {
+    fn new(start: Option<StartTurn>) -> Arc<Self> {
+        Arc::new(Slot {
+            state: Mutex::new((SlotState::Queued, None)),
+            changed: Condvar::new(),
+            start: Mutex::new(start),
+        })
+    }
+
+    fn state(&self) -> MutexGuard<'_, (SlotState<Res>, Option<Waker>)> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn set(&self, next: SlotState<Res>) {
-        *self.state() = next;
+        let waker = {
+            let mut state = self.state();
+            state.0 = next;
+            state.1.take()
+        };
         self.changed.notify_all();
+        if let Some(waker) = waker {
+            waker.wake();
+        }
+    }
+
+    /// Hands this request's caller the lead: an async caller's turn is started at once,
+    /// a blocking caller is woken to lead.
+    fn hand_lead(&self) {
+        let start = self.start.lock().unwrap_or_else(|p| p.into_inner()).take();
+        match start {
+            Some(start) => start(),
+            None => self.set(SlotState::Lead),
+        }
     }
 
     /// Waits until this caller is to lead or has its answer.
     fn wait(&self) -> Wake<Res> {
         let mut state = self.state();
         loop {
-            match std::mem::replace(&mut *state, SlotState::Collected) {
+            match std::mem::replace(&mut state.0, SlotState::Collected) {
                 SlotState::Lead => {
-                    *state = SlotState::Queued;
+                    state.0 = SlotState::Queued;
                     return Wake::Lead;
                 }
                 SlotState::Done(answer) => return Wake::Answer(answer),
                 waiting => {
-                    *state = waiting;
+                    state.0 = waiting;
                     state = self.changed.wait(state).unwrap_or_else(|p| p.into_inner());
                 }
             }
@@ -107,9 +142,30 @@ impl<Res> Slot<Res> {
 
     /// The answer, once set.
     fn take_answer(&self) -> Option<Res> {
-        match std::mem::replace(&mut *self.state(), SlotState::Collected) {
+        match std::mem::replace(&mut self.state().0, SlotState::Collected) {
             SlotState::Done(answer) => Some(answer),
             _ => None,
+        }
+    }
+}
+
+/// An async caller's answer.
+pub struct Answer<Res> {
+    slot: Arc<Slot<Res>>,
+}
+
+impl<Res> Future for Answer<Res> {
+    type Output = Res;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Res> {
+        let mut state = self.slot.state();
+        match std::mem::replace(&mut state.0, SlotState::Collected) {
+            SlotState::Done(answer) => Poll::Ready(answer),
+            waiting => {
+                state.0 = waiting;
+                state.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
         }
     }
 }
@@ -128,10 +184,16 @@ impl<Req, Res, F: Fn() -> Res> Drop for Turn<'_, Req, Res, F> {
         for slot in self.slots.drain(..) {
             slot.set(SlotState::Done((self.failed)()));
         }
-        let mut queue = self.intake.queue();
-        match queue.items.first() {
-            Some((_, next)) => next.set(SlotState::Lead),
-            None => queue.leading = false,
+        let next = {
+            let mut queue = self.intake.queue();
+            let next = queue.items.first().map(|(_, slot)| Arc::clone(slot));
+            if next.is_none() {
+                queue.leading = false;
+            }
+            next
+        };
+        if let Some(next) = next {
+            next.hand_lead();
         }
     }
 }
@@ -151,23 +213,49 @@ impl<Req, Res> Intake<Req, Res> {
     where
         F: Fn() -> Res,
     {
-        let slot = Arc::new(Slot {
-            state: Mutex::new(SlotState::Queued),
-            changed: Condvar::new(),
-        });
-        let leads_now = {
-            let mut queue = self.queue();
-            queue.items.push((request, Arc::clone(&slot)));
-            !std::mem::replace(&mut queue.leading, true)
-        };
-        if !leads_now && let Wake::Answer(answer) = slot.wait() {
+        let slot = Slot::new(None);
+        if !self.enqueue(request, &slot)
+            && let Wake::Answer(answer) = slot.wait()
+        {
             return answer;
         }
+        self.lead_turn(lock, lead, &failed);
+        slot.take_answer().unwrap_or_else(failed)
+    }
+
+    /// Queues `request` for an async caller and returns the future of its answer. When
+    /// the caller is to lead, `start` is called (at once, or later from the leader
+    /// before it) and must run [`Intake::lead_turn`] on a thread that may block.
+    pub fn submit_async(&self, request: Req, start: StartTurn) -> Answer<Res> {
+        let slot = Slot::new(Some(start));
+        if self.enqueue(request, &slot) {
+            slot.hand_lead();
+        }
+        Answer { slot }
+    }
+
+    /// Queues a request; whether its caller is to lead now.
+    fn enqueue(&self, request: Req, slot: &Arc<Slot<Res>>) -> bool {
+        let mut queue = self.queue();
+        queue.items.push((request, Arc::clone(slot)));
+        !std::mem::replace(&mut queue.leading, true)
+    }
+
+    /// One leader's turn: takes the writer lock, drains the queue, decides the batch,
+    /// answers every request in it and hands the lead on.
+    pub fn lead_turn<G, F>(
+        &self,
+        lock: impl Fn() -> G,
+        lead: impl Fn(G, Vec<Req>) -> Vec<Res>,
+        failed: &F,
+    ) where
+        F: Fn() -> Res,
+    {
         let guard = lock();
         let (requests, slots): (Vec<Req>, Vec<Arc<Slot<Res>>>) =
             std::mem::take(&mut self.queue().items).into_iter().unzip();
         for s in &slots {
-            *s.state() = SlotState::Taken;
+            s.state().0 = SlotState::Taken;
         }
         self.batches.fetch_add(1, Ordering::Relaxed);
         self.requests
@@ -175,14 +263,12 @@ impl<Req, Res> Intake<Req, Res> {
         let mut turn = Turn {
             intake: self,
             slots,
-            failed: &failed,
+            failed,
         };
         let mut answers = lead(guard, requests).into_iter();
         for s in turn.slots.drain(..) {
-            s.set(SlotState::Done(answers.next().unwrap_or_else(&failed)));
+            s.set(SlotState::Done(answers.next().unwrap_or_else(failed)));
         }
-        drop(turn);
-        slot.take_answer().unwrap_or_else(failed)
     }
 
     /// Batches and requests so far.
@@ -238,6 +324,63 @@ mod tests {
             stats.batches < stats.requests / 2,
             "{stats:?}: requests were not batched"
         );
+    }
+
+    /// Polls `future` on this thread until it is ready (a minimal executor for the test).
+    fn block_on<F: Future>(future: F) -> F::Output {
+        struct Unpark(std::thread::Thread);
+        impl std::task::Wake for Unpark {
+            fn wake(self: Arc<Self>) {
+                self.0.unpark();
+            }
+        }
+        let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+        let mut cx = Context::from_waker(&waker);
+        let mut future = std::pin::pin!(future);
+        loop {
+            if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+                return value;
+            }
+            std::thread::park();
+        }
+    }
+
+    #[test]
+    fn async_and_blocking_callers_share_batches_and_each_gets_its_own_answer() {
+        let intake: Arc<Intake<u64, u64>> = Arc::default();
+        let writer: Arc<Mutex<u64>> = Arc::default();
+        let lead = |writer: &Mutex<u64>, requests: Vec<u64>| {
+            let mut decided = writer.lock().unwrap();
+            std::thread::sleep(Duration::from_micros(200));
+            *decided += requests.len() as u64;
+            requests.iter().map(|r| r * 2).collect::<Vec<_>>()
+        };
+        let per_thread = 100;
+        std::thread::scope(|scope| {
+            for t in 0..8u64 {
+                let (intake, writer) = (Arc::clone(&intake), Arc::clone(&writer));
+                scope.spawn(move || {
+                    for n in 0..per_thread {
+                        let request = t * 1_000_000 + n;
+                        let answer = if t % 2 == 0 {
+                            intake.submit(request, || &*writer, lead, || u64::MAX)
+                        } else {
+                            // An async caller leads on a thread of its own.
+                            let (i, w) = (Arc::clone(&intake), Arc::clone(&writer));
+                            let start: StartTurn = Box::new(move || {
+                                std::thread::spawn(move || i.lead_turn(|| &*w, lead, &|| u64::MAX));
+                            });
+                            block_on(intake.submit_async(request, start))
+                        };
+                        assert_eq!(answer, request * 2);
+                    }
+                });
+            }
+        });
+        let stats = intake.stats();
+        assert_eq!(stats.requests, 8 * per_thread);
+        assert_eq!(*writer.lock().unwrap(), 8 * per_thread);
+        assert!(stats.batches < stats.requests, "{stats:?}");
     }
 
     #[test]

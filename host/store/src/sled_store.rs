@@ -94,6 +94,13 @@ pub struct SledStore {
     bid_intake: Intake<BidRequest, StoreResult<PlacedBid>>,
 }
 
+/// The answer of a bid whose batch's leader failed before answering it.
+fn bid_batch_failed() -> StoreResult<PlacedBid> {
+    Err(StoreError::Backend(
+        "the write of this bid's batch failed; nothing was stored".into(),
+    ))
+}
+
 /// A new bid waiting in the intake queue.
 struct BidRequest {
     owner: AccountId,
@@ -338,6 +345,48 @@ impl SledStore {
                 .collect();
         }
         answers
+    }
+
+    /// [`Store::place_bid_keyed`] for async callers, who must not block: the bid joins the
+    /// same batched intake, and when this caller is to lead, `spawn` is given the
+    /// leader's turn to run on a thread that may block (the service passes its runtime's
+    /// blocking pool). The write happens even if the future is dropped.
+    pub fn place_bid_async(
+        self: &Arc<Self>,
+        owner: AccountId,
+        terms: BidTerms,
+        now: u64,
+        idempotency_key: Option<String>,
+        spawn: impl FnOnce(Box<dyn FnOnce() + Send>) + Send + 'static,
+    ) -> impl std::future::Future<Output = StoreResult<PlacedBid>> + Send + 'static {
+        let answer = check_idempotency_key(idempotency_key.as_deref()).map(|()| {
+            let store = Arc::clone(self);
+            let start = Box::new(move || spawn(Box::new(move || store.lead_bid_turn())));
+            self.bid_intake.submit_async(
+                BidRequest {
+                    owner,
+                    terms,
+                    now,
+                    idempotency_key,
+                },
+                start,
+            )
+        });
+        async move {
+            match answer {
+                Ok(answer) => answer.await,
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    /// One turn of the bid intake's leader (see [`crate::intake`]).
+    fn lead_bid_turn(&self) {
+        self.bid_intake.lead_turn(
+            || self.write_lock(),
+            |guard, requests| self.place_bids(guard, requests),
+            &bid_batch_failed,
+        );
     }
 
     /// Bids written by the intake so far, and in how many batches.
@@ -1083,11 +1132,7 @@ impl Store for SledStore {
             request,
             || self.write_lock(),
             |guard, requests| self.place_bids(guard, requests),
-            || {
-                Err(StoreError::Backend(
-                    "the write of this bid's batch failed; nothing was stored".into(),
-                ))
-            },
+            bid_batch_failed,
         )
     }
 
