@@ -241,41 +241,59 @@ pub async fn create_orders(
     let items = array_of_objects(&body)?;
     let servers = item_ids(&items, "renting_server")?;
     let now = state.now();
-    let aliases = state.config.clore.image_aliases.clone();
-    let lists = state
-        .store(move |s| {
-            let (mut failed_oc, mut failed_rent, mut too_low) =
-                (Vec::new(), Vec::new(), Vec::new());
-            for (raw, server) in items.into_iter().zip(servers) {
-                let outcome = match serde_json::from_value::<OrderItem>(raw.clone()) {
-                    Ok(item) => place(s, &account, server, item, &aliases, now),
-                    // The settings are what failed to read, or something else.
-                    Err(_)
-                        if raw.get("oc").is_some_and(|oc| {
-                            serde_json::from_value::<Vec<OcEntry>>(oc.clone()).is_err()
-                        }) =>
-                    {
-                        Placed::BadOc
-                    }
-                    Err(_) => Placed::Failed,
-                };
-                match outcome {
-                    Placed::Ok => {}
-                    Placed::BadOc => {
-                        failed_oc.push(server);
-                        failed_rent.push(server);
-                    }
-                    Placed::TooLow => {
-                        too_low.push(server);
-                        failed_rent.push(server);
-                    }
-                    Placed::Failed => failed_rent.push(server),
+    let aliases = &state.config.clore.image_aliases;
+    // Every readable order joins the store's batched intake at once, in request order
+    // (one batch and one flush for the request, not one per order); each succeeds or
+    // fails on its own. From here on the deadline no longer applies (`crate::deadline`).
+    crate::deadline::work_started();
+    let runtime = tokio::runtime::Handle::current();
+    let submitted: Vec<_> = items
+        .into_iter()
+        .zip(servers)
+        .map(|(raw, server)| {
+            let terms = match serde_json::from_value::<OrderItem>(raw.clone()) {
+                Ok(item) => order_terms(server, item, aliases),
+                // The settings are what failed to read, or something else.
+                Err(_)
+                    if raw.get("oc").is_some_and(|oc| {
+                        serde_json::from_value::<Vec<OcEntry>>(oc.clone()).is_err()
+                    }) =>
+                {
+                    Err(Placed::BadOc)
                 }
-            }
-            Ok((failed_oc, failed_rent, too_low))
+                Err(_) => Err(Placed::Failed),
+            };
+            let placing = terms.map(|terms| {
+                let runtime = runtime.clone();
+                state
+                    .store
+                    .place_bid_async(account.id, terms, now, None, move |turn| {
+                        runtime.spawn_blocking(turn);
+                    })
+            });
+            (server, placing)
         })
-        .await
-        .map_err(database)?;
+        .collect();
+    let (mut failed_oc, mut failed_rent, mut too_low) = (Vec::new(), Vec::new(), Vec::new());
+    for (server, placing) in submitted {
+        let outcome = match placing {
+            Ok(placing) => outcome(placing.await),
+            Err(unreadable) => unreadable,
+        };
+        match outcome {
+            Placed::Ok => {}
+            Placed::BadOc => {
+                failed_oc.push(server);
+                failed_rent.push(server);
+            }
+            Placed::TooLow => {
+                too_low.push(server);
+                failed_rent.push(server);
+            }
+            Placed::Failed => failed_rent.push(server),
+        }
+    }
+    let lists = (failed_oc, failed_rent, too_low);
     Ok(reply(CreateOrdersReply {
         status: "ok".into(),
         failed_to_oc_servers: lists.0,
@@ -292,28 +310,25 @@ enum Placed {
     Failed,
 }
 
-/// Places one order through the same store call (and so the same market rules) as the
-/// native API: admission, the bid's own energy floor, an available machine, one interval
-/// of funds.
-fn place(
-    s: &gigaspot_store::SledStore,
-    account: &Account,
+/// The terms of one order, placed through the same store call (and so the same market
+/// rules) as the native API: admission, the bid's own energy floor, an available machine,
+/// one interval of funds.
+fn order_terms(
     server: u64,
     item: OrderItem,
     aliases: &BTreeMap<String, String>,
-    now: u64,
-) -> Placed {
+) -> Result<BidTerms, Placed> {
     if item.currency.as_deref().is_some_and(|c| c != CURRENCY) {
-        return Placed::Failed;
+        return Err(Placed::Failed);
     }
     let Some(oc) = item.oc else {
-        return Placed::BadOc;
+        return Err(Placed::BadOc);
     };
     let (Some(price), Some(image)) = (item.price, item.image) else {
-        return Placed::Failed;
+        return Err(Placed::Failed);
     };
     let image = aliases.get(&image).cloned().unwrap_or(image);
-    let terms = BidTerms {
+    Ok(BidTerms {
         machine: server,
         price_per_day: price.0,
         image,
@@ -321,8 +336,12 @@ fn place(
         oc: oc.into_iter().map(OcRequest::from).collect(),
         // Clore's orders carry no lifetime: the longest, clamped to the machine's maximum.
         lifetime: Lifetime::Default(ORDER_LIFETIME_S),
-    };
-    match s.place_bid(account.id, &terms, now, None) {
+    })
+}
+
+/// What the store's answer to one order means on `/v1`.
+fn outcome(placed: Result<gigaspot_store::PlacedBid, StoreError>) -> Placed {
+    match placed {
         Ok(_) => Placed::Ok,
         Err(StoreError::Refused(r)) => {
             tracing::info!(field = %r.field, reason = %r, "admission refused (/v1 order)");
