@@ -33,4 +33,6 @@ pub mod rate_limit;
 pub mod serve;
 pub mod served_time;
 pub mod snapshot;
+#[cfg(test)]
+mod test_support;
 pub mod wire;

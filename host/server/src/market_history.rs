@@ -281,37 +281,13 @@ mod tests {
     use super::*;
     use gigaspot_market::account::Role;
     use gigaspot_market::bid::{BidTerms, Lifetime, OcRequest};
-    use gigaspot_market::machine::Gpu;
     use gigaspot_market::money::Amount;
     use gigaspot_market::{PricePerWatt, StrategyOnly};
-    use gigaspot_store::{IntervalEngine, MachineSpec, SledStore};
+    use gigaspot_store::{IntervalEngine, SledStore};
 
     fn machine(store: &SledStore, host: &str) -> u64 {
         let host = store.create_account(host, &[Role::Host]).unwrap().id;
-        let m = store
-            .register_machine(MachineSpec {
-                host,
-                facts: Default::default(),
-                gpus: vec![Gpu {
-                    model: "NVIDIA GeForce RTX 4090".into(),
-                    uuid: "GPU-0".into(),
-                    card_min_w: 150,
-                    card_max_w: 450,
-                    ceiling_w: 450,
-                }],
-                energy_price_usd_per_kwh: 0.0,
-                reserve_price: Amount::ZERO,
-                max_rental_length_s: 30 * 86_400,
-            })
-            .unwrap();
-        store
-            .modify_machine(m.id, &mut |m| {
-                m.live.online = true;
-                m.live.working = true;
-                Ok(())
-            })
-            .unwrap();
-        m.id
+        crate::test_support::online_machine(store, host)
     }
 
     #[test]

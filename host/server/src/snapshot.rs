@@ -517,9 +517,7 @@ mod tests {
     use super::*;
     use gigaspot_market::account::Role;
     use gigaspot_market::bid::{BidTerms, Lifetime, OcRequest};
-    use gigaspot_market::machine::Gpu;
     use gigaspot_market::money::Amount;
-    use gigaspot_store::MachineSpec;
 
     const NOW: u64 = 1_800_000_000;
 
@@ -575,31 +573,9 @@ mod tests {
             .unwrap();
         let mut ids = Vec::new();
         for _ in 0..12 {
-            let m = store
-                .register_machine(MachineSpec {
-                    host,
-                    facts: Default::default(),
-                    gpus: vec![Gpu {
-                        model: "NVIDIA GeForce RTX 4090".into(),
-                        uuid: "GPU-0".into(),
-                        card_min_w: 150,
-                        card_max_w: 450,
-                        ceiling_w: 450,
-                    }],
-                    energy_price_usd_per_kwh: 0.0,
-                    reserve_price: Amount::ZERO,
-                    max_rental_length_s: 30 * 86_400,
-                })
-                .unwrap();
-            store
-                .modify_machine(m.id, &mut |m| {
-                    m.live.online = true;
-                    m.live.working = true;
-                    Ok(())
-                })
-                .unwrap();
-            bid(&store, client, m.id, 86_400, NOW);
-            ids.push(m.id);
+            let id = crate::test_support::online_machine(&store, host);
+            bid(&store, client, id, 86_400, NOW);
+            ids.push(id);
         }
         bid(&store, client, ids[6], 100, NOW);
         assert!(ids.iter().any(|id| *id < 10) && ids.iter().any(|id| *id >= 10));
