@@ -47,8 +47,8 @@ struct Published {
     built_at: u64,
     /// The store's generation at the last build.
     generation: Option<u64>,
-    /// The earliest expiry among the bids of the last build: content changes then even
-    /// without a write.
+    /// The earliest expiry among the bids of the last build (active or suspended):
+    /// content changes then even without a write.
     next_expiry: u64,
     /// A machine's pre-pull list changed since the last build.
     prepull_changed: bool,
@@ -378,15 +378,8 @@ impl Fragments {
             out.extend_from_slice(&f.json);
             hasher.update(id.as_bytes());
             hasher.update(f.hash);
-            next_expiry = next_expiry.min(
-                inputs
-                    .active
-                    .iter()
-                    .filter(|b| b.is_live(now))
-                    .map(|b| b.expires_at)
-                    .min()
-                    .unwrap_or(u64::MAX),
-            );
+            // Each fragment knows when its own content changes without a write.
+            next_expiry = next_expiry.min(f.valid_until);
         }
         out.push(b'}');
         self.last = BuildStats {
