@@ -9,7 +9,7 @@ use crate::account::AccountId;
 use crate::bid::{Bid, BidTerms, Lifetime, OcRequest};
 use crate::billing::IntervalCharge;
 use crate::context::{GpuOc, RangeS32, RangeU32};
-use crate::gpu_ranges::GpuRangeTable;
+use crate::gpu_ranges::{ClockRanges, GpuRangeTable};
 use crate::image_ref;
 use crate::machine::{Gpu, Machine};
 use crate::money::Amount;
@@ -208,7 +208,13 @@ pub fn admit(
         return refuse("machine", machine.id, RefusalReason::OwnMachine);
     }
     let oc = check_oc_requests(&terms.oc, machine, table)?;
-    check_price(terms.price_per_day, &oc, machine, params)?;
+    check_price(
+        terms.price_per_day,
+        &oc,
+        machine,
+        params,
+        machine.min_bid(params),
+    )?;
     check_env(&terms.env)?;
     if let Some(why) = image_ref::problem(&terms.image) {
         return refuse("image", &terms.image, RefusalReason::BadImage(why.into()));
@@ -291,47 +297,77 @@ pub fn is_oc_refusal(refusal: &Refusal) -> bool {
 }
 
 /// The checks that can change after admission (the host's ceilings, the operator's
-/// clock table, the energy floor), run again at every clearing.
-pub fn recheck(
-    bid: &Bid,
-    machine: &Machine,
-    table: &GpuRangeTable,
-    params: &MarketParams,
-) -> Result<(), Refusal> {
-    if bid.oc.len() != machine.gpus.len() {
-        return refuse(
-            "oc",
-            bid.oc.len(),
-            RefusalReason::WrongOcCount {
-                expected: machine.gpus.len(),
-            },
-        );
-    }
-    for (i, (oc, gpu)) in bid.oc.iter().zip(&machine.gpus).enumerate() {
-        let request = OcRequest {
-            pl: Some(oc.power_limit_w),
-            core_lock: oc.core_lock_mhz,
-            mem_lock: oc.mem_lock_mhz,
-            core_offset: oc.core_offset_mhz,
-            mem_offset: oc.mem_offset_mhz,
-        };
-        check_oc_entry(i, &request, gpu, table)?;
-    }
-    check_price(bid.price_per_day, &bid.oc, machine, params)
+/// clock table, the energy floor), run again at every clearing. What depends only on the
+/// machine (each GPU's power range and clock ranges, the minimum bid) is worked out once
+/// per machine: the clearing re-checks every bid of every machine at every interval.
+pub struct Rechecker<'a> {
+    machine: &'a Machine,
+    params: &'a MarketParams,
+    /// Each GPU's power-limit range and its model's clock ranges.
+    gpus: Vec<(RangeU32, Option<&'a ClockRanges>)>,
+    min_bid: Amount,
 }
 
-/// The price is within the market's range, at least the machine's minimum bid, and
-/// covers the energy cost of a day at the bid's own total power limit.
+impl<'a> Rechecker<'a> {
+    /// The re-checks of bids on `machine` under `table` and `params`.
+    pub fn new(machine: &'a Machine, table: &'a GpuRangeTable, params: &'a MarketParams) -> Self {
+        Rechecker {
+            machine,
+            params,
+            gpus: machine
+                .gpus
+                .iter()
+                .map(|g| (g.power_limit_range(), table.get(&g.model)))
+                .collect(),
+            min_bid: machine.min_bid(params),
+        }
+    }
+
+    /// Whether `bid` still passes: its per-GPU settings within today's ranges and its
+    /// price within the market's range, at least the minimum bid and its own floor.
+    pub fn check(&self, bid: &Bid) -> Result<(), Refusal> {
+        if bid.oc.len() != self.gpus.len() {
+            return refuse(
+                "oc",
+                bid.oc.len(),
+                RefusalReason::WrongOcCount {
+                    expected: self.gpus.len(),
+                },
+            );
+        }
+        for (i, (oc, (pl_range, clocks))) in bid.oc.iter().zip(&self.gpus).enumerate() {
+            let request = OcRequest {
+                pl: Some(oc.power_limit_w),
+                core_lock: oc.core_lock_mhz,
+                mem_lock: oc.mem_lock_mhz,
+                core_offset: oc.core_offset_mhz,
+                mem_offset: oc.mem_offset_mhz,
+            };
+            check_oc_values(i, &request, *pl_range, *clocks)?;
+        }
+        check_price(
+            bid.price_per_day,
+            &bid.oc,
+            self.machine,
+            self.params,
+            self.min_bid,
+        )
+    }
+}
+
+/// The price is within the market's range, at least the machine's minimum bid
+/// (`min_bid`, as `Machine::min_bid` gives it), and covers the energy cost of a day at the
+/// bid's own total power limit.
 fn check_price(
     price: Amount,
     oc: &[GpuOc],
     machine: &Machine,
     params: &MarketParams,
+    min_bid: Amount,
 ) -> Result<(), Refusal> {
     if !(MIN_PRICE..=MAX_PRICE).contains(&price) {
         return refuse("price", price, RefusalReason::PriceOutOfRange);
     }
-    let min_bid = machine.min_bid(params);
     if price < min_bid {
         return refuse("price", price, RefusalReason::BelowMinBid { min_bid });
     }
@@ -376,21 +412,30 @@ fn check_oc_entry(
     gpu: &Gpu,
     table: &GpuRangeTable,
 ) -> Result<GpuOc, Refusal> {
+    check_oc_values(i, request, gpu.power_limit_range(), table.get(&gpu.model))
+}
+
+/// GPU `i`'s requested settings within its power range and its model's clock ranges.
+fn check_oc_values(
+    i: usize,
+    request: &OcRequest,
+    pl_range: RangeU32,
+    clocks: Option<&ClockRanges>,
+) -> Result<GpuOc, Refusal> {
     let field = |name: &str| format!("oc[{i}].{name}");
     let Some(pl) = request.pl else {
         return refuse(field("pl"), "missing", RefusalReason::MissingPowerLimit);
     };
-    within_u32(&field("pl"), pl, gpu.power_limit_range())?;
-    let clocks = table.get(&gpu.model);
+    within_u32(|| field("pl"), pl, pl_range)?;
     let lock = |name: &str, value: Option<u32>, range: Option<RangeU32>| match (value, range) {
         (None, _) => Ok(()),
         (Some(v), None) => refuse(field(name), v, RefusalReason::NotAllowedOnModel),
-        (Some(v), Some(r)) => within_u32(&field(name), v, r),
+        (Some(v), Some(r)) => within_u32(|| field(name), v, r),
     };
     let offset = |name: &str, value: Option<i32>, range: Option<RangeS32>| match (value, range) {
         (None, _) => Ok(()),
         (Some(v), None) => refuse(field(name), v, RefusalReason::NotAllowedOnModel),
-        (Some(v), Some(r)) => within_s32(&field(name), v, r),
+        (Some(v), Some(r)) => within_s32(|| field(name), v, r),
     };
     lock(
         "core_lock",
@@ -421,12 +466,14 @@ fn check_oc_entry(
     })
 }
 
-fn within_u32(field: &str, value: u32, range: RangeU32) -> Result<(), Refusal> {
+/// `field` names the value only when it is out of range (no string built otherwise: the
+/// clearing re-checks every bid's settings at every interval).
+fn within_u32(field: impl FnOnce() -> String, value: u32, range: RangeU32) -> Result<(), Refusal> {
     if (range.min..=range.max).contains(&value) {
         return Ok(());
     }
     refuse(
-        field,
+        field(),
         value,
         RefusalReason::OutOfRange {
             min: range.min.into(),
@@ -435,12 +482,14 @@ fn within_u32(field: &str, value: u32, range: RangeU32) -> Result<(), Refusal> {
     )
 }
 
-fn within_s32(field: &str, value: i32, range: RangeS32) -> Result<(), Refusal> {
+/// `field` names the value only when it is out of range (no string built otherwise: the
+/// clearing re-checks every bid's settings at every interval).
+fn within_s32(field: impl FnOnce() -> String, value: i32, range: RangeS32) -> Result<(), Refusal> {
     if (range.min..=range.max).contains(&value) {
         return Ok(());
     }
     refuse(
-        field,
+        field(),
         value,
         RefusalReason::OutOfRange {
             min: range.min.into(),

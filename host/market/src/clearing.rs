@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::account::AccountId;
-use crate::admission::recheck;
+use crate::admission::Rechecker;
 use crate::bid::{Bid, BidId};
 use crate::billing::IntervalCharge;
 use crate::context::{CandidateBid, RunningBid};
@@ -183,6 +183,7 @@ pub fn clear_machine(
     }
 
     // 1–2. Candidates: funded and still within the machine's ranges.
+    let rechecker = Rechecker::new(machine, input.table, input.params);
     let mut candidates: Vec<CandidateBid> = Vec::with_capacity(live.len());
     for bid in &live {
         let charge = IntervalCharge::new(bid.price_per_day, input.params);
@@ -192,7 +193,7 @@ pub fn clear_machine(
                 "insufficient-funds",
                 format!("the owner cannot pay the next interval ({})", charge.total),
             ));
-        } else if let Err(refusal) = recheck(bid, machine, input.table, input.params) {
+        } else if let Err(refusal) = rechecker.check(bid) {
             decision
                 .verdicts
                 .push(ineligible(bid, "no-longer-admissible", refusal.to_string()));

@@ -10,7 +10,8 @@
 //! `cargo bench -p gigaspot-store --bench store` (add `-- --machines N` for a smaller run;
 //! `-- --machines 0` measures the inserts only; `-- --market FILE` keeps the set-up market
 //! as a backup in FILE and, when FILE exists, starts from it instead of placing the bids
-//! again; `-- --ticks-only` skips the insert benchmarks).
+//! again; `-- --ticks-only` skips the insert benchmarks; `-- --native-only` runs only the
+//! native tick, for profiling it).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -49,7 +50,8 @@ fn main() {
         inserts(32, 20_000);
     }
     if machines > 0 {
-        tick(machines, 50, market_file.as_deref());
+        let native_only = args.iter().any(|a| a == "--native-only");
+        tick(machines, 50, market_file.as_deref(), native_only);
     }
 }
 
@@ -161,7 +163,12 @@ fn inserts(writers: usize, total: usize) {
     );
 }
 
-fn tick(machine_count: usize, bids_per_machine: usize, market_file: Option<&std::path::Path>) {
+fn tick(
+    machine_count: usize,
+    bids_per_machine: usize,
+    market_file: Option<&std::path::Path>,
+    native_only: bool,
+) {
     let dir = tempfile::tempdir().unwrap();
     let store = match market_file.filter(|f| f.exists()) {
         Some(file) => {
@@ -186,7 +193,7 @@ fn tick(machine_count: usize, bids_per_machine: usize, market_file: Option<&std:
         machine_count * bids_per_machine,
         resident_bytes() as f64 / (1 << 20) as f64
     );
-    ticks(&store, machine_count, bids_per_machine);
+    ticks(&store, machine_count, bids_per_machine, native_only);
 }
 
 /// Registers `machine_count` machines and fills each order book with `bids_per_machine` bids.
@@ -223,13 +230,14 @@ fn set_up(store: &Arc<SledStore>, machine_count: usize, bids_per_machine: usize)
 }
 
 /// One persisted tick natively and one through WASM on an identical copy of the market.
-fn ticks(store: &Arc<SledStore>, machine_count: usize, bids_per_machine: usize) {
+fn ticks(store: &Arc<SledStore>, machine_count: usize, bids_per_machine: usize, native_only: bool) {
     // The WASM run gets a market in exactly the same state: a copy of the store.
     let copy_dir = tempfile::tempdir().unwrap();
-    let mut backup = Vec::new();
-    store.backup(&mut backup).unwrap();
-    gigaspot_store::restore(&mut backup.as_slice(), &copy_dir.path().join("db")).unwrap();
-    drop(backup);
+    if !native_only {
+        let mut backup = Vec::new();
+        store.backup(&mut backup).unwrap();
+        gigaspot_store::restore(&mut backup.as_slice(), &copy_dir.path().join("db")).unwrap();
+    }
     let copy = Arc::new(SledStore::open(copy_dir.path().join("db")).unwrap());
 
     let native = StrategyOnly(PricePerWatt::new());
@@ -260,7 +268,7 @@ fn ticks(store: &Arc<SledStore>, machine_count: usize, bids_per_machine: usize) 
     let ticks = 1;
     let now = T0 + 60;
     let mut native_ms = 0.0;
-    for (name, plugins, store) in runs {
+    for (name, plugins, store) in runs.into_iter().take(if native_only { 1 } else { 2 }) {
         let (engine, _) = IntervalEngine::start(store.as_ref(), plugins).unwrap();
         let space_before = store.space_by_kind().unwrap();
         let started = Instant::now();
@@ -308,7 +316,7 @@ fn ticks(store: &Arc<SledStore>, machine_count: usize, bids_per_machine: usize) 
             })
             .collect();
         let decisions =
-            space_after.get("dec").map_or(0, |d| d.1) - space_before.get("dec").map_or(0, |d| d.1);
+            space_after.get("dch").map_or(0, |d| d.1) - space_before.get("dch").map_or(0, |d| d.1);
         println!(
             "| stored by that tick | {}; decision records {:.1} MB a tick, {:.1} GB a day at 60 s |",
             added.join(", "),

@@ -1,10 +1,11 @@
 //! The key layout of the single sled tree. Ids are big-endian so that keys sort by id.
 
 /// Schema version of the layout below. Version 2 added the agent's telemetry to machines;
-/// version 3 the CPU's cores and threads and the settings' read-back (version 2 stores are
-/// migrated when opened, see `migrate`); version 1 stores are refused (no migration: they
-/// predate any release).
-pub const SCHEMA_VERSION: u32 = 3;
+/// version 3 the CPU's cores and threads and the settings' read-back; version 4 stores
+/// decision records in chunks per interval (`DECISION_CHUNK`) instead of one record and
+/// one index entry per machine (version 2 and 3 stores are migrated when opened, see
+/// `migrate`); version 1 stores are refused (no migration: they predate any release).
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// `u32` schema version.
 pub const SCHEMA: &[u8] = b"meta/schema";
@@ -75,16 +76,20 @@ pub const UNSERVED: &[u8] = b"unsrv/";
 pub const BID_FAILURES: &[u8] = b"bidfail/";
 /// Prefix of machines' assigned/served tallies, by (machine, day) → `Tally`.
 pub const TALLY: &[u8] = b"tally/";
-/// Prefix of decision records by (machine, interval).
-pub const DECISION: &[u8] = b"dec/";
-/// Prefix of the index of full decision records by (interval, machine) → empty, written
-/// with each record, so that retention finds the oldest records without a full scan.
-pub const DECISION_BY_INTERVAL: &[u8] = b"deci/";
-/// Present once `DECISION_BY_INTERVAL` covers every full decision record (stores from
-/// before the index get it built when they are opened).
-pub const DECISION_INDEX_BUILT: &[u8] = b"meta/decision_index";
-/// Prefix of compacted decision records by (machine, interval) → `CompactDecision`.
-pub const DECISION_COMPACT: &[u8] = b"decc/";
+/// Prefix of full decision records in chunks by (interval, first machine) → each
+/// machine's `Decision` (see `decision_chunks`).
+pub const DECISION_CHUNK: &[u8] = b"dch/";
+/// Prefix of compacted decision records in chunks by (interval, first machine) → each
+/// machine's `CompactDecision` (see `retention`).
+pub const DECISION_COMPACT_CHUNK: &[u8] = b"dcc/";
+/// Schema 3 and before: prefix of decision records by (machine, interval).
+pub const LEGACY_DECISION: &[u8] = b"dec/";
+/// Schema 3: prefix of the index of full decision records by (interval, machine).
+pub const LEGACY_DECISION_BY_INTERVAL: &[u8] = b"deci/";
+/// Schema 3: present once `LEGACY_DECISION_BY_INTERVAL` covered every full record.
+pub const LEGACY_DECISION_INDEX_BUILT: &[u8] = b"meta/decision_index";
+/// Schema 3: prefix of compacted decision records by (machine, interval).
+pub const LEGACY_DECISION_COMPACT: &[u8] = b"decc/";
 /// Prefix of the plugin versions named by an interval's compacted records, by interval →
 /// list of version ids (the records refer to them by position).
 pub const DECISION_VERSIONS: &[u8] = b"decv/";

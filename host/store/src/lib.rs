@@ -6,6 +6,7 @@
 
 mod backup;
 mod codec;
+mod decision_chunks;
 mod engine;
 mod error;
 mod group_commit;

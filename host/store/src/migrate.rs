@@ -9,7 +9,9 @@ use gigaspot_market::money::Amount;
 use serde::Deserialize;
 use sled::Batch;
 
-use crate::codec::{decode, encode};
+use std::collections::BTreeMap;
+
+use crate::codec::{decode, encode, read_u64};
 use crate::error::StoreResult;
 use crate::keys;
 
@@ -18,7 +20,122 @@ pub fn migrate(db: &sled::Db, found: u32) -> StoreResult<()> {
     if found == 2 {
         v2_to_v3(db)?;
     }
+    if found <= 3 {
+        v3_to_v4(db)?;
+    }
     Ok(())
+}
+
+/// Intervals moved per batch by `v3_to_v4` (bounds the batch's memory).
+const INTERVALS_PER_BATCH: usize = 16;
+
+/// Version 4 stores decision records in chunks per interval (`decision_chunks`). Each
+/// batch moves whole intervals (their chunks in, their per-machine records and index
+/// entries out), so an interrupted migration resumes where it stopped; the version is
+/// written last. The records' bytes move unchanged (the chunk keeps each record's own
+/// encoding).
+fn v3_to_v4(db: &sled::Db) -> StoreResult<()> {
+    // Full records, interval by interval, through their (interval, machine) index; a
+    // store from before the index had it built when it was opened by a version-3 build,
+    // or has it built here.
+    if !db.contains_key(keys::LEGACY_DECISION_INDEX_BUILT)? {
+        let mut batch = Batch::default();
+        for item in db.scan_prefix(keys::LEGACY_DECISION) {
+            let (k, _) = item?;
+            let (machine, interval) = machine_interval(keys::LEGACY_DECISION, &k)?;
+            batch.insert(
+                keys::key(keys::LEGACY_DECISION_BY_INTERVAL, &[interval, machine]),
+                &[],
+            );
+        }
+        batch.insert(keys::LEGACY_DECISION_INDEX_BUILT, &[]);
+        db.apply_batch(batch)?;
+    }
+    loop {
+        let mut by_interval: BTreeMap<u64, Vec<(u64, sled::IVec)>> = BTreeMap::new();
+        let mut batch = Batch::default();
+        let mut moved = 0usize;
+        for item in db.scan_prefix(keys::LEGACY_DECISION_BY_INTERVAL) {
+            let (index, _) = item?;
+            let tail = &index[keys::LEGACY_DECISION_BY_INTERVAL.len()..];
+            let (interval, machine) = machine_interval(b"", tail)?;
+            if !by_interval.contains_key(&interval) && by_interval.len() == INTERVALS_PER_BATCH {
+                break;
+            }
+            batch.remove(index.clone());
+            moved += 1;
+            let full = keys::key(keys::LEGACY_DECISION, &[machine, interval]);
+            if let Some(value) = db.get(&full)? {
+                by_interval
+                    .entry(interval)
+                    .or_default()
+                    .push((machine, value));
+                batch.remove(full);
+            }
+        }
+        if moved == 0 {
+            break;
+        }
+        write_chunks(&mut batch, keys::DECISION_CHUNK, &by_interval)?;
+        db.apply_batch(batch)?;
+    }
+    // Compact records: no index by interval, so one scan groups them.
+    let mut by_interval: BTreeMap<u64, Vec<(u64, sled::IVec)>> = BTreeMap::new();
+    let mut batch = Batch::default();
+    for item in db.scan_prefix(keys::LEGACY_DECISION_COMPACT) {
+        let (k, v) = item?;
+        let (machine, interval) = machine_interval(keys::LEGACY_DECISION_COMPACT, &k)?;
+        by_interval.entry(interval).or_default().push((machine, v));
+        batch.remove(k);
+    }
+    for (interval, records) in &mut by_interval {
+        records.sort_by_key(|(machine, _)| *machine);
+        let borrowed: Vec<(u64, &[u8])> = records.iter().map(|(m, v)| (*m, v.as_ref())).collect();
+        crate::decision_chunks::write_encoded(
+            &mut batch,
+            keys::DECISION_COMPACT_CHUNK,
+            *interval,
+            &borrowed,
+        )?;
+    }
+    // Any full record the index missed (there should be none) is kept, in its own chunk.
+    let mut stray: BTreeMap<u64, Vec<(u64, sled::IVec)>> = BTreeMap::new();
+    for item in db.scan_prefix(keys::LEGACY_DECISION) {
+        let (k, v) = item?;
+        let (machine, interval) = machine_interval(keys::LEGACY_DECISION, &k)?;
+        stray.entry(interval).or_default().push((machine, v));
+        batch.remove(k);
+    }
+    write_chunks(&mut batch, keys::DECISION_CHUNK, &stray)?;
+    batch.remove(keys::LEGACY_DECISION_INDEX_BUILT);
+    batch.insert(keys::SCHEMA, &4u32.to_be_bytes());
+    db.apply_batch(batch)?;
+    db.flush()?;
+    Ok(())
+}
+
+/// Adds the chunks of each interval's `(machine, record bytes)` (sorted by machine here).
+fn write_chunks(
+    batch: &mut Batch,
+    prefix: &[u8],
+    by_interval: &BTreeMap<u64, Vec<(u64, sled::IVec)>>,
+) -> StoreResult<()> {
+    for (interval, records) in by_interval {
+        let mut borrowed: Vec<(u64, &[u8])> =
+            records.iter().map(|(m, v)| (*m, v.as_ref())).collect();
+        borrowed.sort_by_key(|(machine, _)| *machine);
+        crate::decision_chunks::write_encoded(batch, prefix, *interval, &borrowed)?;
+    }
+    Ok(())
+}
+
+/// The two big-endian ids after `prefix` in a key.
+fn machine_interval(prefix: &[u8], k: &[u8]) -> StoreResult<(u64, u64)> {
+    let tail = k.get(prefix.len()..).unwrap_or_default();
+    Ok((
+        read_u64(k, tail.get(..8).unwrap_or_default())?,
+        read_u64(k, tail.get(8..).unwrap_or_default())?,
+    ))
 }
 
 /// Version 3 added the CPU's cores and threads to a machine's facts and the read-back
@@ -33,7 +150,6 @@ fn v2_to_v3(db: &sled::Db) -> StoreResult<()> {
     }
     batch.insert(keys::SCHEMA, &3u32.to_be_bytes());
     db.apply_batch(batch)?;
-    db.flush()?;
     Ok(())
 }
 
@@ -175,7 +291,112 @@ mod tests {
         assert!(m.live.verification.is_empty());
         assert_eq!(
             db.get(keys::SCHEMA).unwrap().unwrap().as_ref(),
-            &3u32.to_be_bytes()
+            &4u32.to_be_bytes()
         );
+    }
+
+    fn decision(machine: u64, interval: u64) -> gigaspot_market::clearing::Decision {
+        gigaspot_market::clearing::Decision {
+            machine,
+            interval,
+            input_digest: format!("sha256:{machine}-{interval}"),
+            strategy: None,
+            validators: vec![],
+            verdicts: vec![],
+            winner: None,
+            previous: Some(machine * 100 + interval),
+            switched: false,
+            faults: vec![],
+            idle_reason: Some("no acceptable bid".into()),
+        }
+    }
+
+    #[test]
+    fn version_3_decision_records_move_into_chunks_with_their_bytes() {
+        use crate::keys::key;
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        // 40 intervals × 70 machines of full records (more than one batch of intervals,
+        // more than one chunk per interval), one interval without its index entries (a
+        // store from before the index), and compact records of two older intervals.
+        let machines: Vec<u64> = (0..70).map(|i| 1000 + 3 * i).collect();
+        for interval in 100..140 {
+            for &m in &machines {
+                db.insert(
+                    key(keys::LEGACY_DECISION, &[m, interval]),
+                    encode(&decision(m, interval)).unwrap(),
+                )
+                .unwrap();
+                if interval != 139 {
+                    db.insert(key(keys::LEGACY_DECISION_BY_INTERVAL, &[interval, m]), &[])
+                        .unwrap();
+                }
+            }
+        }
+        db.insert(keys::LEGACY_DECISION_INDEX_BUILT, &[]).unwrap();
+        for interval in [98, 99] {
+            for &m in &machines {
+                db.insert(
+                    key(keys::LEGACY_DECISION_COMPACT, &[m, interval]),
+                    format!("compact {m} {interval}").as_bytes(),
+                )
+                .unwrap();
+            }
+        }
+        db.insert(keys::SCHEMA, &3u32.to_be_bytes()).unwrap();
+        migrate(&db, 3).unwrap();
+
+        for interval in 100..140 {
+            for &m in &machines {
+                let d: gigaspot_market::clearing::Decision =
+                    crate::decision_chunks::get(&db, keys::DECISION_CHUNK, m, interval)
+                        .unwrap()
+                        .unwrap();
+                assert_eq!(d, decision(m, interval));
+            }
+            assert!(
+                crate::decision_chunks::get::<gigaspot_market::clearing::Decision>(
+                    &db,
+                    keys::DECISION_CHUNK,
+                    machines[0] + 1,
+                    interval
+                )
+                .unwrap()
+                .is_none()
+            );
+        }
+        let newest: Vec<(u64, gigaspot_market::clearing::Decision)> =
+            crate::decision_chunks::newest(&db, keys::DECISION_CHUNK, machines[5], 3).unwrap();
+        assert_eq!(
+            newest.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![139, 138, 137]
+        );
+        for interval in [98, 99] {
+            for &m in &machines {
+                let k = key(keys::DECISION_COMPACT_CHUNK, &[interval, machines[0]]);
+                let chunk_key = db
+                    .range(k.clone()..=key(keys::DECISION_COMPACT_CHUNK, &[interval, m]))
+                    .next_back()
+                    .unwrap()
+                    .unwrap();
+                let entries = crate::decision_chunks::entries(&chunk_key.0, &chunk_key.1).unwrap();
+                let (_, bytes) = entries.iter().find(|(id, _)| *id == m).unwrap();
+                assert_eq!(*bytes, format!("compact {m} {interval}").as_bytes());
+            }
+        }
+        for legacy in [
+            keys::LEGACY_DECISION,
+            keys::LEGACY_DECISION_BY_INTERVAL,
+            keys::LEGACY_DECISION_COMPACT,
+        ] {
+            assert_eq!(db.scan_prefix(legacy).count(), 0);
+        }
+        assert!(!db.contains_key(keys::LEGACY_DECISION_INDEX_BUILT).unwrap());
+        assert_eq!(
+            db.get(keys::SCHEMA).unwrap().unwrap().as_ref(),
+            &4u32.to_be_bytes()
+        );
+        // 70 machines in chunks of 64: two chunks per interval.
+        assert_eq!(db.scan_prefix(keys::DECISION_CHUNK).count(), 80);
     }
 }

@@ -3,10 +3,10 @@
 //! winner, previous bid, switch, counts, the input digest and the plugin versions that
 //! answered. Ledger entries are never touched.
 //!
-//! A compact record is keyed like the full one, `(machine, interval)`; its plugin versions
-//! are positions in a per-interval table (`DECISION_VERSIONS`), since every machine of an
-//! interval is usually answered by the same versions. The full records are found oldest
-//! first through an `(interval, machine)` index written with each record.
+//! Compact records are chunked like the full ones (`decision_chunks`): a full chunk is
+//! compacted as a whole into a compact chunk under the same `(interval, first machine)`.
+//! Their plugin versions are positions in a per-interval table (`DECISION_VERSIONS`),
+//! since every machine of an interval is usually answered by the same versions.
 
 use std::collections::BTreeMap;
 use std::collections::btree_map::Entry;
@@ -17,14 +17,16 @@ use gigaspot_market::machine::MachineId;
 use serde::{Deserialize, Serialize};
 use sled::{Batch, Db};
 
-use crate::codec::{decode, encode, read_u64};
+use crate::codec::{decode, encode};
+use crate::decision_chunks;
 use crate::error::StoreResult;
 use crate::keys::{self, key};
 use crate::records::{Compaction, DecisionSummary};
 
-/// A decision record after the retention window (machine and interval are in its key).
+/// A decision record after the retention window (its chunk's key has the interval, the
+/// chunk's entry the machine).
 #[derive(Debug, Serialize, Deserialize)]
-struct CompactDecision {
+pub(crate) struct CompactDecision {
     /// The raw sha256 of the plugins' input; `None` when no plugin was called.
     input_digest: Option<[u8; 32]>,
     /// Position of the strategy version in the interval's table.
@@ -40,65 +42,38 @@ struct CompactDecision {
     idle_reason: Option<String>,
 }
 
-/// The index entry of a full decision record.
-pub(crate) fn index_key(machine: MachineId, interval: u64) -> Vec<u8> {
-    key(keys::DECISION_BY_INTERVAL, &[interval, machine])
-}
-
-/// Builds the index of a store written before it existed, in one atomic batch (re-run
-/// from scratch if interrupted: the marker goes in last).
-pub(crate) fn build_index(db: &Db) -> StoreResult<()> {
-    if db.contains_key(keys::DECISION_INDEX_BUILT)? {
-        return Ok(());
-    }
-    let mut batch = Batch::default();
-    for item in db.scan_prefix(keys::DECISION) {
-        let (k, _) = item?;
-        let ids = &k[keys::DECISION.len()..];
-        let machine = read_u64(&k, &ids[..8.min(ids.len())])?;
-        let interval = read_u64(&k, ids.get(8..).unwrap_or_default())?;
-        batch.insert(index_key(machine, interval), &[]);
-    }
-    batch.insert(keys::DECISION_INDEX_BUILT, &[]);
-    db.apply_batch(batch)?;
-    db.flush()?;
-    Ok(())
-}
-
-/// The batch compacting up to `limit` of the oldest full records of intervals before
-/// `before`, and what it does.
+/// The batch compacting the oldest full chunks of intervals before `before`, whole
+/// chunks until at least `limit` records, and what it does.
 pub(crate) fn compact(db: &Db, before: u64, limit: usize) -> StoreResult<(Batch, Compaction)> {
     let mut batch = Batch::default();
     let mut report = Compaction::default();
     let mut tables: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    let end = key(keys::DECISION_BY_INTERVAL, &[before]);
-    for item in db
-        .range(keys::DECISION_BY_INTERVAL.to_vec()..end)
-        .take(limit)
-    {
-        let (index, _) = item?;
-        let ids = &index[keys::DECISION_BY_INTERVAL.len()..];
-        let interval = read_u64(&index, &ids[..8.min(ids.len())])?;
-        let machine = read_u64(&index, ids.get(8..).unwrap_or_default())?;
-        batch.remove(index.clone());
-        report.bytes_before += index.len() as u64;
-        let full_key = key(keys::DECISION, &[machine, interval]);
-        let Some(full) = db.get(&full_key)? else {
-            continue;
-        };
-        let decision: Decision = decode(&full_key, &full)?;
+    let start = key(keys::DECISION_CHUNK, &[0, 0]);
+    let end = key(keys::DECISION_CHUNK, &[before, 0]);
+    for item in db.range(start..end) {
+        if report.records as usize >= limit {
+            break;
+        }
+        let (full_key, full) = item?;
+        let (interval, first) = decision_chunks::ids(keys::DECISION_CHUNK, &full_key)?;
         let table = match tables.entry(interval) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => e.insert(version_table(db, interval)?),
         };
-        let compact = compact_one(&DecisionSummary::of(&decision), table);
-        let compact_key = key(keys::DECISION_COMPACT, &[machine, interval]);
-        let value = encode(&compact)?;
-        report.records += 1;
+        let mut compacted = Vec::new();
+        for (machine, bytes) in decision_chunks::entries(&full_key, &full)? {
+            let decision: Decision = decode(&full_key, bytes)?;
+            compacted.push((machine, compact_one(&DecisionSummary::of(&decision), table)));
+            report.records += 1;
+        }
+        let records: Vec<(MachineId, &CompactDecision)> =
+            compacted.iter().map(|(m, c)| (*m, c)).collect();
         report.bytes_before += (full_key.len() + full.len()) as u64;
-        report.bytes_after += (compact_key.len() + value.len()) as u64;
+        report.bytes_after +=
+            decision_chunks::write(&mut batch, keys::DECISION_COMPACT_CHUNK, interval, &records)?;
+        // The compact chunk lands under the same key as the full one (same first machine).
+        debug_assert_eq!(compacted.first().map(|c| c.0), Some(first));
         batch.remove(full_key);
-        batch.insert(compact_key, value);
     }
     for (interval, table) in tables {
         let k = key(keys::DECISION_VERSIONS, &[interval]);
@@ -147,30 +122,24 @@ fn compact_one(s: &DecisionSummary, table: &mut Vec<String>) -> CompactDecision 
     }
 }
 
-/// A machine's newest `limit` decisions, full or compacted, newest first.
+/// A machine's decisions of the newest `limit` intervals, full or compacted, newest first.
 pub(crate) fn summaries(
     db: &Db,
     machine: MachineId,
     limit: usize,
 ) -> StoreResult<Vec<DecisionSummary>> {
-    let mut out = Vec::with_capacity(limit);
-    for item in db
-        .scan_prefix(key(keys::DECISION, &[machine]))
-        .rev()
-        .take(limit)
-    {
-        let (k, v) = item?;
-        out.push(DecisionSummary::of(&decode::<Decision>(&k, &v)?));
-    }
+    let mut out: Vec<DecisionSummary> =
+        decision_chunks::newest::<Decision>(db, keys::DECISION_CHUNK, machine, limit)?
+            .iter()
+            .map(|(_, d)| DecisionSummary::of(d))
+            .collect();
     let mut tables: BTreeMap<u64, Vec<String>> = BTreeMap::new();
-    for item in db
-        .scan_prefix(key(keys::DECISION_COMPACT, &[machine]))
-        .rev()
-        .take(limit)
-    {
-        let (k, v) = item?;
-        let interval = read_u64(&k, &k[k.len().saturating_sub(8)..])?;
-        let compact: CompactDecision = decode(&k, &v)?;
+    for (interval, compact) in decision_chunks::newest::<CompactDecision>(
+        db,
+        keys::DECISION_COMPACT_CHUNK,
+        machine,
+        limit,
+    )? {
         let table = match tables.entry(interval) {
             Entry::Occupied(e) => e.into_mut(),
             Entry::Vacant(e) => e.insert(version_table(db, interval)?),

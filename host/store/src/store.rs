@@ -198,11 +198,11 @@ pub trait Store: Send + Sync {
     fn assignment(&self, machine: MachineId) -> StoreResult<Option<Assignment>>;
     /// The decision record of a machine for an interval.
     fn decision(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Decision>>;
-    /// The newest `limit` full decision records of a machine, newest first (those within
-    /// the retention window).
+    /// A machine's full decision records of the newest `limit` cleared intervals, newest
+    /// first (those within the retention window).
     fn decisions(&self, machine: MachineId, limit: usize) -> StoreResult<Vec<Decision>>;
-    /// The newest `limit` decisions of a machine, newest first, full or compacted, as
-    /// summaries: what history shows.
+    /// A machine's decisions of the newest `limit` cleared intervals, newest first, full
+    /// or compacted, as summaries: what history shows.
     fn decision_summaries(
         &self,
         machine: MachineId,
