@@ -1,12 +1,14 @@
-//! Decision records stored in chunks: one sled record per interval and group of up to
+//! Per-interval records (decisions, assignments) stored in chunks: one sled record per
+//! interval and group of up to
 //! [`PER_CHUNK`] machines (consecutive in id order), keyed by `(interval, first machine
 //! id)`. Each entry keeps its record's own encoding, so a lookup decodes one record, not
 //! the whole chunk.
 //!
 //! Why chunks: applying a batch to sled costs about 5 µs per key on the reference machine
-//! whatever the value's size, and a tick of 10,000 machines wrote a decision record and a
-//! retention index entry per machine (20,000 keys, about 110 ms of the commit). Chunks
-//! are ordered by interval, so retention finds the oldest without an index.
+//! whatever the value's size, and a tick of 10,000 machines wrote a decision record, a
+//! retention index entry and an assignment per machine (30,000 keys, about 150 ms of the
+//! commit). Chunks are ordered by interval, so retention finds the oldest without an
+//! index.
 //!
 //! The chunks of one interval partition its machines in id order. Lookups still scan
 //! back through an interval's chunks until they find the machine, so they stay correct
@@ -55,17 +57,45 @@ pub(crate) fn write_encoded(
     Ok(bytes)
 }
 
+/// Records from which `write` encodes on every core (a tick's 10,000 decision records
+/// take about 30 ms to encode on one).
+const PARALLEL_FROM: usize = 1_024;
+
 /// Encodes one interval's records (sorted by machine) and adds their chunks to `batch`.
-pub(crate) fn write<T: Serialize>(
+pub(crate) fn write<T: Serialize + Sync>(
     batch: &mut Batch,
     prefix: &[u8],
     interval: u64,
     records: &[(MachineId, &T)],
 ) -> StoreResult<u64> {
-    let encoded = records
-        .iter()
-        .map(|(machine, record)| Ok((*machine, encode(*record)?)))
-        .collect::<StoreResult<Vec<_>>>()?;
+    let encode_all = |part: &[(MachineId, &T)]| {
+        part.iter()
+            .map(|(machine, record)| Ok((*machine, encode(*record)?)))
+            .collect::<StoreResult<Vec<_>>>()
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(8);
+    let encoded = if records.len() < PARALLEL_FROM || threads == 1 {
+        encode_all(records)?
+    } else {
+        let part = records.len().div_ceil(threads);
+        std::thread::scope(|scope| {
+            let workers: Vec<_> = records
+                .chunks(part)
+                .map(|part| scope.spawn(move || encode_all(part)))
+                .collect();
+            let mut all = Vec::with_capacity(records.len());
+            for worker in workers {
+                all.extend(
+                    worker
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p))?,
+                );
+            }
+            StoreResult::Ok(all)
+        })?
+    };
     let borrowed: Vec<(MachineId, &[u8])> = encoded
         .iter()
         .map(|(machine, bytes)| (*machine, bytes.as_slice()))
@@ -118,6 +148,58 @@ fn find<T: DeserializeOwned>(k: &[u8], v: &IVec, machine: MachineId) -> StoreRes
         Ok(i) => Ok(Some(decode(k, chunk.entries[i].1)?)),
         Err(_) => Ok(None),
     }
+}
+
+/// `machine`'s records of the intervals from `first` to `last` that have chunks under
+/// `prefix`, oldest first, as `(interval, record)`.
+pub(crate) fn between<T: DeserializeOwned>(
+    db: &Db,
+    prefix: &[u8],
+    machine: MachineId,
+    first: u64,
+    last: u64,
+) -> StoreResult<Vec<(u64, T)>> {
+    let mut out = Vec::new();
+    let mut lower = first;
+    while lower <= last {
+        // The oldest interval at or after `lower` that has any chunk.
+        let Some(item) = db
+            .range(key(prefix, &[lower, 0])..=key(prefix, &[last, u64::MAX]))
+            .next()
+        else {
+            break;
+        };
+        let (k, _) = item?;
+        let (interval, _) = ids(prefix, &k)?;
+        if let Some(record) = get(db, prefix, machine, interval)? {
+            out.push((interval, record));
+        }
+        let Some(next) = interval.checked_add(1) else {
+            break;
+        };
+        lower = next;
+    }
+    Ok(out)
+}
+
+/// Every record of the newest interval that has chunks under `prefix`, with the interval.
+pub(crate) fn newest_interval<T: DeserializeOwned>(
+    db: &Db,
+    prefix: &[u8],
+) -> StoreResult<Option<(u64, Vec<(MachineId, T)>)>> {
+    let Some(item) = db.scan_prefix(prefix).next_back() else {
+        return Ok(None);
+    };
+    let (k, _) = item?;
+    let (interval, _) = ids(prefix, &k)?;
+    let mut records = Vec::new();
+    for item in db.scan_prefix(key(prefix, &[interval])) {
+        let (k, v) = item?;
+        for (machine, bytes) in entries(&k, &v)? {
+            records.push((machine, decode(&k, bytes)?));
+        }
+    }
+    Ok(Some((interval, records)))
 }
 
 /// `machine`'s records of the newest `intervals` intervals that have chunks under

@@ -3,7 +3,8 @@
 /// Schema version of the layout below. Version 2 added the agent's telemetry to machines;
 /// version 3 the CPU's cores and threads and the settings' read-back; version 4 stores
 /// decision records in chunks per interval (`DECISION_CHUNK`) instead of one record and
-/// one index entry per machine (version 2 and 3 stores are migrated when opened, see
+/// one index entry per machine, assignments likewise (`ASSIGNMENT_CHUNK`), and pending
+/// marks as one list per interval (`PENDING_INTERVAL`) (version 2 and 3 stores are migrated when opened, see
 /// `migrate`); version 1 stores are refused (no migration: they predate any release).
 pub const SCHEMA_VERSION: u32 = 4;
 
@@ -60,10 +61,16 @@ pub const ACCOUNT_TRANSFER: &[u8] = b"axfer/";
 pub const ACCOUNT_TRANSFER_BUILT: &[u8] = b"meta/account_transfer_index";
 /// Prefix of `IntervalStats` by interval: what market history shows of each interval.
 pub const INTERVAL_STATS: &[u8] = b"hist/";
-/// Prefix of assignments by (machine, interval).
-pub const ASSIGNMENT: &[u8] = b"asg/";
-/// Prefix of assignments with a winner not yet settled, by (machine, interval).
-pub const PENDING: &[u8] = b"pend/";
+/// Prefix of assignments in chunks by (interval, first machine) → each machine's
+/// `Assignment` (see `decision_chunks`). Every clearing assigns every machine.
+pub const ASSIGNMENT_CHUNK: &[u8] = b"asgc/";
+/// Schema 3: prefix of assignments by (machine, interval).
+pub const LEGACY_ASSIGNMENT: &[u8] = b"asg/";
+/// Prefix of the machines whose assignment of an interval has a winner not yet settled,
+/// by interval → sorted list of machine ids.
+pub const PENDING_INTERVAL: &[u8] = b"pendi/";
+/// Schema 3: prefix of assignments with a winner not yet settled, by (machine, interval).
+pub const LEGACY_PENDING: &[u8] = b"pend/";
 /// Prefix of served reports by (machine, interval) → bid id.
 pub const SERVED: &[u8] = b"srv/";
 /// Prefix of the time served per (machine, interval) → `ServedTime`. An interval with a

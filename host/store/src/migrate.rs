@@ -29,7 +29,8 @@ pub fn migrate(db: &sled::Db, found: u32) -> StoreResult<()> {
 /// Intervals moved per batch by `v3_to_v4` (bounds the batch's memory).
 const INTERVALS_PER_BATCH: usize = 16;
 
-/// Version 4 stores decision records in chunks per interval (`decision_chunks`). Each
+/// Version 4 stores decision records and assignments in chunks per interval
+/// (`decision_chunks`) and pending marks as one list per interval. Each
 /// batch moves whole intervals (their chunks in, their per-machine records and index
 /// entries out), so an interrupted migration resumes where it stopped; the version is
 /// written last. The records' bytes move unchanged (the chunk keeps each record's own
@@ -79,6 +80,29 @@ fn v3_to_v4(db: &sled::Db) -> StoreResult<()> {
         write_chunks(&mut batch, keys::DECISION_CHUNK, &by_interval)?;
         db.apply_batch(batch)?;
     }
+    // Assignments: one scan groups them by interval (they are keyed by machine first);
+    // each batch moves whole intervals.
+    let mut assignments: BTreeMap<u64, Vec<(u64, sled::IVec)>> = BTreeMap::new();
+    for item in db.scan_prefix(keys::LEGACY_ASSIGNMENT) {
+        let (k, v) = item?;
+        let (machine, interval) = machine_interval(keys::LEGACY_ASSIGNMENT, &k)?;
+        assignments.entry(interval).or_default().push((machine, v));
+    }
+    let intervals: Vec<u64> = assignments.keys().copied().collect();
+    for group in intervals.chunks(INTERVALS_PER_BATCH) {
+        let mut batch = Batch::default();
+        let mut moved = BTreeMap::new();
+        for interval in group {
+            if let Some(records) = assignments.remove(interval) {
+                for (machine, _) in &records {
+                    batch.remove(keys::key(keys::LEGACY_ASSIGNMENT, &[*machine, *interval]));
+                }
+                moved.insert(*interval, records);
+            }
+        }
+        write_chunks(&mut batch, keys::ASSIGNMENT_CHUNK, &moved)?;
+        db.apply_batch(batch)?;
+    }
     // Compact records: no index by interval, so one scan groups them.
     let mut by_interval: BTreeMap<u64, Vec<(u64, sled::IVec)>> = BTreeMap::new();
     let mut batch = Batch::default();
@@ -107,6 +131,20 @@ fn v3_to_v4(db: &sled::Db) -> StoreResult<()> {
         batch.remove(k);
     }
     write_chunks(&mut batch, keys::DECISION_CHUNK, &stray)?;
+    // Pending marks: one list per interval.
+    let mut pending: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for item in db.scan_prefix(keys::LEGACY_PENDING) {
+        let (k, _) = item?;
+        let (machine, interval) = machine_interval(keys::LEGACY_PENDING, &k)?;
+        pending.entry(interval).or_default().push(machine);
+        batch.remove(k);
+    }
+    for (interval, machines) in pending {
+        batch.insert(
+            keys::key(keys::PENDING_INTERVAL, &[interval]),
+            encode(&machines)?,
+        );
+    }
     batch.remove(keys::LEGACY_DECISION_INDEX_BUILT);
     batch.insert(keys::SCHEMA, &4u32.to_be_bytes());
     db.apply_batch(batch)?;
@@ -343,8 +381,42 @@ mod tests {
                 .unwrap();
             }
         }
+        for interval in 118..122 {
+            for &m in &machines {
+                db.insert(
+                    key(keys::LEGACY_ASSIGNMENT, &[m, interval]),
+                    format!("asg {m} {interval}").as_bytes(),
+                )
+                .unwrap();
+            }
+        }
+        for (m, interval) in [(machines[1], 120), (machines[0], 120), (machines[2], 121)] {
+            db.insert(key(keys::LEGACY_PENDING, &[m, interval]), &[])
+                .unwrap();
+        }
         db.insert(keys::SCHEMA, &3u32.to_be_bytes()).unwrap();
         migrate(&db, 3).unwrap();
+
+        let pending = |interval: u64| -> Vec<u64> {
+            let k = key(keys::PENDING_INTERVAL, &[interval]);
+            decode(&k, &db.get(&k).unwrap().unwrap()).unwrap()
+        };
+        assert_eq!(pending(120), vec![machines[0], machines[1]]);
+        assert_eq!(pending(121), vec![machines[2]]);
+        assert_eq!(db.scan_prefix(keys::PENDING_INTERVAL).count(), 2);
+        for interval in 118..122 {
+            for &m in &machines {
+                let k = key(keys::ASSIGNMENT_CHUNK, &[interval, m]);
+                let (chunk_key, value) = db
+                    .range(key(keys::ASSIGNMENT_CHUNK, &[interval, 0])..=k)
+                    .next_back()
+                    .unwrap()
+                    .unwrap();
+                let entries = crate::decision_chunks::entries(&chunk_key, &value).unwrap();
+                let (_, bytes) = entries.iter().find(|(id, _)| *id == m).unwrap();
+                assert_eq!(*bytes, format!("asg {m} {interval}").as_bytes());
+            }
+        }
 
         for interval in 100..140 {
             for &m in &machines {
@@ -385,6 +457,8 @@ mod tests {
             }
         }
         for legacy in [
+            keys::LEGACY_ASSIGNMENT,
+            keys::LEGACY_PENDING,
             keys::LEGACY_DECISION,
             keys::LEGACY_DECISION_BY_INTERVAL,
             keys::LEGACY_DECISION_COMPACT,

@@ -757,31 +757,29 @@ fn load(db: &sled::Db) -> StoreResult<State> {
         balances.insert(account, Amount(read_u64(&k, &v)?));
     }
     let mut pending_keys = BTreeSet::new();
-    for item in db.scan_prefix(keys::PENDING) {
-        let (k, _) = item?;
-        let tail = &k[keys::PENDING.len()..];
-        if tail.len() != 16 {
-            return Err(StoreError::Corrupt {
-                path: String::from_utf8_lossy(&k).into_owned(),
-                detail: "malformed pending key".into(),
-            });
-        }
-        pending_keys.insert((read_u64(&k, &tail[..8])?, read_u64(&k, &tail[8..])?));
+    for item in db.scan_prefix(keys::PENDING_INTERVAL) {
+        let (k, v) = item?;
+        let interval = read_u64(&k, &k[keys::PENDING_INTERVAL.len()..])?;
+        let machines: Vec<MachineId> = decode(&k, &v)?;
+        pending_keys.extend(machines.into_iter().map(|m| (m, interval)));
     }
-    // Only what the working set needs: each machine's latest assignment (its keys sort by
-    // interval, so the last one) and the unsettled ones, not every interval ever cleared.
-    let mut latest: BTreeMap<MachineId, Assignment> = BTreeMap::new();
-    for m in &machines {
-        if let Some(item) = db.scan_prefix(key(keys::ASSIGNMENT, &[m.id])).next_back() {
-            let (k, v) = item?;
-            latest.insert(m.id, decode(&k, &v)?);
-        }
-    }
+    // Only what the working set needs: each machine's latest assignment and the unsettled
+    // ones, not every interval ever cleared. Every clearing assigns every machine, so the
+    // newest interval holds the latest assignment of each machine that has one.
+    let latest: BTreeMap<MachineId, Assignment> =
+        crate::decision_chunks::newest_interval(db, keys::ASSIGNMENT_CHUNK)?
+            .map(|(_, records)| {
+                records
+                    .into_iter()
+                    .filter(|(m, _)| machines.iter().any(|known| known.id == *m))
+                    .collect()
+            })
+            .unwrap_or_default();
     let mut pending = BTreeMap::new();
     for (machine, interval) in pending_keys {
-        let k = key(keys::ASSIGNMENT, &[machine, interval]);
-        if let Some(v) = db.get(&k)? {
-            pending.insert((machine, interval), decode(&k, &v)?);
+        if let Some(a) = crate::decision_chunks::get(db, keys::ASSIGNMENT_CHUNK, machine, interval)?
+        {
+            pending.insert((machine, interval), a);
         }
     }
     let mut state_bids = HashMap::with_capacity(bids.len());
@@ -864,6 +862,49 @@ fn load(db: &sled::Db) -> StoreResult<State> {
             })
             .collect::<StoreResult<_>>()?,
     })
+}
+
+/// Rewrites the pending list (`keys::PENDING_INTERVAL`) of every interval this tick
+/// changes: less the `settled` (machine, interval) pairs, plus the new `assignments` with
+/// a winner. One record per interval rather than one per machine: a tick of 10,000
+/// machines used to add 10,000 marks and remove as many.
+fn pending_lists(
+    state: &State,
+    settled: &[(MachineId, u64)],
+    assignments: &[Assignment],
+    batch: &mut Batch,
+) -> StoreResult<()> {
+    let settled: BTreeSet<(MachineId, u64)> = settled.iter().copied().collect();
+    let mut lists: BTreeMap<u64, Vec<MachineId>> = BTreeMap::new();
+    for (_, interval) in &settled {
+        lists.entry(*interval).or_default();
+    }
+    for a in assignments.iter().filter(|a| a.winner.is_some()) {
+        lists.entry(a.interval).or_default();
+    }
+    for (machine, interval) in state.pending.keys() {
+        if let Some(list) = lists.get_mut(interval)
+            && !settled.contains(&(*machine, *interval))
+        {
+            list.push(*machine);
+        }
+    }
+    for a in assignments.iter().filter(|a| a.winner.is_some()) {
+        if let Some(list) = lists.get_mut(&a.interval) {
+            list.push(a.machine);
+        }
+    }
+    for (interval, mut machines) in lists {
+        let k = key(keys::PENDING_INTERVAL, &[interval]);
+        machines.sort_unstable();
+        machines.dedup();
+        if machines.is_empty() {
+            batch.remove(k);
+        } else {
+            batch.insert(k, encode(&machines)?);
+        }
+    }
+    Ok(())
 }
 
 /// Machine → bid books, active and suspended bids apart.
@@ -1580,16 +1621,16 @@ impl Store for SledStore {
         if first > last {
             return Ok(Vec::new());
         }
-        // Keys end in the big-endian interval: one range scan, oldest to newest.
-        self.db()?
-            .range(
-                key(keys::ASSIGNMENT, &[machine, first])..=key(keys::ASSIGNMENT, &[machine, last]),
-            )
-            .map(|entry| {
-                let (k, v) = entry?;
-                decode(&k, &v)
-            })
-            .collect()
+        Ok(crate::decision_chunks::between(
+            &self.db()?,
+            keys::ASSIGNMENT_CHUNK,
+            machine,
+            first,
+            last,
+        )?
+        .into_iter()
+        .map(|(_, a)| a)
+        .collect())
     }
 
     fn interval_stats(&self, first: u64, last: u64) -> StoreResult<Vec<IntervalStats>> {
@@ -1854,7 +1895,6 @@ impl Store for SledStore {
                         Err(other) => return Err(other),
                     }
                 }
-                batch.remove(key(keys::PENDING, &[s.machine, s.interval]));
                 settled.push((s.machine, s.interval));
             }
             let cleared = Self::stats_entry(&db, &mut stats, commit.interval)?;
@@ -1873,12 +1913,26 @@ impl Store for SledStore {
             for (interval, s) in &stats {
                 batch.insert(key(keys::INTERVAL_STATS, &[*interval]), encode(s)?);
             }
-            for a in &commit.assignments {
-                batch.insert(key(keys::ASSIGNMENT, &[a.machine, a.interval]), encode(a)?);
-                if a.winner.is_some() {
-                    batch.insert(key(keys::PENDING, &[a.machine, a.interval]), &[]);
-                }
+            let mut assigned: Vec<(MachineId, &Assignment)> = commit
+                .assignments
+                .iter()
+                .filter(|a| a.interval == commit.interval)
+                .map(|a| (a.machine, a))
+                .collect();
+            if assigned.len() != commit.assignments.len() {
+                return Err(StoreError::Invalid {
+                    field: "assignments",
+                    reason: format!("every assignment must be of interval {}", commit.interval),
+                });
             }
+            assigned.sort_by_key(|(machine, _)| *machine);
+            crate::decision_chunks::write(
+                &mut batch,
+                keys::ASSIGNMENT_CHUNK,
+                commit.interval,
+                &assigned,
+            )?;
+            pending_lists(&state, &settled, &commit.assignments, &mut batch)?;
             let encoding = Instant::now();
             let mut records: Vec<(MachineId, &Decision)> = commit
                 .decisions
