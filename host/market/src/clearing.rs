@@ -285,9 +285,12 @@ pub fn clear_machine(
 /// them (the bids of a large market are far apart in memory).
 fn warm(bids: &[&Bid]) {
     for bid in bids {
+        // First and last element: a value may straddle cache lines.
         std::hint::black_box(bid.oc.first().map(|o| o.power_limit_w));
-        std::hint::black_box(bid.image.as_bytes().first());
-        std::hint::black_box(bid.env.keys().next().map(|k| k.as_bytes().first()));
+        std::hint::black_box(bid.oc.last().map(|o| o.power_limit_w));
+        std::hint::black_box(bid.image.as_bytes().first().copied());
+        std::hint::black_box(bid.image.as_bytes().last().copied());
+        std::hint::black_box(bid.env.keys().next().and_then(|k| k.as_bytes().first().copied()));
     }
 }
 
