@@ -290,7 +290,12 @@ fn warm(bids: &[&Bid]) {
         std::hint::black_box(bid.oc.last().map(|o| o.power_limit_w));
         std::hint::black_box(bid.image.as_bytes().first().copied());
         std::hint::black_box(bid.image.as_bytes().last().copied());
-        std::hint::black_box(bid.env.keys().next().and_then(|k| k.as_bytes().first().copied()));
+        std::hint::black_box(
+            bid.env
+                .keys()
+                .next()
+                .and_then(|k| k.as_bytes().first().copied()),
+        );
     }
 }
 

@@ -125,7 +125,7 @@ impl AppState {
             market
                 .bids
                 .values()
-                .flatten()
+                .flat_map(|b| b.iter())
                 .filter(|b| b.is_live(now))
                 .count()
         })

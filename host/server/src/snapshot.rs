@@ -304,8 +304,11 @@ impl Fragments {
             .map(|m| {
                 let inputs = Inputs {
                     machine: m,
-                    active: market.bids.get(&m.id).map_or(&[][..], Vec::as_slice),
-                    suspended: market.suspended.get(&m.id).map_or(&[][..], Vec::as_slice),
+                    active: market.bids.get(&m.id).map_or(&[][..], |b| b.as_slice()),
+                    suspended: market
+                        .suspended
+                        .get(&m.id)
+                        .map_or(&[][..], |b| b.as_slice()),
                     // From the snapshot's tallies: no second trip to the store per machine.
                     reliability: gigaspot_market::suspension::reliability_at(
                         &market.tallies,
@@ -523,9 +526,14 @@ mod tests {
             .iter()
             .map(|m| {
                 let queued = prepull.get(&m.id).map_or(&[][..], Vec::as_slice);
-                let bids = market.bids.get(&m.id).map_or(&[][..], Vec::as_slice);
+                let bids = market.bids.get(&m.id).map_or(&[][..], |b| b.as_slice());
                 let mut entry = machine_entry(m, bids, now, &market.params, &market.table, queued);
-                for b in market.suspended.get(&m.id).into_iter().flatten() {
+                for b in market
+                    .suspended
+                    .get(&m.id)
+                    .into_iter()
+                    .flat_map(|b| b.iter())
+                {
                     if now < b.expires_at {
                         entry.bids.push(bid_entry(m, b, false, queued));
                     }

@@ -182,11 +182,14 @@ pub(crate) fn between<T: DeserializeOwned>(
     Ok(out)
 }
 
+/// One interval's records, by machine.
+pub(crate) type IntervalRecords<T> = (u64, Vec<(MachineId, T)>);
+
 /// Every record of the newest interval that has chunks under `prefix`, with the interval.
 pub(crate) fn newest_interval<T: DeserializeOwned>(
     db: &Db,
     prefix: &[u8],
-) -> StoreResult<Option<(u64, Vec<(MachineId, T)>)>> {
+) -> StoreResult<Option<IntervalRecords<T>>> {
     let Some(item) = db.scan_prefix(prefix).next_back() else {
         return Ok(None);
     };

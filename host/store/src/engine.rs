@@ -88,7 +88,7 @@ impl<'a> IntervalEngine<'a> {
         // A bid suspended at this boundary is out of this very clearing.
         for gone in &judged.suspend {
             if let Some(bids) = snapshot.bids.get_mut(&gone.machine) {
-                bids.retain(|b| b.id != gone.id);
+                Arc::make_mut(bids).retain(|b| b.id != gone.id);
             }
             if gone.is_live(now)
                 && let Some(need) = demand.get_mut(&gone.owner)
@@ -281,7 +281,7 @@ struct BidScan {
 /// a million bids at 10,000 machines × 50, each a cache miss, so a single thread spends
 /// about 70 ms on it on the reference machine.
 fn scan_bids(snapshot: &TickSnapshot, now: u64) -> BidScan {
-    let books: Vec<&Vec<Arc<Bid>>> = snapshot.bids.values().collect();
+    let books: Vec<&Vec<Arc<Bid>>> = snapshot.bids.values().map(|b| b.as_ref()).collect();
     let threads = std::thread::available_parallelism()
         .map_or(1, |n| n.get())
         .min(8);
@@ -319,9 +319,13 @@ fn scan_bids(snapshot: &TickSnapshot, now: u64) -> BidScan {
     })
 }
 
-/// What one interval of `bid` costs its owner if it wins.
+/// What one interval of `bid` costs its owner if it wins (`IntervalCharge::new`'s total).
 fn interval_cost(bid: &Bid, params: &gigaspot_market::params::MarketParams) -> u128 {
-    u128::from(IntervalCharge::new(bid.price_per_day, params).total.0)
+    u128::from(
+        bid.price_per_day
+            .pro_rata(u64::from(params.billing_interval_s))
+            .0,
+    )
 }
 
 /// Owners whose live bids together (`demand`) cost more than they can pay this interval.

@@ -5,6 +5,7 @@
 //! audited at start-up and on demand.
 
 mod backup;
+mod books;
 mod codec;
 mod decision_chunks;
 mod engine;
@@ -19,6 +20,7 @@ mod sled_store;
 mod store;
 
 pub use backup::{BackupSummary, restore, verify};
+pub use books::Book;
 pub use engine::{DEFAULT_SUSPEND_AFTER, IntervalEngine};
 pub use error::{StoreError, StoreResult};
 pub use intake::IntakeStats;

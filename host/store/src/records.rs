@@ -142,8 +142,8 @@ pub struct TickSnapshot {
     pub cleared_through: Option<u64>,
     /// Every machine (shared with the store's working set, not copied).
     pub machines: Vec<Arc<Machine>>,
-    /// Active bids by machine (shared, not copied).
-    pub bids: BTreeMap<MachineId, Vec<Arc<Bid>>>,
+    /// Active bids by machine, by id (each machine's list shared with the store).
+    pub bids: BTreeMap<MachineId, crate::Book>,
     /// Every balance.
     pub balances: BTreeMap<AccountId, Amount>,
     /// The latest assignment of each machine.
@@ -159,7 +159,7 @@ pub struct TickSnapshot {
     /// Bids' current runs of intervals unserved by their own fault.
     pub failures: BTreeMap<BidId, BidFailures>,
     /// Suspended bids by machine (shown in the snapshot, not cleared).
-    pub suspended: BTreeMap<MachineId, Vec<Arc<Bid>>>,
+    pub suspended: BTreeMap<MachineId, crate::Book>,
     /// Machines' assigned/served tallies by (machine, day), for their reliability.
     pub tallies: BTreeMap<(MachineId, u64), Tally>,
 }

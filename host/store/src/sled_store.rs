@@ -46,8 +46,10 @@ struct State {
     accounts: BTreeMap<AccountId, Account>,
     machines: BTreeMap<MachineId, Arc<Machine>>,
     bids: HashMap<BidId, Arc<Bid>>,
-    /// The same bids grouped by machine, for the clearing.
+    /// The same bids grouped by machine.
     bids_by_machine: BTreeMap<MachineId, BTreeMap<BidId, Arc<Bid>>>,
+    /// The active and suspended ones again, as the lists a tick's snapshot shares.
+    books: crate::books::Books,
     balances: BTreeMap<AccountId, Amount>,
     latest: BTreeMap<MachineId, Assignment>,
     pending: BTreeMap<(MachineId, u64), Assignment>,
@@ -72,10 +74,12 @@ struct State {
 impl State {
     /// Inserts or replaces a bid in both indexes.
     fn put_bid(&mut self, bid: Arc<Bid>) {
-        self.bids_by_machine
+        let old = self
+            .bids_by_machine
             .entry(bid.machine)
             .or_default()
             .insert(bid.id, bid.clone());
+        self.books.put(old.as_ref(), &bid);
         self.bids.insert(bid.id, bid);
     }
 }
@@ -784,12 +788,14 @@ fn load(db: &sled::Db) -> StoreResult<State> {
     }
     let mut state_bids = HashMap::with_capacity(bids.len());
     let mut bids_by_machine: BTreeMap<MachineId, BTreeMap<BidId, Arc<Bid>>> = BTreeMap::new();
+    let mut books = crate::books::Books::default();
     for b in bids {
         let b = Arc::new(b);
         bids_by_machine
             .entry(b.machine)
             .or_default()
             .insert(b.id, b.clone());
+        books.put(None, &b);
         state_bids.insert(b.id, b);
     }
     let secrets = |prefix: &[u8]| -> StoreResult<HashMap<[u8; 32], u64>> {
@@ -820,6 +826,7 @@ fn load(db: &sled::Db) -> StoreResult<State> {
         machines: machines.into_iter().map(|m| (m.id, Arc::new(m))).collect(),
         bids: state_bids,
         bids_by_machine,
+        books,
         balances,
         latest,
         pending,
@@ -905,56 +912,6 @@ fn pending_lists(
         }
     }
     Ok(())
-}
-
-/// Machine → bid books, active and suspended bids apart.
-type Books = BTreeMap<MachineId, Vec<Arc<Bid>>>;
-
-/// Each machine's active and suspended bids, shared with the working set. Split over the
-/// cores by machine: each bid read is a cache miss (half a million at 10,000 machines ×
-/// 50), and this runs under the state's read lock.
-fn books_by_state(by_machine: &BTreeMap<MachineId, BTreeMap<BidId, Arc<Bid>>>) -> (Books, Books) {
-    let machines: Vec<(&MachineId, &BTreeMap<BidId, Arc<Bid>>)> = by_machine.iter().collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = machines.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = machines
-            .chunks(chunk)
-            .map(|part| {
-                scope.spawn(move || {
-                    let (mut active, mut suspended) = (Vec::new(), Vec::new());
-                    for (machine, on_machine) in part {
-                        let (mut a, mut s) = (Vec::with_capacity(on_machine.len()), Vec::new());
-                        for bid in on_machine.values() {
-                            match bid.state {
-                                BidState::Active => a.push(Arc::clone(bid)),
-                                BidState::Suspended => s.push(Arc::clone(bid)),
-                                _ => {}
-                            }
-                        }
-                        if !a.is_empty() {
-                            active.push((**machine, a));
-                        }
-                        if !s.is_empty() {
-                            suspended.push((**machine, s));
-                        }
-                    }
-                    (active, suspended)
-                })
-            })
-            .collect();
-        let (mut active, mut suspended) = (Books::new(), Books::new());
-        for worker in workers {
-            let (a, s) = worker
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            active.extend(a);
-            suspended.extend(s);
-        }
-        (active, suspended)
-    })
 }
 
 fn require_role(
@@ -1813,7 +1770,7 @@ impl Store for SledStore {
                 served_time.insert((*machine, *interval), decode(&k, &v)?);
             }
         }
-        let (bids, suspended) = books_by_state(&state.bids_by_machine);
+        let (bids, suspended) = (state.books.active(), state.books.suspended());
         Ok(TickSnapshot {
             params: state.params.clone(),
             clock: state.clock.clone(),
