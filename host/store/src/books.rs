@@ -3,11 +3,13 @@
 //! instead of copying half a million bid references into lists of its own and releasing
 //! them again afterwards (each a cache miss: about 50 ms of a tick at 10,000 machines ×
 //! 50 bids on the reference machine). A write to a machine whose list a snapshot still
-//! holds copies that one list first (copy on write).
+//! holds copies that one list first (copy on write). Also each owner's sum of active
+//! prices, which the tick's funding check starts from instead of a pass over every bid.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use gigaspot_market::account::AccountId;
 use gigaspot_market::bid::{Bid, BidState};
 use gigaspot_market::machine::MachineId;
 
@@ -19,22 +21,19 @@ pub type Book = Arc<Vec<Arc<Bid>>>;
 pub(crate) struct Books {
     active: BTreeMap<MachineId, Book>,
     suspended: BTreeMap<MachineId, Book>,
+    /// Each owner's sum of its active bids' prices per day, in base units.
+    price_sums: HashMap<AccountId, u128>,
 }
 
 impl Books {
     /// Records that `new` replaces `old` (the same bid before the write, if any).
     pub(crate) fn put(&mut self, old: Option<&Arc<Bid>>, new: &Arc<Bid>) {
         if let Some(old) = old
-            && let Some(books) = self.of_state(old.state)
-            && let Some(book) = books.get_mut(&old.machine)
+            && self.remove(old)
+            && old.state == BidState::Active
+            && let Some(sum) = self.price_sums.get_mut(&old.owner)
         {
-            let bids = Arc::make_mut(book);
-            if let Ok(at) = bids.binary_search_by_key(&old.id, |b| b.id) {
-                bids.remove(at);
-            }
-            if bids.is_empty() {
-                books.remove(&old.machine);
-            }
+            *sum = sum.saturating_sub(u128::from(old.price_per_day.0));
         }
         if let Some(books) = self.of_state(new.state) {
             let bids = Arc::make_mut(books.entry(new.machine).or_default());
@@ -42,7 +41,29 @@ impl Books {
                 Ok(at) => bids[at] = Arc::clone(new),
                 Err(at) => bids.insert(at, Arc::clone(new)),
             }
+            if new.state == BidState::Active {
+                *self.price_sums.entry(new.owner).or_default() += u128::from(new.price_per_day.0);
+            }
         }
+    }
+
+    /// Takes `bid` out of the book of its state; whether it was there.
+    fn remove(&mut self, bid: &Bid) -> bool {
+        let Some(books) = self.of_state(bid.state) else {
+            return false;
+        };
+        let Some(book) = books.get_mut(&bid.machine) else {
+            return false;
+        };
+        let bids = Arc::make_mut(book);
+        let Ok(at) = bids.binary_search_by_key(&bid.id, |b| b.id) else {
+            return false;
+        };
+        bids.remove(at);
+        if bids.is_empty() {
+            books.remove(&bid.machine);
+        }
+        true
     }
 
     fn of_state(&mut self, state: BidState) -> Option<&mut BTreeMap<MachineId, Book>> {
@@ -61,6 +82,12 @@ impl Books {
     /// Every machine's suspended bids (shared).
     pub(crate) fn suspended(&self) -> BTreeMap<MachineId, Book> {
         self.suspended.clone()
+    }
+
+    /// Each owner's sum of its active bids' prices per day (including bids past their
+    /// lifetime that no tick has marked expired yet).
+    pub(crate) fn price_sums(&self) -> HashMap<AccountId, u128> {
+        self.price_sums.clone()
     }
 }
 
@@ -99,6 +126,8 @@ mod tests {
         }
         books.put(None, &bid(3, 2, BidState::Active));
         assert_eq!(ids(&books.active(), 1), vec![2, 5, 9]);
+        let sum = |books: &Books| books.price_sums().get(&1).copied().unwrap_or_default();
+        assert_eq!(sum(&books), 4 * u128::from(Amount::clore(1).0));
         let held = books.active();
         // Suspend 5, cancel 9, edit 2 (still active), on machine 1.
         books.put(
@@ -114,6 +143,8 @@ mod tests {
         assert_eq!(ids(&books.active(), 1), vec![2]);
         assert!(Arc::ptr_eq(&books.active()[&1][0], &edited));
         assert_eq!(ids(&books.suspended(), 1), vec![5]);
+        // Active now: 2 (edited) and 3.
+        assert_eq!(sum(&books), 2 * u128::from(Amount::clore(1).0));
         // The snapshot taken before is unchanged; machine 2's list is still shared.
         assert_eq!(ids(&held, 1), vec![2, 5, 9]);
         assert!(Arc::ptr_eq(&held[&2], &books.active()[&2]));
@@ -123,5 +154,6 @@ mod tests {
             &bid(3, 2, BidState::Expired),
         );
         assert!(!books.active().contains_key(&2));
+        assert_eq!(sum(&books), u128::from(Amount::clore(1).0));
     }
 }

@@ -13,7 +13,7 @@ use gigaspot_market::context::RunningBid;
 use gigaspot_market::ledger;
 use gigaspot_market::ledger::AuditReport;
 use gigaspot_market::machine::{Machine, MachineId};
-use gigaspot_market::money::Amount;
+use gigaspot_market::money::{Amount, SECONDS_PER_DAY};
 use gigaspot_market::suspension::{self, BidFailures, Tally};
 
 use crate::error::StoreResult;
@@ -74,10 +74,17 @@ impl<'a> IntervalEngine<'a> {
         let clock = snapshot
             .clock
             .rebase(current, snapshot.params.billing_interval_s);
-        let BidScan {
-            mut expired,
-            mut demand,
-        } = scan_bids(&snapshot, now);
+        // What each owner's live bids would cost this interval if all won, from the
+        // store's running sums of active prices: at least the sum of the bids' own
+        // charges (each rounded down; bids past their lifetime not yet marked expired
+        // included), so an owner who cannot pay it is treated as contended, never one who
+        // can. (The funding check of each bid is exact either way.)
+        let interval_s = u128::from(snapshot.params.billing_interval_s);
+        let mut demand: HashMap<AccountId, u128> = snapshot
+            .active_price_sums
+            .iter()
+            .map(|(owner, sum)| (*owner, sum * interval_s / u128::from(SECONDS_PER_DAY)))
+            .collect();
         let mut report = TickReport {
             interval: Some(current),
             ..TickReport::default()
@@ -96,10 +103,19 @@ impl<'a> IntervalEngine<'a> {
                 *need = need.saturating_sub(interval_cost(gone, &snapshot.params));
             }
         }
-        expired.sort_unstable();
+
         let settled = started.elapsed();
-        let (assignments, decisions) =
+        let (assignments, decisions, mut expired) =
             self.clear_all(&snapshot, current, now, balances, &demand, &mut report);
+        // Bids past their lifetime: those the clearing met, and any suspended here.
+        expired.extend(
+            judged
+                .suspend
+                .iter()
+                .filter(|b| now >= b.expires_at)
+                .map(|b| b.id),
+        );
+        expired.sort_unstable();
         let cleared = started.elapsed();
         self.store.commit_tick(&TickCommit {
             interval: current,
@@ -134,7 +150,7 @@ impl<'a> IntervalEngine<'a> {
         mut available: BTreeMap<AccountId, Amount>,
         demand: &HashMap<AccountId, u128>,
         report: &mut TickReport,
-    ) -> (Vec<Assignment>, Vec<Decision>) {
+    ) -> (Vec<Assignment>, Vec<Decision>, Vec<BidId>) {
         let contended = contended_owners(demand, &available);
         let (coupled, independent): (Vec<&Arc<Machine>>, Vec<&Arc<Machine>>) =
             snapshot.machines.iter().partition(|m| {
@@ -191,12 +207,15 @@ impl<'a> IntervalEngine<'a> {
 
         let mut assignments = Vec::with_capacity(decided.len());
         let mut decisions = Vec::with_capacity(decided.len());
+        let mut expired = Vec::new();
         for Cleared {
             decision,
             running,
             host,
+            expired: past_lifetime,
         } in decided
         {
+            expired.extend(past_lifetime);
             let latest = snapshot.latest.get(&decision.machine);
             let continues =
                 running.is_some() && decision.winner.map(|w| w.bid) == running.map(|r| r.bid_id);
@@ -216,7 +235,7 @@ impl<'a> IntervalEngine<'a> {
             });
             decisions.push(decision);
         }
-        (assignments, decisions)
+        (assignments, decisions, expired)
     }
 
     fn clear_one(
@@ -257,6 +276,15 @@ impl<'a> IntervalEngine<'a> {
             decision: clear_machine(&input, can_pay, self.plugins),
             running,
             host: machine.host,
+            // Read while the clearing has the bids in cache.
+            expired: live
+                .map(|bids| {
+                    bids.iter()
+                        .filter(|b| now >= b.expires_at)
+                        .map(|b| b.id)
+                        .collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -266,57 +294,8 @@ struct Cleared {
     decision: Decision,
     running: Option<RunningBid>,
     host: AccountId,
-}
-
-/// What one pass over every bid of the working set finds.
-#[derive(Default)]
-struct BidScan {
-    /// Bids past their lifetime.
+    /// The machine's bids past their lifetime.
     expired: Vec<BidId>,
-    /// What each owner's live bids would cost this interval if all won.
-    demand: HashMap<AccountId, u128>,
-}
-
-/// The one pass over every bid before the clearing, split over the cores by machine: half
-/// a million bids at 10,000 machines × 50, each a cache miss, so a single thread spends
-/// about 70 ms on it on the reference machine.
-fn scan_bids(snapshot: &TickSnapshot, now: u64) -> BidScan {
-    let books: Vec<&Vec<Arc<Bid>>> = snapshot.bids.values().map(|b| b.as_ref()).collect();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(8);
-    let chunk = books.len().div_ceil(threads).max(1);
-    let params = &snapshot.params;
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = books
-            .chunks(chunk)
-            .map(|books| {
-                scope.spawn(move || {
-                    let mut scan = BidScan::default();
-                    for bid in books.iter().copied().flatten() {
-                        if now >= bid.expires_at {
-                            scan.expired.push(bid.id);
-                        } else if bid.is_live(now) {
-                            *scan.demand.entry(bid.owner).or_default() +=
-                                interval_cost(bid, params);
-                        }
-                    }
-                    scan
-                })
-            })
-            .collect();
-        let mut all = BidScan::default();
-        for worker in workers {
-            let part = worker
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            all.expired.extend(part.expired);
-            for (owner, need) in part.demand {
-                *all.demand.entry(owner).or_default() += need;
-            }
-        }
-        all
-    })
 }
 
 /// What one interval of `bid` costs its owner if it wins (`IntervalCharge::new`'s total).

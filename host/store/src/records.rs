@@ -158,6 +158,9 @@ pub struct TickSnapshot {
     pub unserved: BTreeMap<(MachineId, u64), Unserved>,
     /// Bids' current runs of intervals unserved by their own fault.
     pub failures: BTreeMap<BidId, BidFailures>,
+    /// Each owner's sum of its active bids' prices per day, in base units (bids past
+    /// their lifetime that no tick has marked expired yet included).
+    pub active_price_sums: std::collections::HashMap<AccountId, u128>,
     /// Suspended bids by machine (shown in the snapshot, not cleared).
     pub suspended: BTreeMap<MachineId, crate::Book>,
     /// Machines' assigned/served tallies by (machine, day), for their reliability.

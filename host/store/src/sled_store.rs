@@ -1771,6 +1771,7 @@ impl Store for SledStore {
             }
         }
         let (bids, suspended) = (state.books.active(), state.books.suspended());
+        let active_price_sums = state.books.price_sums();
         Ok(TickSnapshot {
             params: state.params.clone(),
             clock: state.clock.clone(),
@@ -1790,6 +1791,7 @@ impl Store for SledStore {
                 .map(|(id, f)| (*id, f.clone()))
                 .collect(),
             suspended,
+            active_price_sums,
             tallies: state.tallies.clone(),
         })
     }
