@@ -103,6 +103,29 @@ pub(crate) fn write<T: Serialize + Sync>(
     write_encoded(batch, prefix, interval, &borrowed)
 }
 
+/// Adds the chunks of one interval's `(machine, interval, record)`s, in any order, to
+/// `batch`; a record of another interval is refused, naming `field`.
+pub(crate) fn write_interval<'a, T: Serialize + Sync + 'a>(
+    batch: &mut Batch,
+    prefix: &[u8],
+    field: &'static str,
+    interval: u64,
+    records: impl Iterator<Item = (MachineId, u64, &'a T)>,
+) -> StoreResult<u64> {
+    let mut sorted = Vec::new();
+    for (machine, of, record) in records {
+        if of != interval {
+            return Err(crate::error::StoreError::Invalid {
+                field,
+                reason: format!("every record must be of interval {interval}, not {of}"),
+            });
+        }
+        sorted.push((machine, record));
+    }
+    sorted.sort_by_key(|(machine, _)| *machine);
+    write(batch, prefix, interval, &sorted)
+}
+
 /// The interval and first machine of a chunk key under `prefix`.
 pub(crate) fn ids(prefix: &[u8], k: &[u8]) -> StoreResult<(u64, u64)> {
     let tail = k.get(prefix.len()..).unwrap_or_default();
@@ -159,25 +182,46 @@ pub(crate) fn between<T: DeserializeOwned>(
     first: u64,
     last: u64,
 ) -> StoreResult<Vec<(u64, T)>> {
+    walk(db, prefix, machine, (first, last), false, usize::MAX)
+}
+
+/// Visits the intervals in `first..=last` that have chunks under `prefix`, oldest or
+/// newest first, at most `intervals` of them, collecting `machine`'s records.
+fn walk<T: DeserializeOwned>(
+    db: &Db,
+    prefix: &[u8],
+    machine: MachineId,
+    (mut first, mut last): (u64, u64),
+    newest_first: bool,
+    intervals: usize,
+) -> StoreResult<Vec<(u64, T)>> {
     let mut out = Vec::new();
-    let mut lower = first;
-    while lower <= last {
-        // The oldest interval at or after `lower` that has any chunk.
-        let Some(item) = db
-            .range(key(prefix, &[lower, 0])..=key(prefix, &[last, u64::MAX]))
-            .next()
-        else {
+    let mut visited = 0;
+    while first <= last && visited < intervals {
+        // The next interval within the bounds that has any chunk.
+        let mut range = db.range(key(prefix, &[first, 0])..=key(prefix, &[last, u64::MAX]));
+        let item = if newest_first {
+            range.next_back()
+        } else {
+            range.next()
+        };
+        let Some(item) = item else {
             break;
         };
         let (k, _) = item?;
         let (interval, _) = ids(prefix, &k)?;
+        visited += 1;
         if let Some(record) = get(db, prefix, machine, interval)? {
             out.push((interval, record));
         }
-        let Some(next) = interval.checked_add(1) else {
-            break;
+        let next = if newest_first {
+            interval.checked_sub(1).map(|n| last = n)
+        } else {
+            interval.checked_add(1).map(|n| first = n)
         };
-        lower = next;
+        if next.is_none() {
+            break;
+        }
     }
     Ok(out)
 }
@@ -213,29 +257,7 @@ pub(crate) fn newest<T: DeserializeOwned>(
     machine: MachineId,
     intervals: usize,
 ) -> StoreResult<Vec<(u64, T)>> {
-    let mut out = Vec::new();
-    let mut upper = u64::MAX;
-    let mut visited = 0;
-    while visited < intervals {
-        // The newest interval at or before `upper` that has any chunk.
-        let Some(item) = db
-            .range(key(prefix, &[0, 0])..=key(prefix, &[upper, u64::MAX]))
-            .next_back()
-        else {
-            break;
-        };
-        let (k, _) = item?;
-        let (interval, _) = ids(prefix, &k)?;
-        visited += 1;
-        if let Some(record) = get(db, prefix, machine, interval)? {
-            out.push((interval, record));
-        }
-        let Some(next) = interval.checked_sub(1) else {
-            break;
-        };
-        upper = next;
-    }
-    Ok(out)
+    walk(db, prefix, machine, (0, u64::MAX), true, intervals)
 }
 
 #[cfg(test)]
@@ -318,5 +340,21 @@ mod tests {
         );
         assert_eq!(found[2].1, format!("{early}@12"));
         assert!(newest::<String>(&db, PREFIX, 11, 10).unwrap().is_empty());
+        // Oldest first within bounds, skipping 11 (no chunks) and 12 (not this machine).
+        let found: Vec<(u64, String)> = between(&db, PREFIX, late, 8, 13).unwrap();
+        assert_eq!(
+            found.iter().map(|(i, _)| *i).collect::<Vec<_>>(),
+            vec![8, 9, 10, 13]
+        );
+        assert!(
+            between::<String>(&db, PREFIX, late, 15, u64::MAX)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            between::<String>(&db, PREFIX, late, 9, 8)
+                .unwrap()
+                .is_empty()
+        );
     }
 }

@@ -1872,45 +1872,24 @@ impl Store for SledStore {
             for (interval, s) in &stats {
                 batch.insert(key(keys::INTERVAL_STATS, &[*interval]), encode(s)?);
             }
-            let mut assigned: Vec<(MachineId, &Assignment)> = commit
-                .assignments
-                .iter()
-                .filter(|a| a.interval == commit.interval)
-                .map(|a| (a.machine, a))
-                .collect();
-            if assigned.len() != commit.assignments.len() {
-                return Err(StoreError::Invalid {
-                    field: "assignments",
-                    reason: format!("every assignment must be of interval {}", commit.interval),
-                });
-            }
-            assigned.sort_by_key(|(machine, _)| *machine);
-            crate::decision_chunks::write(
+            crate::decision_chunks::write_interval(
                 &mut batch,
                 keys::ASSIGNMENT_CHUNK,
+                "assignments",
                 commit.interval,
-                &assigned,
+                commit
+                    .assignments
+                    .iter()
+                    .map(|a| (a.machine, a.interval, a)),
             )?;
             pending_lists(&state, &settled, &commit.assignments, &mut batch)?;
             let encoding = Instant::now();
-            let mut records: Vec<(MachineId, &Decision)> = commit
-                .decisions
-                .iter()
-                .filter(|d| d.interval == commit.interval)
-                .map(|d| (d.machine, d))
-                .collect();
-            if records.len() != commit.decisions.len() {
-                return Err(StoreError::Invalid {
-                    field: "decisions",
-                    reason: format!("every decision must be of interval {}", commit.interval),
-                });
-            }
-            records.sort_by_key(|(machine, _)| *machine);
-            crate::decision_chunks::write(
+            crate::decision_chunks::write_interval(
                 &mut batch,
                 keys::DECISION_CHUNK,
+                "decisions",
                 commit.interval,
-                &records,
+                commit.decisions.iter().map(|d| (d.machine, d.interval, d)),
             )?;
             encode_decisions = encoding.elapsed();
             for id in &commit.expired {
