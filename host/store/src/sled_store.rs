@@ -1996,6 +1996,9 @@ impl Store for SledStore {
     }
 
     fn audit(&self) -> StoreResult<AuditReport> {
+        // The scans below (transfers, their index, balances, withdrawals) must see one
+        // state: no write may land between them, or a healthy ledger looks broken.
+        let _writer = self.write_lock();
         let mut transfers = Vec::new();
         // The per-account index must hold exactly one entry per account leg.
         let mut legs = 0usize;

@@ -655,3 +655,52 @@ fn concurrent_bids_are_written_in_batches_each_decided_as_if_alone() {
     stored.sort();
     assert_eq!(stored, ids);
 }
+
+/// The audit reads the transfers, the ledger index and the balances in separate scans:
+/// it takes the writer lock so that a deposit landing between two scans cannot make a
+/// healthy ledger look broken (which would stop billing).
+#[test]
+fn an_audit_while_deposits_are_written_sees_a_consistent_ledger() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
+    let m = market(&store);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let written = std::sync::Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = [m.alice, m.bob]
+        .into_iter()
+        .enumerate()
+        .map(|(w, account)| {
+            let (store, stop, written) = (store.clone(), stop.clone(), written.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) && n < 2_000 {
+                    store
+                        .deposit(account, Amount::clore(1), &format!("w{w}-{n}"), 10)
+                        .unwrap();
+                    written.fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    // Audits while the deposits go on (wait until they have started).
+    while written.load(Ordering::Relaxed) == 0 {
+        std::thread::yield_now();
+    }
+    let before = written.load(Ordering::Relaxed);
+    for _ in 0..40 {
+        store.audit().unwrap();
+        std::thread::yield_now();
+    }
+    let during = written.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    assert!(during > 0, "no deposit was written while the audits ran");
+    let report = store.audit().unwrap();
+    assert_eq!(
+        report.transfers,
+        written.load(Ordering::Relaxed) + 2,
+        "every deposit, and the market's two initial ones"
+    );
+}
