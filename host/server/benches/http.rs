@@ -138,13 +138,7 @@ async fn main() {
         let ids: Vec<u64> = (0..machines)
             .map(|_| {
                 let m = store.register_machine(spec(host)).unwrap();
-                store
-                    .modify_machine(m.id, &mut |m| {
-                        m.live.online = true;
-                        m.live.working = true;
-                        Ok(())
-                    })
-                    .unwrap();
+                gigaspot_store::testing::bring_online(store.as_ref(), m.id).unwrap();
                 store
                     .set_agent_token(m.id, key_hash(&agent_token(m.id)))
                     .unwrap();

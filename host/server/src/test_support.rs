@@ -24,12 +24,6 @@ pub(crate) fn online_machine(store: &SledStore, host: AccountId) -> MachineId {
             max_rental_length_s: 30 * 86_400,
         })
         .unwrap();
-    store
-        .modify_machine(m.id, &mut |m| {
-            m.live.online = true;
-            m.live.working = true;
-            Ok(())
-        })
-        .unwrap();
+    gigaspot_store::testing::bring_online(store, m.id).unwrap();
     m.id
 }

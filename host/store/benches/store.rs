@@ -99,13 +99,7 @@ fn market(store: &SledStore, machines: usize, clients: usize) -> (Vec<u64>, Vec<
     let ids = (0..machines)
         .map(|i| {
             let m = store.register_machine(spec(host, 1 + i % 8)).unwrap();
-            store
-                .modify_machine(m.id, &mut |m| {
-                    m.live.online = true;
-                    m.live.working = true;
-                    Ok(())
-                })
-                .unwrap();
+            gigaspot_store::testing::bring_online(store, m.id).unwrap();
             m.id
         })
         .collect();

@@ -380,11 +380,11 @@ fn judge(snapshot: &TickSnapshot, current: u64, suspend_after: u32) -> Judged {
     for (bid, (machine, run)) in runs {
         // Only bids still in the working set are judged further (a cancelled or expired
         // one is final).
-        let Some(current) = snapshot
-            .bids
-            .get(&machine)
-            .and_then(|bids| bids.iter().find(|b| b.id == bid))
-        else {
+        let Some(current) = snapshot.bids.get(&machine).and_then(|bids| {
+            // Each book is sorted by id.
+            let at = bids.binary_search_by_key(&bid, |b| b.id).ok()?;
+            bids.get(at)
+        }) else {
             continue;
         };
         if let Some(run) = &run

@@ -18,6 +18,7 @@ mod records;
 mod retention;
 mod sled_store;
 mod store;
+pub mod testing;
 
 pub use backup::{BackupSummary, restore, verify};
 pub use books::Book;

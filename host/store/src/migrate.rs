@@ -82,12 +82,7 @@ fn v3_to_v4(db: &sled::Db) -> StoreResult<()> {
     }
     // Assignments: one scan groups them by interval (they are keyed by machine first);
     // each batch moves whole intervals.
-    let mut assignments: BTreeMap<u64, Vec<(u64, sled::IVec)>> = BTreeMap::new();
-    for item in db.scan_prefix(keys::LEGACY_ASSIGNMENT) {
-        let (k, v) = item?;
-        let (machine, interval) = machine_interval(keys::LEGACY_ASSIGNMENT, &k)?;
-        assignments.entry(interval).or_default().push((machine, v));
-    }
+    let mut assignments = by_interval(db, keys::LEGACY_ASSIGNMENT, None)?;
     let intervals: Vec<u64> = assignments.keys().copied().collect();
     for group in intervals.chunks(INTERVALS_PER_BATCH) {
         let mut batch = Batch::default();
@@ -104,42 +99,15 @@ fn v3_to_v4(db: &sled::Db) -> StoreResult<()> {
         db.apply_batch(batch)?;
     }
     // Compact records: no index by interval, so one scan groups them.
-    let mut by_interval: BTreeMap<u64, Vec<(u64, sled::IVec)>> = BTreeMap::new();
     let mut batch = Batch::default();
-    for item in db.scan_prefix(keys::LEGACY_DECISION_COMPACT) {
-        let (k, v) = item?;
-        let (machine, interval) = machine_interval(keys::LEGACY_DECISION_COMPACT, &k)?;
-        by_interval.entry(interval).or_default().push((machine, v));
-        batch.remove(k);
-    }
-    for (interval, records) in &mut by_interval {
-        records.sort_by_key(|(machine, _)| *machine);
-        let borrowed: Vec<(u64, &[u8])> = records.iter().map(|(m, v)| (*m, v.as_ref())).collect();
-        crate::decision_chunks::write_encoded(
-            &mut batch,
-            keys::DECISION_COMPACT_CHUNK,
-            *interval,
-            &borrowed,
-        )?;
-    }
+    let compact = by_interval(db, keys::LEGACY_DECISION_COMPACT, Some(&mut batch))?;
+    write_chunks(&mut batch, keys::DECISION_COMPACT_CHUNK, &compact)?;
     // Any full record the index missed (there should be none) is kept, in its own chunk.
-    let mut stray: BTreeMap<u64, Vec<(u64, sled::IVec)>> = BTreeMap::new();
-    for item in db.scan_prefix(keys::LEGACY_DECISION) {
-        let (k, v) = item?;
-        let (machine, interval) = machine_interval(keys::LEGACY_DECISION, &k)?;
-        stray.entry(interval).or_default().push((machine, v));
-        batch.remove(k);
-    }
+    let stray = by_interval(db, keys::LEGACY_DECISION, Some(&mut batch))?;
     write_chunks(&mut batch, keys::DECISION_CHUNK, &stray)?;
     // Pending marks: one list per interval.
-    let mut pending: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for item in db.scan_prefix(keys::LEGACY_PENDING) {
-        let (k, _) = item?;
-        let (machine, interval) = machine_interval(keys::LEGACY_PENDING, &k)?;
-        pending.entry(interval).or_default().push(machine);
-        batch.remove(k);
-    }
-    for (interval, machines) in pending {
+    for (interval, marks) in by_interval(db, keys::LEGACY_PENDING, Some(&mut batch))? {
+        let machines: Vec<u64> = marks.into_iter().map(|(machine, _)| machine).collect();
         batch.insert(
             keys::key(keys::PENDING_INTERVAL, &[interval]),
             encode(&machines)?,
@@ -150,6 +118,25 @@ fn v3_to_v4(db: &sled::Db) -> StoreResult<()> {
     db.apply_batch(batch)?;
     db.flush()?;
     Ok(())
+}
+
+/// A schema-3 prefix keyed by (machine, interval), grouped by interval as
+/// `(machine, value)` in machine order; each key is also removed in `remove_in`, if given.
+fn by_interval(
+    db: &sled::Db,
+    prefix: &[u8],
+    mut remove_in: Option<&mut Batch>,
+) -> StoreResult<BTreeMap<u64, Vec<(u64, sled::IVec)>>> {
+    let mut grouped: BTreeMap<u64, Vec<(u64, sled::IVec)>> = BTreeMap::new();
+    for item in db.scan_prefix(prefix) {
+        let (k, v) = item?;
+        let (machine, interval) = machine_interval(prefix, &k)?;
+        grouped.entry(interval).or_default().push((machine, v));
+        if let Some(batch) = remove_in.as_deref_mut() {
+            batch.remove(k);
+        }
+    }
+    Ok(grouped)
 }
 
 /// Adds the chunks of each interval's `(machine, record bytes)` (sorted by machine here).

@@ -775,7 +775,8 @@ fn load(db: &sled::Db) -> StoreResult<State> {
             .map(|(_, records)| {
                 records
                     .into_iter()
-                    .filter(|(m, _)| machines.iter().any(|known| known.id == *m))
+                    // `machines` comes from a key scan, sorted by id.
+                    .filter(|(m, _)| machines.binary_search_by_key(m, |known| known.id).is_ok())
                     .collect()
             })
             .unwrap_or_default();

@@ -222,6 +222,18 @@ fn everything_survives_a_reopen() {
     };
     let store = SledStore::open(dir.path()).unwrap();
     assert_eq!(store.bid(bid.id).unwrap(), Some(bid.clone()));
+    // The books a tick clears from are rebuilt by the new process: the machine's active
+    // bid, and its owner's sum of active prices.
+    let market_now = store.tick_snapshot().unwrap();
+    let book: Vec<_> = market_now.bids[&m.machine.id]
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(book, vec![bid.id]);
+    assert_eq!(
+        market_now.active_price_sums.get(&m.alice).copied(),
+        Some(u128::from(bid.price_per_day.0))
+    );
     assert_eq!(store.account_by_key(&[7; 32]).unwrap(), Some(m.alice));
     assert_eq!(store.account_by_key(&[8; 32]).unwrap(), None);
     assert_eq!(store.balance(m.bob).unwrap(), Amount::clore(1000));

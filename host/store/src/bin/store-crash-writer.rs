@@ -126,13 +126,7 @@ fn setup(store: &SledStore) -> (u64, [u64; 2]) {
         max_rental_length_s: 30 * 86_400,
     };
     let machine = store.register_machine(spec).expect("machine");
-    store
-        .modify_machine(machine.id, &mut |m| {
-            m.live.online = true;
-            m.live.working = true;
-            Ok(())
-        })
-        .expect("online");
+    gigaspot_store::testing::bring_online(store, machine.id).expect("online");
     let a = store
         .create_account("a", &[Role::Client])
         .expect("client")

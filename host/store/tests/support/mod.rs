@@ -50,13 +50,7 @@ pub fn terms(machine: u64, clore: u64, pl: u32) -> BidTerms {
 
 /// Marks a machine online and working, as its agent would.
 pub fn bring_online(store: &dyn Store, machine: &Machine) {
-    store
-        .modify_machine(machine.id, &mut |m| {
-            m.live.online = true;
-            m.live.working = true;
-            Ok(())
-        })
-        .unwrap();
+    gigaspot_store::testing::bring_online(store, machine.id).unwrap();
 }
 
 /// A market with one host machine (online) and two funded clients.
