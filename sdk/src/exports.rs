@@ -32,8 +32,8 @@ macro_rules! export_strategy {
                     machine: $crate::Machine,
                     book: $crate::__private::strategy::gigaspot::plugin::types::Book,
                 ) -> ::std::vec::Vec<$crate::Score> {
-                    let env = $crate::__env_names(&book);
-                    let bids = $crate::__bids(&book, &env);
+                    let tables = $crate::__tables(&book);
+                    let bids = $crate::__bids(&tables);
                     PLUGIN.with(|slot| {
                         let slot = slot.borrow();
                         let plugin = slot
@@ -83,8 +83,8 @@ macro_rules! export_validator {
                     machine: $crate::Machine,
                     book: $crate::__private::strategy::gigaspot::plugin::types::Book,
                 ) -> ::std::vec::Vec<$crate::Rejection> {
-                    let env = $crate::__env_names(&book);
-                    let bids = $crate::__bids(&book, &env);
+                    let tables = $crate::__tables(&book);
+                    let bids = $crate::__bids(&tables);
                     PLUGIN.with(|slot| {
                         let slot = slot.borrow();
                         let plugin = slot

@@ -61,9 +61,9 @@
 //! same output; every call runs in a fresh instance, so nothing kept in memory survives
 //! into the next call.
 //!
-//! The SDK builds components of contract `gigaspot:plugin@0.2.0` ([`CONTRACT_VERSION`]).
-//! Bids arrive as flat records with per-call tables; [`Bid`] views them as typed values
-//! without a copy per bid.
+//! The SDK builds components of contract `gigaspot:plugin@0.3.0` ([`CONTRACT_VERSION`]).
+//! Bids arrive as one byte buffer; [`Bid`] views them as typed values without a copy or
+//! an allocation per bid, and decodes a bid's per-GPU settings only when they are read.
 
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments)] // generated lifting code
@@ -87,7 +87,7 @@ pub mod __private {
             path: "wit",
             pub_export_macro: true,
             with: {
-                "gigaspot:plugin/types@0.2.0": crate::__private::strategy::gigaspot::plugin::types,
+                "gigaspot:plugin/types@0.3.0": crate::__private::strategy::gigaspot::plugin::types,
             },
         });
     }
@@ -105,14 +105,14 @@ pub mod testing;
 pub mod guide {}
 
 pub use __private::strategy::gigaspot::plugin::types::{
-    Gpu, GpuOc, Machine, PluginInfo, RangeS32, RangeU32, Rejection, Running, Score,
+    Gpu, Machine, PluginInfo, RangeS32, RangeU32, Rejection, Running, Score,
 };
-pub use book::Bid;
+pub use book::{Bid, GpuOc, GpuSettings};
 #[doc(hidden)]
-pub use book::{bids as __bids, env_names as __env_names};
+pub use book::{bids as __bids, tables as __tables};
 
 /// The plugin contract this SDK builds components for.
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 
 /// A ranking strategy.
 ///

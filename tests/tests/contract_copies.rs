@@ -5,7 +5,7 @@
 use sha2::{Digest, Sha256};
 
 /// The newest contract, the one the SDK builds against.
-const NEWEST: &str = "wit/since_v0.2.0/plugin.wit";
+const NEWEST: &str = "wit/since_v0.3.0/plugin.wit";
 
 #[test]
 fn the_sdk_s_contract_is_the_host_s_newest_contract() {
@@ -16,7 +16,7 @@ fn the_sdk_s_contract_is_the_host_s_newest_contract() {
         host == sdk,
         "sdk/wit/plugin.wit differs from {NEWEST}: copy the contract into the SDK"
     );
-    assert!(host.contains("package gigaspot:plugin@0.2.0;"));
+    assert!(host.contains("package gigaspot:plugin@0.3.0;"));
 }
 
 #[test]
@@ -24,10 +24,16 @@ fn released_contracts_never_change() {
     // Components built against a released contract keep loading only while its text stays
     // exactly as released: a change belongs in a new version's folder.
     let root = gigaspot_tests::repo_root();
-    let frozen = [(
-        "wit/since_v0.1.0/plugin.wit",
-        "95fb68fa3bc6cfe28e71f70f660946f8f56042082d16757944a9521bf099dda9",
-    )];
+    let frozen = [
+        (
+            "wit/since_v0.1.0/plugin.wit",
+            "95fb68fa3bc6cfe28e71f70f660946f8f56042082d16757944a9521bf099dda9",
+        ),
+        (
+            "wit/since_v0.2.0/plugin.wit",
+            "dd9b83a4f236da255d1cf37e47ddf6b191c934ea803609af82062a4fcbfd9cf5",
+        ),
+    ];
     for (path, sha256) in frozen {
         let text = std::fs::read(root.join(path)).unwrap();
         assert_eq!(

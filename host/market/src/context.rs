@@ -1,6 +1,6 @@
 //! What a strategy or validator is told about a machine and its candidate bids.
 //!
-//! These types carry everything the newest plugin contract (`wit/since_v0.2.0/`) hands a
+//! These types carry everything the newest plugin contract (`wit/since_v0.3.0/`) hands a
 //! plugin, so that native and WebAssembly plugins see exactly the same input; the runtime
 //! lays them out for each contract version.
 

@@ -49,6 +49,14 @@ pub trait Plugins: Send + Sync {
     fn validate(&self, machine: &MachineContext, bids: &[CandidateBid]) -> ValidationOutcome;
     /// Scores the bids; never fails (a fault falls back, at worst to all-zero scores).
     fn rank(&self, machine: &MachineContext, bids: &[CandidateBid]) -> RankOutcome;
+    /// Runs `calls`, the clearing of a fixed run of machines on this thread, as one group:
+    /// plugins that run in instances may answer the group's calls from one instance, made
+    /// fresh for the group, so state a plugin keeps lives for the group only and the same
+    /// run of machines gets the same answers in every tick. The default runs the calls as
+    /// they are.
+    fn grouped(&self, calls: &mut dyn FnMut()) {
+        calls()
+    }
 }
 
 /// One strategy and no validators; a faulting call scores every bid zero (idle).

@@ -2,10 +2,11 @@
 //! of a plugin call under each contract version beside the native reference, measured in
 //! the same run on the same books.
 //!
-//! - `price-per-watt`: the 0.1.0 build (fixture) and the 0.2.0 build (from source) against
-//!   the native reference strategy, per call, with the ratio to native;
+//! - `price-per-watt`: the builds of the frozen versions (fixtures) and of the newest
+//!   (from source) against the native reference strategy, per call, with the ratio to
+//!   native;
 //! - transfer: the `hostile-strategy` guest in `tag=1` mode (scores every bid 1, no other
-//!   work) under 0.1.0 and 0.2.0; its marginal cost per bid, (t(1000) − t(10)) / 990, is
+//!   work) under every version; its marginal cost per bid, (t(1000) − t(10)) / 990, is
 //!   what handing one bid in and one score out costs.
 //!
 //! `cargo bench -p gigaspot-plugin-runtime --bench contract`.
@@ -14,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use gigaspot_market::sample::SampleMarket;
 use gigaspot_market::{CandidateBid, MachineContext, PricePerWatt, Strategy};
-use gigaspot_plugin_runtime::{ArtifactCache, PluginLimits, PluginRuntime, WasmStrategy};
+use gigaspot_plugin_runtime::{
+    ArtifactCache, ContractVersion, PluginLimits, PluginRuntime, WasmStrategy,
+};
 use gigaspot_tests::{guest, repo_root};
 
 const SIZES: [usize; 4] = [1, 10, 100, 1000];
@@ -23,13 +26,15 @@ const SIZES: [usize; 4] = [1, 10, 100, 1000];
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-fn fixture(file: &str) -> Vec<u8> {
-    std::fs::read(
-        repo_root()
-            .join("tests/fixtures/contract-v0.1.0")
-            .join(file),
-    )
-    .unwrap()
+/// Plugin `name` built for `version`: the kept fixture of a frozen version, the build
+/// from source of the newest.
+fn build(version: ContractVersion, name: &str) -> Vec<u8> {
+    if version == ContractVersion::NEWEST {
+        return guest(name);
+    }
+    let file = format!("{}.wasm", name.replace('-', "_"));
+    let folder = format!("tests/fixtures/contract-v{}", version.as_str());
+    std::fs::read(repo_root().join(folder).join(file)).unwrap()
 }
 
 fn book(size: usize) -> (MachineContext, Vec<CandidateBid>) {
@@ -81,38 +86,45 @@ fn us(d: Duration) -> String {
 fn main() {
     let rt = PluginRuntime::new(PluginLimits::default(), ArtifactCache::in_memory()).unwrap();
     let native = PricePerWatt::new();
-    let ppw_old = rt
-        .load_strategy(&fixture("price_per_watt.wasm"), "")
-        .unwrap();
-    let ppw_new = rt.load_strategy(&guest("price-per-watt"), "").unwrap();
-    let probe_old = rt
-        .load_strategy(&fixture("hostile_strategy.wasm"), "tag=1")
-        .unwrap();
-    let probe_new = rt
-        .load_strategy(&guest("hostile-strategy"), "tag=1")
-        .unwrap();
+    // Oldest first.
+    let versions: Vec<ContractVersion> = ContractVersion::ALL.into_iter().rev().collect();
+    let load = |name: &str, config: &str| -> Vec<WasmStrategy> {
+        versions
+            .iter()
+            .map(|&v| {
+                let plugin = rt.load_strategy(&build(v, name), config).unwrap();
+                assert_eq!(plugin.contract(), v, "{name}");
+                plugin
+            })
+            .collect()
+    };
+    let ppw = load("price-per-watt", "");
+    let probes = load("hostile-strategy", "tag=1");
 
     println!("price-per-watt, median per call (ratio to native in the same run):");
-    println!(
-        "{:>6} {:>10} {:>22} {:>22} {:>12} {:>12}",
-        "bids", "native", "wasm 0.1.0", "wasm 0.2.0", "fuel 0.1.0", "fuel 0.2.0"
-    );
+    print!("{:>6} {:>10}", "bids", "native");
+    for v in &versions {
+        print!(" {:>22}", format!("wasm {}", v.as_str()));
+    }
+    for v in &versions {
+        print!(" {:>11}", format!("fuel {}", v.as_str()));
+    }
+    println!();
     for size in SIZES {
         let (machine, bids) = book(size);
         let n = median(calls_for(size) * 10, || {
             native.rank(&machine, &bids).unwrap();
         });
-        let old = wasm(&ppw_old, size);
-        let new = wasm(&ppw_new, size);
         let ratio = |d: Duration| d.as_secs_f64() / n.as_secs_f64().max(1e-9);
-        println!(
-            "{size:>6} {:>10} {:>22} {:>22} {:>12} {:>12}",
-            us(n),
-            format!("{} ({:.0}×)", us(old), ratio(old)),
-            format!("{} ({:.0}×)", us(new), ratio(new)),
-            fuel_per_call(&ppw_old, size),
-            fuel_per_call(&ppw_new, size),
-        );
+        print!("{size:>6} {:>10}", us(n));
+        for plugin in &ppw {
+            let t = wasm(plugin, size);
+            print!(" {:>22}", format!("{} ({:.0}×)", us(t), ratio(t)));
+        }
+        for plugin in &ppw {
+            print!(" {:>11}", fuel_per_call(plugin, size));
+        }
+        println!();
     }
 
     println!("\ntransfer probe (tag=1: one bid in, one score out, no other work):");
@@ -120,13 +132,14 @@ fn main() {
         "{:>10} {:>12} {:>12} {:>16} {:>14}",
         "contract", "10 bids", "1000 bids", "per bid", "fuel per bid"
     );
-    for (name, plugin) in [("0.1.0", &probe_old), ("0.2.0", &probe_new)] {
+    for (version, plugin) in versions.iter().zip(&probes) {
         let small = wasm(plugin, 10);
         let large = wasm(plugin, 1000);
         let per_bid = large.saturating_sub(small).as_secs_f64() * 1e9 / 990.0;
         let fuel = (fuel_per_call(plugin, 1000) - fuel_per_call(plugin, 10)) / 990;
         println!(
-            "{name:>10} {:>12} {:>12} {:>13.1} ns {fuel:>14}",
+            "{:>10} {:>12} {:>12} {:>13.1} ns {fuel:>14}",
+            version.as_str(),
             us(small),
             us(large),
             per_bid

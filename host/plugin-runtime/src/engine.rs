@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+use wasmtime::{Config, Enabled, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::limits::PluginLimits;
 
@@ -22,6 +22,16 @@ const MAX_LIVE_INSTANCES: u32 = 256;
 /// the memory cap can hold at once (8 × `memory_bytes`).
 const DECOMMIT_BATCH: usize = 8;
 
+/// Bytes of each memory slot kept resident after its instance is dropped: the pages a
+/// call dirtied are reset with `memset` (found with Linux's `PAGEMAP_SCAN`, 6.7+) instead
+/// of being returned to the kernel and faulted in again by the next instance. Covers a
+/// Rust guest's 1 MiB stack, its data and a 1,000-bid call's heap.
+const KEEP_RESIDENT: usize = 4 << 20;
+
+/// Unused slots that keep their resident pages; others are returned to the kernel. With
+/// [`KEEP_RESIDENT`] this bounds what idle slots hold to 64 MiB.
+const WARM_SLOTS: u32 = 16;
+
 /// An engine configured for deterministic, bounded plugin calls.
 pub(crate) fn build_engine(limits: &PluginLimits) -> wasmtime::Result<Engine> {
     let mut config = Config::new();
@@ -36,7 +46,8 @@ pub(crate) fn build_engine(limits: &PluginLimits) -> wasmtime::Result<Engine> {
         .concurrency_support(false);
     // Every call gets a fresh instance (no state survives between calls): the pooling
     // allocator makes that cheap by reusing pre-reserved slots and resetting memory from
-    // its copy-on-write image instead of mapping it anew.
+    // its copy-on-write image instead of mapping it anew; where the kernel has
+    // `PAGEMAP_SCAN`, only the pages a call dirtied are reset, and they stay mapped.
     let mut pool = PoolingAllocationConfig::default();
     pool.total_component_instances(MAX_LIVE_INSTANCES)
         .total_core_instances(MAX_LIVE_INSTANCES * 4)
@@ -46,7 +57,10 @@ pub(crate) fn build_engine(limits: &PluginLimits) -> wasmtime::Result<Engine> {
         .max_memory_size(usize::try_from(limits.memory_bytes).unwrap_or(usize::MAX))
         // Return freed slots' memory to the kernel in batches: one madvise for many
         // instances instead of one each (which also serialises parallel ticks).
-        .decommit_batch_size(DECOMMIT_BATCH);
+        .decommit_batch_size(DECOMMIT_BATCH)
+        .linear_memory_keep_resident(KEEP_RESIDENT)
+        .pagemap_scan(Enabled::Auto)
+        .max_unused_warm_slots(WARM_SLOTS);
     config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
     Engine::new(&config)
 }

@@ -14,6 +14,7 @@ mod engine;
 mod error;
 mod guest_io;
 mod import_audit;
+mod instance_group;
 mod limits;
 mod loader;
 mod registry;
@@ -25,6 +26,7 @@ pub use contract::ContractVersion;
 pub use error::LoadError;
 pub use guest_io::OUTPUT_CAP_BYTES;
 pub use import_audit::ALLOWED_IMPORT_PACKAGES;
+pub use instance_group::in_group;
 pub use limits::PluginLimits;
 pub use loader::{PluginKind, PluginRuntime};
 pub use registry::{

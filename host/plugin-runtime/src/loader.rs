@@ -11,7 +11,7 @@ use wasmtime::Engine;
 use wasmtime::component::{Component, InstancePre, Linker};
 
 use crate::artifact_cache::ArtifactCache;
-use crate::contract::{ContractVersion, v0_1_0, v0_2_0};
+use crate::contract::{ContractVersion, v0_1_0, v0_2_0, v0_3_0};
 use crate::engine::{EpochTicker, build_engine};
 use crate::error::LoadError;
 use crate::guest_io;
@@ -102,20 +102,26 @@ impl PluginRuntime {
     pub fn load_strategy(&self, wasm: &[u8], config: &str) -> Result<WasmStrategy, LoadError> {
         self.count_refusal(|| {
             let (pre, digest) = self.link(wasm, PluginKind::Strategy)?;
-            let (contract, sandbox): (_, Box<dyn RankCalls>) = match (
-                v0_2_0::strategy::StrategyPre::new(pre.clone()),
-                v0_1_0::strategy::StrategyPre::new(pre),
-            ) {
-                (Ok(world), _) => (
-                    ContractVersion::V0_2_0,
-                    Box::new(self.sandbox(world, config)),
-                ),
-                (_, Ok(world)) => (
-                    ContractVersion::V0_1_0,
-                    Box::new(self.sandbox(world, config)),
-                ),
-                (Err(newest), Err(_)) => return Err(no_contract("strategy", newest)),
-            };
+            let (contract, sandbox): (_, Box<dyn RankCalls>) =
+                match v0_3_0::strategy::StrategyPre::new(pre.clone()) {
+                    Ok(world) => (
+                        ContractVersion::V0_3_0,
+                        Box::new(self.sandbox(world, config)),
+                    ),
+                    Err(newest) => match v0_2_0::strategy::StrategyPre::new(pre.clone()) {
+                        Ok(world) => (
+                            ContractVersion::V0_2_0,
+                            Box::new(self.sandbox(world, config)),
+                        ),
+                        Err(_) => match v0_1_0::strategy::StrategyPre::new(pre) {
+                            Ok(world) => (
+                                ContractVersion::V0_1_0,
+                                Box::new(self.sandbox(world, config)),
+                            ),
+                            Err(_) => return Err(no_contract("strategy", newest)),
+                        },
+                    },
+                };
             let info = started(sandbox.as_ref())?;
             Ok(WasmStrategy {
                 plugin_ref: plugin_ref(&info, version_id(&digest, config)),
@@ -131,20 +137,26 @@ impl PluginRuntime {
     pub fn load_validator(&self, wasm: &[u8], config: &str) -> Result<WasmValidator, LoadError> {
         self.count_refusal(|| {
             let (pre, digest) = self.link(wasm, PluginKind::Validator)?;
-            let (contract, sandbox): (_, Box<dyn ValidateCalls>) = match (
-                v0_2_0::validator::ValidatorPre::new(pre.clone()),
-                v0_1_0::validator::ValidatorPre::new(pre),
-            ) {
-                (Ok(world), _) => (
-                    ContractVersion::V0_2_0,
-                    Box::new(self.sandbox(world, config)),
-                ),
-                (_, Ok(world)) => (
-                    ContractVersion::V0_1_0,
-                    Box::new(self.sandbox(world, config)),
-                ),
-                (Err(newest), Err(_)) => return Err(no_contract("validator", newest)),
-            };
+            let (contract, sandbox): (_, Box<dyn ValidateCalls>) =
+                match v0_3_0::validator::ValidatorPre::new(pre.clone()) {
+                    Ok(world) => (
+                        ContractVersion::V0_3_0,
+                        Box::new(self.sandbox(world, config)),
+                    ),
+                    Err(newest) => match v0_2_0::validator::ValidatorPre::new(pre.clone()) {
+                        Ok(world) => (
+                            ContractVersion::V0_2_0,
+                            Box::new(self.sandbox(world, config)),
+                        ),
+                        Err(_) => match v0_1_0::validator::ValidatorPre::new(pre) {
+                            Ok(world) => (
+                                ContractVersion::V0_1_0,
+                                Box::new(self.sandbox(world, config)),
+                            ),
+                            Err(_) => return Err(no_contract("validator", newest)),
+                        },
+                    },
+                };
             let info = started(sandbox.as_ref())?;
             Ok(WasmValidator {
                 plugin_ref: plugin_ref(&info, version_id(&digest, config)),

@@ -770,6 +770,10 @@ impl Plugins for PluginRegistry {
     fn rank(&self, machine: &MachineContext, bids: &[CandidateBid]) -> RankOutcome {
         PluginRegistry::rank(self, machine, bids)
     }
+
+    fn grouped(&self, calls: &mut dyn FnMut()) {
+        crate::in_group(calls)
+    }
 }
 
 fn answered(

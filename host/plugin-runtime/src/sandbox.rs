@@ -109,10 +109,13 @@ pub(crate) enum StartError {
     Fault(PluginFault),
 }
 
-/// Runs calls into one plugin version under its limits, each in a fresh instance: nothing
-/// a plugin keeps in its memory survives into the next call (or tick), so every decision
-/// replays exactly from its input.
+/// Runs calls into one plugin version under its limits, each in a fresh instance, or in
+/// one fresh instance per [instance group](crate::instance_group): nothing a plugin keeps
+/// in its memory survives into a call outside its group (or into the next tick), so every
+/// decision replays exactly from its input and its group's earlier calls.
 pub(crate) struct Sandbox<W: World> {
+    /// Tells this sandbox's instances apart in an instance group.
+    id: u64,
     engine: Engine,
     world: W,
     limits: PluginLimits,
@@ -126,6 +129,7 @@ impl<W: World> Sandbox<W> {
     /// A sandbox for `world`, whose instances are configured with `config`.
     pub(crate) fn new(engine: Engine, world: W, limits: PluginLimits, config: String) -> Self {
         Sandbox {
+            id: crate::instance_group::next_id(),
             engine,
             world,
             limits,
@@ -145,25 +149,36 @@ impl<W: World> Sandbox<W> {
             .map_err(|e| StartError::Fault(self.classify(e, &warm.store)))
     }
 
-    /// Calls `f` on a fresh, configured instance with a full fuel budget and deadline; the
-    /// instance is dropped after the call.
+    /// Calls `f` with a full fuel budget and deadline on a configured instance: the open
+    /// instance group's, or a fresh one. After the call the instance is kept for the
+    /// group's next call, or dropped (outside a group, or after a fault).
     pub(crate) fn call<R>(
         &self,
         f: impl FnOnce(&W::Instance, &mut Store<HostState>) -> wasmtime::Result<R>,
     ) -> Result<R, PluginFault> {
-        let mut warm = self.fresh().map_err(|e| match e {
-            StartError::Fault(fault) => fault,
-            StartError::Refused(msg) => {
-                PluginFault::Trap(format!("configuration refused on a new instance: {msg}"))
-            }
-        })?;
+        let mut warm = match crate::instance_group::take::<Warm<W::Instance>>(self.id) {
+            Some(warm) => warm,
+            None => self.fresh().map_err(|e| match e {
+                StartError::Fault(fault) => fault,
+                StartError::Refused(msg) => {
+                    PluginFault::Trap(format!("configuration refused on a new instance: {msg}"))
+                }
+            })?,
+        };
         self.arm(&mut warm.store);
         let result = f(&warm.instance, &mut warm.store);
         self.calls.fetch_add(1, Ordering::Relaxed);
         let left = warm.store.get_fuel().unwrap_or(0);
         self.fuel_consumed
             .fetch_add(self.limits.fuel.saturating_sub(left), Ordering::Relaxed);
-        result.map_err(|e| self.classify(e, &warm.store))
+        match result {
+            Ok(answer) => {
+                crate::instance_group::keep(self.id, warm);
+                Ok(answer)
+            }
+            // A faulted instance may be in any state: the group's next call gets a new one.
+            Err(e) => Err(self.classify(e, &warm.store)),
+        }
     }
 
     /// Calls made so far, successful or not.

@@ -1,6 +1,7 @@
-//! Contract versions: components built against the frozen `gigaspot:plugin@0.1.0` keep
-//! loading, are called through their own bindings and rank exactly as the same plugins
-//! built against 0.2.0; a 0.2.0 component receives every field of the book intact.
+//! Contract versions: components built against the frozen `gigaspot:plugin@0.1.0` and
+//! `@0.2.0` keep loading, are called through their own bindings and rank exactly as the
+//! same plugins built against the newest (0.3.0); a 0.3.0 component receives every field
+//! of the book intact.
 
 use std::path::PathBuf;
 
@@ -14,20 +15,22 @@ fn runtime() -> PluginRuntime {
     PluginRuntime::new(PluginLimits::default(), ArtifactCache::in_memory()).unwrap()
 }
 
-/// The 0.1.0 builds of the first-party plugins, kept as fixtures from the release.
-fn fixtures() -> PathBuf {
-    repo_root().join("tests/fixtures/contract-v0.1.0")
-}
+/// The frozen versions whose builds are kept as fixtures (`tests/fixtures/contract-vX.Y.Z`).
+const FROZEN: [ContractVersion; 2] = [ContractVersion::V0_1_0, ContractVersion::V0_2_0];
 
-/// A 0.1.0 fixture, checked against the digest it was released with.
-fn v0_1_0(name: &str) -> Vec<u8> {
+/// The build of plugin `name` released with contract `version`, checked against the
+/// digest it was released with.
+fn fixture(version: ContractVersion, name: &str) -> Vec<u8> {
+    let folder: PathBuf = repo_root()
+        .join("tests/fixtures")
+        .join(format!("contract-v{}", version.as_str()));
     let file = format!("{}.wasm", name.replace('-', "_"));
-    let wasm = std::fs::read(fixtures().join(&file)).unwrap();
-    let sums = std::fs::read_to_string(fixtures().join("SHA256SUMS")).unwrap();
+    let wasm = std::fs::read(folder.join(&file)).unwrap();
+    let sums = std::fs::read_to_string(folder.join("SHA256SUMS")).unwrap();
     let listed = sums
         .lines()
         .find_map(|l| l.strip_suffix(&format!("  {file}")))
-        .unwrap_or_else(|| panic!("{file} is not in SHA256SUMS"));
+        .unwrap_or_else(|| panic!("{file} is not in SHA256SUMS of {version}"));
     assert_eq!(hex::encode(Sha256::digest(&wasm)), listed, "{file} changed");
     wasm
 }
@@ -52,54 +55,63 @@ fn bits(scores: &[Score]) -> Vec<(u64, u64)> {
 }
 
 #[test]
-fn the_first_party_strategies_of_0_1_0_rank_exactly_as_their_0_2_0_builds() {
+fn the_first_party_strategies_of_older_contracts_rank_exactly_as_their_newest_builds() {
     let rt = runtime();
     for (name, config) in [
         ("price-per-watt", ""),
         ("net-profit", ""),
         ("sticky-price-per-watt", "bonus = 0.1"),
     ] {
-        let old = rt.load_strategy(&v0_1_0(name), config).unwrap();
         let new = rt.load_strategy(&guest(name), config).unwrap();
-        assert_eq!(old.contract(), ContractVersion::V0_1_0, "{name}");
-        assert_eq!(new.contract(), ContractVersion::V0_2_0, "{name}");
-        assert_eq!(old.info().name, new.info().name);
-        assert_ne!(old.plugin_ref().digest, new.plugin_ref().digest);
-        let mut positive = 0;
-        for (machine, bids) in books(5, 300) {
-            let a = old.rank(&machine, &bids).unwrap();
-            let b = new.rank(&machine, &bids).unwrap();
-            assert_eq!(bits(&a), bits(&b), "{name} on machine {}", machine.id);
-            positive += a.iter().filter(|s| s.score > 0.0).count();
+        assert_eq!(new.contract(), ContractVersion::NEWEST, "{name}");
+        for version in FROZEN {
+            let old = rt.load_strategy(&fixture(version, name), config).unwrap();
+            assert_eq!(old.contract(), version, "{name}");
+            assert_eq!(old.info().name, new.info().name);
+            assert_ne!(old.plugin_ref().digest, new.plugin_ref().digest);
+            let mut positive = 0;
+            for (machine, bids) in books(5, 300) {
+                let a = old.rank(&machine, &bids).unwrap();
+                let b = new.rank(&machine, &bids).unwrap();
+                assert_eq!(
+                    bits(&a),
+                    bits(&b),
+                    "{name} {version} on machine {}",
+                    machine.id
+                );
+                positive += a.iter().filter(|s| s.score > 0.0).count();
+            }
+            assert!(
+                positive > 100,
+                "{name}: too few acceptable bids ({positive})"
+            );
         }
-        assert!(
-            positive > 100,
-            "{name}: too few acceptable bids ({positive})"
-        );
     }
 }
 
 #[test]
-fn the_policy_validator_of_0_1_0_rejects_exactly_as_its_0_2_0_build() {
+fn the_policy_validator_of_older_contracts_rejects_exactly_as_its_newest_build() {
     let rt = runtime();
     let config = "image-allow = registry.example/team1/*, registry.example/team2/*\n\
                   image-deny = *:v0\nowner-deny = 3, 17\nmin-price-per-watt = 0.5";
-    let old = rt
-        .load_validator(&v0_1_0("policy-validator"), config)
-        .unwrap();
     let new = rt
         .load_validator(&guest("policy-validator"), config)
         .unwrap();
-    assert_eq!(old.contract(), ContractVersion::V0_1_0);
-    assert_eq!(new.contract(), ContractVersion::V0_2_0);
-    let mut rejected = 0;
-    for (machine, bids) in books(9, 300) {
-        let a = old.validate(&machine, &bids).unwrap();
-        let b = new.validate(&machine, &bids).unwrap();
-        assert_eq!(a, b, "machine {}", machine.id);
-        rejected += a.len();
+    assert_eq!(new.contract(), ContractVersion::NEWEST);
+    for version in FROZEN {
+        let old = rt
+            .load_validator(&fixture(version, "policy-validator"), config)
+            .unwrap();
+        assert_eq!(old.contract(), version);
+        let mut rejected = 0;
+        for (machine, bids) in books(9, 300) {
+            let a = old.validate(&machine, &bids).unwrap();
+            let b = new.validate(&machine, &bids).unwrap();
+            assert_eq!(a, b, "{version} on machine {}", machine.id);
+            rejected += a.len();
+        }
+        assert!(rejected > 1000, "too few rejections: {rejected}");
     }
-    assert!(rejected > 1000, "too few rejections: {rejected}");
 }
 
 /// The `fingerprint` test guest's hash, computed natively over what the market holds.
@@ -151,17 +163,22 @@ fn fingerprint(machine: &MachineContext, bid: &CandidateBid) -> f64 {
 }
 
 #[test]
-fn a_0_2_0_plugin_receives_every_field_of_the_book_and_the_machine() {
+fn a_0_3_0_plugin_receives_every_field_of_the_book_and_the_machine() {
     let rt = runtime();
     let plugin = rt
         .load_strategy(&guest("hostile-strategy"), "fingerprint")
         .unwrap();
-    assert_eq!(plugin.contract(), ContractVersion::V0_2_0);
+    assert_eq!(plugin.contract(), ContractVersion::V0_3_0);
     for (i, (mut machine, mut bids)) in books(13, 120).into_iter().enumerate() {
         // Shared and distinct images and keys, empty key lists, and every clock setting.
         for (j, bid) in bids.iter_mut().enumerate() {
             match (i + j) % 4 {
-                0 => bid.env_keys.clear(),
+                0 => {
+                    bid.env_keys.clear();
+                    // An offset of zero is set, not absent.
+                    bid.oc[0].core_offset_mhz = Some(0);
+                    bid.oc[0].core_lock_mhz = Some(2100);
+                }
                 1 => bid.env_keys = vec![format!("K{j}"), "MODEL".into(), format!("K{j}")],
                 2 => bid.image = format!("registry.example/unique-{i}-{j}@sha256:{:064x}", j),
                 _ => bid.oc.iter_mut().for_each(|o| {
@@ -202,12 +219,12 @@ fn a_component_of_no_supported_contract_is_refused_with_the_versions_named() {
         .unwrap()
         .to_string();
     assert!(
-        err.contains("none of the supported contract versions (0.2.0, 0.1.0)")
-            && err.contains("gigaspot:plugin@0.2.0"),
+        err.contains("none of the supported contract versions (0.3.0, 0.2.0, 0.1.0)")
+            && err.contains("gigaspot:plugin@0.3.0"),
         "{err}"
     );
     assert_eq!(
         ContractVersion::ALL.map(ContractVersion::as_str),
-        ["0.2.0", "0.1.0"]
+        ["0.3.0", "0.2.0", "0.1.0"]
     );
 }

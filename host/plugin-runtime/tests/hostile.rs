@@ -330,6 +330,31 @@ fn a_faulting_validator_fails_closed() {
 }
 
 #[test]
+fn a_plugin_that_keeps_state_keeps_it_for_its_instance_group_only() {
+    // In a group (the clearing's run of one decision chunk) the calls share one fresh
+    // instance: `count` climbs 1, 2, 3 and starts again in the next group, on any thread.
+    let rt = runtime();
+    let plugin = hostile(&rt, "count");
+    let faulty = hostile(&rt, "panic");
+    let (machine, bids) = input();
+    let score = |plugin: &Arc<dyn Strategy>| plugin.rank(&machine, &bids).unwrap()[0].score;
+    let group = || {
+        gigaspot_plugin_runtime::in_group(|| {
+            let mut seen: Vec<f64> = (0..3).map(|_| score(&plugin)).collect();
+            // A fault drops only the faulting version's instance.
+            assert!(faulty.rank(&machine, &bids).is_err());
+            seen.push(score(&plugin));
+            seen
+        })
+    };
+    assert_eq!(group(), [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(group(), [1.0, 2.0, 3.0, 4.0], "a new group starts afresh");
+    let other_thread = std::thread::scope(|s| s.spawn(group).join().unwrap());
+    assert_eq!(other_thread, [1.0, 2.0, 3.0, 4.0]);
+    assert_eq!(score(&plugin), 1.0, "outside a group every call is fresh");
+}
+
+#[test]
 fn a_plugin_that_keeps_state_answers_the_same_in_every_call() {
     // `count` scores with the number of calls its instance has answered: with state
     // carried between calls (or ticks) the answers would climb 1, 2, 3...

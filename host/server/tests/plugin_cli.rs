@@ -26,7 +26,7 @@ fn check_describes_a_strategy_and_ranks_sample_bids() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     assert!(stdout.contains("world:    strategy"), "{stdout}");
     assert!(
-        stdout.contains("contract: gigaspot:plugin@0.2.0\n"),
+        stdout.contains("contract: gigaspot:plugin@0.3.0\n"),
         "{stdout}"
     );
     assert!(
@@ -47,7 +47,7 @@ fn check_names_an_older_contract_and_runs_it() {
     assert!(
         stdout.contains(
             "contract: gigaspot:plugin@0.1.0 (still loads and runs; rebuild with the SDK for \
-             gigaspot:plugin@0.2.0)"
+             gigaspot:plugin@0.3.0)"
         ),
         "{stdout}"
     );

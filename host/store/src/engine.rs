@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gigaspot_market::Plugins;
 use gigaspot_market::account::AccountId;
@@ -16,6 +17,7 @@ use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::{Amount, SECONDS_PER_DAY};
 use gigaspot_market::suspension::{self, BidFailures, Tally};
 
+use crate::decision_chunks::PER_CHUNK;
 use crate::error::StoreResult;
 use crate::records::{Assignment, Settlement, TickCommit, TickReport, TickSnapshot};
 use crate::store::Store;
@@ -142,6 +144,11 @@ impl<'a> IntervalEngine<'a> {
     /// once do not depend on each other and are cleared in parallel; the others are
     /// cleared in machine order, each winner committing its owner's funds before the next
     /// machine, exactly as a sequential pass would.
+    ///
+    /// Plugin calls are grouped by decision chunk ([`PER_CHUNK`] consecutive machines in
+    /// id order; see [`Plugins::grouped`]): a group's machines are cleared in order on one
+    /// thread, so which calls share a plugin instance never depends on the thread count
+    /// or on scheduling.
     fn clear_all(
         &self,
         snapshot: &TickSnapshot,
@@ -152,33 +159,44 @@ impl<'a> IntervalEngine<'a> {
         report: &mut TickReport,
     ) -> (Vec<Assignment>, Vec<Decision>, Vec<BidId>) {
         let contended = contended_owners(demand, &available);
-        let (coupled, independent): (Vec<&Arc<Machine>>, Vec<&Arc<Machine>>) =
-            snapshot.machines.iter().partition(|m| {
+        let (coupled, independent): (Vec<(usize, &Arc<Machine>)>, Vec<_>) =
+            snapshot.machines.iter().enumerate().partition(|(_, m)| {
                 !contended.is_empty()
                     && snapshot.bids.get(&m.id).is_some_and(|bids| {
                         bids.iter()
                             .any(|b| b.is_live(now) && contended.contains(&b.owner))
                     })
             });
+        let same_group = |a: &(usize, _), b: &(usize, _)| a.0 / PER_CHUNK == b.0 / PER_CHUNK;
+        let groups: Vec<&[(usize, &Arc<Machine>)]> = independent.chunk_by(same_group).collect();
         let mut decided: Vec<Cleared> = Vec::with_capacity(snapshot.machines.len());
         let threads = std::thread::available_parallelism()
             .map_or(1, |n| n.get())
-            .min(8);
-        let chunk = independent.len().div_ceil(threads).max(1);
+            .min(8)
+            .min(groups.len());
+        let next = AtomicUsize::new(0);
         let funds = &available;
         std::thread::scope(|scope| {
-            let workers: Vec<_> = independent
-                .chunks(chunk)
-                .map(|machines| {
-                    scope.spawn(move || {
-                        machines
-                            .iter()
-                            .map(|m| {
-                                self.clear_one(snapshot, m, current, now, |owner, amount| {
-                                    funds.get(&owner).is_some_and(|b| *b >= amount)
-                                })
-                            })
-                            .collect::<Vec<_>>()
+            let workers: Vec<_> = (0..threads)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut cleared = Vec::new();
+                        while let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            self.plugins.grouped(&mut || {
+                                for (_, m) in group.iter() {
+                                    cleared.push(self.clear_one(
+                                        snapshot,
+                                        m,
+                                        current,
+                                        now,
+                                        |owner, amount| {
+                                            funds.get(&owner).is_some_and(|b| *b >= amount)
+                                        },
+                                    ));
+                                }
+                            });
+                        }
+                        cleared
                     })
                 })
                 .collect();
@@ -191,17 +209,22 @@ impl<'a> IntervalEngine<'a> {
                 );
             }
         });
-        for machine in coupled {
-            let outcome = self.clear_one(snapshot, machine, current, now, |owner, amount| {
-                available.get(&owner).is_some_and(|b| *b >= amount)
+        for group in coupled.chunk_by(same_group) {
+            self.plugins.grouped(&mut || {
+                for (_, machine) in group {
+                    let outcome =
+                        self.clear_one(snapshot, machine, current, now, |owner, amount| {
+                            available.get(&owner).is_some_and(|b| *b >= amount)
+                        });
+                    if let Some(w) = outcome.decision.winner
+                        && let Some(balance) = available.get_mut(&w.owner)
+                    {
+                        // Commit the owner's funds so that other machines cannot spend them.
+                        *balance = balance.checked_sub(w.charge.total).unwrap_or_default();
+                    }
+                    decided.push(outcome);
+                }
             });
-            if let Some(w) = outcome.decision.winner
-                && let Some(balance) = available.get_mut(&w.owner)
-            {
-                // Commit the owner's funds so that other machines cannot spend them too.
-                *balance = balance.checked_sub(w.charge.total).unwrap_or_default();
-            }
-            decided.push(outcome);
         }
         decided.sort_by_key(|c| c.decision.machine);
 

@@ -432,3 +432,76 @@ fn a_winner_that_cannot_run_by_its_own_fault_is_suspended_and_the_next_bid_wins(
         .unwrap();
     assert_eq!(winner(&store), Some(broken.id));
 }
+
+#[test]
+fn a_plugin_that_keeps_state_gives_the_same_answers_in_every_tick() {
+    use gigaspot_market::Strategy;
+    use gigaspot_plugin_runtime::{ArtifactCache, PluginLimits, PluginRegistry, PluginRuntime};
+    use std::sync::Arc;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let mut machines = vec![m.machine.clone()];
+    for _ in 1..150 {
+        let machine = store.register_machine(support::spec(m.host)).unwrap();
+        support::bring_online(&store, &machine);
+        machines.push(machine);
+    }
+    // Carol can pay one minute of one bid: her machines are cleared one after another
+    // (coupled), the others in parallel.
+    let carol = store
+        .create_account("carol", &[gigaspot_market::account::Role::Client])
+        .unwrap()
+        .id;
+    store
+        .deposit(carol, Amount::clore(1000).pro_rata(60), "carol-1", T0)
+        .unwrap();
+    for (i, machine) in machines.iter().enumerate() {
+        store
+            .place_bid(m.alice, &terms(machine.id, 1, 150), T0, None)
+            .unwrap();
+        if i % 50 == 7 {
+            store
+                .place_bid(carol, &terms(machine.id, 1000, 150), T0, None)
+                .unwrap();
+        }
+    }
+    // `count` scores every bid with the number of calls its instance has answered.
+    let rt = PluginRuntime::new(PluginLimits::default(), ArtifactCache::in_memory()).unwrap();
+    let count: Arc<dyn Strategy> = Arc::new(
+        rt.load_strategy(&gigaspot_tests::guest("hostile-strategy"), "count")
+            .unwrap(),
+    );
+    let registry = PluginRegistry::new(Arc::new(PricePerWatt::new()), 3);
+    registry.activate_strategy(count.clone());
+    let (engine, _) = IntervalEngine::start(&store, &registry).unwrap();
+
+    let mut ticks = Vec::new();
+    for t in 0..3 {
+        let now = T0 + 60 * t;
+        engine.tick(now).unwrap();
+        let answers: Vec<(u64, u64, f64)> = machines
+            .iter()
+            .flat_map(|machine| {
+                let decision = store.decision(machine.id, now / 60).unwrap().unwrap();
+                assert_eq!(decision.strategy.as_ref(), Some(count.plugin_ref()));
+                decision
+                    .verdicts
+                    .into_iter()
+                    .filter_map(|v| match v.verdict {
+                        Verdict::Scored { score } => Some((machine.id, v.bid, score)),
+                        _ => None,
+                    })
+            })
+            .collect();
+        // Every bid is scored: each of Carol's could be paid alone.
+        assert_eq!(answers.len(), 153);
+        ticks.push(answers);
+    }
+    assert_eq!(ticks[0], ticks[1], "the second tick answered differently");
+    assert_eq!(ticks[0], ticks[2], "the third tick answered differently");
+    // Calls share an instance within a decision chunk (64 machines), never beyond one.
+    let top = ticks[0].iter().map(|a| a.2).fold(0.0, f64::max);
+    assert!(top > 1.0 && top <= 64.0, "largest count {top}");
+}

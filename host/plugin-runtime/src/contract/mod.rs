@@ -15,6 +15,7 @@ use crate::sandbox::{HostState, World};
 
 pub(crate) mod v0_1_0;
 pub(crate) mod v0_2_0;
+pub(crate) mod v0_3_0;
 
 /// A released version of the plugin contract (`package gigaspot:plugin@X.Y.Z`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -24,20 +25,27 @@ pub enum ContractVersion {
     /// `gigaspot:plugin@0.2.0`: flat bid records with per-call tables, the machine's
     /// reliability and the running bid's terms.
     V0_2_0,
+    /// `gigaspot:plugin@0.3.0`: the bids as one little-endian byte buffer.
+    V0_3_0,
 }
 
 impl ContractVersion {
     /// The newest version, the one the SDK builds against.
-    pub const NEWEST: ContractVersion = ContractVersion::V0_2_0;
+    pub const NEWEST: ContractVersion = ContractVersion::V0_3_0;
 
     /// Every supported version, newest first (the order they are tried in).
-    pub const ALL: [ContractVersion; 2] = [ContractVersion::V0_2_0, ContractVersion::V0_1_0];
+    pub const ALL: [ContractVersion; 3] = [
+        ContractVersion::V0_3_0,
+        ContractVersion::V0_2_0,
+        ContractVersion::V0_1_0,
+    ];
 
     /// The version as written in the WIT package, e.g. `"0.2.0"`.
     pub fn as_str(self) -> &'static str {
         match self {
             ContractVersion::V0_1_0 => "0.1.0",
             ContractVersion::V0_2_0 => "0.2.0",
+            ContractVersion::V0_3_0 => "0.3.0",
         }
     }
 }
@@ -133,16 +141,6 @@ macro_rules! contract_version {
                 .collect()
         }
 
-        fn gpu_oc(o: &market::GpuOc) -> wit::GpuOc {
-            wit::GpuOc {
-                power_limit_w: o.power_limit_w,
-                core_lock_mhz: o.core_lock_mhz,
-                mem_lock_mhz: o.mem_lock_mhz,
-                core_offset_mhz: o.core_offset_mhz,
-                mem_offset_mhz: o.mem_offset_mhz,
-            }
-        }
-
         fn scores(scores: Vec<wit::Score>) -> Vec<market::Score> {
             scores
                 .into_iter()
@@ -229,3 +227,20 @@ macro_rules! contract_version {
     };
 }
 pub(crate) use contract_version;
+
+/// The conversion of per-GPU settings to the `gpu-oc` record of the versions that have one
+/// (0.1.0 and 0.2.0; 0.3.0 lays them out in its byte buffer).
+macro_rules! gpu_oc_record {
+    () => {
+        fn gpu_oc(o: &market::GpuOc) -> wit::GpuOc {
+            wit::GpuOc {
+                power_limit_w: o.power_limit_w,
+                core_lock_mhz: o.core_lock_mhz,
+                mem_lock_mhz: o.mem_lock_mhz,
+                core_offset_mhz: o.core_offset_mhz,
+                mem_offset_mhz: o.mem_offset_mhz,
+            }
+        }
+    };
+}
+pub(crate) use gpu_oc_record;

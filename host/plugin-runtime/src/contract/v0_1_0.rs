@@ -3,6 +3,7 @@
 //! key strings. Plugins built against it keep loading and see what they were built for.
 
 super::contract_version!("../../wit/since_v0.1.0");
+super::gpu_oc_record!();
 
 /// The machine and bid records of this version (it has no reliability and knows the
 /// running bid by id and run time only).

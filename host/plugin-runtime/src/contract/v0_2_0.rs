@@ -6,6 +6,7 @@
 use std::collections::HashMap;
 
 super::contract_version!("../../wit/since_v0.2.0");
+super::gpu_oc_record!();
 
 /// A table of distinct strings, each referenced by its index.
 #[derive(Default)]
