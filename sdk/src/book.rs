@@ -59,20 +59,31 @@ pub struct Bid<'a> {
 /// never reads them never pays for them. [`GpuSettings::len`] needs no decoding.
 #[derive(Clone)]
 pub struct GpuSettings<'a> {
-    /// The entries as the book lays them out, from the bid's first (empty when built from
-    /// values; it may run on into the next bids' entries).
-    encoded: &'a [u8],
-    /// Number of entries in `encoded` that are the bid's.
-    count: usize,
-    decoded: OnceCell<Cow<'a, [GpuOc]>>,
+    source: Source<'a>,
+    /// The decoded entries of an encoded source. It holds no borrow, so `Bid<'a>` stays
+    /// covariant in `'a` (a `Bid<'static>` can be used where a shorter one is expected).
+    decoded: OnceCell<Vec<GpuOc>>,
+}
+
+#[derive(Clone)]
+enum Source<'a> {
+    /// `count` entries as the book lays them out, from the bid's first (the slice may run
+    /// on into the next bids' entries).
+    Encoded {
+        words: &'a [u8],
+        count: usize,
+    },
+    Borrowed(&'a [GpuOc]),
+    Owned(Vec<GpuOc>),
 }
 
 impl GpuSettings<'_> {
     /// Number of GPUs (one entry each).
     pub fn len(&self) -> usize {
-        match self.decoded.get() {
-            Some(values) => values.len(),
-            None => self.count,
+        match &self.source {
+            Source::Encoded { count, .. } => *count,
+            Source::Borrowed(values) => values.len(),
+            Source::Owned(values) => values.len(),
         }
     }
 
@@ -86,12 +97,14 @@ impl Deref for GpuSettings<'_> {
     type Target = [GpuOc];
 
     fn deref(&self) -> &[GpuOc] {
-        self.decoded.get_or_init(|| {
-            let mut at = 0;
-            (0..self.count)
-                .map(|_| gpu_oc(self.encoded, &mut at))
-                .collect()
-        })
+        match &self.source {
+            Source::Encoded { words, count } => self.decoded.get_or_init(|| {
+                let mut at = 0;
+                (0..*count).map(|_| gpu_oc(words, &mut at)).collect()
+            }),
+            Source::Borrowed(values) => values,
+            Source::Owned(values) => values,
+        }
     }
 }
 
@@ -110,9 +123,8 @@ impl fmt::Debug for GpuSettings<'_> {
 impl From<Vec<GpuOc>> for GpuSettings<'_> {
     fn from(values: Vec<GpuOc>) -> Self {
         GpuSettings {
-            encoded: &[],
-            count: values.len(),
-            decoded: OnceCell::from(Cow::Owned(values)),
+            source: Source::Owned(values),
+            decoded: OnceCell::new(),
         }
     }
 }
@@ -120,9 +132,8 @@ impl From<Vec<GpuOc>> for GpuSettings<'_> {
 impl<'a> From<&'a [GpuOc]> for GpuSettings<'a> {
     fn from(values: &'a [GpuOc]) -> Self {
         GpuSettings {
-            encoded: &[],
-            count: values.len(),
-            decoded: OnceCell::from(Cow::Borrowed(values)),
+            source: Source::Borrowed(values),
+            decoded: OnceCell::new(),
         }
     }
 }
@@ -218,8 +229,10 @@ pub fn bids<'a>(tables: &'a Tables<'a>) -> Vec<Bid<'a>> {
                 total_power_limit_w: u32_at(row, 32),
                 image: Cow::Borrowed(tables.images[u32_at(row, 36) as usize]),
                 oc: GpuSettings {
-                    encoded: &tables.oc[word(40) * 4..],
-                    count: word(44),
+                    source: Source::Encoded {
+                        words: &tables.oc[word(40) * 4..],
+                        count: word(44),
+                    },
                     decoded: OnceCell::new(),
                 },
                 env_keys: &tables.env[env],
@@ -304,6 +317,19 @@ mod tests {
         assert_eq!(bids[2].oc[1].core_offset_mhz, None);
         assert_eq!(bids[2].price_per_day, 300);
         assert_eq!(bids[2].total_power_limit_w, 600);
+    }
+
+    /// `Bid` is covariant in its lifetime: a `'static` bid updates into a shorter one.
+    #[test]
+    fn a_static_bid_takes_a_borrowed_image() {
+        fn with_image(image: &str) -> Bid<'_> {
+            Bid {
+                image: image.into(),
+                ..crate::testing::bid(1, 100, 250, 4)
+            }
+        }
+        let image = String::from("repo/app:2");
+        assert_eq!(with_image(&image).image, "repo/app:2");
     }
 
     #[test]

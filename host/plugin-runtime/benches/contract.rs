@@ -14,7 +14,7 @@
 use std::time::{Duration, Instant};
 
 use gigaspot_market::sample::SampleMarket;
-use gigaspot_market::{CandidateBid, MachineContext, PricePerWatt, Strategy};
+use gigaspot_market::{CandidateBid, MachineContext, PricePerWatt, Strategy, Validator};
 use gigaspot_plugin_runtime::{
     ArtifactCache, ContractVersion, PluginLimits, PluginRuntime, WasmStrategy,
 };
@@ -127,6 +127,44 @@ fn main() {
         println!();
     }
 
+    println!(
+        "\nprice-per-watt {}, median per call: a fresh instance each, or one instance shared \
+         by the calls of a group (as the clearing groups a decision chunk's machines):",
+        ContractVersion::NEWEST.as_str()
+    );
+    println!(
+        "{:>6} {:>10} {:>22} {:>22} {:>26}",
+        "bids", "native", "fresh instance", "in a group", "policy validator, group"
+    );
+    let newest = ppw.last().expect("the newest version is loaded");
+    let policy = rt
+        .load_validator(
+            &guest("policy-validator"),
+            "image-deny = registry.example/denied/*",
+        )
+        .unwrap();
+    for size in [1, 10, 50, 100, 1000] {
+        let (machine, bids) = book(size);
+        let n = median(calls_for(size) * 10, || {
+            native.rank(&machine, &bids).unwrap();
+        });
+        let ratio = |d: Duration| d.as_secs_f64() / n.as_secs_f64().max(1e-9);
+        let fresh = wasm(newest, size);
+        let grouped = gigaspot_plugin_runtime::in_group(|| wasm(newest, size));
+        let validator = gigaspot_plugin_runtime::in_group(|| {
+            median(calls_for(size), || {
+                policy.validate(&machine, &bids).unwrap();
+            })
+        });
+        println!(
+            "{size:>6} {:>10} {:>22} {:>22} {:>26}",
+            us(n),
+            format!("{} ({:.0}×)", us(fresh), ratio(fresh)),
+            format!("{} ({:.0}×)", us(grouped), ratio(grouped)),
+            us(validator),
+        );
+    }
+
     println!("\ntransfer probe (tag=1: one bid in, one score out, no other work):");
     println!(
         "{:>10} {:>12} {:>12} {:>16} {:>14}",
@@ -145,4 +183,15 @@ fn main() {
             per_bid
         );
     }
+    let newest = probes.last().expect("the newest version is loaded");
+    let (small, large) =
+        gigaspot_plugin_runtime::in_group(|| (wasm(newest, 10), wasm(newest, 1000)));
+    println!(
+        "{:>10} {:>12} {:>12} {:>13.1} ns {:>14}",
+        format!("{} grouped", ContractVersion::NEWEST.as_str()),
+        us(small),
+        us(large),
+        large.saturating_sub(small).as_secs_f64() * 1e9 / 990.0,
+        "",
+    );
 }

@@ -627,7 +627,7 @@ impl PluginRegistry {
         let mut outcome = ValidationOutcome::default();
         // Copied only once some bid has been rejected.
         let mut remaining: Option<Vec<CandidateBid>> = None;
-        for slot in slots.iter() {
+        for (i, slot) in slots.iter().enumerate() {
             let candidates = remaining.as_deref().unwrap_or(bids);
             if candidates.is_empty() {
                 break;
@@ -636,15 +636,18 @@ impl PluginRegistry {
             if rejections.is_empty() {
                 continue;
             }
-            let rejected: std::collections::HashSet<u64> =
-                rejections.iter().map(|(_, r)| r.bid_id).collect();
-            remaining = Some(
-                candidates
-                    .iter()
-                    .filter(|b| !rejected.contains(&b.id))
-                    .cloned()
-                    .collect(),
-            );
+            // What the next validator sees; the last one's rejections need no copy.
+            if i + 1 < slots.len() {
+                let rejected: std::collections::HashSet<u64> =
+                    rejections.iter().map(|(_, r)| r.bid_id).collect();
+                remaining = Some(
+                    candidates
+                        .iter()
+                        .filter(|b| !rejected.contains(&b.id))
+                        .cloned()
+                        .collect(),
+                );
+            }
             outcome.rejections.extend(rejections);
         }
         outcome

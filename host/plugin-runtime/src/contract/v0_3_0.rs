@@ -42,13 +42,28 @@ fn input(m: &market::MachineContext, bids: &[market::CandidateBid]) -> (wit::Mac
 /// Distinct strings in order of first use, each referenced by its index.
 #[derive(Default)]
 struct Strings<'a> {
+    /// Filled once there are more than [`Strings::SCANNED`] strings.
     index: FxHashMap<&'a str, u32>,
     order: Vec<&'a str>,
 }
 
 impl<'a> Strings<'a> {
+    /// Up to this many distinct strings a scan beats hashing (a machine's bids mostly
+    /// share a few images and key names).
+    const SCANNED: usize = 8;
+
     fn get(&mut self, text: &'a str) -> u32 {
         let next = self.order.len() as u32;
+        if self.order.len() <= Self::SCANNED {
+            if let Some(i) = self.order.iter().position(|s| *s == text) {
+                return i as u32;
+            }
+            self.order.push(text);
+            if self.order.len() > Self::SCANNED {
+                self.index = self.order.iter().zip(0..).map(|(s, i)| (*s, i)).collect();
+            }
+            return next;
+        }
         *self.index.entry(text).or_insert_with(|| {
             self.order.push(text);
             next
@@ -62,63 +77,69 @@ fn word(n: usize) -> u32 {
     u32::try_from(n).expect("a plugin book stays below 4 GiB")
 }
 
+/// Writes `value` little-endian at byte `at` of `out`.
+fn set_u32(out: &mut [u8], at: usize, value: u32) {
+    out[at..at + 4].copy_from_slice(&value.to_le_bytes());
+}
+
+/// Writes `value` little-endian at byte `at` of `out`.
+fn set_u64(out: &mut [u8], at: usize, value: u64) {
+    out[at..at + 8].copy_from_slice(&value.to_le_bytes());
+}
+
 /// Appends one GPU's entry: power limit, presence bits, then the value of each setting
-/// present (2 to 6 words). Returns the number of words written.
+/// present (2 to 6 words). Returns the number of words written. Each word is stored in
+/// place (no staging array read back whole, which stalls on store forwarding).
 fn put_entry(out: &mut Vec<u8>, o: &market::GpuOc) -> usize {
-    let mut words = [o.power_limit_w, 0, 0, 0, 0, 0];
-    let mut used = 2;
     let optional = [
         (o.core_lock_mhz, CORE_LOCK),
         (o.mem_lock_mhz, MEM_LOCK),
         (o.core_offset_mhz.map(|v| v as u32), CORE_OFFSET),
         (o.mem_offset_mhz.map(|v| v as u32), MEM_OFFSET),
     ];
+    let start = out.len();
+    out.resize(start + 24, 0);
+    let entry = &mut out[start..];
+    set_u32(entry, 0, o.power_limit_w);
+    let mut present = 0;
+    let mut at = 8;
     for (value, bit) in optional {
         if let Some(value) = value {
-            words[1] |= bit;
-            words[used] = value;
-            used += 1;
+            present |= bit;
+            set_u32(entry, at, value);
+            at += 4;
         }
     }
-    let mut bytes = [0u8; 24];
-    for (chunk, w) in bytes.chunks_exact_mut(4).zip(words) {
-        chunk.copy_from_slice(&w.to_le_bytes());
-    }
-    out.extend_from_slice(&bytes[..used * 4]);
-    used
+    set_u32(entry, 4, present);
+    out.truncate(start + at);
+    at / 4
 }
 
 /// The candidates in the layout `type book` of `wit/since_v0.3.0/plugin.wit` documents,
-/// in one pass over the bids: rows into the book, per-GPU entries and environment
+/// in one pass over the bids: rows in place in the book, per-GPU entries and environment
 /// references into their own sections, appended after the rows.
 pub(crate) fn book(bids: &[market::CandidateBid]) -> Vec<u8> {
     let mut images = Strings::default();
     let mut keys = Strings::default();
-    let mut out = Vec::with_capacity(HEADER + bids.len() * ROW + 1024);
-    out.resize(HEADER, 0);
+    let rows_end = HEADER + bids.len() * ROW;
+    let mut out = Vec::with_capacity(rows_end + bids.len() * 64 + 1024);
+    out.resize(rows_end, 0);
     // Entries of three words on average, two environment references.
     let mut settings = Vec::with_capacity(bids.len() * 4 * 12);
     let mut references = Vec::with_capacity(bids.len() * 8);
 
     let mut oc_start = 0;
-    for b in bids {
-        let mut row = [0u8; ROW];
-        row[0..8].copy_from_slice(&b.id.to_le_bytes());
-        row[8..16].copy_from_slice(&b.owner_id.to_le_bytes());
-        row[16..24].copy_from_slice(&b.price_per_day.to_le_bytes());
-        row[24..32].copy_from_slice(&b.created_at.to_le_bytes());
-        let words = [
-            b.total_power_limit_w,
-            images.get(&b.image),
-            word(oc_start),
-            word(b.oc.len()),
-            word(references.len() / 4),
-            word(b.env_keys.len()),
-        ];
-        for (chunk, w) in row[32..].chunks_exact_mut(4).zip(words) {
-            chunk.copy_from_slice(&w.to_le_bytes());
-        }
-        out.extend_from_slice(&row);
+    for (b, row) in bids.iter().zip(out[HEADER..].chunks_exact_mut(ROW)) {
+        set_u64(row, 0, b.id);
+        set_u64(row, 8, b.owner_id);
+        set_u64(row, 16, b.price_per_day);
+        set_u64(row, 24, b.created_at);
+        set_u32(row, 32, b.total_power_limit_w);
+        set_u32(row, 36, images.get(&b.image));
+        set_u32(row, 40, word(oc_start));
+        set_u32(row, 44, word(b.oc.len()));
+        set_u32(row, 48, word(references.len() / 4));
+        set_u32(row, 52, word(b.env_keys.len()));
         oc_start +=
             b.oc.iter()
                 .map(|o| put_entry(&mut settings, o))
@@ -147,7 +168,7 @@ pub(crate) fn book(bids: &[market::CandidateBid]) -> Vec<u8> {
         offset,
     ];
     for (i, count) in counts.into_iter().enumerate() {
-        out[i * 4..i * 4 + 4].copy_from_slice(&word(count).to_le_bytes());
+        set_u32(&mut out, i * 4, word(count));
     }
     out
 }
@@ -159,6 +180,16 @@ mod tests {
 
     fn u32_at(book: &[u8], at: usize) -> u32 {
         u32::from_le_bytes(book[at..at + 4].try_into().unwrap())
+    }
+
+    #[test]
+    fn strings_are_numbered_in_order_of_first_use_scanned_or_hashed() {
+        let texts: Vec<String> = (0..40).map(|i| format!("image-{}", i % 20)).collect();
+        let mut strings = Strings::default();
+        let indices: Vec<u32> = texts.iter().map(|t| strings.get(t)).collect();
+        let want: Vec<u32> = (0..40).map(|i| i % 20).collect();
+        assert_eq!(indices, want);
+        assert_eq!(strings.order.len(), 20);
     }
 
     #[test]
