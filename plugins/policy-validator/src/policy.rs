@@ -123,7 +123,7 @@ mod tests {
     use super::*;
     use gigaspot_sdk::testing::bid;
 
-    fn with_image(id: u64, image: &str) -> Bid {
+    fn with_image(id: u64, image: &str) -> Bid<'_> {
         Bid {
             image: image.into(),
             ..bid(id, 100, 250, 4)
