@@ -1,4 +1,6 @@
-//! `gigaspot plugin bench`: per-call latency of a plugin against the native reference.
+//! `gigaspot plugin bench`: per-call latency of a plugin against the native reference,
+//! with a fresh instance per call and with the calls in one instance group (how the
+//! clearing calls plugins: one instance per 64 machines), and the cost per bid.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -6,7 +8,9 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use gigaspot_market::sample::SampleMarket;
 use gigaspot_market::{CandidateBid, MachineContext, PricePerWatt, Strategy, Validator};
-use gigaspot_plugin_runtime::{ArtifactCache, PluginKind, PluginLimits, PluginRuntime};
+use gigaspot_plugin_runtime::{
+    ArtifactCache, PluginKind, PluginLimits, PluginRuntime, WasmStrategy, WasmValidator, in_group,
+};
 
 /// Input sizes measured, in bids per call.
 const SIZES: [usize; 3] = [10, 100, 1000];
@@ -22,46 +26,89 @@ pub fn run(file: &Path, config: &str, iterations: usize) -> Result<()> {
         file.display()
     );
     println!(
-        "{:>6}  {:<28} {:>10} {:>10} {:>10} {:>12}",
+        "{:>6}  {:<34} {:>10} {:>10} {:>10} {:>12}",
         "bids", "implementation", "p50", "p99", "mean", "fuel/call"
     );
     match runtime.kind_of(&wasm)? {
         PluginKind::Strategy => {
             let plugin = runtime.load_strategy(&wasm, config)?;
+            let name = format!("wasm {}", plugin.plugin_ref().name);
+            let mut grouped = Vec::new();
             for size in SIZES {
                 let (machine, bids) = input(size);
-                let (calls0, fuel0) = plugin.usage();
-                let wasm_times = measure(iterations, || plugin.rank(&machine, &bids).map(drop))?;
-                let (calls1, fuel1) = plugin.usage();
-                let fuel = (fuel1 - fuel0) / (calls1 - calls0).max(1);
-                report(
-                    size,
-                    &format!("wasm {}", plugin.plugin_ref().name),
-                    &wasm_times,
-                    Some(fuel),
-                );
+                let call = || plugin.rank(&machine, &bids).map(drop);
+                let (times, fuel) = fueled(&plugin, || measure(iterations, call))?;
+                report(size, &name, &times, Some(fuel));
+                let times = in_group(|| measure(iterations, call))?;
+                report(size, &format!("{name} (in a group)"), &times, None);
+                grouped.push(median(&times));
                 let native_times = measure(iterations, || native.rank(&machine, &bids).map(drop))?;
                 report(size, "native price-per-watt", &native_times, None);
+                println!(
+                    "{size:>6}  {:<34} {:>10.0}×",
+                    "in a group ÷ native (p50)",
+                    median(&times).as_secs_f64() / median(&native_times).as_secs_f64().max(1e-9)
+                );
             }
+            per_bid(&grouped);
         }
         PluginKind::Validator => {
             let plugin = runtime.load_validator(&wasm, config)?;
+            let name = format!("wasm {}", plugin.plugin_ref().name);
+            let mut grouped = Vec::new();
             for size in SIZES {
                 let (machine, bids) = input(size);
-                let (calls0, fuel0) = plugin.usage();
-                let times = measure(iterations, || plugin.validate(&machine, &bids).map(drop))?;
-                let (calls1, fuel1) = plugin.usage();
-                let fuel = (fuel1 - fuel0) / (calls1 - calls0).max(1);
-                report(
-                    size,
-                    &format!("wasm {}", plugin.plugin_ref().name),
-                    &times,
-                    Some(fuel),
-                );
+                let call = || plugin.validate(&machine, &bids).map(drop);
+                let (times, fuel) = fueled(&plugin, || measure(iterations, call))?;
+                report(size, &name, &times, Some(fuel));
+                let times = in_group(|| measure(iterations, call))?;
+                report(size, &format!("{name} (in a group)"), &times, None);
+                grouped.push(median(&times));
             }
+            per_bid(&grouped);
         }
     }
     Ok(())
+}
+
+/// Runs `measure` and returns its result with the fuel per call it consumed.
+fn fueled<T>(plugin: &impl Usage, measure: impl FnOnce() -> Result<T>) -> Result<(T, u64)> {
+    let (calls0, fuel0) = plugin.usage();
+    let result = measure()?;
+    let (calls1, fuel1) = plugin.usage();
+    Ok((result, (fuel1 - fuel0) / (calls1 - calls0).max(1)))
+}
+
+/// Calls made and fuel consumed, of either kind of plugin.
+trait Usage {
+    fn usage(&self) -> (u64, u64);
+}
+
+impl Usage for WasmStrategy {
+    fn usage(&self) -> (u64, u64) {
+        WasmStrategy::usage(self)
+    }
+}
+
+impl Usage for WasmValidator {
+    fn usage(&self) -> (u64, u64) {
+        WasmValidator::usage(self)
+    }
+}
+
+fn median(sorted: &[Duration]) -> Duration {
+    sorted[sorted.len() / 2]
+}
+
+/// The marginal cost of one bid in a group, from the smallest and largest sizes' medians.
+fn per_bid(grouped: &[Duration]) {
+    let (first, last) = (SIZES[0], SIZES[SIZES.len() - 1]);
+    let (small, large) = (grouped[0], grouped[grouped.len() - 1]);
+    let ns = large.saturating_sub(small).as_secs_f64() * 1e9 / (last - first) as f64;
+    println!(
+        "per bid in a group (p50 at {last} − p50 at {first}) ÷ {}: {ns:.1} ns",
+        last - first
+    );
 }
 
 fn input(size: usize) -> (MachineContext, Vec<CandidateBid>) {
@@ -94,7 +141,7 @@ fn report(size: usize, name: &str, sorted: &[Duration], fuel: Option<u64>) {
     let mean = sorted.iter().sum::<Duration>() / sorted.len() as u32;
     let fuel = fuel.map_or("-".into(), |f| f.to_string());
     println!(
-        "{size:>6}  {name:<28} {:>10} {:>10} {:>10} {fuel:>12}",
+        "{size:>6}  {name:<34} {:>10} {:>10} {:>10} {fuel:>12}",
         micros(pick(0.5)),
         micros(pick(0.99)),
         micros(mean)

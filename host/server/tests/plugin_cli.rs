@@ -127,7 +127,12 @@ fn bench_reports_every_size_for_wasm_and_native() {
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
     for size in ["10", "100", "1000"] {
-        for implementation in ["wasm price-per-watt", "native price-per-watt"] {
+        for implementation in [
+            "wasm price-per-watt",
+            "wasm price-per-watt (in a group)",
+            "native price-per-watt",
+            "in a group ÷ native",
+        ] {
             assert!(
                 stdout.lines().any(|l| {
                     l.split_whitespace().next() == Some(size) && l.contains(implementation)
@@ -136,6 +141,7 @@ fn bench_reports_every_size_for_wasm_and_native() {
             );
         }
     }
+    assert!(stdout.contains("per bid in a group"), "{stdout}");
 }
 
 #[test]
