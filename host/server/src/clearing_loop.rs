@@ -62,7 +62,30 @@ pub fn run_boundary(
     // Publish the snapshot at least once per interval.
     state.snapshots.current(&state.store, state.now())?;
     compact_decisions(state)?;
+    prune_served_marks(state)?;
     Ok(report)
+}
+
+/// Served marks removed per store call (a few milliseconds under the writer lock).
+const PRUNE_BATCH: usize = 2_000;
+
+/// Removes the served, served-time and unserved marks of settled intervals (settlement
+/// has read them; an interval served for part of its length keeps its time for the
+/// ledger), in batches, for at most a second per boundary.
+pub fn prune_served_marks(state: &AppState) -> Result<(), gigaspot_store::StoreError> {
+    let started = Instant::now();
+    let mut total = 0;
+    while started.elapsed() < Duration::from_secs(1) {
+        let removed = state.store.prune_served_marks(PRUNE_BATCH)?;
+        total += removed;
+        if removed == 0 {
+            break;
+        }
+    }
+    if total > 0 {
+        tracing::debug!(marks = total, "served marks of settled intervals pruned");
+    }
+    Ok(())
 }
 
 /// Full decision records compacted per store call: one call holds the store's writer lock

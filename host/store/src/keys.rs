@@ -4,9 +4,11 @@
 /// version 3 the CPU's cores and threads and the settings' read-back; version 4 stores
 /// decision records in chunks per interval (`DECISION_CHUNK`) instead of one record and
 /// one index entry per machine, assignments likewise (`ASSIGNMENT_CHUNK`), and pending
-/// marks as one list per interval (`PENDING_INTERVAL`) (version 2 and 3 stores are migrated when opened, see
-/// `migrate`); version 1 stores are refused (no migration: they predate any release).
-pub const SCHEMA_VERSION: u32 = 4;
+/// marks as one list per interval (`PENDING_INTERVAL`); version 5 keys the served,
+/// served-time and unserved marks by interval first, so that those of settled intervals
+/// are pruned by range (version 2 to 4 stores are migrated when opened, see `migrate`);
+/// version 1 stores are refused (no migration: they predate any release).
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// `u32` schema version.
 pub const SCHEMA: &[u8] = b"meta/schema";
@@ -71,14 +73,25 @@ pub const LEGACY_ASSIGNMENT: &[u8] = b"asg/";
 pub const PENDING_INTERVAL: &[u8] = b"pendi/";
 /// Schema 3: prefix of assignments with a winner not yet settled, by (machine, interval).
 pub const LEGACY_PENDING: &[u8] = b"pend/";
-/// Prefix of served reports by (machine, interval) → bid id.
-pub const SERVED: &[u8] = b"srv/";
-/// Prefix of the time served per (machine, interval) → `ServedTime`. An interval with a
+/// Prefix of served reports by (interval, machine) → bid id (see [`mark`]). Marks are
+/// read until their interval is settled, then pruned.
+pub const SERVED: &[u8] = b"srvi/";
+/// Prefix of the time served per (interval, machine) → `ServedTime`. An interval with a
 /// `SERVED` mark but no time (written before served time existed) counts as served whole.
-pub const SERVED_TIME: &[u8] = b"srvt/";
-/// Prefix of the agent's reports of an assigned bid not served, by (machine, interval) →
+pub const SERVED_TIME: &[u8] = b"srvti/";
+/// Prefix of the agent's reports of an assigned bid not served, by (interval, machine) →
 /// `Unserved`.
-pub const UNSERVED: &[u8] = b"unsrv/";
+pub const UNSERVED: &[u8] = b"unsrvi/";
+/// Prefix of the served time of settled intervals served for less than their length, by
+/// (machine, interval) → `ServedTime`: what the ledger shows beside such a charge once the
+/// interval's marks are pruned (a charge without one was served whole).
+pub const PARTIAL_TIME: &[u8] = b"srvp/";
+/// Schema 4: prefix of served reports by (machine, interval).
+pub const LEGACY_SERVED: &[u8] = b"srv/";
+/// Schema 4: prefix of served time by (machine, interval).
+pub const LEGACY_SERVED_TIME: &[u8] = b"srvt/";
+/// Schema 4: prefix of unserved reports by (machine, interval).
+pub const LEGACY_UNSERVED: &[u8] = b"unsrv/";
 /// Prefix of bids' runs of intervals unserved by their own fault, by bid → `BidFailures`.
 pub const BID_FAILURES: &[u8] = b"bidfail/";
 /// Prefix of machines' assigned/served tallies, by (machine, day) → `Tally`.
@@ -113,6 +126,12 @@ pub fn key(prefix: &[u8], ids: &[u64]) -> Vec<u8> {
         k.extend_from_slice(&id.to_be_bytes());
     }
     k
+}
+
+/// The key of a served, served-time or unserved mark: interval first, so that the marks
+/// of settled intervals are one range.
+pub fn mark(prefix: &[u8], machine: u64, interval: u64) -> Vec<u8> {
+    key(prefix, &[interval, machine])
 }
 
 /// `prefix` followed by raw bytes.

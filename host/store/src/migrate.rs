@@ -23,6 +23,44 @@ pub fn migrate(db: &sled::Db, found: u32) -> StoreResult<()> {
     if found <= 3 {
         v3_to_v4(db)?;
     }
+    if found <= 4 {
+        v4_to_v5(db)?;
+    }
+    Ok(())
+}
+
+/// Marks moved per batch by `v4_to_v5`.
+const MARKS_PER_BATCH: usize = 10_000;
+
+/// Version 5 keys the served, served-time and unserved marks by (interval, machine)
+/// instead of (machine, interval), so that the marks of settled intervals are pruned by
+/// range. Each batch moves marks unchanged (the legacy keys out, the new ones in), so an
+/// interrupted migration resumes where it stopped; the version is written last. The
+/// service prunes the moved marks of settled intervals at its next boundary.
+fn v4_to_v5(db: &sled::Db) -> StoreResult<()> {
+    for (legacy, current) in [
+        (keys::LEGACY_SERVED, keys::SERVED),
+        (keys::LEGACY_SERVED_TIME, keys::SERVED_TIME),
+        (keys::LEGACY_UNSERVED, keys::UNSERVED),
+    ] {
+        loop {
+            let mut batch = Batch::default();
+            let mut moved = 0;
+            for item in db.scan_prefix(legacy).take(MARKS_PER_BATCH) {
+                let (k, v) = item?;
+                let (machine, interval) = machine_interval(legacy, &k)?;
+                batch.insert(keys::mark(current, machine, interval), v);
+                batch.remove(k);
+                moved += 1;
+            }
+            if moved == 0 {
+                break;
+            }
+            db.apply_batch(batch)?;
+        }
+    }
+    db.insert(keys::SCHEMA, &5u32.to_be_bytes())?;
+    db.flush()?;
     Ok(())
 }
 
@@ -316,7 +354,7 @@ mod tests {
         assert!(m.live.verification.is_empty());
         assert_eq!(
             db.get(keys::SCHEMA).unwrap().unwrap().as_ref(),
-            &4u32.to_be_bytes()
+            &keys::SCHEMA_VERSION.to_be_bytes()
         );
     }
 
@@ -455,9 +493,59 @@ mod tests {
         assert!(!db.contains_key(keys::LEGACY_DECISION_INDEX_BUILT).unwrap());
         assert_eq!(
             db.get(keys::SCHEMA).unwrap().unwrap().as_ref(),
-            &4u32.to_be_bytes()
+            &keys::SCHEMA_VERSION.to_be_bytes()
         );
         // 70 machines in chunks of 64: two chunks per interval.
         assert_eq!(db.scan_prefix(keys::DECISION_CHUNK).count(), 80);
+    }
+
+    #[test]
+    fn version_4_marks_are_keyed_by_interval_first_with_their_bytes() {
+        use crate::keys::key;
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        // More marks of each kind than one batch moves.
+        let marks = |m: u64, i: u64, kind: &str| format!("{kind} {m} {i}").into_bytes();
+        for m in 0..110u64 {
+            for interval in 500..600 {
+                db.insert(
+                    key(keys::LEGACY_SERVED, &[m, interval]),
+                    marks(m, interval, "srv"),
+                )
+                .unwrap();
+                db.insert(
+                    key(keys::LEGACY_SERVED_TIME, &[m, interval]),
+                    marks(m, interval, "srvt"),
+                )
+                .unwrap();
+            }
+            db.insert(key(keys::LEGACY_UNSERVED, &[m, 7]), marks(m, 7, "unsrv"))
+                .unwrap();
+        }
+        db.insert(keys::SCHEMA, &4u32.to_be_bytes()).unwrap();
+        migrate(&db, 4).unwrap();
+        for m in 0..110u64 {
+            for interval in [500, 555, 599] {
+                let get = |prefix| db.get(keys::mark(prefix, m, interval)).unwrap().unwrap();
+                assert_eq!(get(keys::SERVED).as_ref(), marks(m, interval, "srv"));
+                assert_eq!(get(keys::SERVED_TIME).as_ref(), marks(m, interval, "srvt"));
+            }
+            let unserved = db.get(keys::mark(keys::UNSERVED, m, 7)).unwrap().unwrap();
+            assert_eq!(unserved.as_ref(), marks(m, 7, "unsrv"));
+        }
+        assert_eq!(db.scan_prefix(keys::SERVED).count(), 11_000);
+        assert_eq!(db.scan_prefix(keys::SERVED_TIME).count(), 11_000);
+        assert_eq!(db.scan_prefix(keys::UNSERVED).count(), 110);
+        for legacy in [
+            keys::LEGACY_SERVED,
+            keys::LEGACY_SERVED_TIME,
+            keys::LEGACY_UNSERVED,
+        ] {
+            assert_eq!(db.scan_prefix(legacy).count(), 0);
+        }
+        assert_eq!(
+            db.get(keys::SCHEMA).unwrap().unwrap().as_ref(),
+            &5u32.to_be_bytes()
+        );
     }
 }

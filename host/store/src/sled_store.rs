@@ -1471,7 +1471,12 @@ impl Store for SledStore {
                 id: machine,
             });
         }
-        let k = key(keys::SERVED, &[machine, interval]);
+        // Only an interval not yet settled takes a mark (a heartbeat racing the boundary
+        // may report one just settled: it no longer counts).
+        if !self.read().pending.contains_key(&(machine, interval)) {
+            return self.settled(guard);
+        }
+        let k = keys::mark(keys::SERVED, machine, interval);
         // Every heartbeat of the interval reports it served: only the first one writes.
         if self.db()?.get(&k)?.as_deref() == Some(&u64_bytes(bid)[..]) {
             return self.settled(guard);
@@ -1494,7 +1499,10 @@ impl Store for SledStore {
                 id: machine,
             });
         }
-        let k = key(keys::UNSERVED, &[machine, interval]);
+        if !self.read().pending.contains_key(&(machine, interval)) {
+            return self.settled(guard);
+        }
+        let k = keys::mark(keys::UNSERVED, machine, interval);
         if let Some(v) = self.db()?.get(&k)? {
             let stored: Unserved = decode(&k, &v)?;
             // The same report again: nothing to write.
@@ -1515,10 +1523,10 @@ impl Store for SledStore {
         let mut batch = Batch::default();
         let mut written = 0;
         for (machine, interval, served) in entries {
-            if !self.read().machines.contains_key(machine) {
+            if !self.read().pending.contains_key(&(*machine, *interval)) {
                 continue;
             }
-            let k = key(keys::SERVED_TIME, &[*machine, *interval]);
+            let k = keys::mark(keys::SERVED_TIME, *machine, *interval);
             if let Some(v) = self.db()?.get(&k)? {
                 let stored: ServedTime = decode(&k, &v)?;
                 if stored.bid == served.bid && stored.seconds >= served.seconds {
@@ -1535,15 +1543,62 @@ impl Store for SledStore {
     }
 
     fn served_time(&self, machine: MachineId, interval: u64) -> StoreResult<Option<ServedTime>> {
-        let k = key(keys::SERVED_TIME, &[machine, interval]);
-        match self.db()?.get(&k)? {
-            Some(v) => Ok(Some(decode(&k, &v)?)),
-            None => Ok(None),
+        for k in [
+            keys::mark(keys::SERVED_TIME, machine, interval),
+            key(keys::PARTIAL_TIME, &[machine, interval]),
+        ] {
+            if let Some(v) = self.db()?.get(&k)? {
+                return Ok(Some(decode(&k, &v)?));
+            }
         }
+        Ok(None)
+    }
+
+    fn prune_served_marks(&self, limit: usize) -> StoreResult<u64> {
+        let guard = self.write_lock();
+        let (before, clock) = {
+            let state = self.read();
+            // Every mark below the oldest interval not yet settled belongs to a settled one.
+            let oldest_pending = state.pending.keys().map(|(_, interval)| *interval).min();
+            let Some(cleared) = state.cleared_through else {
+                return self.settled(guard).map(|()| 0);
+            };
+            (
+                oldest_pending.map_or(cleared, |p| p.min(cleared)),
+                state.clock.clone(),
+            )
+        };
+        let db = self.db()?;
+        let mut batch = Batch::default();
+        let mut removed = 0u64;
+        for prefix in [keys::SERVED, keys::SERVED_TIME, keys::UNSERVED] {
+            let range = key(prefix, &[0])..key(prefix, &[before]);
+            for item in db.range(range) {
+                if removed as usize >= limit {
+                    break;
+                }
+                let (k, v) = item?;
+                if prefix == keys::SERVED_TIME {
+                    let (interval, machine) = crate::decision_chunks::ids(prefix, &k)?;
+                    let served: ServedTime = decode(&k, &v)?;
+                    // A charge for part of an interval keeps its time for the ledger.
+                    if served.seconds < clock.length_of(interval) {
+                        batch.insert(key(keys::PARTIAL_TIME, &[machine, interval]), v);
+                    }
+                }
+                batch.remove(k);
+                removed += 1;
+            }
+        }
+        if removed == 0 {
+            return self.settled(guard).map(|()| 0);
+        }
+        self.commit(guard, batch, |_| {})?;
+        Ok(removed)
     }
 
     fn unserved(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Unserved>> {
-        let k = key(keys::UNSERVED, &[machine, interval]);
+        let k = keys::mark(keys::UNSERVED, machine, interval);
         match self.db()?.get(&k)? {
             Some(v) => Ok(Some(decode(&k, &v)?)),
             None => Ok(None),
@@ -1756,17 +1811,17 @@ impl Store for SledStore {
         let mut unserved = BTreeMap::new();
         let mut served_time = BTreeMap::new();
         for ((machine, interval), assignment) in &state.pending {
-            let k = key(keys::SERVED, &[*machine, *interval]);
+            let k = keys::mark(keys::SERVED, *machine, *interval);
             let served = match self.db()?.get(&k)? {
                 Some(v) => Some(read_u64(&k, &v)?),
                 None => None,
             };
             pending.push((assignment.clone(), served));
-            let k = key(keys::UNSERVED, &[*machine, *interval]);
+            let k = keys::mark(keys::UNSERVED, *machine, *interval);
             if let Some(v) = self.db()?.get(&k)? {
                 unserved.insert((*machine, *interval), decode(&k, &v)?);
             }
-            let k = key(keys::SERVED_TIME, &[*machine, *interval]);
+            let k = keys::mark(keys::SERVED_TIME, *machine, *interval);
             if let Some(v) = self.db()?.get(&k)? {
                 served_time.insert((*machine, *interval), decode(&k, &v)?);
             }

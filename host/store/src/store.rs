@@ -194,6 +194,10 @@ pub trait Store: Send + Sync {
     fn record_served_times(&self, entries: &[(MachineId, u64, ServedTime)]) -> StoreResult<()>;
     /// The time served of `machine` in `interval`, as far as recorded.
     fn served_time(&self, machine: MachineId, interval: u64) -> StoreResult<Option<ServedTime>>;
+    /// Removes up to `limit` served, served-time and unserved marks of settled intervals
+    /// (settlement has read them), keeping the served time of an interval served for less
+    /// than its length for the ledger's view; returns how many were removed (0: none left).
+    fn prune_served_marks(&self, limit: usize) -> StoreResult<u64>;
     /// The latest assignment of a machine.
     fn assignment(&self, machine: MachineId) -> StoreResult<Option<Assignment>>;
     /// The decision record of a machine for an interval.

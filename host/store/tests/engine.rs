@@ -505,3 +505,80 @@ fn a_plugin_that_keeps_state_gives_the_same_answers_in_every_tick() {
     let top = ticks[0].iter().map(|a| a.2).fold(0.0, f64::max);
     assert!(top > 1.0 && top <= 64.0, "largest count {top}");
 }
+
+#[test]
+fn marks_of_settled_intervals_are_pruned_and_a_partial_interval_keeps_its_time() {
+    use gigaspot_market::agent_protocol::{Unserved, UnservedReason};
+    use gigaspot_market::billing::ServedTime;
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(dir.path()).unwrap();
+    let m = market(&store);
+    let bid = store
+        .place_bid(m.bob, &terms(m.machine.id, 60, 150), T0, None)
+        .unwrap();
+    let plugins = StrategyOnly(PricePerWatt::new());
+    let (engine, _) = IntervalEngine::start(&store, &plugins).unwrap();
+    let k = T0 / 60;
+    let served = |seconds| ServedTime {
+        bid: bid.id,
+        seconds,
+        covered_until: 0,
+    };
+    let unserved = Unserved {
+        bid: bid.id,
+        reason: UnservedReason::DriverError,
+        detail: "nvml".into(),
+    };
+    let id = m.machine.id;
+    // Interval k: served for half its length; k + 1: served whole, with an unserved report
+    // from a moment it was down; k + 2 is being served when the marks are pruned.
+    for (i, seconds) in [(0, 30), (1, 60), (2, 10)] {
+        engine.tick(T0 + 60 * i).unwrap();
+        store.record_served(id, k + i, bid.id).unwrap();
+        store
+            .record_served_times(&[(id, k + i, served(seconds))])
+            .unwrap();
+        store.record_unserved(id, k + i, &unserved).unwrap();
+    }
+    // A heartbeat racing the boundary reports an interval already settled: ignored.
+    store.record_served_times(&[(id, k, served(60))]).unwrap();
+    assert_eq!(store.served_time(id, k).unwrap(), Some(served(30)));
+
+    // Intervals k and k + 1 are settled: their three marks each go, k + 2's stay.
+    assert_eq!(store.prune_served_marks(4).unwrap(), 4);
+    assert_eq!(store.prune_served_marks(100).unwrap(), 2);
+    assert_eq!(store.prune_served_marks(100).unwrap(), 0);
+    // What the ledger shows: the half-served interval keeps its 30 s; the whole one
+    // falls back to the interval's length, as it was charged.
+    assert_eq!(store.served_time(id, k).unwrap(), Some(served(30)));
+    assert_eq!(store.served_time(id, k + 1).unwrap(), None);
+    assert_eq!(store.unserved(id, k + 1).unwrap(), None);
+    assert_eq!(store.served_time(id, k + 2).unwrap(), Some(served(10)));
+    assert_eq!(store.unserved(id, k + 2).unwrap(), Some(unserved.clone()));
+    let half = Amount::clore(60).pro_rata(30);
+    let whole = Amount::clore(60).pro_rata(60);
+    let spent = Amount::clore(1000)
+        .checked_sub(store.balance(m.bob).unwrap())
+        .unwrap();
+    assert_eq!(spent, half.checked_add(whole).unwrap());
+
+    // The next boundary settles k + 2 from its marks (10 s), then they are pruned too.
+    engine.tick(T0 + 180).unwrap();
+    let spent = Amount::clore(1000)
+        .checked_sub(store.balance(m.bob).unwrap())
+        .unwrap();
+    let tenth = Amount::clore(60).pro_rata(10);
+    assert_eq!(
+        spent,
+        half.checked_add(whole).unwrap().checked_add(tenth).unwrap()
+    );
+    assert_eq!(store.prune_served_marks(100).unwrap(), 3);
+    store.close().unwrap();
+    drop(store);
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(store.served_time(id, k).unwrap(), Some(served(30)));
+    assert_eq!(store.served_time(id, k + 2).unwrap(), Some(served(10)));
+    assert_eq!(store.served_time(id, k + 1).unwrap(), None);
+    assert_eq!(store.prune_served_marks(100).unwrap(), 0);
+}
