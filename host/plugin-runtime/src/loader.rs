@@ -49,6 +49,34 @@ pub struct PluginRuntime {
     _ticker: EpochTicker,
 }
 
+/// The sandbox of the newest contract version (listed newest first) whose `$world` world
+/// the linked component `$pre` type checks against; without one, returns the refusal that
+/// names the supported versions and the newest one's mismatch.
+macro_rules! newest_fitting {
+    ($self:expr, $pre:expr, $config:expr, $world:ident :: $pre_type:ident as $calls:ident,
+     $what:literal, [$($module:ident => $version:ident),+]) => {{
+        let mut newest_mismatch = None;
+        let mut fitting: Option<(ContractVersion, Box<dyn $calls>)> = None;
+        $(
+            if fitting.is_none() {
+                match $module::$world::$pre_type::new($pre.clone()) {
+                    Ok(world) => {
+                        fitting = Some((ContractVersion::$version, Box::new($self.sandbox(world, $config))));
+                    }
+                    Err(e) => {
+                        newest_mismatch.get_or_insert(e);
+                    }
+                }
+            }
+        )+
+        match (fitting, newest_mismatch) {
+            (Some(fitting), _) => fitting,
+            (None, Some(mismatch)) => return Err(no_contract($what, mismatch)),
+            (None, None) => unreachable!("a version either fits or mismatches"),
+        }
+    }};
+}
+
 impl PluginRuntime {
     /// A runtime enforcing `limits` and caching compiled components in `cache`.
     pub fn new(limits: PluginLimits, cache: ArtifactCache) -> Result<Self, LoadError> {
@@ -102,26 +130,10 @@ impl PluginRuntime {
     pub fn load_strategy(&self, wasm: &[u8], config: &str) -> Result<WasmStrategy, LoadError> {
         self.count_refusal(|| {
             let (pre, digest) = self.link(wasm, PluginKind::Strategy)?;
-            let (contract, sandbox): (_, Box<dyn RankCalls>) =
-                match v0_3_0::strategy::StrategyPre::new(pre.clone()) {
-                    Ok(world) => (
-                        ContractVersion::V0_3_0,
-                        Box::new(self.sandbox(world, config)),
-                    ),
-                    Err(newest) => match v0_2_0::strategy::StrategyPre::new(pre.clone()) {
-                        Ok(world) => (
-                            ContractVersion::V0_2_0,
-                            Box::new(self.sandbox(world, config)),
-                        ),
-                        Err(_) => match v0_1_0::strategy::StrategyPre::new(pre) {
-                            Ok(world) => (
-                                ContractVersion::V0_1_0,
-                                Box::new(self.sandbox(world, config)),
-                            ),
-                            Err(_) => return Err(no_contract("strategy", newest)),
-                        },
-                    },
-                };
+            let (contract, sandbox) = newest_fitting!(
+                self, pre, config, strategy::StrategyPre as RankCalls, "strategy",
+                [v0_3_0 => V0_3_0, v0_2_0 => V0_2_0, v0_1_0 => V0_1_0]
+            );
             let info = started(sandbox.as_ref())?;
             Ok(WasmStrategy {
                 plugin_ref: plugin_ref(&info, version_id(&digest, config)),
@@ -137,26 +149,10 @@ impl PluginRuntime {
     pub fn load_validator(&self, wasm: &[u8], config: &str) -> Result<WasmValidator, LoadError> {
         self.count_refusal(|| {
             let (pre, digest) = self.link(wasm, PluginKind::Validator)?;
-            let (contract, sandbox): (_, Box<dyn ValidateCalls>) =
-                match v0_3_0::validator::ValidatorPre::new(pre.clone()) {
-                    Ok(world) => (
-                        ContractVersion::V0_3_0,
-                        Box::new(self.sandbox(world, config)),
-                    ),
-                    Err(newest) => match v0_2_0::validator::ValidatorPre::new(pre.clone()) {
-                        Ok(world) => (
-                            ContractVersion::V0_2_0,
-                            Box::new(self.sandbox(world, config)),
-                        ),
-                        Err(_) => match v0_1_0::validator::ValidatorPre::new(pre) {
-                            Ok(world) => (
-                                ContractVersion::V0_1_0,
-                                Box::new(self.sandbox(world, config)),
-                            ),
-                            Err(_) => return Err(no_contract("validator", newest)),
-                        },
-                    },
-                };
+            let (contract, sandbox) = newest_fitting!(
+                self, pre, config, validator::ValidatorPre as ValidateCalls, "validator",
+                [v0_3_0 => V0_3_0, v0_2_0 => V0_2_0, v0_1_0 => V0_1_0]
+            );
             let info = started(sandbox.as_ref())?;
             Ok(WasmValidator {
                 plugin_ref: plugin_ref(&info, version_id(&digest, config)),

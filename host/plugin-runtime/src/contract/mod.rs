@@ -244,3 +244,30 @@ macro_rules! gpu_oc_record {
     };
 }
 pub(crate) use gpu_oc_record;
+
+/// The machine record of the versions since 0.2.0 (the machine's reliability and the
+/// running bid's terms).
+macro_rules! machine_record_since_0_2_0 {
+    () => {
+        fn machine(m: &market::MachineContext) -> wit::Machine {
+            wit::Machine {
+                id: m.id,
+                host_id: m.host_id,
+                gpus: gpus(m),
+                energy_price_usd_per_kwh: m.energy_price_usd_per_kwh,
+                clore_usd: m.clore_usd,
+                min_bid: m.min_bid,
+                billing_interval_s: m.billing_interval_s,
+                reliability: m.reliability,
+                running: m.running.map(|r| wit::Running {
+                    bid_id: r.bid_id,
+                    owner_id: r.owner_id,
+                    price_per_day: r.price_per_day,
+                    total_power_limit_w: r.total_power_limit_w,
+                    running_for_s: r.running_for_s,
+                }),
+            }
+        }
+    };
+}
+pub(crate) use machine_record_since_0_2_0;

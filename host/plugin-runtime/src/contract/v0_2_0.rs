@@ -25,26 +25,11 @@ impl<'a> Interned<'a> {
     }
 }
 
+super::machine_record_since_0_2_0!();
+
 /// The machine record and the book of this version.
 fn input(m: &market::MachineContext, bids: &[market::CandidateBid]) -> (wit::Machine, wit::Book) {
-    let machine = wit::Machine {
-        id: m.id,
-        host_id: m.host_id,
-        gpus: gpus(m),
-        energy_price_usd_per_kwh: m.energy_price_usd_per_kwh,
-        clore_usd: m.clore_usd,
-        min_bid: m.min_bid,
-        billing_interval_s: m.billing_interval_s,
-        reliability: m.reliability,
-        running: m.running.map(|r| wit::Running {
-            bid_id: r.bid_id,
-            owner_id: r.owner_id,
-            price_per_day: r.price_per_day,
-            total_power_limit_w: r.total_power_limit_w,
-            running_for_s: r.running_for_s,
-        }),
-    };
-    (machine, book(bids))
+    (machine(m), book(bids))
 }
 
 /// The candidates as flat records with their tables.
