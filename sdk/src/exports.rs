@@ -29,9 +29,10 @@ macro_rules! export_strategy {
                 }
 
                 fn rank(
-                    machine: $crate::Machine,
+                    machine: $crate::__private::strategy::gigaspot::plugin::types::Machine,
                     book: $crate::__private::strategy::gigaspot::plugin::types::Book,
                 ) -> ::std::vec::Vec<$crate::Score> {
+                    let machine = $crate::__machine(&machine);
                     let tables = $crate::__tables(&book);
                     let bids = $crate::__bids(&tables);
                     PLUGIN.with(|slot| {
@@ -80,9 +81,10 @@ macro_rules! export_validator {
                 }
 
                 fn validate(
-                    machine: $crate::Machine,
+                    machine: $crate::__private::strategy::gigaspot::plugin::types::Machine,
                     book: $crate::__private::strategy::gigaspot::plugin::types::Book,
                 ) -> ::std::vec::Vec<$crate::Rejection> {
+                    let machine = $crate::__machine(&machine);
                     let tables = $crate::__tables(&book);
                     let bids = $crate::__bids(&tables);
                     PLUGIN.with(|slot| {

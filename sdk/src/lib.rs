@@ -62,8 +62,9 @@
 //! into the next call.
 //!
 //! The SDK builds components of contract `gigaspot:plugin@0.3.0` ([`CONTRACT_VERSION`]).
-//! Bids arrive as one byte buffer; [`Bid`] views them as typed values without a copy or
-//! an allocation per bid, and decodes a bid's per-GPU settings only when they are read.
+//! The machine and its bids arrive as two byte buffers; the SDK decodes the [`Machine`],
+//! and [`Bid`] views the bids as typed values without a copy or an allocation per bid,
+//! decoding a bid's per-GPU settings only when they are read.
 
 #[doc(hidden)]
 #[allow(clippy::too_many_arguments)] // generated lifting code
@@ -96,6 +97,7 @@ pub mod __private {
 mod book;
 pub mod economics;
 mod exports;
+mod machine;
 pub mod testing;
 
 // The author's guide (`sdk/README.md`); its Rust example is compiled as a doc test.
@@ -104,12 +106,13 @@ pub mod testing;
 #[allow(clippy::test_attr_in_doctest)]
 pub mod guide {}
 
-pub use __private::strategy::gigaspot::plugin::types::{
-    Gpu, Machine, PluginInfo, RangeS32, RangeU32, Rejection, Running, Score,
-};
+pub use __private::strategy::gigaspot::plugin::types::{PluginInfo, Rejection, Score};
 pub use book::{Bid, GpuOc, GpuSettings};
 #[doc(hidden)]
 pub use book::{bids as __bids, tables as __tables};
+#[doc(hidden)]
+pub use machine::machine as __machine;
+pub use machine::{Gpu, Machine, RangeS32, RangeU32, Running};
 
 /// The plugin contract this SDK builds components for.
 pub const CONTRACT_VERSION: &str = "0.3.0";

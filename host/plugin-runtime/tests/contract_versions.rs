@@ -134,6 +134,26 @@ fn fingerprint(machine: &MachineContext, bid: &CandidateBid) -> f64 {
         }
     }
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.u64(machine.id);
+    h.u64(machine.host_id);
+    h.u64(machine.energy_price_usd_per_kwh.to_bits());
+    h.u64(machine.clore_usd.to_bits());
+    h.u64(machine.min_bid);
+    h.u64(machine.billing_interval_s.into());
+    for g in &machine.gpus {
+        h.u64(g.index.into());
+        h.bytes(g.model.as_bytes());
+        h.u64(g.power_limit_w.min.into());
+        h.u64(g.power_limit_w.max.into());
+        for r in [g.core_lock_mhz, g.mem_lock_mhz] {
+            h.opt(r.map(|r| i64::from(r.min)));
+            h.opt(r.map(|r| i64::from(r.max)));
+        }
+        for r in [g.core_offset_mhz, g.mem_offset_mhz] {
+            h.opt(r.map(|r| i64::from(r.min)));
+            h.opt(r.map(|r| i64::from(r.max)));
+        }
+    }
     h.u64(machine.reliability.to_bits());
     if let Some(r) = &machine.running {
         h.u64(r.bid_id);
@@ -188,6 +208,23 @@ fn a_0_3_0_plugin_receives_every_field_of_the_book_and_the_machine() {
             }
         }
         machine.reliability = (i as f64) / 120.0;
+        // GPUs with and without each range, negative offsets, other model names.
+        for (j, g) in machine.gpus.iter_mut().enumerate() {
+            match (i + j) % 3 {
+                0 => {
+                    g.core_lock_mhz = None;
+                    g.mem_offset_mhz = Some(gigaspot_market::RangeS32 {
+                        min: -2000,
+                        max: -5,
+                    });
+                }
+                1 => {
+                    g.model = format!("NVIDIA H100 80GB HBM3 #{j}");
+                    g.core_offset_mhz = None;
+                }
+                _ => {}
+            }
+        }
         if i % 3 == 0 {
             // A running bid that is no longer a candidate: terms without a power limit.
             machine.running = Some(RunningBid {

@@ -112,35 +112,6 @@ macro_rules! contract_version {
         use crate::contract::{StrategyWorld, ValidatorWorld};
         use crate::sandbox::{HostState, World};
 
-        fn range_u32(r: market::RangeU32) -> wit::RangeU32 {
-            wit::RangeU32 {
-                min: r.min,
-                max: r.max,
-            }
-        }
-
-        fn range_s32(r: market::RangeS32) -> wit::RangeS32 {
-            wit::RangeS32 {
-                min: r.min,
-                max: r.max,
-            }
-        }
-
-        fn gpus(m: &market::MachineContext) -> Vec<wit::Gpu> {
-            m.gpus
-                .iter()
-                .map(|g| wit::Gpu {
-                    index: g.index,
-                    model: g.model.clone(),
-                    power_limit_w: range_u32(g.power_limit_w),
-                    core_lock_mhz: g.core_lock_mhz.map(range_u32),
-                    mem_lock_mhz: g.mem_lock_mhz.map(range_u32),
-                    core_offset_mhz: g.core_offset_mhz.map(range_s32),
-                    mem_offset_mhz: g.mem_offset_mhz.map(range_s32),
-                })
-                .collect()
-        }
-
         fn scores(scores: Vec<wit::Score>) -> Vec<market::Score> {
             scores
                 .into_iter()
@@ -227,6 +198,42 @@ macro_rules! contract_version {
     };
 }
 pub(crate) use contract_version;
+
+/// The conversions of the machine's GPUs to the `gpu` records of the versions that have
+/// them (0.1.0 and 0.2.0; 0.3.0 lays the machine out in a byte buffer).
+macro_rules! gpu_records {
+    () => {
+        fn range_u32(r: market::RangeU32) -> wit::RangeU32 {
+            wit::RangeU32 {
+                min: r.min,
+                max: r.max,
+            }
+        }
+
+        fn range_s32(r: market::RangeS32) -> wit::RangeS32 {
+            wit::RangeS32 {
+                min: r.min,
+                max: r.max,
+            }
+        }
+
+        fn gpus(m: &market::MachineContext) -> Vec<wit::Gpu> {
+            m.gpus
+                .iter()
+                .map(|g| wit::Gpu {
+                    index: g.index,
+                    model: g.model.clone(),
+                    power_limit_w: range_u32(g.power_limit_w),
+                    core_lock_mhz: g.core_lock_mhz.map(range_u32),
+                    mem_lock_mhz: g.mem_lock_mhz.map(range_u32),
+                    core_offset_mhz: g.core_offset_mhz.map(range_s32),
+                    mem_offset_mhz: g.mem_offset_mhz.map(range_s32),
+                })
+                .collect()
+        }
+    };
+}
+pub(crate) use gpu_records;
 
 /// The conversion of per-GPU settings to the `gpu-oc` record of the versions that have one
 /// (0.1.0 and 0.2.0; 0.3.0 lays them out in its byte buffer).

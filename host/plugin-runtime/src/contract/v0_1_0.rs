@@ -4,6 +4,7 @@
 
 super::contract_version!("../../wit/since_v0.1.0");
 super::gpu_oc_record!();
+super::gpu_records!();
 
 /// The machine and bid records of this version (it has no reliability and knows the
 /// running bid by id and run time only).

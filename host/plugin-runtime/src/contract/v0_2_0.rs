@@ -7,6 +7,7 @@ use std::collections::HashMap;
 
 super::contract_version!("../../wit/since_v0.2.0");
 super::gpu_oc_record!();
+super::gpu_records!();
 
 /// A table of distinct strings, each referenced by its index.
 #[derive(Default)]

@@ -11,17 +11,81 @@ const HEADER: usize = 32;
 /// Bytes of one bid row.
 const ROW: usize = 56;
 
-/// Presence bits of a per-GPU entry's optional settings, in the order their words follow.
+/// Presence bits of a per-GPU entry's optional settings, in the order their words follow
+/// (and of a machine's GPU's optional ranges).
 const CORE_LOCK: u32 = 1;
 const MEM_LOCK: u32 = 2;
 const CORE_OFFSET: u32 = 4;
 const MEM_OFFSET: u32 = 8;
 
-super::machine_record_since_0_2_0!();
-
-/// The machine record and the book of this version.
-fn input(m: &market::MachineContext, bids: &[market::CandidateBid]) -> (wit::Machine, Vec<u8>) {
+/// The machine buffer and the book of this version.
+fn input(m: &market::MachineContext, bids: &[market::CandidateBid]) -> (Vec<u8>, Vec<u8>) {
     (machine(m), book(bids))
+}
+
+/// Bytes of the machine's fixed part and of one GPU entry.
+const MACHINE: usize = 96;
+const GPU: usize = 56;
+
+/// The machine in the layout `type machine` of `wit/since_v0.3.0/plugin.wit` documents.
+pub(crate) fn machine(m: &market::MachineContext) -> Vec<u8> {
+    let strings: usize = m.gpus.iter().map(|g| g.model.len()).sum();
+    let mut out = vec![0; MACHINE + m.gpus.len() * GPU];
+    out.reserve(strings);
+    set_u64(&mut out, 0, m.id);
+    set_u64(&mut out, 8, m.host_id);
+    set_u64(&mut out, 16, m.energy_price_usd_per_kwh.to_bits());
+    set_u64(&mut out, 24, m.clore_usd.to_bits());
+    set_u64(&mut out, 32, m.min_bid);
+    set_u64(&mut out, 40, m.reliability.to_bits());
+    set_u32(&mut out, 48, m.billing_interval_s);
+    set_u32(&mut out, 52, word(m.gpus.len()));
+    if let Some(r) = &m.running {
+        set_u32(
+            &mut out,
+            56,
+            1 | if r.total_power_limit_w.is_some() {
+                2
+            } else {
+                0
+            },
+        );
+        set_u32(&mut out, 60, r.total_power_limit_w.unwrap_or(0));
+        set_u64(&mut out, 64, r.bid_id);
+        set_u64(&mut out, 72, r.owner_id);
+        set_u64(&mut out, 80, r.price_per_day);
+        set_u64(&mut out, 88, r.running_for_s);
+    }
+    let mut offset = 0;
+    for (g, entry) in m.gpus.iter().zip(out[MACHINE..].chunks_exact_mut(GPU)) {
+        let unsigned = |r: Option<market::RangeU32>| r.map(|r| (r.min, r.max));
+        let signed = |r: Option<market::RangeS32>| r.map(|r| (r.min as u32, r.max as u32));
+        let ranges = [
+            (unsigned(g.core_lock_mhz), CORE_LOCK),
+            (unsigned(g.mem_lock_mhz), MEM_LOCK),
+            (signed(g.core_offset_mhz), CORE_OFFSET),
+            (signed(g.mem_offset_mhz), MEM_OFFSET),
+        ];
+        set_u32(entry, 0, g.index);
+        set_u32(entry, 8, g.power_limit_w.min);
+        set_u32(entry, 12, g.power_limit_w.max);
+        let mut present = 0;
+        for (i, (range, bit)) in ranges.into_iter().enumerate() {
+            if let Some((min, max)) = range {
+                present |= bit;
+                set_u32(entry, 16 + i * 8, min);
+                set_u32(entry, 20 + i * 8, max);
+            }
+        }
+        set_u32(entry, 4, present);
+        set_u32(entry, 48, word(offset));
+        set_u32(entry, 52, word(g.model.len()));
+        offset += g.model.len();
+    }
+    for g in &m.gpus {
+        out.extend_from_slice(g.model.as_bytes());
+    }
+    out
 }
 
 /// Distinct strings in order of first use, each referenced by its index.

@@ -53,6 +53,26 @@ impl Fnv {
 
 fn fingerprint(machine: &Machine, bid: &Bid) -> f64 {
     let mut h = Fnv(0xcbf2_9ce4_8422_2325);
+    h.u64(machine.id);
+    h.u64(machine.host_id);
+    h.u64(machine.energy_price_usd_per_kwh.to_bits());
+    h.u64(machine.clore_usd.to_bits());
+    h.u64(machine.min_bid);
+    h.u64(machine.billing_interval_s.into());
+    for g in &machine.gpus {
+        h.u64(g.index.into());
+        h.bytes(g.model.as_bytes());
+        h.u64(g.power_limit_w.min.into());
+        h.u64(g.power_limit_w.max.into());
+        for r in [g.core_lock_mhz, g.mem_lock_mhz] {
+            h.opt(r.map(|r| i64::from(r.min)));
+            h.opt(r.map(|r| i64::from(r.max)));
+        }
+        for r in [g.core_offset_mhz, g.mem_offset_mhz] {
+            h.opt(r.map(|r| i64::from(r.min)));
+            h.opt(r.map(|r| i64::from(r.max)));
+        }
+    }
     h.u64(machine.reliability.to_bits());
     if let Some(r) = &machine.running {
         h.u64(r.bid_id);
