@@ -9,6 +9,7 @@
 use std::fmt;
 
 use gigaspot_market::{CandidateBid, MachineContext, Rejection, Score};
+use rustc_hash::FxHashMap;
 use wasmtime::Store;
 
 use crate::sandbox::{HostState, World};
@@ -16,6 +17,38 @@ use crate::sandbox::{HostState, World};
 pub(crate) mod v0_1_0;
 pub(crate) mod v0_2_0;
 pub(crate) mod v0_3_0;
+
+/// Distinct strings in order of first use, each referenced by its index.
+#[derive(Default)]
+pub(crate) struct Strings<'a> {
+    /// Filled once there are more than [`Strings::SCANNED`] strings.
+    index: FxHashMap<&'a str, u32>,
+    pub(crate) order: Vec<&'a str>,
+}
+
+impl<'a> Strings<'a> {
+    /// Up to this many distinct strings a scan beats hashing (a machine's bids mostly
+    /// share a few images and key names).
+    const SCANNED: usize = 8;
+
+    pub(crate) fn get(&mut self, text: &'a str) -> u32 {
+        let next = self.order.len() as u32;
+        if self.order.len() <= Self::SCANNED {
+            if let Some(i) = self.order.iter().position(|s| *s == text) {
+                return i as u32;
+            }
+            self.order.push(text);
+            if self.order.len() > Self::SCANNED {
+                self.index = self.order.iter().zip(0..).map(|(s, i)| (*s, i)).collect();
+            }
+            return next;
+        }
+        *self.index.entry(text).or_insert_with(|| {
+            self.order.push(text);
+            next
+        })
+    }
+}
 
 /// A released version of the plugin contract (`package gigaspot:plugin@X.Y.Z`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -251,30 +284,3 @@ macro_rules! gpu_oc_record {
     };
 }
 pub(crate) use gpu_oc_record;
-
-/// The machine record of the versions since 0.2.0 (the machine's reliability and the
-/// running bid's terms).
-macro_rules! machine_record_since_0_2_0 {
-    () => {
-        fn machine(m: &market::MachineContext) -> wit::Machine {
-            wit::Machine {
-                id: m.id,
-                host_id: m.host_id,
-                gpus: gpus(m),
-                energy_price_usd_per_kwh: m.energy_price_usd_per_kwh,
-                clore_usd: m.clore_usd,
-                min_bid: m.min_bid,
-                billing_interval_s: m.billing_interval_s,
-                reliability: m.reliability,
-                running: m.running.map(|r| wit::Running {
-                    bid_id: r.bid_id,
-                    owner_id: r.owner_id,
-                    price_per_day: r.price_per_day,
-                    total_power_limit_w: r.total_power_limit_w,
-                    running_for_s: r.running_for_s,
-                }),
-            }
-        }
-    };
-}
-pub(crate) use machine_record_since_0_2_0;

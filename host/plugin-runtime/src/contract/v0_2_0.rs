@@ -3,30 +3,32 @@
 //! in per-call tables (each distinct string once), the machine's reliability and the
 //! running bid's terms.
 
-use std::collections::HashMap;
+use super::Strings;
 
 super::contract_version!("../../wit/since_v0.2.0");
 super::gpu_oc_record!();
 super::gpu_records!();
 
-/// A table of distinct strings, each referenced by its index.
-#[derive(Default)]
-struct Interned<'a> {
-    index: HashMap<&'a str, u32>,
-    table: Vec<String>,
-}
-
-impl<'a> Interned<'a> {
-    fn get(&mut self, text: &'a str) -> u32 {
-        let next = self.table.len() as u32;
-        *self.index.entry(text).or_insert_with(|| {
-            self.table.push(text.to_owned());
-            next
-        })
+/// The machine record of this version (with the reliability and the running bid's terms).
+fn machine(m: &market::MachineContext) -> wit::Machine {
+    wit::Machine {
+        id: m.id,
+        host_id: m.host_id,
+        gpus: gpus(m),
+        energy_price_usd_per_kwh: m.energy_price_usd_per_kwh,
+        clore_usd: m.clore_usd,
+        min_bid: m.min_bid,
+        billing_interval_s: m.billing_interval_s,
+        reliability: m.reliability,
+        running: m.running.map(|r| wit::Running {
+            bid_id: r.bid_id,
+            owner_id: r.owner_id,
+            price_per_day: r.price_per_day,
+            total_power_limit_w: r.total_power_limit_w,
+            running_for_s: r.running_for_s,
+        }),
     }
 }
-
-super::machine_record_since_0_2_0!();
 
 /// The machine record and the book of this version.
 fn input(m: &market::MachineContext, bids: &[market::CandidateBid]) -> (wit::Machine, wit::Book) {
@@ -38,8 +40,8 @@ pub(crate) fn book(bids: &[market::CandidateBid]) -> wit::Book {
     let gpus = bids.first().map_or(0, |b| b.oc.len());
     let mut rows = Vec::with_capacity(bids.len());
     let mut oc = Vec::with_capacity(bids.len() * gpus);
-    let mut images = Interned::default();
-    let mut env_keys = Interned::default();
+    let mut images = Strings::default();
+    let mut env_keys = Strings::default();
     let mut env = Vec::new();
     for b in bids {
         let oc_start = oc.len() as u32;
@@ -62,8 +64,8 @@ pub(crate) fn book(bids: &[market::CandidateBid]) -> wit::Book {
     wit::Book {
         bids: rows,
         oc,
-        images: images.table,
-        env_keys: env_keys.table,
+        images: images.order.iter().map(|s| s.to_string()).collect(),
+        env_keys: env_keys.order.iter().map(|s| s.to_string()).collect(),
         env,
     }
 }

@@ -5,7 +5,7 @@
 use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 
-use rustc_hash::FxHashMap;
+use super::Strings;
 
 super::contract_version!("../../wit/since_v0.3.0");
 
@@ -140,38 +140,6 @@ pub(crate) fn machine(m: &market::MachineContext) -> Reused {
         out.extend_from_slice(g.model.as_bytes());
     }
     out
-}
-
-/// Distinct strings in order of first use, each referenced by its index.
-#[derive(Default)]
-struct Strings<'a> {
-    /// Filled once there are more than [`Strings::SCANNED`] strings.
-    index: FxHashMap<&'a str, u32>,
-    order: Vec<&'a str>,
-}
-
-impl<'a> Strings<'a> {
-    /// Up to this many distinct strings a scan beats hashing (a machine's bids mostly
-    /// share a few images and key names).
-    const SCANNED: usize = 8;
-
-    fn get(&mut self, text: &'a str) -> u32 {
-        let next = self.order.len() as u32;
-        if self.order.len() <= Self::SCANNED {
-            if let Some(i) = self.order.iter().position(|s| *s == text) {
-                return i as u32;
-            }
-            self.order.push(text);
-            if self.order.len() > Self::SCANNED {
-                self.index = self.order.iter().zip(0..).map(|(s, i)| (*s, i)).collect();
-            }
-            return next;
-        }
-        *self.index.entry(text).or_insert_with(|| {
-            self.order.push(text);
-            next
-        })
-    }
 }
 
 /// Length or count as the u32 the layout stores. The market's books are far below 4 GiB
