@@ -16,6 +16,7 @@ pub mod api_operator;
 pub mod api_withdrawals;
 pub mod app;
 pub mod auth;
+pub mod background;
 pub mod clearing_loop;
 pub mod clore_wire;
 pub mod config;

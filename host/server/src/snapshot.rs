@@ -52,6 +52,8 @@ struct Published {
     next_expiry: u64,
     /// A machine's pre-pull list changed since the last build.
     prepull_changed: bool,
+    /// What the last build did (readable while the next one runs).
+    last: BuildStats,
 }
 
 impl Published {
@@ -179,8 +181,13 @@ impl Snapshots {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let market = store.tick_snapshot()?;
-        let (bytes, hash, next_expiry) = fragments.build(&market, now, &prepull, Instant::now());
+        // Below the requests' priority: readers get the snapshot published before and
+        // writers go on meanwhile, so nothing but this caller waits on the build.
+        let building: &mut Fragments = &mut fragments;
+        let (bytes, hash, next_expiry) =
+            crate::background::run(|| building.build(&market, now, &prepull, Instant::now()));
         let mut published = self.published();
+        published.last = fragments.last;
         published.built_at = now;
         published.generation = Some(generation);
         published.next_expiry = next_expiry;
@@ -203,18 +210,27 @@ impl Snapshots {
     }
 
     /// The current snapshot's timestamp when no build is needed at `now` for a store at
-    /// `generation`: answered without touching the store (for callers on the async
+    /// `generation`, or the one published before while another caller builds: answered
+    /// without touching the store (for callers on the async
     /// workers; the rest call [`Snapshots::current`] on the blocking pool).
     pub fn fresh(&self, generation: u64, now: u64) -> Option<u64> {
-        self.published().current(generation, now)
+        let published = self.published();
+        if let Some(ts) = published.current(generation, now) {
+            return Some(ts);
+        }
+        // Another caller is building: the snapshot published before is the answer, as in
+        // [`Snapshots::current`], without a trip to the blocking pool.
+        let newest = published.by_ts.keys().next_back().copied();
+        drop(published);
+        match self.fragments.try_lock() {
+            Err(TryLockError::WouldBlock) => newest,
+            _ => None,
+        }
     }
 
     /// What the last build did (machines serialized anew and reused, size, time).
     pub fn last_build(&self) -> BuildStats {
-        self.fragments
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .last
+        self.published().last
     }
 
     /// The snapshot published at `ts`, while it is kept.
@@ -642,9 +658,14 @@ mod tests {
             // A build in progress holds the fragments.
             let _building = snapshots.fragments.lock().unwrap();
             assert_eq!(snapshots.current(&store, NOW + 1).unwrap(), first);
+            // The async workers' check answers the same without touching the store.
+            assert_eq!(snapshots.fresh(store.generation(), NOW + 1), Some(first));
         }
+        // With no build running, a stale snapshot is not "fresh": the caller builds.
+        assert_eq!(snapshots.fresh(store.generation(), NOW + 1), None);
         let next = snapshots.current(&store, NOW + 1).unwrap();
         assert!(next > first);
+        assert_eq!(snapshots.last_build().rebuilt, 1);
         assert_eq!(
             content(&snapshots, next),
             whole(&store, NOW + 1, &HashMap::new())

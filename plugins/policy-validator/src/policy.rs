@@ -67,6 +67,25 @@ impl Policy {
 
     /// The first rule `bid` breaks, as a rejection.
     pub fn check(&self, bid: &Bid) -> Option<Rejection> {
+        self.check_with(bid, self.image_verdict(&bid.image))
+    }
+
+    /// What the image rules say of `image` (the part of [`Policy::check`] that depends on
+    /// the image alone, so a caller may reuse it for bids with the same image).
+    pub fn image_verdict(&self, image: &str) -> ImageVerdict {
+        if let Some(at) = self.image_deny.iter().position(|p| glob::matches(p, image)) {
+            ImageVerdict::Denied(at)
+        } else if !self.image_allow.is_empty()
+            && !self.image_allow.iter().any(|p| glob::matches(p, image))
+        {
+            ImageVerdict::NotAllowed
+        } else {
+            ImageVerdict::Passes
+        }
+    }
+
+    /// [`Policy::check`] with the image's verdict already known.
+    pub fn check_with(&self, bid: &Bid, image: ImageVerdict) -> Option<Rejection> {
         let reject = |code: &str, message: String| {
             Some(Rejection {
                 bid_id: bid.id,
@@ -80,32 +99,26 @@ impl Policy {
                 format!("account {} may not bid on this market", bid.owner_id),
             );
         }
-        if let Some(pattern) = self
-            .image_deny
-            .iter()
-            .find(|p| glob::matches(p, &bid.image))
-        {
-            return reject(
-                "image-denied",
-                format!(
-                    "image {:?} matches the denied pattern {pattern:?}",
-                    bid.image
-                ),
-            );
-        }
-        if !self.image_allow.is_empty()
-            && !self
-                .image_allow
-                .iter()
-                .any(|p| glob::matches(p, &bid.image))
-        {
-            return reject(
-                "image-not-allowed",
-                format!(
-                    "image {:?} matches none of the allowed patterns {:?}",
-                    bid.image, self.image_allow
-                ),
-            );
+        match image {
+            ImageVerdict::Denied(at) => {
+                return reject(
+                    "image-denied",
+                    format!(
+                        "image {:?} matches the denied pattern {:?}",
+                        bid.image, self.image_deny[at]
+                    ),
+                );
+            }
+            ImageVerdict::NotAllowed => {
+                return reject(
+                    "image-not-allowed",
+                    format!(
+                        "image {:?} matches none of the allowed patterns {:?}",
+                        bid.image, self.image_allow
+                    ),
+                );
+            }
+            ImageVerdict::Passes => {}
         }
         let ppw = economics::price_per_watt(bid);
         match self.min_price_per_watt {
@@ -116,6 +129,17 @@ impl Policy {
             _ => None,
         }
     }
+}
+
+/// What the image rules say of one image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageVerdict {
+    /// It matches the denied pattern at this index of [`Policy::image_deny`].
+    Denied(usize),
+    /// Allowed patterns are set and it matches none.
+    NotAllowed,
+    /// The image rules let it through.
+    Passes,
 }
 
 #[cfg(test)]
@@ -184,6 +208,24 @@ mod tests {
             ..with_image(5, "docker.io/library/python:3.12")
         };
         assert_eq!(code(&cheap).as_deref(), Some("price-per-watt-too-low"));
+    }
+
+    #[test]
+    fn the_image_verdict_is_what_check_decides_on() {
+        let policy = Policy::parse(CONFIG).unwrap();
+        for image in [
+            "registry.example/app:1",
+            "registry.example/app:latest",
+            "evil.example/miner:1",
+            "docker.io/library/python:3.12",
+        ] {
+            let b = with_image(1, image);
+            assert_eq!(
+                policy.check(&b),
+                policy.check_with(&b, policy.image_verdict(image))
+            );
+        }
+        assert_eq!(policy.image_verdict("x:latest"), ImageVerdict::Denied(0));
     }
 
     #[test]
