@@ -7,6 +7,7 @@
 //! a test that needs a component never runs without it.
 
 pub mod dockerd;
+pub mod postgres;
 pub mod process;
 pub mod python;
 

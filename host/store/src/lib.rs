@@ -6,6 +6,7 @@
 
 mod backup;
 mod books;
+mod checks;
 mod codec;
 mod decision_chunks;
 mod engine;
@@ -14,6 +15,7 @@ mod group_commit;
 mod intake;
 mod keys;
 mod migrate;
+mod pg;
 mod records;
 mod retention;
 mod sled_store;
@@ -26,6 +28,8 @@ pub use engine::{DEFAULT_SUSPEND_AFTER, IntervalEngine};
 pub use error::{StoreError, StoreResult};
 pub use intake::IntakeStats;
 pub use keys::SCHEMA_VERSION;
+pub use pg::PgStore;
+pub use pg::schema::SCHEMA_VERSION as PG_SCHEMA_VERSION;
 pub use records::{
     ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, IntervalStats,
     MachineSpec, PluginState, PluginVersionRecord, Settlement, TickCommit, TickReport,

@@ -12,9 +12,8 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuar
 use std::time::{Duration, Instant};
 
 use gigaspot_market::account::{Account, AccountId, Role};
-use gigaspot_market::admission::{admit, admit_new, check_funds};
 use gigaspot_market::agent_protocol::Unserved;
-use gigaspot_market::bid::{Bid, BidChange, BidId, BidState, BidTerms, Lifetime};
+use gigaspot_market::bid::{Bid, BidChange, BidId, BidState, BidTerms};
 use gigaspot_market::billing::ServedTime;
 use gigaspot_market::clearing::Decision;
 use gigaspot_market::economics::price_per_kw;
@@ -30,6 +29,7 @@ use gigaspot_market::withdrawal::{
 };
 use sled::Batch;
 
+use crate::checks;
 use crate::codec::{decode, encode, read_u64, u64_bytes};
 use crate::error::{StoreError, StoreResult};
 use crate::group_commit::GroupCommit;
@@ -288,26 +288,18 @@ impl SledStore {
                     require_role(&state, r.owner, Role::Client, "place bids")?;
                     let machine = state.machines.get(&r.terms.machine).map(|m| m.as_ref());
                     let balance = state.balances.get(&r.owner).copied().unwrap_or_default();
-                    let admitted = admit_new(
-                        &r.terms,
+                    let bid = checks::new_bid(
+                        last_id + 1,
                         r.owner,
-                        machine,
-                        &state.table,
-                        &state.params,
-                        balance,
+                        &r.terms,
+                        r.now,
+                        &checks::Against {
+                            machine,
+                            table: &state.table,
+                            params: &state.params,
+                            balance,
+                        },
                     )?;
-                    let bid = Bid {
-                        id: last_id + 1,
-                        owner: r.owner,
-                        machine: r.terms.machine,
-                        price_per_day: r.terms.price_per_day,
-                        image: r.terms.image.clone(),
-                        env: r.terms.env.clone(),
-                        oc: admitted.oc,
-                        created_at: r.now,
-                        expires_at: r.now.saturating_add(admitted.lifetime_s),
-                        state: BidState::Active,
-                    };
                     batch.insert(key(keys::BID, &[bid.id]), encode(&bid)?);
                     if let Some(k) = idem_key {
                         batch.insert(k.as_slice(), &u64_bytes(bid.id));
@@ -362,7 +354,7 @@ impl SledStore {
         idempotency_key: Option<String>,
         spawn: impl FnOnce(Box<dyn FnOnce() + Send>) + Send + 'static,
     ) -> impl std::future::Future<Output = StoreResult<PlacedBid>> + Send + 'static {
-        let answer = check_idempotency_key(idempotency_key.as_deref()).map(|()| {
+        let answer = checks::idempotency_key(idempotency_key.as_deref()).map(|()| {
             let store = Arc::clone(self);
             let start = Box::new(move || spawn(Box::new(move || store.lead_bid_turn())));
             self.bid_intake.submit_async(
@@ -531,46 +523,12 @@ impl SledStore {
         now: u64,
         kind: TransferKind,
     ) -> StoreResult<Transfer> {
-        if amount == Amount::ZERO {
-            return Err(StoreError::Invalid {
-                field: "amount",
-                reason: "must be positive".into(),
-            });
-        }
-        if reference.is_empty() || reference.len() > 128 {
-            return Err(StoreError::Invalid {
-                field: "reference",
-                reason: "must be 1 to 128 bytes".into(),
-            });
-        }
-        let (prefix, from, to) = match kind {
-            TransferKind::Withdrawal => ("withdrawal", Party::Account(account), Party::External),
-            _ => ("deposit", Party::External, Party::Account(account)),
-        };
-        let transfer = Transfer {
-            id: format!("{prefix}:{reference}"),
-            from,
-            to,
-            amount,
-            kind,
-            interval: None,
-            bid: None,
-            machine: None,
-            at: now,
-        };
+        let transfer = checks::money_movement(account, amount, reference, now, kind)?;
         let guard = self.write_lock();
         if let Some(existing) = self.transfer_by_id(&transfer.id)? {
-            if existing.from == transfer.from
-                && existing.to == transfer.to
-                && existing.amount == amount
-            {
-                self.settled(guard)?;
-                return Ok(existing);
-            }
-            return Err(StoreError::Invalid {
-                field: "reference",
-                reason: format!("{reference:?} was already used for another {prefix}"),
-            });
+            let first = checks::repeated_movement(existing, &transfer, reference)?;
+            self.settled(guard)?;
+            return Ok(first);
         }
         let (batch, balances, seq) = {
             let state = self.read();
@@ -921,25 +879,7 @@ fn require_role(
     role: Role,
     action: &'static str,
 ) -> StoreResult<()> {
-    match state.accounts.get(&account) {
-        None => Err(StoreError::NotFound {
-            what: "account",
-            id: account,
-        }),
-        Some(a) if a.has(role) => Ok(()),
-        Some(_) => Err(StoreError::Forbidden { account, action }),
-    }
-}
-
-/// An `Idempotency-Key` is 1 to 255 bytes.
-fn check_idempotency_key(key: Option<&str>) -> StoreResult<()> {
-    match key {
-        Some(k) if k.is_empty() || k.len() > 255 => Err(StoreError::Invalid {
-            field: "Idempotency-Key",
-            reason: "must be 1 to 255 bytes".into(),
-        }),
-        _ => Ok(()),
-    }
+    checks::role(state.accounts.get(&account), account, role, action)
 }
 
 /// What `account` owes its winning bids for intervals cleared and not yet settled (the
@@ -956,33 +896,18 @@ fn committed_of(state: &State, account: AccountId) -> Amount {
 }
 
 /// The owner's bid `id` while it may still be changed at `now`, or why not.
-fn own_active_bid(state: &State, owner: AccountId, id: BidId, now: u64) -> StoreResult<Arc<Bid>> {
-    let bid = state
-        .bids
-        .get(&id)
-        .ok_or(StoreError::NotFound { what: "bid", id })?;
-    if bid.owner != owner {
-        return Err(StoreError::Forbidden {
-            account: owner,
-            action: "change another account's bid",
-        });
-    }
-    bid.check_changeable(now)
-        .map_err(|reason| StoreError::Invalid {
-            field: "bid",
-            reason,
-        })?;
-    Ok(bid.clone())
+fn own_active_bid(state: &State, owner: AccountId, id: BidId, now: u64) -> StoreResult<Bid> {
+    checks::own_changeable(
+        state.bids.get(&id).map(|b| b.as_ref().clone()),
+        owner,
+        id,
+        now,
+    )
 }
 
 impl Store for SledStore {
     fn create_account(&self, name: &str, roles: &[Role]) -> StoreResult<Account> {
-        if name.is_empty() || name.chars().count() > 64 {
-            return Err(StoreError::Invalid {
-                field: "name",
-                reason: "must be 1 to 64 characters".into(),
-            });
-        }
+        checks::account_name(name)?;
         let guard = self.write_lock();
         let id = self.read().last_id + 1;
         let account = Account {
@@ -1065,42 +990,14 @@ impl Store for SledStore {
     }
 
     fn register_machine(&self, spec: MachineSpec) -> StoreResult<Machine> {
-        if spec.gpus.is_empty() || spec.gpus.len() > 16 {
-            return Err(StoreError::Invalid {
-                field: "gpus",
-                reason: "a machine has 1 to 16 GPUs".into(),
-            });
-        }
-        if let Some((i, _)) = spec.gpus.iter().enumerate().find(|(_, g)| {
-            g.card_min_w > g.card_max_w || g.ceiling_w > g.card_max_w || g.ceiling_w < g.card_min_w
-        }) {
-            return Err(StoreError::Invalid {
-                field: "gpus",
-                reason: format!("gpu {i}: need card minimum <= host ceiling <= card maximum"),
-            });
-        }
-        gigaspot_market::machine::check_energy_price(spec.energy_price_usd_per_kwh).map_err(
-            |reason| StoreError::Invalid {
-                field: "energy_price",
-                reason,
-            },
-        )?;
+        checks::machine_spec(&spec)?;
         let guard = self.write_lock();
         let id = {
             let state = self.read();
             require_role(&state, spec.host, Role::Host, "register machines")?;
             state.last_id + 1
         };
-        let machine = Machine {
-            id,
-            host: spec.host,
-            facts: spec.facts,
-            gpus: spec.gpus,
-            energy_price_usd_per_kwh: spec.energy_price_usd_per_kwh,
-            reserve_price: spec.reserve_price,
-            max_rental_length_s: spec.max_rental_length_s,
-            live: Default::default(),
-        };
+        let machine = checks::new_machine(id, spec);
         let mut batch = Batch::default();
         batch.insert(key(keys::MACHINE, &[id]), encode(&machine)?);
         batch.insert(keys::LAST_ID, &u64_bytes(id));
@@ -1129,12 +1026,7 @@ impl Store for SledStore {
             })?;
         let mut machine = before.as_ref().clone();
         change(&mut machine)?;
-        if machine.id != id || machine.host != before.host {
-            return Err(StoreError::Invalid {
-                field: "host",
-                reason: "a machine cannot change its id or host".into(),
-            });
-        }
+        checks::machine_change(&before, &machine)?;
         if machine == *before {
             // Nothing changed: nothing to write (a repeated heartbeat).
             drop(guard);
@@ -1169,7 +1061,7 @@ impl Store for SledStore {
         now: u64,
         idempotency_key: Option<&str>,
     ) -> StoreResult<PlacedBid> {
-        check_idempotency_key(idempotency_key)?;
+        checks::idempotency_key(idempotency_key)?;
         let request = BidRequest {
             owner,
             terms: terms.clone(),
@@ -1195,28 +1087,18 @@ impl Store for SledStore {
         let edited = {
             let state = self.read();
             let bid = own_active_bid(&state, owner, id, now)?;
-            let terms = BidTerms {
-                machine: bid.machine,
-                price_per_day: change.price_per_day,
-                image: change.image.clone().unwrap_or_else(|| bid.image.clone()),
-                env: change.env.clone().unwrap_or_else(|| bid.env.clone()),
-                oc: change.oc.clone(),
-                // An edit keeps the bid's expiry; the lifetime is not re-checked.
-                lifetime: Lifetime::Default(1),
-            };
             let machine = state.machines.get(&bid.machine).map(|m| m.as_ref());
-            let admitted = admit(&terms, owner, machine, &state.table, &state.params)?;
             let balance = state.balances.get(&owner).copied().unwrap_or_default();
-            check_funds(change.price_per_day, balance, &state.params)?;
-            Bid {
-                price_per_day: change.price_per_day,
-                oc: admitted.oc,
-                image: terms.image,
-                env: terms.env,
-                // An edit puts a suspended bid back in the market.
-                state: BidState::Active,
-                ..bid.as_ref().clone()
-            }
+            checks::edited_bid(
+                &bid,
+                change,
+                &checks::Against {
+                    machine,
+                    table: &state.table,
+                    params: &state.params,
+                    balance,
+                },
+            )?
         };
         let mut batch = Batch::default();
         batch.insert(key(keys::BID, &[id]), encode(&edited)?);
@@ -1237,7 +1119,7 @@ impl Store for SledStore {
             let bid = own_active_bid(&state, owner, id, now)?;
             Bid {
                 state: BidState::Cancelled,
-                ..bid.as_ref().clone()
+                ..bid
             }
         };
         let mut batch = Batch::default();
@@ -1301,7 +1183,7 @@ impl Store for SledStore {
         idempotency_key: Option<&str>,
         now: u64,
     ) -> StoreResult<(Withdrawal, bool)> {
-        check_idempotency_key(idempotency_key)?;
+        checks::idempotency_key(idempotency_key)?;
         let guard = self.write_lock();
         let idem_key = idempotency_key.map(|k| keys::idempotency(keys::WITHDRAWAL_KEY, account, k));
         if let Some(k) = &idem_key
@@ -1691,10 +1573,7 @@ impl Store for SledStore {
     }
 
     fn set_params(&self, params: &MarketParams) -> StoreResult<()> {
-        params.check().map_err(|e| StoreError::Invalid {
-            field: e.field,
-            reason: e.reason,
-        })?;
+        checks::params(params)?;
         let guard = self.write_lock();
         let mut batch = Batch::default();
         batch.insert(keys::PARAMS, encode(params)?);
@@ -1726,17 +1605,7 @@ impl Store for SledStore {
     }
 
     fn set_gpu_table(&self, table: &GpuRangeTable) -> StoreResult<()> {
-        if let Some(model) = table.models.iter().find(|(_, r)| {
-            r.core_lock.min > r.core_lock.max
-                || r.mem_lock.min > r.mem_lock.max
-                || r.core_offset.min > r.core_offset.max
-                || r.mem_offset.min > r.mem_offset.max
-        }) {
-            return Err(StoreError::Invalid {
-                field: "gpu_table",
-                reason: format!("{}: a range has min > max", model.0),
-            });
-        }
+        checks::gpu_table(table)?;
         let guard = self.write_lock();
         let mut batch = Batch::default();
         batch.insert(keys::GPU_TABLE, encode(table)?);

@@ -4,131 +4,10 @@
 mod support;
 
 use gigaspot_market::account::Role;
-use gigaspot_market::admission::RefusalReason;
-use gigaspot_market::bid::BidState;
-use gigaspot_market::ledger::{LedgerError, Party};
+use gigaspot_market::ledger::Party;
 use gigaspot_market::money::Amount;
 use gigaspot_store::{SledStore, Store, StoreError};
-use support::{change, market, terms};
-
-#[test]
-fn bids_are_admitted_by_the_market_rules_and_refusals_change_nothing() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
-    let bid = store
-        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1000, None)
-        .unwrap();
-    assert_eq!(bid.expires_at, 1000 + 7 * 86_400);
-    assert_eq!(bid.oc[0].power_limit_w, 300);
-
-    let err = store
-        .place_bid(m.alice, &terms(m.machine.id, 100, 999), 1000, None)
-        .unwrap_err();
-    match err {
-        StoreError::Refused(r) => {
-            assert_eq!(r.field, "oc[0].pl");
-            assert_eq!(r.reason, RefusalReason::OutOfRange { min: 150, max: 400 });
-        }
-        other => panic!("expected a refusal, got {other}"),
-    }
-    // A host cannot bid on its own machine, and must hold the client role anyway.
-    assert!(matches!(
-        store.place_bid(m.host, &terms(m.machine.id, 100, 300), 1000, None),
-        Err(StoreError::Forbidden { .. })
-    ));
-    assert_eq!(store.bids_on(m.machine.id).unwrap(), vec![bid]);
-}
-
-#[test]
-fn an_idempotency_key_returns_the_first_bid() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
-    let first = store
-        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, Some("k1"))
-        .unwrap();
-    let again = store
-        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 2, Some("k1"))
-        .unwrap();
-    assert_eq!(first, again);
-    // Keys are per account.
-    let bobs = store
-        .place_bid(m.bob, &terms(m.machine.id, 100, 300), 3, Some("k1"))
-        .unwrap();
-    assert_ne!(bobs.id, first.id);
-    assert_eq!(store.bids_on(m.machine.id).unwrap().len(), 2);
-}
-
-#[test]
-fn edits_rerun_admission_and_only_owners_change_bids() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
-    let bid = store
-        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, None)
-        .unwrap();
-    let edit = terms(m.machine.id, 150, 350);
-    let edited = store
-        .edit_bid(m.alice, bid.id, &change(&edit), 1000)
-        .unwrap();
-    assert_eq!(
-        (edited.price_per_day, edited.oc[3].power_limit_w),
-        (Amount::clore(150), 350)
-    );
-    let bad = terms(m.machine.id, 150, 401);
-    assert!(matches!(
-        store.edit_bid(m.alice, bid.id, &change(&bad), 1000),
-        Err(StoreError::Refused(_))
-    ));
-    assert!(matches!(
-        store.cancel_bid(m.bob, bid.id, 1000),
-        Err(StoreError::Forbidden { .. })
-    ));
-    assert_eq!(store.bid(bid.id).unwrap().unwrap(), edited);
-    assert_eq!(
-        store.cancel_bid(m.alice, bid.id, 1000).unwrap().state,
-        BidState::Cancelled
-    );
-    assert!(matches!(
-        store.cancel_bid(m.alice, bid.id, 1000),
-        Err(StoreError::Invalid { .. })
-    ));
-}
-
-#[test]
-fn deposits_are_idempotent_and_withdrawals_never_overdraw() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
-    let again = store
-        .deposit(m.alice, Amount::clore(1000), "alice-1", 5)
-        .unwrap();
-    assert_eq!(again.at, 0, "the first booking is returned");
-    assert_eq!(store.balance(m.alice).unwrap(), Amount::clore(1000));
-    assert!(matches!(
-        store.deposit(m.alice, Amount::clore(1), "alice-1", 5),
-        Err(StoreError::Invalid {
-            field: "reference",
-            ..
-        })
-    ));
-    let err = store
-        .withdraw(m.alice, Amount::clore(1001), "w1", 6)
-        .unwrap_err();
-    assert!(matches!(
-        err,
-        StoreError::Ledger(LedgerError::InsufficientFunds { .. })
-    ));
-    store
-        .withdraw(m.alice, Amount::clore(400), "w1", 6)
-        .unwrap();
-    assert_eq!(store.balance(m.alice).unwrap(), Amount::clore(600));
-    let report = store.audit().unwrap();
-    assert_eq!(report.deposits, Amount::clore(2000));
-    assert_eq!(report.withdrawals, Amount::clore(400));
-    assert_eq!(report.total_balance, Amount::clore(1600));
-}
+use support::{market, terms};
 
 #[test]
 fn each_account_pages_through_its_own_ledger_newest_first() {
@@ -390,103 +269,12 @@ fn plugin_versions_params_and_the_gpu_table_are_stored() {
 }
 
 #[test]
-fn concurrent_machine_changes_never_lose_an_update() {
-    // A "heartbeat" thread and a "host" thread change different parts of the same record
-    // thousands of times; every change of each survives.
-    let dir = tempfile::tempdir().unwrap();
-    let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
-    let m = market(&store);
-    let id = m.machine.id;
-    const ROUNDS: u64 = 2_000;
-    let host = {
-        let store = store.clone();
-        std::thread::spawn(move || {
-            for i in 1..=ROUNDS {
-                store
-                    .modify_machine(id, &mut |machine| {
-                        machine.reserve_price = Amount(i);
-                        Ok(())
-                    })
-                    .unwrap();
-            }
-        })
-    };
-    let agent = {
-        let store = store.clone();
-        std::thread::spawn(move || {
-            for i in 1..=ROUNDS {
-                store
-                    .modify_machine(id, &mut |machine| {
-                        machine.live.cached_images = vec![format!("img:{i}")];
-                        machine.live.working = i % 2 == 0;
-                        Ok(())
-                    })
-                    .unwrap();
-            }
-        })
-    };
-    host.join().unwrap();
-    agent.join().unwrap();
-    let machine = store.machine(id).unwrap().unwrap();
-    assert_eq!(machine.reserve_price, Amount(ROUNDS));
-    assert_eq!(machine.live.cached_images, vec![format!("img:{ROUNDS}")]);
-    // A refused change writes nothing, and the host never changes.
-    let err = store
-        .modify_machine(id, &mut |machine| {
-            machine.reserve_price = Amount(1);
-            Err(gigaspot_store::StoreError::Invalid {
-                field: "x",
-                reason: "refused".into(),
-            })
-        })
-        .unwrap_err();
-    assert!(err.to_string().contains("refused"));
-    assert!(
-        store
-            .modify_machine(id, &mut |machine| {
-                machine.host += 1;
-                Ok(())
-            })
-            .is_err()
-    );
-    assert_eq!(store.machine(id).unwrap().unwrap(), machine);
-}
-
-#[test]
-fn a_bid_needs_an_available_machine_and_one_interval_of_funds() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
-    let poor = store.create_account("poor", &[Role::Client]).unwrap().id;
-    let err = store
-        .place_bid(poor, &terms(m.machine.id, 100, 300), 1, None)
-        .unwrap_err();
-    assert!(
-        matches!(&err, gigaspot_store::StoreError::Refused(r) if r.field == "price"),
-        "{err}"
-    );
-    store
-        .modify_machine(m.machine.id, &mut |machine| {
-            machine.live.online = false;
-            Ok(())
-        })
-        .unwrap();
-    let err = store
-        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, None)
-        .unwrap_err();
-    assert!(
-        matches!(&err, gigaspot_store::StoreError::Refused(r) if r.field == "machine"),
-        "{err}"
-    );
-}
-
-#[test]
 fn pending_withdrawals_survive_a_restart_and_cannot_be_spent_twice() {
     use gigaspot_market::withdrawal::{Settlement, WithdrawalState};
     let dir = tempfile::tempdir().unwrap();
     let (m, id) = {
         let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
-        let m = market(&store);
+        let m = market(&*store);
         // Two racing requests for the whole balance: exactly one is accepted.
         let racers: Vec<_> = (0..2)
             .map(|i| {
@@ -584,7 +372,7 @@ fn concurrent_bids_are_written_in_batches_each_decided_as_if_alone() {
     // every acknowledged bid across a reopen.
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
-    let m = market(&store);
+    let m = market(&*store);
     let (threads, per_thread) = (16u64, 60u64);
     let results: Vec<(String, u32, Result<gigaspot_market::bid::Bid, String>)> =
         std::thread::scope(|scope| {
@@ -676,7 +464,7 @@ fn an_audit_while_deposits_are_written_sees_a_consistent_ledger() {
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     let dir = tempfile::tempdir().unwrap();
     let store = std::sync::Arc::new(SledStore::open(dir.path()).unwrap());
-    let m = market(&store);
+    let m = market(&*store);
     let stop = std::sync::Arc::new(AtomicBool::new(false));
     let written = std::sync::Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = [m.alice, m.bob]

@@ -8,7 +8,7 @@ use gigaspot_market::account::{AccountId, Role};
 use gigaspot_market::bid::{BidTerms, Lifetime, OcRequest};
 use gigaspot_market::machine::{Gpu, Machine, MachineFacts};
 use gigaspot_market::money::Amount;
-use gigaspot_store::{MachineSpec, SledStore, Store};
+use gigaspot_store::{MachineSpec, Store};
 
 /// A 4 × RTX 4090 machine spec (150–450 W, ceiling 400 W), free energy.
 pub fn spec(host: AccountId) -> MachineSpec {
@@ -61,7 +61,7 @@ pub struct Market {
     pub bob: AccountId,
 }
 
-pub fn market(store: &SledStore) -> Market {
+pub fn market(store: &dyn Store) -> Market {
     let host = store.create_account("host", &[Role::Host]).unwrap().id;
     let machine = store.register_machine(spec(host)).unwrap();
     bring_online(store, &machine);

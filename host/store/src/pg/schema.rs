@@ -1,0 +1,85 @@
+//! The PostgreSQL schema: versioned migrations applied at start, in order, each in its
+//! own transaction with the version row it sets; a database of a newer version is refused
+//! and left untouched, as the sled store does.
+//!
+//! The SQL keeps to what PostgreSQL and the PostgreSQL-compatible distributed databases
+//! (CockroachDB, YugabyteDB) all run: plain tables, `BIGINT` money in base units with
+//! `CHECK`s, unique keys, no triggers, no advisory locks, no `LISTEN/NOTIFY`.
+
+/// The newest schema version this build writes and understands.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Migration `n` (1-based) brings a database from version `n - 1` to `n`.
+pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1];
+
+/// Version 1: accounts and keys, machines, bids, the ledger, parameters and plugins.
+const V1: &str = r#"
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value BYTEA NOT NULL
+);
+CREATE SEQUENCE ids START WITH 1;
+CREATE SEQUENCE generation START WITH 1;
+CREATE TABLE accounts (
+    id     BIGINT PRIMARY KEY,
+    name   TEXT NOT NULL,
+    record BYTEA NOT NULL
+);
+CREATE TABLE api_keys (
+    key_sha256 BYTEA PRIMARY KEY,
+    account    BIGINT NOT NULL REFERENCES accounts (id)
+);
+CREATE INDEX api_keys_by_account ON api_keys (account);
+CREATE TABLE machines (
+    id     BIGINT PRIMARY KEY,
+    host   BIGINT NOT NULL REFERENCES accounts (id),
+    record BYTEA NOT NULL
+);
+CREATE TABLE agent_tokens (
+    token_sha256 BYTEA PRIMARY KEY,
+    machine      BIGINT NOT NULL REFERENCES machines (id)
+);
+CREATE TABLE bids (
+    id      BIGINT PRIMARY KEY,
+    owner   BIGINT NOT NULL REFERENCES accounts (id),
+    machine BIGINT NOT NULL REFERENCES machines (id),
+    state   TEXT NOT NULL,
+    price_per_day BIGINT NOT NULL CHECK (price_per_day >= 0),
+    record  BYTEA NOT NULL
+);
+CREATE INDEX bids_by_machine ON bids (machine, id);
+CREATE INDEX bids_by_owner ON bids (owner, id);
+CREATE TABLE bid_keys (
+    owner BIGINT NOT NULL,
+    key   TEXT NOT NULL,
+    bid   BIGINT NOT NULL REFERENCES bids (id),
+    PRIMARY KEY (owner, key)
+);
+CREATE TABLE balances (
+    account BIGINT PRIMARY KEY REFERENCES accounts (id),
+    amount  BIGINT NOT NULL CHECK (amount >= 0)
+);
+CREATE TABLE ledger_head (
+    one      BOOLEAN PRIMARY KEY CHECK (one),
+    last_seq BIGINT NOT NULL
+);
+INSERT INTO ledger_head VALUES (TRUE, 0);
+CREATE TABLE transfers (
+    seq          BIGINT PRIMARY KEY,
+    id           TEXT NOT NULL UNIQUE,
+    from_account BIGINT,
+    to_account   BIGINT,
+    amount       BIGINT NOT NULL CHECK (amount > 0),
+    record       BYTEA NOT NULL
+);
+CREATE INDEX transfers_from ON transfers (from_account, seq);
+CREATE INDEX transfers_to ON transfers (to_account, seq);
+CREATE TABLE plugin_versions (
+    digest TEXT PRIMARY KEY,
+    record BYTEA NOT NULL
+);
+"#;
+
+/// The table that holds the schema version (created before any migration).
+pub(crate) const VERSION_TABLE: &str =
+    "CREATE TABLE IF NOT EXISTS gigaspot_schema (version INTEGER PRIMARY KEY)";

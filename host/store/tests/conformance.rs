@@ -1,0 +1,495 @@
+//! The conformance suite: every behaviour the [`Store`] trait promises, run against each
+//! implementation from the same code — the embedded sled store and PostgreSQL (a private
+//! server started by the test support, one fresh database per test).
+
+mod support;
+
+use std::sync::Arc;
+
+use gigaspot_market::account::Role;
+use gigaspot_market::admission::RefusalReason;
+use gigaspot_market::bid::BidState;
+use gigaspot_market::ledger::{LedgerError, Party};
+use gigaspot_market::money::Amount;
+use gigaspot_store::{PgStore, SledStore, Store, StoreError};
+use gigaspot_tests::postgres::Postgres;
+use support::{change, market, terms};
+
+/// Where a test's store lives; [`Backend::open`] opens it (again, after a drop, to
+/// check what survives).
+pub enum Backend {
+    Sled(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    fn is_postgres(&self) -> bool {
+        matches!(self, Backend::Postgres(_))
+    }
+
+    fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Sled(dir) => Arc::new(SledStore::open(dir.path()).unwrap()),
+            Backend::Postgres(url) => Arc::new(PgStore::open(url).unwrap()),
+        }
+    }
+}
+
+/// Each test once per backend: `sled::name` and `postgres::name`.
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sled {
+            $(#[test]
+            fn $name() {
+                super::$name(&super::Backend::Sled(tempfile::tempdir().unwrap()));
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                let url = super::Postgres::shared().fresh_database();
+                super::$name(&super::Backend::Postgres(url));
+            })*
+        }
+    };
+}
+
+conformance!(
+    bids_are_admitted_by_the_market_rules_and_refusals_change_nothing,
+    an_idempotency_key_returns_the_first_bid,
+    edits_rerun_admission_and_only_owners_change_bids,
+    deposits_are_idempotent_and_withdrawals_never_overdraw,
+    concurrent_machine_changes_never_lose_an_update,
+    a_bid_needs_an_available_machine_and_one_interval_of_funds,
+    each_account_pages_through_its_own_ledger_newest_first,
+    accounts_machines_bids_and_money_survive_a_reopen,
+    plugin_versions_params_and_the_gpu_table_are_stored,
+    concurrent_keyed_bids_create_each_bid_once,
+);
+
+fn bids_are_admitted_by_the_market_rules_and_refusals_change_nothing(backend: &Backend) {
+    let store = backend.open();
+    let m = market(&*store);
+    let bid = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1000, None)
+        .unwrap();
+    assert_eq!(bid.expires_at, 1000 + 7 * 86_400);
+    assert_eq!(bid.oc[0].power_limit_w, 300);
+
+    let err = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 999), 1000, None)
+        .unwrap_err();
+    match err {
+        StoreError::Refused(r) => {
+            assert_eq!(r.field, "oc[0].pl");
+            assert_eq!(r.reason, RefusalReason::OutOfRange { min: 150, max: 400 });
+        }
+        other => panic!("expected a refusal, got {other}"),
+    }
+    // A host cannot bid on its own machine, and must hold the client role anyway.
+    assert!(matches!(
+        store.place_bid(m.host, &terms(m.machine.id, 100, 300), 1000, None),
+        Err(StoreError::Forbidden { .. })
+    ));
+    assert_eq!(store.bids_on(m.machine.id).unwrap(), vec![bid]);
+}
+
+fn an_idempotency_key_returns_the_first_bid(backend: &Backend) {
+    let store = backend.open();
+    let m = market(&*store);
+    let first = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, Some("k1"))
+        .unwrap();
+    let again = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 2, Some("k1"))
+        .unwrap();
+    assert_eq!(first, again);
+    // Keys are per account.
+    let bobs = store
+        .place_bid(m.bob, &terms(m.machine.id, 100, 300), 3, Some("k1"))
+        .unwrap();
+    assert_ne!(bobs.id, first.id);
+    assert_eq!(store.bids_on(m.machine.id).unwrap().len(), 2);
+}
+
+fn edits_rerun_admission_and_only_owners_change_bids(backend: &Backend) {
+    let store = backend.open();
+    let m = market(&*store);
+    let bid = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, None)
+        .unwrap();
+    let edit = terms(m.machine.id, 150, 350);
+    let edited = store
+        .edit_bid(m.alice, bid.id, &change(&edit), 1000)
+        .unwrap();
+    assert_eq!(
+        (edited.price_per_day, edited.oc[3].power_limit_w),
+        (Amount::clore(150), 350)
+    );
+    let bad = terms(m.machine.id, 150, 401);
+    assert!(matches!(
+        store.edit_bid(m.alice, bid.id, &change(&bad), 1000),
+        Err(StoreError::Refused(_))
+    ));
+    assert!(matches!(
+        store.cancel_bid(m.bob, bid.id, 1000),
+        Err(StoreError::Forbidden { .. })
+    ));
+    assert_eq!(store.bid(bid.id).unwrap().unwrap(), edited);
+    assert_eq!(
+        store.cancel_bid(m.alice, bid.id, 1000).unwrap().state,
+        BidState::Cancelled
+    );
+    assert!(matches!(
+        store.cancel_bid(m.alice, bid.id, 1000),
+        Err(StoreError::Invalid { .. })
+    ));
+}
+
+fn deposits_are_idempotent_and_withdrawals_never_overdraw(backend: &Backend) {
+    let store = backend.open();
+    let m = market(&*store);
+    let again = store
+        .deposit(m.alice, Amount::clore(1000), "alice-1", 5)
+        .unwrap();
+    assert_eq!(again.at, 0, "the first booking is returned");
+    assert_eq!(store.balance(m.alice).unwrap(), Amount::clore(1000));
+    assert!(matches!(
+        store.deposit(m.alice, Amount::clore(1), "alice-1", 5),
+        Err(StoreError::Invalid {
+            field: "reference",
+            ..
+        })
+    ));
+    let err = store
+        .withdraw(m.alice, Amount::clore(1001), "w1", 6)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::Ledger(LedgerError::InsufficientFunds { .. })
+    ));
+    store
+        .withdraw(m.alice, Amount::clore(400), "w1", 6)
+        .unwrap();
+    assert_eq!(store.balance(m.alice).unwrap(), Amount::clore(600));
+    let report = store.audit().unwrap();
+    assert_eq!(report.deposits, Amount::clore(2000));
+    assert_eq!(report.withdrawals, Amount::clore(400));
+    assert_eq!(report.total_balance, Amount::clore(1600));
+}
+
+fn concurrent_machine_changes_never_lose_an_update(backend: &Backend) {
+    // A "heartbeat" thread and a "host" thread change different parts of the same record
+    // thousands of times; every change of each survives.
+    let store = backend.open();
+    let m = market(&*store);
+    let id = m.machine.id;
+    // Each change is a transaction on PostgreSQL, where the two writers conflict and retry.
+    let rounds: u64 = if backend.is_postgres() { 300 } else { 2_000 };
+    let host = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 1..=rounds {
+                store
+                    .modify_machine(id, &mut |machine| {
+                        machine.reserve_price = Amount(i);
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+        })
+    };
+    let agent = {
+        let store = store.clone();
+        std::thread::spawn(move || {
+            for i in 1..=rounds {
+                store
+                    .modify_machine(id, &mut |machine| {
+                        machine.live.cached_images = vec![format!("img:{i}")];
+                        machine.live.working = i % 2 == 0;
+                        Ok(())
+                    })
+                    .unwrap();
+            }
+        })
+    };
+    host.join().unwrap();
+    agent.join().unwrap();
+    let machine = store.machine(id).unwrap().unwrap();
+    assert_eq!(machine.reserve_price, Amount(rounds));
+    assert_eq!(machine.live.cached_images, vec![format!("img:{rounds}")]);
+    // A refused change writes nothing, and the host never changes.
+    let err = store
+        .modify_machine(id, &mut |machine| {
+            machine.reserve_price = Amount(1);
+            Err(gigaspot_store::StoreError::Invalid {
+                field: "x",
+                reason: "refused".into(),
+            })
+        })
+        .unwrap_err();
+    assert!(err.to_string().contains("refused"));
+    assert!(
+        store
+            .modify_machine(id, &mut |machine| {
+                machine.host += 1;
+                Ok(())
+            })
+            .is_err()
+    );
+    assert_eq!(store.machine(id).unwrap().unwrap(), machine);
+}
+
+fn a_bid_needs_an_available_machine_and_one_interval_of_funds(backend: &Backend) {
+    let store = backend.open();
+    let m = market(&*store);
+    let poor = store.create_account("poor", &[Role::Client]).unwrap().id;
+    let err = store
+        .place_bid(poor, &terms(m.machine.id, 100, 300), 1, None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, gigaspot_store::StoreError::Refused(r) if r.field == "price"),
+        "{err}"
+    );
+    store
+        .modify_machine(m.machine.id, &mut |machine| {
+            machine.live.online = false;
+            Ok(())
+        })
+        .unwrap();
+    let err = store
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, None)
+        .unwrap_err();
+    assert!(
+        matches!(&err, gigaspot_store::StoreError::Refused(r) if r.field == "machine"),
+        "{err}"
+    );
+}
+
+fn each_account_pages_through_its_own_ledger_newest_first(backend: &Backend) {
+    let store = backend.open();
+    let m = market(&*store);
+    for n in 0..5 {
+        store
+            .deposit(m.alice, Amount::clore(1), &format!("a-{n}"), 10 + n)
+            .unwrap();
+        store
+            .deposit(m.bob, Amount::clore(2), &format!("b-{n}"), 10 + n)
+            .unwrap();
+    }
+    store
+        .withdraw(m.alice, Amount::clore(3), "a-out", 20)
+        .unwrap();
+    let touching = |account: u64| -> Vec<String> {
+        let me = Party::Account(account);
+        let mut ids: Vec<String> = store
+            .transfers()
+            .unwrap()
+            .into_iter()
+            .filter(|t| t.from == me || t.to == me)
+            .map(|t| t.id)
+            .collect();
+        ids.reverse();
+        ids
+    };
+    let paged = |account: u64| -> Vec<String> {
+        let mut ids = Vec::new();
+        let mut before = None;
+        loop {
+            let page = store.account_transfers(account, before, 3).unwrap();
+            assert!(page.len() <= 3);
+            assert!(page.windows(2).all(|w| w[0].0 > w[1].0), "newest first");
+            let Some(last) = page.last() else { break };
+            before = Some(last.0);
+            ids.extend(page.into_iter().map(|(_, t)| t.id));
+        }
+        ids
+    };
+    let (alice, bob) = (touching(m.alice), touching(m.bob));
+    assert_eq!(alice.len(), 7, "{alice:?}");
+    assert_eq!(paged(m.alice), alice);
+    assert_eq!(paged(m.bob), bob);
+    assert!(
+        store
+            .account_transfers(m.alice, None, 0)
+            .unwrap()
+            .is_empty()
+    );
+    store.audit().unwrap();
+}
+
+fn accounts_machines_bids_and_money_survive_a_reopen(backend: &Backend) {
+    let (m, bid, cancelled) = {
+        let store = backend.open();
+        let m = market(&*store);
+        store.add_api_key(m.alice, [7; 32]).unwrap();
+        store.set_agent_token(m.machine.id, [9; 32]).unwrap();
+        let bid = store
+            .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, Some("k"))
+            .unwrap();
+        let other = store
+            .place_bid(m.bob, &terms(m.machine.id, 90, 300), 1, None)
+            .unwrap();
+        let cancelled = store.cancel_bid(m.bob, other.id, 2).unwrap();
+        store
+            .withdraw(m.bob, Amount::clore(10), "out-1", 3)
+            .unwrap();
+        (m, bid, cancelled)
+    };
+    // A new process (a new store on the same data) sees exactly what was acknowledged.
+    let store = backend.open();
+    assert_eq!(store.bid(bid.id).unwrap(), Some(bid.clone()));
+    assert_eq!(store.bid(cancelled.id).unwrap(), Some(cancelled.clone()));
+    assert_eq!(
+        store.bids_on(m.machine.id).unwrap(),
+        vec![bid.clone(), cancelled.clone()]
+    );
+    assert_eq!(store.bids_of(m.alice).unwrap(), vec![bid.clone()]);
+    assert_eq!(store.account_by_key(&[7; 32]).unwrap(), Some(m.alice));
+    assert_eq!(store.account_by_key(&[8; 32]).unwrap(), None);
+    assert!(store.has_api_key(m.alice).unwrap());
+    assert!(!store.has_api_key(m.bob).unwrap());
+    assert_eq!(
+        store.machine_by_agent_token(&[9; 32]).unwrap(),
+        Some(m.machine.id)
+    );
+    assert_eq!(store.balance(m.bob).unwrap(), Amount::clore(990));
+    assert!(store.machine(m.machine.id).unwrap().unwrap().live.online);
+    assert_eq!(store.machines().unwrap().len(), 1);
+    assert_eq!(
+        store.account(m.alice).unwrap().unwrap().roles,
+        vec![Role::Client]
+    );
+    assert_eq!(
+        store.account(store.fee_account()).unwrap().unwrap().roles,
+        vec![Role::Operator]
+    );
+    // The replayed key answers the first bid; the id counter survived: no id is reused.
+    let again = store
+        .place_bid_keyed(m.alice, &terms(m.machine.id, 100, 300), 5, Some("k"))
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.bid, bid);
+    let next = store
+        .place_bid(m.bob, &terms(m.machine.id, 100, 300), 2, None)
+        .unwrap();
+    assert!(next.id > cancelled.id);
+    assert!(store.remove_api_key(&[7; 32]).unwrap());
+    assert!(!store.remove_api_key(&[7; 32]).unwrap());
+    let report = store.audit().unwrap();
+    assert_eq!(report.total_balance, Amount::clore(1990));
+}
+
+fn plugin_versions_params_and_the_gpu_table_are_stored(backend: &Backend) {
+    use gigaspot_market::gpu_ranges::GpuRangeTable;
+    use gigaspot_market::params::MarketParams;
+    use gigaspot_store::PluginVersionRecord;
+    {
+        let store = backend.open();
+        assert_eq!(store.params().unwrap(), MarketParams::default());
+        assert_eq!(store.gpu_table().unwrap(), GpuRangeTable::defaults());
+        let record = PluginVersionRecord {
+            digest: "sha256:ab".into(),
+            name: "price-per-watt".into(),
+            version: "0.1.0".into(),
+            kind: "strategy".into(),
+            config: String::new(),
+            installed_at: 5,
+            wasm: vec![0, 97, 115, 109],
+        };
+        store.put_plugin_version(&record).unwrap();
+        let params = MarketParams {
+            billing_interval_s: 120,
+            fee_bps: 300,
+            clore_usd: 0.05,
+        };
+        store.set_params(&params).unwrap();
+        for bad in [
+            MarketParams {
+                billing_interval_s: 5,
+                ..params.clone()
+            },
+            MarketParams {
+                fee_bps: 5001,
+                ..params.clone()
+            },
+            MarketParams {
+                clore_usd: f64::NAN,
+                ..params.clone()
+            },
+            MarketParams {
+                clore_usd: 0.0,
+                ..params.clone()
+            },
+        ] {
+            assert!(
+                matches!(store.set_params(&bad), Err(StoreError::Invalid { .. })),
+                "{bad:?}"
+            );
+        }
+        let mut table = GpuRangeTable::default();
+        table.models.insert(
+            "X".into(),
+            GpuRangeTable::defaults()
+                .models
+                .values()
+                .next()
+                .copied()
+                .unwrap(),
+        );
+        store.set_gpu_table(&table).unwrap();
+    }
+    let store = backend.open();
+    assert_eq!(store.plugin_versions().unwrap()[0].name, "price-per-watt");
+    assert_eq!(store.params().unwrap().billing_interval_s, 120);
+    // Nothing was cleared yet: the new length numbers the intervals from the start.
+    assert_eq!(
+        store.interval_clock().unwrap(),
+        gigaspot_market::interval_clock::IntervalClock::uniform(120)
+    );
+    assert_eq!(store.gpu_table().unwrap().models.len(), 1);
+    assert!(store.remove_plugin_version("sha256:ab").unwrap());
+    assert!(!store.remove_plugin_version("sha256:ab").unwrap());
+    assert!(store.plugin_versions().unwrap().is_empty());
+}
+
+fn concurrent_keyed_bids_create_each_bid_once(backend: &Backend) {
+    // Eight clients retry the same twenty keyed requests at once: each key makes one bid,
+    // every answer for a key is that bid, and the rest are marked as replays.
+    let store = backend.open();
+    let m = market(&*store);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                (0..20)
+                    .map(|k| {
+                        let placed = store
+                            .place_bid_keyed(
+                                m.alice,
+                                &terms(m.machine.id, 100 + k, 300),
+                                1,
+                                Some(&format!("key-{k}")),
+                            )
+                            .unwrap();
+                        (k, placed)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let answers: Vec<_> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let bids = store.bids_of(m.alice).unwrap();
+    assert_eq!(bids.len(), 20);
+    for (k, placed) in &answers {
+        let bid = bids
+            .iter()
+            .find(|b| b.price_per_day == Amount::clore(100 + k))
+            .unwrap();
+        assert_eq!(&placed.bid, bid);
+    }
+    assert_eq!(answers.iter().filter(|(_, p)| !p.replayed).count(), 20);
+}
