@@ -69,6 +69,17 @@ pub enum StoreError {
     /// A backup could not be made or restored.
     #[error("backup: {0}")]
     Backup(String),
+    /// This replica no longer holds the clearer's lease it cleared under: another
+    /// replica took it over, and nothing of the tick was written.
+    #[error(
+        "{holder} no longer holds the clearer's lease (epoch {epoch}); another replica clears now and nothing was written"
+    )]
+    Fenced {
+        /// The holder name this replica cleared under.
+        holder: String,
+        /// The epoch it was given.
+        epoch: u64,
+    },
     /// The ledger audit failed: billing stops until an operator has looked.
     #[error("ledger audit failed, billing is stopped: {0}")]
     Audit(#[from] AuditError),

@@ -262,6 +262,15 @@ pub trait Store: Send + Sync {
     /// A number that changes whenever the stored market changes (for caches).
     fn generation(&self) -> u64;
 
+    /// Takes or renews, for `holder`, the right to clear intervals for `ttl`: the fencing
+    /// epoch while `holder` has it, `None` while another replica does. A tick committed
+    /// after this store lost the right is refused ([`crate::StoreError::Fenced`]). A
+    /// store only one process uses (sled) always grants it.
+    fn clearer_lease(&self, holder: &str, ttl: std::time::Duration) -> StoreResult<Option<u64>> {
+        let _ = (holder, ttl);
+        Ok(Some(0))
+    }
+
     /// What the interval engine needs, consistently.
     fn tick_snapshot(&self) -> StoreResult<TickSnapshot>;
     /// Writes a tick atomically. A settlement whose transfer ids exist already is skipped

@@ -2,57 +2,16 @@
 //! implementation from the same code — the embedded sled store and PostgreSQL (a private
 //! server started by the test support, one fresh database per test).
 
+#[macro_use]
 mod support;
-
-use std::sync::Arc;
 
 use gigaspot_market::account::Role;
 use gigaspot_market::admission::RefusalReason;
 use gigaspot_market::bid::BidState;
 use gigaspot_market::ledger::{LedgerError, Party};
 use gigaspot_market::money::Amount;
-use gigaspot_store::{PgStore, SledStore, Store, StoreError};
-use gigaspot_tests::postgres::Postgres;
-use support::{change, market, terms};
-
-/// Where a test's store lives; [`Backend::open`] opens it (again, after a drop, to
-/// check what survives).
-pub enum Backend {
-    Sled(tempfile::TempDir),
-    Postgres(String),
-}
-
-impl Backend {
-    fn is_postgres(&self) -> bool {
-        matches!(self, Backend::Postgres(_))
-    }
-
-    fn open(&self) -> Arc<dyn Store> {
-        match self {
-            Backend::Sled(dir) => Arc::new(SledStore::open(dir.path()).unwrap()),
-            Backend::Postgres(url) => Arc::new(PgStore::open(url).unwrap()),
-        }
-    }
-}
-
-/// Each test once per backend: `sled::name` and `postgres::name`.
-macro_rules! conformance {
-    ($($name:ident),* $(,)?) => {
-        mod sled {
-            $(#[test]
-            fn $name() {
-                super::$name(&super::Backend::Sled(tempfile::tempdir().unwrap()));
-            })*
-        }
-        mod postgres {
-            $(#[test]
-            fn $name() {
-                let url = super::Postgres::shared().fresh_database();
-                super::$name(&super::Backend::Postgres(url));
-            })*
-        }
-    };
-}
+use gigaspot_store::StoreError;
+use support::{Backend, change, market, terms};
 
 conformance!(
     bids_are_admitted_by_the_market_rules_and_refusals_change_nothing,
@@ -65,6 +24,9 @@ conformance!(
     accounts_machines_bids_and_money_survive_a_reopen,
     plugin_versions_params_and_the_gpu_table_are_stored,
     concurrent_keyed_bids_create_each_bid_once,
+    everything_survives_a_reopen,
+    pending_withdrawals_survive_a_restart_and_cannot_be_spent_twice,
+    an_audit_while_deposits_are_written_sees_a_consistent_ledger,
 );
 
 fn bids_are_admitted_by_the_market_rules_and_refusals_change_nothing(backend: &Backend) {
@@ -492,4 +454,185 @@ fn concurrent_keyed_bids_create_each_bid_once(backend: &Backend) {
         assert_eq!(&placed.bid, bid);
     }
     assert_eq!(answers.iter().filter(|(_, p)| !p.replayed).count(), 20);
+}
+
+fn everything_survives_a_reopen(backend: &Backend) {
+    let (m, bid) = {
+        let store = backend.open();
+        let m = market(&*store);
+        store.add_api_key(m.alice, [7; 32]).unwrap();
+        let bid = store
+            .place_bid(m.alice, &terms(m.machine.id, 100, 300), 1, Some("k"))
+            .unwrap();
+        (m, bid)
+    };
+    let store = backend.open();
+    assert_eq!(store.bid(bid.id).unwrap(), Some(bid.clone()));
+    // The books a tick clears from are rebuilt by the new process: the machine's active
+    // bid, and its owner's sum of active prices.
+    let market_now = store.tick_snapshot().unwrap();
+    let book: Vec<_> = market_now.bids[&m.machine.id]
+        .iter()
+        .map(|b| b.id)
+        .collect();
+    assert_eq!(book, vec![bid.id]);
+    assert_eq!(
+        market_now.active_price_sums.get(&m.alice).copied(),
+        Some(u128::from(bid.price_per_day.0))
+    );
+    assert_eq!(store.account_by_key(&[7; 32]).unwrap(), Some(m.alice));
+    assert_eq!(store.account_by_key(&[8; 32]).unwrap(), None);
+    assert_eq!(store.balance(m.bob).unwrap(), Amount::clore(1000));
+    assert!(store.machine(m.machine.id).unwrap().unwrap().live.online);
+    assert_eq!(
+        store.account(m.alice).unwrap().unwrap().roles,
+        vec![Role::Client]
+    );
+    // The id counter survived too: new objects never reuse ids.
+    let next = store
+        .place_bid(m.bob, &terms(m.machine.id, 100, 300), 2, None)
+        .unwrap();
+    assert!(next.id > bid.id);
+    store.audit().unwrap();
+}
+
+fn pending_withdrawals_survive_a_restart_and_cannot_be_spent_twice(backend: &Backend) {
+    use gigaspot_market::withdrawal::{Settlement, WithdrawalState};
+    let (m, id) = {
+        let store = backend.open();
+        let m = market(&*store);
+        // Two racing requests for the whole balance: exactly one is accepted.
+        let racers: Vec<_> = (0..2)
+            .map(|i| {
+                let store = store.clone();
+                std::thread::spawn(move || {
+                    store.request_withdrawal(
+                        m.alice,
+                        Amount::clore(1000),
+                        "wallet",
+                        Some(&format!("race-{i}")),
+                        5,
+                    )
+                })
+            })
+            .collect();
+        let results: Vec<_> = racers.into_iter().map(|t| t.join().unwrap()).collect();
+        assert_eq!(
+            results.iter().filter(|r| r.is_ok()).count(),
+            1,
+            "{results:?}"
+        );
+        let (w, _) = results.into_iter().find_map(Result::ok).unwrap();
+        // Nothing left to bid with.
+        assert!(
+            store
+                .place_bid(m.alice, &terms(m.machine.id, 100, 300), 6, None)
+                .is_err()
+        );
+        (m, w.id)
+    };
+    // A new process sees the same pending withdrawal, balances and audit.
+    let store = backend.open();
+    let pending = store.withdrawal(id).unwrap().unwrap();
+    assert_eq!(pending.state, WithdrawalState::Pending);
+    assert_eq!(store.balance(m.alice).unwrap(), Amount::ZERO);
+    assert_eq!(
+        store.balance(store.pending_withdrawals_account()).unwrap(),
+        Amount::clore(1000)
+    );
+    store.audit().unwrap();
+    // A client retrying after a timeout gets the same request back; the key cannot be
+    // reused for another amount.
+    let (again, replayed) = store
+        .request_withdrawal(m.alice, Amount::clore(1000), "wallet", Some("race-0"), 7)
+        .or_else(|_| {
+            store.request_withdrawal(m.alice, Amount::clore(1000), "wallet", Some("race-1"), 7)
+        })
+        .unwrap();
+    assert!(replayed);
+    assert_eq!(again.id, id);
+    let key = if store
+        .request_withdrawal(m.alice, Amount::clore(1000), "wallet", Some("race-0"), 8)
+        .is_ok()
+    {
+        "race-0"
+    } else {
+        "race-1"
+    };
+    assert!(
+        store
+            .request_withdrawal(m.alice, Amount::clore(1), "wallet", Some(key), 8)
+            .is_err()
+    );
+    // The operator settles it after the restart; it cannot be settled twice.
+    let rejected = store
+        .settle_withdrawal(
+            id,
+            Settlement::Rejected {
+                reason: "test".into(),
+            },
+            9,
+        )
+        .unwrap();
+    assert!(matches!(rejected.state, WithdrawalState::Rejected { .. }));
+    assert_eq!(store.balance(m.alice).unwrap(), Amount::clore(1000));
+    assert!(
+        store
+            .settle_withdrawal(
+                id,
+                Settlement::Paid {
+                    reference: "x".into()
+                },
+                10
+            )
+            .is_err()
+    );
+    store.audit().unwrap();
+}
+
+/// The audit reads the transfers and the balances separately: it must see one state,
+/// or a deposit landing between the reads makes a healthy ledger look broken (which would
+/// stop billing).
+fn an_audit_while_deposits_are_written_sees_a_consistent_ledger(backend: &Backend) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    let store = backend.open();
+    let m = market(&*store);
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let written = std::sync::Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = [m.alice, m.bob]
+        .into_iter()
+        .enumerate()
+        .map(|(w, account)| {
+            let (store, stop, written) = (store.clone(), stop.clone(), written.clone());
+            std::thread::spawn(move || {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) && n < 2_000 {
+                    store
+                        .deposit(account, Amount::clore(1), &format!("w{w}-{n}"), 10)
+                        .unwrap();
+                    written.fetch_add(1, Ordering::Relaxed);
+                    n += 1;
+                }
+            })
+        })
+        .collect();
+    // Audits while the deposits go on (wait until they have started).
+    while written.load(Ordering::Relaxed) == 0 {
+        std::thread::yield_now();
+    }
+    let before = written.load(Ordering::Relaxed);
+    for _ in 0..40 {
+        store.audit().unwrap();
+        std::thread::yield_now();
+    }
+    let during = written.load(Ordering::Relaxed) - before;
+    stop.store(true, Ordering::Relaxed);
+    writers.into_iter().for_each(|w| w.join().unwrap());
+    assert!(during > 0, "no deposit was written while the audits ran");
+    let report = store.audit().unwrap();
+    assert_eq!(
+        report.transfers,
+        written.load(Ordering::Relaxed) + 2,
+        "every deposit, and the market's two initial ones"
+    );
 }

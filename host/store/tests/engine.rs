@@ -1,23 +1,36 @@
 //! The interval engine: clearing, charging exactly what was served, restarts.
 
+#[macro_use]
 mod support;
 
 use gigaspot_market::clearing::Verdict;
 use gigaspot_market::ledger::charge_id;
 use gigaspot_market::money::Amount;
 use gigaspot_market::{PricePerWatt, StrategyOnly};
-use gigaspot_store::{IntervalEngine, SledStore, Store};
-use support::{market, terms};
+use gigaspot_store::{IntervalEngine, Store};
+use support::{Backend, market, terms};
+
+conformance!(
+    the_better_price_per_watt_wins_and_only_served_intervals_are_charged,
+    an_offline_machine_idles_and_is_not_charged,
+    an_unfunded_bid_does_not_compete_and_funds_are_committed_across_machines,
+    after_a_restart_every_served_interval_is_charged_exactly_once,
+    a_failed_audit_stops_billing_and_says_why,
+    the_decision_history_reads_newest_first_per_machine,
+    a_new_interval_length_starts_at_the_next_boundary_and_charges_each_interval_once,
+    bids_past_their_lifetime_become_expired_and_cannot_change,
+    a_winner_that_cannot_run_by_its_own_fault_is_suspended_and_the_next_bid_wins,
+    a_plugin_that_keeps_state_gives_the_same_answers_in_every_tick,
+    marks_of_settled_intervals_are_pruned_and_a_partial_interval_keeps_its_time,
+);
 
 const T0: u64 = 1_800_000_000; // a minute boundary
 
-#[test]
-fn the_better_price_per_watt_wins_and_only_served_intervals_are_charged() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
+fn the_better_price_per_watt_wins_and_only_served_intervals_are_charged(backend: &Backend) {
+    let store = backend.open();
+    let m = market(&*store);
     let plugins = StrategyOnly(PricePerWatt::new());
-    let (engine, _) = IntervalEngine::start(&store, &plugins).unwrap();
+    let (engine, _) = IntervalEngine::start(&*store, &plugins).unwrap();
     // Alice: 100 CLORE for 1200 W; Bob: 60 CLORE for 600 W (better per watt).
     let alice_bid = store
         .place_bid(m.alice, &terms(m.machine.id, 100, 300), T0, None)
@@ -76,13 +89,11 @@ fn the_better_price_per_watt_wins_and_only_served_intervals_are_charged() {
     assert_eq!(audit.charged_intervals, 1);
 }
 
-#[test]
-fn an_offline_machine_idles_and_is_not_charged() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
+fn an_offline_machine_idles_and_is_not_charged(backend: &Backend) {
+    let store = backend.open();
+    let m = market(&*store);
     let plugins = StrategyOnly(PricePerWatt::new());
-    let (engine, _) = IntervalEngine::start(&store, &plugins).unwrap();
+    let (engine, _) = IntervalEngine::start(&*store, &plugins).unwrap();
     let bid = store
         .place_bid(m.alice, &terms(m.machine.id, 100, 300), T0, None)
         .unwrap();
@@ -107,13 +118,11 @@ fn an_offline_machine_idles_and_is_not_charged() {
     assert_eq!(decision.idle_reason.as_deref(), Some("machine offline"));
 }
 
-#[test]
-fn an_unfunded_bid_does_not_compete_and_funds_are_committed_across_machines() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
+fn an_unfunded_bid_does_not_compete_and_funds_are_committed_across_machines(backend: &Backend) {
+    let store = backend.open();
+    let m = market(&*store);
     let second = store.register_machine(support::spec(m.host)).unwrap();
-    support::bring_online(&store, &second);
+    support::bring_online(&*store, &second);
     let carol = store
         .create_account("carol", &[gigaspot_market::account::Role::Client])
         .unwrap()
@@ -128,7 +137,7 @@ fn an_unfunded_bid_does_not_compete_and_funds_are_committed_across_machines() {
         .place_bid(carol, &terms(second.id, 1000, 150), T0, None)
         .unwrap();
     let plugins = StrategyOnly(PricePerWatt::new());
-    let (engine, _) = IntervalEngine::start(&store, &plugins).unwrap();
+    let (engine, _) = IntervalEngine::start(&*store, &plugins).unwrap();
     let report = engine.tick(T0).unwrap();
     assert_eq!(report.idle, 1, "only one machine can be paid for");
     let second_decision = store.decision(second.id, T0 / 60).unwrap().unwrap();
@@ -137,14 +146,12 @@ fn an_unfunded_bid_does_not_compete_and_funds_are_committed_across_machines() {
     );
 }
 
-#[test]
-fn after_a_restart_every_served_interval_is_charged_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
+fn after_a_restart_every_served_interval_is_charged_exactly_once(backend: &Backend) {
     let plugins = StrategyOnly(PricePerWatt::new());
     let (m, bid) = {
-        let store = SledStore::open(dir.path()).unwrap();
-        let m = market(&store);
-        let (engine, _) = IntervalEngine::start(&store, &plugins).unwrap();
+        let store = backend.open();
+        let m = market(&*store);
+        let (engine, _) = IntervalEngine::start(&*store, &plugins).unwrap();
         let bid = store
             .place_bid(m.alice, &terms(m.machine.id, 100, 300), T0, None)
             .unwrap();
@@ -154,8 +161,8 @@ fn after_a_restart_every_served_interval_is_charged_exactly_once() {
     };
     // Down for five intervals: at restart the served interval is charged once.
     for _ in 0..2 {
-        let store = SledStore::open(dir.path()).unwrap();
-        let (engine, audit) = IntervalEngine::start(&store, &plugins).unwrap();
+        let store = backend.open();
+        let (engine, audit) = IntervalEngine::start(&*store, &plugins).unwrap();
         assert_eq!(
             audit.charged_intervals,
             store
@@ -178,36 +185,26 @@ fn after_a_restart_every_served_interval_is_charged_exactly_once() {
     }
 }
 
-#[test]
-fn a_failed_audit_stops_billing_and_says_why() {
-    let dir = tempfile::tempdir().unwrap();
+fn a_failed_audit_stops_billing_and_says_why(backend: &Backend) {
     let alice = {
-        let store = SledStore::open(dir.path()).unwrap();
-        market(&store).alice
+        let store = backend.open();
+        market(&*store).alice
     };
-    {
-        // Tamper with a stored balance behind the store's back.
-        let db = gigaspot_store::open_waiting_for_lock(dir.path()).unwrap();
-        let mut k = b"bal/".to_vec();
-        k.extend_from_slice(&alice.to_be_bytes());
-        db.insert(k, &Amount::clore(5000).0.to_be_bytes()).unwrap();
-        db.flush().unwrap();
-    }
-    let store = SledStore::open(dir.path()).unwrap();
+    // Tamper with a stored balance behind the store's back.
+    backend.tamper_balance(alice, Amount::clore(5000));
+    let store = backend.open();
     let plugins = StrategyOnly(PricePerWatt::new());
-    let err = IntervalEngine::start(&store, &plugins).err().unwrap();
+    let err = IntervalEngine::start(&*store, &plugins).err().unwrap();
     let text = err.to_string();
     assert!(text.contains("billing is stopped"), "{text}");
     assert!(text.contains(&format!("account {alice}")), "{text}");
 }
 
-#[test]
-fn the_decision_history_reads_newest_first_per_machine() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
+fn the_decision_history_reads_newest_first_per_machine(backend: &Backend) {
+    let store = backend.open();
+    let m = market(&*store);
     let plugins = StrategyOnly(PricePerWatt::new());
-    let (engine, _) = IntervalEngine::start(&store, &plugins).unwrap();
+    let (engine, _) = IntervalEngine::start(&*store, &plugins).unwrap();
     store
         .place_bid(m.alice, &terms(m.machine.id, 100, 300), T0, None)
         .unwrap();
@@ -222,11 +219,11 @@ fn the_decision_history_reads_newest_first_per_machine() {
     assert!(store.decisions(m.machine.id + 1000, 3).unwrap().is_empty());
 }
 
-#[test]
-fn a_new_interval_length_starts_at_the_next_boundary_and_charges_each_interval_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
+fn a_new_interval_length_starts_at_the_next_boundary_and_charges_each_interval_once(
+    backend: &Backend,
+) {
+    let mut store = backend.open();
+    let m = market(&*store);
     let plugins = StrategyOnly(PricePerWatt::new());
     // 864 CLORE/day = 0.01 CLORE per second: a charge shows the interval's length.
     let bid = store
@@ -243,7 +240,7 @@ fn a_new_interval_length_starts_at_the_next_boundary_and_charges_each_interval_o
         (60, None),
         (60, None),
     ] {
-        let engine = IntervalEngine::without_audit(&store, &plugins);
+        let engine = IntervalEngine::without_audit(&*store, &plugins);
         let report = engine.tick(now).unwrap();
         let interval = report.interval.expect("a boundary");
         let clock = store.interval_clock().unwrap();
@@ -261,15 +258,15 @@ fn a_new_interval_length_starts_at_the_next_boundary_and_charges_each_interval_o
             assert_eq!(store.interval_clock().unwrap().length_of(interval), length);
             // A restart in between keeps both the asked-for length and the clock.
             drop(store);
-            store = SledStore::open(dir.path()).unwrap();
+            store = backend.open();
             assert_eq!(store.params().unwrap().billing_interval_s, new);
         }
         // Ticks within the interval change nothing.
-        let engine = IntervalEngine::without_audit(&store, &plugins);
+        let engine = IntervalEngine::without_audit(&*store, &plugins);
         assert_eq!(engine.tick(now + length - 1).unwrap().interval, None);
         now += length;
     }
-    IntervalEngine::without_audit(&store, &plugins)
+    IntervalEngine::without_audit(&*store, &plugins)
         .tick(now)
         .unwrap();
     let paid = Amount::clore(1000)
@@ -288,16 +285,14 @@ fn a_new_interval_length_starts_at_the_next_boundary_and_charges_each_interval_o
     store.audit().unwrap();
 }
 
-#[test]
-fn bids_past_their_lifetime_become_expired_and_cannot_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
+fn bids_past_their_lifetime_become_expired_and_cannot_change(backend: &Backend) {
+    let store = backend.open();
+    let m = market(&*store);
     let plugins = StrategyOnly(PricePerWatt::new());
     let mut t = terms(m.machine.id, 100, 300);
     t.lifetime = gigaspot_market::bid::Lifetime::Explicit(90);
     let bid = store.place_bid(m.alice, &t, T0, None).unwrap();
-    let engine = IntervalEngine::without_audit(&store, &plugins);
+    let engine = IntervalEngine::without_audit(&*store, &plugins);
     engine.tick(T0).unwrap();
     assert_eq!(
         store.bid(bid.id).unwrap().unwrap().state,
@@ -327,22 +322,20 @@ fn bids_past_their_lifetime_become_expired_and_cannot_change() {
     // ...and the next boundary writes the state, which a restart keeps.
     engine.tick(T0 + 120).unwrap();
     drop(store);
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = backend.open();
     assert_eq!(
         store.bid(bid.id).unwrap().unwrap().state,
         gigaspot_market::bid::BidState::Expired
     );
 }
 
-#[test]
-fn a_winner_that_cannot_run_by_its_own_fault_is_suspended_and_the_next_bid_wins() {
+fn a_winner_that_cannot_run_by_its_own_fault_is_suspended_and_the_next_bid_wins(backend: &Backend) {
     use gigaspot_market::agent_protocol::{Unserved, UnservedReason};
     use gigaspot_market::bid::{BidChange, BidState};
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
+    let store = backend.open();
+    let m = market(&*store);
     let plugins = StrategyOnly(PricePerWatt::new());
-    let engine = IntervalEngine::without_audit(&store, &plugins);
+    let engine = IntervalEngine::without_audit(&*store, &plugins);
     let broken = store
         .place_bid(m.alice, &terms(m.machine.id, 200, 300), T0, None)
         .unwrap();
@@ -354,7 +347,7 @@ fn a_winner_that_cannot_run_by_its_own_fault_is_suspended_and_the_next_bid_wins(
         reason,
         detail: "test".into(),
     };
-    let winner = |store: &SledStore| {
+    let winner = |store: &dyn Store| {
         store
             .assignment(m.machine.id)
             .unwrap()
@@ -365,14 +358,14 @@ fn a_winner_that_cannot_run_by_its_own_fault_is_suspended_and_the_next_bid_wins(
     let k = T0 / 60;
     // k: the broken bid wins; a host-side failure (driver) does not count against it.
     engine.tick(T0).unwrap();
-    assert_eq!(winner(&store), Some(broken.id));
+    assert_eq!(winner(&*store), Some(broken.id));
     store
         .record_unserved(m.machine.id, k, &report(UnservedReason::DriverError))
         .unwrap();
     // k+1: its image cannot be pulled (its own fault, 1); k+2: it exits early (2).
     engine.tick(T0 + 60).unwrap();
     assert_eq!(store.bid_failures(broken.id).unwrap(), None);
-    assert_eq!(winner(&store), Some(broken.id));
+    assert_eq!(winner(&*store), Some(broken.id));
     store
         .record_unserved(
             m.machine.id,
@@ -385,7 +378,7 @@ fn a_winner_that_cannot_run_by_its_own_fault_is_suspended_and_the_next_bid_wins(
         store.bid_failures(broken.id).unwrap().unwrap().consecutive,
         1
     );
-    assert_eq!(winner(&store), Some(broken.id));
+    assert_eq!(winner(&*store), Some(broken.id));
     store
         .record_unserved(m.machine.id, k + 2, &report(UnservedReason::ExitedEarly))
         .unwrap();
@@ -395,7 +388,7 @@ fn a_winner_that_cannot_run_by_its_own_fault_is_suspended_and_the_next_bid_wins(
     assert_eq!(suspended.state, BidState::Suspended);
     let run = store.bid_failures(broken.id).unwrap().unwrap();
     assert!(run.explain().contains("exited"), "{}", run.explain());
-    assert_eq!(winner(&store), Some(fallback.id));
+    assert_eq!(winner(&*store), Some(fallback.id));
     // Never charged for the three unserved intervals.
     assert_eq!(store.balance(m.alice).unwrap(), Amount::clore(1000));
     // The machine's reliability counts only the host's failure: 0 served of 1 assigned.
@@ -407,7 +400,7 @@ fn a_winner_that_cannot_run_by_its_own_fault_is_suspended_and_the_next_bid_wins(
     assert_eq!(store.reliability(m.machine.id, T0 + 240).unwrap(), 0.5);
     // A restart keeps all of it.
     drop(store);
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = backend.open();
     assert_eq!(
         store.bid(broken.id).unwrap().unwrap().state,
         BidState::Suspended
@@ -427,25 +420,23 @@ fn a_winner_that_cannot_run_by_its_own_fault_is_suspended_and_the_next_bid_wins(
     assert_eq!(edited.image, "registry.example/fixed:2");
     assert_eq!(store.bid_failures(broken.id).unwrap(), None);
     let plugins = StrategyOnly(PricePerWatt::new());
-    IntervalEngine::without_audit(&store, &plugins)
+    IntervalEngine::without_audit(&*store, &plugins)
         .tick(T0 + 300)
         .unwrap();
-    assert_eq!(winner(&store), Some(broken.id));
+    assert_eq!(winner(&*store), Some(broken.id));
 }
 
-#[test]
-fn a_plugin_that_keeps_state_gives_the_same_answers_in_every_tick() {
+fn a_plugin_that_keeps_state_gives_the_same_answers_in_every_tick(backend: &Backend) {
     use gigaspot_market::Strategy;
     use gigaspot_plugin_runtime::{ArtifactCache, PluginLimits, PluginRegistry, PluginRuntime};
     use std::sync::Arc;
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
+    let store = backend.open();
+    let m = market(&*store);
     let mut machines = vec![m.machine.clone()];
     for _ in 1..150 {
         let machine = store.register_machine(support::spec(m.host)).unwrap();
-        support::bring_online(&store, &machine);
+        support::bring_online(&*store, &machine);
         machines.push(machine);
     }
     // Carol can pay one minute of one bid: her machines are cleared one after another
@@ -475,7 +466,7 @@ fn a_plugin_that_keeps_state_gives_the_same_answers_in_every_tick() {
     );
     let registry = PluginRegistry::new(Arc::new(PricePerWatt::new()), 3);
     registry.activate_strategy(count.clone());
-    let (engine, _) = IntervalEngine::start(&store, &registry).unwrap();
+    let (engine, _) = IntervalEngine::start(&*store, &registry).unwrap();
 
     let mut ticks = Vec::new();
     for t in 0..3 {
@@ -506,19 +497,17 @@ fn a_plugin_that_keeps_state_gives_the_same_answers_in_every_tick() {
     assert!(top > 1.0 && top <= 64.0, "largest count {top}");
 }
 
-#[test]
-fn marks_of_settled_intervals_are_pruned_and_a_partial_interval_keeps_its_time() {
+fn marks_of_settled_intervals_are_pruned_and_a_partial_interval_keeps_its_time(backend: &Backend) {
     use gigaspot_market::agent_protocol::{Unserved, UnservedReason};
     use gigaspot_market::billing::ServedTime;
 
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
+    let store = backend.open();
+    let m = market(&*store);
     let bid = store
         .place_bid(m.bob, &terms(m.machine.id, 60, 150), T0, None)
         .unwrap();
     let plugins = StrategyOnly(PricePerWatt::new());
-    let (engine, _) = IntervalEngine::start(&store, &plugins).unwrap();
+    let (engine, _) = IntervalEngine::start(&*store, &plugins).unwrap();
     let k = T0 / 60;
     let served = |seconds| ServedTime {
         bid: bid.id,
@@ -574,9 +563,8 @@ fn marks_of_settled_intervals_are_pruned_and_a_partial_interval_keeps_its_time()
         half.checked_add(whole).unwrap().checked_add(tenth).unwrap()
     );
     assert_eq!(store.prune_served_marks(100).unwrap(), 3);
-    store.close().unwrap();
     drop(store);
-    let store = SledStore::open(dir.path()).unwrap();
+    let store = backend.open();
     assert_eq!(store.served_time(id, k).unwrap(), Some(served(30)));
     assert_eq!(store.served_time(id, k + 2).unwrap(), Some(served(10)));
     assert_eq!(store.served_time(id, k + 1).unwrap(), None);

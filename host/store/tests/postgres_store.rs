@@ -117,9 +117,52 @@ fn a_bad_or_unreachable_database_is_refused_with_the_reason() {
 }
 
 #[test]
-fn methods_not_offered_yet_refuse_by_name() {
+fn a_replica_that_lost_the_clearers_lease_cannot_commit_a_tick() {
+    use gigaspot_market::{PricePerWatt, StrategyOnly};
+    use gigaspot_store::IntervalEngine;
+    use std::time::Duration;
+
+    const T0: u64 = 1_800_000_000;
     let url = Postgres::shared().fresh_database();
-    let store = PgStore::open(&url).unwrap();
-    let err = store.tick_snapshot().unwrap_err();
-    assert!(err.to_string().contains("tick_snapshot"), "{err}");
+    let (a, b) = (PgStore::open(&url).unwrap(), PgStore::open(&url).unwrap());
+    let m = market(&a);
+    a.place_bid(m.alice, &terms(m.machine.id, 100, 300), T0, None)
+        .unwrap();
+    let plugins = StrategyOnly(PricePerWatt::new());
+    // A takes the lease; while it holds it, B cannot.
+    let ttl = Duration::from_millis(300);
+    let epoch = a.clearer_lease("replica-a", ttl).unwrap().unwrap();
+    assert_eq!(b.clearer_lease("replica-b", ttl).unwrap(), None);
+    let engine_a = IntervalEngine::without_audit(&a, &plugins);
+    engine_a.tick(T0).unwrap();
+    // A stops renewing (paused, cut off): once the lease expires B takes it, with a
+    // higher epoch.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let taken = loop {
+        if let Some(e) = b
+            .clearer_lease("replica-b", Duration::from_secs(30))
+            .unwrap()
+        {
+            break e;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the lease never expired"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(taken > epoch);
+    // A wakes up and tries to clear the next interval: refused, nothing written.
+    let balances = a.balances().unwrap();
+    let err = engine_a.tick(T0 + 60).unwrap_err();
+    assert!(matches!(err, StoreError::Fenced { .. }), "{err}");
+    assert_eq!(a.cleared_through().unwrap(), Some(T0 / 60));
+    assert_eq!(a.balances().unwrap(), balances);
+    // Nor can it take the lease back while B holds it; B clears the interval.
+    assert_eq!(a.clearer_lease("replica-a", ttl).unwrap(), None);
+    IntervalEngine::without_audit(&b, &plugins)
+        .tick(T0 + 60)
+        .unwrap();
+    assert_eq!(b.cleared_through().unwrap(), Some(T0 / 60 + 1));
+    b.audit().unwrap();
 }

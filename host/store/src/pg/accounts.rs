@@ -173,7 +173,7 @@ impl PgStore {
     ) -> StoreResult<Machine> {
         // The change runs again on a retry, on the record as the retry reads it.
         let change = std::cell::RefCell::new(change);
-        self.write(async |tx| {
+        self.write_changes(async |tx| {
             let before = machine(tx, id).await?.ok_or(StoreError::NotFound {
                 what: "machine",
                 id,
@@ -181,14 +181,16 @@ impl PgStore {
             let mut after = before.clone();
             (change.borrow_mut())(&mut after)?;
             checks::machine_change(&before, &after)?;
-            if after != before {
+            // A record left equal is not written (a repeated heartbeat).
+            let changed = after != before;
+            if changed {
                 tx.execute(
                     "UPDATE machines SET record = $2 WHERE id = $1",
                     &[&db_int("machine", id)?, &record(&after)?],
                 )
                 .await?;
             }
-            Ok(after)
+            Ok((after, changed))
         })
     }
 

@@ -4,7 +4,6 @@
 use gigaspot_market::account::{AccountId, Role};
 use gigaspot_market::bid::{Bid, BidChange, BidId, BidState, BidTerms};
 use gigaspot_market::machine::MachineId;
-use gigaspot_market::money::Amount;
 use tokio_postgres::GenericClient;
 
 use super::accounts::{machine, next_id};
@@ -134,6 +133,12 @@ impl PgStore {
             };
             let edited = checks::edited_bid(&current, change, &at)?;
             put_bid(tx, &edited).await?;
+            // The owner changed the bid: its run of failures starts again.
+            tx.execute(
+                "DELETE FROM bid_failures WHERE bid = $1",
+                &[&db_int("bid", id)?],
+            )
+            .await?;
             Ok(edited)
         })
     }
@@ -178,11 +183,5 @@ impl PgStore {
             .map(|row| decoded(row, "record", "bids"))
             .collect()
         })
-    }
-
-    /// What `account` owes its winning bids for intervals not yet settled: nothing is
-    /// owed before this backend clears intervals.
-    pub(super) fn committed(&self, _account: AccountId) -> StoreResult<Amount> {
-        Ok(Amount::ZERO)
     }
 }

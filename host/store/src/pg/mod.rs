@@ -14,9 +14,13 @@
 mod accounts;
 mod bids;
 mod config;
+mod lease;
 mod money;
 pub mod schema;
+mod service;
 mod store_impl;
+mod ticks;
+mod withdrawals;
 
 use std::future::Future;
 
@@ -41,6 +45,8 @@ pub struct PgStore {
     /// The last generation read (answered again, advanced, when the database cannot be
     /// reached, so that caches rebuild and report the failure).
     generation: std::sync::atomic::AtomicU64,
+    /// The clearer's lease this store last took (holder, epoch): tick commits check it.
+    fence: std::sync::Mutex<Option<(String, u64)>>,
 }
 
 /// Why a transaction body stopped: the database (maybe worth a retry) or the store's
@@ -170,6 +176,7 @@ impl PgStore {
             fee_account: 0,
             pending_withdrawals: 0,
             generation: Default::default(),
+            fence: Default::default(),
         };
         store.migrate()?;
         let (fee, pending) = store.initialise()?;
@@ -194,9 +201,24 @@ impl PgStore {
         self.transaction(true, body)
     }
 
+    /// [`PgStore::write`] for a body that may find nothing to change (a repeated
+    /// heartbeat): it answers whether it wrote, and only then moves the generation.
+    pub(crate) fn write_changes<T>(
+        &self,
+        body: impl AsyncFn(&Transaction<'_>) -> PgResult<(T, bool)>,
+    ) -> StoreResult<T> {
+        self.transaction(false, async |tx| {
+            let (value, changed) = body(tx).await?;
+            if changed {
+                tx.execute("SELECT nextval('generation')", &[]).await?;
+            }
+            Ok(value)
+        })
+    }
+
     /// [`PgStore::write`], moving the generation or not (migrations run before the
     /// generation sequence exists).
-    fn transaction<T>(
+    pub(crate) fn transaction<T>(
         &self,
         moves_generation: bool,
         body: impl AsyncFn(&Transaction<'_>) -> PgResult<T>,

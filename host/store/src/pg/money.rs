@@ -177,8 +177,9 @@ impl PgStore {
         })
     }
 
-    /// Replays every transfer and checks the stored balances against them, in one
-    /// snapshot of the database (a repeatable-read transaction).
+    /// Replays every transfer and checks the stored balances against them, and the
+    /// pending-withdrawals account against the pending requests, in one serializable
+    /// transaction (one consistent state).
     pub(super) fn audit(&self) -> StoreResult<AuditReport> {
         let report = self.write(async |tx| {
             let transfers: Vec<Transfer> = tx
@@ -201,7 +202,30 @@ impl PgStore {
                 .iter()
                 .map(|row| Ok((u64_col(row, "account")?, Amount(u64_col(row, "amount")?))))
                 .collect::<PgResult<_>>()?;
-            ledger::audit(&transfers, &stored).map_err(|e| Fail::Store(e.into()))
+            let report = ledger::audit(&transfers, &stored).map_err(|e| Fail::Store(e.into()))?;
+            // The pending-withdrawals account holds exactly the pending requests.
+            let held = stored
+                .get(&self.pending_withdrawals)
+                .copied()
+                .unwrap_or_default();
+            let row = tx
+                .query_one(
+                    "SELECT COALESCE(SUM(amount), 0)::BIGINT AS requested FROM withdrawals \
+                     WHERE state = 'pending'",
+                    &[],
+                )
+                .await?;
+            let requested = Amount(u64_col(&row, "requested")?);
+            if held != requested {
+                return Err(StoreError::Corrupt {
+                    path: "withdrawals".into(),
+                    detail: format!(
+                        "the pending-withdrawals account holds {held}, pending requests total {requested}"
+                    ),
+                }
+                .into());
+            }
+            Ok(report)
         })?;
         Ok(report)
     }

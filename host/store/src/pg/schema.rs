@@ -12,7 +12,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 /// Migration `n` (1-based) brings a database from version `n - 1` to `n`.
 pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1];
 
-/// Version 1: accounts and keys, machines, bids, the ledger, parameters and plugins.
+/// Version 1: accounts and keys, machines, bids, the ledger, withdrawals, parameters and
+/// plugins, the intervals (assignments, decisions, served marks, tallies, statistics) and
+/// the clearer's lease.
 const V1: &str = r#"
 CREATE TABLE meta (
     key   TEXT PRIMARY KEY,
@@ -77,6 +79,88 @@ CREATE INDEX transfers_to ON transfers (to_account, seq);
 CREATE TABLE plugin_versions (
     digest TEXT PRIMARY KEY,
     record BYTEA NOT NULL
+);
+CREATE TABLE withdrawals (
+    id      BIGINT PRIMARY KEY,
+    account BIGINT NOT NULL REFERENCES accounts (id),
+    state   TEXT NOT NULL,
+    amount  BIGINT NOT NULL CHECK (amount > 0),
+    record  BYTEA NOT NULL
+);
+CREATE INDEX withdrawals_by_account ON withdrawals (account, id);
+CREATE TABLE withdrawal_keys (
+    account    BIGINT NOT NULL,
+    key        TEXT NOT NULL,
+    withdrawal BIGINT NOT NULL REFERENCES withdrawals (id),
+    PRIMARY KEY (account, key)
+);
+CREATE TABLE assignments (
+    interval_no BIGINT NOT NULL,
+    machine     BIGINT NOT NULL,
+    record      BYTEA NOT NULL,
+    PRIMARY KEY (interval_no, machine)
+);
+CREATE INDEX assignments_by_machine ON assignments (machine, interval_no);
+CREATE TABLE latest_assignments (
+    machine BIGINT PRIMARY KEY,
+    record  BYTEA NOT NULL
+);
+CREATE TABLE pending (
+    machine     BIGINT NOT NULL,
+    interval_no BIGINT NOT NULL,
+    owner       BIGINT NOT NULL,
+    charge      BIGINT NOT NULL CHECK (charge >= 0),
+    record      BYTEA NOT NULL,
+    PRIMARY KEY (machine, interval_no)
+);
+CREATE INDEX pending_by_owner ON pending (owner);
+CREATE TABLE decisions (
+    interval_no BIGINT NOT NULL,
+    machine     BIGINT NOT NULL,
+    full_record BOOLEAN NOT NULL,
+    record      BYTEA NOT NULL,
+    PRIMARY KEY (interval_no, machine)
+);
+CREATE INDEX decisions_by_machine ON decisions (machine, interval_no);
+CREATE TABLE served (
+    machine     BIGINT NOT NULL,
+    interval_no BIGINT NOT NULL,
+    bid         BIGINT NOT NULL,
+    PRIMARY KEY (interval_no, machine)
+);
+CREATE TABLE served_times (
+    machine     BIGINT NOT NULL,
+    interval_no BIGINT NOT NULL,
+    kept        BOOLEAN NOT NULL DEFAULT FALSE,
+    record      BYTEA NOT NULL,
+    PRIMARY KEY (interval_no, machine)
+);
+CREATE TABLE unserved (
+    machine     BIGINT NOT NULL,
+    interval_no BIGINT NOT NULL,
+    record      BYTEA NOT NULL,
+    PRIMARY KEY (interval_no, machine)
+);
+CREATE TABLE bid_failures (
+    bid    BIGINT PRIMARY KEY,
+    record BYTEA NOT NULL
+);
+CREATE TABLE tallies (
+    machine  BIGINT NOT NULL,
+    day      BIGINT NOT NULL,
+    assigned BIGINT NOT NULL,
+    served   BIGINT NOT NULL,
+    PRIMARY KEY (machine, day)
+);
+CREATE TABLE interval_stats (
+    interval_no BIGINT PRIMARY KEY,
+    record      BYTEA NOT NULL
+);
+CREATE TABLE clearer_lease (
+    one           BOOLEAN PRIMARY KEY CHECK (one),
+    holder        TEXT NOT NULL,
+    epoch         BIGINT NOT NULL,
+    expires_at_ms BIGINT NOT NULL
 );
 "#;
 

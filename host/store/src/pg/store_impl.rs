@@ -1,7 +1,5 @@
 //! [`Store`] on PostgreSQL: each method is one transaction or one statement (see the
-//! sibling modules). Methods this backend does not offer yet refuse with
-//! [`StoreError::Backend`] naming the method, so the service reports them instead of
-//! acting on a partial market.
+//! sibling modules).
 
 use std::collections::BTreeMap;
 
@@ -20,19 +18,12 @@ use gigaspot_market::suspension::BidFailures;
 use gigaspot_market::withdrawal::{Settlement as WithdrawalSettlement, Withdrawal, WithdrawalId};
 
 use super::PgStore;
-use crate::error::{StoreError, StoreResult};
+use crate::error::StoreResult;
 use crate::records::{
     ActivePlugins, Assignment, Compaction, DecisionSummary, IntervalStats, MachineSpec,
     PluginState, PluginVersionRecord, TickCommit, TickSnapshot,
 };
 use crate::store::{PlacedBid, Store};
-
-/// The refusal of a method this backend does not offer yet.
-fn not_yet(method: &str) -> StoreError {
-    StoreError::Backend(format!(
-        "{method} is not available on the PostgreSQL store yet (use the sled store)"
-    ))
-}
 
 impl Store for PgStore {
     fn create_account(&self, name: &str, roles: &[Role]) -> StoreResult<Account> {
@@ -145,30 +136,30 @@ impl Store for PgStore {
 
     fn request_withdrawal(
         &self,
-        _account: AccountId,
-        _amount: Amount,
-        _destination: &str,
-        _idempotency_key: Option<&str>,
-        _now: u64,
+        account: AccountId,
+        amount: Amount,
+        destination: &str,
+        idempotency_key: Option<&str>,
+        now: u64,
     ) -> StoreResult<(Withdrawal, bool)> {
-        Err(not_yet("request_withdrawal"))
+        PgStore::request_withdrawal(self, account, amount, destination, idempotency_key, now)
     }
 
     fn settle_withdrawal(
         &self,
-        _id: WithdrawalId,
-        _decision: WithdrawalSettlement,
-        _now: u64,
+        id: WithdrawalId,
+        decision: WithdrawalSettlement,
+        now: u64,
     ) -> StoreResult<Withdrawal> {
-        Err(not_yet("settle_withdrawal"))
+        PgStore::settle_withdrawal(self, id, decision, now)
     }
 
-    fn withdrawal(&self, _id: WithdrawalId) -> StoreResult<Option<Withdrawal>> {
-        Err(not_yet("withdrawal"))
+    fn withdrawal(&self, id: WithdrawalId) -> StoreResult<Option<Withdrawal>> {
+        PgStore::withdrawal(self, id)
     }
 
-    fn withdrawals(&self, _account: Option<AccountId>) -> StoreResult<Vec<Withdrawal>> {
-        Err(not_yet("withdrawals"))
+    fn withdrawals(&self, account: Option<AccountId>) -> StoreResult<Vec<Withdrawal>> {
+        PgStore::withdrawals(self, account)
     }
 
     fn pending_withdrawals_account(&self) -> AccountId {
@@ -204,78 +195,78 @@ impl Store for PgStore {
         self.fee_account
     }
 
-    fn record_served(&self, _machine: MachineId, _interval: u64, _bid: BidId) -> StoreResult<()> {
-        Err(not_yet("record_served"))
+    fn record_served(&self, machine: MachineId, interval: u64, bid: BidId) -> StoreResult<()> {
+        PgStore::record_served(self, machine, interval, bid)
     }
 
     fn record_unserved(
         &self,
-        _machine: MachineId,
-        _interval: u64,
-        _unserved: &Unserved,
+        machine: MachineId,
+        interval: u64,
+        unserved: &Unserved,
     ) -> StoreResult<()> {
-        Err(not_yet("record_unserved"))
+        PgStore::record_unserved(self, machine, interval, unserved)
     }
 
-    fn unserved(&self, _machine: MachineId, _interval: u64) -> StoreResult<Option<Unserved>> {
-        Err(not_yet("unserved"))
+    fn unserved(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Unserved>> {
+        PgStore::unserved(self, machine, interval)
     }
 
-    fn bid_failures(&self, _bid: BidId) -> StoreResult<Option<BidFailures>> {
-        Err(not_yet("bid_failures"))
+    fn bid_failures(&self, bid: BidId) -> StoreResult<Option<BidFailures>> {
+        PgStore::bid_failures(self, bid)
     }
 
-    fn reliability(&self, _machine: MachineId, _now: u64) -> StoreResult<f64> {
-        Err(not_yet("reliability"))
+    fn reliability(&self, machine: MachineId, now: u64) -> StoreResult<f64> {
+        PgStore::reliability(self, machine, now)
     }
 
-    fn record_served_times(&self, _entries: &[(MachineId, u64, ServedTime)]) -> StoreResult<()> {
-        Err(not_yet("record_served_times"))
+    fn record_served_times(&self, entries: &[(MachineId, u64, ServedTime)]) -> StoreResult<()> {
+        PgStore::record_served_times(self, entries)
     }
 
-    fn served_time(&self, _machine: MachineId, _interval: u64) -> StoreResult<Option<ServedTime>> {
-        Err(not_yet("served_time"))
+    fn served_time(&self, machine: MachineId, interval: u64) -> StoreResult<Option<ServedTime>> {
+        PgStore::served_time(self, machine, interval)
     }
 
-    fn prune_served_marks(&self, _limit: usize) -> StoreResult<u64> {
-        Err(not_yet("prune_served_marks"))
+    fn prune_served_marks(&self, limit: usize) -> StoreResult<u64> {
+        PgStore::prune_served_marks(self, limit)
     }
 
-    fn assignment(&self, _machine: MachineId) -> StoreResult<Option<Assignment>> {
-        Err(not_yet("assignment"))
+    fn assignment(&self, machine: MachineId) -> StoreResult<Option<Assignment>> {
+        PgStore::assignment(self, machine)
     }
 
-    fn decision(&self, _machine: MachineId, _interval: u64) -> StoreResult<Option<Decision>> {
-        Err(not_yet("decision"))
+    fn decision(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Decision>> {
+        PgStore::decision(self, machine, interval)
     }
 
-    fn decisions(&self, _machine: MachineId, _limit: usize) -> StoreResult<Vec<Decision>> {
-        Err(not_yet("decisions"))
+    fn decisions(&self, machine: MachineId, limit: usize) -> StoreResult<Vec<Decision>> {
+        PgStore::decisions(self, machine, limit)
     }
 
     fn decision_summaries(
         &self,
-        _machine: MachineId,
-        _limit: usize,
+        machine: MachineId,
+        limit: usize,
     ) -> StoreResult<Vec<DecisionSummary>> {
-        Err(not_yet("decision_summaries"))
+        PgStore::decision_summaries(self, machine, limit)
     }
 
-    fn compact_decisions(&self, _before: u64, _limit: usize) -> StoreResult<Compaction> {
-        Err(not_yet("compact_decisions"))
+    fn compact_decisions(&self, before: u64, limit: usize) -> StoreResult<Compaction> {
+        PgStore::compact_decisions(self, before, limit)
     }
 
     fn assignments_between(
         &self,
-        _machine: MachineId,
-        _first: u64,
-        _last: u64,
+        machine: MachineId,
+        first: u64,
+        last: u64,
     ) -> StoreResult<Vec<Assignment>> {
-        Err(not_yet("assignments_between"))
+        PgStore::assignments_between(self, machine, first, last)
     }
 
-    fn interval_stats(&self, _first: u64, _last: u64) -> StoreResult<Vec<IntervalStats>> {
-        Err(not_yet("interval_stats"))
+    fn interval_stats(&self, first: u64, last: u64) -> StoreResult<Vec<IntervalStats>> {
+        PgStore::interval_stats(self, first, last)
     }
 
     fn params(&self) -> StoreResult<MarketParams> {
@@ -334,12 +325,16 @@ impl Store for PgStore {
         self.generation_now()
     }
 
-    fn tick_snapshot(&self) -> StoreResult<TickSnapshot> {
-        Err(not_yet("tick_snapshot"))
+    fn clearer_lease(&self, holder: &str, ttl: std::time::Duration) -> StoreResult<Option<u64>> {
+        PgStore::clearer_lease(self, holder, ttl)
     }
 
-    fn commit_tick(&self, _commit: &TickCommit) -> StoreResult<()> {
-        Err(not_yet("commit_tick"))
+    fn tick_snapshot(&self) -> StoreResult<TickSnapshot> {
+        PgStore::tick_snapshot(self)
+    }
+
+    fn commit_tick(&self, commit: &TickCommit) -> StoreResult<()> {
+        PgStore::commit_tick(self, commit)
     }
 
     fn audit(&self) -> StoreResult<AuditReport> {

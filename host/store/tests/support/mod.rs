@@ -8,7 +8,9 @@ use gigaspot_market::account::{AccountId, Role};
 use gigaspot_market::bid::{BidTerms, Lifetime, OcRequest};
 use gigaspot_market::machine::{Gpu, Machine, MachineFacts};
 use gigaspot_market::money::Amount;
-use gigaspot_store::{MachineSpec, Store};
+use std::sync::Arc;
+
+use gigaspot_store::{MachineSpec, PgStore, SledStore, Store};
 
 /// A 4 × RTX 4090 machine spec (150–450 W, ceiling 400 W), free energy.
 pub fn spec(host: AccountId) -> MachineSpec {
@@ -87,4 +89,70 @@ pub fn change(terms: &BidTerms) -> gigaspot_market::bid::BidChange {
         image: None,
         env: None,
     }
+}
+
+/// Where a test's store lives; [`Backend::open`] opens it (again, after a drop, to
+/// check what survives).
+pub enum Backend {
+    Sled(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl Backend {
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Backend::Postgres(_))
+    }
+
+    pub fn open(&self) -> Arc<dyn Store> {
+        match self {
+            Backend::Sled(dir) => Arc::new(SledStore::open(dir.path()).unwrap()),
+            Backend::Postgres(url) => Arc::new(PgStore::open(url).unwrap()),
+        }
+    }
+
+    /// Sets `account`'s stored balance to `amount` behind the store's back (what a
+    /// corrupted or tampered database looks like to the audit).
+    pub fn tamper_balance(&self, account: AccountId, amount: Amount) {
+        match self {
+            Backend::Sled(dir) => {
+                let db = gigaspot_store::open_waiting_for_lock(dir.path()).unwrap();
+                let mut k = b"bal/".to_vec();
+                k.extend_from_slice(&account.to_be_bytes());
+                db.insert(k, &amount.0.to_be_bytes()).unwrap();
+                db.flush().unwrap();
+            }
+            Backend::Postgres(url) => {
+                let db = url.rsplit('/').next().unwrap();
+                gigaspot_tests::postgres::Postgres::shared()
+                    .psql(
+                        db,
+                        &format!(
+                            "UPDATE balances SET amount = {} WHERE account = {account}",
+                            amount.0
+                        ),
+                    )
+                    .unwrap();
+            }
+        }
+    }
+}
+
+/// Each test once per backend: `sled::name` and `postgres::name`.
+#[macro_export]
+macro_rules! conformance {
+    ($($name:ident),* $(,)?) => {
+        mod sled {
+            $(#[test]
+            fn $name() {
+                super::$name(&$crate::support::Backend::Sled(tempfile::tempdir().unwrap()));
+            })*
+        }
+        mod postgres {
+            $(#[test]
+            fn $name() {
+                let url = gigaspot_tests::postgres::Postgres::shared().fresh_database();
+                super::$name(&$crate::support::Backend::Postgres(url));
+            })*
+        }
+    };
 }
