@@ -18,7 +18,7 @@ use gigaspot_market::money::Amount;
 use gigaspot_server::auth::key_hash;
 use gigaspot_server::config::Config;
 use gigaspot_server::serve::prepare;
-use gigaspot_store::{IntervalEngine, MachineSpec, Store};
+use gigaspot_store::{IntervalEngine, MachineSpec};
 use serde_json::{Value, json};
 
 /// The allocator the service runs with (`gigaspot serve`).

@@ -70,6 +70,7 @@ pub async fn heartbeat(
             machine_id,
             AgentPulse {
                 at: Instant::now(),
+                unix: state.now(),
                 measured_power_w: report.measured_power_w.clone(),
             },
         );
@@ -192,7 +193,7 @@ const PREPULL_DEPTH: usize = 3;
 /// The images of the best-scored losing bids of `decision` that the machine lacks, best
 /// first: the bids most likely to win next, so that a switch does not wait for a pull.
 fn prepull_images(
-    store: &impl Store,
+    store: &dyn Store,
     decision: &Decision,
     cached: &[String],
 ) -> Result<Vec<String>, StoreError> {

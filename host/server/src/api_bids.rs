@@ -53,9 +53,16 @@ pub async fn create(
     let runtime = tokio::runtime::Handle::current();
     let placed = state
         .store
-        .place_bid_async(owner, terms, at, key, move |turn| {
-            runtime.spawn_blocking(turn);
-        })
+        .clone()
+        .place_bid_async(
+            owner,
+            terms,
+            at,
+            key,
+            Box::new(move |turn| {
+                runtime.spawn_blocking(turn);
+            }),
+        )
         .await?;
     // An idempotent repeat returns the bid created the first time.
     let status = if placed.replayed {
@@ -112,7 +119,7 @@ pub async fn show(
 }
 
 /// The view of `bid`, with the reason of its suspension when it is suspended.
-fn view(s: &impl Store, bid: &Bid, now: u64) -> Result<BidView, StoreError> {
+fn view(s: &dyn Store, bid: &Bid, now: u64) -> Result<BidView, StoreError> {
     let failures = s.bid_failures(bid.id)?;
     Ok(BidView::new(bid, now).with_suspension(failures.as_ref()))
 }

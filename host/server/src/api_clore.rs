@@ -13,7 +13,7 @@ use gigaspot_market::admission::{is_oc_refusal, is_too_low};
 use gigaspot_market::bid::{BidChange, BidState, BidTerms, Lifetime, OcRequest};
 use gigaspot_market::ledger::Party;
 use gigaspot_market::money::Amount;
-use gigaspot_store::{Store, StoreError};
+use gigaspot_store::StoreError;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -265,11 +265,15 @@ pub async fn create_orders(
             };
             let placing = terms.map(|terms| {
                 let runtime = runtime.clone();
-                state
-                    .store
-                    .place_bid_async(account.id, terms, now, None, move |turn| {
+                state.store.clone().place_bid_async(
+                    account.id,
+                    terms,
+                    now,
+                    None,
+                    Box::new(move |turn| {
                         runtime.spawn_blocking(turn);
-                    })
+                    }),
+                )
             });
             (server, placing)
         })
@@ -523,7 +527,7 @@ pub async fn my_orders(
 
 /// What `account` paid per bid (charges and fees), from its ledger index.
 fn spend_by_bid(
-    s: &gigaspot_store::SledStore,
+    s: &dyn gigaspot_store::Store,
     account: u64,
 ) -> Result<BTreeMap<u64, Amount>, StoreError> {
     const PAGE: usize = 1_000;

@@ -81,7 +81,7 @@ pub struct HistoryEntry {
 
 pub use gigaspot_market::economics::price_per_kw;
 
-fn machine_exists(s: &impl Store, id: u64) -> Result<(), StoreError> {
+fn machine_exists(s: &dyn Store, id: u64) -> Result<(), StoreError> {
     s.machine(id)?.map(|_| ()).ok_or(StoreError::NotFound {
         what: "machine",
         id,
@@ -253,7 +253,7 @@ pub async fn machine_history(
 
 /// The winner's price and total power limit.
 pub fn winning_bid(
-    s: &impl Store,
+    s: &dyn Store,
     winner: Option<Winner>,
 ) -> Result<Option<(f64, u32)>, StoreError> {
     let Some(w) = winner else {

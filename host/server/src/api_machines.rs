@@ -7,7 +7,7 @@ use gigaspot_market::account::Role;
 use gigaspot_market::clearing::Decision;
 use gigaspot_market::machine::{Gpu, HostChange, MachineFacts};
 use gigaspot_market::money::Amount;
-use gigaspot_store::{MachineSpec, Store};
+use gigaspot_store::MachineSpec;
 
 use crate::api_error::ApiError;
 use crate::app::{AppState, JsonBody};

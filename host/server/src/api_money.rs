@@ -6,7 +6,6 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use gigaspot_market::account::Role;
-use gigaspot_store::Store;
 
 use crate::api_error::ApiError;
 use crate::app::{AppState, JsonBody};

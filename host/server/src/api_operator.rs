@@ -13,7 +13,7 @@ use gigaspot_market::params::MarketParams;
 use gigaspot_market::verdict::component_digest;
 use gigaspot_market::{Strategy, Validator};
 use gigaspot_plugin_runtime::PluginKind;
-use gigaspot_store::{ActivePlugins, PluginState, PluginVersionRecord, Store, StoreError};
+use gigaspot_store::{ActivePlugins, PluginState, PluginVersionRecord, StoreError};
 use serde::{Deserialize, Serialize};
 
 use sha2::Digest;

@@ -7,7 +7,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use gigaspot_market::account::Role;
 use gigaspot_market::withdrawal::{Settlement, Withdrawal, WithdrawalState};
-use gigaspot_store::Store;
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;

@@ -9,7 +9,7 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Request};
 use axum::http::StatusCode;
 use gigaspot_market::machine::MachineId;
 use gigaspot_plugin_runtime::{PluginRegistry, PluginRuntime};
-use gigaspot_store::{SledStore, StoreError};
+use gigaspot_store::{Store, StoreError};
 use serde::de::DeserializeOwned;
 
 use crate::api_error::ApiError;
@@ -44,7 +44,7 @@ impl std::ops::DerefMut for AppState {
 #[derive(Clone)]
 pub struct Shared {
     /// The market's store.
-    pub store: Arc<SledStore>,
+    pub store: Arc<dyn Store>,
     /// The installed plugins.
     pub registry: Arc<PluginRegistry>,
     /// Loads plugins; kept alive as long as the plugins it loaded (it drives deadlines).
@@ -67,6 +67,21 @@ pub struct Shared {
     pub history_cache: Arc<HistoryCache>,
     /// The time each machine's winner was confirmed running, not yet all written.
     pub served: Arc<crate::served_time::ServedTimes>,
+    /// This replica's name in the clearer's lease: host name, process id and a random
+    /// part, unique among the replicas of one database.
+    pub replica: Arc<str>,
+}
+
+/// A name for this process among the replicas of one database.
+fn replica_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "replica".into());
+    format!(
+        "{host}-{}-{:08x}",
+        std::process::id(),
+        rand::random::<u32>()
+    )
 }
 
 /// What the service keeps in memory of an agent's last heartbeat.
@@ -74,6 +89,8 @@ pub struct Shared {
 pub struct AgentPulse {
     /// When it arrived.
     pub at: Instant,
+    /// When it arrived, unix seconds (recorded for the other replicas).
+    pub unix: u64,
     /// Measured power per GPU, W. A live gauge: kept here rather than written on every
     /// heartbeat, so that a heartbeat that changes nothing else writes nothing (and does
     /// not make the published snapshot stale).
@@ -93,7 +110,7 @@ impl AppState {
 
     /// A state over `store`, `registry` and the `runtime` that loaded its plugins.
     pub fn new(
-        store: Arc<SledStore>,
+        store: Arc<dyn Store>,
         registry: Arc<PluginRegistry>,
         runtime: Arc<PluginRuntime>,
         config: Config,
@@ -113,12 +130,12 @@ impl AppState {
             metrics: Arc::default(),
             history_cache: Arc::default(),
             served: Arc::default(),
+            replica: replica_name().into(),
         }))
     }
 
     /// Live bids in the store, for the metrics gauge.
     pub fn store_bid_count(&self) -> usize {
-        use gigaspot_store::Store;
         let now = self.now();
         // The snapshot shares the bids with the store: counting copies nothing.
         self.store.tick_snapshot().map_or(0, |market| {
@@ -148,7 +165,6 @@ impl AppState {
     pub fn interval_clock(
         &self,
     ) -> Result<gigaspot_market::interval_clock::IntervalClock, StoreError> {
-        use gigaspot_store::Store;
         self.store.interval_clock()
     }
 
@@ -161,11 +177,11 @@ impl AppState {
     /// here on the request's deadline no longer applies (see [`crate::deadline`]).
     pub async fn store<T: Send + 'static>(
         &self,
-        op: impl FnOnce(&SledStore) -> Result<T, StoreError> + Send + 'static,
+        op: impl FnOnce(&dyn Store) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, ApiError> {
         let store = self.store.clone();
         crate::deadline::work_started();
-        tokio::task::spawn_blocking(move || op(&store))
+        tokio::task::spawn_blocking(move || op(&*store))
             .await
             .map_err(|_| {
                 ApiError::new(

@@ -3,7 +3,6 @@
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use gigaspot_market::account::{Account, Role};
-use gigaspot_store::Store;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 

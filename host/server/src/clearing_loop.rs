@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use gigaspot_store::{IntervalEngine, Store};
+use gigaspot_store::IntervalEngine;
 
 use crate::app::AppState;
 
@@ -12,8 +12,28 @@ use crate::app::AppState;
 pub fn run_boundary(
     state: &AppState,
 ) -> Result<gigaspot_store::TickReport, gigaspot_store::StoreError> {
+    // Every confirmation so far counts for the intervals being settled, whichever
+    // replica clears them.
+    flush_served_time(state)?;
+    // Only the replica holding the clearer's lease clears (always this one on sled).
+    if state
+        .store
+        .clearer_lease(&state.replica, lease_ttl(state))?
+        .is_none()
+    {
+        tracing::debug!("another replica holds the clearer's lease: not clearing");
+        return Ok(gigaspot_store::TickReport::default());
+    }
     // Two intervals of the length in force (the store's clock, not the config file).
     let stale_after = Duration::from_secs(2 * state.store.interval_clock()?.length_s());
+    // What other replicas heard (unix seconds), besides this one's own pulses.
+    let heard_elsewhere = state.store.last_heard()?;
+    let now_unix = state.now();
+    let heard_recently = |machine: u64| {
+        heard_elsewhere
+            .get(&machine)
+            .is_some_and(|at| now_unix.saturating_sub(*at) < stale_after.as_secs())
+    };
     let last_heard: std::collections::HashMap<_, _> = state
         .pulses
         .lock()
@@ -24,7 +44,8 @@ pub fn run_boundary(
     for machine in state.store.machines()? {
         let fresh = last_heard
             .get(&machine.id)
-            .is_some_and(|t| t.elapsed() < stale_after);
+            .is_some_and(|t| t.elapsed() < stale_after)
+            || heard_recently(machine.id);
         if machine.live.online && !fresh {
             // Re-checked under the store's lock: a heartbeat that arrived since the read
             // above wins.
@@ -34,7 +55,8 @@ pub fn run_boundary(
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .get(&m.id)
-                    .is_some_and(|p| p.at.elapsed() < stale_after);
+                    .is_some_and(|p| p.at.elapsed() < stale_after)
+                    || heard_recently(m.id);
                 if !heard {
                     m.live.online = false;
                     tracing::info!(
@@ -47,8 +69,6 @@ pub fn run_boundary(
             })?;
         }
     }
-    // Every confirmation so far counts for the intervals being settled.
-    flush_served_time(state)?;
     let started = Instant::now();
     let report = IntervalEngine::without_audit(state.store.as_ref(), state.registry.as_ref())
         .suspend_after(state.config.suspend_after_failed_intervals)
@@ -60,7 +80,7 @@ pub fn run_boundary(
         state.store.set_plugin_state(&plugins)?;
     }
     // Publish the snapshot at least once per interval.
-    state.snapshots.current(&state.store, state.now())?;
+    state.snapshots.current(&*state.store, state.now())?;
     compact_decisions(state)?;
     prune_served_marks(state)?;
     Ok(report)
@@ -128,14 +148,27 @@ pub fn compact_decisions(state: &AppState) -> Result<(), gigaspot_store::StoreEr
     Ok(())
 }
 
-/// Writes the served time accumulated since the last write.
+/// How long the clearer's lease lasts (`lease_ttl_s`).
+fn lease_ttl(state: &AppState) -> Duration {
+    Duration::from_secs(u64::from(state.config.lease_ttl_s))
+}
+
+/// Writes the served time accumulated since the last write, and when this replica last
+/// heard each agent (for the other replicas of a shared database).
 pub fn flush_served_time(state: &AppState) -> Result<(), gigaspot_store::StoreError> {
     let dirty = state.served.take_dirty();
     if let Err(e) = state.store.record_served_times(&dirty) {
         state.served.restore_dirty(&dirty);
         return Err(e);
     }
-    Ok(())
+    let heard: Vec<(u64, u64)> = state
+        .pulses
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(id, pulse)| (*id, pulse.unix))
+        .collect();
+    state.store.record_heard(&heard)
 }
 
 /// Writes the served time every few seconds until the task is dropped.
@@ -159,8 +192,42 @@ pub const SERVED_TIME_FLUSH_S: u64 = 5;
 pub async fn run(state: AppState) {
     tokio::join!(
         clear_at_boundaries(state.clone()),
+        keep_lease(state.clone()),
         flush_served_time_periodically(state)
     );
+}
+
+/// On a shared database: renews the clearer's lease every third of its length while this
+/// replica holds it, and takes it when it is free or expired (its holder died or lost the
+/// database), so that clearing resumes within `lease_ttl_s` of a leader's death.
+async fn keep_lease(state: AppState) {
+    if state.config.database_url.is_none() {
+        return;
+    }
+    let mut held = None;
+    loop {
+        let asking = state.clone();
+        let answer = tokio::task::spawn_blocking(move || {
+            asking
+                .store
+                .clearer_lease(&asking.replica, lease_ttl(&asking))
+        })
+        .await;
+        match answer {
+            Ok(Ok(now)) => {
+                if now != held {
+                    match now {
+                        Some(epoch) => tracing::info!(epoch, "this replica clears (lease taken)"),
+                        None => tracing::info!("another replica clears"),
+                    }
+                }
+                held = now;
+            }
+            Ok(Err(e)) => tracing::warn!("cannot renew the clearer's lease: {e}"),
+            Err(e) => tracing::error!("lease task failed: {e}"),
+        }
+        tokio::time::sleep(lease_ttl(&state) / 3).await;
+    }
 }
 
 /// Ticks at every interval boundary. The boundaries come from the store's interval clock,

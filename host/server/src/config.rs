@@ -100,6 +100,14 @@ pub struct Config {
     /// On SIGTERM or Ctrl-C, how long requests in flight may take to finish before they
     /// are cut off, in seconds. Default 10. Env `GIGASPOT_SHUTDOWN_GRACE_S`.
     pub shutdown_grace_s: u32,
+    /// A PostgreSQL database for the market (`postgres://user:password@host:port/db`),
+    /// which several replicas may share; unset, the market lives in sled in `data_dir`.
+    /// Env `GIGASPOT_DATABASE_URL` (preferred: keeps the password out of files).
+    pub database_url: Option<String>,
+    /// With `database_url`: how long the clearer's lease lasts, in seconds. The replica
+    /// that clears renews it every third of this; when it dies another takes over within
+    /// it. Default 15 (2 to 600). Env `GIGASPOT_LEASE_TTL_S`.
+    pub lease_ttl_s: u32,
 }
 
 /// Settings of the Clore GigaSPOT-compatible `/v1` surface.
@@ -161,6 +169,8 @@ impl Default for Config {
             operator_key: None,
             plugins: PluginsConfig::default(),
             shutdown_grace_s: 10,
+            database_url: None,
+            lease_ttl_s: 15,
             tls_cert: None,
             tls_key: None,
             max_connections: 10_000,
@@ -272,6 +282,12 @@ impl Config {
         if let Some(v) = env("GIGASPOT_OPERATOR_KEY") {
             config.operator_key = Some(v);
         }
+        if let Some(v) = env("GIGASPOT_DATABASE_URL") {
+            config.database_url = Some(v);
+        }
+        if let Some(v) = env("GIGASPOT_LEASE_TTL_S") {
+            config.lease_ttl_s = parse("GIGASPOT_LEASE_TTL_S", &v)?;
+        }
         Ok(config)
     }
 
@@ -294,6 +310,14 @@ impl Config {
                 "served_heartbeat_bound_s = {}: must be 1 to 3600",
                 self.served_heartbeat_bound_s
             );
+        }
+        if !(2..=600).contains(&self.lease_ttl_s) {
+            bail!("lease_ttl_s = {}: must be 2 to 600", self.lease_ttl_s);
+        }
+        if let Some(url) = &self.database_url
+            && !(url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            bail!("database_url: must start with postgres:// (a PostgreSQL database)");
         }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("tls_cert and tls_key: set both (HTTPS) or neither (plain HTTP)");

@@ -118,7 +118,7 @@ pub async fn market_history(
 /// The answer for intervals `current - limit + 1 ..= current`, adding the final summaries
 /// it lacks to `settled`.
 fn compute(
-    s: &impl Store,
+    s: &dyn Store,
     settled: &mut BTreeMap<u64, IntervalSummary>,
     limit: usize,
     current: u64,
@@ -244,7 +244,7 @@ fn finish(entry: &mut IntervalSummary) {
 /// newest first and stopping at `since`: a charge is booked after its interval ends, so
 /// nothing older can belong to `wanted`.
 fn add_revenue(
-    s: &impl Store,
+    s: &dyn Store,
     hosts: &BTreeMap<u64, String>,
     entries: &mut BTreeMap<u64, IntervalSummary>,
     wanted: &BTreeSet<u64>,

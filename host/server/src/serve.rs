@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use gigaspot_market::{PricePerWatt, Strategy, Validator};
 use gigaspot_plugin_runtime::{ArtifactCache, PluginLimits, PluginRegistry, PluginRuntime};
-use gigaspot_store::{SledStore, Store};
+use gigaspot_store::{PgStore, SledStore, Store};
 
 use crate::app::{AppState, router};
 use crate::auth::{generate_key, key_hash};
@@ -20,12 +20,7 @@ const OPERATOR_ACCOUNT: u64 = 1;
 /// generated (shown once).
 pub fn prepare(config: Config) -> Result<(AppState, Option<String>)> {
     config.validate()?;
-    let store = Arc::new(SledStore::open(&config.data_dir).with_context(|| {
-        format!(
-            "cannot open the data directory {}",
-            config.data_dir.display()
-        )
-    })?);
+    let store = open_store(&config)?;
     // The database holds the market parameters; the configuration's explicit values seed
     // a new database and otherwise count as an explicit change, said in the log.
     let stored = store.params()?;
@@ -78,9 +73,9 @@ pub fn prepare(config: Config) -> Result<(AppState, Option<String>)> {
         Arc::new(PricePerWatt::new()),
         plugins.quarantine_after,
     ));
-    upgrade_plugin_ids(&store)?;
+    upgrade_plugin_ids(&*store)?;
     if plugins.strategy.is_none() && plugins.validators.is_empty() {
-        restore_active(&store, &runtime, &registry)?;
+        restore_active(&*store, &runtime, &registry)?;
     } else {
         install_configured(plugins, &runtime, &registry)?;
         store.set_active_plugins(&crate::api_operator::active_plugins(&registry))?;
@@ -89,9 +84,27 @@ pub fn prepare(config: Config) -> Result<(AppState, Option<String>)> {
     Ok((AppState::new(store, registry, runtime, config), generated))
 }
 
+/// The market's store: the PostgreSQL database of `database_url` (shared with any other
+/// replicas), or else sled in `data_dir`.
+pub fn open_store(config: &Config) -> Result<Arc<dyn Store>> {
+    Ok(match &config.database_url {
+        Some(url) => {
+            let store = PgStore::open(url).context("cannot open the PostgreSQL database")?;
+            tracing::info!("market in PostgreSQL (replicas may share it)");
+            Arc::new(store)
+        }
+        None => Arc::new(SledStore::open(&config.data_dir).with_context(|| {
+            format!(
+                "cannot open the data directory {}",
+                config.data_dir.display()
+            )
+        })?),
+    })
+}
+
 /// Stores plugin versions kept before a version's id included its configuration under
 /// their full id (component digest + configuration digest), and the active set with them.
-fn upgrade_plugin_ids(store: &SledStore) -> Result<()> {
+fn upgrade_plugin_ids(store: &dyn Store) -> Result<()> {
     let mut renamed = std::collections::HashMap::new();
     for record in store.plugin_versions()? {
         if !record.digest.starts_with("sha256:") || record.digest.contains("+config:") {
@@ -148,7 +161,7 @@ fn install_configured(
 /// Re-installs the versions an operator activated through the API before the restart:
 /// the whole registry state (active, previous, quarantined) where it was recorded.
 fn restore_active(
-    store: &SledStore,
+    store: &dyn Store,
     runtime: &PluginRuntime,
     registry: &PluginRegistry,
 ) -> Result<()> {
@@ -180,7 +193,7 @@ fn restore_active(
 
 /// Resumes the registry state recorded before the restart, and says so in the log.
 fn resume(
-    store: &SledStore,
+    store: &dyn Store,
     runtime: &PluginRuntime,
     registry: &PluginRegistry,
     state: &gigaspot_store::PluginState,

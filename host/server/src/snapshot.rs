@@ -17,7 +17,9 @@ use gigaspot_market::bid::Bid;
 use gigaspot_market::gpu_ranges::GpuRangeTable;
 use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::params::MarketParams;
-use gigaspot_store::{SledStore, Store, StoreError, TickSnapshot};
+#[cfg(test)]
+use gigaspot_store::SledStore;
+use gigaspot_store::{Store, StoreError, TickSnapshot};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -153,7 +155,7 @@ impl Snapshots {
     /// when the market changed since the last (at most once per second). While another
     /// caller builds, the snapshot published before is the answer; only the very first
     /// build is waited for.
-    pub fn current(&self, store: &SledStore, now: u64) -> Result<u64, StoreError> {
+    pub fn current(&self, store: &dyn Store, now: u64) -> Result<u64, StoreError> {
         let newest = {
             let published = self.published();
             if let Some(ts) = published.current(store.generation(), now) {

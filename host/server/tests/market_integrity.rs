@@ -6,7 +6,6 @@ mod support;
 
 use std::sync::atomic::Ordering;
 
-use gigaspot_store::Store;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{Market, OPERATOR_KEY, T0};

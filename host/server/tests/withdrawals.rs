@@ -3,7 +3,6 @@
 
 mod support;
 
-use gigaspot_store::Store;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use support::{Market, OPERATOR_KEY};

@@ -36,4 +36,4 @@ pub use records::{
     TickSnapshot, TickTimings,
 };
 pub use sled_store::{SledStore, open_waiting_for_lock};
-pub use store::{PlacedBid, Store};
+pub use store::{BidFuture, PlacedBid, Spawner, Store};

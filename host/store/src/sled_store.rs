@@ -906,6 +906,32 @@ fn own_active_bid(state: &State, owner: AccountId, id: BidId, now: u64) -> Store
 }
 
 impl Store for SledStore {
+    fn place_bid_async(
+        self: Arc<Self>,
+        owner: AccountId,
+        terms: BidTerms,
+        now: u64,
+        idempotency_key: Option<String>,
+        spawn: crate::store::Spawner,
+    ) -> crate::store::BidFuture {
+        Box::pin(SledStore::place_bid_async(
+            &self,
+            owner,
+            terms,
+            now,
+            idempotency_key,
+            spawn,
+        ))
+    }
+
+    fn backup(&self, out: &mut dyn std::io::Write) -> StoreResult<crate::BackupSummary> {
+        SledStore::backup(self, out)
+    }
+
+    fn close(&self) -> StoreResult<()> {
+        SledStore::close(self)
+    }
+
     fn create_account(&self, name: &str, roles: &[Role]) -> StoreResult<Account> {
         checks::account_name(name)?;
         let guard = self.write_lock();

@@ -2,6 +2,9 @@
 //! default; a second backend implements the same trait.
 
 use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use gigaspot_market::account::{Account, AccountId, Role};
 use gigaspot_market::agent_protocol::Unserved;
@@ -17,7 +20,8 @@ use gigaspot_market::params::MarketParams;
 use gigaspot_market::suspension::BidFailures;
 use gigaspot_market::withdrawal::{Settlement as WithdrawalSettlement, Withdrawal, WithdrawalId};
 
-use crate::error::StoreResult;
+use crate::backup::BackupSummary;
+use crate::error::{StoreError, StoreResult};
 use crate::records::{
     ActivePlugins, Assignment, Compaction, DecisionSummary, IntervalStats, MachineSpec,
     PluginState, PluginVersionRecord, TickCommit, TickSnapshot,
@@ -34,7 +38,7 @@ pub struct PlacedBid {
 
 /// Durable market state. Every method that changes state is atomic and durable when it
 /// returns `Ok` (acknowledged writes survive `kill -9`); on `Err` nothing changed.
-pub trait Store: Send + Sync {
+pub trait Store: Send + Sync + 'static {
     /// Creates an account.
     fn create_account(&self, name: &str, roles: &[Role]) -> StoreResult<Account>;
     /// An account.
@@ -279,4 +283,61 @@ pub trait Store: Send + Sync {
 
     /// Recomputes balances from the transfers and checks the ledger invariants.
     fn audit(&self) -> StoreResult<AuditReport>;
+
+    /// [`Store::place_bid_keyed`] for async callers, who must not block: `spawn` is given
+    /// the blocking part to run on a thread that may block (the service passes its
+    /// runtime's blocking pool). The write happens even if the future is dropped.
+    fn place_bid_async(
+        self: Arc<Self>,
+        owner: AccountId,
+        terms: BidTerms,
+        now: u64,
+        idempotency_key: Option<String>,
+        spawn: Spawner,
+    ) -> BidFuture {
+        let (answer, answered) = tokio::sync::oneshot::channel();
+        spawn(Box::new(move || {
+            let placed = self.place_bid_keyed(owner, &terms, now, idempotency_key.as_deref());
+            let _ = answer.send(placed);
+        }));
+        Box::pin(async move { answered.await.unwrap_or(Err(StoreError::Closed)) })
+    }
+
+    /// Writes a consistent copy of the whole database to `out`. Stores kept in a
+    /// database server refuse: that server's own tools take its backups.
+    fn backup(&self, out: &mut dyn std::io::Write) -> StoreResult<BackupSummary> {
+        let _ = out;
+        Err(StoreError::Invalid {
+            field: "backup",
+            reason: "this market lives in PostgreSQL: back it up with the database's own \
+                     tools (pg_dump, or the managed service's snapshots)"
+                .into(),
+        })
+    }
+
+    /// Records when agents were last heard, unix seconds (the newest of each machine
+    /// wins), so that a replica that did not hear an agent itself does not take it for
+    /// offline. A store only one process uses keeps nothing: that process heard them all.
+    fn record_heard(&self, heard: &[(MachineId, u64)]) -> StoreResult<()> {
+        let _ = heard;
+        Ok(())
+    }
+
+    /// When each machine's agent was last heard through any replica, as recorded by
+    /// [`Store::record_heard`].
+    fn last_heard(&self) -> StoreResult<BTreeMap<MachineId, u64>> {
+        Ok(BTreeMap::new())
+    }
+
+    /// Finishes what is in flight and closes the store; later calls fail with
+    /// [`StoreError::Closed`] where the store holds resources of its own.
+    fn close(&self) -> StoreResult<()> {
+        Ok(())
+    }
 }
+
+/// Runs a blocking job on a thread that may block (see [`Store::place_bid_async`]).
+pub type Spawner = Box<dyn FnOnce(Box<dyn FnOnce() + Send>) + Send>;
+
+/// The answer of [`Store::place_bid_async`].
+pub type BidFuture = Pin<Box<dyn Future<Output = StoreResult<PlacedBid>> + Send>>;

@@ -156,6 +156,10 @@ CREATE TABLE interval_stats (
     interval_no BIGINT PRIMARY KEY,
     record      BYTEA NOT NULL
 );
+CREATE TABLE heartbeats (
+    machine BIGINT PRIMARY KEY,
+    at      BIGINT NOT NULL
+);
 CREATE TABLE clearer_lease (
     one           BOOLEAN PRIMARY KEY CHECK (one),
     holder        TEXT NOT NULL,

@@ -260,6 +260,40 @@ impl PgStore {
         })
     }
 
+    pub(super) fn record_heard(&self, heard: &[(MachineId, u64)]) -> StoreResult<()> {
+        if heard.is_empty() {
+            return Ok(());
+        }
+        let machines: Vec<i64> = heard
+            .iter()
+            .map(|(m, _)| db_int("machine", *m))
+            .collect::<PgResult<_>>()?;
+        let at: Vec<i64> = heard
+            .iter()
+            .map(|(_, t)| db_int("at", *t))
+            .collect::<PgResult<_>>()?;
+        // Not a change of the market: the generation stays.
+        self.transaction(false, async |tx| {
+            tx.execute(
+                "INSERT INTO heartbeats (machine, at) SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[]) \
+                 ON CONFLICT (machine) DO UPDATE SET at = GREATEST(heartbeats.at, excluded.at)",
+                &[&machines, &at],
+            )
+            .await?;
+            Ok(())
+        })
+    }
+
+    pub(super) fn last_heard(&self) -> StoreResult<BTreeMap<MachineId, u64>> {
+        self.read(async |c| {
+            c.query("SELECT machine, at FROM heartbeats", &[])
+                .await?
+                .iter()
+                .map(|row| Ok((u64_col(row, "machine")?, u64_col(row, "at")?)))
+                .collect()
+        })
+    }
+
     pub(super) fn bid_failures(&self, bid: BidId) -> StoreResult<Option<BidFailures>> {
         self.read(async |c| {
             match c

@@ -325,6 +325,14 @@ impl Store for PgStore {
         self.generation_now()
     }
 
+    fn record_heard(&self, heard: &[(MachineId, u64)]) -> StoreResult<()> {
+        PgStore::record_heard(self, heard)
+    }
+
+    fn last_heard(&self) -> StoreResult<BTreeMap<MachineId, u64>> {
+        PgStore::last_heard(self)
+    }
+
     fn clearer_lease(&self, holder: &str, ttl: std::time::Duration) -> StoreResult<Option<u64>> {
         PgStore::clearer_lease(self, holder, ttl)
     }
