@@ -3,16 +3,28 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use gigaspot_store::{SledStore, Store};
+use gigaspot_store::{PgStore, SledStore, Store};
 
-/// Opens the database in `data` and audits its ledger; an error names the broken invariant.
-pub fn run(data: &Path) -> Result<()> {
-    if !data.is_dir() {
-        anyhow::bail!("{} is not a data directory", data.display());
-    }
-    let store = SledStore::open(data).with_context(|| format!("cannot open {}", data.display()))?;
+/// Opens the market's database (the sled folder `data`, or the PostgreSQL database at
+/// `database_url`) and audits its ledger; an error names the broken invariant.
+pub fn run(data: Option<&Path>, database_url: Option<&str>) -> Result<()> {
+    let (store, shown): (Box<dyn Store>, String) = match (data, database_url) {
+        (_, Some(url)) => (
+            Box::new(PgStore::open(url).context("cannot open the PostgreSQL database")?),
+            "the PostgreSQL database".into(),
+        ),
+        (Some(data), None) => {
+            if !data.is_dir() {
+                anyhow::bail!("{} is not a data directory", data.display());
+            }
+            let store =
+                SledStore::open(data).with_context(|| format!("cannot open {}", data.display()))?;
+            (Box::new(store), data.display().to_string())
+        }
+        (None, None) => anyhow::bail!("give --data DIR or --database-url URL"),
+    };
     let report = store.audit()?;
-    println!("ledger audit passed for {}", data.display());
+    println!("ledger audit passed for {shown}");
     println!("transfers:          {}", report.transfers);
     println!("deposits:           {} CLORE", report.deposits);
     println!("withdrawals:        {} CLORE", report.withdrawals);

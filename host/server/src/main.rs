@@ -81,8 +81,16 @@ enum LedgerCommand {
     /// Recompute every balance from the transfers and check the ledger invariants.
     Audit {
         /// The market's data directory (the sled database).
-        #[arg(long, alias = "data-dir")]
-        data: PathBuf,
+        #[arg(
+            long,
+            alias = "data-dir",
+            required_unless_present = "database_url",
+            conflicts_with = "database_url"
+        )]
+        data: Option<PathBuf>,
+        /// The market's PostgreSQL database instead (env `GIGASPOT_DATABASE_URL`).
+        #[arg(long, env = "GIGASPOT_DATABASE_URL")]
+        database_url: Option<String>,
     },
 }
 
@@ -145,7 +153,9 @@ fn main() -> ExitCode {
             config,
             iterations,
         }) => plugin_bench::run(&file, &config, iterations),
-        Command::Ledger(LedgerCommand::Audit { data }) => ledger_audit::run(&data),
+        Command::Ledger(LedgerCommand::Audit { data, database_url }) => {
+            ledger_audit::run(data.as_deref(), database_url.as_deref())
+        }
         Command::Backup { out, data_dir, url } => match (data_dir, url) {
             (Some(dir), _) => backup_cli::backup(backup_cli::Source::DataDir(dir), &out),
             (None, Some(url)) => backup_cli::backup(backup_cli::Source::Url(url), &out),

@@ -36,7 +36,8 @@ const ATTEMPTS: u32 = 64;
 
 /// The PostgreSQL implementation of [`crate::Store`].
 pub struct PgStore {
-    runtime: tokio::runtime::Runtime,
+    /// Drives the connections; `None` only while dropping.
+    runtime: Option<tokio::runtime::Runtime>,
     pool: Pool,
     /// Where the database is, without credentials (for messages).
     shown: String,
@@ -130,6 +131,16 @@ pub(crate) fn decoded<T: serde::de::DeserializeOwned>(
     Ok(decode(what.as_bytes(), bytes)?)
 }
 
+impl Drop for PgStore {
+    /// Stops the connections' runtime without waiting for it, so that a store may be
+    /// dropped anywhere, an async task included (the service drops it there at shutdown).
+    fn drop(&mut self) {
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 impl PgStore {
     /// Connects to the database at `url` (`postgres://user@host:port/db`), applies the
     /// schema migrations it lacks and creates the accounts a new market starts with. A
@@ -170,7 +181,7 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
         let mut store = PgStore {
-            runtime,
+            runtime: Some(runtime),
             pool,
             shown,
             fee_account: 0,
@@ -188,7 +199,11 @@ impl PgStore {
     /// Runs `work` to completion on the calling thread, with the store's runtime entered
     /// (its connections run there).
     fn block<T>(&self, work: impl Future<Output = T>) -> T {
-        let _entered = self.runtime.enter();
+        let _entered = self
+            .runtime
+            .as_ref()
+            .expect("the runtime lives as long as the store")
+            .enter();
         futures_executor::block_on(work)
     }
 
