@@ -92,7 +92,7 @@ impl Db<'_> {
     /// The pid in the lease holder's name (`host-pid-random`).
     fn leader_pid(&self) -> Option<u32> {
         let holder = self.one("SELECT holder FROM clearer_lease");
-        holder.rsplitn(3, '-').nth(1).and_then(|p| p.parse().ok())
+        holder.rsplit('-').nth(1).and_then(|p| p.parse().ok())
     }
 
     fn cleared(&self) -> i64 {
