@@ -13,98 +13,20 @@ use std::time::{Duration, Instant};
 
 use gigaspot_market::account::Role;
 use gigaspot_market::bid::{BidTerms, Lifetime, OcRequest};
-use gigaspot_market::machine::Gpu;
 use gigaspot_market::money::Amount;
 use gigaspot_server::auth::key_hash;
 use gigaspot_server::config::Config;
 use gigaspot_server::serve::prepare;
-use gigaspot_store::{IntervalEngine, MachineSpec};
+use gigaspot_store::IntervalEngine;
 use serde_json::{Value, json};
 
 /// The allocator the service runs with (`gigaspot serve`).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-const OPERATOR_KEY: &str = "gs_operator_key_for_benchmarks_0123456789";
+mod common;
 
-fn spec(host: u64) -> MachineSpec {
-    MachineSpec {
-        host,
-        facts: Default::default(),
-        gpus: (0..4)
-            .map(|i| Gpu {
-                model: "NVIDIA GeForce RTX 4090".into(),
-                uuid: format!("GPU-{i}"),
-                card_min_w: 150,
-                card_max_w: 450,
-                ceiling_w: 450,
-            })
-            .collect(),
-        energy_price_usd_per_kwh: 0.0,
-        reserve_price: Amount::ZERO,
-        max_rental_length_s: 30 * 86_400,
-    }
-}
-
-fn agent_token(machine: u64) -> String {
-    format!("gs_agent_token_for_benchmarks_{machine:08}")
-}
-
-/// The latencies every task measured, sorted.
-async fn gather(tasks: Vec<tokio::task::JoinHandle<Vec<Duration>>>) -> Vec<Duration> {
-    let mut latencies = Vec::new();
-    for t in tasks {
-        latencies.extend(t.await.unwrap());
-    }
-    latencies.sort();
-    latencies
-}
-
-/// Every client (one per key) POSTs `per_client` bodies `body(client, n)` to `url` one after
-/// another, all clients at once, each expecting 201: the requests per second and the
-/// sorted latencies.
-async fn post_load(
-    http: &reqwest::Client,
-    url: &str,
-    keys: &[String],
-    per_client: usize,
-    body: impl Fn(usize, usize) -> Value + Clone + Send + 'static,
-) -> (f64, Vec<Duration>) {
-    let started = Instant::now();
-    let tasks: Vec<_> = keys
-        .iter()
-        .enumerate()
-        .map(|(i, key)| {
-            let (http, url, key, body) = (http.clone(), url.to_owned(), key.clone(), body.clone());
-            tokio::spawn(async move {
-                let mut latencies = Vec::with_capacity(per_client);
-                for n in 0..per_client {
-                    let json = body(i, n);
-                    let t = Instant::now();
-                    let resp = http
-                        .post(&url)
-                        .bearer_auth(&key)
-                        .json(&json)
-                        .send()
-                        .await
-                        .unwrap();
-                    assert_eq!(resp.status(), reqwest::StatusCode::CREATED);
-                    latencies.push(t.elapsed());
-                }
-                latencies
-            })
-        })
-        .collect();
-    let latencies = gather(tasks).await;
-    (
-        latencies.len() as f64 / started.elapsed().as_secs_f64(),
-        latencies,
-    )
-}
-
-fn percentile(sorted: &[Duration], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
-}
+use common::{OPERATOR_KEY, agent_token, gather, percentile, post_load, spec};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {

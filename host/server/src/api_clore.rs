@@ -163,7 +163,15 @@ pub async fn snapshot(State(state): State<AppState>, Path(file): Path<String>) -
         .strip_prefix("gigaspot_")
         .and_then(|f| f.strip_suffix(".json"))
         .and_then(|t| t.parse::<u64>().ok());
-    match ts.and_then(|ts| state.snapshots.get(ts)) {
+    let mut found = ts.and_then(|ts| state.snapshots.get(ts));
+    // Published by another replica of a shared database: the same bytes from there.
+    if found.is_none()
+        && let Some(ts) = ts
+        && let Ok(Some(body)) = state.store(move |s| s.published_snapshot(ts)).await
+    {
+        found = Some(body.into());
+    }
+    match found {
         Some(bytes) => (
             StatusCode::OK,
             [

@@ -7,6 +7,7 @@
 
 mod backup_cli;
 mod ledger_audit;
+mod migrate_cli;
 mod plugin_bench;
 mod plugin_check;
 mod plugin_edge_cases;
@@ -65,6 +66,17 @@ enum Command {
     },
     /// Print the OpenAPI document of every route (what docs/openapi.json holds).
     Openapi,
+    /// Copy a stopped market from its sled data folder into an empty PostgreSQL database
+    /// (accounts, keys, machines, bids, ledger, withdrawals, plugin versions, parameters and
+    /// the intervals not yet settled), then audit the copy.
+    Migrate {
+        /// The data folder of the stopped service (sled).
+        #[arg(long)]
+        from_sled: PathBuf,
+        /// The empty PostgreSQL database, postgres://user:password@host:port/db.
+        #[arg(long, env = "GIGASPOT_DATABASE_URL")]
+        to: String,
+    },
     /// Rebuild a data folder from a backup file (the folder must not exist or be empty).
     Restore {
         /// The backup file.
@@ -162,6 +174,7 @@ fn main() -> ExitCode {
             (None, None) => Err(anyhow::anyhow!("give --data-dir or --url")),
         },
         Command::Restore { from, data_dir } => backup_cli::restore(&from, &data_dir),
+        Command::Migrate { from_sled, to } => migrate_cli::run(&from_sled, &to),
         Command::Openapi => {
             print!("{}", gigaspot_server::api_doc::document_json());
             Ok(())

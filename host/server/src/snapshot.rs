@@ -198,6 +198,9 @@ impl Snapshots {
             Some(ts) if hash == published.newest_hash => Ok(ts),
             _ => {
                 let ts = newest.map_or(now, |n| now.max(n + 1));
+                // On a shared database: under a timestamp no replica used, so that every
+                // replica serves this URL with these bytes.
+                let ts = store.publish_snapshot(ts, &bytes)?;
                 published.by_ts.insert(ts, bytes);
                 published.newest_hash = hash;
                 let mut held: usize = published.by_ts.values().map(Bytes::len).sum();

@@ -4,7 +4,8 @@
 //! started again as a follower. Clearing must resume within the lease's length plus one
 //! interval, every acknowledged bid must exist, no (machine, interval) may be charged
 //! twice, and the ledger audit must pass on the database. A leader paused past its lease
-//! (SIGSTOP … SIGCONT) must not clear after it wakes.
+//! (SIGSTOP … SIGCONT) must not clear after it wakes. A snapshot URL handed out by one
+//! replica is served by the other with the same bytes.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -178,6 +179,27 @@ async fn replicas_fail_over_without_losing_or_double_charging_anything() {
         assert_eq!(status, 201);
         clients.push(c["api_key"].as_str().unwrap().to_owned());
     }
+
+    // A snapshot URL handed out by one replica is served by the other, byte for byte.
+    let reply: Value = http
+        .get(format!("{a}/v1/get_gigaspot"))
+        .header("auth", &clients[0])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let snapshot = reply["v1_snapshot_url"].as_str().unwrap().to_owned();
+    let path = snapshot.strip_prefix(&a).expect("the URL names replica A");
+    let mut bodies = Vec::new();
+    for base in [&a, &b] {
+        let resp = http.get(format!("{base}{path}")).send().await.unwrap();
+        assert_eq!(resp.status(), 200, "{base}{path}");
+        bodies.push(resp.bytes().await.unwrap());
+    }
+    assert_eq!(bodies[0], bodies[1]);
+    assert!(bodies[0].len() > 2);
 
     // Clients bid through both replicas until the end; what was acknowledged is kept.
     let bidding = Arc::new(AtomicBool::new(true));

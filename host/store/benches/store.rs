@@ -11,7 +11,9 @@
 //! `-- --machines 0` measures the inserts only; `-- --market FILE` keeps the set-up market
 //! as a backup in FILE and, when FILE exists, starts from it instead of placing the bids
 //! again; `-- --ticks-only` skips the insert benchmarks; `-- --native-only` runs only the
-//! native tick, for profiling it).
+//! native tick, for profiling it; `-- --postgres` also copies the market into a private
+//! PostgreSQL server (`gigaspot migrate`'s import, timed) and runs the same native tick
+//! on it, beside sled's).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -51,7 +53,8 @@ fn main() {
     }
     if machines > 0 {
         let native_only = args.iter().any(|a| a == "--native-only");
-        tick(machines, 50, market_file.as_deref(), native_only);
+        let postgres = args.iter().any(|a| a == "--postgres");
+        tick(machines, 50, market_file.as_deref(), native_only, postgres);
     }
 }
 
@@ -162,6 +165,7 @@ fn tick(
     bids_per_machine: usize,
     market_file: Option<&std::path::Path>,
     native_only: bool,
+    postgres: bool,
 ) {
     let dir = tempfile::tempdir().unwrap();
     let store = match market_file.filter(|f| f.exists()) {
@@ -187,7 +191,40 @@ fn tick(
         machine_count * bids_per_machine,
         resident_bytes() as f64 / (1 << 20) as f64
     );
-    ticks(&store, machine_count, bids_per_machine, native_only);
+    // The same market in PostgreSQL, copied before any tick.
+    let pg = postgres.then(|| {
+        let server = gigaspot_tests::postgres::Postgres::start();
+        let url = server.fresh_database();
+        let started = Instant::now();
+        let market = store.export().unwrap();
+        let exported = started.elapsed();
+        let pg = gigaspot_store::PgStore::import(&url, &market).unwrap();
+        println!(
+            "| copy of the market into PostgreSQL (`gigaspot migrate`: export, one transaction, audit) | {:.1} s ({:.1} s of it reading sled) |",
+            started.elapsed().as_secs_f64(),
+            exported.as_secs_f64()
+        );
+        (server, pg)
+    });
+    let sled_ms = ticks(&store, machine_count, bids_per_machine, native_only);
+    if let Some((_server, pg)) = pg {
+        let native = StrategyOnly(PricePerWatt::new());
+        let (engine, _) = IntervalEngine::start(&pg, &native).unwrap();
+        let started = Instant::now();
+        let report = engine.tick(T0 + 60).unwrap();
+        let elapsed = started.elapsed().as_secs_f64() * 1e3;
+        assert_eq!(report.machines, machine_count);
+        let t = report.timings;
+        println!(
+            "| persisted tick, {machine_count} machines × {bids_per_machine} bids, native reference, on PostgreSQL | {elapsed:.0} ms ({} switches, {:.1}× sled's {sled_ms:.0} ms; snapshot {:.0} ms, settlement {:.0} ms, clearing {:.0} ms, commit {:.0} ms) |",
+            report.switches,
+            elapsed / sled_ms,
+            t.snapshot.as_secs_f64() * 1e3,
+            t.settle.as_secs_f64() * 1e3,
+            t.clear.as_secs_f64() * 1e3,
+            t.commit.as_secs_f64() * 1e3,
+        );
+    }
 }
 
 /// Registers `machine_count` machines and fills each order book with `bids_per_machine` bids.
@@ -224,7 +261,13 @@ fn set_up(store: &Arc<SledStore>, machine_count: usize, bids_per_machine: usize)
 }
 
 /// One persisted tick natively and one through WASM on an identical copy of the market.
-fn ticks(store: &Arc<SledStore>, machine_count: usize, bids_per_machine: usize, native_only: bool) {
+/// Returns the native tick's milliseconds.
+fn ticks(
+    store: &Arc<SledStore>,
+    machine_count: usize,
+    bids_per_machine: usize,
+    native_only: bool,
+) -> f64 {
     // The WASM run gets a market in exactly the same state: a copy of the store.
     let copy_dir = tempfile::tempdir().unwrap();
     if !native_only {
@@ -345,6 +388,7 @@ fn ticks(store: &Arc<SledStore>, machine_count: usize, bids_per_machine: usize, 
         "| database on disk after the ticks | {:.0} MB |",
         store.size_on_disk().unwrap() as f64 / 1e6
     );
+    native_ms
 }
 
 /// The process's resident set (`VmRSS` of /proc/self/status), in bytes.

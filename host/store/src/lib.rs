@@ -11,6 +11,7 @@ mod codec;
 mod decision_chunks;
 mod engine;
 mod error;
+mod export;
 mod group_commit;
 mod intake;
 mod keys;
@@ -26,6 +27,7 @@ pub use backup::{BackupSummary, restore, verify};
 pub use books::Book;
 pub use engine::{DEFAULT_SUSPEND_AFTER, IntervalEngine};
 pub use error::{StoreError, StoreResult};
+pub use export::MarketExport;
 pub use intake::IntakeStats;
 pub use keys::SCHEMA_VERSION;
 pub use pg::PgStore;
@@ -36,4 +38,4 @@ pub use records::{
     TickSnapshot, TickTimings,
 };
 pub use sled_store::{SledStore, open_waiting_for_lock};
-pub use store::{BidFuture, PlacedBid, Spawner, Store};
+pub use store::{BidFuture, PlacedBid, SNAPSHOTS_KEPT, Spawner, Store};

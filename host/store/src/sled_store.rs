@@ -470,6 +470,59 @@ impl SledStore {
         Ok(self.db()?.size_on_disk()?)
     }
 
+    /// The whole market as records (see [`crate::MarketExport`]), read under the writer
+    /// lock so that it is one consistent state.
+    pub fn export(&self) -> StoreResult<crate::MarketExport> {
+        let _writer = self.write_lock();
+        let db = self.db()?;
+        let keyed = |prefix: &[u8]| -> StoreResult<Vec<(u64, String, u64)>> {
+            db.scan_prefix(prefix)
+                .map(|item| {
+                    let (k, v) = item?;
+                    let rest = &k[prefix.len()..];
+                    let corrupt = || StoreError::Corrupt {
+                        path: String::from_utf8_lossy(&k).into_owned(),
+                        detail: "an unreadable idempotency key".into(),
+                    };
+                    let owner = rest
+                        .get(..8)
+                        .and_then(|b| <[u8; 8]>::try_from(b).ok())
+                        .map(u64::from_be_bytes)
+                        .ok_or_else(corrupt)?;
+                    let key = std::str::from_utf8(&rest[8..])
+                        .map_err(|_| corrupt())?
+                        .to_owned();
+                    Ok((owner, key, read_u64(&k, &v)?))
+                })
+                .collect()
+        };
+        let bid_keys = keyed(keys::IDEMPOTENCY)?;
+        let withdrawal_keys = keyed(keys::WITHDRAWAL_KEY)?;
+        let state = self.read();
+        let mut bids: Vec<Bid> = state.bids.values().map(|b| b.as_ref().clone()).collect();
+        bids.sort_by_key(|b| b.id);
+        drop(state);
+        let market = self.tick_snapshot()?;
+        let state = self.read();
+        Ok(crate::MarketExport {
+            accounts: state.accounts.values().cloned().collect(),
+            api_keys: state.api_keys.iter().map(|(k, a)| (*k, *a)).collect(),
+            agent_tokens: state.agent_tokens.iter().map(|(k, m)| (*k, *m)).collect(),
+            bids,
+            bid_keys,
+            withdrawals: self.withdrawals(None)?,
+            withdrawal_keys,
+            transfers: self.transfers()?,
+            plugin_versions: self.plugin_versions()?,
+            active_plugins: self.active_plugins()?,
+            plugin_state: self.plugin_state()?,
+            interval_stats: self.interval_stats(0, u64::MAX)?,
+            last_id: state.last_id,
+            pending_withdrawals: state.pending_withdrawals,
+            market,
+        })
+    }
+
     /// Writes a consistent copy of the whole store to `out` (see [`crate::backup`]) while
     /// the service runs: writes wait until the copy is taken (reads do not).
     pub fn backup(&self, out: &mut dyn std::io::Write) -> StoreResult<crate::BackupSummary> {

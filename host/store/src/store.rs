@@ -329,12 +329,30 @@ pub trait Store: Send + Sync + 'static {
         Ok(BTreeMap::new())
     }
 
+    /// Keeps a published market snapshot where every replica can serve it, under the
+    /// first timestamp from `at_least` on that no replica used yet (returned), with the
+    /// [`SNAPSHOTS_KEPT`] newest. A store only one process uses keeps nothing: that
+    /// process serves its own snapshots, and `at_least` is the answer.
+    fn publish_snapshot(&self, at_least: u64, body: &[u8]) -> StoreResult<u64> {
+        let _ = body;
+        Ok(at_least)
+    }
+
+    /// A snapshot another replica published ([`Store::publish_snapshot`]), while kept.
+    fn published_snapshot(&self, ts: u64) -> StoreResult<Option<Vec<u8>>> {
+        let _ = ts;
+        Ok(None)
+    }
+
     /// Finishes what is in flight and closes the store; later calls fail with
     /// [`StoreError::Closed`] where the store holds resources of its own.
     fn close(&self) -> StoreResult<()> {
         Ok(())
     }
 }
+
+/// Published snapshots a shared database keeps (the newest).
+pub const SNAPSHOTS_KEPT: usize = 8;
 
 /// Runs a blocking job on a thread that may block (see [`Store::place_bid_async`]).
 pub type Spawner = Box<dyn FnOnce(Box<dyn FnOnce() + Send>) + Send>;

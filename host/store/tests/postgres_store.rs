@@ -166,3 +166,109 @@ fn a_replica_that_lost_the_clearers_lease_cannot_commit_a_tick() {
     assert_eq!(b.cleared_through().unwrap(), Some(T0 / 60 + 1));
     b.audit().unwrap();
 }
+
+#[test]
+fn a_sled_market_moves_to_postgresql_whole_and_goes_on_charging() {
+    use gigaspot_market::ledger::charge_id;
+    use gigaspot_market::{PricePerWatt, StrategyOnly};
+    use gigaspot_store::{IntervalEngine, PluginVersionRecord, SledStore};
+
+    const T0: u64 = 1_800_000_000;
+    let k = T0 / 60;
+    let dir = tempfile::tempdir().unwrap();
+    let sled = SledStore::open(dir.path()).unwrap();
+    let m = market(&sled);
+    sled.add_api_key(m.alice, [7; 32]).unwrap();
+    sled.set_agent_token(m.machine.id, [9; 32]).unwrap();
+    let bid = sled
+        .place_bid(m.alice, &terms(m.machine.id, 100, 300), T0, Some("k"))
+        .unwrap();
+    let other = sled
+        .place_bid(m.bob, &terms(m.machine.id, 50, 300), T0, None)
+        .unwrap();
+    sled.cancel_bid(m.bob, other.id, T0 + 1).unwrap();
+    let (withdrawal, _) = sled
+        .request_withdrawal(m.bob, Amount::clore(10), "wallet", Some("w"), T0 + 2)
+        .unwrap();
+    sled.put_plugin_version(&PluginVersionRecord {
+        digest: "sha256:ab".into(),
+        name: "price-per-watt".into(),
+        version: "0.1.0".into(),
+        kind: "strategy".into(),
+        config: String::new(),
+        installed_at: 5,
+        wasm: vec![0, 97, 115, 109],
+    })
+    .unwrap();
+    // Interval k is served and charged on sled; k + 1 is served but not settled yet.
+    let plugins = StrategyOnly(PricePerWatt::new());
+    let engine = IntervalEngine::without_audit(&sled, &plugins);
+    engine.tick(T0).unwrap();
+    sled.record_served(m.machine.id, k, bid.id).unwrap();
+    engine.tick(T0 + 60).unwrap();
+    sled.record_served(m.machine.id, k + 1, bid.id).unwrap();
+
+    let url = Postgres::shared().fresh_database();
+    let pg = PgStore::import(&url, &sled.export().unwrap()).unwrap();
+    assert_eq!(pg.balances().unwrap(), sled.balances().unwrap());
+    assert_eq!(pg.transfers().unwrap(), sled.transfers().unwrap());
+    assert_eq!(
+        pg.bids_on(m.machine.id).unwrap(),
+        sled.bids_on(m.machine.id).unwrap()
+    );
+    assert_eq!(pg.machines().unwrap(), sled.machines().unwrap());
+    assert_eq!(pg.account(m.alice).unwrap(), sled.account(m.alice).unwrap());
+    assert_eq!(pg.account_by_key(&[7; 32]).unwrap(), Some(m.alice));
+    assert_eq!(
+        pg.machine_by_agent_token(&[9; 32]).unwrap(),
+        Some(m.machine.id)
+    );
+    assert_eq!(pg.withdrawal(withdrawal.id).unwrap(), Some(withdrawal.clone()));
+    assert_eq!(
+        pg.plugin_versions().unwrap(),
+        sled.plugin_versions().unwrap()
+    );
+    assert_eq!(pg.params().unwrap(), sled.params().unwrap());
+    assert_eq!(pg.interval_clock().unwrap(), sled.interval_clock().unwrap());
+    assert_eq!(
+        pg.cleared_through().unwrap(),
+        sled.cleared_through().unwrap()
+    );
+    assert_eq!(
+        pg.assignment(m.machine.id).unwrap(),
+        sled.assignment(m.machine.id).unwrap()
+    );
+    assert_eq!(pg.fee_account(), sled.fee_account());
+    assert_eq!(
+        pg.pending_withdrawals_account(),
+        sled.pending_withdrawals_account()
+    );
+    // Idempotency keys came along, and new ids continue after the old ones.
+    let again = pg
+        .place_bid_keyed(m.alice, &terms(m.machine.id, 100, 300), T0 + 70, Some("k"))
+        .unwrap();
+    assert!(again.replayed);
+    assert_eq!(again.bid, bid);
+    let next = pg
+        .place_bid(m.bob, &terms(m.machine.id, 60, 300), T0 + 70, None)
+        .unwrap();
+    assert!(next.id > withdrawal.id && next.id > other.id);
+    // The interval served on sled and not yet settled is charged once, on PostgreSQL.
+    IntervalEngine::without_audit(&pg, &plugins)
+        .tick(T0 + 120)
+        .unwrap();
+    let charges: Vec<_> = pg
+        .transfers()
+        .unwrap()
+        .into_iter()
+        .filter(|t| t.id == charge_id(m.machine.id, k + 1) || t.id == charge_id(m.machine.id, k))
+        .collect();
+    assert_eq!(charges.len(), 2, "{charges:?}");
+    pg.audit().unwrap();
+    // A database that holds a market is never written over.
+    match PgStore::import(&url, &sled.export().unwrap()) {
+        Err(StoreError::Invalid { field, .. }) => assert_eq!(field, "to"),
+        Err(other) => panic!("expected a refusal, got {other}"),
+        Ok(_) => panic!("a market was imported over another"),
+    }
+}

@@ -21,8 +21,8 @@ pub(crate) const PARAMS: &str = "params";
 pub(crate) const GPU_TABLE: &str = "gpu_table";
 pub(crate) const INTERVAL_CLOCK: &str = "interval_clock";
 pub(crate) const CLEARED_THROUGH: &str = "cleared_through";
-const ACTIVE_PLUGINS: &str = "active_plugins";
-const PLUGIN_STATE: &str = "plugin_state";
+pub(crate) const ACTIVE_PLUGINS: &str = "active_plugins";
+pub(crate) const PLUGIN_STATE: &str = "plugin_state";
 
 /// The `meta` record `key`, if set.
 pub(crate) async fn get<T: DeserializeOwned>(

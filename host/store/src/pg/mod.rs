@@ -14,10 +14,12 @@
 mod accounts;
 mod bids;
 mod config;
+mod import;
 mod lease;
 mod money;
 pub mod schema;
 mod service;
+mod snapshots;
 mod store_impl;
 mod ticks;
 mod withdrawals;
@@ -146,6 +148,15 @@ impl PgStore {
     /// schema migrations it lacks and creates the accounts a new market starts with. A
     /// database of a newer schema is refused and left untouched.
     pub fn open(url: &str) -> StoreResult<PgStore> {
+        let mut store = PgStore::connect(url)?;
+        let (fee, pending) = store.initialise()?;
+        store.fee_account = fee;
+        store.pending_withdrawals = pending;
+        Ok(store)
+    }
+
+    /// Connects and applies the schema migrations, creating nothing else.
+    fn connect(url: &str) -> StoreResult<PgStore> {
         let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Invalid {
             field: "database_url",
             reason: format!("not a PostgreSQL URL: {e}"),
@@ -180,7 +191,7 @@ impl PgStore {
             .runtime(deadpool_postgres::Runtime::Tokio1)
             .build()
             .map_err(|e| StoreError::Backend(format!("cannot build the connection pool: {e}")))?;
-        let mut store = PgStore {
+        let store = PgStore {
             runtime: Some(runtime),
             pool,
             shown,
@@ -190,9 +201,6 @@ impl PgStore {
             fence: Default::default(),
         };
         store.migrate()?;
-        let (fee, pending) = store.initialise()?;
-        store.fee_account = fee;
-        store.pending_withdrawals = pending;
         Ok(store)
     }
 

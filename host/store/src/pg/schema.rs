@@ -160,6 +160,10 @@ CREATE TABLE heartbeats (
     machine BIGINT PRIMARY KEY,
     at      BIGINT NOT NULL
 );
+CREATE TABLE snapshots (
+    ts   BIGINT PRIMARY KEY,
+    body BYTEA NOT NULL
+);
 CREATE TABLE clearer_lease (
     one           BOOLEAN PRIMARY KEY CHECK (one),
     holder        TEXT NOT NULL,

@@ -333,6 +333,14 @@ impl Store for PgStore {
         PgStore::last_heard(self)
     }
 
+    fn publish_snapshot(&self, at_least: u64, body: &[u8]) -> StoreResult<u64> {
+        PgStore::publish_snapshot(self, at_least, body)
+    }
+
+    fn published_snapshot(&self, ts: u64) -> StoreResult<Option<Vec<u8>>> {
+        PgStore::published_snapshot(self, ts)
+    }
+
     fn clearer_lease(&self, holder: &str, ttl: std::time::Duration) -> StoreResult<Option<u64>> {
         PgStore::clearer_lease(self, holder, ttl)
     }
