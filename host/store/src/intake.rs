@@ -20,6 +20,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
+/// A new bid waiting in a store's intake queue.
+pub(crate) struct BidRequest {
+    pub(crate) owner: gigaspot_market::account::AccountId,
+    pub(crate) terms: gigaspot_market::bid::BidTerms,
+    pub(crate) now: u64,
+    pub(crate) idempotency_key: Option<String>,
+}
+
+/// The answer of a bid whose batch's leader failed before answering it.
+pub(crate) fn bid_batch_failed() -> crate::StoreResult<crate::PlacedBid> {
+    Err(crate::StoreError::Backend(
+        "the write of this bid's batch failed; nothing was stored".into(),
+    ))
+}
+
 /// Starts a leader's turn on a thread that may block (for async callers, whose own thread
 /// must not): called at most once, when the request's caller is to lead.
 pub type StartTurn = Box<dyn FnOnce() + Send>;

@@ -33,7 +33,7 @@ use crate::checks;
 use crate::codec::{decode, encode, read_u64, u64_bytes};
 use crate::error::{StoreError, StoreResult};
 use crate::group_commit::GroupCommit;
-use crate::intake::{Intake, IntakeStats};
+use crate::intake::{BidRequest, Intake, IntakeStats, bid_batch_failed};
 use crate::keys::{self, key, key_bytes};
 use crate::records::{
     ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, IntervalStats,
@@ -96,21 +96,6 @@ pub struct SledStore {
     tick_commit: Mutex<CommitTimings>,
     /// New bids, written in batches (`intake`).
     bid_intake: Intake<BidRequest, StoreResult<PlacedBid>>,
-}
-
-/// The answer of a bid whose batch's leader failed before answering it.
-fn bid_batch_failed() -> StoreResult<PlacedBid> {
-    Err(StoreError::Backend(
-        "the write of this bid's batch failed; nothing was stored".into(),
-    ))
-}
-
-/// A new bid waiting in the intake queue.
-struct BidRequest {
-    owner: AccountId,
-    terms: BidTerms,
-    now: u64,
-    idempotency_key: Option<String>,
 }
 
 /// How long `open` waits for the database's file lock.

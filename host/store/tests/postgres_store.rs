@@ -223,7 +223,10 @@ fn a_sled_market_moves_to_postgresql_whole_and_goes_on_charging() {
         pg.machine_by_agent_token(&[9; 32]).unwrap(),
         Some(m.machine.id)
     );
-    assert_eq!(pg.withdrawal(withdrawal.id).unwrap(), Some(withdrawal.clone()));
+    assert_eq!(
+        pg.withdrawal(withdrawal.id).unwrap(),
+        Some(withdrawal.clone())
+    );
     assert_eq!(
         pg.plugin_versions().unwrap(),
         sled.plugin_versions().unwrap()

@@ -1,8 +1,8 @@
 //! Accounts, their API keys, machines and agent tokens on PostgreSQL.
 
+use super::Sql;
 use gigaspot_market::account::{Account, AccountId, Role};
 use gigaspot_market::machine::{Machine, MachineId};
-use tokio_postgres::GenericClient;
 
 use super::config::account;
 use super::{PgResult, PgStore, db_int, decoded, from_db, record};
@@ -11,18 +11,14 @@ use crate::error::{StoreError, StoreResult};
 use crate::records::MachineSpec;
 
 /// Inserts a new account with the next id.
-pub(crate) async fn insert_account(
-    c: &impl GenericClient,
-    name: &str,
-    roles: &[Role],
-) -> PgResult<Account> {
+pub(crate) async fn insert_account(c: &impl Sql, name: &str, roles: &[Role]) -> PgResult<Account> {
     let id = next_id(c).await?;
     let account = Account {
         id,
         name: name.into(),
         roles: roles.to_vec(),
     };
-    c.execute(
+    c.exec(
         "INSERT INTO accounts (id, name, record) VALUES ($1, $2, $3)",
         &[&db_int("account", id)?, &name, &record(&account)?],
     )
@@ -31,15 +27,15 @@ pub(crate) async fn insert_account(
 }
 
 /// The next id of the market's one id sequence (accounts, machines, bids, withdrawals).
-pub(crate) async fn next_id(c: &impl GenericClient) -> PgResult<u64> {
-    let row = c.query_one("SELECT nextval('ids')", &[]).await?;
+pub(crate) async fn next_id(c: &impl Sql) -> PgResult<u64> {
+    let row = c.q1("SELECT nextval('ids')", &[]).await?;
     Ok(from_db(row.get(0)))
 }
 
 /// A machine by id.
-pub(crate) async fn machine(c: &impl GenericClient, id: MachineId) -> PgResult<Option<Machine>> {
+pub(crate) async fn machine(c: &impl Sql, id: MachineId) -> PgResult<Option<Machine>> {
     match c
-        .query_opt(
+        .qopt(
             "SELECT record FROM machines WHERE id = $1",
             &[&db_int("machine", id)?],
         )
@@ -69,7 +65,7 @@ impl PgStore {
                 }
                 .into());
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO api_keys (key_sha256, account) VALUES ($1, $2) \
                  ON CONFLICT (key_sha256) DO UPDATE SET account = excluded.account",
                 &[&&key_sha256[..], &db_int("account", id)?],
@@ -81,7 +77,7 @@ impl PgStore {
 
     pub(super) fn account_by_key(&self, key_sha256: &[u8; 32]) -> StoreResult<Option<AccountId>> {
         self.read(async |c| {
-            Ok(c.query_opt(
+            Ok(c.qopt(
                 "SELECT account FROM api_keys WHERE key_sha256 = $1",
                 &[&&key_sha256[..]],
             )
@@ -93,7 +89,7 @@ impl PgStore {
     pub(super) fn remove_api_key(&self, key_sha256: &[u8; 32]) -> StoreResult<bool> {
         self.write(async |tx| {
             Ok(tx
-                .execute(
+                .exec(
                     "DELETE FROM api_keys WHERE key_sha256 = $1",
                     &[&&key_sha256[..]],
                 )
@@ -104,7 +100,7 @@ impl PgStore {
 
     pub(super) fn has_api_key(&self, id: AccountId) -> StoreResult<bool> {
         self.read(async |c| {
-            Ok(c.query_opt(
+            Ok(c.qopt(
                 "SELECT 1 FROM api_keys WHERE account = $1 LIMIT 1",
                 &[&db_int("account", id)?],
             )
@@ -122,7 +118,7 @@ impl PgStore {
                 }
                 .into());
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO agent_tokens (token_sha256, machine) VALUES ($1, $2) \
                  ON CONFLICT (token_sha256) DO UPDATE SET machine = excluded.machine",
                 &[&&token_sha256[..], &db_int("machine", id)?],
@@ -137,7 +133,7 @@ impl PgStore {
         token_sha256: &[u8; 32],
     ) -> StoreResult<Option<MachineId>> {
         self.read(async |c| {
-            Ok(c.query_opt(
+            Ok(c.qopt(
                 "SELECT machine FROM agent_tokens WHERE token_sha256 = $1",
                 &[&&token_sha256[..]],
             )
@@ -153,7 +149,7 @@ impl PgStore {
             checks::role(host.as_ref(), spec.host, Role::Host, "register machines")?;
             let id = next_id(tx).await?;
             let machine = checks::new_machine(id, spec.clone());
-            tx.execute(
+            tx.exec(
                 "INSERT INTO machines (id, host, record) VALUES ($1, $2, $3)",
                 &[
                     &db_int("machine", id)?,
@@ -184,7 +180,7 @@ impl PgStore {
             // A record left equal is not written (a repeated heartbeat).
             let changed = after != before;
             if changed {
-                tx.execute(
+                tx.exec(
                     "UPDATE machines SET record = $2 WHERE id = $1",
                     &[&db_int("machine", id)?, &record(&after)?],
                 )
@@ -200,7 +196,7 @@ impl PgStore {
 
     pub(super) fn machines(&self) -> StoreResult<Vec<Machine>> {
         self.read(async |c| {
-            c.query("SELECT record FROM machines ORDER BY id", &[])
+            c.q("SELECT record FROM machines ORDER BY id", &[])
                 .await?
                 .iter()
                 .map(|row| decoded(row, "record", "machines"))

@@ -2,13 +2,13 @@
 //! interval clock, plugin versions and the plugin registry's state), and the records a
 //! new market starts with.
 
+use super::Sql;
 use gigaspot_market::account::{Account, Role};
 use gigaspot_market::gpu_ranges::GpuRangeTable;
 use gigaspot_market::interval_clock::IntervalClock;
 use gigaspot_market::params::MarketParams;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio_postgres::GenericClient;
 
 use super::{PgResult, PgStore, db_int, decoded, from_db, record};
 use crate::checks;
@@ -25,12 +25,9 @@ pub(crate) const ACTIVE_PLUGINS: &str = "active_plugins";
 pub(crate) const PLUGIN_STATE: &str = "plugin_state";
 
 /// The `meta` record `key`, if set.
-pub(crate) async fn get<T: DeserializeOwned>(
-    c: &impl GenericClient,
-    key: &str,
-) -> PgResult<Option<T>> {
+pub(crate) async fn get<T: DeserializeOwned>(c: &impl Sql, key: &str) -> PgResult<Option<T>> {
     match c
-        .query_opt("SELECT value FROM meta WHERE key = $1", &[&key])
+        .qopt("SELECT value FROM meta WHERE key = $1", &[&key])
         .await?
     {
         Some(row) => Ok(Some(decoded(&row, "value", key)?)),
@@ -39,10 +36,7 @@ pub(crate) async fn get<T: DeserializeOwned>(
 }
 
 /// The `meta` record `key`, which every initialised database has.
-pub(crate) async fn required<T: DeserializeOwned>(
-    c: &impl GenericClient,
-    key: &str,
-) -> PgResult<T> {
+pub(crate) async fn required<T: DeserializeOwned>(c: &impl Sql, key: &str) -> PgResult<T> {
     get(c, key).await?.ok_or_else(|| {
         StoreError::Corrupt {
             path: format!("meta/{key}"),
@@ -53,12 +47,8 @@ pub(crate) async fn required<T: DeserializeOwned>(
 }
 
 /// Sets the `meta` record `key`.
-pub(crate) async fn put<T: Serialize>(
-    c: &impl GenericClient,
-    key: &str,
-    value: &T,
-) -> PgResult<()> {
-    c.execute(
+pub(crate) async fn put<T: Serialize>(c: &impl Sql, key: &str, value: &T) -> PgResult<()> {
+    c.exec(
         "INSERT INTO meta (key, value) VALUES ($1, $2) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         &[&key, &record(value)?],
@@ -144,7 +134,7 @@ impl PgStore {
 
     pub(super) fn put_plugin_version(&self, version: &PluginVersionRecord) -> StoreResult<()> {
         self.write(async |tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO plugin_versions (digest, record) VALUES ($1, $2) \
                  ON CONFLICT (digest) DO UPDATE SET record = excluded.record",
                 &[&version.digest, &record(version)?],
@@ -157,7 +147,7 @@ impl PgStore {
     pub(super) fn remove_plugin_version(&self, digest: &str) -> StoreResult<bool> {
         self.write(async |tx| {
             Ok(tx
-                .execute("DELETE FROM plugin_versions WHERE digest = $1", &[&digest])
+                .exec("DELETE FROM plugin_versions WHERE digest = $1", &[&digest])
                 .await?
                 > 0)
         })
@@ -165,7 +155,7 @@ impl PgStore {
 
     pub(super) fn plugin_versions(&self) -> StoreResult<Vec<PluginVersionRecord>> {
         self.read(async |c| {
-            c.query("SELECT record FROM plugin_versions ORDER BY digest", &[])
+            c.q("SELECT record FROM plugin_versions ORDER BY digest", &[])
                 .await?
                 .iter()
                 .map(|row| decoded(row, "record", "plugin_versions"))
@@ -191,9 +181,9 @@ impl PgStore {
 }
 
 /// Reads an account by id inside a transaction or on a connection.
-pub(crate) async fn account(c: &impl GenericClient, id: u64) -> PgResult<Option<Account>> {
+pub(crate) async fn account(c: &impl Sql, id: u64) -> PgResult<Option<Account>> {
     match c
-        .query_opt(
+        .qopt(
             "SELECT record FROM accounts WHERE id = $1",
             &[&db_int("account", id)?],
         )

@@ -1,11 +1,12 @@
 //! Moving a market into an empty PostgreSQL database (`gigaspot migrate`): every record of a
 //! [`MarketExport`] with its own id, in one transaction, then the audit.
 
+use deadpool_postgres::Transaction;
 use gigaspot_market::bid::BidState;
 use gigaspot_market::ledger::Party;
-use tokio_postgres::Transaction;
 use tokio_postgres::types::ToSql;
 
+use super::Sql;
 use super::config::{self, put};
 use super::{PgResult, PgStore, db_int, record};
 use crate::error::{StoreError, StoreResult};
@@ -77,7 +78,7 @@ async fn insert(
             .iter()
             .map(|v| v.as_ref() as &(dyn ToSql + Sync))
             .collect();
-        tx.execute(&sql, &params).await?;
+        tx.exec(&sql, &params).await?;
         at = end;
     }
     Ok(())
@@ -117,7 +118,7 @@ impl PgStore {
         let mut store = PgStore::connect(url)?;
         store.write(async |tx| {
             let used = tx
-                .query_one(
+                .q1(
                     "SELECT (SELECT COUNT(*) FROM accounts) + (SELECT COUNT(*) FROM meta)",
                     &[],
                 )
@@ -260,7 +261,7 @@ async fn copy(tx: &Transaction<'_>, m: &MarketExport) -> PgResult<()> {
         ],
     )
     .await?;
-    tx.execute(
+    tx.exec(
         "UPDATE ledger_head SET last_seq = $1 WHERE one",
         &[&db_int("seq", m.transfers.len() as u64)?],
     )
@@ -422,7 +423,7 @@ async fn copy(tx: &Transaction<'_>, m: &MarketExport) -> PgResult<()> {
     if let Some(state) = &m.plugin_state {
         put(tx, config::PLUGIN_STATE, state).await?;
     }
-    tx.execute(
+    tx.exec(
         "SELECT setval('ids', $1)",
         &[&db_int("last_id", m.last_id.max(1))?],
     )

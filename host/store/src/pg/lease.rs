@@ -8,15 +8,15 @@
 
 use std::time::Duration;
 
+use super::Sql;
 use super::config::u64_col;
 use super::{PgResult, PgStore, db_int};
 use crate::error::{StoreError, StoreResult};
-use tokio_postgres::GenericClient;
 
 /// The database's clock in milliseconds (all replicas judge expiry by the same clock).
-async fn now_ms(c: &impl GenericClient) -> PgResult<i64> {
+async fn now_ms(c: &impl Sql) -> PgResult<i64> {
     let row = c
-        .query_one(
+        .q1(
             "SELECT (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT",
             &[],
         )
@@ -32,14 +32,14 @@ impl PgStore {
         let held = self.transaction(false, async |tx| {
             let now = now_ms(tx).await?;
             let row = tx
-                .query_opt(
+                .qopt(
                     "SELECT holder, epoch, expires_at_ms FROM clearer_lease WHERE one",
                     &[],
                 )
                 .await?;
             let epoch = match row {
                 None => {
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO clearer_lease (one, holder, epoch, expires_at_ms) \
                          VALUES (TRUE, $1, 1, $2)",
                         &[&holder, &(now + ttl_ms)],
@@ -59,7 +59,7 @@ impl PgStore {
                     }
                 }
             };
-            tx.execute(
+            tx.exec(
                 "UPDATE clearer_lease SET holder = $1, epoch = $2, expires_at_ms = $3 WHERE one",
                 &[&holder, &db_int("epoch", epoch)?, &(now + ttl_ms)],
             )
@@ -74,14 +74,14 @@ impl PgStore {
     /// Inside a tick's transaction: the lease this store last took must still be its own
     /// (same holder and epoch, not expired). A store that never took one (a single
     /// service on its own database) clears without.
-    pub(super) async fn check_lease(&self, tx: &impl GenericClient) -> PgResult<()> {
+    pub(super) async fn check_lease(&self, tx: &impl Sql) -> PgResult<()> {
         let fence = self.fence.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let Some((holder, epoch)) = fence else {
             return Ok(());
         };
         let now = now_ms(tx).await?;
         let row = tx
-            .query_opt(
+            .qopt(
                 "SELECT holder, epoch, expires_at_ms FROM clearer_lease WHERE one",
                 &[],
             )

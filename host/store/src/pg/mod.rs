@@ -26,9 +26,11 @@ mod withdrawals;
 
 use std::future::Future;
 
+use deadpool_postgres::{ClientWrapper, Transaction};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use tokio_postgres::error::SqlState;
-use tokio_postgres::{IsolationLevel, NoTls, Row, Transaction};
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{IsolationLevel, NoTls, Row, Statement};
 
 use crate::codec::{decode, encode};
 use crate::error::{StoreError, StoreResult};
@@ -50,7 +52,86 @@ pub struct PgStore {
     generation: std::sync::atomic::AtomicU64,
     /// The clearer's lease this store last took (holder, epoch): tick commits check it.
     fence: std::sync::Mutex<Option<(String, u64)>>,
+    /// New bids, written in batches (one transaction each; see `crate::intake`).
+    bid_intake: crate::intake::Intake<crate::intake::BidRequest, StoreResult<crate::PlacedBid>>,
 }
+
+/// Statements through the connection's cache of prepared statements: parsed and planned
+/// once per connection, not once per call (a bid's transaction runs about ten).
+#[allow(async_fn_in_trait)] // called on the store's own executor only
+pub(crate) trait Sql {
+    /// The prepared form of `sql`, from the cache.
+    async fn prepared(&self, sql: &str) -> Result<Statement, tokio_postgres::Error>;
+    /// The rows of `sql`.
+    async fn q(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, tokio_postgres::Error>;
+    /// The one row of `sql`.
+    async fn q1(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, tokio_postgres::Error>;
+    /// The row of `sql`, if any.
+    async fn qopt(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, tokio_postgres::Error>;
+    /// Runs `sql`: the rows it changed.
+    async fn exec(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, tokio_postgres::Error>;
+}
+
+macro_rules! cached_sql {
+    ($t:ty) => {
+        impl Sql for $t {
+            async fn prepared(&self, sql: &str) -> Result<Statement, tokio_postgres::Error> {
+                self.prepare_cached(sql).await
+            }
+            async fn q(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Vec<Row>, tokio_postgres::Error> {
+                let statement = self.prepared(sql).await?;
+                self.query(&statement, params).await
+            }
+            async fn q1(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Row, tokio_postgres::Error> {
+                let statement = self.prepared(sql).await?;
+                self.query_one(&statement, params).await
+            }
+            async fn qopt(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<Option<Row>, tokio_postgres::Error> {
+                let statement = self.prepared(sql).await?;
+                self.query_opt(&statement, params).await
+            }
+            async fn exec(
+                &self,
+                sql: &str,
+                params: &[&(dyn ToSql + Sync)],
+            ) -> Result<u64, tokio_postgres::Error> {
+                let statement = self.prepared(sql).await?;
+                self.execute(&statement, params).await
+            }
+        }
+    };
+}
+
+cached_sql!(ClientWrapper);
+cached_sql!(Transaction<'_>);
 
 /// Why a transaction body stopped: the database (maybe worth a retry) or the store's
 /// own refusal (never retried).
@@ -199,6 +280,7 @@ impl PgStore {
             pending_withdrawals: 0,
             generation: Default::default(),
             fence: Default::default(),
+            bid_intake: Default::default(),
         };
         store.migrate()?;
         Ok(store)
@@ -288,13 +370,13 @@ impl PgStore {
     /// statements, which PostgreSQL runs atomically).
     pub(crate) fn read<T>(
         &self,
-        body: impl AsyncFn(&tokio_postgres::Client) -> PgResult<T>,
+        body: impl AsyncFn(&ClientWrapper) -> PgResult<T>,
     ) -> StoreResult<T> {
         self.block(async {
             let client = self.pool.get().await.map_err(|e| {
                 StoreError::Backend(format!("cannot reach the database {}: {e}", self.shown))
             })?;
-            let client: &tokio_postgres::Client = &client;
+            let client: &ClientWrapper = &client;
             body(client).await.map_err(StoreError::from)
         })
     }
@@ -304,9 +386,7 @@ impl PgStore {
     pub(crate) fn generation_now(&self) -> u64 {
         use std::sync::atomic::Ordering;
         match self.read(async |c| {
-            let row = c
-                .query_one("SELECT last_value FROM generation", &[])
-                .await?;
+            let row = c.q1("SELECT last_value FROM generation", &[]).await?;
             Ok(from_db(row.get(0)))
         }) {
             Ok(g) => {
@@ -321,7 +401,7 @@ impl PgStore {
         let found = self.read(async |c| {
             c.batch_execute(schema::VERSION_TABLE).await?;
             let row = c
-                .query_one("SELECT COALESCE(MAX(version), 0) FROM gigaspot_schema", &[])
+                .q1("SELECT COALESCE(MAX(version), 0) FROM gigaspot_schema", &[])
                 .await?;
             Ok(row.get::<_, i32>(0) as u32)
         })?;
@@ -337,7 +417,7 @@ impl PgStore {
             // apply the migration and the others retry and find it applied.
             self.transaction(false, async |tx| {
                 let done = tx
-                    .query_opt(
+                    .qopt(
                         "SELECT 1 FROM gigaspot_schema WHERE version = $1",
                         &[&(version as i32)],
                     )

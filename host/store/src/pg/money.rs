@@ -8,10 +8,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::Sql;
 use gigaspot_market::account::AccountId;
 use gigaspot_market::ledger::{self, AuditReport, Party, Transfer, TransferKind};
 use gigaspot_market::money::Amount;
-use tokio_postgres::GenericClient;
 
 use super::config::{account, u64_col};
 use super::{Fail, PgResult, PgStore, db_int, decoded, record};
@@ -19,8 +19,8 @@ use crate::checks;
 use crate::error::{StoreError, StoreResult};
 
 /// An account's balance.
-pub(crate) async fn balance(c: &impl GenericClient, account: AccountId) -> PgResult<Amount> {
-    Ok(c.query_opt(
+pub(crate) async fn balance(c: &impl Sql, account: AccountId) -> PgResult<Amount> {
+    Ok(c.qopt(
         "SELECT amount FROM balances WHERE account = $1",
         &[&db_int("account", account)?],
     )
@@ -32,9 +32,9 @@ pub(crate) async fn balance(c: &impl GenericClient, account: AccountId) -> PgRes
 }
 
 /// The transfer booked under `id`, if any.
-pub(crate) async fn transfer_by_id(c: &impl GenericClient, id: &str) -> PgResult<Option<Transfer>> {
+pub(crate) async fn transfer_by_id(c: &impl Sql, id: &str) -> PgResult<Option<Transfer>> {
     match c
-        .query_opt("SELECT record FROM transfers WHERE id = $1", &[&id])
+        .qopt("SELECT record FROM transfers WHERE id = $1", &[&id])
         .await?
     {
         Some(row) => Ok(Some(decoded(&row, "record", "transfers")?)),
@@ -52,7 +52,7 @@ fn account_of(party: Party) -> Option<AccountId> {
 /// Books `transfers` as one unit inside `tx`: each is checked against the balances as
 /// the earlier ones leave them (no account goes below zero), numbered after the ledger's
 /// head, and the balances written. Returns the new head.
-pub(crate) async fn book(tx: &impl GenericClient, transfers: &[Transfer]) -> PgResult<u64> {
+pub(crate) async fn book(tx: &impl Sql, transfers: &[Transfer]) -> PgResult<u64> {
     let mut balances = BTreeMap::new();
     for t in transfers {
         for a in [t.from, t.to].into_iter().filter_map(account_of) {
@@ -63,7 +63,7 @@ pub(crate) async fn book(tx: &impl GenericClient, transfers: &[Transfer]) -> PgR
         ledger::apply(&mut balances, t).map_err(StoreError::from)?;
     }
     let head = tx
-        .query_one("SELECT last_seq FROM ledger_head WHERE one", &[])
+        .q1("SELECT last_seq FROM ledger_head WHERE one", &[])
         .await?;
     let mut seq = u64_col(&head, "last_seq")?;
     for t in transfers {
@@ -72,7 +72,7 @@ pub(crate) async fn book(tx: &impl GenericClient, transfers: &[Transfer]) -> PgR
             .map(|a| db_int("account", a))
             .transpose()?;
         let to = account_of(t.to).map(|a| db_int("account", a)).transpose()?;
-        tx.execute(
+        tx.exec(
             "INSERT INTO transfers (seq, id, from_account, to_account, amount, record) \
              VALUES ($1, $2, $3, $4, $5, $6)",
             &[
@@ -87,14 +87,14 @@ pub(crate) async fn book(tx: &impl GenericClient, transfers: &[Transfer]) -> PgR
         .await?;
     }
     for (a, amount) in &balances {
-        tx.execute(
+        tx.exec(
             "INSERT INTO balances (account, amount) VALUES ($1, $2) \
              ON CONFLICT (account) DO UPDATE SET amount = excluded.amount",
             &[&db_int("account", *a)?, &db_int("amount", amount.0)?],
         )
         .await?;
     }
-    tx.execute(
+    tx.exec(
         "UPDATE ledger_head SET last_seq = $1 WHERE one",
         &[&db_int("seq", seq)?],
     )
@@ -135,7 +135,7 @@ impl PgStore {
 
     pub(super) fn balances(&self) -> StoreResult<BTreeMap<AccountId, Amount>> {
         self.read(async |c| {
-            c.query("SELECT account, amount FROM balances WHERE amount > 0", &[])
+            c.q("SELECT account, amount FROM balances WHERE amount > 0", &[])
                 .await?
                 .iter()
                 .map(|row| Ok((u64_col(row, "account")?, Amount(u64_col(row, "amount")?))))
@@ -145,7 +145,7 @@ impl PgStore {
 
     pub(super) fn transfers(&self) -> StoreResult<Vec<Transfer>> {
         self.read(async |c| {
-            c.query("SELECT record FROM transfers ORDER BY seq", &[])
+            c.q("SELECT record FROM transfers ORDER BY seq", &[])
                 .await?
                 .iter()
                 .map(|row| decoded(row, "record", "transfers"))
@@ -164,7 +164,7 @@ impl PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(async |c| {
             let account = db_int("account", id)?;
-            c.query(
+            c.q(
                 "SELECT seq, record FROM transfers \
                  WHERE (from_account = $1 OR to_account = $1) AND seq < $2 \
                  ORDER BY seq DESC LIMIT $3",
@@ -183,7 +183,7 @@ impl PgStore {
     pub(super) fn audit(&self) -> StoreResult<AuditReport> {
         let report = self.write(async |tx| {
             let transfers: Vec<Transfer> = tx
-                .query("SELECT record FROM transfers ORDER BY seq", &[])
+                .q("SELECT record FROM transfers ORDER BY seq", &[])
                 .await?
                 .iter()
                 .map(|row| decoded(row, "record", "transfers"))
@@ -197,7 +197,7 @@ impl PgStore {
                 .into());
             }
             let stored: BTreeMap<AccountId, Amount> = tx
-                .query("SELECT account, amount FROM balances WHERE amount > 0", &[])
+                .q("SELECT account, amount FROM balances WHERE amount > 0", &[])
                 .await?
                 .iter()
                 .map(|row| Ok((u64_col(row, "account")?, Amount(u64_col(row, "amount")?))))
@@ -209,7 +209,7 @@ impl PgStore {
                 .copied()
                 .unwrap_or_default();
             let row = tx
-                .query_one(
+                .q1(
                     "SELECT COALESCE(SUM(amount), 0)::BIGINT AS requested FROM withdrawals \
                      WHERE state = 'pending'",
                     &[],

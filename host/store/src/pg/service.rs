@@ -3,12 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use super::Sql;
 use gigaspot_market::agent_protocol::Unserved;
 use gigaspot_market::bid::BidId;
 use gigaspot_market::billing::ServedTime;
 use gigaspot_market::machine::MachineId;
 use gigaspot_market::suspension::{self, BidFailures, Tally};
-use tokio_postgres::GenericClient;
 
 use super::accounts::machine;
 use super::config::{self, u64_col};
@@ -16,8 +16,8 @@ use super::{PgResult, PgStore, db_int, decoded, record};
 use crate::error::{StoreError, StoreResult};
 
 /// Whether (machine, interval) was cleared with a winner and is not settled yet.
-async fn is_pending(c: &impl GenericClient, machine: MachineId, interval: u64) -> PgResult<bool> {
-    Ok(c.query_opt(
+async fn is_pending(c: &impl Sql, machine: MachineId, interval: u64) -> PgResult<bool> {
+    Ok(c.qopt(
         "SELECT 1 FROM pending WHERE machine = $1 AND interval_no = $2",
         &[&db_int("machine", machine)?, &db_int("interval", interval)?],
     )
@@ -27,11 +27,11 @@ async fn is_pending(c: &impl GenericClient, machine: MachineId, interval: u64) -
 
 /// A machine's tallies by (machine, day).
 pub(crate) async fn tallies(
-    c: &impl GenericClient,
+    c: &impl Sql,
     machine: Option<MachineId>,
 ) -> PgResult<BTreeMap<(MachineId, u64), Tally>> {
     let machine = machine.map(|m| db_int("machine", m)).transpose()?;
-    c.query(
+    c.q(
         "SELECT machine, day, assigned, served FROM tallies \
          WHERE $1::BIGINT IS NULL OR machine = $1",
         &[&machine],
@@ -54,7 +54,7 @@ pub(crate) async fn tallies(
 }
 
 impl PgStore {
-    async fn known_machine(c: &impl GenericClient, id: MachineId) -> PgResult<()> {
+    async fn known_machine(c: &impl Sql, id: MachineId) -> PgResult<()> {
         match machine(c, id).await? {
             Some(_) => Ok(()),
             None => Err(StoreError::NotFound {
@@ -73,7 +73,7 @@ impl PgStore {
             // heartbeat of the interval reports it: only a change writes.
             let changed = is_pending(tx, m, interval).await?
                 && tx
-                    .execute(
+                    .exec(
                         "INSERT INTO served (machine, interval_no, bid) VALUES ($1, $2, $3) \
                          ON CONFLICT (interval_no, machine) DO UPDATE SET bid = excluded.bid \
                          WHERE served.bid <> excluded.bid",
@@ -101,7 +101,7 @@ impl PgStore {
                 return Ok(((), false));
             }
             let stored = tx
-                .query_opt(
+                .qopt(
                     "SELECT record FROM unserved WHERE machine = $1 AND interval_no = $2",
                     &[&db_int("machine", m)?, &db_int("interval", interval)?],
                 )
@@ -112,7 +112,7 @@ impl PgStore {
             if stored.is_some_and(|s| s.bid == unserved.bid && s.reason == unserved.reason) {
                 return Ok(((), false));
             }
-            tx.execute(
+            tx.exec(
                 "INSERT INTO unserved (machine, interval_no, record) VALUES ($1, $2, $3) \
                  ON CONFLICT (interval_no, machine) DO UPDATE SET record = excluded.record",
                 &[
@@ -129,7 +129,7 @@ impl PgStore {
     pub(super) fn unserved(&self, m: MachineId, interval: u64) -> StoreResult<Option<Unserved>> {
         self.read(async |c| {
             match c
-                .query_opt(
+                .qopt(
                     "SELECT record FROM unserved WHERE machine = $1 AND interval_no = $2",
                     &[&db_int("machine", m)?, &db_int("interval", interval)?],
                 )
@@ -155,7 +155,7 @@ impl PgStore {
                     continue;
                 }
                 let stored = tx
-                    .query_opt(
+                    .qopt(
                         "SELECT record FROM served_times WHERE machine = $1 AND interval_no = $2",
                         &[&db_int("machine", *m)?, &db_int("interval", *interval)?],
                     )
@@ -166,7 +166,7 @@ impl PgStore {
                 if stored.is_some_and(|s| s.bid == served.bid && s.seconds >= served.seconds) {
                     continue;
                 }
-                tx.execute(
+                tx.exec(
                     "INSERT INTO served_times (machine, interval_no, record) VALUES ($1, $2, $3) \
                      ON CONFLICT (interval_no, machine) DO UPDATE SET record = excluded.record",
                     &[
@@ -189,7 +189,7 @@ impl PgStore {
     ) -> StoreResult<Option<ServedTime>> {
         self.read(async |c| {
             match c
-                .query_opt(
+                .qopt(
                     "SELECT record FROM served_times WHERE machine = $1 AND interval_no = $2",
                     &[&db_int("machine", m)?, &db_int("interval", interval)?],
                 )
@@ -210,7 +210,7 @@ impl PgStore {
                 return Ok(0);
             };
             let oldest = tx
-                .query_one("SELECT MIN(interval_no) FROM pending", &[])
+                .q1("SELECT MIN(interval_no) FROM pending", &[])
                 .await?
                 .get::<_, Option<i64>>(0)
                 .map(super::from_db);
@@ -224,7 +224,7 @@ impl PgStore {
                     break;
                 }
                 removed += tx
-                    .execute(
+                    .exec(
                         &format!(
                             "DELETE FROM {table} WHERE (interval_no, machine) IN \
                              (SELECT interval_no, machine FROM {table} WHERE interval_no < $1 \
@@ -237,7 +237,7 @@ impl PgStore {
             let left = limit - removed as i64;
             if left > 0 {
                 let rows = tx
-                    .query(
+                    .q(
                         "SELECT machine, interval_no, record FROM served_times \
                          WHERE interval_no < $1 AND NOT kept ORDER BY interval_no, machine LIMIT $2",
                         &[&before, &left],
@@ -252,7 +252,7 @@ impl PgStore {
                     } else {
                         "DELETE FROM served_times WHERE machine = $1 AND interval_no = $2"
                     };
-                    tx.execute(sql, &[&m, &interval]).await?;
+                    tx.exec(sql, &[&m, &interval]).await?;
                     removed += 1;
                 }
             }
@@ -274,7 +274,7 @@ impl PgStore {
             .collect::<PgResult<_>>()?;
         // Not a change of the market: the generation stays.
         self.transaction(false, async |tx| {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO heartbeats (machine, at) SELECT * FROM UNNEST($1::BIGINT[], $2::BIGINT[]) \
                  ON CONFLICT (machine) DO UPDATE SET at = GREATEST(heartbeats.at, excluded.at)",
                 &[&machines, &at],
@@ -286,7 +286,7 @@ impl PgStore {
 
     pub(super) fn last_heard(&self) -> StoreResult<BTreeMap<MachineId, u64>> {
         self.read(async |c| {
-            c.query("SELECT machine, at FROM heartbeats", &[])
+            c.q("SELECT machine, at FROM heartbeats", &[])
                 .await?
                 .iter()
                 .map(|row| Ok((u64_col(row, "machine")?, u64_col(row, "at")?)))
@@ -297,7 +297,7 @@ impl PgStore {
     pub(super) fn bid_failures(&self, bid: BidId) -> StoreResult<Option<BidFailures>> {
         self.read(async |c| {
             match c
-                .query_opt(
+                .qopt(
                     "SELECT record FROM bid_failures WHERE bid = $1",
                     &[&db_int("bid", bid)?],
                 )

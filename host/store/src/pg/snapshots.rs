@@ -1,6 +1,7 @@
 //! Published market snapshots in the database, so that a snapshot URL handed out by one
 //! replica is served by every replica (with the same bytes).
 
+use super::Sql;
 use super::{PgStore, db_int, from_db};
 use crate::error::{StoreError, StoreResult};
 use crate::store::SNAPSHOTS_KEPT;
@@ -13,16 +14,16 @@ impl PgStore {
         // Not a change of the market: the generation stays.
         self.transaction(false, async |tx| {
             let newest = tx
-                .query_one("SELECT MAX(ts) FROM snapshots", &[])
+                .q1("SELECT MAX(ts) FROM snapshots", &[])
                 .await?
                 .get::<_, Option<i64>>(0);
             let ts = newest.map_or(at_least, |n| at_least.max(n + 1));
-            tx.execute(
+            tx.exec(
                 "INSERT INTO snapshots (ts, body) VALUES ($1, $2)",
                 &[&ts, &body],
             )
             .await?;
-            tx.execute(
+            tx.exec(
                 "DELETE FROM snapshots WHERE ts < \
                  (SELECT ts FROM snapshots ORDER BY ts DESC OFFSET $1 LIMIT 1)",
                 &[&(SNAPSHOTS_KEPT as i64 - 1)],
@@ -35,11 +36,9 @@ impl PgStore {
     pub(super) fn published_snapshot(&self, ts: u64) -> StoreResult<Option<Vec<u8>>> {
         let ts = db_int("ts", ts).map_err(StoreError::from)?;
         self.read(async |c| {
-            Ok(
-                c.query_opt("SELECT body FROM snapshots WHERE ts = $1", &[&ts])
-                    .await?
-                    .map(|row| row.get::<_, Vec<u8>>(0)),
-            )
+            Ok(c.qopt("SELECT body FROM snapshots WHERE ts = $1", &[&ts])
+                .await?
+                .map(|row| row.get::<_, Vec<u8>>(0)))
         })
     }
 }

@@ -325,6 +325,17 @@ impl Store for PgStore {
         self.generation_now()
     }
 
+    fn place_bid_async(
+        self: std::sync::Arc<Self>,
+        owner: AccountId,
+        terms: BidTerms,
+        now: u64,
+        idempotency_key: Option<String>,
+        spawn: crate::store::Spawner,
+    ) -> crate::store::BidFuture {
+        PgStore::place_bid_async(self, owner, terms, now, idempotency_key, spawn)
+    }
+
     fn record_heard(&self, heard: &[(MachineId, u64)]) -> StoreResult<()> {
         PgStore::record_heard(self, heard)
     }

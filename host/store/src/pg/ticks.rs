@@ -9,13 +9,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
+use super::Sql;
+use deadpool_postgres::Transaction;
 use gigaspot_market::bid::{Bid, BidId, BidState};
 use gigaspot_market::clearing::Decision;
 use gigaspot_market::economics::price_per_kw;
 use gigaspot_market::ledger::{Party, TransferKind};
 use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::Amount;
-use tokio_postgres::{GenericClient, Transaction};
 
 use super::bids::put_bid;
 use super::config::{self, u64_col};
@@ -29,12 +30,12 @@ use crate::records::{
 };
 
 /// Bids by id.
-async fn bids_by_id(c: &impl GenericClient, ids: &[BidId]) -> PgResult<HashMap<BidId, Bid>> {
+async fn bids_by_id(c: &impl Sql, ids: &[BidId]) -> PgResult<HashMap<BidId, Bid>> {
     let ids: Vec<i64> = ids
         .iter()
         .map(|id| db_int("bid", *id))
         .collect::<PgResult<_>>()?;
-    c.query("SELECT record FROM bids WHERE id = ANY($1)", &[&ids])
+    c.q("SELECT record FROM bids WHERE id = ANY($1)", &[&ids])
         .await?
         .iter()
         .map(|row| {
@@ -45,10 +46,10 @@ async fn bids_by_id(c: &impl GenericClient, ids: &[BidId]) -> PgResult<HashMap<B
 }
 
 /// The books of the bids in `state`, by machine, by id.
-async fn books(c: &impl GenericClient, state: &str) -> PgResult<BTreeMap<MachineId, Book>> {
+async fn books(c: &impl Sql, state: &str) -> PgResult<BTreeMap<MachineId, Book>> {
     let mut books: BTreeMap<MachineId, Vec<Arc<Bid>>> = BTreeMap::new();
     for row in c
-        .query(
+        .q(
             "SELECT record FROM bids WHERE state = $1 ORDER BY machine, id",
             &[&state],
         )
@@ -62,10 +63,10 @@ async fn books(c: &impl GenericClient, state: &str) -> PgResult<BTreeMap<Machine
 
 /// Records by (machine, interval) of `table` for the intervals still pending.
 async fn pending_marks<T: serde::de::DeserializeOwned>(
-    c: &impl GenericClient,
+    c: &impl Sql,
     table: &str,
 ) -> PgResult<BTreeMap<(MachineId, u64), T>> {
-    c.query(
+    c.q(
         &format!(
             "SELECT t.machine, t.interval_no, t.record FROM {table} t \
              JOIN pending p ON p.machine = t.machine AND p.interval_no = t.interval_no"
@@ -84,10 +85,10 @@ async fn pending_marks<T: serde::de::DeserializeOwned>(
 }
 
 /// The statistics record of `interval` (empty when it has none yet).
-async fn stats(c: &impl GenericClient, interval: u64) -> PgResult<IntervalStats> {
+async fn stats(c: &impl Sql, interval: u64) -> PgResult<IntervalStats> {
     Ok(
         match c
-            .query_opt(
+            .qopt(
                 "SELECT record FROM interval_stats WHERE interval_no = $1",
                 &[&db_int("interval", interval)?],
             )
@@ -111,7 +112,7 @@ async fn insert_rows(
     records: &[Vec<u8>],
 ) -> PgResult<()> {
     if !machines.is_empty() {
-        tx.execute(sql, &[&machines, &intervals, &records]).await?;
+        tx.exec(sql, &[&machines, &intervals, &records]).await?;
     }
     Ok(())
 }
@@ -121,7 +122,7 @@ impl PgStore {
         // One consistent view: a read in a serializable transaction.
         self.transaction(false, async |tx| {
             let machines: Vec<Arc<Machine>> = tx
-                .query("SELECT record FROM machines ORDER BY id", &[])
+                .q("SELECT record FROM machines ORDER BY id", &[])
                 .await?
                 .iter()
                 .map(|row| decoded(row, "record", "machines").map(Arc::new))
@@ -132,19 +133,19 @@ impl PgStore {
                 *active_price_sums.entry(bid.owner).or_default() += u128::from(bid.price_per_day.0);
             }
             let balances = tx
-                .query("SELECT account, amount FROM balances WHERE amount > 0", &[])
+                .q("SELECT account, amount FROM balances WHERE amount > 0", &[])
                 .await?
                 .iter()
                 .map(|row| Ok((u64_col(row, "account")?, Amount(u64_col(row, "amount")?))))
                 .collect::<PgResult<_>>()?;
             let latest = tx
-                .query("SELECT machine, record FROM latest_assignments", &[])
+                .q("SELECT machine, record FROM latest_assignments", &[])
                 .await?
                 .iter()
                 .map(|row| Ok((u64_col(row, "machine")?, decoded(row, "record", "latest")?)))
                 .collect::<PgResult<_>>()?;
             let pending = tx
-                .query(
+                .q(
                     "SELECT p.record, s.bid FROM pending p LEFT JOIN served s \
                      ON s.machine = p.machine AND s.interval_no = p.interval_no \
                      ORDER BY p.machine, p.interval_no",
@@ -160,7 +161,7 @@ impl PgStore {
                 })
                 .collect::<PgResult<_>>()?;
             let failures = tx
-                .query("SELECT bid, record FROM bid_failures", &[])
+                .q("SELECT bid, record FROM bid_failures", &[])
                 .await?
                 .iter()
                 .map(|row| {
@@ -207,7 +208,7 @@ impl PgStore {
             let interval = db_int("interval", commit.interval)?;
             let mut touched: BTreeMap<u64, IntervalStats> = BTreeMap::new();
             let hosts: HashMap<MachineId, u64> = tx
-                .query("SELECT id, host FROM machines", &[])
+                .q("SELECT id, host FROM machines", &[])
                 .await?
                 .iter()
                 .map(|row| Ok((u64_col(row, "id")?, u64_col(row, "host")?)))
@@ -249,7 +250,7 @@ impl PgStore {
                         Err(other) => return Err(other),
                     }
                 }
-                tx.execute(
+                tx.exec(
                     "DELETE FROM pending WHERE machine = $1 AND interval_no = $2",
                     &[
                         &db_int("machine", s.machine)?,
@@ -278,7 +279,7 @@ impl PgStore {
             }
             touched.insert(commit.interval, cleared);
             for (at, s) in &touched {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO interval_stats (interval_no, record) VALUES ($1, $2) \
                      ON CONFLICT (interval_no) DO UPDATE SET record = excluded.record",
                     &[&db_int("interval", *at)?, &record(s)?],
@@ -291,7 +292,7 @@ impl PgStore {
                 config::put(tx, config::INTERVAL_CLOCK, clock).await?;
             }
             for ((machine, day), add) in &commit.tallies {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO tallies (machine, day, assigned, served) VALUES ($1, $2, $3, $4) \
                      ON CONFLICT (machine, day) DO UPDATE SET \
                      assigned = tallies.assigned + excluded.assigned, \
@@ -382,7 +383,7 @@ impl PgStore {
             }
         }
         if !pm.is_empty() {
-            tx.execute(
+            tx.exec(
                 "INSERT INTO pending (machine, interval_no, owner, charge, record) \
                  SELECT m, $2, o, c, r FROM UNNEST($1::BIGINT[], $3::BIGINT[], $4::BIGINT[], $5::BYTEA[]) \
                  AS u (m, o, c, r)",
@@ -443,7 +444,7 @@ impl PgStore {
             let id = db_int("bid", seen.id)?;
             match run {
                 Some(run) => {
-                    tx.execute(
+                    tx.exec(
                         "INSERT INTO bid_failures (bid, record) VALUES ($1, $2) \
                          ON CONFLICT (bid) DO UPDATE SET record = excluded.record",
                         &[&id, &record(run)?],
@@ -451,7 +452,7 @@ impl PgStore {
                     .await?;
                 }
                 None => {
-                    tx.execute("DELETE FROM bid_failures WHERE bid = $1", &[&id])
+                    tx.exec("DELETE FROM bid_failures WHERE bid = $1", &[&id])
                         .await?;
                 }
             }
@@ -477,7 +478,7 @@ impl PgStore {
     pub(super) fn assignment(&self, machine: MachineId) -> StoreResult<Option<Assignment>> {
         self.read(async |c| {
             match c
-                .query_opt(
+                .qopt(
                     "SELECT record FROM latest_assignments WHERE machine = $1",
                     &[&db_int("machine", machine)?],
                 )
@@ -499,7 +500,7 @@ impl PgStore {
             return Ok(Vec::new());
         }
         self.read(async |c| {
-            c.query(
+            c.q(
                 "SELECT record FROM assignments WHERE machine = $1 \
                  AND interval_no BETWEEN $2 AND $3 ORDER BY interval_no",
                 &[
@@ -520,7 +521,7 @@ impl PgStore {
             return Ok(Vec::new());
         }
         self.read(async |c| {
-            c.query(
+            c.q(
                 "SELECT record FROM interval_stats WHERE interval_no BETWEEN $1 AND $2 \
                  ORDER BY interval_no",
                 &[
@@ -542,7 +543,7 @@ impl PgStore {
     ) -> StoreResult<Option<Decision>> {
         self.read(async |c| {
             match c
-                .query_opt(
+                .qopt(
                     "SELECT record FROM decisions WHERE machine = $1 AND interval_no = $2 \
                      AND full_record",
                     &[&db_int("machine", machine)?, &db_int("interval", interval)?],
@@ -558,7 +559,7 @@ impl PgStore {
     pub(super) fn decisions(&self, machine: MachineId, limit: usize) -> StoreResult<Vec<Decision>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(async |c| {
-            c.query(
+            c.q(
                 "SELECT record FROM decisions WHERE machine = $1 AND full_record \
                  ORDER BY interval_no DESC LIMIT $2",
                 &[&db_int("machine", machine)?, &limit],
@@ -577,7 +578,7 @@ impl PgStore {
     ) -> StoreResult<Vec<DecisionSummary>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.read(async |c| {
-            c.query(
+            c.q(
                 "SELECT full_record, record FROM decisions WHERE machine = $1 \
                  ORDER BY interval_no DESC LIMIT $2",
                 &[&db_int("machine", machine)?, &limit],
@@ -602,7 +603,7 @@ impl PgStore {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         self.write(async |tx| {
             let rows = tx
-                .query(
+                .q(
                     "SELECT machine, interval_no, record FROM decisions \
                      WHERE full_record AND interval_no < $1 \
                      ORDER BY interval_no, machine LIMIT $2",
@@ -621,7 +622,7 @@ impl PgStore {
                 report.records += 1;
                 report.bytes_before += full.len() as u64;
                 report.bytes_after += compact.len() as u64;
-                tx.execute(
+                tx.exec(
                     "UPDATE decisions SET full_record = FALSE, record = $3 \
                      WHERE machine = $1 AND interval_no = $2",
                     &[

@@ -1,12 +1,12 @@
 //! Withdrawals on PostgreSQL: a request moves the amount to the pending-withdrawals
 //! account in the transaction that records it; the operator pays it out or returns it.
 
+use super::Sql;
 use gigaspot_market::account::AccountId;
 use gigaspot_market::money::Amount;
 use gigaspot_market::withdrawal::{
     self, Settlement as WithdrawalSettlement, Withdrawal, WithdrawalId, WithdrawalState,
 };
-use tokio_postgres::GenericClient;
 
 use super::accounts::next_id;
 use super::config::{account, u64_col};
@@ -23,9 +23,9 @@ fn state_name(state: &WithdrawalState) -> &'static str {
     }
 }
 
-async fn withdrawal(c: &impl GenericClient, id: WithdrawalId) -> PgResult<Option<Withdrawal>> {
+async fn withdrawal(c: &impl Sql, id: WithdrawalId) -> PgResult<Option<Withdrawal>> {
     match c
-        .query_opt(
+        .qopt(
             "SELECT record FROM withdrawals WHERE id = $1",
             &[&db_int("withdrawal", id)?],
         )
@@ -36,8 +36,8 @@ async fn withdrawal(c: &impl GenericClient, id: WithdrawalId) -> PgResult<Option
     }
 }
 
-async fn put(c: &impl GenericClient, w: &Withdrawal) -> PgResult<()> {
-    c.execute(
+async fn put(c: &impl Sql, w: &Withdrawal) -> PgResult<()> {
+    c.exec(
         "INSERT INTO withdrawals (id, account, state, amount, record) VALUES ($1, $2, $3, $4, $5) \
          ON CONFLICT (id) DO UPDATE SET state = excluded.state, record = excluded.record",
         &[
@@ -53,9 +53,9 @@ async fn put(c: &impl GenericClient, w: &Withdrawal) -> PgResult<()> {
 }
 
 /// What `account` owes its winning bids for intervals cleared and not yet settled.
-pub(crate) async fn committed(c: &impl GenericClient, account: AccountId) -> PgResult<Amount> {
+pub(crate) async fn committed(c: &impl Sql, account: AccountId) -> PgResult<Amount> {
     let row = c
-        .query_one(
+        .q1(
             "SELECT COALESCE(SUM(charge), 0)::BIGINT AS owed FROM pending WHERE owner = $1",
             &[&db_int("account", account)?],
         )
@@ -76,7 +76,7 @@ impl PgStore {
         self.write(async |tx| {
             if let Some(key) = idempotency_key
                 && let Some(row) = tx
-                    .query_opt(
+                    .qopt(
                         "SELECT w.record FROM withdrawal_keys k \
                          JOIN withdrawals w ON w.id = k.withdrawal \
                          WHERE k.account = $1 AND k.key = $2",
@@ -121,7 +121,7 @@ impl PgStore {
             book(tx, &[w.request_transfer(self.pending_withdrawals)]).await?;
             put(tx, &w).await?;
             if let Some(key) = idempotency_key {
-                tx.execute(
+                tx.exec(
                     "INSERT INTO withdrawal_keys (account, key, withdrawal) VALUES ($1, $2, $3)",
                     &[&db_int("account", id)?, &key, &db_int("withdrawal", w.id)?],
                 )
@@ -164,7 +164,7 @@ impl PgStore {
             .transpose()
             .map_err(StoreError::from)?;
         self.read(async |c| {
-            c.query(
+            c.q(
                 "SELECT record FROM withdrawals WHERE $1::BIGINT IS NULL OR account = $1 ORDER BY id",
                 &[&account],
             )
