@@ -41,34 +41,72 @@ pub struct DemoOptions {
     pub plugins: Option<PathBuf>,
     /// Whether the simulated clients trade.
     pub clients: bool,
+    /// A PostgreSQL database for the market: the demo then runs two replicas of the
+    /// service on it (the second on a free port), agents and clients spread over both.
+    pub database_url: Option<String>,
 }
 
 /// A running demo.
 pub struct Demo {
-    /// Base URL of the server.
+    /// Base URL of the server (the first replica's).
     pub url: String,
+    /// Base URLs of every replica (one unless the market is in PostgreSQL).
+    pub urls: Vec<String>,
     /// Everyone the demo created.
     pub keys: DemoKeys,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    server: JoinHandle<()>,
-    clearing: JoinHandle<()>,
-    /// Kept to know when every other handle on the store has gone.
-    state: AppState,
+    servers: Vec<JoinHandle<()>>,
+    clearing: Vec<JoinHandle<()>>,
+    /// Kept to know when every other handle on the stores has gone.
+    states: Vec<AppState>,
 }
 
 /// The demo validator's policy: a denied image family and a floor on price per watt, so
 /// that the order books show validator rejections next to scores.
 const POLICY: &str = "image-deny = registry.example/miner/*\nmin-price-per-watt = 0.02";
 
-fn server_config(options: &DemoOptions, operator: &str) -> Config {
+fn server_config(options: &DemoOptions, operator: &str, replica: usize) -> Config {
     Config {
         bind: options.bind,
-        data_dir: options.data_dir.join("market"),
+        // On PostgreSQL each replica's folder holds only its compiled-plugin cache.
+        data_dir: options.data_dir.join(match replica {
+            0 => "market".to_string(),
+            n => format!("replica-{n}"),
+        }),
         billing_interval_s: Some(options.interval_s),
         operator_key: Some(operator.to_owned()),
+        database_url: options.database_url.clone(),
+        // The second replica comes up quickly when the first stops.
+        lease_ttl_s: 6,
         ..Config::default()
     }
+}
+
+/// A replica of the service: serving on `bind` and clearing (when it holds the lease).
+async fn replica(
+    config: Config,
+    bind: SocketAddr,
+    stopped: &watch::Receiver<bool>,
+) -> Result<(String, AppState, JoinHandle<()>, JoinHandle<()>)> {
+    let (state, _) =
+        tokio::task::spawn_blocking(move || gigaspot_server::serve::prepare(config)).await??;
+    let listener = tokio::net::TcpListener::bind(bind)
+        .await
+        .with_context(|| format!("cannot listen on {bind}"))?;
+    let url = format!("http://{}", listener.local_addr()?);
+    let mut server_stop = stopped.clone();
+    let served = state.clone();
+    let server = tokio::spawn(async move {
+        let shutdown = async move {
+            let _ = server_stop.wait_for(|s| *s).await;
+        };
+        if let Err(e) = gigaspot_server::listener::serve_state(listener, served, shutdown).await {
+            tracing::error!("server: {e:#}");
+        }
+    });
+    let clearing = tokio::spawn(gigaspot_server::clearing_loop::run(state.clone()));
+    Ok((url, state, server, clearing))
 }
 
 /// Installs the plugins the way an operator does, through the API, so that the operator's
@@ -106,25 +144,23 @@ pub async fn start(options: DemoOptions) -> Result<Demo> {
         .as_ref()
         .map(|k| k.operator.clone())
         .unwrap_or_else(gigaspot_server::auth::generate_key);
-    let config = server_config(&options, &operator);
-    let (state, _) =
-        tokio::task::spawn_blocking(move || gigaspot_server::serve::prepare(config)).await??;
-    let listener = tokio::net::TcpListener::bind(options.bind)
-        .await
-        .with_context(|| format!("cannot listen on {}", options.bind))?;
-    let url = format!("http://{}", listener.local_addr()?);
     let (stop, stopped) = watch::channel(false);
-    let mut server_stop = stopped.clone();
-    let served = state.clone();
-    let server = tokio::spawn(async move {
-        let shutdown = async move {
-            let _ = server_stop.wait_for(|s| *s).await;
+    let replicas = if options.database_url.is_some() { 2 } else { 1 };
+    let (mut urls, mut states, mut servers, mut clearing) = (vec![], vec![], vec![], vec![]);
+    for n in 0..replicas {
+        let bind = if n == 0 {
+            options.bind
+        } else {
+            SocketAddr::from(([127, 0, 0, 1], 0))
         };
-        if let Err(e) = gigaspot_server::listener::serve_state(listener, served, shutdown).await {
-            tracing::error!("server: {e:#}");
-        }
-    });
-    let clearing = tokio::spawn(gigaspot_server::clearing_loop::run(state.clone()));
+        let (url, state, server, clears) =
+            replica(server_config(&options, &operator, n), bind, &stopped).await?;
+        urls.push(url);
+        states.push(state);
+        servers.push(server);
+        clearing.push(clears);
+    }
+    let url = urls[0].clone();
     let api = Api::new(&url);
     let keys = match saved {
         Some(keys) => keys,
@@ -138,9 +174,10 @@ pub async fn start(options: DemoOptions) -> Result<Demo> {
         }
     };
     let mut tasks = Vec::new();
-    for machine in &keys.machines {
+    for (n, machine) in keys.machines.iter().enumerate() {
         let config = AgentConfig {
-            server: url.clone(),
+            // Spread over the replicas.
+            server: urls[n % urls.len()].clone(),
             token: machine.token.clone(),
             gpu: format!("simulated:{}", machine.gpus),
             containers: ContainerBackend::None,
@@ -159,7 +196,7 @@ pub async fn start(options: DemoOptions) -> Result<Demo> {
     if options.clients {
         for (seed, client) in keys.clients.iter().enumerate() {
             tasks.push(tokio::spawn(clients::run(
-                api.clone(),
+                Api::new(&urls[seed % urls.len()]),
                 client.clone(),
                 seed as u64 + 1,
                 stopped.clone(),
@@ -168,12 +205,13 @@ pub async fn start(options: DemoOptions) -> Result<Demo> {
     }
     Ok(Demo {
         url,
+        urls,
         keys,
         stop,
         tasks,
-        server,
+        servers,
         clearing,
-        state,
+        states,
     })
 }
 
@@ -192,33 +230,40 @@ impl Demo {
                 abort.abort();
             }
         }
-        self.clearing.abort();
-        let _ = self.clearing.await;
-        // The served time confirmed since the last write is kept for the next start.
-        let flushing = self.state.clone();
-        match tokio::task::spawn_blocking(move || {
-            gigaspot_server::clearing_loop::flush_served_time(&flushing)
-        })
-        .await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!("writing the served time at shutdown failed: {e}"),
-            Err(e) => tracing::warn!("writing the served time at shutdown failed: {e}"),
+        for clearing in self.clearing {
+            clearing.abort();
+            let _ = clearing.await;
         }
-        let abort = self.server.abort_handle();
-        if tokio::time::timeout(Duration::from_secs(15), self.server)
+        // The served time confirmed since the last write is kept for the next start.
+        for state in &self.states {
+            let flushing = state.clone();
+            match tokio::task::spawn_blocking(move || {
+                gigaspot_server::clearing_loop::flush_served_time(&flushing)
+            })
             .await
-            .is_err()
-        {
-            abort.abort();
+            {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => tracing::warn!("writing the served time at shutdown failed: {e}"),
+                Err(e) => tracing::warn!("writing the served time at shutdown failed: {e}"),
+            }
+        }
+        for server in self.servers {
+            let abort = server.abort_handle();
+            if tokio::time::timeout(Duration::from_secs(15), server)
+                .await
+                .is_err()
+            {
+                abort.abort();
+            }
         }
         // Requests still finishing (a clearing or a store call on the blocking pool) hold
         // the store a moment longer.
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
-        while Arc::strong_count(&self.state.store) > 1 && std::time::Instant::now() < deadline {
+        let in_use = |states: &[AppState]| states.iter().any(|s| Arc::strong_count(&s.store) > 1);
+        while in_use(&self.states) && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        if Arc::strong_count(&self.state.store) > 1 {
+        if in_use(&self.states) {
             tracing::warn!("the store is still in use; it closes when the last request ends");
         }
     }

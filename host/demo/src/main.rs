@@ -23,6 +23,10 @@ struct Cli {
     /// Folder of the plugin components; without it the built-in price-per-watt ranks.
     #[arg(long)]
     plugins: Option<PathBuf>,
+    /// Run the market in this PostgreSQL database (postgres://…) with two replicas of the
+    /// service, agents and clients spread over both; the keys stay in --data-dir.
+    #[arg(long, env = "GIGASPOT_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         interval_s: cli.interval_s,
         plugins: cli.plugins,
         clients: true,
+        database_url: cli.database_url,
     };
     let result = tokio::runtime::Runtime::new()
         .map_err(anyhow::Error::from)
@@ -59,6 +64,12 @@ async fn run(options: DemoOptions) -> anyhow::Result<()> {
     println!();
     println!("  GigaSPOT demo market is live");
     println!("  dashboard:     {}/dashboard/", demo.url);
+    if demo.urls.len() > 1 {
+        println!(
+            "  replicas:      {} (one PostgreSQL database; agents and clients use both)",
+            demo.urls.join(", ")
+        );
+    }
     println!(
         "  API:           {}/api/v1  (OpenAPI at /api/v1/openapi.json)",
         demo.url

@@ -29,6 +29,7 @@ async fn the_dashboard_shows_the_demo_market_live() {
         interval_s: 10,
         plugins: Some(gigaspot_tests::guest_dir().to_path_buf()),
         clients: true,
+        database_url: None,
     })
     .await
     .unwrap();

@@ -14,6 +14,7 @@ fn options(dir: &std::path::Path) -> DemoOptions {
         interval_s: 10,
         plugins: Some(gigaspot_tests::guest_dir().to_path_buf()),
         clients: true,
+        database_url: None,
     }
 }
 
@@ -116,4 +117,41 @@ async fn switches_and_billing_happen_in_the_first_minute_and_a_restart_continues
         .unwrap();
     assert!(ledger_after.as_array().unwrap().len() >= ledger_before.as_array().unwrap().len());
     again.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn on_postgresql_two_replicas_run_the_demo_market_and_both_show_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = gigaspot_tests::postgres::Postgres::shared().fresh_database();
+    let demo = start(DemoOptions {
+        database_url: Some(url),
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
+    assert_eq!(demo.urls.len(), 2);
+    // Agents and clients use both replicas; the second shows what the market did.
+    let api = Api::new(&demo.urls[1]);
+    let started = Instant::now();
+    loop {
+        let (interruptions, revenue) = activity(&api).await;
+        if interruptions > 0 && revenue > 0.0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "after a minute on PostgreSQL: {interruptions} interruptions, {revenue} CLORE charged"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let first = Api::new(&demo.urls[0])
+        .get("/api/v1/machines", None)
+        .await
+        .unwrap();
+    let second = api.get("/api/v1/machines", None).await.unwrap();
+    assert_eq!(
+        first.as_array().unwrap().len(),
+        second.as_array().unwrap().len()
+    );
+    demo.shutdown().await;
 }

@@ -26,7 +26,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 mod common;
 
-use common::{OPERATOR_KEY, agent_token, gather, percentile, post_load, spec};
+use common::{OPERATOR_KEY, agent_token, clients, gather, percentile, post_load, spec};
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
@@ -136,26 +136,7 @@ async fn main() {
     println!("|---|---|");
 
     // 64 concurrent clients placing bids.
-    let mut keys = Vec::new();
-    for i in 0..64 {
-        let reply: Value = http
-            .post(format!("{base}/api/v1/accounts"))
-            .json(&json!({"name": format!("bidder{i}"), "roles": ["client"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = reply["account"]["id"].as_u64().unwrap();
-        http.post(format!("{base}/api/v1/deposits"))
-            .bearer_auth(OPERATOR_KEY)
-            .json(&json!({"account": id, "amount": 1000.0, "reference": format!("bench-{i}")}))
-            .send()
-            .await
-            .unwrap();
-        keys.push(reply["api_key"].as_str().unwrap().to_owned());
-    }
+    let keys = clients(&http, &base).await;
     let per_client = 300;
     let bid = move |machine: u64| json!({"machine": machine, "price": 20.0, "image": "registry.example/app:1", "oc": [{"pl": 200}, {"pl": 200}, {"pl": 200}, {"pl": 200}]});
     let ids = machine_ids.clone();

@@ -9,13 +9,13 @@ mod common;
 use std::sync::Arc;
 use std::time::Instant;
 
-use common::{OPERATOR_KEY, percentile, post_load_spread, spec};
+use common::{OPERATOR_KEY, clients, percentile, post_load_spread, spec};
 use gigaspot_market::account::Role;
 use gigaspot_server::app::AppState;
 use gigaspot_server::config::Config;
 use gigaspot_server::serve::prepare;
 use gigaspot_store::Store;
-use serde_json::{Value, json};
+use serde_json::json;
 
 /// The allocator the service runs with (`gigaspot serve`).
 #[global_allocator]
@@ -64,33 +64,6 @@ async fn machines(store: Arc<dyn Store>, machines: usize) -> Vec<u64> {
     })
     .await
     .unwrap()
-}
-
-/// 64 funded clients registered through `base`: their API keys.
-async fn clients(http: &reqwest::Client, base: &str) -> Vec<String> {
-    let mut keys = Vec::new();
-    for i in 0..64 {
-        let reply: Value = http
-            .post(format!("{base}/api/v1/accounts"))
-            .json(&json!({"name": format!("bidder{i}"), "roles": ["client"]}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        let id = reply["account"]["id"].as_u64().unwrap();
-        let deposit = http
-            .post(format!("{base}/api/v1/deposits"))
-            .bearer_auth(OPERATOR_KEY)
-            .json(&json!({"account": id, "amount": 1000.0, "reference": format!("bench-{i}")}))
-            .send()
-            .await
-            .unwrap();
-        assert!(deposit.status().is_success());
-        keys.push(reply["api_key"].as_str().unwrap().to_owned());
-    }
-    keys
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]

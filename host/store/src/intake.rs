@@ -28,6 +28,25 @@ pub(crate) struct BidRequest {
     pub(crate) idempotency_key: Option<String>,
 }
 
+/// Submits a new bid to `intake` for an async caller: the future of its answer. When the
+/// caller is to lead, `spawn` is given `lead` (the store's leader turn) to run on a thread
+/// that may block. The write happens even if the future is dropped.
+pub(crate) fn submit_bid_async(
+    intake: &Intake<BidRequest, crate::StoreResult<crate::PlacedBid>>,
+    request: BidRequest,
+    spawn: crate::Spawner,
+    lead: impl FnOnce() + Send + 'static,
+) -> crate::BidFuture {
+    let answer = crate::checks::idempotency_key(request.idempotency_key.as_deref())
+        .map(|()| intake.submit_async(request, Box::new(move || spawn(Box::new(lead)))));
+    Box::pin(async move {
+        match answer {
+            Ok(answer) => answer.await,
+            Err(e) => Err(e),
+        }
+    })
+}
+
 /// The answer of a bid whose batch's leader failed before answering it.
 pub(crate) fn bid_batch_failed() -> crate::StoreResult<crate::PlacedBid> {
     Err(crate::StoreError::Backend(

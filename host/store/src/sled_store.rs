@@ -327,39 +327,6 @@ impl SledStore {
         answers
     }
 
-    /// [`Store::place_bid_keyed`] for async callers, who must not block: the bid joins the
-    /// same batched intake, and when this caller is to lead, `spawn` is given the
-    /// leader's turn to run on a thread that may block (the service passes its runtime's
-    /// blocking pool). The write happens even if the future is dropped.
-    pub fn place_bid_async(
-        self: &Arc<Self>,
-        owner: AccountId,
-        terms: BidTerms,
-        now: u64,
-        idempotency_key: Option<String>,
-        spawn: impl FnOnce(Box<dyn FnOnce() + Send>) + Send + 'static,
-    ) -> impl std::future::Future<Output = StoreResult<PlacedBid>> + Send + 'static {
-        let answer = checks::idempotency_key(idempotency_key.as_deref()).map(|()| {
-            let store = Arc::clone(self);
-            let start = Box::new(move || spawn(Box::new(move || store.lead_bid_turn())));
-            self.bid_intake.submit_async(
-                BidRequest {
-                    owner,
-                    terms,
-                    now,
-                    idempotency_key,
-                },
-                start,
-            )
-        });
-        async move {
-            match answer {
-                Ok(answer) => answer.await,
-                Err(e) => Err(e),
-            }
-        }
-    }
-
     /// One turn of the bid intake's leader (see [`crate::intake`]).
     fn lead_bid_turn(&self) {
         self.bid_intake.lead_turn(
@@ -952,14 +919,16 @@ impl Store for SledStore {
         idempotency_key: Option<String>,
         spawn: crate::store::Spawner,
     ) -> crate::store::BidFuture {
-        Box::pin(SledStore::place_bid_async(
-            &self,
+        let request = BidRequest {
             owner,
             terms,
             now,
             idempotency_key,
-            spawn,
-        ))
+        };
+        let store = Arc::clone(&self);
+        crate::intake::submit_bid_async(&self.bid_intake, request, spawn, move || {
+            store.lead_bid_turn()
+        })
     }
 
     fn backup(&self, out: &mut dyn std::io::Write) -> StoreResult<crate::BackupSummary> {

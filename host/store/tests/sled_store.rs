@@ -3,88 +3,8 @@
 
 mod support;
 
-use gigaspot_market::ledger::Party;
-use gigaspot_market::money::Amount;
 use gigaspot_store::{SledStore, Store, StoreError};
 use support::{market, terms};
-
-#[test]
-fn each_account_pages_through_its_own_ledger_newest_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
-    let m = market(&store);
-    for n in 0..5 {
-        store
-            .deposit(m.alice, Amount::clore(1), &format!("a-{n}"), 10 + n)
-            .unwrap();
-        store
-            .deposit(m.bob, Amount::clore(2), &format!("b-{n}"), 10 + n)
-            .unwrap();
-    }
-    store
-        .withdraw(m.alice, Amount::clore(3), "a-out", 20)
-        .unwrap();
-    let touching = |account: u64| -> Vec<String> {
-        let me = Party::Account(account);
-        let mut ids: Vec<String> = store
-            .transfers()
-            .unwrap()
-            .into_iter()
-            .filter(|t| t.from == me || t.to == me)
-            .map(|t| t.id)
-            .collect();
-        ids.reverse();
-        ids
-    };
-    let paged = |store: &SledStore, account: u64| -> Vec<String> {
-        let mut ids = Vec::new();
-        let mut before = None;
-        loop {
-            let page = store.account_transfers(account, before, 3).unwrap();
-            assert!(page.len() <= 3);
-            assert!(page.windows(2).all(|w| w[0].0 > w[1].0), "newest first");
-            let Some(last) = page.last() else { break };
-            before = Some(last.0);
-            ids.extend(page.into_iter().map(|(_, t)| t.id));
-        }
-        ids
-    };
-    let (alice, bob) = (touching(m.alice), touching(m.bob));
-    assert_eq!(alice.len(), 7, "{alice:?}");
-    assert_eq!(paged(&store, m.alice), alice);
-    assert_eq!(paged(&store, m.bob), bob);
-    assert!(
-        store
-            .account_transfers(m.alice, None, 0)
-            .unwrap()
-            .is_empty()
-    );
-    drop(store);
-
-    // A store written before the index existed gets it built when opened.
-    {
-        let db = gigaspot_store::open_waiting_for_lock(dir.path()).unwrap();
-        for item in db.scan_prefix(b"axfer/") {
-            db.remove(item.unwrap().0).unwrap();
-        }
-        db.remove(b"meta/account_transfer_index").unwrap();
-        db.flush().unwrap();
-    }
-    let store = SledStore::open(dir.path()).unwrap();
-    assert_eq!(paged(&store, m.alice), alice);
-    store.audit().unwrap();
-    drop(store);
-
-    // A missing index entry fails the audit, naming the transfer.
-    {
-        let db = gigaspot_store::open_waiting_for_lock(dir.path()).unwrap();
-        let entry = db.scan_prefix(b"axfer/").next().unwrap().unwrap().0;
-        db.remove(entry).unwrap();
-        db.flush().unwrap();
-    }
-    let err = SledStore::open(dir.path()).unwrap().audit().unwrap_err();
-    assert!(err.to_string().contains("ledger index"), "{err}");
-}
 
 #[test]
 fn a_newer_schema_is_refused_and_left_untouched() {

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use gigaspot_market::machine::Gpu;
 use gigaspot_market::money::Amount;
 use gigaspot_store::MachineSpec;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The operator key every benchmark service is started with.
 pub const OPERATOR_KEY: &str = "gs_operator_key_for_benchmarks_0123456789";
@@ -106,4 +106,31 @@ pub async fn post_load_spread(
 /// The `q` quantile of sorted latencies, in ms.
 pub fn percentile(sorted: &[Duration], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
+}
+
+/// 64 funded clients registered through `base`: their API keys.
+pub async fn clients(http: &reqwest::Client, base: &str) -> Vec<String> {
+    let mut keys = Vec::new();
+    for i in 0..64 {
+        let reply: Value = http
+            .post(format!("{base}/api/v1/accounts"))
+            .json(&json!({"name": format!("bidder{i}"), "roles": ["client"]}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = reply["account"]["id"].as_u64().unwrap();
+        let deposit = http
+            .post(format!("{base}/api/v1/deposits"))
+            .bearer_auth(OPERATOR_KEY)
+            .json(&json!({"account": id, "amount": 1000.0, "reference": format!("bench-{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert!(deposit.status().is_success());
+        keys.push(reply["api_key"].as_str().unwrap().to_owned());
+    }
+    keys
 }

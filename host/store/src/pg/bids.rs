@@ -122,24 +122,15 @@ impl PgStore {
         idempotency_key: Option<String>,
         spawn: crate::store::Spawner,
     ) -> crate::store::BidFuture {
-        let answer = checks::idempotency_key(idempotency_key.as_deref()).map(|()| {
-            let store = Arc::clone(&self);
-            let start = Box::new(move || spawn(Box::new(move || store.lead_bid_turn())));
-            self.bid_intake.submit_async(
-                BidRequest {
-                    owner,
-                    terms,
-                    now,
-                    idempotency_key,
-                },
-                start,
-            )
-        });
-        Box::pin(async move {
-            match answer {
-                Ok(answer) => answer.await,
-                Err(e) => Err(e),
-            }
+        let request = BidRequest {
+            owner,
+            terms,
+            now,
+            idempotency_key,
+        };
+        let store = Arc::clone(&self);
+        crate::intake::submit_bid_async(&self.bid_intake, request, spawn, move || {
+            store.lead_bid_turn()
         })
     }
 
