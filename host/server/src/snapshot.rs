@@ -188,30 +188,38 @@ impl Snapshots {
         let building: &mut Fragments = &mut fragments;
         let (bytes, hash, next_expiry) =
             crate::background::run(|| building.build(&market, now, &prepull, Instant::now()));
+        // Whether the content changed, and under which timestamp it goes, are decided
+        // under the lock; publishing to a shared database happens outside it (readers
+        // take the same lock), still one build at a time under `fragments`.
+        let (newest, unchanged) = {
+            let published = self.published();
+            let newest = published.by_ts.keys().next_back().copied();
+            (newest, hash == published.newest_hash)
+        };
+        let fresh = match newest {
+            Some(_) if unchanged => None,
+            _ => {
+                let ts = newest.map_or(now, |n| now.max(n + 1));
+                // On a shared database: under a timestamp no replica used, so that every
+                // replica serves this URL with these bytes.
+                Some(store.publish_snapshot(ts, &bytes)?)
+            }
+        };
         let mut published = self.published();
         published.last = fragments.last;
         published.built_at = now;
         published.generation = Some(generation);
         published.next_expiry = next_expiry;
-        let newest = published.by_ts.keys().next_back().copied();
-        match newest {
-            Some(ts) if hash == published.newest_hash => Ok(ts),
-            _ => {
-                let ts = newest.map_or(now, |n| now.max(n + 1));
-                // On a shared database: under a timestamp no replica used, so that every
-                // replica serves this URL with these bytes.
-                let ts = store.publish_snapshot(ts, &bytes)?;
-                published.by_ts.insert(ts, bytes);
-                published.newest_hash = hash;
-                let mut held: usize = published.by_ts.values().map(Bytes::len).sum();
-                while published.by_ts.len() > KEPT
-                    || (held > KEPT_BYTES && published.by_ts.len() > 2)
-                {
-                    held -= published.by_ts.pop_first().map_or(0, |(_, b)| b.len());
-                }
-                Ok(ts)
-            }
+        let Some(ts) = fresh else {
+            return Ok(newest.expect("an unchanged snapshot was published before"));
+        };
+        published.by_ts.insert(ts, bytes);
+        published.newest_hash = hash;
+        let mut held: usize = published.by_ts.values().map(Bytes::len).sum();
+        while published.by_ts.len() > KEPT || (held > KEPT_BYTES && published.by_ts.len() > 2) {
+            held -= published.by_ts.pop_first().map_or(0, |(_, b)| b.len());
         }
+        Ok(ts)
     }
 
     /// The current snapshot's timestamp when no build is needed at `now` for a store at

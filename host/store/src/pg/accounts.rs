@@ -4,7 +4,6 @@ use super::Sql;
 use gigaspot_market::account::{Account, AccountId, Role};
 use gigaspot_market::machine::{Machine, MachineId};
 
-use super::config::account;
 use super::{PgResult, PgStore, db_int, decoded, from_db, record};
 use crate::checks;
 use crate::error::{StoreError, StoreResult};
@@ -42,6 +41,20 @@ pub(crate) async fn machine(c: &impl Sql, id: MachineId) -> PgResult<Option<Mach
         .await?
     {
         Some(row) => Ok(Some(decoded(&row, "record", "machines")?)),
+        None => Ok(None),
+    }
+}
+
+/// Reads an account by id inside a transaction or on a connection.
+pub(crate) async fn account(c: &impl Sql, id: u64) -> PgResult<Option<Account>> {
+    match c
+        .qopt(
+            "SELECT record FROM accounts WHERE id = $1",
+            &[&db_int("account", id)?],
+        )
+        .await?
+    {
+        Some(row) => Ok(Some(decoded(&row, "record", "accounts")?)),
         None => Ok(None),
     }
 }

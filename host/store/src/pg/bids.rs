@@ -11,8 +11,9 @@ use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::Amount;
 
 use super::accounts::machine;
-use super::config::{self, required, u64_col};
+use super::config::{self, required};
 use super::money::balance;
+use super::u64_col;
 use super::{PgResult, PgStore, db_int, decoded, from_db, record};
 use crate::checks;
 use crate::error::{StoreError, StoreResult};
@@ -20,7 +21,7 @@ use crate::intake::{BidRequest, bid_batch_failed};
 use crate::store::PlacedBid;
 
 /// The name a bid state is stored under.
-fn state_name(state: BidState) -> &'static str {
+pub(crate) fn state_name(state: BidState) -> &'static str {
     match state {
         BidState::Active => "active",
         BidState::Cancelled => "cancelled",

@@ -3,14 +3,14 @@
 //! new market starts with.
 
 use super::Sql;
-use gigaspot_market::account::{Account, Role};
+use gigaspot_market::account::Role;
 use gigaspot_market::gpu_ranges::GpuRangeTable;
 use gigaspot_market::interval_clock::IntervalClock;
 use gigaspot_market::params::MarketParams;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{PgResult, PgStore, db_int, decoded, from_db, record};
+use super::{PgResult, PgStore, decoded, record};
 use crate::checks;
 use crate::error::{StoreError, StoreResult};
 use crate::records::{ActivePlugins, PluginState, PluginVersionRecord};
@@ -178,23 +178,4 @@ impl PgStore {
     pub(super) fn plugin_state(&self) -> StoreResult<Option<PluginState>> {
         self.read(async |c| get(c, PLUGIN_STATE).await)
     }
-}
-
-/// Reads an account by id inside a transaction or on a connection.
-pub(crate) async fn account(c: &impl Sql, id: u64) -> PgResult<Option<Account>> {
-    match c
-        .qopt(
-            "SELECT record FROM accounts WHERE id = $1",
-            &[&db_int("account", id)?],
-        )
-        .await?
-    {
-        Some(row) => Ok(Some(decoded(&row, "record", "accounts")?)),
-        None => Ok(None),
-    }
-}
-
-/// A `BIGINT` column of a row as `u64`.
-pub(crate) fn u64_col(row: &tokio_postgres::Row, column: &str) -> PgResult<u64> {
-    Ok(from_db(row.try_get::<_, i64>(column)?))
 }

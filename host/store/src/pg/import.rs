@@ -2,7 +2,6 @@
 //! [`MarketExport`] with its own id, in one transaction, then the audit.
 
 use deadpool_postgres::Transaction;
-use gigaspot_market::bid::BidState;
 use gigaspot_market::ledger::Party;
 use tokio_postgres::types::ToSql;
 
@@ -102,15 +101,6 @@ fn records<T: serde::Serialize>(values: impl IntoIterator<Item = T>) -> PgResult
     ))
 }
 
-fn bid_state(state: BidState) -> &'static str {
-    match state {
-        BidState::Active => "active",
-        BidState::Cancelled => "cancelled",
-        BidState::Expired => "expired",
-        BidState::Suspended => "suspended",
-    }
-}
-
 impl PgStore {
     /// Copies `market` into the empty database at `url` (its schema is created first) and
     /// audits the result. A database that holds a market already is refused untouched.
@@ -199,7 +189,12 @@ async fn copy(tx: &Transaction<'_>, m: &MarketExport) -> PgResult<()> {
             ints(m.bids.iter().map(|b| b.id), "bid")?,
             ints(m.bids.iter().map(|b| b.owner), "owner")?,
             ints(m.bids.iter().map(|b| b.machine), "machine")?,
-            Column::Text(m.bids.iter().map(|b| bid_state(b.state).into()).collect()),
+            Column::Text(
+                m.bids
+                    .iter()
+                    .map(|b| super::bids::state_name(b.state).into())
+                    .collect(),
+            ),
             ints(m.bids.iter().map(|b| b.price_per_day.0), "price")?,
             records(&m.bids)?,
         ],
@@ -266,11 +261,6 @@ async fn copy(tx: &Transaction<'_>, m: &MarketExport) -> PgResult<()> {
         &[&db_int("seq", m.transfers.len() as u64)?],
     )
     .await?;
-    let withdrawal_state = |w: &gigaspot_market::withdrawal::Withdrawal| match w.state {
-        gigaspot_market::withdrawal::WithdrawalState::Pending => "pending",
-        gigaspot_market::withdrawal::WithdrawalState::Paid { .. } => "paid",
-        gigaspot_market::withdrawal::WithdrawalState::Rejected { .. } => "rejected",
-    };
     insert(
         tx,
         "withdrawals",
@@ -281,7 +271,7 @@ async fn copy(tx: &Transaction<'_>, m: &MarketExport) -> PgResult<()> {
             Column::Text(
                 m.withdrawals
                     .iter()
-                    .map(|w| withdrawal_state(w).into())
+                    .map(|w| super::withdrawals::state_name(&w.state).into())
                     .collect(),
             ),
             ints(m.withdrawals.iter().map(|w| w.amount.0), "amount")?,

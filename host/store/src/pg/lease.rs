@@ -9,7 +9,7 @@
 use std::time::Duration;
 
 use super::Sql;
-use super::config::u64_col;
+use super::u64_col;
 use super::{PgResult, PgStore, db_int};
 use crate::error::{StoreError, StoreResult};
 

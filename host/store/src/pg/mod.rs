@@ -199,6 +199,11 @@ pub(crate) fn from_db(v: i64) -> u64 {
     u64::try_from(v).unwrap_or_default()
 }
 
+/// A `BIGINT` column of a row as `u64`.
+pub(crate) fn u64_col(row: &Row, column: &str) -> PgResult<u64> {
+    Ok(from_db(row.try_get::<_, i64>(column)?))
+}
+
 /// Encodes a record for a `BYTEA` column (postcard, as the sled store).
 pub(crate) fn record<T: serde::Serialize>(value: &T) -> PgResult<Vec<u8>> {
     Ok(encode(value)?)

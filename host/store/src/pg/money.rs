@@ -13,7 +13,8 @@ use gigaspot_market::account::AccountId;
 use gigaspot_market::ledger::{self, AuditReport, Party, Transfer, TransferKind};
 use gigaspot_market::money::Amount;
 
-use super::config::{account, u64_col};
+use super::accounts::account;
+use super::u64_col;
 use super::{Fail, PgResult, PgStore, db_int, decoded, record};
 use crate::checks;
 use crate::error::{StoreError, StoreResult};

@@ -11,7 +11,8 @@ use gigaspot_market::machine::MachineId;
 use gigaspot_market::suspension::{self, BidFailures, Tally};
 
 use super::accounts::machine;
-use super::config::{self, u64_col};
+use super::config;
+use super::u64_col;
 use super::{PgResult, PgStore, db_int, decoded, record};
 use crate::error::{StoreError, StoreResult};
 

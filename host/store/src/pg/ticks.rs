@@ -19,9 +19,10 @@ use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::Amount;
 
 use super::bids::put_bid;
-use super::config::{self, u64_col};
+use super::config;
 use super::money::{book, transfer_by_id};
 use super::service::tallies;
+use super::u64_col;
 use super::{Fail, PgResult, PgStore, db_int, decoded, from_db, record};
 use crate::books::Book;
 use crate::error::{StoreError, StoreResult};

@@ -8,14 +8,15 @@ use gigaspot_market::withdrawal::{
     self, Settlement as WithdrawalSettlement, Withdrawal, WithdrawalId, WithdrawalState,
 };
 
+use super::accounts::account;
 use super::accounts::next_id;
-use super::config::{account, u64_col};
 use super::money::{balance, book};
+use super::u64_col;
 use super::{PgResult, PgStore, db_int, decoded, record};
 use crate::checks;
 use crate::error::{StoreError, StoreResult};
 
-fn state_name(state: &WithdrawalState) -> &'static str {
+pub(crate) fn state_name(state: &WithdrawalState) -> &'static str {
     match state {
         WithdrawalState::Pending => "pending",
         WithdrawalState::Paid { .. } => "paid",
