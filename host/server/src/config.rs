@@ -384,6 +384,50 @@ mod tests {
     }
 
     #[test]
+    fn the_database_and_the_lease_come_from_the_environment_and_are_checked() {
+        let env: HashMap<&str, &str> = HashMap::from([
+            ("GIGASPOT_DATABASE_URL", "postgres://u:p@db:5432/market"),
+            ("GIGASPOT_LEASE_TTL_S", "30"),
+        ]);
+        let config = Config::load(None, |k| env.get(k).map(|v| v.to_string())).unwrap();
+        assert_eq!(
+            config.database_url.as_deref(),
+            Some("postgres://u:p@db:5432/market")
+        );
+        assert_eq!(config.lease_ttl_s, 30);
+        config.validate().unwrap();
+        for (config, key) in [
+            (
+                Config {
+                    database_url: Some("mysql://db/market".into()),
+                    ..Config::default()
+                },
+                "database_url",
+            ),
+            (
+                Config {
+                    lease_ttl_s: 1,
+                    ..Config::default()
+                },
+                "lease_ttl_s",
+            ),
+            (
+                Config {
+                    lease_ttl_s: 601,
+                    ..Config::default()
+                },
+                "lease_ttl_s",
+            ),
+        ] {
+            let err = config.validate().unwrap_err().to_string();
+            assert!(err.contains(key), "{err}");
+        }
+        let err =
+            Config::load(None, |k| (k == "GIGASPOT_LEASE_TTL_S").then(|| "x".into())).unwrap_err();
+        assert!(err.to_string().contains("GIGASPOT_LEASE_TTL_S"), "{err}");
+    }
+
+    #[test]
     fn bad_values_name_their_key() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("bad.toml");

@@ -53,3 +53,43 @@ fn audit_reports_a_sound_ledger_and_names_a_broken_one() {
     assert!(!ok);
     assert!(stderr.contains("is not a data directory"), "{stderr}");
 }
+
+fn gigaspot(args: &[&str]) -> (bool, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_gigaspot"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn migrate_copies_a_stopped_market_into_postgresql_once_and_audits_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        let client = store.create_account("c", &[Role::Client]).unwrap().id;
+        store.deposit(client, Amount::clore(12), "d1", 0).unwrap();
+    }
+    let url = gigaspot_tests::postgres::Postgres::shared().fresh_database();
+    let data = dir.path().to_str().unwrap();
+    let (ok, out) = gigaspot(&["migrate", "--from-sled", data, "--to", &url]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("transfers:          1 (audit passed)"),
+        "{out}"
+    );
+    let (ok, out) = gigaspot(&["ledger", "audit", "--database-url", &url]);
+    assert!(ok && out.contains("12"), "{out}");
+    // A database that holds a market is never written over; a missing folder is named.
+    let (ok, out) = gigaspot(&["migrate", "--from-sled", data, "--to", &url]);
+    assert!(!ok && out.contains("already holds a market"), "{out}");
+    let (ok, out) = gigaspot(&["migrate", "--from-sled", "/nonexistent/x", "--to", &url]);
+    assert!(!ok && out.contains("is not a data directory"), "{out}");
+}
