@@ -2,7 +2,6 @@
 //! re-checks, validators, strategy, tie-breaks, switch decision, and the decision record.
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::account::AccountId;
 use crate::admission::Rechecker;
@@ -13,6 +12,7 @@ use crate::gpu_ranges::GpuRangeTable;
 use crate::machine::{Machine, MachineId};
 use crate::money::Amount;
 use crate::params::MarketParams;
+use crate::plugin_input::{InputRecord, PluginInput};
 use crate::plugin_traits::Plugins;
 use crate::verdict::PluginRef;
 
@@ -111,7 +111,8 @@ pub struct Decision {
     pub machine: MachineId,
     /// The interval.
     pub interval: u64,
-    /// sha256 of the plugins' input (machine context and candidates).
+    /// sha256 of the plugins' input (machine context and candidates; see
+    /// [`crate::plugin_input::input_digest`]).
     pub input_digest: String,
     /// The strategy version that answered.
     pub strategy: Option<PluginRef>,
@@ -139,6 +140,25 @@ pub fn clear_machine(
     can_pay: impl Fn(AccountId, Amount) -> bool,
     plugins: &dyn Plugins,
 ) -> Decision {
+    clear_machine_recorded(input, can_pay, plugins).0
+}
+
+/// A clearing's plugin input with its book digest, for the record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    /// The per-interval record (book digest, running bid, reliability).
+    pub record: InputRecord,
+    /// What the plugins were given.
+    pub input: PluginInput,
+}
+
+/// [`clear_machine`], also returning what the plugins were given (`None` when no plugin
+/// was called: the machine was unavailable).
+pub fn clear_machine_recorded(
+    input: &ClearingInput<'_>,
+    can_pay: impl Fn(AccountId, Amount) -> bool,
+    plugins: &dyn Plugins,
+) -> (Decision, Option<Recorded>) {
     let machine = input.machine;
     let mut live: Vec<&Bid> = input
         .bids
@@ -180,7 +200,7 @@ pub fn clear_machine(
             .map(|b| ineligible(b, "machine-unavailable", format!("the machine is {why}")))
             .collect();
         decision.idle_reason = Some(format!("machine {why}"));
-        return finish(decision);
+        return (finish(decision), None);
     }
 
     // 1–2. Candidates: funded and still within the machine's ranges.
@@ -202,28 +222,91 @@ pub fn clear_machine(
             candidates.push(bid.candidate());
         }
     }
-    let context = machine.context(input.table, input.params, input.running, input.reliability);
-    decision.input_digest = input_digest(&context, &candidates);
-
-    // 3. Validators.
-    let validation = plugins.validate(&context, &candidates);
-    decision.validators = validation.answered_by;
-    record_faults(&mut decision, validation.faults);
-    // Sorted by id (below) so that verdicts find their bid's owner by binary search.
-    let owner_of = |id: BidId| {
-        live.binary_search_by_key(&id, |b| b.id)
-            .map_or(0, |i| live[i].owner)
+    let recorded = PluginInput {
+        context: machine.context(input.table, input.params, input.running, input.reliability),
+        candidates,
     };
+    let (book, digest) = recorded.digests();
+    decision.input_digest = digest;
+
+    // 3–4. Validators, strategy and tie-breaks.
+    let judged = judge(&recorded.context, &recorded.candidates, plugins);
+    decision.validators = judged.validators;
+    decision.strategy = judged.strategy;
+    decision.faults = judged.faults;
+    decision.verdicts.extend(judged.verdicts);
+    if let Some(id) = judged.winner
+        && let Ok(i) = live.binary_search_by_key(&id, |b| b.id)
+        && let Some(bid) = live.get(i)
+    {
+        decision.winner = Some(Winner {
+            bid: bid.id,
+            owner: bid.owner,
+            price_per_day: bid.price_per_day,
+            charge: IntervalCharge::new(bid.price_per_day, input.params),
+        });
+    }
+    if decision.winner.is_none() {
+        decision.idle_reason = Some("no acceptable bid".into());
+    }
+    let record = InputRecord {
+        book,
+        reliability: input.reliability,
+        running: input.running,
+        coupled: false,
+    };
+    (
+        finish(decision),
+        Some(Recorded {
+            record,
+            input: recorded,
+        }),
+    )
+}
+
+/// What the plugins made of one machine's candidates: steps 3 and 4 of the clearing.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Judgement {
+    /// The validators' rejections and the strategy's scores, one per candidate that got
+    /// either, in the order they were given.
+    pub verdicts: Vec<BidVerdict>,
+    /// The winning candidate: the highest positive finite score, ties to the running bid
+    /// and then to the older bid.
+    pub winner: Option<BidId>,
+    /// The strategy version that answered.
+    pub strategy: Option<PluginRef>,
+    /// The validator versions that answered, in order.
+    pub validators: Vec<PluginRef>,
+    /// Plugin faults met.
+    pub faults: Vec<FaultRecord>,
+}
+
+/// Runs the validators and the strategy over `candidates` (in id order) and picks the
+/// winner by the market's tie-break rules: what a clearing, a replay and a "what would
+/// win" search all do with a book.
+pub fn judge(
+    context: &crate::MachineContext,
+    candidates: &[CandidateBid],
+    plugins: &dyn Plugins,
+) -> Judgement {
+    let mut judged = Judgement::default();
+    let owner_of = |id: BidId| {
+        candidates
+            .binary_search_by_key(&id, |c| c.id)
+            .map_or(0, |i| candidates[i].owner_id)
+    };
+    let validation = plugins.validate(context, candidates);
+    judged.validators = validation.answered_by;
+    record_faults(&mut judged.faults, validation.faults);
     let rejected: std::collections::HashSet<BidId> = validation
         .rejections
         .iter()
         .map(|(_, r)| r.bid_id)
         .collect();
     for (by, rejection) in validation.rejections {
-        let owner = owner_of(rejection.bid_id);
-        decision.verdicts.push(BidVerdict {
+        judged.verdicts.push(BidVerdict {
             bid: rejection.bid_id,
-            owner,
+            owner: owner_of(rejection.bid_id),
             verdict: Verdict::Rejected {
                 by,
                 code: rejection.code,
@@ -231,52 +314,46 @@ pub fn clear_machine(
             },
         });
     }
-    candidates.retain(|c| !rejected.contains(&c.id));
-
-    // 4. Strategy and tie-breaks.
-    if !candidates.is_empty() {
-        let ranking = plugins.rank(&context, &candidates);
-        decision.strategy = ranking.answered_by;
-        record_faults(&mut decision, ranking.faults);
-        let running = input.running.map(|r| r.bid_id);
-        let mut best: Option<(f64, BidId)> = None;
-        for score in &ranking.scores {
-            let owner = owner_of(score.bid_id);
-            decision.verdicts.push(BidVerdict {
-                bid: score.bid_id,
-                owner,
-                verdict: Verdict::Scored { score: score.score },
-            });
-            if !(score.score.is_finite() && score.score > 0.0) {
-                continue;
-            }
-            let better = match best {
-                None => true,
-                Some((top, top_id)) => {
-                    score.score > top
-                        || (score.score == top && beats_on_tie(score.bid_id, top_id, running))
-                }
-            };
-            if better {
-                best = Some((score.score, score.bid_id));
-            }
+    let remaining: std::borrow::Cow<'_, [CandidateBid]> = if rejected.is_empty() {
+        std::borrow::Cow::Borrowed(candidates)
+    } else {
+        candidates
+            .iter()
+            .filter(|c| !rejected.contains(&c.id))
+            .cloned()
+            .collect::<Vec<_>>()
+            .into()
+    };
+    if remaining.is_empty() {
+        return judged;
+    }
+    let ranking = plugins.rank(context, &remaining);
+    judged.strategy = ranking.answered_by;
+    record_faults(&mut judged.faults, ranking.faults);
+    let running = context.running.map(|r| r.bid_id);
+    let mut best: Option<(f64, BidId)> = None;
+    for score in &ranking.scores {
+        judged.verdicts.push(BidVerdict {
+            bid: score.bid_id,
+            owner: owner_of(score.bid_id),
+            verdict: Verdict::Scored { score: score.score },
+        });
+        if !(score.score.is_finite() && score.score > 0.0) {
+            continue;
         }
-        if let Some((_, id)) = best
-            && let Ok(i) = live.binary_search_by_key(&id, |b| b.id)
-            && let Some(bid) = live.get(i)
-        {
-            decision.winner = Some(Winner {
-                bid: bid.id,
-                owner: bid.owner,
-                price_per_day: bid.price_per_day,
-                charge: IntervalCharge::new(bid.price_per_day, input.params),
-            });
+        let better = match best {
+            None => true,
+            Some((top, top_id)) => {
+                score.score > top
+                    || (score.score == top && beats_on_tie(score.bid_id, top_id, running))
+            }
+        };
+        if better {
+            best = Some((score.score, score.bid_id));
         }
     }
-    if decision.winner.is_none() {
-        decision.idle_reason = Some("no acceptable bid".into());
-    }
-    finish(decision)
+    judged.winner = best.map(|(_, id)| id);
+    judged
 }
 
 /// Reads the first byte of what the clearing reads of each bid on the heap (its per-GPU
@@ -314,84 +391,12 @@ fn finish(mut decision: Decision) -> Decision {
     decision
 }
 
-fn record_faults(decision: &mut Decision, faults: Vec<(PluginRef, crate::PluginFault)>) {
-    decision
-        .faults
-        .extend(faults.into_iter().map(|(plugin, fault)| FaultRecord {
-            plugin,
-            kind: fault.kind().into(),
-            message: fault.to_string(),
-        }));
-}
-
-/// sha256 over a canonical binary encoding of what the plugins were given: every field in
-/// declaration order, integers little-endian, floats as IEEE bits, strings and lists
-/// length-prefixed. Replaying a decision recomputes it from the same records.
-fn input_digest(context: &crate::MachineContext, candidates: &[CandidateBid]) -> String {
-    let mut h = Sha256::new();
-    let u64s = |h: &mut Sha256, v: u64| h.update(v.to_le_bytes());
-    let text = |h: &mut Sha256, s: &str| {
-        h.update((s.len() as u64).to_le_bytes());
-        h.update(s.as_bytes());
-    };
-    let opt = |h: &mut Sha256, v: Option<i64>| match v {
-        None => h.update([0]),
-        Some(v) => {
-            h.update([1]);
-            h.update(v.to_le_bytes());
-        }
-    };
-    u64s(&mut h, context.id);
-    u64s(&mut h, context.host_id);
-    u64s(&mut h, context.gpus.len() as u64);
-    for g in &context.gpus {
-        u64s(&mut h, g.index.into());
-        text(&mut h, &g.model);
-        u64s(&mut h, g.power_limit_w.min.into());
-        u64s(&mut h, g.power_limit_w.max.into());
-        for r in [g.core_lock_mhz, g.mem_lock_mhz] {
-            opt(&mut h, r.map(|r| i64::from(r.min)));
-            opt(&mut h, r.map(|r| i64::from(r.max)));
-        }
-        for r in [g.core_offset_mhz, g.mem_offset_mhz] {
-            opt(&mut h, r.map(|r| i64::from(r.min)));
-            opt(&mut h, r.map(|r| i64::from(r.max)));
-        }
-    }
-    u64s(&mut h, context.energy_price_usd_per_kwh.to_bits());
-    u64s(&mut h, context.clore_usd.to_bits());
-    u64s(&mut h, context.min_bid);
-    u64s(&mut h, context.billing_interval_s.into());
-    u64s(&mut h, context.reliability.to_bits());
-    opt(&mut h, context.running.map(|r| r.bid_id as i64));
-    opt(&mut h, context.running.map(|r| r.owner_id as i64));
-    opt(&mut h, context.running.map(|r| r.price_per_day as i64));
-    opt(&mut h, context.running.map(|r| r.running_for_s as i64));
-    if let Some(r) = context.running {
-        opt(&mut h, r.total_power_limit_w.map(i64::from));
-    }
-    u64s(&mut h, candidates.len() as u64);
-    for c in candidates {
-        u64s(&mut h, c.id);
-        u64s(&mut h, c.owner_id);
-        u64s(&mut h, c.price_per_day);
-        u64s(&mut h, c.oc.len() as u64);
-        for o in &c.oc {
-            u64s(&mut h, o.power_limit_w.into());
-            opt(&mut h, o.core_lock_mhz.map(i64::from));
-            opt(&mut h, o.mem_lock_mhz.map(i64::from));
-            opt(&mut h, o.core_offset_mhz.map(i64::from));
-            opt(&mut h, o.mem_offset_mhz.map(i64::from));
-        }
-        u64s(&mut h, c.total_power_limit_w.into());
-        u64s(&mut h, c.created_at);
-        text(&mut h, &c.image);
-        u64s(&mut h, c.env_keys.len() as u64);
-        for k in &c.env_keys {
-            text(&mut h, k);
-        }
-    }
-    format!("sha256:{}", hex::encode(h.finalize()))
+fn record_faults(into: &mut Vec<FaultRecord>, faults: Vec<(PluginRef, crate::PluginFault)>) {
+    into.extend(faults.into_iter().map(|(plugin, fault)| FaultRecord {
+        plugin,
+        kind: fault.kind().into(),
+        message: fault.to_string(),
+    }));
 }
 
 #[cfg(test)]

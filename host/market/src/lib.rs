@@ -27,12 +27,14 @@ pub mod machine;
 pub mod money;
 pub mod output_check;
 pub mod params;
+pub mod plugin_input;
 pub mod plugin_traits;
 pub mod price_per_watt;
 #[cfg(feature = "sample")]
 pub mod sample;
 pub mod suspension;
 pub mod verdict;
+pub mod what_wins;
 pub mod withdrawal;
 
 pub use context::{CandidateBid, GpuOc, GpuSlot, MachineContext, RangeS32, RangeU32, RunningBid};

@@ -68,6 +68,72 @@ impl<S: Strategy> Plugins for StrategyOnly<S> {
     }
 
     fn rank(&self, machine: &MachineContext, bids: &[CandidateBid]) -> RankOutcome {
+        StrategyRef(&self.0).rank_or_zero(machine, bids)
+    }
+}
+
+/// Fixed plugin versions with no fallback and no fault counting: what a replay, a
+/// backtest or a "what would win" search runs, so that it answers as the recorded
+/// versions did and never touches the live registry's counters or quarantine.
+///
+/// Validators run in order, each on the bids the ones before passed; a faulting validator
+/// fails closed (it rejects every bid it was given with `validator-unavailable`), and a
+/// faulting strategy scores every bid zero, as the live registry does once no version of
+/// it works.
+pub struct FixedPlugins {
+    /// The validators, in order.
+    pub validators: Vec<std::sync::Arc<dyn Validator>>,
+    /// The strategy.
+    pub strategy: std::sync::Arc<dyn Strategy>,
+}
+
+impl Plugins for FixedPlugins {
+    fn validate(&self, machine: &MachineContext, bids: &[CandidateBid]) -> ValidationOutcome {
+        let mut outcome = ValidationOutcome::default();
+        let mut remaining: Vec<CandidateBid> = bids.to_vec();
+        for validator in &self.validators {
+            if remaining.is_empty() {
+                break;
+            }
+            let by = validator.plugin_ref().clone();
+            let rejections = match validator.validate(machine, &remaining) {
+                Ok(rejections) => {
+                    outcome.answered_by.push(by.clone());
+                    rejections
+                }
+                Err(fault) => {
+                    let why = fault.to_string();
+                    outcome.faults.push((by.clone(), fault));
+                    remaining
+                        .iter()
+                        .map(|b| validator_unavailable(b.id, &by.name, &why))
+                        .collect()
+                }
+            };
+            let rejected: std::collections::HashSet<u64> =
+                rejections.iter().map(|r| r.bid_id).collect();
+            remaining.retain(|b| !rejected.contains(&b.id));
+            outcome
+                .rejections
+                .extend(rejections.into_iter().map(|r| (by.clone(), r)));
+        }
+        outcome
+    }
+
+    fn rank(&self, machine: &MachineContext, bids: &[CandidateBid]) -> RankOutcome {
+        StrategyRef(self.strategy.as_ref()).rank_or_zero(machine, bids)
+    }
+
+    fn grouped(&self, calls: &mut dyn FnMut()) {
+        calls()
+    }
+}
+
+/// A strategy's answer, or all-zero scores with its fault.
+struct StrategyRef<'a>(&'a dyn Strategy);
+
+impl StrategyRef<'_> {
+    fn rank_or_zero(&self, machine: &MachineContext, bids: &[CandidateBid]) -> RankOutcome {
         match self.0.rank(machine, bids) {
             Ok(scores) => RankOutcome {
                 scores,
@@ -86,5 +152,19 @@ impl<S: Strategy> Plugins for StrategyOnly<S> {
                 faults: vec![(self.0.plugin_ref().clone(), fault)],
             },
         }
+    }
+}
+
+/// Code of the rejection given to every bid while a validator has no working version.
+pub const VALIDATOR_UNAVAILABLE: &str = "validator-unavailable";
+
+/// How a validator with no working version (`why`) rejects a bid: it fails closed.
+pub fn validator_unavailable(bid_id: u64, validator: &str, why: &str) -> Rejection {
+    Rejection {
+        bid_id,
+        code: VALIDATOR_UNAVAILABLE.into(),
+        message: format!(
+            "validator {validator} has no working version ({why}); bids wait until it works"
+        ),
     }
 }

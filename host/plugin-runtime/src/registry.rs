@@ -11,8 +11,7 @@ use gigaspot_market::{
 };
 use thiserror::Error;
 
-/// Code of the rejection given to every bid while a validator has no working version.
-pub const VALIDATOR_UNAVAILABLE: &str = "validator-unavailable";
+pub use gigaspot_market::plugin_traits::VALIDATOR_UNAVAILABLE;
 
 /// Faults counted per kind.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -692,14 +691,7 @@ impl PluginRegistry {
             .map(|b| {
                 (
                     active.clone(),
-                    Rejection {
-                        bid_id: b.id,
-                        code: VALIDATOR_UNAVAILABLE.into(),
-                        message: format!(
-                            "validator {} has no working version ({why}); bids wait until it works",
-                            slot.name
-                        ),
-                    },
+                    gigaspot_market::plugin_traits::validator_unavailable(b.id, &slot.name, &why),
                 )
             })
             .collect()

@@ -239,6 +239,15 @@ pub(crate) fn newest_interval<T: DeserializeOwned>(
     };
     let (k, _) = item?;
     let (interval, _) = ids(prefix, &k)?;
+    Ok(Some((interval, of_interval(db, prefix, interval)?)))
+}
+
+/// Every record of `interval` under `prefix`, by machine.
+pub(crate) fn of_interval<T: DeserializeOwned>(
+    db: &Db,
+    prefix: &[u8],
+    interval: u64,
+) -> StoreResult<Vec<(MachineId, T)>> {
     let mut records = Vec::new();
     for item in db.scan_prefix(key(prefix, &[interval])) {
         let (k, v) = item?;
@@ -246,7 +255,7 @@ pub(crate) fn newest_interval<T: DeserializeOwned>(
             records.push((machine, decode(&k, bytes)?));
         }
     }
-    Ok(Some((interval, records)))
+    Ok(records)
 }
 
 /// `machine`'s records of the newest `intervals` intervals that have chunks under

@@ -9,17 +9,18 @@ use gigaspot_market::Plugins;
 use gigaspot_market::account::AccountId;
 use gigaspot_market::bid::{Bid, BidId};
 use gigaspot_market::billing::{IntervalCharge, ServedInterval, charge_transfers};
-use gigaspot_market::clearing::{ClearingInput, Decision, clear_machine};
+use gigaspot_market::clearing::{ClearingInput, Decision, Recorded, clear_machine_recorded};
 use gigaspot_market::context::RunningBid;
 use gigaspot_market::ledger;
 use gigaspot_market::ledger::AuditReport;
 use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::{Amount, SECONDS_PER_DAY};
+use gigaspot_market::plugin_input::InputRecord;
 use gigaspot_market::suspension::{self, BidFailures, Tally};
 
 use crate::decision_chunks::PER_CHUNK;
 use crate::error::StoreResult;
-use crate::records::{Assignment, Settlement, TickCommit, TickReport, TickSnapshot};
+use crate::records::{Assignment, BookBlob, Settlement, TickCommit, TickReport, TickSnapshot};
 use crate::store::Store;
 
 /// Runs the market's billing intervals over a [`Store`] with the installed plugins.
@@ -107,8 +108,13 @@ impl<'a> IntervalEngine<'a> {
         }
 
         let settled = started.elapsed();
-        let (assignments, decisions, mut expired) =
-            self.clear_all(&snapshot, current, now, balances, &demand, &mut report);
+        let ClearedAll {
+            assignments,
+            decisions,
+            mut expired,
+            inputs,
+            books,
+        } = self.clear_all(&snapshot, current, now, balances, &demand, &mut report);
         // Bids past their lifetime: those the clearing met, and any suspended here.
         expired.extend(
             judged
@@ -130,6 +136,8 @@ impl<'a> IntervalEngine<'a> {
             failures: judged.failures,
             suspend: judged.suspend,
             tallies: judged.tallies,
+            inputs,
+            books,
         })?;
         report.timings = crate::records::TickTimings {
             snapshot: snapshot_done,
@@ -157,7 +165,7 @@ impl<'a> IntervalEngine<'a> {
         mut available: BTreeMap<AccountId, Amount>,
         demand: &HashMap<AccountId, u128>,
         report: &mut TickReport,
-    ) -> (Vec<Assignment>, Vec<Decision>, Vec<BidId>) {
+    ) -> ClearedAll {
         let contended = contended_owners(demand, &available);
         let (coupled, independent): (Vec<(usize, &Arc<Machine>)>, Vec<_>) =
             snapshot.machines.iter().enumerate().partition(|(_, m)| {
@@ -189,6 +197,7 @@ impl<'a> IntervalEngine<'a> {
                                         m,
                                         current,
                                         now,
+                                        false,
                                         |owner, amount| {
                                             funds.get(&owner).is_some_and(|b| *b >= amount)
                                         },
@@ -213,7 +222,7 @@ impl<'a> IntervalEngine<'a> {
             self.plugins.grouped(&mut || {
                 for (_, machine) in group {
                     let outcome =
-                        self.clear_one(snapshot, machine, current, now, |owner, amount| {
+                        self.clear_one(snapshot, machine, current, now, true, |owner, amount| {
                             available.get(&owner).is_some_and(|b| *b >= amount)
                         });
                     if let Some(w) = outcome.decision.winner
@@ -231,14 +240,20 @@ impl<'a> IntervalEngine<'a> {
         let mut assignments = Vec::with_capacity(decided.len());
         let mut decisions = Vec::with_capacity(decided.len());
         let mut expired = Vec::new();
+        let mut inputs = Vec::with_capacity(decided.len());
+        let mut books = Vec::new();
         for Cleared {
             decision,
             running,
             host,
             expired: past_lifetime,
+            input,
+            book,
         } in decided
         {
             expired.extend(past_lifetime);
+            inputs.extend(input.map(|i| (decision.machine, i)));
+            books.extend(book);
             let latest = snapshot.latest.get(&decision.machine);
             let continues =
                 running.is_some() && decision.winner.map(|w| w.bid) == running.map(|r| r.bid_id);
@@ -258,7 +273,13 @@ impl<'a> IntervalEngine<'a> {
             });
             decisions.push(decision);
         }
-        (assignments, decisions, expired)
+        ClearedAll {
+            assignments,
+            decisions,
+            expired,
+            inputs,
+            books,
+        }
     }
 
     fn clear_one(
@@ -267,6 +288,7 @@ impl<'a> IntervalEngine<'a> {
         machine: &Machine,
         current: u64,
         now: u64,
+        coupled: bool,
         can_pay: impl Fn(AccountId, Amount) -> bool,
     ) -> Cleared {
         let live = snapshot.bids.get(&machine.id);
@@ -295,8 +317,28 @@ impl<'a> IntervalEngine<'a> {
                 .map(|b| b.iter().map(|b| b.as_ref()).collect())
                 .unwrap_or_default(),
         };
+        let (decision, recorded) = clear_machine_recorded(&input, can_pay, self.plugins);
+        let (input, book) = match recorded {
+            None => (None, None),
+            Some(Recorded { mut record, input }) => {
+                record.coupled = coupled;
+                // The book is encoded here, on the clearing's thread, and only when it
+                // changed since the machine's last one.
+                let book = (snapshot.books.get(&machine.id) != Some(&record.book))
+                    .then(|| crate::codec::encode(&input.book()).ok())
+                    .flatten()
+                    .map(|body| BookBlob {
+                        machine: machine.id,
+                        digest: record.book,
+                        body,
+                    });
+                (Some(record), book)
+            }
+        };
         Cleared {
-            decision: clear_machine(&input, can_pay, self.plugins),
+            decision,
+            input,
+            book,
             running,
             host: machine.host,
             // Read while the clearing has the bids in cache.
@@ -312,9 +354,22 @@ impl<'a> IntervalEngine<'a> {
     }
 }
 
+/// Every machine's clearing results, in machine order.
+struct ClearedAll {
+    assignments: Vec<Assignment>,
+    decisions: Vec<Decision>,
+    expired: Vec<BidId>,
+    inputs: Vec<(MachineId, InputRecord)>,
+    books: Vec<BookBlob>,
+}
+
 /// One machine's clearing result.
 struct Cleared {
     decision: Decision,
+    /// What the plugins saw (`None`: none was called).
+    input: Option<InputRecord>,
+    /// The machine's book when it differs from the last one written.
+    book: Option<BookBlob>,
     running: Option<RunningBid>,
     host: AccountId,
     /// The machine's bids past their lifetime.

@@ -102,6 +102,12 @@ pub const DECISION_CHUNK: &[u8] = b"dch/";
 /// Prefix of compacted decision records in chunks by (interval, first machine) → each
 /// machine's `CompactDecision` (see `retention`).
 pub const DECISION_COMPACT_CHUNK: &[u8] = b"dcc/";
+/// Prefix of the plugins' input records in chunks by (interval, first machine) → each
+/// machine's `InputRecord` (see `plugin_inputs`), kept as long as the full decisions.
+pub const INPUT_CHUNK: &[u8] = b"inpc/";
+/// Prefix of machines' books by (machine, first interval) → the book's sha256 (32 bytes)
+/// then the book (`PluginInput`, postcard): written when a machine's book changes.
+pub const BOOK: &[u8] = b"book/";
 /// Schema 3 and before: prefix of decision records by (machine, interval).
 pub const LEGACY_DECISION: &[u8] = b"dec/";
 /// Schema 3: prefix of the index of full decision records by (interval, machine).

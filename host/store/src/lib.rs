@@ -17,6 +17,7 @@ mod intake;
 mod keys;
 mod migrate;
 mod pg;
+mod plugin_inputs;
 mod records;
 mod retention;
 mod sled_store;
@@ -33,9 +34,9 @@ pub use keys::SCHEMA_VERSION;
 pub use pg::PgStore;
 pub use pg::schema::SCHEMA_VERSION as PG_SCHEMA_VERSION;
 pub use records::{
-    ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, IntervalStats,
-    MachineSpec, PluginState, PluginVersionRecord, Settlement, TickCommit, TickReport,
-    TickSnapshot, TickTimings,
+    ActivePlugins, Assignment, BookBlob, CommitTimings, Compaction, DecisionSummary, IntervalStats,
+    MachineSpec, PluginState, PluginVersionRecord, RecordedClearing, Settlement, TickCommit,
+    TickReport, TickSnapshot, TickTimings,
 };
 pub use sled_store::{SledStore, open_waiting_for_lock};
 pub use store::{BidFuture, PlacedBid, SNAPSHOTS_KEPT, Spawner, Store};

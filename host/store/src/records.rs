@@ -14,6 +14,7 @@ use gigaspot_market::ledger::Transfer;
 use gigaspot_market::machine::{Gpu, Machine, MachineFacts, MachineId};
 use gigaspot_market::money::Amount;
 use gigaspot_market::params::MarketParams;
+use gigaspot_market::plugin_input::{InputRecord, PluginInput};
 use gigaspot_market::suspension::{BidFailures, Tally};
 use serde::{Deserialize, Serialize};
 
@@ -105,6 +106,24 @@ pub struct TickCommit {
     pub suspend: Vec<Arc<Bid>>,
     /// Additions to machines' tallies by (machine, day).
     pub tallies: Vec<((MachineId, u64), Tally)>,
+    /// What the plugins saw per machine cleared (machines cleared without plugins, being
+    /// unavailable, have none): kept with the full decision records for replays.
+    pub inputs: Vec<(MachineId, InputRecord)>,
+    /// The books that differ from their machine's last one written
+    /// ([`TickSnapshot::books`]).
+    pub books: Vec<BookBlob>,
+}
+
+/// A machine's book as the plugins saw it from an interval on
+/// ([`gigaspot_market::plugin_input`]), encoded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BookBlob {
+    /// The machine.
+    pub machine: MachineId,
+    /// The book's digest.
+    pub digest: [u8; 32],
+    /// The book (`PluginInput` without running bid and reliability), postcard.
+    pub body: Vec<u8>,
 }
 
 /// What market history shows of one interval, kept by the ticks in the commits that clear
@@ -165,6 +184,9 @@ pub struct TickSnapshot {
     pub suspended: BTreeMap<MachineId, crate::Book>,
     /// Machines' assigned/served tallies by (machine, day), for their reliability.
     pub tallies: BTreeMap<(MachineId, u64), Tally>,
+    /// The digest of each machine's last book written, as far as this store knows (a
+    /// machine missing here gets its book written again).
+    pub books: std::collections::HashMap<MachineId, [u8; 32]>,
 }
 
 /// What a tick did.
@@ -311,4 +333,16 @@ pub struct Compaction {
     pub bytes_before: u64,
     /// Bytes of the compact records written in their place.
     pub bytes_after: u64,
+}
+
+/// One clearing as recorded: its full decision and, when plugins were called, what they
+/// saw.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordedClearing {
+    /// The full decision record.
+    pub decision: Decision,
+    /// The input record and the plugins' input rebuilt from it; `None` when no plugin was
+    /// called or the input was not recorded (cleared by a store from before inputs were
+    /// kept, or past the retention window).
+    pub input: Option<(InputRecord, PluginInput)>,
 }

@@ -37,9 +37,10 @@ use crate::intake::{BidRequest, Intake, IntakeStats, bid_batch_failed};
 use crate::keys::{self, key, key_bytes};
 use crate::records::{
     ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, IntervalStats,
-    MachineSpec, PluginState, PluginVersionRecord, TickCommit, TickSnapshot,
+    MachineSpec, PluginState, PluginVersionRecord, RecordedClearing, TickCommit, TickSnapshot,
 };
 use crate::store::{PlacedBid, Store};
+use gigaspot_market::plugin_input::{InputRecord, PluginInput};
 
 /// The working set, mirrored from disk.
 struct State {
@@ -69,6 +70,9 @@ struct State {
     /// one up, so they are answered from memory too.
     api_keys: HashMap<[u8; 32], AccountId>,
     agent_tokens: HashMap<[u8; 32], MachineId>,
+    /// Each machine's last book written by this process (empty after opening: the first
+    /// tick writes every machine's book again).
+    last_books: HashMap<MachineId, [u8; 32]>,
 }
 
 impl State {
@@ -807,6 +811,7 @@ fn load(db: &sled::Db) -> StoreResult<State> {
         cleared_through,
         api_keys: secrets(keys::API_KEY)?,
         agent_tokens: secrets(keys::AGENT_TOKEN)?,
+        last_books: HashMap::new(),
         failures: db
             .scan_prefix(keys::BID_FAILURES)
             .map(|item| {
@@ -1540,6 +1545,18 @@ impl Store for SledStore {
         crate::decision_chunks::get(&self.db()?, keys::DECISION_CHUNK, machine, interval)
     }
 
+    fn recorded_input(
+        &self,
+        machine: MachineId,
+        interval: u64,
+    ) -> StoreResult<Option<(InputRecord, PluginInput)>> {
+        crate::plugin_inputs::input(&self.db()?, machine, interval)
+    }
+
+    fn recorded_clearings(&self, interval: u64) -> StoreResult<Vec<RecordedClearing>> {
+        crate::plugin_inputs::clearings(&self.db()?, interval)
+    }
+
     fn assignments_between(
         &self,
         machine: MachineId,
@@ -1593,7 +1610,16 @@ impl Store for SledStore {
 
     fn compact_decisions(&self, before: u64, limit: usize) -> StoreResult<Compaction> {
         let guard = self.write_lock();
-        let (batch, report) = crate::retention::compact(&self.db()?, before, limit)?;
+        let db = self.db()?;
+        let (mut batch, mut report) = crate::retention::compact(&db, before, limit)?;
+        // The plugins' inputs go with the full records (chunks of `PER_CHUNK` machines).
+        let inputs = crate::plugin_inputs::prune(
+            &db,
+            &mut batch,
+            before,
+            limit.div_ceil(crate::decision_chunks::PER_CHUNK),
+        )?;
+        report.bytes_before += inputs;
         if report == Compaction::default() {
             return Ok(report);
         }
@@ -1751,6 +1777,7 @@ impl Store for SledStore {
             suspended,
             active_price_sums,
             tallies: state.tallies.clone(),
+            books: state.last_books.clone(),
         })
     }
 
@@ -1850,6 +1877,12 @@ impl Store for SledStore {
                 commit.decisions.iter().map(|d| (d.machine, d.interval, d)),
             )?;
             encode_decisions = encoding.elapsed();
+            crate::plugin_inputs::write(
+                &mut batch,
+                commit.interval,
+                &commit.inputs,
+                &commit.books,
+            )?;
             for id in &commit.expired {
                 // Under the lock: only a bid still active and past its lifetime expires.
                 if let Some(bid) = state.bids.get(id)
@@ -1943,6 +1976,9 @@ impl Store for SledStore {
                 s.latest.insert(a.machine, a.clone());
             }
             s.cleared_through = Some(commit.interval);
+            for book in &commit.books {
+                s.last_books.insert(book.machine, book.digest);
+            }
         })?;
         *self.tick_commit.lock().unwrap_or_else(|p| p.into_inner()) = CommitTimings {
             build: built,

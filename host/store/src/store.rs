@@ -24,8 +24,9 @@ use crate::backup::BackupSummary;
 use crate::error::{StoreError, StoreResult};
 use crate::records::{
     ActivePlugins, Assignment, Compaction, DecisionSummary, IntervalStats, MachineSpec,
-    PluginState, PluginVersionRecord, TickCommit, TickSnapshot,
+    PluginState, PluginVersionRecord, RecordedClearing, TickCommit, TickSnapshot,
 };
+use gigaspot_market::plugin_input::{InputRecord, PluginInput};
 
 /// A bid placement's outcome.
 #[derive(Debug, Clone, PartialEq)]
@@ -206,6 +207,17 @@ pub trait Store: Send + Sync + 'static {
     fn assignment(&self, machine: MachineId) -> StoreResult<Option<Assignment>>;
     /// The decision record of a machine for an interval.
     fn decision(&self, machine: MachineId, interval: u64) -> StoreResult<Option<Decision>>;
+    /// What the plugins saw when `machine` was cleared for `interval`, as recorded with
+    /// its full decision: `None` when nothing was recorded (no plugin was called, the
+    /// record is past the retention window or older than the recording).
+    fn recorded_input(
+        &self,
+        machine: MachineId,
+        interval: u64,
+    ) -> StoreResult<Option<(InputRecord, PluginInput)>>;
+    /// Every full decision record of `interval`, in machine order, with what the plugins
+    /// saw: what a replay or a backtest reads.
+    fn recorded_clearings(&self, interval: u64) -> StoreResult<Vec<RecordedClearing>>;
     /// A machine's full decision records of the newest `limit` cleared intervals, newest
     /// first (those within the retention window).
     fn decisions(&self, machine: MachineId, limit: usize) -> StoreResult<Vec<Decision>>;

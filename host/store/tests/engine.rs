@@ -8,7 +8,7 @@ use gigaspot_market::ledger::charge_id;
 use gigaspot_market::money::Amount;
 use gigaspot_market::{PricePerWatt, StrategyOnly};
 use gigaspot_store::{IntervalEngine, Store};
-use support::{Backend, market, terms};
+use support::{Backend, change, market, terms};
 
 conformance!(
     the_better_price_per_watt_wins_and_only_served_intervals_are_charged,
@@ -22,6 +22,7 @@ conformance!(
     a_winner_that_cannot_run_by_its_own_fault_is_suspended_and_the_next_bid_wins,
     a_plugin_that_keeps_state_gives_the_same_answers_in_every_tick,
     marks_of_settled_intervals_are_pruned_and_a_partial_interval_keeps_its_time,
+    what_the_plugins_saw_is_recorded_once_per_book_and_pruned_with_the_full_decisions,
 );
 
 const T0: u64 = 1_800_000_000; // a minute boundary
@@ -569,4 +570,87 @@ fn marks_of_settled_intervals_are_pruned_and_a_partial_interval_keeps_its_time(b
     assert_eq!(store.served_time(id, k + 2).unwrap(), Some(served(10)));
     assert_eq!(store.served_time(id, k + 1).unwrap(), None);
     assert_eq!(store.prune_served_marks(100).unwrap(), 0);
+}
+
+/// Each clearing's plugin input is kept: a record per interval, the book only when it
+/// changed; the input rebuilt from them has the decision's digest, across a restart; and
+/// compaction drops the inputs with the full decisions while every later record still
+/// finds its book.
+fn what_the_plugins_saw_is_recorded_once_per_book_and_pruned_with_the_full_decisions(
+    backend: &Backend,
+) {
+    let plugins = StrategyOnly(PricePerWatt::new());
+    let k = T0 / 60;
+    let (m, alice) = {
+        let store = backend.open();
+        let m = market(&*store);
+        let (engine, _) = IntervalEngine::start(&*store, &plugins).unwrap();
+        let alice = store
+            .place_bid(m.alice, &terms(m.machine.id, 100, 300), T0, None)
+            .unwrap();
+        store
+            .place_bid(m.bob, &terms(m.machine.id, 60, 150), T0, None)
+            .unwrap();
+        engine.tick(T0).unwrap();
+        engine.tick(T0 + 60).unwrap();
+        (m, alice)
+    };
+    let id = m.machine.id;
+    let recorded = |store: &dyn Store, interval: u64| {
+        let decision = store.decision(id, interval).unwrap().unwrap();
+        let (record, input) = store.recorded_input(id, interval).unwrap().unwrap();
+        assert_eq!(
+            input.digests().1,
+            decision.input_digest,
+            "interval {interval}"
+        );
+        assert_eq!(input.digests().0, record.book);
+        let all = store.recorded_clearings(interval).unwrap();
+        assert_eq!(all.len(), 1);
+        assert_eq!(all[0].decision, decision);
+        assert_eq!(all[0].input.as_ref().map(|(_, i)| i), Some(&input));
+        (record, input)
+    };
+    // After a restart: both intervals read back; the running bid's time differs, the
+    // book does not.
+    let store = backend.open();
+    let (first, input) = recorded(&*store, k);
+    let (second, _) = recorded(&*store, k + 1);
+    assert_eq!(first.book, second.book);
+    assert_ne!(first.running, second.running);
+    assert_eq!(input.candidates.len(), 2);
+    assert_eq!(
+        store.tick_snapshot().unwrap().books.get(&id).is_some(),
+        backend.is_postgres()
+    );
+    // A new process writes the book again; an edit changes it.
+    let (engine, _) = IntervalEngine::start(&*store, &plugins).unwrap();
+    engine.tick(T0 + 120).unwrap();
+    assert_eq!(recorded(&*store, k + 2).0.book, first.book);
+    assert_eq!(
+        store.tick_snapshot().unwrap().books.get(&id),
+        Some(&first.book)
+    );
+    store
+        .edit_bid(m.alice, alice.id, &change(&terms(id, 120, 300)), T0 + 150)
+        .unwrap();
+    engine.tick(T0 + 180).unwrap();
+    let (edited, input) = recorded(&*store, k + 3);
+    assert_ne!(edited.book, first.book);
+    assert!(
+        input
+            .candidates
+            .iter()
+            .any(|c| c.price_per_day == Amount::clore(120).0)
+    );
+    // Compacting before k + 2 drops the inputs of k and k + 1; k + 2 still finds its book
+    // (written at k + 2 by the new process, or k on PostgreSQL).
+    while store.compact_decisions(k + 2, 1_000).unwrap().bytes_before > 0 {}
+    assert!(store.recorded_input(id, k).unwrap().is_none());
+    assert!(store.recorded_input(id, k + 1).unwrap().is_none());
+    recorded(&*store, k + 2);
+    recorded(&*store, k + 3);
+    while store.compact_decisions(k + 3, 1_000).unwrap().bytes_before > 0 {}
+    assert!(store.recorded_input(id, k + 2).unwrap().is_none());
+    recorded(&*store, k + 3);
 }

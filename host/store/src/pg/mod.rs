@@ -15,6 +15,7 @@ mod accounts;
 mod bids;
 mod config;
 mod import;
+mod inputs;
 mod lease;
 mod money;
 pub mod schema;

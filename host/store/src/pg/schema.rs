@@ -7,10 +7,29 @@
 //! `CHECK`s, unique keys, no triggers, no advisory locks, no `LISTEN/NOTIFY`.
 
 /// The newest schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Migration `n` (1-based) brings a database from version `n - 1` to `n`.
-pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1];
+pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
+
+/// Version 2: what the plugins saw at each clearing (for replays, backtests and "what
+/// would have won"): a record per machine and interval, and each machine's book from the
+/// interval it changed (see `gigaspot_market::plugin_input`).
+const V2: &str = r#"
+CREATE TABLE clearing_inputs (
+    interval_no BIGINT NOT NULL,
+    machine     BIGINT NOT NULL,
+    record      BYTEA NOT NULL,
+    PRIMARY KEY (interval_no, machine)
+);
+CREATE TABLE clearing_books (
+    machine BIGINT NOT NULL,
+    since   BIGINT NOT NULL,
+    digest  BYTEA NOT NULL,
+    body    BYTEA NOT NULL,
+    PRIMARY KEY (machine, since)
+);
+"#;
 
 /// Version 1: accounts and keys, machines, bids, the ledger, withdrawals, parameters and
 /// plugins, the intervals (assignments, decisions, served marks, tallies, statistics) and

@@ -14,6 +14,7 @@ use gigaspot_market::ledger::{AuditReport, Transfer, TransferKind};
 use gigaspot_market::machine::{Machine, MachineId};
 use gigaspot_market::money::Amount;
 use gigaspot_market::params::MarketParams;
+use gigaspot_market::plugin_input::{InputRecord, PluginInput};
 use gigaspot_market::suspension::BidFailures;
 use gigaspot_market::withdrawal::{Settlement as WithdrawalSettlement, Withdrawal, WithdrawalId};
 
@@ -21,7 +22,7 @@ use super::PgStore;
 use crate::error::StoreResult;
 use crate::records::{
     ActivePlugins, Assignment, Compaction, DecisionSummary, IntervalStats, MachineSpec,
-    PluginState, PluginVersionRecord, TickCommit, TickSnapshot,
+    PluginState, PluginVersionRecord, RecordedClearing, TickCommit, TickSnapshot,
 };
 use crate::store::{PlacedBid, Store};
 
@@ -250,6 +251,18 @@ impl Store for PgStore {
         limit: usize,
     ) -> StoreResult<Vec<DecisionSummary>> {
         PgStore::decision_summaries(self, machine, limit)
+    }
+
+    fn recorded_input(
+        &self,
+        machine: MachineId,
+        interval: u64,
+    ) -> StoreResult<Option<(InputRecord, PluginInput)>> {
+        PgStore::recorded_input(self, machine, interval)
+    }
+
+    fn recorded_clearings(&self, interval: u64) -> StoreResult<Vec<RecordedClearing>> {
+        PgStore::recorded_clearings(self, interval)
     }
 
     fn compact_decisions(&self, before: u64, limit: usize) -> StoreResult<Compaction> {

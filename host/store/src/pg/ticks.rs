@@ -189,6 +189,7 @@ impl PgStore {
                 active_price_sums,
                 suspended: books(tx, "suspended").await?,
                 tallies: tallies(tx, None).await?,
+                books: super::inputs::last_books(tx).await?,
             })
         })
     }
@@ -288,6 +289,7 @@ impl PgStore {
                 .await?;
             }
             self.write_assignments(tx, commit, interval).await?;
+            super::inputs::write(tx, commit).await?;
             self.write_bid_changes(tx, commit).await?;
             if let Some(clock) = &commit.clock {
                 config::put(tx, config::INTERVAL_CLOCK, clock).await?;
@@ -634,6 +636,8 @@ impl PgStore {
                 )
                 .await?;
             }
+            // The plugins' inputs go with the full records.
+            report.bytes_before += super::inputs::prune(tx, before, limit).await?;
             Ok(report)
         })
     }
