@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use gigaspot_demo::api::Api;
 use gigaspot_demo::{DemoOptions, start};
+use gigaspot_store::Store;
 use serde_json::Value;
 
 fn options(dir: &std::path::Path) -> DemoOptions {
@@ -117,6 +118,39 @@ async fn switches_and_billing_happen_in_the_first_minute_and_a_restart_continues
         .unwrap();
     assert!(ledger_after.as_array().unwrap().len() >= ledger_before.as_array().unwrap().len());
     again.shutdown().await;
+
+    // The market's history replays bit for bit: the recorded WebAssembly versions on the
+    // recorded inputs give every recorded score, rejection and winner.
+    let store: std::sync::Arc<dyn Store> =
+        std::sync::Arc::new(gigaspot_store::SledStore::open(dir.path().join("market")).unwrap());
+    let runtime = std::sync::Arc::new(
+        gigaspot_plugin_runtime::PluginRuntime::new(
+            gigaspot_plugin_runtime::PluginLimits::default(),
+            gigaspot_plugin_runtime::ArtifactCache::in_memory(),
+        )
+        .unwrap(),
+    );
+    let versions = gigaspot_server::plugin_versions::PluginVersions::new(runtime, store.clone());
+    let (first, last) = store.recorded_intervals().unwrap().unwrap();
+    let report =
+        gigaspot_server::replay::replay(&*store, &versions, first, last, |_, _| {}).unwrap();
+    println!(
+        "replayed {} clearings of {} intervals",
+        report.replayed, report.intervals
+    );
+    assert!(report.differences.is_empty(), "{:#?}", report.differences);
+    assert!(report.intervals >= 2 && report.replayed >= 10, "{report:?}");
+    // What was replayed ran in the sandbox: the demo's WebAssembly strategy and validator.
+    let decision = &store.recorded_clearings(last).unwrap()[0].decision;
+    assert!(
+        decision
+            .strategy
+            .as_ref()
+            .unwrap()
+            .digest
+            .starts_with("sha256:")
+    );
+    assert!(!decision.validators.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread")]

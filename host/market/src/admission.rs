@@ -383,6 +383,16 @@ fn check_price(
     Ok(())
 }
 
+/// Checks a bid's per-GPU settings against the machine (one entry per GPU, a power
+/// limit on each, every value within its range); the validated settings.
+pub fn admit_oc(
+    requests: &[OcRequest],
+    machine: &Machine,
+    table: &GpuRangeTable,
+) -> Result<Vec<GpuOc>, Refusal> {
+    check_oc_requests(requests, machine, table)
+}
+
 fn check_oc_requests(
     requests: &[OcRequest],
     machine: &Machine,

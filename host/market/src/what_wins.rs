@@ -24,8 +24,8 @@ use crate::plugin_traits::Plugins;
 /// Runs of the plugins one search may make.
 pub const MAX_CALLS: u32 = 160;
 
-/// The highest price a search tries: 10^10 CLORE per day.
-pub const MAX_PRICE: u64 = Amount::clore(10_000_000_000).0;
+/// The highest price a search tries: the highest price admission accepts.
+pub const MAX_PRICE: u64 = crate::admission::MAX_PRICE.0;
 
 /// What it would take a bid to win a book.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -166,7 +166,10 @@ fn why_not(verdict: Option<Verdict>) -> String {
             "no price wins: the strategy scores it zero at any price".into()
         }
         Some(Verdict::Ineligible { message, .. }) => format!("no price wins: {message}"),
-        _ => format!("no price up to {} CLORE/day wins", Amount(MAX_PRICE)),
+        _ => format!(
+            "no price up to the market's maximum ({} CLORE/day) wins",
+            Amount(MAX_PRICE)
+        ),
     }
 }
 

@@ -143,7 +143,9 @@ pub async fn decision(
     let machine = bid.machine;
     let now = state.now();
     let shown = bid.clone();
-    let (decision, own, unserved) = state
+    let versions = state.versions.clone();
+    crate::deadline::work_started();
+    let (decision, own, unserved, what_would_win) = state
         .store(move |s| {
             let own = view(s, &shown, now)?;
             let interval = s.assignment(machine)?.map(|a| a.interval);
@@ -154,7 +156,11 @@ pub async fn decision(
                 ),
                 None => (None, None),
             };
-            Ok(decision.map(|d| (d, own, unserved)))
+            let Some(decision) = decision else {
+                return Ok(None);
+            };
+            let what_would_win = crate::what_wins::for_decision(s, &versions, &decision, id)?;
+            Ok(Some((decision, own, unserved, what_would_win)))
         })
         .await?
         .ok_or_else(|| {
@@ -194,6 +200,7 @@ pub async fn decision(
         strategy: decision.strategy,
         validators: decision.validators,
         input_digest: decision.input_digest,
+        what_would_win,
     }))
 }
 
@@ -228,6 +235,11 @@ pub struct BidDecision {
     pub validators: Vec<gigaspot_market::verdict::PluginRef>,
     /// sha256 of the plugins' input.
     pub input_digest: String,
+    /// For a bid that lost: the lowest price at its own power limits, or the largest power
+    /// limit at its price, that would have won this clearing under the same plugin
+    /// versions and the same other bids, or why nothing would (absent when it won or was
+    /// not live).
+    pub what_would_win: Option<crate::what_wins::WhatWinsView>,
 }
 
 /// `PATCH /api/v1/bids/{id}`: the owner changes price and settings; admission runs again.

@@ -15,7 +15,7 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::{
     api_accounts, api_agent, api_backup, api_bids, api_clore, api_dashboard, api_machines,
-    api_money, api_operator, api_withdrawals, market_history, metrics,
+    api_money, api_operator, api_withdrawals, market_history, metrics, what_wins,
 };
 
 /// The document's frame: title, version, tags and the two ways to authenticate.
@@ -95,6 +95,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_machines::list, api_machines::register))
         .routes(routes!(api_machines::show, api_machines::update))
         .routes(routes!(api_machines::latest_decision))
+        .routes(routes!(what_wins::quote))
         .routes(routes!(api_dashboard::book))
         .routes(routes!(api_dashboard::machine_history))
         .routes(routes!(market_history::market_history))

@@ -70,6 +70,8 @@ pub struct Shared {
     /// This replica's name in the clearer's lease: host name, process id and a random
     /// part, unique among the replicas of one database.
     pub replica: Arc<str>,
+    /// Plugin versions by version id, for "what would win" searches and quotes.
+    pub versions: Arc<crate::plugin_versions::PluginVersions>,
 }
 
 /// A name for this process among the replicas of one database.
@@ -117,10 +119,15 @@ impl AppState {
     ) -> Self {
         let config_rate = config.rate_limit_per_minute;
         let anonymous_rate = config.anonymous_rate_limit_per_minute;
+        let versions = Arc::new(crate::plugin_versions::PluginVersions::new(
+            runtime.clone(),
+            store.clone(),
+        ));
         AppState(Arc::new(Shared {
             store,
             registry,
             runtime,
+            versions,
             config: Arc::new(config),
             pulses: Arc::default(),
             clock: Arc::new(wall_clock),

@@ -136,6 +136,18 @@ pub struct PluginsConfig {
     pub quarantine_after: u32,
 }
 
+impl PluginsConfig {
+    /// The limits every plugin call runs under.
+    pub fn limits(&self) -> gigaspot_plugin_runtime::PluginLimits {
+        gigaspot_plugin_runtime::PluginLimits {
+            fuel: self.fuel,
+            timeout: std::time::Duration::from_millis(self.timeout_ms),
+            memory_bytes: self.memory_mib << 20,
+            ..gigaspot_plugin_runtime::PluginLimits::default()
+        }
+    }
+}
+
 /// A plugin file and the configuration string handed to its `configure`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

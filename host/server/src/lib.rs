@@ -28,12 +28,15 @@ pub mod logging;
 pub mod market_history;
 pub mod metrics;
 pub mod path_id;
+pub mod plugin_versions;
 pub mod plugin_wire;
 pub mod query;
 pub mod rate_limit;
+pub mod replay;
 pub mod serve;
 pub mod served_time;
 pub mod snapshot;
 #[cfg(test)]
 mod test_support;
+pub mod what_wins;
 pub mod wire;

@@ -11,6 +11,7 @@ mod migrate_cli;
 mod plugin_bench;
 mod plugin_check;
 mod plugin_edge_cases;
+mod replay_cli;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -66,6 +67,33 @@ enum Command {
     },
     /// Print the OpenAPI document of every route (what docs/openapi.json holds).
     Openapi,
+    /// Re-run the recorded plugin versions on the recorded inputs of a stopped market and
+    /// check every decision bit for bit (input digest, plugin versions, scores,
+    /// rejections, winner); exits non-zero on any difference.
+    Replay {
+        /// The data folder of the stopped service (sled).
+        #[arg(
+            long,
+            conflicts_with = "database_url",
+            required_unless_present = "database_url"
+        )]
+        data_dir: Option<PathBuf>,
+        /// The market's PostgreSQL database instead (env `GIGASPOT_DATABASE_URL`).
+        #[arg(long, env = "GIGASPOT_DATABASE_URL")]
+        database_url: Option<String>,
+        /// The service's configuration file, for its plugin limits (fuel, memory, time).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// From this time on: unix seconds or RFC 3339 (default: the oldest recorded).
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this time (default: the newest recorded).
+        #[arg(long)]
+        to: Option<String>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Copy a stopped market from its sled data folder into an empty PostgreSQL database
     /// (accounts, keys, machines, bids, ledger, withdrawals, plugin versions, parameters and
     /// the intervals not yet settled), then audit the copy.
@@ -175,6 +203,28 @@ fn main() -> ExitCode {
         },
         Command::Restore { from, data_dir } => backup_cli::restore(&from, &data_dir),
         Command::Migrate { from_sled, to } => migrate_cli::run(&from_sled, &to),
+        Command::Replay {
+            data_dir,
+            database_url,
+            config,
+            from,
+            to,
+            json,
+        } => {
+            let args = replay_cli::ReplayArgs {
+                data_dir: data_dir.as_deref(),
+                database_url: database_url.as_deref(),
+                config: config.as_deref(),
+                from: from.as_deref(),
+                to: to.as_deref(),
+                json,
+            };
+            match replay_cli::run(&args) {
+                Ok(true) => Ok(()),
+                Ok(false) => return ExitCode::from(3),
+                Err(e) => Err(e),
+            }
+        }
         Command::Openapi => {
             print!("{}", gigaspot_server::api_doc::document_json());
             Ok(())

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use gigaspot_market::{PricePerWatt, Strategy, Validator};
-use gigaspot_plugin_runtime::{ArtifactCache, PluginLimits, PluginRegistry, PluginRuntime};
+use gigaspot_plugin_runtime::{ArtifactCache, PluginRegistry, PluginRuntime};
 use gigaspot_store::{PgStore, SledStore, Store};
 
 use crate::app::{AppState, router};
@@ -61,12 +61,7 @@ pub fn prepare(config: Config) -> Result<(AppState, Option<String>)> {
         }
     };
     let plugins = &config.plugins;
-    let limits = PluginLimits {
-        fuel: plugins.fuel,
-        timeout: Duration::from_millis(plugins.timeout_ms),
-        memory_bytes: plugins.memory_mib << 20,
-        ..PluginLimits::default()
-    };
+    let limits = plugins.limits();
     let cache = ArtifactCache::on_disk(config.data_dir.join("plugin-cache"));
     let runtime = Arc::new(PluginRuntime::new(limits, cache)?);
     let registry = Arc::new(PluginRegistry::new(
@@ -77,7 +72,7 @@ pub fn prepare(config: Config) -> Result<(AppState, Option<String>)> {
     if plugins.strategy.is_none() && plugins.validators.is_empty() {
         restore_active(&*store, &runtime, &registry)?;
     } else {
-        install_configured(plugins, &runtime, &registry)?;
+        install_configured(&*store, plugins, &runtime, &registry)?;
         store.set_active_plugins(&crate::api_operator::active_plugins(&registry))?;
         store.set_plugin_state(&crate::api_operator::plugin_state(&registry))?;
     }
@@ -134,17 +129,41 @@ fn upgrade_plugin_ids(store: &dyn Store) -> Result<()> {
 }
 
 /// Installs the plugins named in the configuration.
+///
+/// Each configured version is also stored (as one installed through the API is), so that
+/// the decisions it makes can be replayed and explained later.
 fn install_configured(
+    store: &dyn Store,
     plugins: &crate::config::PluginsConfig,
     runtime: &PluginRuntime,
     registry: &PluginRegistry,
 ) -> Result<()> {
+    let stored: std::collections::HashSet<String> = store
+        .plugin_versions()?
+        .into_iter()
+        .map(|r| r.digest)
+        .collect();
+    let keep = |plugin: &gigaspot_market::verdict::PluginRef, kind: &str, wasm, config: &str| {
+        if stored.contains(&plugin.digest) {
+            return Ok(());
+        }
+        store.put_plugin_version(&gigaspot_store::PluginVersionRecord {
+            digest: plugin.digest.clone(),
+            name: plugin.name.clone(),
+            version: plugin.version.clone(),
+            kind: kind.into(),
+            config: config.into(),
+            installed_at: crate::app::wall_clock(),
+            wasm,
+        })
+    };
     if let Some(spec) = &plugins.strategy {
         let wasm = PluginRuntime::read(&spec.path)?;
         let strategy = runtime
             .load_strategy(&wasm, &spec.config)
             .with_context(|| format!("strategy {}", spec.path.display()))?;
         tracing::info!(digest = %strategy.plugin_ref().digest, "strategy installed");
+        keep(strategy.plugin_ref(), "strategy", wasm, &spec.config)?;
         registry.activate_strategy(Arc::new(strategy));
     }
     for spec in &plugins.validators {
@@ -153,6 +172,7 @@ fn install_configured(
             .load_validator(&wasm, &spec.config)
             .with_context(|| format!("validator {}", spec.path.display()))?;
         tracing::info!(digest = %validator.plugin_ref().digest, "validator installed");
+        keep(validator.plugin_ref(), "validator", wasm, &spec.config)?;
         registry.install_validator(Arc::new(validator));
     }
     Ok(())

@@ -25,7 +25,10 @@ use crate::error::StoreResult;
 use crate::keys::key;
 
 /// Machines per chunk: 157 chunks of about 55 KB for a tick of 10,000 machines × 50 bids.
-pub(crate) const PER_CHUNK: usize = 64;
+/// Also the clearing's plugin instance groups: the machines of one chunk (in id order)
+/// share a fresh instance per plugin version, those cleared on the sequential path
+/// apart from the others.
+pub const PER_CHUNK: usize = 64;
 
 /// One chunk: each machine's record, encoded on its own.
 #[derive(Serialize, Deserialize)]
@@ -163,6 +166,35 @@ pub(crate) fn get<T: DeserializeOwned>(
         }
     }
     Ok(None)
+}
+
+/// Rewrites `machine`'s record at `interval` with `edit`, in place in its chunk; `false`
+/// when there is none.
+pub(crate) fn edit<T: Serialize + DeserializeOwned>(
+    db: &Db,
+    prefix: &[u8],
+    machine: MachineId,
+    interval: u64,
+    edit: impl FnOnce(&mut T),
+) -> StoreResult<bool> {
+    let low = key(prefix, &[interval, 0]);
+    let high = key(prefix, &[interval, machine]);
+    for item in db.range(low..=high).rev() {
+        let (k, v) = item?;
+        let chunk = decode_chunk(&k, &v)?;
+        let Ok(at) = chunk.entries.binary_search_by_key(&machine, |(m, _)| *m) else {
+            continue;
+        };
+        let mut record: T = decode(&k, chunk.entries[at].1)?;
+        edit(&mut record);
+        let bytes = encode(&record)?;
+        let mut entries = chunk.entries.clone();
+        entries[at].1 = &bytes;
+        db.insert(&k, encode(&Chunk { entries })?)?;
+        db.flush()?;
+        return Ok(true);
+    }
+    Ok(false)
 }
 
 fn find<T: DeserializeOwned>(k: &[u8], v: &IVec, machine: MachineId) -> StoreResult<Option<T>> {

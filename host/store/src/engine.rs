@@ -292,17 +292,11 @@ impl<'a> IntervalEngine<'a> {
         can_pay: impl Fn(AccountId, Amount) -> bool,
     ) -> Cleared {
         let live = snapshot.bids.get(&machine.id);
-        let running = snapshot.latest.get(&machine.id).and_then(|a| {
-            a.winner.map(|w| RunningBid {
-                bid_id: w.bid,
-                owner_id: w.owner,
-                price_per_day: w.price_per_day.0,
-                total_power_limit_w: live
-                    .and_then(|bids| bids.iter().find(|b| b.id == w.bid))
-                    .map(|b| b.total_power_limit_w()),
-                running_for_s: now.saturating_sub(a.running_since.unwrap_or(now)),
-            })
-        });
+        let running = running_bid(
+            snapshot.latest.get(&machine.id),
+            live.map(|b| b.as_slice()).unwrap_or_default(),
+            now,
+        );
         let input = ClearingInput {
             machine,
             table: &snapshot.table,
@@ -361,6 +355,24 @@ struct ClearedAll {
     expired: Vec<BidId>,
     inputs: Vec<(MachineId, InputRecord)>,
     books: Vec<BookBlob>,
+}
+
+/// The bid running on a machine whose latest assignment is `latest`, as the plugins see
+/// it at `now`; `live` holds the machine's live bids (the running bid's power limit is
+/// known while it is live).
+pub fn running_bid(latest: Option<&Assignment>, live: &[Arc<Bid>], now: u64) -> Option<RunningBid> {
+    latest.and_then(|a| {
+        a.winner.map(|w| RunningBid {
+            bid_id: w.bid,
+            owner_id: w.owner,
+            price_per_day: w.price_per_day.0,
+            total_power_limit_w: live
+                .iter()
+                .find(|b| b.id == w.bid)
+                .map(|b| b.total_power_limit_w()),
+            running_for_s: now.saturating_sub(a.running_since.unwrap_or(now)),
+        })
+    })
 }
 
 /// One machine's clearing result.

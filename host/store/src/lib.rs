@@ -26,7 +26,8 @@ pub mod testing;
 
 pub use backup::{BackupSummary, restore, verify};
 pub use books::Book;
-pub use engine::{DEFAULT_SUSPEND_AFTER, IntervalEngine};
+pub use decision_chunks::PER_CHUNK as MACHINES_PER_GROUP;
+pub use engine::{DEFAULT_SUSPEND_AFTER, IntervalEngine, running_bid};
 pub use error::{StoreError, StoreResult};
 pub use export::MarketExport;
 pub use intake::IntakeStats;

@@ -136,3 +136,14 @@ pub(crate) fn prune(db: &Db, batch: &mut Batch, before: u64, limit: usize) -> St
     }
     Ok(bytes)
 }
+
+/// The oldest and the newest interval with input records.
+pub(crate) fn intervals(db: &Db) -> StoreResult<Option<(u64, u64)>> {
+    let interval = |item: Option<sled::Result<(sled::IVec, sled::IVec)>>| {
+        item.map(|i| -> StoreResult<u64> { Ok(decision_chunks::ids(keys::INPUT_CHUNK, &i?.0)?.0) })
+            .transpose()
+    };
+    let first = interval(db.scan_prefix(keys::INPUT_CHUNK).next())?;
+    let last = interval(db.scan_prefix(keys::INPUT_CHUNK).next_back())?;
+    Ok(first.zip(last))
+}

@@ -1557,6 +1557,10 @@ impl Store for SledStore {
         crate::plugin_inputs::clearings(&self.db()?, interval)
     }
 
+    fn recorded_intervals(&self) -> StoreResult<Option<(u64, u64)>> {
+        crate::plugin_inputs::intervals(&self.db()?)
+    }
+
     fn assignments_between(
         &self,
         machine: MachineId,

@@ -218,6 +218,8 @@ pub trait Store: Send + Sync + 'static {
     /// Every full decision record of `interval`, in machine order, with what the plugins
     /// saw: what a replay or a backtest reads.
     fn recorded_clearings(&self, interval: u64) -> StoreResult<Vec<RecordedClearing>>;
+    /// The oldest and the newest interval with recorded plugin inputs.
+    fn recorded_intervals(&self) -> StoreResult<Option<(u64, u64)>>;
     /// A machine's full decision records of the newest `limit` cleared intervals, newest
     /// first (those within the retention window).
     fn decisions(&self, machine: MachineId, limit: usize) -> StoreResult<Vec<Decision>>;

@@ -164,6 +164,21 @@ impl PgStore {
         self.read(async |c| input(c, machine, interval).await)
     }
 
+    pub(super) fn recorded_intervals(&self) -> StoreResult<Option<(u64, u64)>> {
+        self.read(async |c| {
+            let row = c
+                .q1(
+                    "SELECT min(interval_no) AS first, max(interval_no) AS last \
+                     FROM clearing_inputs",
+                    &[],
+                )
+                .await?;
+            let first: Option<i64> = row.try_get("first")?;
+            let last: Option<i64> = row.try_get("last")?;
+            Ok(first.zip(last).map(|(f, l)| (from_db(f), from_db(l))))
+        })
+    }
+
     pub(super) fn recorded_clearings(&self, interval: u64) -> StoreResult<Vec<RecordedClearing>> {
         self.read(async |c| {
             let i = db_int("interval", interval)?;

@@ -265,6 +265,10 @@ impl Store for PgStore {
         PgStore::recorded_clearings(self, interval)
     }
 
+    fn recorded_intervals(&self) -> StoreResult<Option<(u64, u64)>> {
+        PgStore::recorded_intervals(self)
+    }
+
     fn compact_decisions(&self, before: u64, limit: usize) -> StoreResult<Compaction> {
         PgStore::compact_decisions(self, before, limit)
     }

@@ -1,0 +1,341 @@
+//! The strategy lab: what would win (quotes and the price to win of a losing bid), the
+//! replay of recorded decisions.
+
+mod support;
+
+use std::str::FromStr;
+
+use gigaspot_market::money::Amount;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use support::{Market, OPERATOR_KEY};
+
+/// An exact CLORE amount read from a JSON number's text.
+fn amount(v: &Value) -> Amount {
+    Amount::parse_clore(&v.to_string()).unwrap_or_else(|e| panic!("{v}: {e}"))
+}
+
+/// An amount as a JSON number with its exact decimal text.
+fn number(a: Amount) -> Value {
+    Value::Number(serde_json::Number::from_str(&a.to_string()).unwrap())
+}
+
+fn oc(pl: u32) -> Value {
+    json!([{"pl": pl}, {"pl": pl}, {"pl": pl}, {"pl": pl}])
+}
+
+async fn bid(m: &Market, key: &str, machine: u64, price: Value, pl: u32) -> u64 {
+    let (status, body) = m
+        .call(
+            "POST",
+            "/api/v1/bids",
+            Some(key),
+            Some(json!({"machine": machine, "price": price, "image": "app:1", "oc": oc(pl)})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    body["id"].as_u64().unwrap()
+}
+
+async fn winner(m: &Market, machine: u64) -> Option<u64> {
+    let (status, body) = m
+        .call(
+            "GET",
+            &format!("/api/v1/machines/{machine}/decision"),
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body["winner"]["bid"].as_u64()
+}
+
+/// With `guest` as the active strategy: the quoted price for a new bid wins the next
+/// interval and one base unit less does not (the running bid keeps a tie), and the bid
+/// that lost at one unit less is told the same price to win.
+async fn quotes_hold_under(guest: &str) {
+    let m = Market::start(|_| {}).await;
+    let digest = m.install_and_activate(guest, "").await;
+    let (_, machine, agent) = m.machine().await;
+    let (_, alice) = m.funded_client("alice", 10_000.0).await;
+    let (_, bob) = m.funded_client("bob", 10_000.0).await;
+    let (_, carol) = m.funded_client("carol", 10_000.0).await;
+    let running = bid(&m, &alice, machine, json!(100), 300).await;
+    bid(&m, &bob, machine, json!(80), 250).await;
+    m.tick(0).await;
+    assert_eq!(winner(&m, machine).await, Some(running));
+    m.serve(&agent, running).await;
+
+    // Carol asks what 4 × 200 W would need to pay.
+    let path = format!(
+        "/api/v1/machines/{machine}/quote?oc={}&image=app:1",
+        urlencode(&oc(200).to_string())
+    );
+    let (status, quote) = m.call("GET", &path, Some(&carol), None).await;
+    assert_eq!(status, StatusCode::OK, "{quote}");
+    assert_eq!(quote["strategy"]["digest"], digest, "{quote}");
+    assert_eq!(quote["total_power_limit_w"], 800);
+    let price = amount(&quote["price_to_win"]);
+    assert!(price >= amount(&quote["floor"]), "{quote}");
+
+    // One base unit less loses: the running bid keeps the machine.
+    let less = bid(&m, &carol, machine, number(Amount(price.0 - 1)), 200).await;
+    m.tick(60).await;
+    assert_eq!(
+        winner(&m, machine).await,
+        Some(running),
+        "at {price} − 1 unit"
+    );
+    m.serve(&agent, running).await;
+    let (_, decision) = m
+        .call(
+            "GET",
+            &format!("/api/v1/bids/{less}/decision"),
+            Some(&carol),
+            None,
+        )
+        .await;
+    assert_eq!(decision["won"], false, "{decision}");
+    assert_eq!(
+        amount(&decision["what_would_win"]["price_to_win"]),
+        price,
+        "the losing bid is told the quoted price: {decision}"
+    );
+    let calls = decision["what_would_win"]["calls"].as_u64().unwrap();
+    assert!(calls > 0 && calls <= 160, "{decision}");
+    let (status, _) = m
+        .call(
+            "DELETE",
+            &format!("/api/v1/bids/{less}"),
+            Some(&carol),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    // The quoted price wins.
+    let at = bid(&m, &carol, machine, number(price), 200).await;
+    m.tick(60).await;
+    assert_eq!(winner(&m, machine).await, Some(at), "at the quoted {price}");
+    let (_, decision) = m
+        .call(
+            "GET",
+            &format!("/api/v1/bids/{at}/decision"),
+            Some(&carol),
+            None,
+        )
+        .await;
+    assert_eq!(decision["won"], true);
+    assert!(decision["what_would_win"].is_null(), "{decision}");
+    m.stop().await;
+}
+
+fn urlencode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quote_wins_under_the_webassembly_price_per_watt_and_one_unit_less_does_not() {
+    quotes_hold_under("price-per-watt").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quote_wins_under_the_webassembly_net_profit_and_one_unit_less_does_not() {
+    quotes_hold_under("net-profit").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_quote_refuses_bad_settings_naming_the_field_and_says_why_nothing_wins() {
+    let m = Market::start(|_| {}).await;
+    let (_, machine, _) = m.machine().await;
+    let (_, carol) = m.funded_client("carol", 100.0).await;
+    let ask = |q: String| {
+        let m = &m;
+        let carol = carol.clone();
+        async move {
+            m.call(
+                "GET",
+                &format!("/api/v1/machines/{machine}/quote?{q}"),
+                Some(&carol),
+                None,
+            )
+            .await
+        }
+    };
+    let (status, body) = ask("oc=300".into()).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "oc", "{body}");
+    let (status, body) = ask(format!("oc={}", urlencode(r#"[{"pl":300}]"#))).await;
+    assert!(status.is_client_error(), "{body}");
+    assert_eq!(body["error"]["field"], "oc", "{body}");
+    let (status, body) = ask(format!("oc={}", urlencode(&oc(900).to_string()))).await;
+    assert!(status.is_client_error(), "{body}");
+    assert!(
+        body["error"]["field"]
+            .as_str()
+            .unwrap()
+            .starts_with("oc[0]"),
+        "{body}"
+    );
+    let (status, body) = m
+        .call(
+            "GET",
+            &format!(
+                "/api/v1/machines/999/quote?oc={}",
+                urlencode(&oc(300).to_string())
+            ),
+            Some(&carol),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+    let (status, _) = m
+        .call(
+            "GET",
+            &format!(
+                "/api/v1/machines/{machine}/quote?oc={}",
+                urlencode(&oc(300).to_string())
+            ),
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A validator that rejects the image: no price wins, and the quote says why.
+    let (status, plugin) = m
+        .upload_plugin(OPERATOR_KEY, "policy-validator", "image-deny = *:latest")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let digest = plugin["digest"].as_str().unwrap();
+    let (status, body) = m
+        .call(
+            "POST",
+            &format!("/api/v1/plugins/{digest}/activate"),
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let (status, body) = ask(format!(
+        "oc={}&image=app:latest",
+        urlencode(&oc(300).to_string())
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body["price_to_win"].is_null(), "{body}");
+    let why = body["cannot_win"].as_str().unwrap();
+    assert!(
+        why.contains("policy") && why.contains("image-denied"),
+        "{why}"
+    );
+    // An idle machine with no other bid: the floor wins.
+    let (status, body) = ask(format!(
+        "oc={}&image=app:1",
+        urlencode(&oc(300).to_string())
+    ))
+    .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        amount(&body["price_to_win"]),
+        amount(&body["floor"]),
+        "{body}"
+    );
+    m.stop().await;
+}
+
+/// `gigaspot replay` on a stopped market: every recorded decision replays bit for bit; a
+/// tampered one is reported and the exit status says so; a bad time is refused.
+#[tokio::test(flavor = "multi_thread")]
+async fn gigaspot_replay_checks_every_recorded_decision_and_reports_a_difference() {
+    let m = Market::start(|_| {}).await;
+    m.install_and_activate("price-per-watt", "").await;
+    let (status, plugin) = m
+        .upload_plugin(OPERATOR_KEY, "policy-validator", "image-deny = *:latest")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let validator = plugin["digest"].as_str().unwrap().to_owned();
+    m.call(
+        "POST",
+        &format!("/api/v1/plugins/{validator}/activate"),
+        Some(OPERATOR_KEY),
+        None,
+    )
+    .await;
+    let (_, machine, agent) = m.machine().await;
+    let (_, alice) = m.funded_client("alice", 10_000.0).await;
+    let (_, bob) = m.funded_client("bob", 10_000.0).await;
+    let first = bid(&m, &alice, machine, json!(100), 300).await;
+    bid(&m, &bob, machine, json!(80), 200).await;
+    m.tick(0).await;
+    m.serve(&agent, first).await;
+    bid(&m, &bob, machine, json!(95), 250).await;
+    m.tick(60).await;
+    m.tick(60).await;
+    let interval = m
+        .state
+        .interval_clock()
+        .unwrap()
+        .interval_at(m.clock.load(std::sync::atomic::Ordering::SeqCst));
+    let dir = m.stop_keeping_data().await;
+    let data = dir.path().join("data");
+    let replay = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gigaspot"))
+            .arg("replay")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    };
+    let (code, out) = replay(&[]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("clearings re-run: 3"), "{out}");
+    assert!(out.contains("bit for bit"), "{out}");
+    let (code, out) = replay(&["--json"]);
+    assert_eq!(code, Some(0), "{out}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["replayed"], 3);
+
+    // A recorded score changed after the fact is found.
+    {
+        let db = gigaspot_store::open_waiting_for_lock(&data).unwrap();
+        let changed = gigaspot_store::testing::tamper_decision(&db, machine, interval, |d| {
+            for v in &mut d.verdicts {
+                if let gigaspot_market::clearing::Verdict::Scored { score } = &mut v.verdict {
+                    *score += 1e-9;
+                }
+            }
+        })
+        .unwrap();
+        assert!(changed);
+    }
+    let (code, out) = replay(&[]);
+    assert_eq!(code, Some(3), "{out}");
+    assert!(
+        out.contains(&format!("DIFFERS interval {interval} machine {machine}")),
+        "{out}"
+    );
+    // Up to the interval before, nothing differs.
+    let (code, out) = replay(&["--to", &(support::T0 + 119).to_string()]);
+    assert_eq!(code, Some(0), "{out}");
+    assert!(out.contains("clearings re-run: 2"), "{out}");
+    let (code, out) = replay(&["--from", "yesterday"]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(out.contains("--from"), "{out}");
+}
