@@ -620,7 +620,7 @@ fn what_the_plugins_saw_is_recorded_once_per_book_and_pruned_with_the_full_decis
     assert_ne!(first.running, second.running);
     assert_eq!(input.candidates.len(), 2);
     assert_eq!(
-        store.tick_snapshot().unwrap().books.get(&id).is_some(),
+        store.tick_snapshot().unwrap().books.contains_key(&id),
         backend.is_postgres()
     );
     // A new process writes the book again; an edit changes it.
