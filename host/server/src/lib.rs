@@ -17,6 +17,7 @@ pub mod api_withdrawals;
 pub mod app;
 pub mod auth;
 pub mod background;
+pub mod backtest;
 pub mod clearing_loop;
 pub mod clore_wire;
 pub mod config;

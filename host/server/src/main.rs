@@ -5,6 +5,7 @@
 //! operator's ledger audit; `gigaspot backup` / `gigaspot restore` copy a market and rebuild
 //! a data folder from the copy.
 
+mod backtest_cli;
 mod backup_cli;
 mod ledger_audit;
 mod migrate_cli;
@@ -67,6 +68,50 @@ enum Command {
     },
     /// Print the OpenAPI document of every route (what docs/openapi.json holds).
     Openapi,
+    /// Run a candidate strategy over a stopped market's recorded history and compare it
+    /// with what the market decided: winners that would change, switches, host revenue
+    /// (gross and net of energy), clients who would win or lose, faults and fuel. Never
+    /// writes to the market.
+    Backtest {
+        /// The data folder of the stopped service (sled).
+        #[arg(
+            long,
+            conflicts_with = "database_url",
+            required_unless_present = "database_url"
+        )]
+        data_dir: Option<PathBuf>,
+        /// The market's PostgreSQL database instead (env `GIGASPOT_DATABASE_URL`).
+        #[arg(long, env = "GIGASPOT_DATABASE_URL")]
+        database_url: Option<String>,
+        /// The service's configuration file, for its plugin limits.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The candidate strategy component (.wasm).
+        #[arg(long)]
+        strategy: PathBuf,
+        /// The candidate strategy's configuration string.
+        #[arg(long, default_value = "")]
+        strategy_config: String,
+        /// A candidate validator component, in running order (repeat for several; none:
+        /// each clearing's recorded validators).
+        #[arg(long = "validator")]
+        validators: Vec<PathBuf>,
+        /// The configuration of each `--validator`, in the same order.
+        #[arg(long = "validator-config")]
+        validator_configs: Vec<String>,
+        /// From this time on: unix seconds or RFC 3339 (default: the oldest recorded).
+        #[arg(long)]
+        from: Option<String>,
+        /// Up to this time (default: the newest recorded).
+        #[arg(long)]
+        to: Option<String>,
+        /// How to print the report.
+        #[arg(long, value_enum, default_value = "table")]
+        format: backtest_cli::Format,
+        /// Write the report to this file instead of the terminal.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Re-run the recorded plugin versions on the recorded inputs of a stopped market and
     /// check every decision bit for bit (input digest, plugin versions, scores,
     /// rejections, winner); exits non-zero on any difference.
@@ -203,6 +248,31 @@ fn main() -> ExitCode {
         },
         Command::Restore { from, data_dir } => backup_cli::restore(&from, &data_dir),
         Command::Migrate { from_sled, to } => migrate_cli::run(&from_sled, &to),
+        Command::Backtest {
+            data_dir,
+            database_url,
+            config,
+            strategy,
+            strategy_config,
+            validators,
+            validator_configs,
+            from,
+            to,
+            format,
+            out,
+        } => backtest_cli::run(&backtest_cli::BacktestArgs {
+            data_dir: data_dir.as_deref(),
+            database_url: database_url.as_deref(),
+            config: config.as_deref(),
+            strategy: &strategy,
+            strategy_config: &strategy_config,
+            validators: &validators,
+            validator_configs: &validator_configs,
+            from: from.as_deref(),
+            to: to.as_deref(),
+            format,
+            out: out.as_deref(),
+        }),
         Command::Replay {
             data_dir,
             database_url,

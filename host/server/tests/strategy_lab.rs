@@ -339,3 +339,121 @@ async fn gigaspot_replay_checks_every_recorded_decision_and_reports_a_difference
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("--from"), "{out}");
 }
+
+/// A market on which price-per-watt and net-profit disagree: one machine with paid
+/// electricity (0.05 USD/kWh at 0.02 USD per CLORE), Alice at 100 CLORE for 1200 W and
+/// Bob at 60 CLORE for 600 W. Price-per-watt (live) picks Bob; net-profit picks Alice
+/// (0.56 USD/day of profit against 0.48). Three intervals cleared, Bob served.
+async fn disputed_market() -> (Market, u64, u64, u64) {
+    let m = Market::start(|_| {}).await;
+    m.install_and_activate("price-per-watt", "").await;
+    let (_, machine, agent) = m.machine_with(4, 0.05).await;
+    let (alice_id, alice) = m.funded_client("alice", 10_000.0).await;
+    let (bob_id, bob) = m.funded_client("bob", 10_000.0).await;
+    bid(&m, &alice, machine, json!(100), 300).await;
+    let bobs = bid(&m, &bob, machine, json!(60), 150).await;
+    m.tick(0).await;
+    for _ in 0..2 {
+        assert_eq!(winner(&m, machine).await, Some(bobs));
+        m.serve(&agent, bobs).await;
+        m.tick(60).await;
+    }
+    (m, machine, alice_id, bob_id)
+}
+
+/// Base units → the decimal CLORE text a report shows.
+fn clore(units: i128) -> String {
+    format!("{}.{:08}", units / 100_000_000, units % 100_000_000)
+}
+
+/// `gigaspot backtest` of net-profit over the disputed market, checked against the
+/// numbers worked out by hand: per interval, a host payout of 60 CLORE/day for 60 s is
+/// 4,166,666 units less the 2.5 % fee (104,166) = 4,062,500, and 100 CLORE/day gives
+/// 6,944,444 − 173,611 = 6,770,833; the energy of 600 W for 60 s is 2,500,000 units and
+/// of 1200 W 5,000,000.
+#[tokio::test(flavor = "multi_thread")]
+async fn gigaspot_backtest_reports_what_a_candidate_would_have_done_to_the_unit() {
+    let (m, _, alice, bob) = disputed_market().await;
+    let dir = m.stop_keeping_data().await;
+    let data = dir.path().join("data");
+    let candidate = gigaspot_tests::guest_path("net-profit");
+    let backtest = |args: &[&str]| {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_gigaspot"))
+            .arg("backtest")
+            .arg("--data-dir")
+            .arg(&data)
+            .arg("--strategy")
+            .arg(&candidate)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let report: Value = serde_json::from_str(&backtest(&["--format", "json"])).unwrap();
+    let total = &report["total"];
+    assert_eq!(total["machines"], 3, "{report:#}");
+    assert_eq!(total["changed"], 3);
+    assert_eq!(total["switches_live"], 1);
+    assert_eq!(total["switches_candidate"], 3);
+    let revenue = &total["revenue"];
+    assert_eq!(revenue["live_gross"].to_string(), clore(3 * 4_062_500));
+    assert_eq!(revenue["candidate_gross"].to_string(), clore(3 * 6_770_833));
+    assert_eq!(
+        revenue["live_net"].to_string(),
+        clore(3 * (4_062_500 - 2_500_000))
+    );
+    assert_eq!(
+        revenue["candidate_net"].to_string(),
+        clore(3 * (6_770_833 - 5_000_000))
+    );
+    assert_eq!(report["intervals"].as_array().unwrap().len(), 3);
+    assert_eq!(report["strategy"]["name"], "net-profit");
+    assert_eq!(report["hosts"].as_array().unwrap().len(), 1);
+    let clients = report["clients"].as_array().unwrap();
+    let wins = |id: u64| {
+        let c = clients.iter().find(|c| c["client"] == id).unwrap();
+        (
+            c["wins_live"].as_u64().unwrap(),
+            c["wins_candidate"].as_u64().unwrap(),
+        )
+    };
+    assert_eq!(wins(alice), (0, 3));
+    assert_eq!(wins(bob), (3, 0));
+    assert!(report["fuel"].as_u64().unwrap() > 0, "{report:#}");
+
+    let csv = backtest(&["--format", "csv"]);
+    let mut lines = csv.lines();
+    assert!(
+        lines
+            .next()
+            .unwrap()
+            .starts_with("interval,start,machines,changed")
+    );
+    let total_row = csv.lines().last().unwrap();
+    assert!(
+        total_row.starts_with("total,") && total_row.contains(&clore(3 * 6_770_833)),
+        "{csv}"
+    );
+    let table = backtest(&[]);
+    assert!(table.contains("backtest of net-profit"), "{table}");
+    assert!(
+        table.contains(&format!("client {alice:>6}: 0 → 3")),
+        "{table}"
+    );
+    // The market itself is untouched: its own replay still holds bit for bit.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_gigaspot"))
+        .args(["replay", "--data-dir"])
+        .arg(&data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}

@@ -205,6 +205,12 @@ impl Market {
 
     /// A host with one online machine of `count` such GPUs.
     pub async fn machine_with_gpus(&self, count: u32) -> (String, u64, String) {
+        self.machine_with(count, 0.0).await
+    }
+
+    /// A host with one online machine of `count` such GPUs whose electricity costs
+    /// `energy_price` USD per kWh.
+    pub async fn machine_with(&self, count: u32, energy_price: f64) -> (String, u64, String) {
         let (_, host) = self.register("host", &["host"]).await;
         let gpus: Vec<Value> = (0..count)
             .map(|i| json!({"model": "NVIDIA GeForce RTX 4090", "uuid": format!("GPU-{i}"), "card_min_w": 150, "card_max_w": 450, "ceiling_w": 400}))
@@ -214,7 +220,7 @@ impl Market {
                 "POST",
                 "/api/v1/machines",
                 Some(&host),
-                Some(json!({"gpus": gpus, "energy_price": 0.0})),
+                Some(json!({"gpus": gpus, "energy_price": energy_price})),
             )
             .await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
