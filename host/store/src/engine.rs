@@ -124,6 +124,7 @@ impl<'a> IntervalEngine<'a> {
                 .map(|b| b.id),
         );
         expired.sort_unstable();
+        let prices = crate::market_prices::of_interval(&snapshot, &decisions);
         let cleared = started.elapsed();
         self.store.commit_tick(&TickCommit {
             interval: current,
@@ -138,6 +139,7 @@ impl<'a> IntervalEngine<'a> {
             tallies: judged.tallies,
             inputs,
             books,
+            prices,
         })?;
         report.timings = crate::records::TickTimings {
             snapshot: snapshot_done,

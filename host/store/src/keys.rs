@@ -108,6 +108,12 @@ pub const INPUT_CHUNK: &[u8] = b"inpc/";
 /// Prefix of machines' books by (machine, first interval) → the book's sha256 (32 bytes)
 /// then the book (`PluginInput`, postcard): written when a machine's book changes.
 pub const BOOK: &[u8] = b"book/";
+/// Prefix of `IntervalPrices` by interval: the clearing prices per GPU model.
+pub const PRICES: &[u8] = b"prices/";
+/// Prefix of `ShadowDiff` by interval: how the shadow strategy's picks differed.
+pub const SHADOW_DIFF: &[u8] = b"shadow/";
+/// `String`: the version id of the strategy run in shadow (absent: none).
+pub const SHADOW_STRATEGY: &[u8] = b"meta/shadow_strategy";
 /// Schema 3 and before: prefix of decision records by (machine, interval).
 pub const LEGACY_DECISION: &[u8] = b"dec/";
 /// Schema 3: prefix of the index of full decision records by (interval, machine).

@@ -15,6 +15,8 @@ mod export;
 mod group_commit;
 mod intake;
 mod keys;
+mod lab_records;
+mod market_prices;
 mod migrate;
 mod pg;
 mod plugin_inputs;
@@ -35,9 +37,9 @@ pub use keys::SCHEMA_VERSION;
 pub use pg::PgStore;
 pub use pg::schema::SCHEMA_VERSION as PG_SCHEMA_VERSION;
 pub use records::{
-    ActivePlugins, Assignment, BookBlob, CommitTimings, Compaction, DecisionSummary, IntervalStats,
-    MachineSpec, PluginState, PluginVersionRecord, RecordedClearing, Settlement, TickCommit,
-    TickReport, TickSnapshot, TickTimings,
+    ActivePlugins, Assignment, BookBlob, CommitTimings, Compaction, DecisionSummary,
+    IntervalPrices, IntervalStats, MachineSpec, ModelPrice, PluginState, PluginVersionRecord,
+    RecordedClearing, Settlement, ShadowDiff, TickCommit, TickReport, TickSnapshot, TickTimings,
 };
 pub use sled_store::{SledStore, open_waiting_for_lock};
 pub use store::{BidFuture, PlacedBid, SNAPSHOTS_KEPT, Spawner, Store};

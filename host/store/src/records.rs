@@ -112,6 +112,74 @@ pub struct TickCommit {
     /// The books that differ from their machine's last one written
     /// ([`TickSnapshot::books`]).
     pub books: Vec<BookBlob>,
+    /// The clearing prices of the interval cleared, per GPU model.
+    pub prices: Vec<ModelPrice>,
+}
+
+/// The clearing prices of one GPU model in one interval: the winners' prices per kW of
+/// their total power limit, over the machines with a winner that have GPUs of the model
+/// (a machine of several models counts under each).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelPrice {
+    /// The GPU model, as NVML names it.
+    pub model: String,
+    /// The lowest price, CLORE per day per kW.
+    pub min: f64,
+    /// The median (the mean of the middle two of an even count).
+    pub median: f64,
+    /// The highest.
+    pub max: f64,
+    /// Machines with a winner.
+    pub machines: u32,
+    /// Their GPUs of this model.
+    pub gpus: u32,
+    /// The winners' total power limits, kW (the volume sold).
+    pub kw: f64,
+}
+
+/// The clearing prices of one interval, by model.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IntervalPrices {
+    /// The interval.
+    pub interval: u64,
+    /// Its start, unix seconds.
+    pub start: u64,
+    /// Per model, by name.
+    pub models: Vec<ModelPrice>,
+}
+
+/// How a shadow strategy's picks differed from the live ones in one interval: it ran
+/// beside the active strategy on the same recorded inputs under the same limits, and
+/// nothing it did reached the market.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShadowDiff {
+    /// The interval.
+    pub interval: u64,
+    /// The shadow strategy version.
+    pub strategy: gigaspot_market::verdict::PluginRef,
+    /// Clearings it judged.
+    pub machines: u64,
+    /// Machines whose winner it would change.
+    pub changed: u64,
+    /// Machines that switched workloads, live.
+    pub switches_live: u64,
+    /// Machines that would switch under the shadow.
+    pub switches_shadow: u64,
+    /// Hosts' payout, live, base units.
+    pub gross_live: i128,
+    /// Hosts' payout under the shadow, base units.
+    pub gross_shadow: i128,
+    /// Payout net of energy, live, base units.
+    pub net_live: i128,
+    /// Payout net of energy under the shadow, base units.
+    pub net_shadow: i128,
+    /// The shadow's faults.
+    pub faults: u64,
+    /// How long the shadow took, microseconds.
+    pub micros: u64,
+    /// The machines whose winner differs (at most 100): machine, live winner, shadow
+    /// winner.
+    pub winners: Vec<(MachineId, Option<BidId>, Option<BidId>)>,
 }
 
 /// A machine's book as the plugins saw it from an interval on
@@ -159,7 +227,7 @@ pub struct TickSnapshot {
     pub fee_account: AccountId,
     /// The last interval cleared.
     pub cleared_through: Option<u64>,
-    /// Every machine (shared with the store's working set, not copied).
+    /// Every machine, by id (shared with the store's working set, not copied).
     pub machines: Vec<Arc<Machine>>,
     /// Active bids by machine, by id (each machine's list shared with the store).
     pub bids: BTreeMap<MachineId, crate::Book>,

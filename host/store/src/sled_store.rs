@@ -36,8 +36,9 @@ use crate::group_commit::GroupCommit;
 use crate::intake::{BidRequest, Intake, IntakeStats, bid_batch_failed};
 use crate::keys::{self, key, key_bytes};
 use crate::records::{
-    ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, IntervalStats,
-    MachineSpec, PluginState, PluginVersionRecord, RecordedClearing, TickCommit, TickSnapshot,
+    ActivePlugins, Assignment, CommitTimings, Compaction, DecisionSummary, IntervalPrices,
+    IntervalStats, MachineSpec, PluginState, PluginVersionRecord, RecordedClearing, ShadowDiff,
+    TickCommit, TickSnapshot,
 };
 use crate::store::{PlacedBid, Store};
 use gigaspot_market::plugin_input::{InputRecord, PluginInput};
@@ -1561,6 +1562,38 @@ impl Store for SledStore {
         crate::plugin_inputs::intervals(&self.db()?)
     }
 
+    fn market_prices(&self, first: u64, last: u64) -> StoreResult<Vec<IntervalPrices>> {
+        crate::lab_records::between(&self.db()?, keys::PRICES, first, last)
+    }
+
+    fn set_shadow_strategy(&self, digest: Option<&str>) -> StoreResult<()> {
+        let guard = self.write_lock();
+        let mut batch = Batch::default();
+        match digest {
+            Some(d) => batch.insert(keys::SHADOW_STRATEGY, encode(&d.to_owned())?),
+            None => batch.remove(keys::SHADOW_STRATEGY),
+        }
+        self.commit(guard, batch, |_| {})
+    }
+
+    fn shadow_strategy(&self) -> StoreResult<Option<String>> {
+        match self.db()?.get(keys::SHADOW_STRATEGY)? {
+            Some(v) => Ok(Some(decode(keys::SHADOW_STRATEGY, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn record_shadow_diff(&self, diff: &ShadowDiff) -> StoreResult<()> {
+        let guard = self.write_lock();
+        let mut batch = Batch::default();
+        batch.insert(key(keys::SHADOW_DIFF, &[diff.interval]), encode(diff)?);
+        self.commit(guard, batch, |_| {})
+    }
+
+    fn shadow_diffs(&self, first: u64, last: u64) -> StoreResult<Vec<ShadowDiff>> {
+        crate::lab_records::between(&self.db()?, keys::SHADOW_DIFF, first, last)
+    }
+
     fn assignments_between(
         &self,
         machine: MachineId,
@@ -1887,6 +1920,8 @@ impl Store for SledStore {
                 &commit.inputs,
                 &commit.books,
             )?;
+            let clock = commit.clock.as_ref().unwrap_or(&state.clock);
+            crate::lab_records::write_prices(&mut batch, clock, commit.interval, &commit.prices)?;
             for id in &commit.expired {
                 // Under the lock: only a bid still active and past its lifetime expires.
                 if let Some(bid) = state.bids.get(id)

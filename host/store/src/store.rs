@@ -23,8 +23,9 @@ use gigaspot_market::withdrawal::{Settlement as WithdrawalSettlement, Withdrawal
 use crate::backup::BackupSummary;
 use crate::error::{StoreError, StoreResult};
 use crate::records::{
-    ActivePlugins, Assignment, Compaction, DecisionSummary, IntervalStats, MachineSpec,
-    PluginState, PluginVersionRecord, RecordedClearing, TickCommit, TickSnapshot,
+    ActivePlugins, Assignment, Compaction, DecisionSummary, IntervalPrices, IntervalStats,
+    MachineSpec, PluginState, PluginVersionRecord, RecordedClearing, ShadowDiff, TickCommit,
+    TickSnapshot,
 };
 use gigaspot_market::plugin_input::{InputRecord, PluginInput};
 
@@ -220,6 +221,18 @@ pub trait Store: Send + Sync + 'static {
     fn recorded_clearings(&self, interval: u64) -> StoreResult<Vec<RecordedClearing>>;
     /// The oldest and the newest interval with recorded plugin inputs.
     fn recorded_intervals(&self) -> StoreResult<Option<(u64, u64)>>;
+    /// The clearing prices per GPU model of the intervals `first..=last` that have any,
+    /// oldest first.
+    fn market_prices(&self, first: u64, last: u64) -> StoreResult<Vec<IntervalPrices>>;
+    /// Sets (or, with `None`, removes) the strategy version run in shadow.
+    fn set_shadow_strategy(&self, digest: Option<&str>) -> StoreResult<()>;
+    /// The strategy version run in shadow, if any.
+    fn shadow_strategy(&self) -> StoreResult<Option<String>>;
+    /// Records how the shadow's picks differed in one interval (replacing any record of
+    /// that interval).
+    fn record_shadow_diff(&self, diff: &ShadowDiff) -> StoreResult<()>;
+    /// The shadow records of the intervals `first..=last`, oldest first.
+    fn shadow_diffs(&self, first: u64, last: u64) -> StoreResult<Vec<ShadowDiff>>;
     /// A machine's full decision records of the newest `limit` cleared intervals, newest
     /// first (those within the retention window).
     fn decisions(&self, machine: MachineId, limit: usize) -> StoreResult<Vec<Decision>>;

@@ -23,6 +23,7 @@ conformance!(
     a_plugin_that_keeps_state_gives_the_same_answers_in_every_tick,
     marks_of_settled_intervals_are_pruned_and_a_partial_interval_keeps_its_time,
     what_the_plugins_saw_is_recorded_once_per_book_and_pruned_with_the_full_decisions,
+    clearing_prices_per_model_and_the_shadow_records_are_kept_across_a_restart,
 );
 
 const T0: u64 = 1_800_000_000; // a minute boundary
@@ -653,4 +654,84 @@ fn what_the_plugins_saw_is_recorded_once_per_book_and_pruned_with_the_full_decis
     while store.compact_decisions(k + 3, 1_000).unwrap().bytes_before > 0 {}
     assert!(store.recorded_input(id, k + 2).unwrap().is_none());
     recorded(&*store, k + 3);
+}
+
+/// Each tick records the winners' prices per kW per GPU model (min, median, max, volume);
+/// the shadow strategy and its per-interval records survive a restart.
+fn clearing_prices_per_model_and_the_shadow_records_are_kept_across_a_restart(backend: &Backend) {
+    let plugins = StrategyOnly(PricePerWatt::new());
+    let k = T0 / 60;
+    {
+        let store = backend.open();
+        let m = market(&*store);
+        // A second and a third machine of the same model, each with one bid.
+        let host = m.host;
+        let others: Vec<_> = (0..2)
+            .map(|_| {
+                let machine = store.register_machine(support::spec(host)).unwrap();
+                support::bring_online(&*store, &machine);
+                machine
+            })
+            .collect();
+        let (engine, _) = IntervalEngine::start(&*store, &plugins).unwrap();
+        // 100 CLORE for 1200 W = 83.33 CLORE/day/kW; 60 for 600 W = 100; 90 for 900 W = 100.
+        store
+            .place_bid(m.alice, &terms(m.machine.id, 100, 300), T0, None)
+            .unwrap();
+        store
+            .place_bid(m.bob, &terms(others[0].id, 60, 150), T0, None)
+            .unwrap();
+        store
+            .place_bid(m.alice, &terms(others[1].id, 90, 225), T0, None)
+            .unwrap();
+        engine.tick(T0).unwrap();
+        store
+            .set_shadow_strategy(Some("sha256:abc+config:0"))
+            .unwrap();
+        store
+            .record_shadow_diff(&gigaspot_store::ShadowDiff {
+                interval: k,
+                strategy: gigaspot_market::verdict::PluginRef {
+                    name: "shadow".into(),
+                    version: "1".into(),
+                    digest: "sha256:abc+config:0".into(),
+                },
+                machines: 3,
+                changed: 1,
+                switches_live: 3,
+                switches_shadow: 3,
+                gross_live: 10,
+                gross_shadow: -5,
+                net_live: 7,
+                net_shadow: -9,
+                faults: 0,
+                micros: 42,
+                winners: vec![(1, Some(2), None)],
+            })
+            .unwrap();
+    }
+    let store = backend.open();
+    let prices = store.market_prices(k - 5, k + 5).unwrap();
+    assert_eq!(prices.len(), 1);
+    assert_eq!(prices[0].interval, k);
+    assert_eq!(prices[0].start, T0);
+    let model = &prices[0].models[0];
+    assert_eq!(model.model, "NVIDIA GeForce RTX 4090");
+    assert!((model.min - 100.0 / 1.2).abs() < 1e-9, "{model:?}");
+    assert!((model.median - 100.0).abs() < 1e-9, "{model:?}");
+    assert!((model.max - 100.0).abs() < 1e-9, "{model:?}");
+    assert_eq!((model.machines, model.gpus), (3, 12));
+    assert!((model.kw - 2.7).abs() < 1e-9);
+    assert_eq!(
+        store.shadow_strategy().unwrap().as_deref(),
+        Some("sha256:abc+config:0")
+    );
+    let diffs = store.shadow_diffs(k, k).unwrap();
+    assert_eq!(diffs.len(), 1);
+    assert_eq!(
+        (diffs[0].gross_shadow, diffs[0].winners.clone()),
+        (-5, vec![(1, Some(2), None)])
+    );
+    store.set_shadow_strategy(None).unwrap();
+    assert_eq!(store.shadow_strategy().unwrap(), None);
 }

@@ -16,6 +16,7 @@ mod bids;
 mod config;
 mod import;
 mod inputs;
+mod lab;
 mod lease;
 mod money;
 pub mod schema;

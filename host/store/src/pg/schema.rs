@@ -12,9 +12,10 @@ pub const SCHEMA_VERSION: u32 = 2;
 /// Migration `n` (1-based) brings a database from version `n - 1` to `n`.
 pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
 
-/// Version 2: what the plugins saw at each clearing (for replays, backtests and "what
-/// would have won"): a record per machine and interval, and each machine's book from the
-/// interval it changed (see `gigaspot_market::plugin_input`).
+/// Version 2, the strategy lab: what the plugins saw at each clearing (for replays,
+/// backtests and "what would have won"): a record per machine and interval, and each
+/// machine's book from the interval it changed (see `gigaspot_market::plugin_input`); the
+/// clearing prices per GPU model of each interval; the shadow strategy's differences.
 const V2: &str = r#"
 CREATE TABLE clearing_inputs (
     interval_no BIGINT NOT NULL,
@@ -28,6 +29,14 @@ CREATE TABLE clearing_books (
     digest  BYTEA NOT NULL,
     body    BYTEA NOT NULL,
     PRIMARY KEY (machine, since)
+);
+CREATE TABLE market_prices (
+    interval_no BIGINT PRIMARY KEY,
+    record      BYTEA NOT NULL
+);
+CREATE TABLE shadow_diffs (
+    interval_no BIGINT PRIMARY KEY,
+    record      BYTEA NOT NULL
 );
 "#;
 

@@ -21,8 +21,9 @@ use gigaspot_market::withdrawal::{Settlement as WithdrawalSettlement, Withdrawal
 use super::PgStore;
 use crate::error::StoreResult;
 use crate::records::{
-    ActivePlugins, Assignment, Compaction, DecisionSummary, IntervalStats, MachineSpec,
-    PluginState, PluginVersionRecord, RecordedClearing, TickCommit, TickSnapshot,
+    ActivePlugins, Assignment, Compaction, DecisionSummary, IntervalPrices, IntervalStats,
+    MachineSpec, PluginState, PluginVersionRecord, RecordedClearing, ShadowDiff, TickCommit,
+    TickSnapshot,
 };
 use crate::store::{PlacedBid, Store};
 
@@ -267,6 +268,26 @@ impl Store for PgStore {
 
     fn recorded_intervals(&self) -> StoreResult<Option<(u64, u64)>> {
         PgStore::recorded_intervals(self)
+    }
+
+    fn market_prices(&self, first: u64, last: u64) -> StoreResult<Vec<IntervalPrices>> {
+        PgStore::market_prices(self, first, last)
+    }
+
+    fn set_shadow_strategy(&self, digest: Option<&str>) -> StoreResult<()> {
+        PgStore::set_shadow_strategy(self, digest)
+    }
+
+    fn shadow_strategy(&self) -> StoreResult<Option<String>> {
+        PgStore::shadow_strategy(self)
+    }
+
+    fn record_shadow_diff(&self, diff: &ShadowDiff) -> StoreResult<()> {
+        PgStore::record_shadow_diff(self, diff)
+    }
+
+    fn shadow_diffs(&self, first: u64, last: u64) -> StoreResult<Vec<ShadowDiff>> {
+        PgStore::shadow_diffs(self, first, last)
     }
 
     fn compact_decisions(&self, before: u64, limit: usize) -> StoreResult<Compaction> {

@@ -290,6 +290,11 @@ impl PgStore {
             }
             self.write_assignments(tx, commit, interval).await?;
             super::inputs::write(tx, commit).await?;
+            let clock = match &commit.clock {
+                Some(clock) => clock.clone(),
+                None => config::required(tx, config::INTERVAL_CLOCK).await?,
+            };
+            super::lab::write_prices(tx, &clock, commit.interval, &commit.prices).await?;
             self.write_bid_changes(tx, commit).await?;
             if let Some(clock) = &commit.clock {
                 config::put(tx, config::INTERVAL_CLOCK, clock).await?;
