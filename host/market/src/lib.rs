@@ -18,6 +18,7 @@ pub mod bid;
 pub mod billing;
 pub mod clearing;
 pub mod context;
+pub mod counterfactual;
 pub mod economics;
 pub mod gpu_ranges;
 pub mod image_ref;

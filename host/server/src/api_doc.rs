@@ -14,8 +14,8 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::{
-    api_accounts, api_agent, api_backup, api_bids, api_clore, api_dashboard, api_machines,
-    api_money, api_operator, api_withdrawals, market_history, metrics, what_wins,
+    api_accounts, api_agent, api_backup, api_bids, api_clore, api_dashboard, api_lab, api_machines,
+    api_money, api_operator, api_withdrawals, market_history, market_prices, metrics, what_wins,
 };
 
 /// The document's frame: title, version, tags and the two ways to authenticate.
@@ -99,6 +99,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_dashboard::book))
         .routes(routes!(api_dashboard::machine_history))
         .routes(routes!(market_history::market_history))
+        .routes(routes!(market_prices::market_prices))
         .routes(routes!(api_bids::mine, api_bids::create))
         .routes(routes!(api_bids::show, api_bids::edit, api_bids::cancel))
         .routes(routes!(api_bids::decision))
@@ -114,6 +115,11 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         ))
         .routes(routes!(api_operator::remove_version))
         .routes(routes!(api_operator::activate))
+        .routes(routes!(api_lab::set_shadow))
+        .routes(routes!(api_lab::get_shadow, api_lab::remove_shadow))
+        .routes(routes!(api_lab::promote_shadow))
+        .routes(routes!(api_lab::list_backtests, api_lab::start_backtest))
+        .routes(routes!(api_lab::show_backtest))
         .routes(routes!(api_operator::rollback_strategy))
         .routes(routes!(api_operator::rollback_validator))
         .routes(routes!(api_operator::remove_validator))

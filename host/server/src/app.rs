@@ -70,8 +70,11 @@ pub struct Shared {
     /// This replica's name in the clearer's lease: host name, process id and a random
     /// part, unique among the replicas of one database.
     pub replica: Arc<str>,
-    /// Plugin versions by version id, for "what would win" searches and quotes.
+    /// Plugin versions by version id, for "what would win" searches, quotes, backtests
+    /// and the shadow.
     pub versions: Arc<crate::plugin_versions::PluginVersions>,
+    /// Backtests run through the API.
+    pub backtests: Arc<crate::backtest_jobs::BacktestJobs>,
 }
 
 /// A name for this process among the replicas of one database.
@@ -128,6 +131,7 @@ impl AppState {
             registry,
             runtime,
             versions,
+            backtests: Arc::default(),
             config: Arc::new(config),
             pulses: Arc::default(),
             clock: Arc::new(wall_clock),

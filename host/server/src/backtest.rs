@@ -15,12 +15,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use gigaspot_market::account::AccountId;
-use gigaspot_market::billing::IntervalCharge;
-use gigaspot_market::clearing::{Decision, judge};
-use gigaspot_market::economics::energy_floor_units;
+use gigaspot_market::bid::BidId;
+use gigaspot_market::counterfactual::{Compared, Revenue, compare};
 use gigaspot_market::machine::MachineId;
-use gigaspot_market::money::Amount;
-use gigaspot_market::plugin_input::PluginInput;
 use gigaspot_market::plugin_traits::FixedPlugins;
 use gigaspot_market::verdict::PluginRef;
 use gigaspot_market::{Strategy, Validator};
@@ -36,57 +33,6 @@ pub struct Candidate {
     pub strategy: Arc<dyn Strategy>,
     /// The candidate validators; `None` keeps each clearing's recorded validators.
     pub validators: Option<Vec<Arc<dyn Validator>>>,
-}
-
-/// Signed CLORE base units (a net revenue may be negative), shown as decimal CLORE.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Units(pub i128);
-
-impl Serialize for Units {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let number: serde_json::Number = self
-            .to_string()
-            .parse()
-            .map_err(serde::ser::Error::custom)?;
-        number.serialize(s)
-    }
-}
-
-impl std::fmt::Display for Units {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let sign = if self.0 < 0 { "-" } else { "" };
-        let abs = self.0.unsigned_abs();
-        let unit = u128::from(gigaspot_market::economics::UNITS_PER_CLORE);
-        write!(f, "{sign}{}.{:08}", abs / unit, abs % unit)
-    }
-}
-
-impl std::ops::AddAssign for Units {
-    fn add_assign(&mut self, other: Units) {
-        self.0 = self.0.saturating_add(other.0);
-    }
-}
-
-/// Revenue of the live market and of the candidate.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
-pub struct Revenue {
-    /// The hosts' payout, live.
-    pub live_gross: Units,
-    /// The hosts' payout, candidate.
-    pub candidate_gross: Units,
-    /// Payout minus energy, live.
-    pub live_net: Units,
-    /// Payout minus energy, candidate.
-    pub candidate_net: Units,
-}
-
-impl Revenue {
-    fn add(&mut self, other: &Revenue) {
-        self.live_gross += other.live_gross;
-        self.candidate_gross += other.candidate_gross;
-        self.live_net += other.live_net;
-        self.candidate_net += other.candidate_net;
-    }
 }
 
 /// One interval of a backtest.
@@ -108,7 +54,13 @@ pub struct IntervalRow {
     pub revenue: Revenue,
     /// Candidate plugin faults.
     pub faults: u64,
+    /// The machines whose winner would change (the first [`DIFFERING_SHOWN`]): machine,
+    /// live winning bid, candidate winning bid.
+    pub differing: Vec<(MachineId, Option<BidId>, Option<BidId>)>,
 }
+
+/// Machines with a changed winner listed per interval.
+pub const DIFFERING_SHOWN: usize = 100;
 
 /// One host's revenue over the backtest.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -155,99 +107,6 @@ pub struct BacktestReport {
     pub stopped: Option<String>,
 }
 
-/// One side's winner of a clearing.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Side {
-    owner: AccountId,
-    price: u64,
-    power_w: u32,
-}
-
-/// One clearing judged again.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Compared {
-    /// The machine.
-    pub machine: MachineId,
-    /// Its host.
-    pub host: AccountId,
-    /// Whether the winner would change.
-    pub changed: bool,
-    /// Whether the machine switched, live.
-    pub switched_live: bool,
-    /// Whether it would switch, candidate.
-    pub switched_candidate: bool,
-    /// Revenue of this clearing.
-    pub revenue: Revenue,
-    /// The live winner's owner and the candidate's.
-    pub winners: (Option<AccountId>, Option<AccountId>),
-    /// Candidate faults.
-    pub faults: u64,
-}
-
-/// Judges one recorded clearing again under `plugins` and compares it with the record;
-/// `fee_bps` is the operator's fee.
-pub fn compare(
-    decision: &Decision,
-    input: &PluginInput,
-    plugins: &FixedPlugins,
-    fee_bps: u32,
-) -> Compared {
-    let judged = judge(&input.context, &input.candidates, plugins);
-    let side = |bid: Option<u64>| {
-        let id = bid?;
-        let c = input.candidates.iter().find(|c| c.id == id)?;
-        Some(Side {
-            owner: c.owner_id,
-            price: c.price_per_day,
-            power_w: c.total_power_limit_w,
-        })
-    };
-    let live = side(decision.winner.map(|w| w.bid));
-    let candidate = side(judged.winner);
-    let context = &input.context;
-    let (live_gross, live_net) = revenue_of(live, context, fee_bps);
-    let (candidate_gross, candidate_net) = revenue_of(candidate, context, fee_bps);
-    Compared {
-        machine: context.id,
-        host: context.host_id,
-        changed: decision.winner.map(|w| w.bid) != judged.winner,
-        switched_live: decision.switched,
-        switched_candidate: judged.winner != decision.previous,
-        revenue: Revenue {
-            live_gross,
-            candidate_gross,
-            live_net,
-            candidate_net,
-        },
-        winners: (live.map(|s| s.owner), candidate.map(|s| s.owner)),
-        faults: judged.faults.len() as u64,
-    }
-}
-
-/// A winner's interval as the host's payout and that net of energy.
-fn revenue_of(
-    side: Option<Side>,
-    context: &gigaspot_market::MachineContext,
-    fee_bps: u32,
-) -> (Units, Units) {
-    let Some(s) = side else {
-        return (Units(0), Units(0));
-    };
-    let interval_s = u64::from(context.billing_interval_s);
-    let payout = IntervalCharge::for_seconds(Amount(s.price), interval_s, fee_bps).payout;
-    let energy_day = energy_floor_units(
-        u64::from(s.power_w),
-        context.energy_price_usd_per_kwh,
-        context.clore_usd,
-    )
-    .unwrap_or(u64::MAX);
-    let energy = Amount(energy_day).pro_rata(interval_s);
-    (
-        Units(i128::from(payout.0)),
-        Units(i128::from(payout.0) - i128::from(energy.0)),
-    )
-}
-
 /// Accumulates compared clearings into a report.
 #[derive(Default)]
 pub struct Tally {
@@ -271,6 +130,9 @@ impl Tally {
             row.switches_candidate += u64::from(c.switched_candidate);
             row.revenue.add(&c.revenue);
             row.faults += c.faults;
+            if c.changed && row.differing.len() < DIFFERING_SHOWN {
+                row.differing.push((c.machine, c.bids.0, c.bids.1));
+            }
             self.hosts.entry(c.host).or_default().add(&c.revenue);
             if let Some(owner) = c.winners.0 {
                 self.clients.entry(owner).or_default().0 += 1;

@@ -79,6 +79,11 @@ pub fn run_boundary(
     if state.store.plugin_state()?.as_ref() != Some(&plugins) {
         state.store.set_plugin_state(&plugins)?;
     }
+    // The shadow strategy, if any, judges the interval just cleared (after the commit:
+    // the tick does not wait for it).
+    if let Some(interval) = report.interval {
+        crate::shadow::run(state, interval)?;
+    }
     // Publish the snapshot at least once per interval.
     state.snapshots.current(&*state.store, state.now())?;
     compact_decisions(state)?;

@@ -36,6 +36,7 @@ const UPKEEP_EVERY: u64 = 4096;
 const REQUESTS: &str = "gigaspot_http_requests_total";
 const LATENCY: &str = "gigaspot_http_request_duration_seconds";
 const CLEARING: &str = "gigaspot_clearing_duration_seconds";
+const SHADOW: &str = "gigaspot_shadow_duration_seconds";
 const TICKS: &str = "gigaspot_ticks_total";
 const SWITCHES: &str = "gigaspot_switches_total";
 const CHARGED: &str = "gigaspot_charged_intervals_total";
@@ -66,6 +67,10 @@ impl Default for Metrics {
             );
             describe_histogram!(LATENCY, "Request latency by route template.");
             describe_histogram!(CLEARING, "Duration of interval boundaries.");
+            describe_histogram!(
+                SHADOW,
+                "Duration of the shadow strategy's run after a boundary."
+            );
             describe_counter!(TICKS, "Interval boundaries run.");
             describe_counter!(SWITCHES, "Workload switches decided.");
             describe_counter!(CHARGED, "Served intervals charged.");
@@ -137,6 +142,13 @@ impl Metrics {
             counter!(REVENUE).increment(report.revenue.0);
         });
         self.handle.run_upkeep();
+    }
+
+    /// Counts the shadow strategy's run over one interval, `micros` long.
+    pub fn shadow(&self, micros: u64) {
+        metrics::with_local_recorder(&self.recorder, || {
+            histogram!(SHADOW).record(micros as f64 / 1e6);
+        });
     }
 }
 

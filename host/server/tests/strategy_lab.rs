@@ -457,3 +457,279 @@ async fn gigaspot_backtest_reports_what_a_candidate_would_have_done_to_the_unit(
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// The backtest of the disputed market through the API: one at a time, the same numbers
+/// as the command line, operators only, bad input named.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backtest_through_the_api_runs_one_at_a_time_and_reports_the_same_numbers() {
+    let (m, _, alice, _) = disputed_market().await;
+    let (status, plugin) = m.upload_plugin(OPERATOR_KEY, "net-profit", "").await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let candidate = plugin["digest"].as_str().unwrap().to_owned();
+    let (status, plugin) = m
+        .upload_plugin(OPERATOR_KEY, "hostile-strategy", "spin")
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let spinner = plugin["digest"].as_str().unwrap().to_owned();
+    let (_, client) = m.funded_client("nosy", 1.0).await;
+    let post = |key: &str, body: Value| {
+        let key = key.to_owned();
+        let m = &m;
+        async move {
+            m.call("POST", "/api/v1/backtests", Some(&key), Some(body))
+                .await
+        }
+    };
+    let (status, _) = post(&client, json!({"strategy": candidate})).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = post(OPERATOR_KEY, json!({"strategy": "sha256:nope"})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "strategy");
+    let (status, body) = post(
+        OPERATOR_KEY,
+        json!({"strategy": candidate, "validators": ["x"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "validators");
+    let (status, body) = post(
+        OPERATOR_KEY,
+        json!({"strategy": candidate, "from": 4_000_000_000u64}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // A strategy that spins until its fuel runs out takes a while: a second backtest waits.
+    let (status, slow) = post(OPERATOR_KEY, json!({"strategy": spinner})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{slow}");
+    let (status, body) = post(OPERATOR_KEY, json!({"strategy": candidate})).await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let done = |id: u64| {
+        let m = &m;
+        async move {
+            loop {
+                let (status, job) = m
+                    .call(
+                        "GET",
+                        &format!("/api/v1/backtests/{id}"),
+                        Some(OPERATOR_KEY),
+                        None,
+                    )
+                    .await;
+                assert_eq!(status, StatusCode::OK, "{job}");
+                if job["status"] != "running" {
+                    return job;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let slow = done(slow["id"].as_u64().unwrap()).await;
+    assert_eq!(slow["status"], "done", "{slow}");
+    assert_eq!(
+        slow["report"]["total"]["faults"], 3,
+        "every call ran out of fuel: {slow}"
+    );
+    assert_eq!(
+        slow["report"]["total"]["changed"], 3,
+        "a faulting strategy idles: {slow}"
+    );
+
+    let (status, job) = post(OPERATOR_KEY, json!({"strategy": candidate})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let job = done(job["id"].as_u64().unwrap()).await;
+    let total = &job["report"]["total"];
+    assert_eq!(total["changed"], 3, "{job}");
+    assert_eq!(
+        total["revenue"]["candidate_gross"].to_string(),
+        clore(3 * 6_770_833)
+    );
+    assert_eq!(
+        total["revenue"]["live_net"].to_string(),
+        clore(3 * 1_562_500)
+    );
+    let intervals = job["report"]["intervals"].as_array().unwrap();
+    assert_eq!(intervals.len(), 3);
+    assert_eq!(intervals[0]["differing"].as_array().unwrap().len(), 1);
+    assert!(
+        job["report"]["clients"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["client"] == alice)
+    );
+    let (_, list) = m
+        .call("GET", "/api/v1/backtests", Some(OPERATOR_KEY), None)
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
+    assert!(list[0]["report"].is_null());
+    m.stop().await;
+}
+
+/// Shadow mode: a stored strategy runs beside the live one at every boundary without
+/// touching the market, its differences are recorded per interval and kept across a
+/// restart, and one call promotes it (the old one kept for roll-back).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shadow_strategy_is_recorded_beside_the_live_one_and_promoted_in_one_call() {
+    let (m, machine, _, _) = disputed_market().await;
+    let (status, plugin) = m.upload_plugin(OPERATOR_KEY, "net-profit", "").await;
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let shadow = plugin["digest"].as_str().unwrap().to_owned();
+    let (_, client) = m.funded_client("nosy", 1.0).await;
+    let (status, _) = m
+        .call(
+            "POST",
+            &format!("/api/v1/plugins/{shadow}/shadow"),
+            Some(&client),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, body) = m
+        .call(
+            "POST",
+            "/api/v1/plugins/sha256:nope/shadow",
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "digest");
+    let (status, body) = m
+        .call(
+            "POST",
+            "/api/v1/plugins/shadow/promote",
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{body}");
+    let (status, body) = m
+        .call(
+            "POST",
+            &format!("/api/v1/plugins/{shadow}/shadow"),
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["shadow"], shadow);
+    let live_winner = winner(&m, machine).await;
+    m.tick(60).await;
+    // The market still follows the live strategy.
+    assert_eq!(winner(&m, machine).await, live_winner);
+    let (_, view) = m
+        .call("GET", "/api/v1/plugins/shadow", Some(OPERATOR_KEY), None)
+        .await;
+    let record = view["intervals"].as_array().unwrap();
+    assert_eq!(record.len(), 1, "{view}");
+    assert_eq!(record[0]["changed"], 1);
+    assert_eq!(record[0]["switches_shadow"], 1);
+    assert_eq!(record[0]["switches_live"], 0);
+    assert_eq!(record[0]["gross_shadow"].to_string(), clore(6_770_833));
+    assert_eq!(
+        record[0]["revenue_delta"].to_string(),
+        clore(6_770_833 - 4_062_500)
+    );
+    assert_eq!(record[0]["winners"][0][0], machine);
+    assert!(
+        m.scrape()
+            .await
+            .contains("gigaspot_shadow_duration_seconds_count 1")
+    );
+
+    // A restart keeps the shadow and its record.
+    let dir = m.stop_keeping_data().await;
+    let m = Market::start_in(dir, |_| {}).await;
+    m.clock
+        .store(support::T0 + 180, std::sync::atomic::Ordering::SeqCst);
+    m.tick(60).await;
+    let (_, view) = m
+        .call("GET", "/api/v1/plugins/shadow", Some(OPERATOR_KEY), None)
+        .await;
+    assert_eq!(view["shadow"], shadow, "{view}");
+    assert_eq!(view["intervals"].as_array().unwrap().len(), 2, "{view}");
+
+    // Promote: active now, the old active the previous, no shadow.
+    let (status, body) = m
+        .call(
+            "POST",
+            "/api/v1/plugins/shadow/promote",
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["active_strategy"]["digest"], shadow);
+    let (_, view) = m
+        .call("GET", "/api/v1/plugins/shadow", Some(OPERATOR_KEY), None)
+        .await;
+    assert!(view["shadow"].is_null(), "{view}");
+    assert_eq!(view["active"]["digest"], shadow);
+    let (status, body) = m
+        .call(
+            "POST",
+            "/api/v1/plugins/strategy/rollback",
+            Some(OPERATOR_KEY),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::OK,
+        "roll-back to the old strategy: {body}"
+    );
+    m.stop().await;
+}
+
+/// Market prices per GPU model: JSON, filtered by model, as CSV; a bad format is named.
+#[tokio::test(flavor = "multi_thread")]
+async fn market_prices_per_model_read_as_json_and_csv() {
+    let (m, _, _, _) = disputed_market().await;
+    let (status, body) = m.call("GET", "/api/v1/market/prices", None, None).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["models"], json!(["NVIDIA GeForce RTX 4090"]));
+    let points = body["points"].as_array().unwrap();
+    assert_eq!(points.len(), 3, "{body}");
+    // Bob's 60 CLORE/day for 600 W: 100 CLORE/day per kW, on 4 GPUs.
+    assert_eq!(points[0]["median"], 100.0);
+    assert_eq!(points[0]["gpus"], 4);
+    assert_eq!(points[0]["kw"], 0.6);
+    let (_, body) = m
+        .call("GET", "/api/v1/market/prices?model=Tesla%20T4", None, None)
+        .await;
+    assert!(body["points"].as_array().unwrap().is_empty());
+    let resp = m
+        .http
+        .get(format!(
+            "{}/api/v1/market/prices?format=csv&limit=2",
+            m.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = resp.text().await.unwrap();
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(
+        lines[0],
+        "interval,at,model,min,median,max,machines,gpus,kw"
+    );
+    assert_eq!(lines.len(), 3, "{csv}");
+    assert!(
+        lines[1].contains(",\"NVIDIA GeForce RTX 4090\",100,100,100,1,4,0.6"),
+        "{csv}"
+    );
+    let (status, body) = m
+        .call("GET", "/api/v1/market/prices?format=xml", None, None)
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["field"], "format");
+    m.stop().await;
+}
