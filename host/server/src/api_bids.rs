@@ -144,6 +144,7 @@ pub async fn decision(
     let now = state.now();
     let shown = bid.clone();
     let versions = state.versions.clone();
+    let cache = state.what_wins.clone();
     crate::deadline::work_started();
     let (decision, own, unserved, what_would_win) = state
         .store(move |s| {
@@ -159,7 +160,7 @@ pub async fn decision(
             let Some(decision) = decision else {
                 return Ok(None);
             };
-            let what_would_win = crate::what_wins::for_decision(s, &versions, &decision, id)?;
+            let what_would_win = cache.get(s, &versions, &decision, id)?;
             Ok(Some((decision, own, unserved, what_would_win)))
         })
         .await?

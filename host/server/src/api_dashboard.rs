@@ -56,6 +56,10 @@ pub struct BookEntry {
     pub rank: Option<u32>,
     /// Why it was rejected or ineligible.
     pub reason: Option<String>,
+    /// For a bid that lost the latest clearing: the lowest price at its own power limits,
+    /// or the largest power limit at its price, that would have won it, or why nothing
+    /// would (see `GET /api/v1/bids/{id}/decision`).
+    pub what_would_win: Option<crate::what_wins::WhatWinsView>,
 }
 
 /// One interval of a machine's history.
@@ -101,6 +105,9 @@ pub async fn book(
     PathId(id): PathId,
 ) -> Result<Json<OrderBook>, ApiError> {
     let now = state.now();
+    let versions = state.versions.clone();
+    let cache = state.what_wins.clone();
+    crate::deadline::work_started();
     let book = state
         .store(move |s| {
             machine_exists(s, id)?;
@@ -120,7 +127,15 @@ pub async fn book(
                     suspended.insert(b.id, f.explain());
                 }
             }
-            Ok(rank(id, decision, bids, &suspended))
+            let mut to_win = HashMap::new();
+            if let Some(d) = &decision {
+                for b in bids.iter().filter(|b| b.state != BidState::Suspended) {
+                    if let Some(w) = cache.get(s, &versions, d, b.id)? {
+                        to_win.insert(b.id, w);
+                    }
+                }
+            }
+            Ok(rank(id, decision, bids, &suspended, &mut to_win))
         })
         .await?;
     Ok(Json(book))
@@ -131,6 +146,7 @@ fn rank(
     decision: Option<Decision>,
     bids: Vec<Bid>,
     suspended: &HashMap<u64, String>,
+    to_win: &mut HashMap<u64, crate::what_wins::WhatWinsView>,
 ) -> OrderBook {
     let winner = decision.as_ref().and_then(|d| d.winner.map(|w| w.bid));
     let verdicts: HashMap<u64, &Verdict> = decision
@@ -179,6 +195,7 @@ fn rank(
                 score,
                 rank: None,
                 reason,
+                what_would_win: to_win.remove(&b.id),
             }
         })
         .collect();

@@ -75,6 +75,8 @@ pub struct Shared {
     pub versions: Arc<crate::plugin_versions::PluginVersions>,
     /// Backtests run through the API.
     pub backtests: Arc<crate::backtest_jobs::BacktestJobs>,
+    /// "What would have won" answers already searched.
+    pub what_wins: Arc<crate::what_wins::WhatWinsCache>,
 }
 
 /// A name for this process among the replicas of one database.
@@ -132,6 +134,7 @@ impl AppState {
             runtime,
             versions,
             backtests: Arc::default(),
+            what_wins: Arc::default(),
             config: Arc::new(config),
             pulses: Arc::default(),
             clock: Arc::new(wall_clock),

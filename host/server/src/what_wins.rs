@@ -29,7 +29,7 @@ use crate::plugin_versions::PluginVersions;
 use crate::wire::{Clore, OcEntry};
 
 /// What it would take a bid to win.
-#[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct WhatWinsView {
     /// The lowest price per day at the bid's own power limits that wins (CLORE/day);
     /// absent when no price up to the market's maximum wins (see `cannot_win`).
@@ -63,6 +63,42 @@ impl WhatWinsView {
             cannot_win: Some(why.into()),
             calls: 0,
         }
+    }
+}
+
+/// The searches already made, by (machine, interval, bid): a clearing's answers never
+/// change, so each is searched once however often the order book or the decision is read.
+#[derive(Default)]
+pub struct WhatWinsCache {
+    found: std::sync::Mutex<std::collections::HashMap<(MachineId, u64, BidId), WhatWinsView>>,
+}
+
+/// Answers kept before the cache starts again.
+const CACHED: usize = 100_000;
+
+impl WhatWinsCache {
+    /// What would have won `decision` for `bid` ([`for_decision`]), searched once.
+    pub fn get(
+        &self,
+        store: &dyn Store,
+        versions: &PluginVersions,
+        decision: &Decision,
+        bid: BidId,
+    ) -> Result<Option<WhatWinsView>, StoreError> {
+        let k = (decision.machine, decision.interval, bid);
+        if let Some(found) = self.found.lock().unwrap_or_else(|p| p.into_inner()).get(&k) {
+            return Ok(Some(found.clone()));
+        }
+        // Calls share one instance per plugin version, as a clearing's do.
+        let found = gigaspot_plugin_runtime::in_group(|| for_decision(store, versions, decision, bid))?;
+        if let Some(view) = &found {
+            let mut cache = self.found.lock().unwrap_or_else(|p| p.into_inner());
+            if cache.len() >= CACHED {
+                cache.clear();
+            }
+            cache.insert(k, view.clone());
+        }
+        Ok(found)
     }
 }
 

@@ -103,6 +103,15 @@ async fn quotes_hold_under(guest: &str) {
     );
     let calls = decision["what_would_win"]["calls"].as_u64().unwrap();
     assert!(calls > 0 && calls <= 160, "{decision}");
+    // The public order book says the same for every losing bid.
+    let (_, book) = m
+        .call("GET", &format!("/api/v1/machines/{machine}/book"), None, None)
+        .await;
+    let entries = book["entries"].as_array().unwrap();
+    let entry = |id: u64| entries.iter().find(|e| e["bid"] == id).unwrap();
+    assert_eq!(amount(&entry(less)["what_would_win"]["price_to_win"]), price, "{book}");
+    assert!(entry(running)["what_would_win"].is_null(), "the winner: {book}");
+    assert!(entries.iter().all(|e| e["status"] == "winner" || !e["what_would_win"].is_null()));
     let (status, _) = m
         .call(
             "DELETE",
