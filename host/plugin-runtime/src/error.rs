@@ -11,9 +11,10 @@ pub enum LoadError {
     Compile(String),
     /// The component imports interfaces the sandbox does not provide.
     #[error(
-        "the plugin imports {}, which the sandbox refuses: plugins get no files, network, \
-         clocks, randomness or environment (allowed: the wasi:cli and wasi:io interfaces a \
-         std guest links in, answered without capabilities)",
+        "the plugin imports {}, which the sandbox refuses: plugins get no network and no \
+         host interface (allowed: wasi:cli, wasi:io, wasi:clocks, wasi:random and \
+         wasi:filesystem, answered without capabilities: fixed clocks and seed, no \
+         environment, no files)",
         .0.join(", ")
     )]
     ForbiddenImports(Vec<String>),

@@ -85,13 +85,13 @@ fn panic_message(output: &str) -> Option<String> {
 }
 
 /// `wasi:io/streams.output-stream`: rep 1 is stdout, 2 is stderr.
-struct OutputStream;
+pub(crate) struct OutputStream;
 /// `wasi:io/streams.input-stream`: stdin, always at its end.
-struct InputStream;
+pub(crate) struct InputStream;
 /// `wasi:io/poll.pollable`: always ready.
-struct Pollable;
+pub(crate) struct Pollable;
 /// `wasi:io/error.error`: never created.
-struct IoError;
+pub(crate) struct IoError;
 /// `wasi:cli/terminal-*`: never created (no stream is a terminal).
 struct Terminal;
 
@@ -187,13 +187,15 @@ pub(crate) fn define(linker: &mut Linker<HostState>, imports: &[String]) -> wasm
                 };
                 instance.func_wrap(getter, |_, ()| Ok((None::<Resource<Terminal>>,)))?;
             }
-            _ => {}
+            _ => crate::ambient::define(&mut instance, interface)?,
         }
     }
     Ok(())
 }
 
-fn resource<T: 'static>(
+/// Defines resource `name` in `instance` as the host type `T`: the same `T` wherever an
+/// interface re-exports it, so that the guest's aliases of one resource type check.
+pub(crate) fn resource<T: 'static>(
     instance: &mut LinkerInstance<'_, HostState>,
     name: &str,
 ) -> wasmtime::Result<()> {

@@ -8,6 +8,7 @@
 //! fuel, an epoch deadline, a memory cap and a stack cap. [`PluginRegistry`] holds the
 //! active versions, swaps them atomically and fails closed after faults.
 
+mod ambient;
 mod artifact_cache;
 mod contract;
 mod engine;
@@ -21,11 +22,12 @@ mod registry;
 mod sandbox;
 mod wasm_plugin;
 
+pub use ambient::{FIXED_MONOTONIC_NS, FIXED_RANDOM_SEED, FIXED_WALL_CLOCK_S};
 pub use artifact_cache::{ArtifactCache, CacheStats};
 pub use contract::ContractVersion;
 pub use error::LoadError;
 pub use guest_io::OUTPUT_CAP_BYTES;
-pub use import_audit::ALLOWED_IMPORT_PACKAGES;
+pub use import_audit::{IMPORT_RULES, ImportRule, rule_for};
 pub use instance_group::in_group;
 pub use limits::PluginLimits;
 pub use loader::{PluginKind, PluginRuntime};

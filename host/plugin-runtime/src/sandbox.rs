@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use gigaspot_market::{CandidateBid, MachineContext, PluginFault, PluginInfo, Rejection, Score};
 use wasmtime::{Engine, ResourceLimiter, Store, Trap, WasmBacktrace};
 
+use crate::ambient::FixedRandom;
 use crate::contract::{StrategyWorld, ValidatorWorld};
 use crate::engine::deadline_ticks;
 use crate::guest_io::GuestOutput;
@@ -15,12 +16,14 @@ use crate::limits::PluginLimits;
 /// Most table elements an instance may have; tables hold function references only.
 const MAX_TABLE_ELEMENTS: usize = 100_000;
 
-/// Per-store host state: the memory accounting and the call's captured output. Plugins get
-/// no WASI context (see [`crate::guest_io`]).
+/// Per-store host state: the memory accounting, the call's captured output and the
+/// instance's fixed-seed randomness. Plugins get no WASI context (see [`crate::guest_io`]).
 pub(crate) struct HostState {
     memory: MemoryCap,
     /// What the guest wrote to stdout and stderr during the current call.
     pub(crate) output: GuestOutput,
+    /// The instance's fixed-seed randomness (see [`crate::ambient`]).
+    pub(crate) random: FixedRandom,
 }
 
 /// A fault with what an author needs to find its cause: the guest's output during the
@@ -209,6 +212,7 @@ impl<W: World> Sandbox<W> {
                     exceeded: false,
                 },
                 output: GuestOutput::default(),
+                random: FixedRandom::default(),
             },
         );
         store.limiter(|state| &mut state.memory);

@@ -9,7 +9,8 @@ use gigaspot_market::{
     CandidateBid, MachineContext, PluginFault, PricePerWatt, RankOutcome, Strategy, Validator,
 };
 use gigaspot_plugin_runtime::{
-    ArtifactCache, LoadError, OUTPUT_CAP_BYTES, PluginLimits, PluginRegistry, PluginRuntime,
+    ArtifactCache, FIXED_WALL_CLOCK_S, LoadError, OUTPUT_CAP_BYTES, PluginLimits, PluginRegistry,
+    PluginRuntime, in_group, rule_for,
 };
 use gigaspot_tests::guest;
 
@@ -269,27 +270,82 @@ fn a_faulting_instance_is_discarded_and_the_plugin_keeps_working() {
 }
 
 #[test]
-fn imports_of_files_and_sockets_are_refused_at_load_with_their_names() {
+fn socket_imports_are_refused_at_load_with_their_names() {
     let rt = runtime();
-    for (name, interface) in [
-        ("wants-filesystem", "wasi:filesystem/"),
-        ("wants-sockets", "wasi:sockets/"),
-    ] {
-        let err = rt.load_strategy(&guest(name), "").err().unwrap();
-        match &err {
-            LoadError::ForbiddenImports(imports) => assert!(
-                imports.iter().any(|i| i.starts_with(interface)),
-                "{name}: {imports:?}"
-            ),
-            other => panic!("{name}: expected a refused import, got {other}"),
-        }
-        assert!(err.to_string().contains(interface), "{err}");
+    let err = rt.load_strategy(&guest("wants-sockets"), "").err().unwrap();
+    match &err {
+        LoadError::ForbiddenImports(imports) => assert!(
+            imports.iter().all(|i| i.starts_with("wasi:sockets/")) && !imports.is_empty(),
+            "{imports:?}"
+        ),
+        other => panic!("expected a refused import, got {other}"),
     }
-    assert_eq!(rt.refused_loads(), 2, "each refusal is counted");
+    assert!(err.to_string().contains("wasi:sockets/"), "{err}");
+    assert_eq!(rt.refused_loads(), 1, "the refusal is counted");
     // The runtime still loads and runs good plugins afterwards.
     let (machine, bids) = input();
     let good = rt.load_strategy(&guest("price-per-watt"), "").unwrap();
     assert_eq!(good.rank(&machine, &bids).unwrap().len(), bids.len());
+}
+
+#[test]
+fn clocks_randomness_environment_and_files_are_fixed_and_empty() {
+    let (machine, bids) = input();
+    let seen = |rt: &PluginRuntime, reading: &str| -> f64 {
+        let plugin = rt.load_strategy(&guest("reads-ambient"), reading).unwrap();
+        let scores = plugin.rank(&machine, &bids).unwrap();
+        assert!(scores.iter().all(|s| s.score == scores[0].score));
+        scores[0].score
+    };
+    let (one, two) = (runtime(), runtime());
+    assert_eq!(seen(&one, "wall-clock"), FIXED_WALL_CLOCK_S as f64);
+    assert_eq!(seen(&one, "monotonic"), 0.0, "no time passes in a plugin");
+    assert_eq!(seen(&one, "environment"), 0.0, "no variables, no arguments");
+    assert_eq!(seen(&one, "files"), 0.0, "no file can be listed or read");
+    // An hour's sleep ends at once: the test runtime's deadline is 5 s.
+    assert_eq!(seen(&one, "sleep"), 1.0);
+    // HashMap's seed comes from the fixed-seed generator: every instance, every runtime
+    // (every machine) hashes alike, so the decision replays.
+    let random = seen(&one, "random");
+    assert_eq!(random, seen(&one, "random"));
+    assert_eq!(random, seen(&two, "random"));
+    // Reading the clock twice in one instance group sees the same time too.
+    let clock = one
+        .load_strategy(&guest("reads-ambient"), "wall-clock")
+        .unwrap();
+    in_group(|| {
+        for _ in 0..3 {
+            assert_eq!(clock.rank(&machine, &bids).unwrap()[0].score, 0.0);
+        }
+    });
+    // The imports are there, and each is answered, not refused.
+    let imports = one.imports(&guest("reads-ambient")).unwrap();
+    for interface in [
+        "wasi:clocks/wall-clock@",
+        "wasi:clocks/monotonic-clock@",
+        "wasi:random/",
+    ] {
+        assert!(
+            imports.iter().any(|i| i.starts_with(interface)),
+            "{interface}: {imports:?}"
+        );
+    }
+    for import in &imports {
+        assert!(rule_for(import).is_some_and(|r| r.allows()), "{import}");
+    }
+}
+
+#[test]
+fn a_plugin_that_reads_a_file_finds_none() {
+    let rt = runtime();
+    let (machine, bids) = input();
+    let snoop = rt.load_strategy(&guest("wants-filesystem"), "").unwrap();
+    let scores = snoop.rank(&machine, &bids).unwrap();
+    assert!(
+        scores.iter().all(|s| s.score == 0.0),
+        "it read something: {scores:?}"
+    );
+    assert_eq!(rt.refused_loads(), 0);
 }
 
 #[test]

@@ -1,4 +1,5 @@
-//! A strategy that reads a file, so it imports wasi:filesystem and must be refused at load.
+//! A strategy that reads a file: it imports wasi:filesystem, which the sandbox answers with no
+//! preopened directory, so it finds none and scores 0.
 
 use gigaspot_sdk::{Bid, Machine, PluginInfo, Score, Strategy, export_strategy};
 
