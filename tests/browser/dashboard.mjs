@@ -90,6 +90,17 @@ try {
   ).catch(() => fail(`the switch to bid ${bid.id} is not visible`));
   const status = await row.getAttribute('data-status');
   if (status !== 'winner') fail(`bid ${bid.id} has status ${status}, expected winner`);
+  // The bids it outbid are told what would have won (a price, or why none would: it
+  // outbids them at up to 4000 CLORE/day).
+  await page.waitForFunction(
+    () => [...document.querySelectorAll('#order-book tr[data-status="scored"] .to-win')]
+      .some((c) => c.textContent.trim() !== ''),
+    null,
+    { timeout: 20000 },
+  ).catch(() => fail('no losing bid in the order book says what would have won'));
+  // The clearing price per GPU model is charted.
+  await page.locator('#chart-models svg path.line').first().waitFor({ timeout: 20000 })
+    .catch(() => fail('the price chart per GPU model is empty'));
 
   // Signed in with the client's key: its balance and the bid.
   await page.fill('#api-key', clientKey);
@@ -104,6 +115,15 @@ try {
   ).catch(() => fail(`the balance ${balance} is not shown`));
   await page.locator(`#my-bids [data-bid="${bid.id}"]`).waitFor({ timeout: 10000 })
     .catch(() => fail(`bid ${bid.id} is not among the key's bids`));
+  // A quote for the selected machine, signed in.
+  await page.fill('#quote-pl', String(gpus[0].card_min_w));
+  await page.fill('#quote-image', 'registry.example/browser-test:1');
+  await page.click('#quote-form button[type=submit]');
+  await page.waitForFunction(
+    () => /CLORE\/day wins the next interval/.test(document.querySelector('#quote-result')?.textContent || ''),
+    null,
+    { timeout: 15000 },
+  ).catch(async () => fail(`no quote: ${await page.textContent('#quote-result')}`));
   // A withdrawal requested in the signed-in panel shows as pending.
   await page.fill('#withdraw-amount', '1.5');
   await page.fill('#withdraw-destination', 'wallet-browser-test');
@@ -148,6 +168,24 @@ try {
   ).catch(() => fail(`withdrawal ${withdrawal.id} does not show as paid`));
   const settled = (await mine()).find((w) => w.id === withdrawal.id);
   if (settled.state !== 'paid' || settled.reference !== 'tx-browser-test') fail(`withdrawal ${JSON.stringify(settled)}`);
+  // The strategy lab: a stored strategy that is not active runs in shadow, is backtested
+  // (revenue over time, live against it) and is promoted.
+  const candidate = (plugins.versions ?? plugins).find((v) => v.kind === 'strategy' && v.role !== 'strategy');
+  if (!candidate) fail('the demo stores no second strategy to try');
+  const candidateRow = `#operator [data-digest="${candidate.digest}"]`;
+  await page.click(`${candidateRow} button[data-action="shadow"]`);
+  await page.locator('#shadow [data-shadow-interval]').first().waitFor({ timeout: 30000 })
+    .catch(async () => fail(`no shadow interval shown: ${await page.textContent('#shadow-meta')}`));
+  await page.click(`${candidateRow} button[data-action="backtest"]`);
+  await page.locator('#chart-backtest svg path.line').first().waitFor({ timeout: 30000 })
+    .catch(async () => fail(`no backtest chart: ${await page.textContent('#backtest-meta')}`));
+  await page.screenshot({ path: screenshot.replace(/\.png$/, '-lab.png'), fullPage: true });
+  await page.click('#promote-shadow');
+  await page.waitForFunction(
+    (name) => (document.querySelector('#active-strategy')?.textContent || '').startsWith(name),
+    candidate.name,
+    { timeout: 15000 },
+  ).catch(async () => fail(`promoting did not activate ${candidate.name}: ${await page.textContent('#active-strategy')}`));
   if (errors.length) fail(`script errors on the page: ${errors.join('; ')}`);
   console.log(`dashboard test passed: bid ${bid.id} won machine ${machineId}; screenshot ${screenshot}`);
 } finally {

@@ -184,9 +184,10 @@
       errors.push(e);
       return null;
     });
-    const [machines, market] = await Promise.all([
+    const [machines, market, prices] = await Promise.all([
       note(api('/api/v1/machines')),
       note(api(`/api/v1/market/history?limit=${MARKET_INTERVALS}`)),
+      note(api(`/api/v1/market/prices?limit=${MARKET_INTERVALS}`)),
       note(refreshMachine()),
       note(refreshAccount()),
     ]);
@@ -195,6 +196,7 @@
       state.market = market;
       state.hosts = market.hosts;
     }
+    if (prices) state.prices = prices;
     renderOverview();
     renderMachine();
     renderCharts();
@@ -420,11 +422,46 @@
           el('small', { class: 'muted block' }, `${num(e.price_per_kw / 1000, 4, 4)} /W`),
         ),
         el('td', { class: 'num', title: clocks || null }, powerLimits(e.oc), el('small', { class: 'muted block' }, `${e.power_w} W total${clocks ? ' · clocks set' : ''}`)),
+        toWinCell(e.what_would_win),
         el('td', { class: 'notes' }, ...notes),
       );
     });
     fillTable('order-book', rows, 'book-empty');
   }
+
+  // What would have won the latest clearing for a bid that lost it.
+  function toWinCell(w) {
+    if (!w) return el('td', { class: 'num to-win' }, '');
+    if (w.price_to_win == null) return el('td', { class: 'num to-win muted', title: w.cannot_win || '' }, 'no price');
+    const power = w.power_limit_to_win_w != null ? `or ≤ ${w.power_limit_to_win_w} W at its price` : 'no lower power wins';
+    return el('td', { class: 'num to-win', title: `${w.calls} plugin runs` }, fmtPrice(w.price_to_win), el('small', { class: 'muted block' }, power));
+  }
+
+  // The quote form: the price that would win the selected machine now.
+  $('quote-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const out = $('quote-result');
+    const m = state.machines.find((x) => x.id === state.selected);
+    if (!state.key || !m) {
+      out.className = 'error-text';
+      out.textContent = 'Sign in with a client key to ask for a quote.';
+      return;
+    }
+    const pl = Number($('quote-pl').value);
+    const oc = JSON.stringify(m.gpus.map(() => ({ pl })));
+    const image = $('quote-image').value.trim();
+    out.className = '';
+    out.textContent = 'Searching…';
+    try {
+      const q = await api(`/api/v1/machines/${m.id}/quote?oc=${encodeURIComponent(oc)}&image=${encodeURIComponent(image)}`, { auth: true });
+      out.textContent = q.price_to_win != null
+        ? `${fmtPrice(q.price_to_win)} CLORE/day wins the next interval (floor ${fmtPrice(q.floor)}, ${q.total_power_limit_w} W, ${q.strategy.name})`
+        : `No price wins: ${q.cannot_win}`;
+    } catch (e) {
+      out.className = 'error-text';
+      out.textContent = e.message;
+    }
+  });
 
   function renderSwitches(history) {
     const switches = history.filter((h) => h.switched);
@@ -568,7 +605,7 @@
     if (!market) return;
     const width = $('chart-price').clientWidth;
     const machineHistory = state.history || [];
-    if (!changed('charts', market, machineHistory, state.selected, width)) return;
+    if (!changed('charts', market, machineHistory, state.selected, width, state.prices)) return;
     const ivs = market.intervals;
     const times = ivs.map((iv) => iv.at);
     setText('charts-meta', ivs.length ? `last ${ivs.length} intervals of ${fmtDuration(market.interval_s)}` : '');
@@ -589,6 +626,17 @@
     lineChart($('chart-price'), times, series('avg_price', 'price'), 'CLORE/day');
     lineChart($('chart-ppw'), times, series('avg_price_per_kw', 'price_per_kw'), 'CLORE/day per kW');
     revenueChart($('chart-revenue'), ivs, market.hosts);
+    modelChart($('chart-models'), times, state.prices);
+  }
+
+  // The median clearing price per kW of each GPU model, on the market's time axis.
+  function modelChart(container, times, prices) {
+    if (!prices) return emptyChart(container, 'No prices yet.');
+    const series = prices.models.map((model, i) => {
+      const byAt = new Map(prices.points.filter((p) => p.model === model).map((p) => [p.at, p.median]));
+      return { label: model.replace(/^NVIDIA (GeForce )?/, ''), color: PALETTE[i % PALETTE.length], points: times.map((t) => [t, byAt.has(t) ? byAt.get(t) : null]) };
+    });
+    lineChart(container, times, series, 'CLORE/day per kW');
   }
 
   let resizeFrame = 0;
@@ -609,17 +657,20 @@
         state.account = account;
       }
       const isOperator = state.account.roles.includes('operator');
-      const [balance, bids, ledger, plugins, withdrawals] = await Promise.all([
+      const [balance, bids, ledger, plugins, withdrawals, shadow] = await Promise.all([
         api('/api/v1/balance', { auth: true, key }),
         api('/api/v1/bids', { auth: true, key }),
         api(`/api/v1/ledger?limit=${LEDGER_ROWS}`, { auth: true, key }),
         isOperator ? api('/api/v1/plugins', { auth: true, key }) : null,
         api('/api/v1/withdrawals', { auth: true, key }),
+        isOperator ? api('/api/v1/plugins/shadow', { auth: true, key }) : null,
       ]);
       if (state.key !== key) return; // signed out (or in again) meanwhile
       renderAccount(balance, bids, ledger);
       renderWithdrawals(withdrawals, isOperator);
       if (plugins) renderPlugins(plugins);
+      if (shadow) renderShadow(shadow);
+      if (isOperator) await refreshBacktest(key);
     } catch (e) {
       if (e instanceof ApiError && e.status === 401 && state.key === key) signOut('The stored key was refused; sign in again.');
       throw e;
@@ -788,6 +839,12 @@
         if (v.role === 'validator') {
           actions.append(el('button', { type: 'button', class: 'rollback', 'data-action': 'rollback-validator', 'data-name': v.name, title: 'Swap with its previous version' }, 'Roll back'));
         }
+        if (v.kind === 'strategy') {
+          actions.append(
+            el('button', { type: 'button', 'data-action': 'shadow', disabled: active, title: 'Run beside the active strategy at every boundary, recording how its picks differ' }, 'Shadow'),
+            el('button', { type: 'button', 'data-action': 'backtest', title: 'Run over the recorded history and compare with what the market did' }, 'Backtest'),
+          );
+        }
         return el(
           'tr',
           { 'data-digest': v.digest, class: active ? 'active' : null },
@@ -806,13 +863,13 @@
   }
 
   // Runs one plugin action with the panel's buttons disabled, then redraws the panel.
-  async function operatorAction(path, done) {
+  async function operatorAction(path, done, body = null) {
     const message = $('operator-message');
     for (const b of $('operator').querySelectorAll('button')) b.disabled = true;
     message.className = '';
     message.textContent = 'Working…';
     try {
-      const result = await api(path, { method: 'POST', auth: true });
+      const result = await api(path, { method: 'POST', auth: true, body });
       message.textContent = done(result);
     } catch (e) {
       message.className = 'error-text';
@@ -831,11 +888,67 @@
     const digest = button.closest('[data-digest]').dataset.digest;
     if (button.dataset.action === 'activate') {
       operatorAction(`/api/v1/plugins/${encodeURIComponent(digest)}/activate`, (r) => `Activated. Strategy: ${strategyName(r)}.`);
+    } else if (button.dataset.action === 'shadow') {
+      operatorAction(`/api/v1/plugins/${encodeURIComponent(digest)}/shadow`, () => 'Runs in shadow from the next boundary.');
+    } else if (button.dataset.action === 'backtest') {
+      operatorAction('/api/v1/backtests', (job) => `Backtest ${job.id} started.`, { strategy: digest });
     } else {
       const name = button.dataset.name;
       operatorAction(`/api/v1/plugins/validators/${encodeURIComponent(name)}/rollback`, () => `Rolled back validator ${name}.`);
     }
   });
+
+  function renderShadow(view) {
+    setText('shadow-meta', view.shadow ? `${shortDigest(view.shadow)} against ${view.active.name} ${view.active.version}` : 'none');
+    $('shadow-meta').title = view.shadow || '';
+    $('promote-shadow').disabled = !view.shadow;
+    $('stop-shadow').disabled = !view.shadow;
+    if (!changed('shadow', view)) return;
+    const rows = [...view.intervals].reverse().slice(0, 20).map((d) => el(
+      'tr',
+      { 'data-shadow-interval': d.interval },
+      el('td', { class: 'num' }, String(d.interval)),
+      el('td', { class: 'num', title: d.winners.map(([m, l, s]) => `machine ${m}: ${l ?? 'idle'} → ${s ?? 'idle'}`).join('\n') }, `${d.changed}/${d.machines}`),
+      el('td', { class: 'num' }, `${d.switches_live} → ${d.switches_shadow}`),
+      el('td', { class: 'num' }, fmtAmount(d.gross_live)),
+      el('td', { class: 'num' }, fmtAmount(d.gross_shadow)),
+      el('td', { class: `num ${d.revenue_delta < 0 ? 'bad-text' : ''}` }, fmtAmount(d.revenue_delta)),
+    ));
+    fillTable('shadow', rows, 'shadow-empty');
+  }
+
+  $('promote-shadow').addEventListener('click', () => {
+    operatorAction('/api/v1/plugins/shadow/promote', (r) => `Promoted. Strategy: ${strategyName(r)}.`);
+  });
+  $('stop-shadow').addEventListener('click', async () => {
+    try {
+      await api('/api/v1/plugins/shadow', { method: 'DELETE', auth: true });
+      setText('operator-message', 'No strategy runs in shadow.');
+    } catch (e) {
+      setText('operator-message', e.message);
+    }
+    refresh();
+  });
+
+  // The newest backtest: its progress, then revenue over time, live against the candidate.
+  async function refreshBacktest(key) {
+    const jobs = await api('/api/v1/backtests', { auth: true, key });
+    if (!jobs.length) return;
+    const job = jobs[0].status === 'done' ? await api(`/api/v1/backtests/${jobs[0].id}`, { auth: true, key }) : jobs[0];
+    if (state.key !== key || !changed('backtest', job.id, job.status, job.done)) return;
+    const name = job.report && job.report.strategy ? `${job.report.strategy.name} ${job.report.strategy.version}` : `backtest ${job.id}`;
+    if (job.status !== 'done') {
+      setText('backtest-meta', `${name}: ${job.status} ${job.done}/${job.total} intervals${job.error ? ` — ${job.error}` : ''}`);
+      return;
+    }
+    const r = job.report;
+    setText('backtest-meta', `${name}: ${r.total.changed} of ${r.total.machines} winners change · gross ${fmtAmount(r.total.revenue.live_gross)} → ${fmtAmount(r.total.revenue.candidate_gross)} CLORE${r.stopped ? ` (${r.stopped})` : ''}`);
+    const times = r.intervals.map((i) => i.start);
+    lineChart($('chart-backtest'), times, [
+      { label: 'live', color: PALETTE[0], points: r.intervals.map((i) => [i.start, i.revenue.live_gross]) },
+      { label: 'candidate', color: PALETTE[1], dashed: true, points: r.intervals.map((i) => [i.start, i.revenue.candidate_gross]) },
+    ], 'CLORE');
+  }
 
   $('rollback-strategy').addEventListener('click', () => {
     operatorAction('/api/v1/plugins/strategy/rollback', (r) => `Rolled back. Strategy: ${strategyName(r)}.`);
@@ -871,7 +984,7 @@
     state.key = null;
     state.account = null;
     state.myBids = null;
-    for (const key of ['my-bids', 'ledger', 'plugins', 'book', 'withdrawals']) lastRendered.delete(key);
+    for (const key of ['my-bids', 'ledger', 'plugins', 'book', 'withdrawals', 'shadow', 'backtest']) lastRendered.delete(key);
     $('who').hidden = true;
     $('account').hidden = true;
     $('operator').hidden = true;
