@@ -10,6 +10,7 @@ pub mod dockerd;
 pub mod postgres;
 pub mod process;
 pub mod python;
+pub mod python_plugins;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,7 +28,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 /// Where the guest builds put their components.
-fn guest_target_dir() -> PathBuf {
+pub(crate) fn guest_target_dir() -> PathBuf {
     repo_root().join("target").join("guests")
 }
 
@@ -62,8 +63,12 @@ pub fn guest_dir() -> &'static Path {
     })
 }
 
-/// The path of the built component of crate `name` (e.g. `price-per-watt`).
+/// The path of the built component of crate `name` (e.g. `price-per-watt`), or of the
+/// Python guest `name` (see [`python_plugins::PYTHON_GUESTS`]).
 pub fn guest_path(name: &str) -> PathBuf {
+    if let Some(path) = python_plugins::guest_path(name) {
+        return path;
+    }
     let path = guest_dir().join(format!("{}.wasm", name.replace('-', "_")));
     assert!(
         path.is_file(),

@@ -38,6 +38,53 @@ fn price_per_watt_ranks_1000_random_machines_exactly_as_the_native_reference() {
 }
 
 #[test]
+fn the_python_strategy_ranks_exactly_as_the_rust_price_per_watt() {
+    let rt = runtime();
+    let python = rt.load_strategy(&guest("python-strategy"), "").unwrap();
+    assert_eq!(python.info().name, "python-price-per-watt");
+    let rust = rt.load_strategy(&guest("price-per-watt"), "").unwrap();
+    let native = PricePerWatt::new();
+    let mut sample = SampleMarket::new(16);
+    let mut acceptable = 0;
+    for id in 0..100 {
+        let mut machine = sample.machine(id);
+        let bids = sample.bids(&mut machine, 1 + (id % 40) as usize);
+        let bits = |s: Vec<gigaspot_market::Score>| {
+            s.into_iter()
+                .map(|s| (s.bid_id, s.score.to_bits()))
+                .collect::<Vec<_>>()
+        };
+        let got = bits(python.rank(&machine, &bids).unwrap());
+        assert_eq!(
+            got,
+            bits(rust.rank(&machine, &bids).unwrap()),
+            "machine {id}"
+        );
+        assert_eq!(
+            got,
+            bits(native.rank(&machine, &bids).unwrap()),
+            "machine {id}"
+        );
+        acceptable += got.iter().filter(|(_, s)| f64::from_bits(*s) > 0.0).count();
+    }
+    assert!(acceptable > 100, "too few acceptable bids: {acceptable}");
+    // Like the Rust plugin it takes no configuration, and says so in its own words.
+    match rt.load_strategy(&guest("python-strategy"), "bonus = 1") {
+        Err(LoadError::Configure(reason)) => {
+            assert!(reason.contains("takes no configuration"), "{reason}")
+        }
+        Err(other) => panic!("expected a refused configuration, got {other}"),
+        Ok(_) => panic!("expected a refused configuration"),
+    }
+    // It imports no WASI interface at all (built with componentize-py --stub-wasi).
+    let imports = rt.imports(&guest("python-strategy")).unwrap();
+    assert!(
+        imports.iter().all(|i| i.starts_with("gigaspot:plugin/")),
+        "{imports:?}"
+    );
+}
+
+#[test]
 fn net_profit_and_the_third_party_example_load_and_rank() {
     let rt = runtime();
     let mut sample = SampleMarket::new(3);

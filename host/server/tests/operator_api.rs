@@ -871,6 +871,66 @@ async fn removing_a_version_removes_its_artefact_with_the_last_version_that_owns
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_strategy_written_in_python_clears_the_market() {
+    // Installed from the configuration: at 17.5 MiB the component is over the upload
+    // limit (MAX_PLUGIN_BYTES, 16 MiB).
+    let path = gigaspot_tests::guest_path("python-strategy");
+    let m = Market::start(|c| {
+        c.plugins.strategy = Some(gigaspot_server::config::PluginSpec {
+            path,
+            config: String::new(),
+        })
+    })
+    .await;
+    let (_, machine, _) = m.machine_with_gpus(1).await;
+    let mut bids = Vec::new();
+    // 10 CLORE/day at 400 W (0.025 per W) loses to 8 CLORE/day at 200 W (0.04 per W).
+    for (client, price, watts) in [("dear", 10.0, 400), ("frugal", 8.0, 200)] {
+        let (_, key) = m.funded_client(client, 1000.0).await;
+        let (status, bid) = m
+            .call(
+                "POST",
+                "/api/v1/bids",
+                Some(&key),
+                Some(json!({"machine": machine, "price": price, "image": "a", "oc": [{"pl": watts}]})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{bid}");
+        bids.push((bid["id"].clone(), key));
+    }
+    m.tick(60).await;
+
+    let (frugal, key) = &bids[1];
+    let (status, decision) = m
+        .call(
+            "GET",
+            &format!("/api/v1/machines/{machine}/decision"),
+            Some(key),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{decision}");
+    assert_eq!(decision["winner"]["bid"], *frugal, "{decision}");
+    assert_eq!(decision["faults"], json!([]), "{decision}");
+    let score = |bid: &Value| {
+        decision["verdicts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["bid"] == *bid)
+            .unwrap()["verdict"]["Scored"]["score"]
+            .as_f64()
+    };
+    // The scores of the Rust plugin and the native reference: CLORE/day per watt.
+    assert_eq!(score(frugal), Some(8.0 / 200.0), "{decision}");
+    assert_eq!(score(&bids[0].0), Some(10.0 / 400.0), "{decision}");
+    assert!(
+        decision.to_string().contains("python-price-per-watt"),
+        "the Python version answered: {decision}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_plugin_says_why_in_the_decision_and_the_plugin_list() {
     let m = Market::start(|_| {}).await;
     let (_, machine, _) = m.machine_with_gpus(1).await;
