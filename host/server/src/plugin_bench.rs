@@ -25,13 +25,27 @@ pub fn run(file: &Path, config: &str, iterations: usize) -> Result<()> {
         "{} — {iterations} calls per size, latency per call",
         file.display()
     );
+    let compile = Instant::now();
+    let kind = runtime.kind_of(&wasm)?;
+    let compile = compile.elapsed();
+    let load = Instant::now();
+    let loaded = match kind {
+        PluginKind::Strategy => Loaded::Strategy(runtime.load_strategy(&wasm, config)?),
+        PluginKind::Validator => Loaded::Validator(runtime.load_validator(&wasm, config)?),
+    };
+    println!(
+        "load: {:.1} MiB component, compiled in {} ms, linked and first instance \
+         (configure, info) in {} ms",
+        wasm.len() as f64 / f64::from(1 << 20),
+        compile.as_millis(),
+        load.elapsed().as_millis()
+    );
     println!(
         "{:>6}  {:<34} {:>10} {:>10} {:>10} {:>12}",
         "bids", "implementation", "p50", "p99", "mean", "fuel/call"
     );
-    match runtime.kind_of(&wasm)? {
-        PluginKind::Strategy => {
-            let plugin = runtime.load_strategy(&wasm, config)?;
+    match loaded {
+        Loaded::Strategy(plugin) => {
             let name = format!("wasm {}", plugin.plugin_ref().name);
             let mut grouped = Vec::new();
             for size in SIZES {
@@ -52,8 +66,7 @@ pub fn run(file: &Path, config: &str, iterations: usize) -> Result<()> {
             }
             per_bid(&grouped);
         }
-        PluginKind::Validator => {
-            let plugin = runtime.load_validator(&wasm, config)?;
+        Loaded::Validator(plugin) => {
             let name = format!("wasm {}", plugin.plugin_ref().name);
             let mut grouped = Vec::new();
             for size in SIZES {
@@ -68,7 +81,24 @@ pub fn run(file: &Path, config: &str, iterations: usize) -> Result<()> {
             per_bid(&grouped);
         }
     }
+    if let Some(peak) = peak_resident_mib() {
+        println!("memory: peak resident set of this process {peak:.0} MiB");
+    }
     Ok(())
+}
+
+/// A loaded plugin of either kind.
+enum Loaded {
+    Strategy(WasmStrategy),
+    Validator(WasmValidator),
+}
+
+/// The process's peak resident set (`VmHWM`), where Linux reports it.
+fn peak_resident_mib() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 /// Runs `measure` and returns its result with the fuel per call it consumed.
