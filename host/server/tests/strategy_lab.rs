@@ -105,13 +105,29 @@ async fn quotes_hold_under(guest: &str) {
     assert!(calls > 0 && calls <= 160, "{decision}");
     // The public order book says the same for every losing bid.
     let (_, book) = m
-        .call("GET", &format!("/api/v1/machines/{machine}/book"), None, None)
+        .call(
+            "GET",
+            &format!("/api/v1/machines/{machine}/book"),
+            None,
+            None,
+        )
         .await;
     let entries = book["entries"].as_array().unwrap();
     let entry = |id: u64| entries.iter().find(|e| e["bid"] == id).unwrap();
-    assert_eq!(amount(&entry(less)["what_would_win"]["price_to_win"]), price, "{book}");
-    assert!(entry(running)["what_would_win"].is_null(), "the winner: {book}");
-    assert!(entries.iter().all(|e| e["status"] == "winner" || !e["what_would_win"].is_null()));
+    assert_eq!(
+        amount(&entry(less)["what_would_win"]["price_to_win"]),
+        price,
+        "{book}"
+    );
+    assert!(
+        entry(running)["what_would_win"].is_null(),
+        "the winner: {book}"
+    );
+    assert!(
+        entries
+            .iter()
+            .all(|e| e["status"] == "winner" || !e["what_would_win"].is_null())
+    );
     let (status, _) = m
         .call(
             "DELETE",
@@ -335,6 +351,7 @@ async fn gigaspot_replay_checks_every_recorded_decision_and_reports_a_difference
         assert!(changed);
     }
     let (code, out) = replay(&[]);
+    println!("{out}");
     assert_eq!(code, Some(3), "{out}");
     assert!(
         out.contains(&format!("DIFFERS interval {interval} machine {machine}")),
