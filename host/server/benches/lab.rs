@@ -15,8 +15,8 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use gigaspot_market::{PricePerWatt, Strategy, Validator};
 use gigaspot_market::verdict::PluginRef;
+use gigaspot_market::{PricePerWatt, Strategy, Validator};
 use gigaspot_plugin_runtime::{ArtifactCache, PluginLimits, PluginRegistry, PluginRuntime};
 use gigaspot_server::backtest::{Candidate, backtest};
 use gigaspot_server::plugin_versions::PluginVersions;
@@ -45,9 +45,8 @@ fn main() {
     gigaspot_store::restore(&mut input, &dir.path().join("db")).unwrap();
     let sled = Arc::new(SledStore::open(dir.path().join("db")).unwrap());
     let store: Arc<dyn Store> = sled.clone();
-    let runtime = Arc::new(
-        PluginRuntime::new(PluginLimits::default(), ArtifactCache::in_memory()).unwrap(),
-    );
+    let runtime =
+        Arc::new(PluginRuntime::new(PluginLimits::default(), ArtifactCache::in_memory()).unwrap());
     let registry = PluginRegistry::new(Arc::new(PricePerWatt::new()), 0);
     let keep = |guest: &str, kind: &str, config: &str, plugin: &PluginRef| {
         store
@@ -71,7 +70,12 @@ fn main() {
     let validator = runtime
         .load_validator(&gigaspot_tests::guest("policy-validator"), deny)
         .unwrap();
-    keep("policy-validator", "validator", deny, validator.plugin_ref());
+    keep(
+        "policy-validator",
+        "validator",
+        deny,
+        validator.plugin_ref(),
+    );
     registry.install_validator(Arc::new(validator));
     let machines = store.machines().unwrap().len();
     println!("| {machines} machines | result |");
@@ -131,8 +135,7 @@ fn main() {
 
     let started = Instant::now();
     let replayed =
-        gigaspot_server::replay::replay(&*store, &versions, interval, interval, |_, _| {})
-            .unwrap();
+        gigaspot_server::replay::replay(&*store, &versions, interval, interval, |_, _| {}).unwrap();
     println!(
         "| replay of the interval | {:.0} ms, {} clearings, {} differences |",
         started.elapsed().as_secs_f64() * 1e3,
