@@ -1,7 +1,7 @@
 //! Plugins written in Python (`examples/python-strategy` and projects like it): each is
-//! built into a component by its own `build.sh` (componentize-py in a venv under
-//! `target/py-plugin`), once per test process; the script itself skips a build whose
-//! sources are unchanged.
+//! built into a component by its own `build.sh`, once per test process; the script itself
+//! skips a build whose sources are unchanged. They share one venv with componentize-py,
+//! [`venv`].
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,7 @@ pub fn build(project: &Path, out: &Path) -> PathBuf {
         let output = Command::new("bash")
             .arg(&script)
             .arg(out)
+            .env("GIGASPOT_PY_VENV", venv())
             .output()
             .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
         assert!(
@@ -36,6 +37,12 @@ pub fn build(project: &Path, out: &Path) -> PathBuf {
         built.insert(out.to_path_buf());
     }
     out.to_path_buf()
+}
+
+/// The venv the Python plugins' builds share (`target/py-plugin/venv`; `scripts/test` uses
+/// it too).
+pub fn venv() -> PathBuf {
+    repo_root().join("target").join("py-plugin").join("venv")
 }
 
 /// The built component of the Python guest `name` (one of [`PYTHON_GUESTS`]), if it is one.
