@@ -6,12 +6,12 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use gigaspot_market::{Strategy, Validator};
-use gigaspot_plugin_runtime::{ArtifactCache, PluginRuntime};
-use gigaspot_server::backtest::{BacktestReport, Candidate, backtest};
-use gigaspot_server::config::Config;
-use gigaspot_server::plugin_versions::PluginVersions;
+use gigaspot_plugin_runtime::PluginRuntime;
+use gigaspot_server::backtest::{BacktestReport, Candidate, IntervalRow, backtest};
+
+use crate::history_cli::{History, HistoryArgs};
 
 /// How to print the report.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -26,12 +26,6 @@ pub enum Format {
 
 /// What to backtest.
 pub struct BacktestArgs<'a> {
-    /// The sled folder of a stopped service.
-    pub data_dir: Option<&'a Path>,
-    /// Or the PostgreSQL database.
-    pub database_url: Option<&'a str>,
-    /// The service's configuration file (plugin limits).
-    pub config: Option<&'a Path>,
     /// The candidate strategy component.
     pub strategy: &'a Path,
     /// Its configuration string.
@@ -40,10 +34,6 @@ pub struct BacktestArgs<'a> {
     pub validators: &'a [PathBuf],
     /// Their configuration strings, in the same order (missing ones empty).
     pub validator_configs: &'a [String],
-    /// From this time on (unix seconds or RFC 3339).
-    pub from: Option<&'a str>,
-    /// Up to this time.
-    pub to: Option<&'a str>,
     /// How to print.
     pub format: Format,
     /// Write the output to this file instead of stdout.
@@ -51,32 +41,16 @@ pub struct BacktestArgs<'a> {
 }
 
 /// Runs the backtest.
-pub fn run(args: &BacktestArgs<'_>) -> Result<()> {
-    let config = Config::load(args.config, |k| std::env::var(k).ok())?;
-    let (store, shown) = crate::ledger_audit::open(args.data_dir, args.database_url)?;
-    let Some((oldest, newest)) = store.recorded_intervals()? else {
-        bail!("{shown} holds no recorded clearings to backtest on");
-    };
-    let clock = store.interval_clock()?;
-    let first = match args.from {
-        Some(t) => clock
-            .interval_at(crate::replay_cli::parse_time("--from", t)?)
-            .max(oldest),
-        None => oldest,
-    };
-    let last = match args.to {
-        Some(t) => clock
-            .interval_at(crate::replay_cli::parse_time("--to", t)?)
-            .min(newest),
-        None => newest,
-    };
-    if first > last {
-        bail!("nothing recorded between --from and --to");
-    }
-    let runtime = Arc::new(PluginRuntime::new(
-        config.plugins.limits(),
-        ArtifactCache::in_memory(),
-    )?);
+pub fn run(history: &HistoryArgs, args: &BacktestArgs<'_>) -> Result<()> {
+    let History {
+        store,
+        shown,
+        first,
+        last,
+        runtime,
+        versions,
+        ..
+    } = history.open()?;
     let load = |path: &Path| {
         PluginRuntime::read(path).with_context(|| format!("cannot read {}", path.display()))
     };
@@ -103,8 +77,6 @@ pub fn run(args: &BacktestArgs<'_>) -> Result<()> {
         strategy,
         validators,
     };
-    let store: Arc<dyn gigaspot_store::Store> = Arc::from(store);
-    let versions = PluginVersions::new(runtime, store.clone());
     let bar = (args.format == Format::Table && last - first >= 50).then(|| {
         let bar = indicatif::ProgressBar::new(last - first + 1);
         bar.set_style(
@@ -149,14 +121,18 @@ pub fn run(args: &BacktestArgs<'_>) -> Result<()> {
 const CSV_HEADER: &str = "interval,start,machines,changed,switches_live,switches_candidate,\
 live_gross,candidate_gross,live_net,candidate_net,faults";
 
+/// Every interval's row with its number, then the total's, labelled `total`.
+fn rows(report: &BacktestReport) -> impl Iterator<Item = (String, &IntervalRow)> {
+    report
+        .intervals
+        .iter()
+        .map(|r| (r.interval.to_string(), r))
+        .chain([("total".to_string(), &report.total)])
+}
+
 fn csv(out: &mut dyn Write, report: &BacktestReport) -> Result<()> {
     writeln!(out, "{CSV_HEADER}")?;
-    for r in report.intervals.iter().chain([&report.total]) {
-        let interval = if std::ptr::eq(r, &report.total) {
-            "total".to_string()
-        } else {
-            r.interval.to_string()
-        };
+    for (interval, r) in rows(report) {
         writeln!(
             out,
             "{interval},{},{},{},{},{},{},{},{},{},{}",
@@ -198,12 +174,7 @@ fn table(out: &mut dyn Write, report: &BacktestReport, shown: &str) -> Result<()
         "net cand.",
         "faults"
     )?;
-    for r in report.intervals.iter().chain([&report.total]) {
-        let interval = if std::ptr::eq(r, &report.total) {
-            "total".to_string()
-        } else {
-            r.interval.to_string()
-        };
+    for (interval, r) in rows(report) {
         writeln!(
             out,
             "{interval:>10} {:>8} {:>7} {:>4}→{:<4} {:>16} {:>16} {:>16} {:>16} {:>6}",

@@ -7,6 +7,7 @@
 
 mod backtest_cli;
 mod backup_cli;
+mod history_cli;
 mod ledger_audit;
 mod migrate_cli;
 mod plugin_bench;
@@ -73,19 +74,8 @@ enum Command {
     /// (gross and net of energy), clients who would win or lose, faults and fuel. Never
     /// writes to the market.
     Backtest {
-        /// The data folder of the stopped service (sled).
-        #[arg(
-            long,
-            conflicts_with = "database_url",
-            required_unless_present = "database_url"
-        )]
-        data_dir: Option<PathBuf>,
-        /// The market's PostgreSQL database instead (env `GIGASPOT_DATABASE_URL`).
-        #[arg(long, env = "GIGASPOT_DATABASE_URL")]
-        database_url: Option<String>,
-        /// The service's configuration file, for its plugin limits.
-        #[arg(long)]
-        config: Option<PathBuf>,
+        #[command(flatten)]
+        history: history_cli::HistoryArgs,
         /// The candidate strategy component (.wasm).
         #[arg(long)]
         strategy: PathBuf,
@@ -99,12 +89,6 @@ enum Command {
         /// The configuration of each `--validator`, in the same order.
         #[arg(long = "validator-config")]
         validator_configs: Vec<String>,
-        /// From this time on: unix seconds or RFC 3339 (default: the oldest recorded).
-        #[arg(long)]
-        from: Option<String>,
-        /// Up to this time (default: the newest recorded).
-        #[arg(long)]
-        to: Option<String>,
         /// How to print the report.
         #[arg(long, value_enum, default_value = "table")]
         format: backtest_cli::Format,
@@ -116,25 +100,8 @@ enum Command {
     /// check every decision bit for bit (input digest, plugin versions, scores,
     /// rejections, winner); exits non-zero on any difference.
     Replay {
-        /// The data folder of the stopped service (sled).
-        #[arg(
-            long,
-            conflicts_with = "database_url",
-            required_unless_present = "database_url"
-        )]
-        data_dir: Option<PathBuf>,
-        /// The market's PostgreSQL database instead (env `GIGASPOT_DATABASE_URL`).
-        #[arg(long, env = "GIGASPOT_DATABASE_URL")]
-        database_url: Option<String>,
-        /// The service's configuration file, for its plugin limits (fuel, memory, time).
-        #[arg(long)]
-        config: Option<PathBuf>,
-        /// From this time on: unix seconds or RFC 3339 (default: the oldest recorded).
-        #[arg(long)]
-        from: Option<String>,
-        /// Up to this time (default: the newest recorded).
-        #[arg(long)]
-        to: Option<String>,
+        #[command(flatten)]
+        history: history_cli::HistoryArgs,
         /// Print the report as JSON.
         #[arg(long)]
         json: bool,
@@ -249,52 +216,29 @@ fn main() -> ExitCode {
         Command::Restore { from, data_dir } => backup_cli::restore(&from, &data_dir),
         Command::Migrate { from_sled, to } => migrate_cli::run(&from_sled, &to),
         Command::Backtest {
-            data_dir,
-            database_url,
-            config,
+            history,
             strategy,
             strategy_config,
             validators,
             validator_configs,
-            from,
-            to,
             format,
             out,
-        } => backtest_cli::run(&backtest_cli::BacktestArgs {
-            data_dir: data_dir.as_deref(),
-            database_url: database_url.as_deref(),
-            config: config.as_deref(),
-            strategy: &strategy,
-            strategy_config: &strategy_config,
-            validators: &validators,
-            validator_configs: &validator_configs,
-            from: from.as_deref(),
-            to: to.as_deref(),
-            format,
-            out: out.as_deref(),
-        }),
-        Command::Replay {
-            data_dir,
-            database_url,
-            config,
-            from,
-            to,
-            json,
-        } => {
-            let args = replay_cli::ReplayArgs {
-                data_dir: data_dir.as_deref(),
-                database_url: database_url.as_deref(),
-                config: config.as_deref(),
-                from: from.as_deref(),
-                to: to.as_deref(),
-                json,
-            };
-            match replay_cli::run(&args) {
-                Ok(true) => Ok(()),
-                Ok(false) => return ExitCode::from(3),
-                Err(e) => Err(e),
-            }
-        }
+        } => backtest_cli::run(
+            &history,
+            &backtest_cli::BacktestArgs {
+                strategy: &strategy,
+                strategy_config: &strategy_config,
+                validators: &validators,
+                validator_configs: &validator_configs,
+                format,
+                out: out.as_deref(),
+            },
+        ),
+        Command::Replay { history, json } => match replay_cli::run(&history, json) {
+            Ok(true) => Ok(()),
+            Ok(false) => return ExitCode::from(3),
+            Err(e) => Err(e),
+        },
         Command::Openapi => {
             print!("{}", gigaspot_server::api_doc::document_json());
             Ok(())

@@ -235,20 +235,8 @@ async fn a_quote_refuses_bad_settings_naming_the_field_and_says_why_nothing_wins
     assert_eq!(status, StatusCode::UNAUTHORIZED);
 
     // A validator that rejects the image: no price wins, and the quote says why.
-    let (status, plugin) = m
-        .upload_plugin(OPERATOR_KEY, "policy-validator", "image-deny = *:latest")
+    m.install_and_activate("policy-validator", "image-deny = *:latest")
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{plugin}");
-    let digest = plugin["digest"].as_str().unwrap();
-    let (status, body) = m
-        .call(
-            "POST",
-            &format!("/api/v1/plugins/{digest}/activate"),
-            Some(OPERATOR_KEY),
-            None,
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
     let (status, body) = ask(format!(
         "oc={}&image=app:latest",
         urlencode(&oc(300).to_string())
@@ -282,18 +270,8 @@ async fn a_quote_refuses_bad_settings_naming_the_field_and_says_why_nothing_wins
 async fn gigaspot_replay_checks_every_recorded_decision_and_reports_a_difference() {
     let m = Market::start(|_| {}).await;
     m.install_and_activate("price-per-watt", "").await;
-    let (status, plugin) = m
-        .upload_plugin(OPERATOR_KEY, "policy-validator", "image-deny = *:latest")
+    m.install_and_activate("policy-validator", "image-deny = *:latest")
         .await;
-    assert_eq!(status, StatusCode::CREATED, "{plugin}");
-    let validator = plugin["digest"].as_str().unwrap().to_owned();
-    m.call(
-        "POST",
-        &format!("/api/v1/plugins/{validator}/activate"),
-        Some(OPERATOR_KEY),
-        None,
-    )
-    .await;
     let (_, machine, agent) = m.machine().await;
     let (_, alice) = m.funded_client("alice", 10_000.0).await;
     let (_, bob) = m.funded_client("bob", 10_000.0).await;
