@@ -90,7 +90,8 @@ impl WhatWinsCache {
             return Ok(Some(found.clone()));
         }
         // Calls share one instance per plugin version, as a clearing's do.
-        let found = gigaspot_plugin_runtime::in_group(|| for_decision(store, versions, decision, bid))?;
+        let found =
+            gigaspot_plugin_runtime::in_group(|| for_decision(store, versions, decision, bid))?;
         if let Some(view) = &found {
             let mut cache = self.found.lock().unwrap_or_else(|p| p.into_inner());
             if cache.len() >= CACHED {
