@@ -133,7 +133,7 @@ async fn switches_and_billing_happen_in_the_first_minute_and_a_restart_continues
     let versions = gigaspot_server::plugin_versions::PluginVersions::new(runtime, store.clone());
     let (first, last) = store.recorded_intervals().unwrap().unwrap();
     let report =
-        gigaspot_server::replay::replay(&*store, &versions, first, last, |_, _| {}).unwrap();
+        gigaspot_server::replay::replay(&*store, &versions, first, last, |_, _| true).unwrap();
     println!(
         "replayed {} clearings of {} intervals",
         report.replayed, report.intervals

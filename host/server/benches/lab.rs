@@ -135,7 +135,8 @@ fn main() {
 
     let started = Instant::now();
     let replayed =
-        gigaspot_server::replay::replay(&*store, &versions, interval, interval, |_, _| {}).unwrap();
+        gigaspot_server::replay::replay(&*store, &versions, interval, interval, |_, _| true)
+            .unwrap();
     println!(
         "| replay of the interval | {:.0} ms, {} clearings, {} differences |",
         started.elapsed().as_secs_f64() * 1e3,

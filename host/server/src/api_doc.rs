@@ -120,6 +120,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_lab::promote_shadow))
         .routes(routes!(api_lab::list_backtests, api_lab::start_backtest))
         .routes(routes!(api_lab::show_backtest))
+        .routes(routes!(api_lab::start_replay))
         .routes(routes!(api_operator::rollback_strategy))
         .routes(routes!(api_operator::rollback_validator))
         .routes(routes!(api_operator::remove_validator))

@@ -18,7 +18,7 @@ use crate::api_error::ApiError;
 use crate::app::{AppState, JsonBody};
 use crate::auth::Caller;
 use crate::backtest::{Candidate, backtest};
-use crate::backtest_jobs::{BacktestJob, TIME_LIMIT};
+use crate::backtest_jobs::{BacktestJob, Outcome, TIME_LIMIT};
 use crate::path_id::PathId;
 
 /// One interval of the shadow's record.
@@ -260,34 +260,8 @@ pub async fn start_backtest(
                 .map_err(|e| bad("validators", e.to_string()))?,
         ),
     };
-    let (from, to) = (request.from, request.to);
-    let range = state
-        .store(move |s| {
-            let clock = s.interval_clock()?;
-            Ok(s.recorded_intervals()?.map(|(oldest, newest)| {
-                (
-                    from.map_or(oldest, |t| clock.interval_at(t).max(oldest)),
-                    to.map_or(newest, |t| clock.interval_at(t).min(newest)),
-                )
-            }))
-        })
-        .await?;
-    let Some((first, last)) = range.filter(|(f, l)| f <= l) else {
-        return Err(bad(
-            "from",
-            "no recorded clearings in the range asked for".into(),
-        ));
-    };
-    let id = state
-        .backtests
-        .start(last - first + 1, state.now())
-        .map_err(|running| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                None,
-                format!("backtest {running} is still running; one runs at a time"),
-            )
-        })?;
+    let (first, last) = recorded_range(&state, request.from, request.to).await?;
+    let id = start_job(&state, "backtest", first, last)?;
     let worker = state.clone();
     let candidate = Candidate {
         strategy,
@@ -303,13 +277,111 @@ pub async fn start_backtest(
             Some(deadline),
             |done, _| worker.backtests.progress(id, done),
         )
+        .map(Outcome::Backtest)
         .map_err(|e| e.to_string());
         worker.backtests.finish(id, outcome);
     });
+    accepted(&state, id)
+}
+
+/// The recorded intervals between the unix seconds `from` and `to` (each default: the
+/// oldest and newest recorded).
+async fn recorded_range(
+    state: &AppState,
+    from: Option<u64>,
+    to: Option<u64>,
+) -> Result<(u64, u64), ApiError> {
+    let range = state
+        .store(move |s| {
+            let clock = s.interval_clock()?;
+            Ok(s.recorded_intervals()?.map(|(oldest, newest)| {
+                (
+                    from.map_or(oldest, |t| clock.interval_at(t).max(oldest)),
+                    to.map_or(newest, |t| clock.interval_at(t).min(newest)),
+                )
+            }))
+        })
+        .await?;
+    range.filter(|(f, l)| f <= l).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            Some("from"),
+            "no recorded clearings in the range asked for",
+        )
+    })
+}
+
+/// Takes the one job slot for a job of `kind` over `first..=last`, or 409.
+fn start_job(state: &AppState, kind: &str, first: u64, last: u64) -> Result<u64, ApiError> {
+    state
+        .backtests
+        .start(kind, last - first + 1, state.now())
+        .map_err(|running| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                None,
+                format!("job {running} is still running; one backtest or replay runs at a time"),
+            )
+        })
+}
+
+/// 202 with the job just started.
+fn accepted(state: &AppState, id: u64) -> Result<(StatusCode, Json<BacktestJob>), ApiError> {
     let job = state.backtests.get(id).ok_or_else(|| {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, None, "the job vanished")
     })?;
     Ok((StatusCode::ACCEPTED, Json(job)))
+}
+
+/// `POST /api/v1/replays` body.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewReplay {
+    /// From this unix second on (default: the oldest recorded clearing).
+    pub from: Option<u64>,
+    /// Up to this unix second (default: the newest).
+    pub to: Option<u64>,
+}
+
+/// `POST /api/v1/replays` (operator): `gigaspot replay` on the live market — re-runs the
+/// recorded plugin versions on the recorded inputs and checks every decision bit for bit —
+/// in the background, sharing the backtests' one slot (409 while a job runs) and time
+/// limit; poll `GET /api/v1/backtests/{id}` (its `replay` holds the report).
+#[utoipa::path(
+    post,
+    path = "/api/v1/replays",
+    tag = "plugins",
+    request_body = NewReplay,
+    responses((status = 202, description = "The replay runs; poll it", body = BacktestJob), (status = "4XX", description = "Refused: `{\"error\": {\"field\", \"reason\"}}`", body = crate::api_error::ErrorBody)),
+    security(("bearer" = []))
+)]
+pub async fn start_replay(
+    State(state): State<AppState>,
+    caller: Caller,
+    JsonBody(request): JsonBody<NewReplay>,
+) -> Result<(StatusCode, Json<BacktestJob>), ApiError> {
+    caller.require(Role::Operator, "run replays")?;
+    let (first, last) = recorded_range(&state, request.from, request.to).await?;
+    let id = start_job(&state, "replay", first, last)?;
+    let worker = state.clone();
+    crate::deadline::work_started();
+    tokio::task::spawn_blocking(move || {
+        let deadline = std::time::Instant::now() + TIME_LIMIT;
+        let outcome = crate::replay::replay(
+            &*worker.store,
+            &worker.versions,
+            first,
+            last,
+            |interval, _| {
+                worker.backtests.progress(id, interval - first + 1);
+                std::time::Instant::now() < deadline
+            },
+        )
+        .map(Outcome::Replay)
+        .map_err(|e| e.to_string());
+        worker.backtests.finish(id, outcome);
+    });
+    accepted(&state, id)
 }
 
 /// `GET /api/v1/backtests/{id}` (operator): a backtest's progress and, once done, its

@@ -1,6 +1,7 @@
-//! Backtests run through the API (`POST /api/v1/backtests`): one at a time, on the live
-//! market's database (read only), bounded in time ([`TIME_LIMIT`]); their results are
-//! kept in memory for the life of the process (the newest [`KEPT`]).
+//! Backtests and replays run through the API (`POST /api/v1/backtests`, `POST
+//! /api/v1/replays`): one at a time, on the live market's database (read only), bounded in
+//! time ([`TIME_LIMIT`]); their results are kept in memory for the life of the process
+//! (the newest [`KEPT`]).
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;
@@ -9,6 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::backtest::BacktestReport;
+use crate::replay::ReplayReport;
 
 /// The longest a backtest runs; it then stops with what it has, saying so.
 pub const TIME_LIMIT: Duration = Duration::from_secs(300);
@@ -16,11 +18,13 @@ pub const TIME_LIMIT: Duration = Duration::from_secs(300);
 /// Backtests whose results are kept.
 pub const KEPT: usize = 16;
 
-/// A backtest's state.
+/// A backtest's or a replay's state.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BacktestJob {
     /// Its id.
     pub id: u64,
+    /// `backtest` or `replay`.
+    pub kind: String,
     /// `running`, `done` or `failed`.
     pub status: String,
     /// Unix seconds when it started.
@@ -31,9 +35,21 @@ pub struct BacktestJob {
     pub total: u64,
     /// Why it failed.
     pub error: Option<String>,
-    /// The report, once done (live and candidate per interval, totals, hosts, clients).
+    /// A backtest's report, once done (live and candidate per interval, totals, hosts,
+    /// clients).
     #[schema(value_type = Option<Object>)]
     pub report: Option<BacktestReport>,
+    /// A replay's report, once done (clearings re-run, every difference).
+    #[schema(value_type = Option<Object>)]
+    pub replay: Option<ReplayReport>,
+}
+
+/// What a finished job produced.
+pub enum Outcome {
+    /// A backtest's report.
+    Backtest(BacktestReport),
+    /// A replay's report.
+    Replay(ReplayReport),
 }
 
 /// The backtests of this process.
@@ -47,8 +63,8 @@ impl BacktestJobs {
         self.jobs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Starts a job of `total` intervals, unless one is running: its id.
-    pub fn start(&self, total: u64, now: u64) -> Result<u64, u64> {
+    /// Starts a job of `kind` over `total` intervals, unless one is running: its id.
+    pub fn start(&self, kind: &str, total: u64, now: u64) -> Result<u64, u64> {
         let mut jobs = self.jobs();
         if let Some(running) = jobs.values().find(|j| j.status == "running") {
             return Err(running.id);
@@ -58,12 +74,14 @@ impl BacktestJobs {
             id,
             BacktestJob {
                 id,
+                kind: kind.into(),
                 status: "running".into(),
                 started_at: now,
                 done: 0,
                 total,
                 error: None,
                 report: None,
+                replay: None,
             },
         );
         while jobs.len() > KEPT {
@@ -80,13 +98,16 @@ impl BacktestJobs {
     }
 
     /// Records the outcome.
-    pub fn finish(&self, id: u64, outcome: Result<BacktestReport, String>) {
+    pub fn finish(&self, id: u64, outcome: Result<Outcome, String>) {
         if let Some(job) = self.jobs().get_mut(&id) {
             match outcome {
-                Ok(report) => {
+                Ok(outcome) => {
                     job.status = "done".into();
                     job.done = job.total;
-                    job.report = Some(report);
+                    match outcome {
+                        Outcome::Backtest(report) => job.report = Some(report),
+                        Outcome::Replay(report) => job.replay = Some(report),
+                    }
                 }
                 Err(e) => {
                     job.status = "failed".into();
@@ -108,6 +129,7 @@ impl BacktestJobs {
             .rev()
             .map(|j| BacktestJob {
                 report: None,
+                replay: None,
                 ..j.clone()
             })
             .collect()

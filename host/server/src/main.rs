@@ -1,7 +1,7 @@
 //! `gigaspot`: the GigaSPOT command-line tool.
 //!
-//! `gigaspot serve` runs the market; `gigaspot plugin check|bench <file.wasm>` are the
-//! plugin tools for authors and operators; `gigaspot ledger audit --data DIR` is the
+//! `gigaspot serve` runs the market; `gigaspot plugin check|bench <file.wasm>` and
+//! `gigaspot plugin new NAME` are the plugin tools for authors and operators; `gigaspot ledger audit --data DIR` is the
 //! operator's ledger audit; `gigaspot backup` / `gigaspot restore` copy a market and rebuild
 //! a data folder from the copy.
 
@@ -13,6 +13,7 @@ mod migrate_cli;
 mod plugin_bench;
 mod plugin_check;
 mod plugin_edge_cases;
+mod plugin_new;
 mod replay_cli;
 
 use std::path::PathBuf;
@@ -170,6 +171,9 @@ enum PluginCommand {
         #[arg(long, default_value_t = 2000)]
         iterations: usize,
     },
+    /// Write a new plugin project (Rust or Python, strategy or validator) that builds,
+    /// tests and passes `gigaspot plugin check` as it is.
+    New(plugin_new::NewArgs),
 }
 
 fn serve(
@@ -205,6 +209,7 @@ fn main() -> ExitCode {
             config,
             iterations,
         }) => plugin_bench::run(&file, &config, iterations),
+        Command::Plugin(PluginCommand::New(args)) => plugin_new::run(args),
         Command::Ledger(LedgerCommand::Audit { data, database_url }) => {
             ledger_audit::run(data.as_deref(), database_url.as_deref())
         }

@@ -46,16 +46,18 @@ pub struct ReplayReport {
     pub unrecorded: u64,
     /// Every difference found.
     pub differences: Vec<Difference>,
+    /// Why the replay stopped before `last`, if it did.
+    pub stopped: Option<String>,
 }
 
 /// Replays every recorded clearing of the intervals `first..=last`; `progress` is told
-/// each interval done.
+/// each interval done and answers whether to go on (a time limit).
 pub fn replay(
     store: &dyn Store,
     versions: &PluginVersions,
     first: u64,
     last: u64,
-    mut progress: impl FnMut(u64, &ReplayReport),
+    mut progress: impl FnMut(u64, &ReplayReport) -> bool,
 ) -> Result<ReplayReport, StoreError> {
     let mut report = ReplayReport {
         first,
@@ -75,7 +77,11 @@ pub fn replay(
                 }
             });
         }
-        progress(interval, &report);
+        if !progress(interval, &report) && interval < last {
+            report.stopped = Some(format!("stopped after interval {interval}: time limit"));
+            report.last = interval;
+            break;
+        }
     }
     Ok(report)
 }

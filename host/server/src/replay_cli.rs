@@ -23,6 +23,7 @@ pub fn run(args: &HistoryArgs, json: bool) -> Result<bool> {
                     so_far.replayed
                 );
             }
+            true
         },
     )
     .context("cannot read the recorded clearings")?;

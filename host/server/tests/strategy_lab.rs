@@ -567,6 +567,25 @@ async fn a_backtest_through_the_api_runs_one_at_a_time_and_reports_the_same_numb
         .await;
     assert_eq!(list.as_array().unwrap().len(), 2, "{list}");
     assert!(list[0]["report"].is_null());
+
+    // The replay of the live market's history, through the API: bit for bit.
+    let (status, job) = m
+        .call(
+            "POST",
+            "/api/v1/replays",
+            Some(OPERATOR_KEY),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    assert_eq!(job["kind"], "replay");
+    let job = done(job["id"].as_u64().unwrap()).await;
+    assert_eq!(job["replay"]["replayed"], 3, "{job}");
+    assert_eq!(job["replay"]["differences"], json!([]), "{job}");
+    let (status, _) = m
+        .call("POST", "/api/v1/replays", Some(&client), Some(json!({})))
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
     m.stop().await;
 }
 
