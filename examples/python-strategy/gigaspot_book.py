@@ -190,3 +190,28 @@ def price_per_watt(bid: Bid) -> float:
     if bid.total_power_limit_w == 0:
         return 0.0
     return clore_per_day(bid.price_per_day) / float(bid.total_power_limit_w)
+
+
+# For tests: buffers as the market would hand them over, from a few numbers.
+
+def sample_machine(energy_price_usd_per_kwh: float, clore_usd: float) -> bytes:
+    """A `machine` buffer without GPUs and with nothing running."""
+    return _MACHINE_HEAD.pack(1, 2, energy_price_usd_per_kwh, clore_usd, 0, 1.0, 60,
+                              0, 0, 0, 0, 0, 0, 0)
+
+
+def sample_book(*rows: Tuple[int, int, int, int], image: str = "registry.example/app:1") -> bytes:
+    """A `book` buffer of `(id, price in whole CLORE per day, power limit per GPU in W,
+    GPUs)` rows: owner 7, created at 0, every bid with `image`, no other setting and no
+    environment."""
+    words: List[int] = []
+    entries = []
+    for bid_id, price, watts, gpus in rows:
+        entries.append(_BID.pack(bid_id, 7, price * UNITS_PER_CLORE, 0, watts * gpus, 0,
+                                 len(words), gpus, 0, 0))
+        for _ in range(gpus):
+            words += [watts, 0]
+    text = image.encode("utf-8")
+    head = _BOOK_HEAD.pack(len(rows), len(words), 0, 1, 0, len(text), 0, 0)
+    return (head + b"".join(entries) + struct.pack(f"<{len(words)}I", *words)
+            + struct.pack("<2I", 0, len(text)) + text)

@@ -19,6 +19,7 @@ pub enum Lang {
 
 /// The arguments of `gigaspot plugin new`.
 #[derive(Debug, clap::Args)]
+#[command(group(clap::ArgGroup::new("kind").required(true).args(["strategy", "validator"])))]
 pub struct NewArgs {
     /// The plugin's name, kebab-case (e.g. `my-strategy`): its folder, package and
     /// `info().name`.
