@@ -1,5 +1,6 @@
-//! `gigaspot plugin check` and `gigaspot plugin bench` run as a user would run them.
+//! `gigaspot plugin check`, `bench` and `new` run as a user would run them.
 
+use std::path::Path;
 use std::process::{Command, Output};
 
 use gigaspot_tests::guest_path;
@@ -36,6 +37,14 @@ fn check_describes_a_strategy_and_ranks_sample_bids() {
     assert!(stdout.contains("digest:   sha256:"), "{stdout}");
     assert!(stdout.contains("winner: bid "), "{stdout}");
     assert!(stdout.contains("wasi:cli/"), "imports are listed: {stdout}");
+    // Each import with the sandbox's answer to it.
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.trim_start().starts_with("wasi:cli/environment@")
+                && l.ends_with("no variables, no arguments, no working directory")),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -230,4 +239,155 @@ fn check_explains_a_panic_once_with_its_message_output_and_backtrace() {
     let out = gigaspot(&["plugin", "check", path.to_str().unwrap(), "--config", "env"]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success(), "{stdout}\n{stderr}");
+}
+
+/// Runs `command` in `dir`, asserting it succeeds; its stdout and stderr.
+fn run_in(dir: &Path, command: &mut Command) -> String {
+    let out = command
+        .current_dir(dir)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let (stdout, stderr) = text(&out);
+    assert!(
+        out.status.success(),
+        "{command:?} failed:\n{stdout}\n{stderr}"
+    );
+    format!("{stdout}{stderr}")
+}
+
+/// Checks the built component at `wasm` and asserts it passes with the right world.
+fn passes_check(wasm: &Path, world: &str) {
+    let out = gigaspot(&["plugin", "check", wasm.to_str().unwrap()]);
+    let (stdout, stderr) = text(&out);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(stdout.contains(&format!("world:    {world}\n")), "{stdout}");
+    assert!(stdout.contains("\nok: "), "{stdout}");
+}
+
+#[test]
+fn plugin_new_writes_rust_projects_that_build_test_and_pass_check() {
+    // The guests' build fetches the SDK's dependencies; the projects then build offline.
+    gigaspot_tests::guest_dir();
+    let root = gigaspot_tests::repo_root();
+    let sdk = root.join("sdk");
+    // Shared across runs, so only the generated crates compile again.
+    let target = root.join("target").join("plugin-new");
+    let dir = tempfile::tempdir().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    for (name, kind) in [("my-strategy", "strategy"), ("my-validator", "validator")] {
+        let out = gigaspot(&[
+            "plugin",
+            "new",
+            name,
+            &format!("--{kind}"),
+            "--dir",
+            dir.path().to_str().unwrap(),
+            "--sdk-path",
+            sdk.to_str().unwrap(),
+        ]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        assert!(
+            stdout.contains(&format!("(Rust {kind}, 4 files)")),
+            "{stdout}"
+        );
+        let project = dir.path().join(name);
+        let manifest = std::fs::read_to_string(project.join("Cargo.toml")).unwrap();
+        assert!(
+            manifest.contains(&format!(
+                "gigaspot-sdk = {{ path = {:?} }}",
+                sdk.canonicalize().unwrap()
+            )),
+            "{manifest}"
+        );
+        let tests = run_in(
+            &project,
+            Command::new(&cargo)
+                .args(["test", "--offline"])
+                .env("CARGO_TARGET_DIR", &target),
+        );
+        // The project's own unit tests ran, and passed.
+        assert!(
+            tests
+                .lines()
+                .any(|l| l.starts_with("test result: ok.") && !l.contains("ok. 0 passed")),
+            "{tests}"
+        );
+        run_in(
+            &project,
+            Command::new(&cargo)
+                .args([
+                    "build",
+                    "--offline",
+                    "--release",
+                    "--target",
+                    "wasm32-wasip2",
+                ])
+                .env("CARGO_TARGET_DIR", &target),
+        );
+        let wasm = target
+            .join("wasm32-wasip2")
+            .join("release")
+            .join(format!("{}.wasm", name.replace('-', "_")));
+        passes_check(&wasm, kind);
+    }
+    // Neither an existing project nor a name that is not kebab-case is written over.
+    let again = gigaspot(&[
+        "plugin",
+        "new",
+        "my-strategy",
+        "--strategy",
+        "--dir",
+        dir.path().to_str().unwrap(),
+        "--sdk-path",
+        sdk.to_str().unwrap(),
+    ]);
+    assert!(!again.status.success());
+    assert!(
+        text(&again).1.contains("exists and is not empty"),
+        "{:?}",
+        text(&again)
+    );
+    let bad = gigaspot(&[
+        "plugin",
+        "new",
+        "My_Plugin",
+        "--validator",
+        "--dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(
+        text(&bad).1.contains("is not a plugin name"),
+        "{:?}",
+        text(&bad)
+    );
+}
+
+#[test]
+fn plugin_new_writes_python_projects_that_build_test_and_pass_check() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, kind) in [("py-strategy", "strategy"), ("py-validator", "validator")] {
+        let out = gigaspot(&[
+            "plugin",
+            "new",
+            name,
+            &format!("--{kind}"),
+            "--lang",
+            "python",
+            "--dir",
+            dir.path().to_str().unwrap(),
+        ]);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}\n{stderr}");
+        let project = dir.path().join(name);
+        // Its own tests, after its build (componentize-py, in the venv the tests share).
+        let tests = run_in(
+            &project,
+            Command::new("bash")
+                .arg("test.sh")
+                .env("GIGASPOT_PY_VENV", gigaspot_tests::python_plugins::venv()),
+        );
+        assert!(tests.contains("\nOK"), "{tests}");
+        passes_check(&project.join("target").join(format!("{name}.wasm")), kind);
+    }
 }
