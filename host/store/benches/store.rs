@@ -307,6 +307,14 @@ fn ticks(
     let mut native_ms = 0.0;
     for (name, plugins, store) in runs.into_iter().take(if native_only { 1 } else { 2 }) {
         let (engine, _) = IntervalEngine::start(store.as_ref(), plugins).unwrap();
+        // The first tick on this market records every machine's book (the plugins' input,
+        // written again only when it changes); the tick measured below is the next one.
+        let started = Instant::now();
+        engine.tick(now - 60).unwrap();
+        println!(
+            "| first tick on the market, {name}: every machine's book recorded | {:.0} ms |",
+            started.elapsed().as_secs_f64() * 1e3
+        );
         let space_before = store.space_by_kind().unwrap();
         let started = Instant::now();
         let report = engine.tick(now).unwrap();

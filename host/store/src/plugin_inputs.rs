@@ -147,3 +147,18 @@ pub(crate) fn intervals(db: &Db) -> StoreResult<Option<(u64, u64)>> {
     let last = interval(db.scan_prefix(keys::INPUT_CHUNK).next_back())?;
     Ok(first.zip(last))
 }
+
+/// Each machine's newest book digest, read when the store is opened so that its first
+/// tick writes only the books that changed.
+pub(crate) fn last_books(db: &Db) -> StoreResult<std::collections::HashMap<MachineId, [u8; 32]>> {
+    let mut last = std::collections::HashMap::new();
+    // Keys sort by (machine, first interval): the last seen of a machine is its newest.
+    for item in db.scan_prefix(keys::BOOK) {
+        let (k, v) = item?;
+        let (machine, _) = decision_chunks::ids(keys::BOOK, &k)?;
+        if let Some(digest) = v.get(..32).and_then(|d| <[u8; 32]>::try_from(d).ok()) {
+            last.insert(machine, digest);
+        }
+    }
+    Ok(last)
+}

@@ -71,8 +71,7 @@ struct State {
     /// one up, so they are answered from memory too.
     api_keys: HashMap<[u8; 32], AccountId>,
     agent_tokens: HashMap<[u8; 32], MachineId>,
-    /// Each machine's last book written by this process (empty after opening: the first
-    /// tick writes every machine's book again).
+    /// Each machine's last book written (read back when the store is opened).
     last_books: HashMap<MachineId, [u8; 32]>,
 }
 
@@ -812,7 +811,7 @@ fn load(db: &sled::Db) -> StoreResult<State> {
         cleared_through,
         api_keys: secrets(keys::API_KEY)?,
         agent_tokens: secrets(keys::AGENT_TOKEN)?,
-        last_books: HashMap::new(),
+        last_books: crate::plugin_inputs::last_books(db)?,
         failures: db
             .scan_prefix(keys::BID_FAILURES)
             .map(|item| {
