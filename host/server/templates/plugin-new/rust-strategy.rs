@@ -32,11 +32,15 @@ impl Strategy for Plugin {
     fn rank(&self, machine: &Machine, bids: &[Bid]) -> Vec<Score> {
         bids.iter()
             .map(|bid| {
-                let ok = bid.total_power_limit_w <= self.max_w
-                    && economics::covers_energy(machine, bid);
+                let ok =
+                    bid.total_power_limit_w <= self.max_w && economics::covers_energy(machine, bid);
                 Score {
                     bid_id: bid.id,
-                    score: if ok { economics::price_per_watt(bid) } else { 0.0 },
+                    score: if ok {
+                        economics::price_per_watt(bid)
+                    } else {
+                        0.0
+                    },
                 }
             })
             .collect()
@@ -53,7 +57,10 @@ mod tests {
     #[test]
     fn the_better_price_per_watt_wins() {
         let plugin = Plugin::configure("").unwrap();
-        let scores = plugin.rank(&machine(4, 0.0, 0.05), &[bid(1, 100, 250, 4), bid(2, 60, 100, 4)]);
+        let scores = plugin.rank(
+            &machine(4, 0.0, 0.05),
+            &[bid(1, 100, 250, 4), bid(2, 60, 100, 4)],
+        );
         assert_eq!(scores[0].score, 0.1);
         assert_eq!(scores[1].score, 0.15);
     }
@@ -61,7 +68,10 @@ mod tests {
     #[test]
     fn bids_over_the_cap_or_below_the_energy_cost_are_not_acceptable() {
         let plugin = Plugin::configure("1000").unwrap();
-        let scores = plugin.rank(&machine(4, 0.0, 0.05), &[bid(1, 100, 300, 4), bid(2, 50, 200, 4)]);
+        let scores = plugin.rank(
+            &machine(4, 0.0, 0.05),
+            &[bid(1, 100, 300, 4), bid(2, 50, 200, 4)],
+        );
         assert_eq!(scores[0].score, 0.0);
         assert!(scores[1].score > 0.0);
         // 1000 W at 0.125 USD/kWh = 3 USD/day = 48 CLORE/day at 0.0625 USD/CLORE.

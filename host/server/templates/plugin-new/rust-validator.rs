@@ -56,7 +56,10 @@ mod tests {
     #[test]
     fn bids_below_the_minimum_are_rejected() {
         let plugin = Plugin::configure("0.12").unwrap();
-        let rejected = plugin.validate(&machine(4, 0.0, 0.05), &[bid(1, 100, 250, 4), bid(2, 60, 100, 4)]);
+        let rejected = plugin.validate(
+            &machine(4, 0.0, 0.05),
+            &[bid(1, 100, 250, 4), bid(2, 60, 100, 4)],
+        );
         assert_eq!(rejected.len(), 1);
         assert_eq!(rejected[0].bid_id, 1);
         assert_eq!(rejected[0].code, "below-minimum-price-per-watt");
@@ -65,7 +68,11 @@ mod tests {
     #[test]
     fn without_a_minimum_every_bid_passes() {
         let plugin = Plugin::configure("").unwrap();
-        assert!(plugin.validate(&machine(4, 0.0, 0.05), &[bid(1, 1, 450, 4)]).is_empty());
+        assert!(
+            plugin
+                .validate(&machine(4, 0.0, 0.05), &[bid(1, 1, 450, 4)])
+                .is_empty()
+        );
         assert!(Plugin::configure("-1").is_err());
     }
 }
