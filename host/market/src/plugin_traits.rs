@@ -90,13 +90,15 @@ pub struct FixedPlugins {
 impl Plugins for FixedPlugins {
     fn validate(&self, machine: &MachineContext, bids: &[CandidateBid]) -> ValidationOutcome {
         let mut outcome = ValidationOutcome::default();
-        let mut remaining: Vec<CandidateBid> = bids.to_vec();
+        // Copied only once some bid has been rejected.
+        let mut remaining: Option<Vec<CandidateBid>> = None;
         for validator in &self.validators {
-            if remaining.is_empty() {
+            let candidates = remaining.as_deref().unwrap_or(bids);
+            if candidates.is_empty() {
                 break;
             }
             let by = validator.plugin_ref().clone();
-            let rejections = match validator.validate(machine, &remaining) {
+            let rejections = match validator.validate(machine, candidates) {
                 Ok(rejections) => {
                     outcome.answered_by.push(by.clone());
                     rejections
@@ -104,15 +106,24 @@ impl Plugins for FixedPlugins {
                 Err(fault) => {
                     let why = fault.to_string();
                     outcome.faults.push((by.clone(), fault));
-                    remaining
+                    candidates
                         .iter()
                         .map(|b| validator_unavailable(b.id, &by.name, &why))
                         .collect()
                 }
             };
+            if rejections.is_empty() {
+                continue;
+            }
             let rejected: std::collections::HashSet<u64> =
                 rejections.iter().map(|r| r.bid_id).collect();
-            remaining.retain(|b| !rejected.contains(&b.id));
+            remaining = Some(
+                candidates
+                    .iter()
+                    .filter(|b| !rejected.contains(&b.id))
+                    .cloned()
+                    .collect(),
+            );
             outcome
                 .rejections
                 .extend(rejections.into_iter().map(|r| (by.clone(), r)));
