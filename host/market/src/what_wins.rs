@@ -7,11 +7,13 @@
 //! bisection on base units between the highest price found losing and the lowest found
 //! winning; a bisection on a uniform cut of every GPU's power limit (each stopping at its
 //! card minimum) for the power. Every run is one validator and one strategy call per
-//! plugin; a search makes at most [`MAX_CALLS`] runs, and each call is bounded in fuel
-//! and time by the runtime as in a tick. The search assumes that a higher price never
-//! makes a bid rank lower, nor a lower power limit (true of the built-in strategies);
-//! the answer is checked (it wins, one base unit less loses) and says so when it does not
-//! hold.
+//! plugin; a search makes at most [`MAX_CALLS`] runs (the doubling and the bisection over
+//! the whole price range take at most about 80), and each call is bounded in fuel and time
+//! by the runtime as in a tick. The bisection keeps a price that wins and one a base unit
+//! lower that loses, both run; it assumes that a higher price never makes a bid rank
+//! lower, nor a lower power limit (true of the built-in and first-party strategies): for a
+//! strategy that is not monotone the answer is still a price that wins with one unit less
+//! losing, but not necessarily the lowest such.
 
 use serde::{Deserialize, Serialize};
 
