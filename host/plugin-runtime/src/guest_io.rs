@@ -134,6 +134,11 @@ pub(crate) fn define(linker: &mut Linker<HostState>, imports: &[String]) -> wasm
                     "[method]pollable.ready",
                     |_, (_,): (Resource<Pollable>,)| Ok((true,)),
                 )?;
+                // Every pollable is ready: all of them, in order.
+                instance.func_wrap("poll", |_, (all,): (Vec<Resource<Pollable>>,)| {
+                    let ready = (0..all.len()).map(|i| i as u32).collect::<Vec<u32>>();
+                    Ok((ready,))
+                })?;
             }
             "wasi:io/streams" => streams(&mut instance)?,
             "wasi:cli/environment" => {
