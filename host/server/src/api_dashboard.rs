@@ -58,7 +58,9 @@ pub struct BookEntry {
     pub reason: Option<String>,
     /// For a bid that lost the latest clearing: the lowest price at its own power limits,
     /// or the largest power limit at its price, that would have won it, or why nothing
-    /// would (see `GET /api/v1/bids/{id}/decision`).
+    /// would (see `GET /api/v1/bids/{id}/decision`); absent for a winner, and for a bid
+    /// not searched yet (a request searches for at most 100 ms; the next reads get the
+    /// rest).
     pub what_would_win: Option<crate::what_wins::WhatWinsView>,
 }
 
@@ -127,10 +129,12 @@ pub async fn book(
                     suspended.insert(b.id, f.explain());
                 }
             }
+            // Within a budget per request: a book read again later gets the rest.
+            let deadline = std::time::Instant::now() + crate::what_wins::BOOK_SEARCH_BUDGET;
             let mut to_win = HashMap::new();
             if let Some(d) = &decision {
                 for b in bids.iter().filter(|b| b.state != BidState::Suspended) {
-                    if let Some(w) = cache.get(s, &versions, d, b.id)? {
+                    if let Some(Some(w)) = cache.get_by(s, &versions, d, b.id, Some(deadline))? {
                         to_win.insert(b.id, w);
                     }
                 }

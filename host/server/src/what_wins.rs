@@ -68,15 +68,29 @@ impl WhatWinsView {
 
 /// The searches already made, by (machine, interval, bid): a clearing's answers never
 /// change, so each is searched once however often the order book or the decision is read.
+/// Searches run one at a time, so however many readers ask, they take one core at most.
 #[derive(Default)]
 pub struct WhatWinsCache {
     found: std::sync::Mutex<std::collections::HashMap<(MachineId, u64, BidId), WhatWinsView>>,
+    searching: std::sync::Mutex<()>,
 }
 
 /// Answers kept before the cache starts again.
 const CACHED: usize = 100_000;
 
+/// What one order book request may spend searching; the bids left are searched by the
+/// next requests (their `what_would_win` is absent meanwhile).
+pub const BOOK_SEARCH_BUDGET: std::time::Duration = std::time::Duration::from_millis(100);
+
 impl WhatWinsCache {
+    fn cached(&self, k: &(MachineId, u64, BidId)) -> Option<WhatWinsView> {
+        self.found
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(k)
+            .cloned()
+    }
+
     /// What would have won `decision` for `bid` ([`for_decision`]), searched once.
     pub fn get(
         &self,
@@ -85,9 +99,30 @@ impl WhatWinsCache {
         decision: &Decision,
         bid: BidId,
     ) -> Result<Option<WhatWinsView>, StoreError> {
+        self.get_by(store, versions, decision, bid, None)
+            .map(Option::flatten)
+    }
+
+    /// [`WhatWinsCache::get`], unless the answer is not cached and `deadline` has passed
+    /// (then `Ok(None)`: not searched).
+    pub fn get_by(
+        &self,
+        store: &dyn Store,
+        versions: &PluginVersions,
+        decision: &Decision,
+        bid: BidId,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Option<Option<WhatWinsView>>, StoreError> {
         let k = (decision.machine, decision.interval, bid);
-        if let Some(found) = self.found.lock().unwrap_or_else(|p| p.into_inner()).get(&k) {
-            return Ok(Some(found.clone()));
+        if let Some(found) = self.cached(&k) {
+            return Ok(Some(Some(found)));
+        }
+        let _one_at_a_time = self.searching.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(found) = self.cached(&k) {
+            return Ok(Some(Some(found)));
+        }
+        if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+            return Ok(None);
         }
         // Calls share one instance per plugin version, as a clearing's do.
         let found =
@@ -99,7 +134,7 @@ impl WhatWinsCache {
             }
             cache.insert(k, view.clone());
         }
-        Ok(found)
+        Ok(Some(found))
     }
 }
 
