@@ -91,6 +91,12 @@ impl WhatWinsCache {
             .cloned()
     }
 
+    /// Runs `search` when no other search runs (quotes go through here too).
+    pub fn one_at_a_time<R>(&self, search: impl FnOnce() -> R) -> R {
+        let _one = self.searching.lock().unwrap_or_else(|p| p.into_inner());
+        search()
+    }
+
     /// What would have won `decision` for `bid` ([`for_decision`]), searched once.
     pub fn get(
         &self,
@@ -245,11 +251,15 @@ pub async fn quote(
     let strategy = state.registry.answering_strategy();
     let validators = state.registry.validators();
     let versions = state.versions.clone();
+    let searches = state.what_wins.clone();
     let now = state.now();
     let bidder = caller.0.id;
     crate::deadline::work_started();
     state
-        .store(move |s| quote_now(s, &versions, strategy, validators, terms, bidder, now))
+        .store(move |s| {
+            searches
+                .one_at_a_time(|| quote_now(s, &versions, strategy, validators, terms, bidder, now))
+        })
         .await
         .map(Json)
 }
