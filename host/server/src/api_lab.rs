@@ -277,7 +277,7 @@ pub async fn start_backtest(
             Some(deadline),
             |done, _| worker.backtests.progress(id, done),
         )
-        .map(Outcome::Backtest)
+        .map(|r| Outcome::Backtest(Box::new(r)))
         .map_err(|e| e.to_string());
         worker.backtests.finish(id, outcome);
     });

@@ -47,7 +47,7 @@ pub struct BacktestJob {
 /// What a finished job produced.
 pub enum Outcome {
     /// A backtest's report.
-    Backtest(BacktestReport),
+    Backtest(Box<BacktestReport>),
     /// A replay's report.
     Replay(ReplayReport),
 }
@@ -105,7 +105,7 @@ impl BacktestJobs {
                     job.status = "done".into();
                     job.done = job.total;
                     match outcome {
-                        Outcome::Backtest(report) => job.report = Some(report),
+                        Outcome::Backtest(report) => job.report = Some(*report),
                         Outcome::Replay(report) => job.replay = Some(report),
                     }
                 }
