@@ -26,8 +26,9 @@ use crate::plugin_wire::{
     RemovedVersion, ValidatorsView,
 };
 
-/// Largest plugin upload, in bytes.
-pub const MAX_PLUGIN_BYTES: usize = 16 << 20;
+/// Largest plugin upload, in bytes: a Python plugin (componentize-py bundles the
+/// interpreter) is about 17.5 MiB.
+pub const MAX_PLUGIN_BYTES: usize = 32 << 20;
 
 /// `GET /api/v1/params`.
 #[utoipa::path(

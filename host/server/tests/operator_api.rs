@@ -873,16 +873,10 @@ async fn removing_a_version_removes_its_artefact_with_the_last_version_that_owns
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_strategy_written_in_python_clears_the_market() {
-    // Installed from the configuration: at 17.5 MiB the component is over the upload
-    // limit (MAX_PLUGIN_BYTES, 16 MiB).
-    let path = gigaspot_tests::guest_path("python-strategy");
-    let m = Market::start(|c| {
-        c.plugins.strategy = Some(gigaspot_server::config::PluginSpec {
-            path,
-            config: String::new(),
-        })
-    })
-    .await;
+    // Uploaded and activated through the API as an author's plugin is (17.5 MiB: under
+    // the upload limit, MAX_PLUGIN_BYTES, 32 MiB).
+    let m = Market::start(|_| {}).await;
+    m.install_and_activate("python-strategy", "").await;
     let (_, machine, _) = m.machine_with_gpus(1).await;
     let mut bids = Vec::new();
     // 10 CLORE/day at 400 W (0.025 per W) loses to 8 CLORE/day at 200 W (0.04 per W).
