@@ -60,14 +60,22 @@ pub(crate) fn input(
     machine: MachineId,
     interval: u64,
 ) -> StoreResult<Option<(InputRecord, PluginInput)>> {
-    let Some(record) =
-        decision_chunks::get::<InputRecord>(db, keys::INPUT_CHUNK, machine, interval)?
-    else {
-        return Ok(None);
-    };
+    match decision_chunks::get::<InputRecord>(db, keys::INPUT_CHUNK, machine, interval)? {
+        Some(record) => with_book(db, machine, interval, record).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// `record`'s input, rebuilt with the book in force at `interval`.
+fn with_book(
+    db: &Db,
+    machine: MachineId,
+    interval: u64,
+    record: InputRecord,
+) -> StoreResult<(InputRecord, PluginInput)> {
     match book_at(db, machine, interval)? {
         Some((digest, book)) if digest == record.book => {
-            Ok(Some((record, PluginInput::from_book(book, &record))))
+            Ok((record, PluginInput::from_book(book, &record)))
         }
         _ => Err(StoreError::Corrupt {
             path: format!("book/{machine}/{interval}"),
@@ -80,17 +88,17 @@ pub(crate) fn input(
 pub(crate) fn clearings(db: &Db, interval: u64) -> StoreResult<Vec<RecordedClearing>> {
     let decisions: Vec<(MachineId, Decision)> =
         decision_chunks::of_interval(db, keys::DECISION_CHUNK, interval)?;
-    let records: std::collections::HashMap<MachineId, InputRecord> =
+    let mut records: std::collections::HashMap<MachineId, InputRecord> =
         decision_chunks::of_interval(db, keys::INPUT_CHUNK, interval)?
             .into_iter()
             .collect();
     decisions
         .into_iter()
         .map(|(machine, decision)| {
-            let input = match records.get(&machine) {
-                None => None,
-                Some(_) => input(db, machine, interval)?,
-            };
+            let input = records
+                .remove(&machine)
+                .map(|record| with_book(db, machine, interval, record))
+                .transpose()?;
             Ok(RecordedClearing { decision, input })
         })
         .collect()

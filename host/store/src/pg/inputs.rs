@@ -134,7 +134,24 @@ async fn input(
     else {
         return Ok(None);
     };
-    let rec: InputRecord = decoded(&row, "record", "clearing_inputs")?;
+    with_book(
+        c,
+        machine,
+        interval,
+        decoded(&row, "record", "clearing_inputs")?,
+    )
+    .await
+    .map(Some)
+}
+
+/// `rec`'s input, rebuilt with the book in force at `interval`.
+async fn with_book(
+    c: &impl Sql,
+    machine: MachineId,
+    interval: u64,
+    rec: InputRecord,
+) -> PgResult<(InputRecord, PluginInput)> {
+    let (m, i) = (db_int("machine", machine)?, db_int("interval", interval)?);
     let book = c
         .qopt(
             "SELECT digest, body FROM clearing_books WHERE machine = $1 AND since <= $2 \
@@ -145,7 +162,7 @@ async fn input(
     match book {
         Some(row) if row.try_get::<_, &[u8]>("digest")? == rec.book => {
             let book: PluginInput = decoded(&row, "body", "clearing_books")?;
-            Ok(Some((rec, PluginInput::from_book(book, &rec))))
+            Ok((rec, PluginInput::from_book(book, &rec)))
         }
         _ => Err(StoreError::Corrupt {
             path: format!("clearing_books/{machine}/{interval}"),
@@ -184,7 +201,7 @@ impl PgStore {
             let i = db_int("interval", interval)?;
             let rows = c
                 .q(
-                    "SELECT d.machine, d.record, (r.machine IS NOT NULL) AS recorded \
+                    "SELECT d.machine, d.record, r.record AS input \
                      FROM decisions d LEFT JOIN clearing_inputs r \
                      ON r.interval_no = d.interval_no AND r.machine = d.machine \
                      WHERE d.interval_no = $1 AND d.full_record ORDER BY d.machine",
@@ -194,10 +211,13 @@ impl PgStore {
             let mut out = Vec::with_capacity(rows.len());
             for row in &rows {
                 let decision: Decision = decoded(row, "record", "decisions")?;
-                let input = if row.try_get::<_, bool>("recorded")? {
-                    input(c, from_db(row.try_get("machine")?), interval).await?
-                } else {
-                    None
+                let input = match row.try_get::<_, Option<&[u8]>>("input")? {
+                    Some(_) => {
+                        let rec = decoded(row, "input", "clearing_inputs")?;
+                        let machine = from_db(row.try_get("machine")?);
+                        Some(with_book(c, machine, interval, rec).await?)
+                    }
+                    None => None,
                 };
                 out.push(RecordedClearing { decision, input });
             }
