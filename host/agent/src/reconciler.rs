@@ -631,6 +631,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             unserved,
             host: self.host_facts.clone(),
             verification,
+            background: None,
             gpus: self.inventory.as_ref().map(|i| {
                 i.gpus
                     .iter()
@@ -722,6 +723,7 @@ mod tests {
             interval: Some(7),
             workload: Some(workload(1, "app:1")),
             prepull: vec!["next:1".into(), "later:2".into()],
+            background: None,
         };
         r.converge(&desired).await;
         r.observe().await;
@@ -739,6 +741,7 @@ mod tests {
                 interval: Some(interval),
                 workload: Some(workload(bid, "app:1")),
                 prepull: Vec::new(),
+                background: None,
             };
             r.converge(&desired).await;
         }
@@ -771,6 +774,7 @@ mod tests {
             interval: Some(1),
             workload: Some(workload(1, "app:1")),
             prepull: Vec::new(),
+            background: None,
         };
         for _ in 0..3 {
             r.converge(&desired).await;

@@ -46,6 +46,7 @@ fn desired(interval: u64, workload: Option<Workload>) -> DesiredState {
         interval: Some(interval),
         workload,
         prepull: Vec::new(),
+        background: None,
     }
 }
 

@@ -135,7 +135,8 @@ impl fmt::Display for Refusal {
             RefusalReason::BelowBidFloor { floor, total_pl_w } => write!(
                 f,
                 "{field}: {value} CLORE/day is too low: at a total power limit of {total_pl_w} W \
-                 the bid must cover the host's energy cost and reserve price, {floor} CLORE/day"
+                 the bid must cover the host's energy cost, reserve price and background \
+                 earnings, {floor} CLORE/day"
             ),
             RefusalReason::MachineUnavailable => write!(
                 f,
@@ -171,7 +172,7 @@ impl fmt::Display for Refusal {
 
 impl std::error::Error for Refusal {}
 
-fn refuse<T>(
+pub(crate) fn refuse<T>(
     field: impl Into<String>,
     value: impl ToString,
     reason: RefusalReason,
@@ -426,7 +427,7 @@ fn check_oc_entry(
 }
 
 /// GPU `i`'s requested settings within its power range and its model's clock ranges.
-fn check_oc_values(
+pub(crate) fn check_oc_values(
     i: usize,
     request: &OcRequest,
     pl_range: RangeU32,
@@ -508,7 +509,9 @@ fn within_s32(field: impl FnOnce() -> String, value: i32, range: RangeS32) -> Re
     )
 }
 
-fn check_env(env: &std::collections::BTreeMap<String, String>) -> Result<(), Refusal> {
+/// The environment's names, values and size within the limits bids and background jobs
+/// share.
+pub(crate) fn check_env(env: &std::collections::BTreeMap<String, String>) -> Result<(), Refusal> {
     for (key, value) in env {
         if key.chars().count() > MAX_ENV_KEY_CHARS {
             return refuse(

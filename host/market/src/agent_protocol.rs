@@ -49,7 +49,30 @@ pub struct Heartbeat {
     /// Per GPU, which of the running bid's settings were read back and confirmed.
     #[serde(default)]
     pub verification: Vec<SettingsCheck>,
+    /// The host's background job, while the agent runs it (or tried to).
+    #[serde(default)]
+    pub background: Option<BackgroundStatus>,
 }
+
+/// The host's background job as the agent last observed it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct BackgroundStatus {
+    /// The job's revision ([`crate::background::BackgroundJob::revision`]).
+    pub revision: String,
+    /// Created, running or exited.
+    pub state: ContainerState,
+    /// Its settings were applied and read back.
+    #[serde(default)]
+    pub applied: bool,
+    /// Exit code once exited.
+    #[serde(default)]
+    pub exit_code: Option<i64>,
+}
+
+/// Longest background revision an agent may report, in bytes.
+pub const MAX_REVISION_BYTES: usize = 64;
 
 /// What the agent reads about the server it runs on.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +252,16 @@ impl Heartbeat {
                 format!("a note longer than {MAX_ERROR_BYTES} bytes"),
             ));
         }
+        if self
+            .background
+            .as_ref()
+            .is_some_and(|b| b.revision.len() > MAX_REVISION_BYTES)
+        {
+            return Err((
+                "background.revision",
+                format!("longer than {MAX_REVISION_BYTES} bytes"),
+            ));
+        }
         if let Some(h) = &self.host
             && (h.cpu.len() > MAX_GPU_TEXT_BYTES || h.cuda.len() > MAX_GPU_TEXT_BYTES)
         {
@@ -326,6 +359,10 @@ pub struct DesiredState {
     /// Images of the best-placed losing bids, to pull ahead of a possible switch.
     #[serde(default)]
     pub prepull: Vec<String>,
+    /// The host's background job, to run while no workload is assigned (`None` whenever
+    /// `workload` is set, and when the host has none).
+    #[serde(default)]
+    pub background: Option<crate::background::BackgroundJob>,
 }
 
 /// A workload the agent must run.

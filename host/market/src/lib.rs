@@ -14,6 +14,7 @@
 pub mod account;
 pub mod admission;
 pub mod agent_protocol;
+pub mod background;
 pub mod bid;
 pub mod billing;
 pub mod clearing;

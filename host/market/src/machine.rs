@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::account::AccountId;
+use crate::background::{BackgroundJob, BackgroundRequest};
 use crate::context::{GpuSlot, MachineContext, RangeU32, RunningBid};
 use crate::economics::{UNITS_PER_CLORE, energy_floor_units, nano_usd};
 use crate::gpu_ranges::GpuRangeTable;
@@ -98,6 +99,8 @@ pub struct LiveState {
     /// Per GPU, which of the running bid's settings the agent read back and confirmed,
     /// and which it could not verify.
     pub verification: Vec<crate::agent_protocol::SettingsCheck>,
+    /// The host's background job as last observed, while the agent runs it.
+    pub background: Option<crate::agent_protocol::BackgroundStatus>,
 }
 
 /// A machine on the market.
@@ -120,6 +123,14 @@ pub struct Machine {
     pub max_rental_length_s: u64,
     /// The agent's last report.
     pub live: LiveState,
+    /// The host's background job, run while no bid is assigned (`None`: the machine idles).
+    pub background: Option<BackgroundJob>,
+    /// What the background job earns the host per day, declared by the host: a floor of
+    /// the machine's minimum bid (zero when not declared).
+    pub background_earnings: Amount,
+    /// The host set each GPU's ceiling itself; otherwise the ceilings follow the
+    /// background job's power limits (the card maximum without one).
+    pub explicit_ceilings: bool,
 }
 
 impl Machine {
@@ -133,18 +144,48 @@ impl Machine {
         )
     }
 
-    /// The machine's minimum bid: the larger of the reserve price and the energy floor at
-    /// the GPUs' minimum power limits.
+    /// The machine's minimum bid: the largest of the reserve price, the energy floor at
+    /// the GPUs' minimum power limits and the background job's declared earnings.
     pub fn min_bid(&self, params: &MarketParams) -> Amount {
+        self.min_bid_basis(params).min_bid()
+    }
+
+    /// The three floors the minimum bid is the largest of, for people to see why it is
+    /// where it is.
+    pub fn min_bid_basis(&self, params: &MarketParams) -> MinBidBasis {
         let min_power: u64 = self.gpus.iter().map(|g| u64::from(g.card_min_w)).sum();
-        self.energy_floor(min_power, params).max(self.reserve_price)
+        MinBidBasis {
+            reserve_price: self.reserve_price,
+            energy_floor: self.energy_floor(min_power, params),
+            background_earnings: self.background_earnings,
+        }
     }
 
     /// The lowest price a bid with a total power limit of `total_pl_w` may offer: the
-    /// larger of the reserve price and the energy cost of a day at its own limits.
+    /// largest of the reserve price, the background job's earnings and the energy cost of
+    /// a day at the bid's own limits.
     pub fn bid_floor(&self, total_pl_w: u64, params: &MarketParams) -> Amount {
         self.energy_floor(total_pl_w, params)
             .max(self.reserve_price)
+            .max(self.background_earnings)
+    }
+
+    /// Sets each GPU's ceiling from the background job's power limit on it (the card
+    /// maximum without a job), unless the host set explicit ceilings; a ceiling always
+    /// stays within the card's range. Called after every change of the job, the ceilings
+    /// or the cards.
+    pub fn follow_background(&mut self) {
+        let job = self.background.as_ref();
+        for (i, gpu) in self.gpus.iter_mut().enumerate() {
+            if !self.explicit_ceilings {
+                gpu.ceiling_w = job
+                    .and_then(|j| j.oc.get(i))
+                    .map_or(gpu.card_max_w, |oc| oc.power_limit_w);
+            }
+            gpu.ceiling_w = gpu
+                .ceiling_w
+                .clamp(gpu.card_min_w, gpu.card_max_w.max(gpu.card_min_w));
+        }
     }
 
     /// What one watt of power limit adds to a bid's floor, in CLORE per day
@@ -197,6 +238,40 @@ impl Machine {
     }
 }
 
+/// The floors a machine's minimum bid is the largest of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct MinBidBasis {
+    /// The host's reserve price per day.
+    pub reserve_price: Amount,
+    /// The energy cost of a day at the cards' minimum power limits.
+    pub energy_floor: Amount,
+    /// What the host's background job earns per day, as the host declared it.
+    pub background_earnings: Amount,
+}
+
+impl MinBidBasis {
+    /// The minimum bid: the largest floor.
+    pub fn min_bid(&self) -> Amount {
+        self.reserve_price
+            .max(self.energy_floor)
+            .max(self.background_earnings)
+    }
+
+    /// Which floor sets the minimum bid: `reserve_price`, `energy_floor` or
+    /// `background_earnings` (the first of these on a tie).
+    pub fn binding(&self) -> &'static str {
+        let min_bid = self.min_bid();
+        if self.reserve_price == min_bid {
+            "reserve_price"
+        } else if self.energy_floor == min_bid {
+            "energy_floor"
+        } else {
+            "background_earnings"
+        }
+    }
+}
+
 /// What a host may change on its own machine; `None` leaves a setting as it is.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct HostChange {
@@ -204,31 +279,62 @@ pub struct HostChange {
     pub energy_price_usd_per_kwh: Option<f64>,
     /// Reserve price per day.
     pub reserve_price: Option<Amount>,
-    /// Power ceiling per GPU in W, one per GPU, each within the card's range.
-    pub ceilings_w: Option<Vec<u32>>,
+    /// Power ceiling per GPU in W, one per GPU, each within the card's range;
+    /// `Some(None)` drops explicit ceilings so they follow the background job again.
+    pub ceilings_w: Option<Option<Vec<u32>>>,
+    /// A new background job; `Some(None)` removes it.
+    pub background: Option<Option<BackgroundRequest>>,
+    /// What the background job earns per day, at most [`crate::admission::MAX_PRICE`].
+    pub background_earnings: Option<Amount>,
 }
 
-/// A host change that breaks a rule: the field and why.
+/// A host change that breaks a rule.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HostChangeError {
-    /// The offending field.
-    pub field: &'static str,
-    /// Why.
-    pub reason: String,
+pub enum HostChangeError {
+    /// A machine setting: the field and why.
+    Invalid {
+        /// The offending field.
+        field: &'static str,
+        /// Why.
+        reason: String,
+    },
+    /// The background job, refused as a bid's settings would be (its field is under
+    /// `background_job.`).
+    Background(crate::admission::Refusal),
 }
 
 impl HostChange {
     /// Applies the change to `machine`, or refuses it whole (the machine is unchanged
-    /// then). Lowering a ceiling below a live bid's limit does not touch the bid: the
-    /// clearing finds it ineligible with the reason.
-    pub fn apply(&self, machine: &mut Machine) -> Result<(), HostChangeError> {
-        let fail = |field, reason| Err(HostChangeError { field, reason });
+    /// then). Lowering a ceiling (or the background job's power limit the ceilings
+    /// follow) below a live bid's limit does not touch the bid: the clearing finds it
+    /// ineligible with the reason.
+    pub fn apply(&self, machine: &mut Machine, table: &GpuRangeTable) -> Result<(), HostChangeError> {
+        let fail = |field, reason| Err(HostChangeError::Invalid { field, reason });
         if let Some(price) = self.energy_price_usd_per_kwh
             && let Err(reason) = check_energy_price(price)
         {
             return fail("energy_price", reason);
         }
-        if let Some(ceilings) = &self.ceilings_w {
+        if let Some(earnings) = self.background_earnings
+            && earnings > crate::admission::MAX_PRICE
+        {
+            return fail(
+                "background_earnings",
+                format!(
+                    "{earnings} CLORE/day is above the highest price a bid may offer, {}",
+                    crate::admission::MAX_PRICE
+                ),
+            );
+        }
+        let background = match &self.background {
+            None => None,
+            Some(None) => Some(None),
+            Some(Some(request)) => match request.admit(&machine.gpus, table) {
+                Ok(job) => Some(Some(job)),
+                Err(refusal) => return Err(HostChangeError::Background(refusal)),
+            },
+        };
+        if let Some(Some(ceilings)) = &self.ceilings_w {
             if ceilings.len() != machine.gpus.len() {
                 return fail(
                     "ceilings_w",
@@ -250,6 +356,18 @@ impl HostChange {
                 gpu.ceiling_w = *ceiling;
             }
         }
+        match &self.ceilings_w {
+            Some(Some(_)) => machine.explicit_ceilings = true,
+            Some(None) => machine.explicit_ceilings = false,
+            None => {}
+        }
+        if let Some(job) = background {
+            machine.background = job;
+        }
+        if let Some(earnings) = self.background_earnings {
+            machine.background_earnings = earnings;
+        }
+        machine.follow_background();
         if let Some(price) = self.energy_price_usd_per_kwh {
             machine.energy_price_usd_per_kwh = price;
         }
@@ -287,6 +405,9 @@ pub(crate) mod tests {
                 working: true,
                 ..LiveState::default()
             },
+            background: None,
+            background_earnings: Amount::ZERO,
+            explicit_ceilings: true,
         }
     }
 

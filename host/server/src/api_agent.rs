@@ -101,6 +101,7 @@ pub async fn heartbeat(
                 machine.live.workload.clone_from(&report.workload);
                 machine.live.last_error.clone_from(&report.last_error);
                 machine.live.verification.clone_from(&report.verification);
+                machine.live.background.clone_from(&report.background);
                 // The agent's reading of its host is the truth about CPU, memory, CUDA.
                 if let Some(host) = &report.host {
                     machine.facts.cpu.clone_from(&host.cpu);
@@ -176,10 +177,12 @@ pub async fn heartbeat(
                 },
                 None => Vec::new(),
             };
+            let background = gigaspot_market::background::wanted(&machine, workload.as_ref());
             Ok(DesiredState {
                 interval: assignment.map(|a| a.interval),
                 workload,
                 prepull,
+                background,
             })
         })
         .await?;
@@ -224,7 +227,8 @@ fn prepull_images(
 }
 
 /// Takes the agent's inventory as the truth about the cards: model, uuid and power-limit
-/// constraints; the host's ceiling is kept within the card's new range.
+/// constraints; the ceilings are worked out again (kept within the card's new range, or
+/// following the background job).
 fn apply_inventory(
     machine: &mut gigaspot_market::machine::Machine,
     inventory: &[InventoryGpu],
@@ -253,7 +257,7 @@ fn apply_inventory(
         gpu.uuid.clone_from(&seen.uuid);
         gpu.card_min_w = seen.card_min_w;
         gpu.card_max_w = seen.card_max_w;
-        gpu.ceiling_w = gpu.ceiling_w.clamp(seen.card_min_w, seen.card_max_w);
     }
+    machine.follow_background();
     Ok(())
 }

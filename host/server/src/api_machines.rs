@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use gigaspot_market::account::Role;
 use gigaspot_market::clearing::Decision;
-use gigaspot_market::machine::{Gpu, HostChange, MachineFacts};
+use gigaspot_market::machine::{Gpu, HostChange, HostChangeError, MachineFacts};
 use gigaspot_market::money::Amount;
 use gigaspot_store::MachineSpec;
 
@@ -34,7 +34,9 @@ pub async fn register(
 ) -> Result<(StatusCode, Json<NewMachineReply>), ApiError> {
     caller.require(Role::Host, "register machines")?;
     let reserve_price = request.reserve_price.map_or(Amount::ZERO, |p| p.0);
-    let spec = MachineSpec {
+    let explicit_ceilings = request.gpus.iter().any(|g| g.ceiling_w.is_some());
+    let background = request.background_job.as_ref().map(|j| j.request());
+    let mut spec = MachineSpec {
         host: caller.0.id,
         facts: MachineFacts {
             cpu: request.cpu,
@@ -59,11 +61,19 @@ pub async fn register(
         energy_price_usd_per_kwh: request.energy_price,
         reserve_price,
         max_rental_length_s: request.max_rental_length.unwrap_or(DEFAULT_MAX_RENTAL_S),
+        background: None,
+        background_earnings: request.background_earnings.map_or(Amount::ZERO, |e| e.0),
+        explicit_ceilings,
     };
     let token = generate_key();
     let hash = key_hash(&token);
     let (machine, params) = state
         .store(move |s| {
+            // The background job is checked like a bid's settings, against the cards
+            // and the operator's clock table.
+            if let Some(job) = &background {
+                spec.background = Some(job.admit(&spec.gpus, &s.gpu_table()?)?);
+            }
             let machine = s.register_machine(spec)?;
             s.set_agent_token(machine.id, hash)?;
             Ok((machine, s.params()?))
@@ -137,8 +147,10 @@ pub async fn show(
     Ok(Json(state.with_live_power(view)))
 }
 
-/// `PATCH /api/v1/machines/{id}`: the host changes its energy price, reserve price or
-/// power ceilings (a ceiling may not exceed the card's maximum nor go below its minimum).
+/// `PATCH /api/v1/machines/{id}`: the host changes its energy price, reserve price, power
+/// ceilings (a ceiling may not exceed the card's maximum nor go below its minimum; `null`
+/// makes them follow the background job), background job (`null` removes it) or its
+/// declared earnings. Live bids above a lowered ceiling stay, ineligible with the reason.
 #[utoipa::path(
     patch,
     path = "/api/v1/machines/{id}",
@@ -157,10 +169,15 @@ pub async fn update(
         energy_price_usd_per_kwh: request.energy_price,
         reserve_price: request.reserve_price.map(|p| p.0),
         ceilings_w: request.ceilings_w,
+        background: request
+            .background_job
+            .map(|job| job.map(|j| j.request())),
+        background_earnings: request.background_earnings.map(|e| e.0),
     };
     let host = caller.0.id;
     let view = state
         .store(move |s| {
+            let table = s.gpu_table()?;
             // Read, check and change under the store's writer lock: a heartbeat arriving
             // meanwhile cannot undo the host's change.
             let machine = s.modify_machine(id, &mut |machine| {
@@ -170,12 +187,12 @@ pub async fn update(
                         action: "change another host's machine",
                     });
                 }
-                change
-                    .apply(machine)
-                    .map_err(|e| gigaspot_store::StoreError::Invalid {
-                        field: e.field,
-                        reason: e.reason,
-                    })
+                change.apply(machine, &table).map_err(|e| match e {
+                    HostChangeError::Invalid { field, reason } => {
+                        gigaspot_store::StoreError::Invalid { field, reason }
+                    }
+                    HostChangeError::Background(refusal) => refusal.into(),
+                })
             })?;
             let current = s.assignment(id)?.and_then(|a| a.winner).map(|w| w.bid);
             Ok(MachineView::new(&machine, &s.params()?, current))

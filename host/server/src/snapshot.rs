@@ -282,6 +282,13 @@ struct MachineEntry<'a> {
     floor_per_watt: f64,
     /// The host's reserve price, CLORE/day.
     reserve_price: f64,
+    /// What the host's background job earns, CLORE/day: a floor of `min_bid`.
+    background_earnings: f64,
+    /// Which floor sets `min_bid`: `reserve_price`, `energy_floor` or
+    /// `background_earnings`.
+    min_bid_from: &'static str,
+    /// The machine runs the host's background job now (no bid holds it).
+    background: bool,
     gpus: Vec<GpuEntry<'a>>,
 }
 
@@ -514,6 +521,7 @@ fn machine_entry<'a>(
         .filter(|b| b.is_live(now))
         .map(|b| bid_entry(m, b, true, queued))
         .collect();
+    let basis = m.min_bid_basis(params);
     MachineEntry {
         bids,
         on_demand_rented: false,
@@ -528,11 +536,16 @@ fn machine_entry<'a>(
         cc: &m.facts.country,
         host: m.host,
         reliability: 1.0,
-        min_bid: m.min_bid(params).as_clore(),
+        min_bid: basis.min_bid().as_clore(),
         energy_price: m.energy_price_usd_per_kwh,
         clore_price: params.clore_usd,
         floor_per_watt: m.floor_per_watt(params),
         reserve_price: m.reserve_price.as_clore(),
+        background_earnings: m.background_earnings.as_clore(),
+        min_bid_from: basis.binding(),
+        background: m.live.background.as_ref().is_some_and(|b| {
+            b.state == gigaspot_market::agent_protocol::ContainerState::Running
+        }),
         gpus,
     }
 }

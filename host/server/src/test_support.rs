@@ -22,6 +22,9 @@ pub(crate) fn online_machine(store: &SledStore, host: AccountId) -> MachineId {
             energy_price_usd_per_kwh: 0.0,
             reserve_price: Amount::ZERO,
             max_rental_length_s: 30 * 86_400,
+            background: None,
+            background_earnings: Amount::ZERO,
+            explicit_ceilings: true,
         })
         .unwrap();
     gigaspot_store::testing::bring_online(store, m.id).unwrap();

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use gigaspot_market::account::{Account, Role};
-use gigaspot_market::agent_protocol::{SettingsCheck, WorkloadStatus};
+use gigaspot_market::agent_protocol::{BackgroundStatus, SettingsCheck, WorkloadStatus};
 use gigaspot_market::bid::{Bid, BidState, OcRequest};
 use gigaspot_market::context::GpuOc;
 use gigaspot_market::ledger::{Party, Transfer, TransferKind};
@@ -238,8 +238,69 @@ pub struct GpuSpec {
     pub card_min_w: u32,
     /// Card maximum power limit, W.
     pub card_max_w: u32,
-    /// Host ceiling, W (defaults to the card maximum).
+    /// Host ceiling, W. Without one on any GPU the ceilings follow the background job's
+    /// power limits (the card maximum without a job).
     pub ceiling_w: Option<u32>,
+}
+
+/// The host's background job as a host sets it: what the machine runs while no bid wins.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BackgroundJobSpec {
+    /// Container image.
+    pub image: String,
+    /// Container environment (write-only: views show the names, never the values).
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// One entry per GPU; `pl` is mandatory and within the card's range, clocks within
+    /// the model's ranges, as for a bid.
+    pub oc: Vec<OcEntry>,
+}
+
+impl BackgroundJobSpec {
+    /// The market's form of the request, checked by `BackgroundRequest::admit`.
+    pub fn request(&self) -> gigaspot_market::background::BackgroundRequest {
+        gigaspot_market::background::BackgroundRequest {
+            image: self.image.clone(),
+            env: self.env.clone(),
+            oc: self.oc.iter().map(|o| OcRequest::from(*o)).collect(),
+        }
+    }
+}
+
+/// A machine's background job as views show it (the environment's names only).
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct BackgroundJobView {
+    /// Container image.
+    pub image: String,
+    /// The environment's variable names (values are never shown).
+    pub env_keys: Vec<String>,
+    /// Per-GPU settings.
+    pub oc: Vec<GpuOc>,
+    /// Digest of image, environment and settings; the agent reports the one it runs.
+    pub revision: String,
+}
+
+impl BackgroundJobView {
+    /// The view of `job`.
+    pub fn new(job: &gigaspot_market::background::BackgroundJob) -> Self {
+        BackgroundJobView {
+            image: job.image.clone(),
+            env_keys: job.env.keys().cloned().collect(),
+            oc: job.oc.clone(),
+            revision: job.revision(),
+        }
+    }
+}
+
+/// Absent: unchanged; `null`: cleared; a value: set. (serde gives `None` for a missing
+/// field through `#[serde(default)]`, and calls this only for a present one.)
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// `POST /api/v1/machines` (host).
@@ -267,6 +328,14 @@ pub struct NewMachine {
     /// ISO country code.
     #[serde(default)]
     pub country: String,
+    /// The host's background job, run while no bid wins (default: none, the machine
+    /// idles).
+    #[serde(default)]
+    pub background_job: Option<BackgroundJobSpec>,
+    /// What the background job earns, CLORE per day (default 0): a floor of the
+    /// machine's minimum bid.
+    #[serde(default)]
+    pub background_earnings: Option<Clore>,
 }
 
 /// `PATCH /api/v1/machines/{id}` (the machine's host): any subset.
@@ -277,8 +346,17 @@ pub struct MachineUpdate {
     pub energy_price: Option<f64>,
     /// CLORE per day.
     pub reserve_price: Option<Clore>,
-    /// Per-GPU power ceilings in W, one per GPU.
-    pub ceilings_w: Option<Vec<u32>>,
+    /// Per-GPU power ceilings in W, one per GPU; `null` drops them, so that the ceilings
+    /// follow the background job's power limits again.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<u32>>, nullable)]
+    pub ceilings_w: Option<Option<Vec<u32>>>,
+    /// A new background job; `null` removes it (the machine then idles).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<BackgroundJobSpec>, nullable)]
+    pub background_job: Option<Option<BackgroundJobSpec>>,
+    /// What the background job earns, CLORE per day.
+    pub background_earnings: Option<Clore>,
 }
 
 /// A machine as the API shows it.
@@ -303,6 +381,21 @@ pub struct MachineView {
     /// a bid must offer at least `max(reserve_price, Σ pl × floor_per_watt)` (rounded up
     /// to 10^-8 CLORE).
     pub floor_per_watt: f64,
+    /// CLORE per day that the host's background job earns, as the host declared it.
+    pub background_earnings: f64,
+    /// Which floor sets `min_bid`: `reserve_price`, `energy_floor` or
+    /// `background_earnings`.
+    pub min_bid_from: String,
+    /// The energy cost of a day at the cards' minimum power limits, CLORE.
+    pub energy_floor: f64,
+    /// The host's background job, if it set one.
+    pub background_job: Option<BackgroundJobView>,
+    /// The GPUs' ceilings are the host's own (`ceiling_w`); otherwise they follow the
+    /// background job's power limits.
+    pub explicit_ceilings: bool,
+    /// What the machine does now: `bid` (a bid's workload runs), `background` (the host's
+    /// background job runs) or `idle`.
+    pub activity: String,
     /// Seconds.
     pub max_rental_length: u64,
     /// Served ÷ assigned intervals over the last 7 days, not counting intervals the winner
@@ -350,20 +443,31 @@ pub struct AgentView {
     /// for (`not_requested`).
     #[serde(default)]
     pub verification: Vec<SettingsCheck>,
+    /// The background job's container while the agent runs it: revision, state, whether
+    /// its settings read back.
+    #[serde(default)]
+    pub background: Option<BackgroundStatus>,
 }
 
 impl MachineView {
     /// The view of `m` under `params`, with its current winner.
     pub fn new(m: &Machine, params: &MarketParams, current_bid: Option<u64>) -> Self {
+        let basis = m.min_bid_basis(params);
         MachineView {
             id: m.id,
             host: m.host,
             gpus: m.gpus.iter().map(gpu_spec).collect(),
             energy_price: m.energy_price_usd_per_kwh,
             reserve_price: m.reserve_price.as_clore(),
-            min_bid: m.min_bid(params).as_clore(),
+            min_bid: basis.min_bid().as_clore(),
             clore_price: params.clore_usd,
             floor_per_watt: m.floor_per_watt(params),
+            background_earnings: m.background_earnings.as_clore(),
+            min_bid_from: basis.binding().into(),
+            energy_floor: basis.energy_floor.as_clore(),
+            background_job: m.background.as_ref().map(BackgroundJobView::new),
+            explicit_ceilings: m.explicit_ceilings,
+            activity: activity(m).into(),
             max_rental_length: m.max_rental_length_s,
             reliability: 1.0,
             cpu: m.facts.cpu.clone(),
@@ -383,8 +487,26 @@ impl MachineView {
                 cached_images: m.live.cached_images.clone(),
                 last_error: m.live.last_error.clone(),
                 verification: m.live.verification.clone(),
+                background: m.live.background.clone(),
             },
         }
+    }
+}
+
+/// What the machine does as its agent last reported: `bid`, `background` or `idle`.
+fn activity(m: &Machine) -> &'static str {
+    use gigaspot_market::agent_protocol::ContainerState;
+    if m.live.running_bid.is_some() {
+        "bid"
+    } else if m
+        .live
+        .background
+        .as_ref()
+        .is_some_and(|b| b.state == ContainerState::Running)
+    {
+        "background"
+    } else {
+        "idle"
     }
 }
 

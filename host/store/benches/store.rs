@@ -74,6 +74,9 @@ fn spec(host: AccountId, gpus: usize) -> MachineSpec {
         energy_price_usd_per_kwh: 0.02,
         reserve_price: Amount::ZERO,
         max_rental_length_s: 30 * 86_400,
+        background: None,
+        background_earnings: Amount::ZERO,
+        explicit_ceilings: true,
     }
 }
 

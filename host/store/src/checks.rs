@@ -74,6 +74,23 @@ pub(crate) fn machine_spec(spec: &MachineSpec) -> StoreResult<()> {
             reason: format!("gpu {i}: need card minimum <= host ceiling <= card maximum"),
         });
     }
+    if let Some(job) = &spec.background
+        && !job.fits(&spec.gpus)
+    {
+        return Err(StoreError::Invalid {
+            field: "background_job",
+            reason: "one power limit per GPU, each within the card's range".into(),
+        });
+    }
+    if spec.background_earnings > gigaspot_market::admission::MAX_PRICE {
+        return Err(StoreError::Invalid {
+            field: "background_earnings",
+            reason: format!(
+                "at most {} CLORE/day",
+                gigaspot_market::admission::MAX_PRICE
+            ),
+        });
+    }
     gigaspot_market::machine::check_energy_price(spec.energy_price_usd_per_kwh).map_err(|reason| {
         StoreError::Invalid {
             field: "energy_price",
@@ -84,7 +101,7 @@ pub(crate) fn machine_spec(spec: &MachineSpec) -> StoreResult<()> {
 
 /// The machine a checked `spec` registers as `id`.
 pub(crate) fn new_machine(id: MachineId, spec: MachineSpec) -> Machine {
-    Machine {
+    let mut machine = Machine {
         id,
         host: spec.host,
         facts: spec.facts,
@@ -93,7 +110,12 @@ pub(crate) fn new_machine(id: MachineId, spec: MachineSpec) -> Machine {
         reserve_price: spec.reserve_price,
         max_rental_length_s: spec.max_rental_length_s,
         live: Default::default(),
-    }
+        background: spec.background,
+        background_earnings: spec.background_earnings,
+        explicit_ceilings: spec.explicit_ceilings,
+    };
+    machine.follow_background();
+    machine
 }
 
 /// A change of a machine record may not move it to another id or host.

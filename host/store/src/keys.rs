@@ -6,9 +6,10 @@
 /// one index entry per machine, assignments likewise (`ASSIGNMENT_CHUNK`), and pending
 /// marks as one list per interval (`PENDING_INTERVAL`); version 5 keys the served,
 /// served-time and unserved marks by interval first, so that those of settled intervals
-/// are pruned by range (version 2 to 4 stores are migrated when opened, see `migrate`);
+/// are pruned by range; version 6 adds the host's background job to machines (version 2
+/// to 5 stores are migrated when opened, see `migrate`);
 /// version 1 stores are refused (no migration: they predate any release).
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// `u32` schema version.
 pub const SCHEMA: &[u8] = b"meta/schema";

@@ -15,6 +15,7 @@ mod export;
 mod group_commit;
 mod intake;
 mod keys;
+mod machine_v5;
 mod lab_records;
 mod market_prices;
 mod migrate;

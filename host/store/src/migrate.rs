@@ -4,7 +4,7 @@
 
 use gigaspot_market::agent_protocol::WorkloadStatus;
 use gigaspot_market::context::GpuOc;
-use gigaspot_market::machine::{Gpu, LiveState, Machine, MachineFacts};
+use gigaspot_market::machine::{Gpu, MachineFacts};
 use gigaspot_market::money::Amount;
 use serde::Deserialize;
 use sled::Batch;
@@ -14,6 +14,7 @@ use std::collections::BTreeMap;
 use crate::codec::{decode, encode, read_u64};
 use crate::error::StoreResult;
 use crate::keys;
+use crate::machine_v5::{LiveV5, MachineV5};
 
 /// Migrates the store in `db` from schema `found` up to the current version.
 pub fn migrate(db: &sled::Db, found: u32) -> StoreResult<()> {
@@ -26,6 +27,25 @@ pub fn migrate(db: &sled::Db, found: u32) -> StoreResult<()> {
     if found <= 4 {
         v4_to_v5(db)?;
     }
+    if found <= 5 {
+        v5_to_v6(db)?;
+    }
+    Ok(())
+}
+
+/// Version 6 added the host's background job, its declared earnings and whether the
+/// ceilings are the host's own to every machine record, and the background job's status
+/// to its live state: each record is rewritten in one batch with the version.
+fn v5_to_v6(db: &sled::Db) -> StoreResult<()> {
+    let mut batch = Batch::default();
+    for item in db.scan_prefix(keys::MACHINE) {
+        let (k, v) = item?;
+        let old: MachineV5 = decode(&k, &v)?;
+        batch.insert(k, encode(&old.upgrade())?);
+    }
+    batch.insert(keys::SCHEMA, &6u32.to_be_bytes());
+    db.apply_batch(batch)?;
+    db.flush()?;
     Ok(())
 }
 
@@ -250,8 +270,9 @@ struct LiveV2 {
 }
 
 impl MachineV2 {
-    fn upgrade(self) -> Machine {
-        Machine {
+    /// The record as versions 3 to 5 stored it (version 6 rewrites it again).
+    fn upgrade(self) -> MachineV5 {
+        MachineV5 {
             id: self.id,
             host: self.host,
             facts: MachineFacts {
@@ -266,7 +287,7 @@ impl MachineV2 {
             energy_price_usd_per_kwh: self.energy_price_usd_per_kwh,
             reserve_price: self.reserve_price,
             max_rental_length_s: self.max_rental_length_s,
-            live: LiveState {
+            live: LiveV5 {
                 online: self.live.online,
                 working: self.live.working,
                 cached_images: self.live.cached_images,
@@ -284,7 +305,61 @@ impl MachineV2 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use gigaspot_market::machine::Machine;
     use serde::Serialize;
+
+    #[test]
+    fn a_version_5_machine_gets_no_background_job_and_keeps_its_ceilings() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new().path(dir.path()).open().unwrap();
+        let gpu = |ceiling_w| Gpu {
+            model: "NVIDIA GeForce RTX 4090".into(),
+            uuid: "GPU-1".into(),
+            card_min_w: 150,
+            card_max_w: 450,
+            ceiling_w,
+        };
+        let old = |id, ceiling_w| MachineV5 {
+            id,
+            host: 3,
+            facts: MachineFacts::default(),
+            gpus: vec![gpu(ceiling_w)],
+            energy_price_usd_per_kwh: 0.2,
+            reserve_price: Amount::clore(5),
+            max_rental_length_s: 3600,
+            live: LiveV5 {
+                online: true,
+                working: true,
+                cached_images: vec!["img:1".into()],
+                measured_power_w: vec![300],
+                running_bid: Some(9),
+                applied_settings: vec![],
+                workload: None,
+                last_error: None,
+                verification: vec![],
+            },
+        };
+        // One host lowered its ceiling, the other left the card's maximum.
+        for (id, ceiling) in [(7, 400), (8, 450)] {
+            let k = crate::keys::key(keys::MACHINE, &[id]);
+            db.insert(&k, encode(&old(id, ceiling)).unwrap()).unwrap();
+        }
+        migrate(&db, 5).unwrap();
+        for (id, ceiling, explicit) in [(7, 400, true), (8, 450, false)] {
+            let k = crate::keys::key(keys::MACHINE, &[id]);
+            let m: Machine = decode(&k, &db.get(&k).unwrap().unwrap()).unwrap();
+            assert_eq!(m.gpus[0].ceiling_w, ceiling);
+            assert_eq!(m.explicit_ceilings, explicit);
+            assert_eq!(m.background, None);
+            assert_eq!(m.background_earnings, Amount::ZERO);
+            assert_eq!(m.live.running_bid, Some(9));
+            assert_eq!(m.reserve_price, Amount::clore(5));
+        }
+        assert_eq!(
+            db.get(keys::SCHEMA).unwrap().unwrap().as_ref(),
+            &6u32.to_be_bytes()
+        );
+    }
 
     /// The version 2 live state, field by field (postcard writes a struct as a tuple).
     type LiveTupleV2 = (
@@ -545,7 +620,7 @@ mod tests {
         }
         assert_eq!(
             db.get(keys::SCHEMA).unwrap().unwrap().as_ref(),
-            &5u32.to_be_bytes()
+            &keys::SCHEMA_VERSION.to_be_bytes()
         );
     }
 }

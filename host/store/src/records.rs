@@ -33,6 +33,12 @@ pub struct MachineSpec {
     pub reserve_price: Amount,
     /// Longest rental accepted, seconds.
     pub max_rental_length_s: u64,
+    /// The host's background job, checked by the market (`BackgroundRequest::admit`).
+    pub background: Option<gigaspot_market::background::BackgroundJob>,
+    /// What the background job earns per day.
+    pub background_earnings: Amount,
+    /// The GPUs' `ceiling_w` are the host's own; otherwise they follow the background job.
+    pub explicit_ceilings: bool,
 }
 
 /// Which bid holds a machine for an interval.

@@ -124,6 +124,9 @@ fn setup(store: &SledStore) -> (u64, [u64; 2]) {
         energy_price_usd_per_kwh: 0.1,
         reserve_price: Amount::ZERO,
         max_rental_length_s: 30 * 86_400,
+        background: None,
+        background_earnings: Amount::ZERO,
+        explicit_ceilings: true,
     };
     let machine = store.register_machine(spec).expect("machine");
     gigaspot_store::testing::bring_online(store, machine.id).expect("online");

@@ -432,6 +432,7 @@ impl PgStore {
                 if done.is_none() {
                     tx.batch_execute(schema::MIGRATIONS[version as usize - 1])
                         .await?;
+                    schema::rewrite_records(tx, version).await?;
                     tx.execute(
                         "INSERT INTO gigaspot_schema (version) VALUES ($1)",
                         &[&(version as i32)],

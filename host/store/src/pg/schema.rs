@@ -7,10 +7,38 @@
 //! `CHECK`s, unique keys, no triggers, no advisory locks, no `LISTEN/NOTIFY`.
 
 /// The newest schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
-/// Migration `n` (1-based) brings a database from version `n - 1` to `n`.
-pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2];
+/// Migration `n` (1-based) brings a database from version `n - 1` to `n`, with the
+/// records [`rewrite_records`] rewrites in the same transaction.
+pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
+
+/// Version 3, the host's background job: no table changes; every machine record is
+/// rewritten with the job, its declared earnings and whether the ceilings are the host's
+/// own (see [`rewrite_records`]).
+const V3: &str = "";
+
+/// The record rewrites of migration `version`, in its transaction: version 3 reads each
+/// machine in the earlier layout and writes it in the current one.
+pub(crate) async fn rewrite_records(
+    tx: &tokio_postgres::Transaction<'_>,
+    version: u32,
+) -> super::PgResult<()> {
+    if version != 3 {
+        return Ok(());
+    }
+    let rows = tx.query("SELECT id, record FROM machines", &[]).await?;
+    for row in rows {
+        let id: i64 = row.get(0);
+        let old: crate::machine_v5::MachineV5 = super::decoded(&row, "record", "machines")?;
+        tx.execute(
+            "UPDATE machines SET record = $2 WHERE id = $1",
+            &[&id, &super::record(&old.upgrade())?],
+        )
+        .await?;
+    }
+    Ok(())
+}
 
 /// Version 2, the strategy lab: what the plugins saw at each clearing (for replays,
 /// backtests and "what would have won"): a record per machine and interval, and each

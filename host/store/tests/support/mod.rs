@@ -29,6 +29,9 @@ pub fn spec(host: AccountId) -> MachineSpec {
         energy_price_usd_per_kwh: 0.0,
         reserve_price: Amount::ZERO,
         max_rental_length_s: 30 * 86_400,
+        background: None,
+        background_earnings: Amount::ZERO,
+        explicit_ceilings: true,
     }
 }
 
