@@ -14,6 +14,36 @@ use thiserror::Error;
 pub const OWNER_LABEL: &str = "io.gigaspot.owner";
 /// Label holding the bid a container runs for.
 pub const BID_LABEL: &str = "io.gigaspot.bid";
+/// Label marking the host's background job, holding its revision.
+pub const BACKGROUND_LABEL: &str = "io.gigaspot.background";
+
+/// What a container runs: a bid's workload or the host's background job.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Job {
+    /// A bid's workload.
+    Bid(BidId),
+    /// The host's background job at a revision (`BackgroundJob::revision`).
+    Background(String),
+}
+
+impl Job {
+    /// The bid, for a bid's workload.
+    pub fn bid(&self) -> Option<BidId> {
+        match self {
+            Job::Bid(bid) => Some(*bid),
+            Job::Background(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Bid(bid) => write!(f, "the workload of bid {bid}"),
+            Job::Background(revision) => write!(f, "the background job ({revision})"),
+        }
+    }
+}
 
 /// What to create for a workload.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,7 +54,7 @@ pub struct ContainerSpec {
     pub image: String,
     /// Environment.
     pub env: BTreeMap<String, String>,
-    /// Labels, [`OWNER_LABEL`] and [`BID_LABEL`] among them.
+    /// Labels, [`OWNER_LABEL`] and [`BID_LABEL`] or [`BACKGROUND_LABEL`] among them.
     pub labels: BTreeMap<String, String>,
     /// GPUs to hand to the container by uuid; `None` hands none (simulated GPUs).
     pub gpu_uuids: Option<Vec<String>>,
@@ -37,8 +67,9 @@ pub struct ContainerSpec {
 pub struct OwnContainer {
     /// Runtime id.
     pub id: String,
-    /// The bid it runs for.
-    pub bid: BidId,
+    /// What it runs; a container labelled by us with an unreadable job reads as bid 0, a
+    /// stray to remove.
+    pub job: Job,
     /// Created, running or exited.
     pub state: ContainerState,
     /// Exit code once exited.
@@ -108,18 +139,41 @@ pub trait ContainerRuntime: Send + Sync {
 
 /// The labels of a workload container.
 pub fn workload_labels(owner: &str, bid: BidId) -> BTreeMap<String, String> {
+    job_labels(owner, &Job::Bid(bid))
+}
+
+/// The labels of a container running `job` for `owner`.
+pub fn job_labels(owner: &str, job: &Job) -> BTreeMap<String, String> {
+    let (label, value) = match job {
+        Job::Bid(bid) => (BID_LABEL, bid.to_string()),
+        Job::Background(revision) => (BACKGROUND_LABEL, revision.clone()),
+    };
     BTreeMap::from([
         (OWNER_LABEL.to_owned(), owner.to_owned()),
-        (BID_LABEL.to_owned(), bid.to_string()),
+        (label.to_owned(), value),
     ])
 }
 
-/// The bid of a container from its labels, if it is a workload container of `owner`.
+/// The bid of a container from its labels, if it is a bid's workload container of `owner`.
 pub fn bid_of(labels: &BTreeMap<String, String>, owner: &str) -> Option<BidId> {
+    job_of(labels, owner)?.bid()
+}
+
+/// What a container of `owner` runs, from its labels; `None` for another owner's or an
+/// unreadable one.
+pub fn job_of(labels: &BTreeMap<String, String>, owner: &str) -> Option<Job> {
     if labels.get(OWNER_LABEL).map(String::as_str) != Some(owner) {
         return None;
     }
-    labels.get(BID_LABEL)?.parse().ok()
+    job_in(labels)
+}
+
+/// What a container runs, from its labels alone.
+pub fn job_in(labels: &BTreeMap<String, String>) -> Option<Job> {
+    if let Some(revision) = labels.get(BACKGROUND_LABEL) {
+        return Some(Job::Background(revision.clone()));
+    }
+    labels.get(BID_LABEL)?.parse().ok().map(Job::Bid)
 }
 
 #[cfg(test)]
@@ -134,5 +188,12 @@ mod tests {
         let mut broken = labels.clone();
         broken.insert(BID_LABEL.into(), "x".into());
         assert_eq!(bid_of(&broken, "m-1"), None);
+        let background = job_labels("m-1", &Job::Background("abc".into()));
+        assert_eq!(
+            job_of(&background, "m-1"),
+            Some(Job::Background("abc".into()))
+        );
+        assert_eq!(bid_of(&background, "m-1"), None);
+        assert_eq!(job_of(&background, "m-2"), None);
     }
 }

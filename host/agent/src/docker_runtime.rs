@@ -19,7 +19,7 @@ use futures_util::StreamExt;
 use gigaspot_market::agent_protocol::ContainerState;
 
 use crate::container_runtime::{
-    BID_LABEL, ContainerRuntime, ContainerSpec, OWNER_LABEL, OwnContainer, RuntimeError,
+    ContainerRuntime, ContainerSpec, Job, OWNER_LABEL, OwnContainer, RuntimeError,
 };
 
 /// A Docker daemon reached over its unix socket.
@@ -203,11 +203,11 @@ impl ContainerRuntime for DockerRuntime {
                 continue;
             };
             let labels: BTreeMap<String, String> = labels.into_iter().collect();
-            let Some(bid) = crate::container_runtime::bid_of(&labels, owner) else {
-                // Labelled by us but without a readable bid: treat as a stray to remove.
+            let Some(job) = crate::container_runtime::job_of(&labels, owner) else {
+                // Labelled by us but without a readable job: treat as a stray to remove.
                 own.push(OwnContainer {
                     id,
-                    bid: 0,
+                    job: Job::Bid(0),
                     state: ContainerState::Exited,
                     exit_code: None,
                     oom_killed: false,
@@ -226,7 +226,7 @@ impl ContainerRuntime for DockerRuntime {
             };
             own.push(OwnContainer {
                 id,
-                bid,
+                job,
                 state,
                 exit_code,
                 oom_killed: false,
@@ -298,10 +298,7 @@ impl ContainerRuntime for DockerRuntime {
             .unwrap_or_default()
             .into_iter()
             .collect();
-        let bid = labels
-            .get(BID_LABEL)
-            .and_then(|b| b.parse().ok())
-            .unwrap_or(0);
+        let job = crate::container_runtime::job_in(&labels).unwrap_or(Job::Bid(0));
         let state = info.state.unwrap_or_default();
         let oom_killed = state.oom_killed.unwrap_or(false);
         let (state, exit_code) = match state.status {
@@ -311,7 +308,7 @@ impl ContainerRuntime for DockerRuntime {
         };
         Ok(OwnContainer {
             id: info.id.unwrap_or_else(|| id.to_owned()),
-            bid,
+            job,
             state,
             exit_code,
             oom_killed,
@@ -344,7 +341,10 @@ mod tests {
         );
         assert_eq!(request.capabilities, Some(vec![vec!["gpu".to_owned()]]));
         assert_eq!(body.env, Some(vec!["EPOCHS=3".to_owned()]));
-        assert_eq!(body.labels.unwrap()[BID_LABEL], "7");
+        assert_eq!(
+            body.labels.unwrap()[crate::container_runtime::BID_LABEL],
+            "7"
+        );
         assert_eq!(host.network_mode.as_deref(), Some("bridge"));
     }
 

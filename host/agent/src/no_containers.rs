@@ -84,14 +84,15 @@ impl ContainerRuntime for NoContainers {
             .get(crate::container_runtime::OWNER_LABEL)
             .cloned()
             .unwrap_or_default();
-        let bid = crate::container_runtime::bid_of(&spec.labels, &owner).unwrap_or(0);
+        let job = crate::container_runtime::job_of(&spec.labels, &owner)
+            .unwrap_or(crate::container_runtime::Job::Bid(0));
         let mut records = self.records();
         records.next_id += 1;
         let id = format!("none-{}", records.next_id);
         records.containers.push((
             OwnContainer {
                 id: id.clone(),
-                bid,
+                job,
                 state: ContainerState::Created,
                 exit_code: None,
                 oom_killed: false,

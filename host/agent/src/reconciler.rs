@@ -13,19 +13,24 @@
 //!   this machine is removed;
 //! - a workload that exits by itself is reported with its exit code and restarted at the
 //!   next interval (its interval is not served, so not charged); one killed because the
-//!   container runtime went away is restarted as soon as the runtime is back.
+//!   container runtime went away is restarted as soon as the runtime is back;
+//! - while no bid is assigned the host's background job runs under the same rules (its
+//!   settings applied and read back, stopped with the grace period when a bid wins, adopted
+//!   after a restart, restarted when the host changes it); it is never reported as served.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
+use std::collections::BTreeMap;
+
 use gigaspot_market::agent_protocol::{
-    ContainerState, DesiredState, Heartbeat, HostInventory, InventoryGpu, Unserved, UnservedReason,
-    Workload, WorkloadStatus,
+    BackgroundStatus, ContainerState, DesiredState, Heartbeat, HostInventory, InventoryGpu,
+    Unserved, UnservedReason, WorkloadStatus,
 };
 use gigaspot_market::bid::BidId;
 use gigaspot_market::context::GpuOc;
 
-use crate::container_runtime::{ContainerRuntime, ContainerSpec, OwnContainer, workload_labels};
+use crate::container_runtime::{ContainerRuntime, ContainerSpec, Job, OwnContainer, job_labels};
 use crate::gpu_control::{GpuControl, GpuError, Inventory, apply, check_settings};
 
 /// How many events the reconciler keeps for inspection.
@@ -34,36 +39,36 @@ const EVENT_LOG: usize = 64;
 /// Something the reconciler did, kept for tests and logged for operators.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// A workload container started after its settings were applied and read back.
+    /// A container started after its settings were applied and read back.
     Started {
-        /// The bid.
-        bid: BidId,
+        /// What it runs.
+        job: Job,
     },
-    /// A running container of the wanted bid was taken over after an agent restart.
+    /// A running container of the wanted job was taken over after an agent restart.
     Adopted {
-        /// The bid.
-        bid: BidId,
+        /// What it runs.
+        job: Job,
     },
-    /// A workload was stopped and its container removed.
+    /// A container was stopped and removed.
     Stopped {
-        /// The bid.
-        bid: BidId,
+        /// What it ran.
+        job: Job,
         /// Its exit code.
         exit_code: Option<i64>,
         /// How long the stop took (SIGTERM until exit).
         took: Duration,
     },
-    /// The workload exited by itself.
+    /// The container exited by itself.
     Exited {
-        /// The bid.
-        bid: BidId,
+        /// What it ran.
+        job: Job,
         /// Its exit code.
         exit_code: Option<i64>,
     },
-    /// A workload was not started; the reason is the reported error.
+    /// A container was not started; the reason is the reported error.
     NotStarted {
-        /// The bid.
-        bid: BidId,
+        /// What it would have run.
+        job: Job,
         /// Why.
         reason: String,
     },
@@ -82,12 +87,40 @@ pub struct ReconcilerOptions {
     pub pass_gpus: bool,
 }
 
-/// The workload this agent runs.
+/// The job this agent runs.
 #[derive(Debug, Clone)]
 struct Current {
-    bid: BidId,
+    job: Job,
     container: String,
     oc: Vec<GpuOc>,
+}
+
+/// What the server wants run: the assigned bid's workload, else the host's background job.
+#[derive(Debug, Clone)]
+struct Target {
+    job: Job,
+    image: String,
+    env: BTreeMap<String, String>,
+    oc: Vec<GpuOc>,
+}
+
+impl Target {
+    fn of(desired: &DesiredState) -> Option<Target> {
+        if let Some(w) = &desired.workload {
+            return Some(Target {
+                job: Job::Bid(w.bid),
+                image: w.image.clone(),
+                env: w.env.clone(),
+                oc: w.oc.clone(),
+            });
+        }
+        desired.background.as_ref().map(|b| Target {
+            job: Job::Background(b.revision()),
+            image: b.image.clone(),
+            env: b.env.clone(),
+            oc: b.oc.clone(),
+        })
+    }
 }
 
 /// Drives the GPUs and the container runtime towards the desired state.
@@ -97,8 +130,8 @@ pub struct Reconciler<R> {
     options: ReconcilerOptions,
     inventory: Option<Inventory>,
     current: Option<Current>,
-    /// A workload that exited by itself in this interval: not restarted before the next.
-    held_back: Option<(BidId, Option<u64>)>,
+    /// A job that exited by itself in this interval: not restarted before the next.
+    held_back: Option<(Job, Option<u64>)>,
     /// The last interval the server named.
     interval: Option<u64>,
     /// The GPUs may hold a workload's settings and need a reset once none runs.
@@ -110,6 +143,8 @@ pub struct Reconciler<R> {
     /// workload's fault.
     runtime_lost: bool,
     workload: Option<WorkloadStatus>,
+    /// The background job's container as last seen.
+    background: Option<BackgroundStatus>,
     last_error: Option<String>,
     cached_images: Vec<String>,
     events: VecDeque<Event>,
@@ -138,6 +173,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             runtime_error: false,
             runtime_lost: false,
             workload: None,
+            background: None,
             last_error: None,
             cached_images: Vec::new(),
             events: VecDeque::new(),
@@ -211,14 +247,9 @@ impl<R: ContainerRuntime> Reconciler<R> {
             return;
         };
         match self.runtime.inspect(&current.container).await {
-            Ok(c) if c.state == ContainerState::Running => {
-                self.workload = Some(status(&c));
-            }
+            Ok(c) if c.state == ContainerState::Running => self.seen(&c, None),
             Ok(c) => self.exited(&current, c),
-            Err(e) => self.note_error(format!(
-                "inspecting the workload of bid {}: {e}",
-                current.bid
-            )),
+            Err(e) => self.note_error(format!("inspecting {}: {e}", current.job)),
         }
     }
 
@@ -242,26 +273,78 @@ impl<R: ContainerRuntime> Reconciler<R> {
         self.runtime_ok = false;
         self.runtime_lost = true;
         self.held_back = None;
+        // Unknown until the runtime answers again; not reported as running meanwhile.
         if let Some(w) = &mut self.workload {
-            // Unknown until the runtime answers again; not reported as running meanwhile.
             w.state = ContainerState::Exited;
+        }
+        if let Some(b) = &mut self.background {
+            b.state = ContainerState::Exited;
+            b.applied = false;
         }
     }
 
-    /// The current workload's container is no longer running.
+    /// Records the observed state of the container `c` (a bid's workload or the
+    /// background job); `applied` tells whether the background job's settings read back
+    /// (`None`: unchanged).
+    fn seen(&mut self, c: &OwnContainer, applied: Option<bool>) {
+        match &c.job {
+            Job::Bid(bid) => {
+                self.workload = Some(WorkloadStatus {
+                    bid: *bid,
+                    state: c.state,
+                    exit_code: c.exit_code,
+                });
+            }
+            Job::Background(revision) => {
+                let applied = applied
+                    .or_else(|| self.background.as_ref().map(|b| b.applied))
+                    .unwrap_or(false);
+                self.background = Some(BackgroundStatus {
+                    revision: revision.clone(),
+                    state: c.state,
+                    applied: applied && c.state == ContainerState::Running,
+                    exit_code: c.exit_code,
+                });
+            }
+        }
+    }
+
+    /// The current job's container is no longer running.
     fn exited(&mut self, current: &Current, container: OwnContainer) {
-        if self
-            .workload
-            .as_ref()
-            .is_some_and(|w| w.bid == current.bid && w.state == ContainerState::Exited)
-        {
+        let already = match &current.job {
+            Job::Bid(bid) => self
+                .workload
+                .as_ref()
+                .is_some_and(|w| w.bid == *bid && w.state == ContainerState::Exited),
+            Job::Background(revision) => self
+                .background
+                .as_ref()
+                .is_some_and(|b| &b.revision == revision && b.state == ContainerState::Exited),
+        };
+        if already {
             return;
         }
-        self.workload = Some(status(&container));
+        self.seen(&container, Some(false));
         self.event(Event::Exited {
-            bid: current.bid,
+            job: current.job.clone(),
             exit_code: container.exit_code,
         });
+        if let Job::Background(_) = &current.job {
+            if !self.runtime_lost {
+                self.held_back = Some((current.job.clone(), self.interval));
+                self.note_error(format!(
+                    "{} exited with code {}; it restarts next interval",
+                    current.job,
+                    container
+                        .exit_code
+                        .map_or_else(|| "unknown".to_owned(), |c| c.to_string())
+                ));
+            }
+            return;
+        }
+        let Job::Bid(bid) = current.job else {
+            return;
+        };
         if !self.runtime_lost {
             // The workload's own doing: it exited before the interval ended.
             let detail = format!(
@@ -275,11 +358,11 @@ impl<R: ContainerRuntime> Reconciler<R> {
                     ""
                 }
             );
-            self.unserved(current.bid, UnservedReason::ExitedEarly, detail);
-            self.held_back = Some((current.bid, self.interval));
+            self.unserved(bid, UnservedReason::ExitedEarly, detail);
+            self.held_back = Some((current.job.clone(), self.interval));
             self.note_error(format!(
                 "the workload of bid {} exited with code {}; it restarts next interval",
-                current.bid,
+                bid,
                 container
                     .exit_code
                     .map_or_else(|| "unknown".to_owned(), |c| c.to_string())
@@ -313,7 +396,8 @@ impl<R: ContainerRuntime> Reconciler<R> {
             return;
         }
         self.runtime_up();
-        let want = desired.workload.as_ref();
+        let target = Target::of(desired);
+        let want = target.as_ref();
         let mut image_ready = true;
         if let Some(w) = want {
             // Pulled before the old workload stops, so that a switch waits for no download.
@@ -325,24 +409,35 @@ impl<R: ContainerRuntime> Reconciler<R> {
                     }
                     _ => UnservedReason::RuntimeError,
                 };
-                self.unserved(w.bid, reason, e.to_string());
-                self.not_started(w.bid, e.to_string());
+                if let Job::Bid(bid) = w.job {
+                    self.unserved(bid, reason, e.to_string());
+                }
+                self.not_started(&w.job, e.to_string());
             }
         }
         let kept = self.stop_all(want).await;
         if self.runtime_ok {
             self.runtime_lost = false;
         }
+        // Only what runs (or is wanted) is reported.
+        if want.is_none_or(|w| w.job.bid().is_none()) {
+            self.workload = None;
+        }
+        if want.is_none_or(|w| w.job.bid().is_some()) {
+            self.background = None;
+        }
         match (want, kept) {
             (Some(_), true) => {}
             (Some(w), false) => {
-                let held = self.held_back == Some((w.bid, desired.interval));
+                let held = self
+                    .held_back
+                    .as_ref()
+                    .is_some_and(|(job, interval)| *job == w.job && *interval == desired.interval);
                 if !held && image_ready && self.runtime_ok {
                     self.start(w).await;
                 }
             }
             (None, _) => {
-                self.workload = None;
                 if self.gpus_dirty {
                     self.reset_gpus();
                 }
@@ -370,8 +465,8 @@ impl<R: ContainerRuntime> Reconciler<R> {
     }
 
     /// Stops and removes every container of this machine except a running one of the
-    /// wanted bid whose settings still hold; answers whether such a one was kept.
-    async fn stop_all(&mut self, want: Option<&Workload>) -> bool {
+    /// wanted job whose settings still hold; answers whether such a one was kept.
+    async fn stop_all(&mut self, want: Option<&Target>) -> bool {
         let containers = match self.runtime.list(&self.options.owner).await {
             Ok(c) => c,
             Err(e) => {
@@ -383,7 +478,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
         for c in containers {
             if let Some(w) = want
                 && !kept
-                && c.bid == w.bid
+                && c.job == w.job
                 && c.state == ContainerState::Running
                 && self.keep(w, &c)
             {
@@ -405,17 +500,17 @@ impl<R: ContainerRuntime> Reconciler<R> {
                 Ok(code) => code,
                 Err(e) => {
                     // Never start another workload beside one that may still run.
-                    self.note_error(format!("stopping the workload of bid {}: {e}", c.bid));
+                    self.note_error(format!("stopping {}: {e}", c.job));
                     self.runtime_ok = false;
                     return false;
                 }
             };
             if let Err(e) = self.runtime.remove(&c.id).await {
-                self.note_error(format!("removing the container of bid {}: {e}", c.bid));
+                self.note_error(format!("removing the container of {}: {e}", c.job));
             }
             if c.state != ContainerState::Exited {
                 self.event(Event::Stopped {
-                    bid: c.bid,
+                    job: c.job.clone(),
                     exit_code,
                     took: started.elapsed(),
                 });
@@ -434,16 +529,16 @@ impl<R: ContainerRuntime> Reconciler<R> {
         kept
     }
 
-    /// Whether the running container `c` of the wanted bid stays: its settings read back,
+    /// Whether the running container `c` of the wanted job stays: its settings read back,
     /// or (after an agent restart, or when someone changed them) they are applied again
     /// and read back. A container whose settings cannot be restored is stopped.
-    fn keep(&mut self, w: &Workload, c: &OwnContainer) -> bool {
+    fn keep(&mut self, w: &Target, c: &OwnContainer) -> bool {
         if let Err(drift) = self.verify(&w.oc)
             && let Err(e) = apply(self.gpus.as_mut(), &w.oc)
         {
             self.note_error(format!(
-                "the workload of bid {} runs without its settings ({drift}) and they cannot be applied ({e}); stopping it",
-                w.bid
+                "{} runs without its settings ({drift}) and they cannot be applied ({e}); stopping it",
+                w.job
             ));
             return false;
         }
@@ -452,17 +547,19 @@ impl<R: ContainerRuntime> Reconciler<R> {
             .as_ref()
             .is_none_or(|cur| cur.container != c.id);
         self.current = Some(Current {
-            bid: w.bid,
+            job: w.job.clone(),
             container: c.id.clone(),
             oc: w.oc.clone(),
         });
-        self.workload = Some(status(c));
+        self.seen(c, Some(true));
         self.gpus_dirty = true;
         if adopted {
             self.last_error = None;
-            self.event(Event::Adopted { bid: w.bid });
+            self.event(Event::Adopted { job: w.job.clone() });
         }
-        self.unserved = None;
+        if w.job.bid().is_some() {
+            self.unserved = None;
+        }
         true
     }
 
@@ -497,14 +594,17 @@ impl<R: ContainerRuntime> Reconciler<R> {
         }
     }
 
-    /// Applies the bid's settings and starts its container; fails closed.
-    async fn start(&mut self, w: &Workload) {
+    /// Applies the job's settings and starts its container; fails closed.
+    async fn start(&mut self, w: &Target) {
+        let bid = w.job.bid();
         // Any earlier settings stay in force until `apply` resets them; mark them dirty
         // first so that a failure below ends with a reset.
         self.gpus_dirty = true;
         if let Err(e) = apply(self.gpus.as_mut(), &w.oc) {
-            self.unserved(w.bid, settings_fault(&e), e.to_string());
-            self.not_started(w.bid, format!("settings could not be applied: {e}"));
+            if let Some(bid) = bid {
+                self.unserved(bid, settings_fault(&e), e.to_string());
+            }
+            self.not_started(&w.job, format!("settings could not be applied: {e}"));
             return;
         }
         let gpu_uuids = self
@@ -516,11 +616,17 @@ impl<R: ContainerRuntime> Reconciler<R> {
                     .map(|i| i.gpus.iter().map(|g| g.uuid.clone()).collect())
             })
             .flatten();
+        let name = match &w.job {
+            Job::Bid(bid) => format!("gigaspot-{}-bid-{bid}", self.options.owner),
+            Job::Background(revision) => {
+                format!("gigaspot-{}-background-{revision}", self.options.owner)
+            }
+        };
         let spec = ContainerSpec {
-            name: format!("gigaspot-{}-bid-{}", self.options.owner, w.bid),
+            name,
             image: w.image.clone(),
             env: w.env.clone(),
-            labels: workload_labels(&self.options.owner, w.bid),
+            labels: job_labels(&self.options.owner, &w.job),
             gpu_uuids,
             network: self.options.network.clone(),
         };
@@ -528,56 +634,83 @@ impl<R: ContainerRuntime> Reconciler<R> {
             Ok(id) => id,
             Err(e) => {
                 self.reset_gpus();
-                self.unserved(w.bid, UnservedReason::RuntimeError, e.to_string());
-                self.not_started(w.bid, format!("creating its container: {e}"));
+                if let Some(bid) = bid {
+                    self.unserved(bid, UnservedReason::RuntimeError, e.to_string());
+                }
+                self.not_started(&w.job, format!("creating its container: {e}"));
                 return;
             }
         };
         if let Err(e) = self.runtime.start(&id).await {
             let _ = self.runtime.remove(&id).await;
             self.reset_gpus();
-            self.unserved(w.bid, UnservedReason::RuntimeError, e.to_string());
-            self.not_started(w.bid, format!("starting its container: {e}"));
+            if let Some(bid) = bid {
+                self.unserved(bid, UnservedReason::RuntimeError, e.to_string());
+            }
+            self.not_started(&w.job, format!("starting its container: {e}"));
             return;
         }
         self.current = Some(Current {
-            bid: w.bid,
-            container: id,
+            job: w.job.clone(),
+            container: id.clone(),
             oc: w.oc.clone(),
         });
         self.held_back = None;
         self.last_error = None;
-        self.unserved = None;
-        self.workload = Some(WorkloadStatus {
-            bid: w.bid,
-            state: ContainerState::Running,
-            exit_code: None,
-        });
-        self.event(Event::Started { bid: w.bid });
+        if bid.is_some() {
+            self.unserved = None;
+        }
+        self.seen(
+            &OwnContainer {
+                id,
+                job: w.job.clone(),
+                state: ContainerState::Running,
+                exit_code: None,
+                oom_killed: false,
+            },
+            Some(true),
+        );
+        self.event(Event::Started { job: w.job.clone() });
     }
 
-    fn not_started(&mut self, bid: BidId, reason: String) {
-        self.workload = None;
-        let error = format!("bid {bid} not started: {reason}");
+    fn not_started(&mut self, job: &Job, reason: String) {
+        match job {
+            Job::Bid(_) => self.workload = None,
+            Job::Background(_) => self.background = None,
+        }
+        let error = match job {
+            Job::Bid(bid) => format!("bid {bid} not started: {reason}"),
+            Job::Background(revision) => {
+                format!("the background job ({revision}) not started: {reason}")
+            }
+        };
         // Retried at every heartbeat: the log and the event list record each failure once,
         // not every few seconds.
         if self.last_error.as_deref() == Some(error.as_str()) {
             return;
         }
         self.note_error(error);
-        self.event(Event::NotStarted { bid, reason });
+        self.event(Event::NotStarted {
+            job: job.clone(),
+            reason,
+        });
     }
 
     /// The heartbeat describing what [`Reconciler::observe`] and the last convergence saw.
     pub fn heartbeat(&self) -> Heartbeat {
+        // The job whose container runs now: a bid's workload or the background job.
         let running = self
             .current
             .as_ref()
             .filter(|_| self.runtime_ok)
-            .filter(|c| {
-                self.workload
+            .filter(|c| match &c.job {
+                Job::Bid(bid) => self
+                    .workload
                     .as_ref()
-                    .is_some_and(|w| w.bid == c.bid && w.state == ContainerState::Running)
+                    .is_some_and(|w| w.bid == *bid && w.state == ContainerState::Running),
+                Job::Background(revision) => self.background.as_ref().is_some_and(|b| {
+                    &b.revision == revision && b.state == ContainerState::Running
+                }),
             });
         let gpu_count = self.inventory.as_ref().map_or(0, |i| i.gpus.len() as u32);
         let mut applied_settings = Vec::with_capacity(gpu_count as usize);
@@ -597,7 +730,15 @@ impl<R: ContainerRuntime> Reconciler<R> {
             });
             measured_power_w.push(self.gpus.power_usage(gpu).unwrap_or(0));
         }
-        let applied = running.is_some_and(|c| self.verify(&c.oc).is_ok());
+        let settings_hold = running.is_some_and(|c| self.verify(&c.oc).is_ok());
+        let background = self.background.clone().map(|mut b| {
+            b.applied = settings_hold
+                && running.is_some_and(|c| c.job == Job::Background(b.revision.clone()));
+            b
+        });
+        // The rest is about a bid's workload.
+        let running = running.filter(|c| c.job.bid().is_some());
+        let applied = running.is_some() && settings_hold;
         // Which of the running bid's settings the driver confirms on reading them back.
         let verification = match running.filter(|_| applied) {
             Some(c) => {
@@ -618,10 +759,10 @@ impl<R: ContainerRuntime> Reconciler<R> {
             .unserved
             .clone()
             .filter(|u| Some(u.bid) == self.desired_bid)
-            .filter(|u| running.is_none_or(|c| c.bid != u.bid || !applied));
+            .filter(|u| running.is_none_or(|c| c.job.bid() != Some(u.bid) || !applied));
         Heartbeat {
             working: self.runtime_ok && self.inventory.is_some(),
-            running_bid: running.filter(|_| applied).map(|c| c.bid),
+            running_bid: running.filter(|_| applied).and_then(|c| c.job.bid()),
             applied,
             measured_power_w,
             applied_settings,
@@ -631,7 +772,7 @@ impl<R: ContainerRuntime> Reconciler<R> {
             unserved,
             host: self.host_facts.clone(),
             verification,
-            background: None,
+            background,
             gpus: self.inventory.as_ref().map(|i| {
                 i.gpus
                     .iter()
@@ -644,14 +785,6 @@ impl<R: ContainerRuntime> Reconciler<R> {
                     .collect()
             }),
         }
-    }
-}
-
-fn status(c: &OwnContainer) -> WorkloadStatus {
-    WorkloadStatus {
-        bid: c.bid,
-        state: c.state,
-        exit_code: c.exit_code,
     }
 }
 
@@ -686,6 +819,7 @@ mod tests {
 
     use super::*;
     use crate::no_containers::NoContainers;
+    use gigaspot_market::agent_protocol::Workload;
     use crate::simulated_backend::SimulatedGpus;
 
     fn reconciler() -> Reconciler<NoContainers> {
@@ -746,9 +880,9 @@ mod tests {
             r.converge(&desired).await;
         }
         let events: Vec<&Event> = r.events().collect();
-        assert!(matches!(events[0], Event::Started { bid: 1 }));
-        assert!(matches!(events[1], Event::Stopped { bid: 1, .. }));
-        assert!(matches!(events[2], Event::Started { bid: 2 }));
+        assert!(matches!(events[0], Event::Started { job: Job::Bid(1) }));
+        assert!(matches!(events[1], Event::Stopped { job: Job::Bid(1), .. }));
+        assert!(matches!(events[2], Event::Started { job: Job::Bid(2) }));
         assert_eq!(r.runtime().list("m").await.unwrap().len(), 1);
     }
 

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use gigaspot_agent::container_runtime::OWNER_LABEL;
+use gigaspot_agent::container_runtime::{Job, OWNER_LABEL};
 use gigaspot_agent::docker_runtime::DockerRuntime;
 use gigaspot_agent::reconciler::{Event, Reconciler, ReconcilerOptions};
 use gigaspot_agent::simulated_backend::{Injection, SimulatedGpus};
@@ -136,7 +136,7 @@ async fn a_switch_stops_the_old_workload_with_the_grace_period_before_the_new_on
     let events: Vec<Event> = r.events().cloned().collect();
     let stop = events
         .iter()
-        .position(|e| matches!(e, Event::Stopped { bid: 1, .. }))
+        .position(|e| matches!(e, Event::Stopped { job: Job::Bid(1), .. }))
         .expect("bid 1 stopped");
     let Event::Stopped {
         exit_code, took, ..
@@ -152,7 +152,7 @@ async fn a_switch_stops_the_old_workload_with_the_grace_period_before_the_new_on
     );
     let start = events
         .iter()
-        .position(|e| *e == Event::Started { bid: 2 })
+        .position(|e| *e == Event::Started { job: Job::Bid(2) })
         .expect("bid 2 started");
     assert!(stop < start, "never two workloads at once: {events:?}");
     let running = d.running(&label());
@@ -179,7 +179,7 @@ async fn a_switch_stops_the_old_workload_with_the_grace_period_before_the_new_on
         .events()
         .filter_map(|e| match e {
             Event::Stopped {
-                bid: 2,
+                job: Job::Bid(2),
                 exit_code,
                 took,
             } => Some((*exit_code, *took)),
@@ -298,7 +298,7 @@ async fn settings_that_cannot_be_applied_or_an_absent_image_start_nothing() {
     );
     assert!(
         r.events()
-            .any(|e| matches!(e, Event::NotStarted { bid: 3, .. }))
+            .any(|e| matches!(e, Event::NotStarted { job: Job::Bid(3), .. }))
     );
 }
 
@@ -374,9 +374,141 @@ async fn a_restarted_agent_adopts_the_running_workload_and_removes_strays() {
     assert_eq!(d.running(&label()), running, "the same container runs on");
     assert_eq!(d.containers(&label()), running, "the stray is removed");
     assert_eq!(d.running("owner=other").len(), 1);
-    assert!(second.events().any(|e| *e == Event::Adopted { bid: 1 }));
+    assert!(second.events().any(|e| *e == Event::Adopted { job: Job::Bid(1) }));
     second.observe().await;
     let hb = second.heartbeat();
     assert_eq!(hb.running_bid, Some(1));
     assert!(hb.applied_settings.iter().all(|s| s.power_limit_w == 300));
+}
+
+fn background(mode: &str, pl: u32) -> gigaspot_market::background::BackgroundJob {
+    gigaspot_market::background::BackgroundJob {
+        image: WORKLOAD_IMAGE.into(),
+        env: BTreeMap::from([("MODE".into(), mode.into())]),
+        oc: vec![oc(pl), oc(pl)],
+    }
+}
+
+fn idle(interval: u64, job: &gigaspot_market::background::BackgroundJob) -> DesiredState {
+    DesiredState {
+        background: Some(job.clone()),
+        ..desired(interval, None)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_background_job_runs_while_idle_yields_to_a_bid_with_the_grace_period_and_comes_back()
+{
+    let d = Dockerd::start();
+    let mut r = reconciler(&d, gpus());
+    // It ignores SIGTERM, as a miner busy with a share might.
+    let job = background("stubborn", 400);
+    let revision = job.revision();
+    let background_job = Job::Background(revision.clone());
+
+    // Idle: the background job runs with its power limit applied and read back.
+    r.converge(&idle(1, &job)).await;
+    let running = d.running(&label());
+    assert_eq!(running.len(), 1);
+    assert_eq!(
+        d.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{index .Config.Labels \"io.gigaspot.background\"}}",
+            &running[0]
+        ]),
+        revision
+    );
+    r.observe().await;
+    let hb = r.heartbeat();
+    assert_eq!(hb.running_bid, None, "the background job is never served");
+    assert!(!hb.applied);
+    let status = hb.background.clone().expect("background reported");
+    assert_eq!(status.state, ContainerState::Running);
+    assert!(status.applied, "{hb:?}");
+    assert_eq!(status.revision, revision);
+    assert!(
+        hb.applied_settings
+            .iter()
+            .all(|s| s.power_limit_w == 400 && s.core_lock_mhz == Some(2100)),
+        "{hb:?}"
+    );
+    // Level-triggered: nothing restarts.
+    r.converge(&idle(2, &job)).await;
+    assert_eq!(d.running(&label()), running);
+
+    // A bid wins: SIGTERM, the grace period, SIGKILL; the GPUs reset; the bid starts.
+    r.converge(&desired(3, Some(workload(7, "work", 300))))
+        .await;
+    let events: Vec<Event> = r.events().cloned().collect();
+    let stop = events
+        .iter()
+        .position(|e| matches!(e, Event::Stopped { job, .. } if *job == background_job))
+        .expect("the background job stopped");
+    let Event::Stopped {
+        exit_code, took, ..
+    } = &events[stop]
+    else {
+        unreachable!()
+    };
+    assert_eq!(*exit_code, Some(137), "killed after ignoring SIGTERM");
+    assert!(*took >= GRACE, "killed after {took:?}");
+    let start = events
+        .iter()
+        .position(|e| *e == Event::Started { job: Job::Bid(7) })
+        .expect("bid 7 started");
+    assert!(stop < start, "{events:?}");
+    assert_eq!(d.containers(&label()).len(), 1, "the background container is gone");
+    r.observe().await;
+    let hb = r.heartbeat();
+    assert_eq!(hb.running_bid, Some(7));
+    assert_eq!(hb.background, None);
+    assert!(hb.applied_settings.iter().all(|s| s.power_limit_w == 300));
+
+    // The bid ends: the background job comes back with its own settings.
+    r.converge(&idle(4, &job)).await;
+    r.observe().await;
+    let hb = r.heartbeat();
+    assert_eq!(hb.running_bid, None);
+    assert!(hb.background.as_ref().is_some_and(|b| b.applied));
+    assert!(hb.applied_settings.iter().all(|s| s.power_limit_w == 400));
+    let running = d.running(&label());
+    assert_eq!(running.len(), 1);
+
+    // A restarted agent adopts the running background job instead of restarting it.
+    drop(r);
+    let mut second = reconciler(&d, gpus());
+    second.converge(&idle(4, &job)).await;
+    assert_eq!(d.running(&label()), running, "the same container runs on");
+    assert!(
+        second
+            .events()
+            .any(|e| *e == Event::Adopted { job: background_job.clone() })
+    );
+    second.observe().await;
+    let hb = second.heartbeat();
+    assert!(hb.background.as_ref().is_some_and(|b| b.applied), "{hb:?}");
+    assert!(hb.applied_settings.iter().all(|s| s.power_limit_w == 400));
+
+    // The host changes its job: the new revision replaces the old container.
+    let changed = background("work", 350);
+    second.converge(&idle(5, &changed)).await;
+    let now = d.running(&label());
+    assert_eq!(now.len(), 1);
+    assert_ne!(now, running);
+    second.observe().await;
+    let hb = second.heartbeat();
+    assert_eq!(
+        hb.background.as_ref().map(|b| b.revision.clone()),
+        Some(changed.revision())
+    );
+    assert!(hb.applied_settings.iter().all(|s| s.power_limit_w == 350));
+
+    // The host removes it: the machine idles with its GPUs at their defaults.
+    second.converge(&desired(6, None)).await;
+    assert!(d.containers(&label()).is_empty());
+    second.observe().await;
+    let hb = second.heartbeat();
+    assert_eq!(hb.background, None);
+    assert!(hb.applied_settings.iter().all(|s| s.power_limit_w == 450));
 }
