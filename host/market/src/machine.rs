@@ -448,6 +448,76 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn the_ceilings_and_the_plugins_context_follow_the_background_job() {
+        let params = MarketParams {
+            clore_usd: 0.0625,
+            ..MarketParams::default()
+        };
+        let table = GpuRangeTable::defaults();
+        let mut m = machine();
+        m.explicit_ceilings = false;
+        let job = |pl: u32| BackgroundRequest {
+            image: "miner:1".into(),
+            oc: vec![
+                crate::bid::OcRequest {
+                    pl: Some(pl),
+                    ..Default::default()
+                };
+                4
+            ],
+            ..Default::default()
+        };
+        HostChange {
+            background: Some(Some(job(350))),
+            background_earnings: Some(Amount::clore(40)),
+            ..HostChange::default()
+        }
+        .apply(&mut m, &table)
+        .unwrap();
+        let context = m.context(&table, &params, None, 1.0);
+        assert_eq!(context.gpus[0].power_limit_w, RangeU32 { min: 150, max: 350 });
+        // 4 × 150 W costs 28.8 CLORE a day; the job earns 40.
+        assert_eq!(context.min_bid, Amount::clore(40).0);
+        assert_eq!(m.min_bid_basis(&params).binding(), "background_earnings");
+        assert_eq!(m.bid_floor(600, &params), Amount::clore(40));
+        // A refused job changes nothing.
+        let before = m.clone();
+        let refused = HostChange {
+            background: Some(Some(job(451))),
+            energy_price_usd_per_kwh: Some(0.2),
+            ..HostChange::default()
+        }
+        .apply(&mut m, &table)
+        .unwrap_err();
+        assert!(
+            matches!(&refused, HostChangeError::Background(r) if r.field == "background_job.oc[0].pl")
+        );
+        assert_eq!(m, before);
+        // Explicit ceilings hold whatever the job; dropping them follows it again.
+        HostChange {
+            ceilings_w: Some(Some(vec![420; 4])),
+            ..HostChange::default()
+        }
+        .apply(&mut m, &table)
+        .unwrap();
+        assert_eq!(m.gpus[2].power_limit_range().max, 420);
+        HostChange {
+            ceilings_w: Some(None),
+            ..HostChange::default()
+        }
+        .apply(&mut m, &table)
+        .unwrap();
+        assert_eq!(m.gpus[2].power_limit_range().max, 350);
+        HostChange {
+            background: Some(None),
+            ..HostChange::default()
+        }
+        .apply(&mut m, &table)
+        .unwrap();
+        assert_eq!(m.gpus[2].power_limit_range().max, 450);
+    }
+
+    #[test]
     fn the_power_range_never_exceeds_the_card() {
         let mut gpu = machine().gpus[0].clone();
         assert_eq!(gpu.power_limit_range(), RangeU32 { min: 150, max: 400 });

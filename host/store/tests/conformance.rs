@@ -27,7 +27,52 @@ conformance!(
     everything_survives_a_reopen,
     pending_withdrawals_survive_a_restart_and_cannot_be_spent_twice,
     an_audit_while_deposits_are_written_sees_a_consistent_ledger,
+    a_background_job_and_the_ceilings_it_sets_survive_a_reopen,
 );
+
+fn a_background_job_and_the_ceilings_it_sets_survive_a_reopen(backend: &Backend) {
+    use gigaspot_market::background::BackgroundRequest;
+    use gigaspot_market::bid::OcRequest;
+    use gigaspot_market::gpu_ranges::GpuRangeTable;
+    use gigaspot_market::machine::HostChange;
+    let changed = {
+        let store = backend.open();
+        let m = market(&*store);
+        let job = BackgroundRequest {
+            image: "miner:1".into(),
+            env: [("WALLET".to_owned(), "w".to_owned())].into(),
+            oc: vec![
+                OcRequest {
+                    pl: Some(330),
+                    core_offset: Some(50),
+                    ..OcRequest::default()
+                };
+                4
+            ],
+        };
+        let change = HostChange {
+            ceilings_w: Some(None),
+            background: Some(Some(job)),
+            background_earnings: Some(Amount(123_456_789)),
+            ..HostChange::default()
+        };
+        let table = GpuRangeTable::defaults();
+        let changed = store
+            .modify_machine(m.machine.id, &mut |machine| {
+                change.apply(machine, &table).map_err(|e| StoreError::Invalid {
+                    field: "change",
+                    reason: format!("{e:?}"),
+                })
+            })
+            .unwrap();
+        assert_eq!(changed.gpus[0].ceiling_w, 330);
+        assert!(!changed.explicit_ceilings);
+        changed
+    };
+    let store = backend.open();
+    assert_eq!(store.machine(changed.id).unwrap(), Some(changed.clone()));
+    assert_eq!(store.machines().unwrap(), vec![changed]);
+}
 
 fn bids_are_admitted_by_the_market_rules_and_refusals_change_nothing(backend: &Backend) {
     let store = backend.open();

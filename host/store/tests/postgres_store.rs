@@ -40,6 +40,41 @@ fn a_newer_schema_is_refused_and_left_untouched() {
 }
 
 #[test]
+fn a_version_2_database_gets_its_machines_rewritten_for_the_background_job() {
+    let server = Postgres::shared();
+    let url = server.fresh_database();
+    let db = database_name(&url);
+    let m = {
+        let store = PgStore::open(&url).unwrap();
+        market(&store)
+    };
+    // Back to version 2: the record as it was written then is the current one without
+    // the four trailing bytes of the new fields (no background status, no job, zero
+    // earnings, explicit ceilings).
+    server
+        .psql(
+            db,
+            "UPDATE machines SET record = substring(record from 1 for length(record) - 4); \
+             DELETE FROM gigaspot_schema WHERE version = 3",
+        )
+        .unwrap();
+    let store = PgStore::open(&url).unwrap();
+    let machine = store.machine(m.machine.id).unwrap().unwrap();
+    assert_eq!(machine.gpus, m.machine.gpus);
+    assert_eq!(machine.background, None);
+    assert_eq!(machine.background_earnings, Amount::ZERO);
+    // The host had lowered its ceilings below the cards' maximum: they stay its own.
+    assert!(machine.explicit_ceilings);
+    assert!(machine.live.online);
+    assert_eq!(
+        server
+            .psql(db, "SELECT max(version) FROM gigaspot_schema")
+            .unwrap(),
+        PG_SCHEMA_VERSION.to_string()
+    );
+}
+
+#[test]
 fn stores_on_one_database_see_each_others_writes_at_once() {
     let url = Postgres::shared().fresh_database();
     let (a, b) = (PgStore::open(&url).unwrap(), PgStore::open(&url).unwrap());
