@@ -521,3 +521,108 @@ async fn the_agent_reports_its_host_and_which_settings_it_read_back() {
     stop.send(true).unwrap();
     task.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_background_job_runs_while_idle_gives_way_to_a_winner_and_comes_back() {
+    let docker = Dockerd::start();
+    let server = Server::start(|_| {}).await;
+    let (_, host) = server.register("host", &["host"]).await;
+    // No explicit ceilings: the bid range follows the background job's 400 W.
+    let cards: Vec<Value> = (0..2)
+        .map(|i| json!({"model": "NVIDIA GeForce RTX 4090", "uuid": format!("GPU-{i}"), "card_min_w": 150, "card_max_w": 600}))
+        .collect();
+    let job =
+        json!({"image": WORKLOAD_IMAGE, "env": {"MODE": "work"}, "oc": [{"pl": 400}, {"pl": 400}]});
+    let body = server
+        .ok(
+            "POST",
+            "/api/v1/machines",
+            Some(&host),
+            Some(json!({"gpus": cards, "energy_price": 0.0, "background_job": job})),
+        )
+        .await;
+    let machine = body["machine"]["id"].as_u64().unwrap();
+    let token = body["agent_token"].as_str().unwrap().to_owned();
+    let mut agent = spawn_agent(&server, &token, &docker);
+    let label = format!("io.gigaspot.owner={}", owner_label(&token));
+
+    // Idle: the agent runs the host's job with its power limit applied and read back.
+    let view = server
+        .wait_for(machine, "the background job running", |m| {
+            m["activity"] == json!("background")
+                && m["agent"]["background"]["applied"] == json!(true)
+        })
+        .await;
+    assert_eq!(view["agent"]["running_bid"], Value::Null);
+    assert_eq!(
+        view["agent"]["applied_settings"][1]["power_limit_w"],
+        json!(400)
+    );
+    assert_eq!(
+        view["agent"]["background"]["revision"],
+        view["background_job"]["revision"]
+    );
+    let background = docker.running(&label);
+    assert_eq!(background.len(), 1);
+
+    // A bid wins: the background job stops, the bid runs with its own limits.
+    let (client, bid) = server.bid(machine, 300, 2, json!({"MODE": "work"})).await;
+    server.tick(60).await;
+    let view = server
+        .wait_for(machine, "the winner running", |m| {
+            m["agent"]["running_bid"] == json!(bid)
+        })
+        .await;
+    assert_eq!(view["activity"], json!("bid"));
+    assert_eq!(view["agent"]["background"], Value::Null);
+    assert_eq!(
+        view["agent"]["applied_settings"][0]["power_limit_w"],
+        json!(300)
+    );
+    let running = docker.running(&label);
+    assert_eq!(running.len(), 1);
+    assert_ne!(running, background, "the background container was replaced");
+    assert_eq!(docker.containers(&label).len(), 1, "and removed");
+
+    // The client cancels; at the next boundary the machine is idle: the job comes back.
+    server
+        .ok(
+            "DELETE",
+            &format!("/api/v1/bids/{bid}"),
+            Some(&client),
+            None,
+        )
+        .await;
+    server.tick(60).await;
+    server
+        .wait_for(machine, "the background job back", |m| {
+            m["activity"] == json!("background")
+                && m["agent"]["background"]["applied"] == json!(true)
+                && m["agent"]["applied_settings"][0]["power_limit_w"] == json!(400)
+        })
+        .await;
+    let back = docker.running(&label);
+    assert_eq!(back.len(), 1);
+    assert_eq!(docker.containers(&label).len(), 1);
+
+    // SIGKILL the agent: the job runs on and the new agent adopts it.
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let mut agent = spawn_agent(&server, &token, &docker);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let view = server.machine_view(machine).await;
+    assert_eq!(view["activity"], json!("background"), "{view}");
+    assert_eq!(
+        view["agent"]["background"]["applied"],
+        json!(true),
+        "{view}"
+    );
+    assert_eq!(docker.containers(&label), back, "adopted, not restarted");
+
+    // Nothing is charged for it.
+    let before = server.balance(&client).await;
+    server.tick(60).await;
+    assert_eq!(server.balance(&client).await, before);
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+}
