@@ -699,19 +699,19 @@ impl<R: ContainerRuntime> Reconciler<R> {
     /// The heartbeat describing what [`Reconciler::observe`] and the last convergence saw.
     pub fn heartbeat(&self) -> Heartbeat {
         // The job whose container runs now: a bid's workload or the background job.
-        let running = self
-            .current
-            .as_ref()
-            .filter(|_| self.runtime_ok)
-            .filter(|c| match &c.job {
-                Job::Bid(bid) => self
-                    .workload
-                    .as_ref()
-                    .is_some_and(|w| w.bid == *bid && w.state == ContainerState::Running),
-                Job::Background(revision) => self.background.as_ref().is_some_and(|b| {
-                    &b.revision == revision && b.state == ContainerState::Running
-                }),
-            });
+        let running =
+            self.current
+                .as_ref()
+                .filter(|_| self.runtime_ok)
+                .filter(|c| match &c.job {
+                    Job::Bid(bid) => self
+                        .workload
+                        .as_ref()
+                        .is_some_and(|w| w.bid == *bid && w.state == ContainerState::Running),
+                    Job::Background(revision) => self.background.as_ref().is_some_and(|b| {
+                        &b.revision == revision && b.state == ContainerState::Running
+                    }),
+                });
         let gpu_count = self.inventory.as_ref().map_or(0, |i| i.gpus.len() as u32);
         let mut applied_settings = Vec::with_capacity(gpu_count as usize);
         let mut measured_power_w = Vec::with_capacity(gpu_count as usize);
@@ -819,8 +819,8 @@ mod tests {
 
     use super::*;
     use crate::no_containers::NoContainers;
-    use gigaspot_market::agent_protocol::Workload;
     use crate::simulated_backend::SimulatedGpus;
+    use gigaspot_market::agent_protocol::Workload;
 
     fn reconciler() -> Reconciler<NoContainers> {
         Reconciler::new(
@@ -881,7 +881,13 @@ mod tests {
         }
         let events: Vec<&Event> = r.events().collect();
         assert!(matches!(events[0], Event::Started { job: Job::Bid(1) }));
-        assert!(matches!(events[1], Event::Stopped { job: Job::Bid(1), .. }));
+        assert!(matches!(
+            events[1],
+            Event::Stopped {
+                job: Job::Bid(1),
+                ..
+            }
+        ));
         assert!(matches!(events[2], Event::Started { job: Job::Bid(2) }));
         assert_eq!(r.runtime().list("m").await.unwrap().len(), 1);
     }

@@ -136,7 +136,15 @@ async fn a_switch_stops_the_old_workload_with_the_grace_period_before_the_new_on
     let events: Vec<Event> = r.events().cloned().collect();
     let stop = events
         .iter()
-        .position(|e| matches!(e, Event::Stopped { job: Job::Bid(1), .. }))
+        .position(|e| {
+            matches!(
+                e,
+                Event::Stopped {
+                    job: Job::Bid(1),
+                    ..
+                }
+            )
+        })
         .expect("bid 1 stopped");
     let Event::Stopped {
         exit_code, took, ..
@@ -296,10 +304,13 @@ async fn settings_that_cannot_be_applied_or_an_absent_image_start_nothing() {
             .unwrap()
             .contains("gigaspot-test/absent:1")
     );
-    assert!(
-        r.events()
-            .any(|e| matches!(e, Event::NotStarted { job: Job::Bid(3), .. }))
-    );
+    assert!(r.events().any(|e| matches!(
+        e,
+        Event::NotStarted {
+            job: Job::Bid(3),
+            ..
+        }
+    )));
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -374,7 +385,11 @@ async fn a_restarted_agent_adopts_the_running_workload_and_removes_strays() {
     assert_eq!(d.running(&label()), running, "the same container runs on");
     assert_eq!(d.containers(&label()), running, "the stray is removed");
     assert_eq!(d.running("owner=other").len(), 1);
-    assert!(second.events().any(|e| *e == Event::Adopted { job: Job::Bid(1) }));
+    assert!(
+        second
+            .events()
+            .any(|e| *e == Event::Adopted { job: Job::Bid(1) })
+    );
     second.observe().await;
     let hb = second.heartbeat();
     assert_eq!(hb.running_bid, Some(1));
@@ -397,8 +412,7 @@ fn idle(interval: u64, job: &gigaspot_market::background::BackgroundJob) -> Desi
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_background_job_runs_while_idle_yields_to_a_bid_with_the_grace_period_and_comes_back()
-{
+async fn the_background_job_runs_while_idle_yields_to_a_bid_with_the_grace_period_and_comes_back() {
     let d = Dockerd::start();
     let mut r = reconciler(&d, gpus());
     // It ignores SIGTERM, as a miner busy with a share might.
@@ -458,7 +472,11 @@ async fn the_background_job_runs_while_idle_yields_to_a_bid_with_the_grace_perio
         .position(|e| *e == Event::Started { job: Job::Bid(7) })
         .expect("bid 7 started");
     assert!(stop < start, "{events:?}");
-    assert_eq!(d.containers(&label()).len(), 1, "the background container is gone");
+    assert_eq!(
+        d.containers(&label()).len(),
+        1,
+        "the background container is gone"
+    );
     r.observe().await;
     let hb = r.heartbeat();
     assert_eq!(hb.running_bid, Some(7));
@@ -480,11 +498,10 @@ async fn the_background_job_runs_while_idle_yields_to_a_bid_with_the_grace_perio
     let mut second = reconciler(&d, gpus());
     second.converge(&idle(4, &job)).await;
     assert_eq!(d.running(&label()), running, "the same container runs on");
-    assert!(
-        second
-            .events()
-            .any(|e| *e == Event::Adopted { job: background_job.clone() })
-    );
+    assert!(second.events().any(|e| *e
+        == Event::Adopted {
+            job: background_job.clone()
+        }));
     second.observe().await;
     let hb = second.heartbeat();
     assert!(hb.background.as_ref().is_some_and(|b| b.applied), "{hb:?}");

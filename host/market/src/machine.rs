@@ -308,7 +308,11 @@ impl HostChange {
     /// then). Lowering a ceiling (or the background job's power limit the ceilings
     /// follow) below a live bid's limit does not touch the bid: the clearing finds it
     /// ineligible with the reason.
-    pub fn apply(&self, machine: &mut Machine, table: &GpuRangeTable) -> Result<(), HostChangeError> {
+    pub fn apply(
+        &self,
+        machine: &mut Machine,
+        table: &GpuRangeTable,
+    ) -> Result<(), HostChangeError> {
         let fail = |field, reason| Err(HostChangeError::Invalid { field, reason });
         if let Some(price) = self.energy_price_usd_per_kwh
             && let Err(reason) = check_energy_price(price)
@@ -475,7 +479,10 @@ pub(crate) mod tests {
         .apply(&mut m, &table)
         .unwrap();
         let context = m.context(&table, &params, None, 1.0);
-        assert_eq!(context.gpus[0].power_limit_w, RangeU32 { min: 150, max: 350 });
+        assert_eq!(
+            context.gpus[0].power_limit_w,
+            RangeU32 { min: 150, max: 350 }
+        );
         // 4 × 150 W costs 28.8 CLORE a day; the job earns 40.
         assert_eq!(context.min_bid, Amount::clore(40).0);
         assert_eq!(m.min_bid_basis(&params).binding(), "background_earnings");

@@ -169,9 +169,7 @@ pub async fn update(
         energy_price_usd_per_kwh: request.energy_price,
         reserve_price: request.reserve_price.map(|p| p.0),
         ceilings_w: request.ceilings_w,
-        background: request
-            .background_job
-            .map(|job| job.map(|j| j.request())),
+        background: request.background_job.map(|job| job.map(|j| j.request())),
         background_earnings: request.background_earnings.map(|e| e.0),
     };
     let host = caller.0.id;

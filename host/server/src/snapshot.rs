@@ -543,9 +543,11 @@ fn machine_entry<'a>(
         reserve_price: m.reserve_price.as_clore(),
         background_earnings: m.background_earnings.as_clore(),
         min_bid_from: basis.binding(),
-        background: m.live.background.as_ref().is_some_and(|b| {
-            b.state == gigaspot_market::agent_protocol::ContainerState::Running
-        }),
+        background: m
+            .live
+            .background
+            .as_ref()
+            .is_some_and(|b| b.state == gigaspot_market::agent_protocol::ContainerState::Running),
         gpus,
     }
 }

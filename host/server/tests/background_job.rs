@@ -93,7 +93,12 @@ async fn the_ceiling_follows_the_background_job_and_an_over_limit_bid_becomes_in
     let m = Market::start(|_| {}).await;
     let (_, host) = m.register("host", &["host"]).await;
     let (status, body) = m
-        .call("POST", "/api/v1/machines", Some(&host), Some(registration(400)))
+        .call(
+            "POST",
+            "/api/v1/machines",
+            Some(&host),
+            Some(registration(400)),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
     let machine = body["machine"]["id"].as_u64().unwrap();
@@ -115,7 +120,10 @@ async fn the_ceiling_follows_the_background_job_and_an_over_limit_bid_becomes_in
     // The agent of an idle machine is told to run it.
     let desired = heartbeat(&m, &agent).await;
     assert_eq!(desired["workload"], Value::Null);
-    assert_eq!(desired["background"]["image"], json!("registry.example/miner:1"));
+    assert_eq!(
+        desired["background"]["image"],
+        json!("registry.example/miner:1")
+    );
     assert_eq!(
         desired["background"]["env"]["WALLET"],
         json!("secret-wallet-address")
@@ -163,9 +171,18 @@ async fn the_ceiling_follows_the_background_job_and_an_over_limit_bid_becomes_in
     assert_eq!(status, StatusCode::OK, "{decision}");
     let verdict = &decision["verdict"];
     assert_eq!(verdict["Ineligible"]["code"], json!("no-longer-admissible"));
-    let message = verdict["Ineligible"]["message"].as_str().unwrap_or_default();
-    assert!(message.contains("oc[0].pl") && message.contains("300"), "{verdict}");
-    assert_eq!(decision["state"], json!("active"), "not deleted: {decision}");
+    let message = verdict["Ineligible"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        message.contains("oc[0].pl") && message.contains("300"),
+        "{verdict}"
+    );
+    assert_eq!(
+        decision["state"],
+        json!("active"),
+        "not deleted: {decision}"
+    );
     assert_eq!(view(&m, machine).await["current_bid"], Value::Null);
     // Idle again: the background job is wanted, with its new limits.
     let desired = heartbeat(&m, &agent).await;
@@ -249,23 +266,55 @@ async fn a_bad_background_job_is_refused_naming_the_field_and_changes_nothing() 
     let (_, host) = m.register("host", &["host"]).await;
     let (_, other_host) = m.register("other", &["host"]).await;
     let (status, created) = m
-        .call("POST", "/api/v1/machines", Some(&host), Some(registration(400)))
+        .call(
+            "POST",
+            "/api/v1/machines",
+            Some(&host),
+            Some(registration(400)),
+        )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{created}");
     let machine = created["machine"]["id"].as_u64().unwrap();
     let before = view(&m, machine).await;
     let job = |oc: Value, image: &str| json!({"background_job": {"image": image, "oc": oc}});
     let cases = [
-        (job(json!([{"pl": 451}, {"pl": 300}]), "miner:1"), "background_job.oc[0].pl"),
-        (job(json!([{"pl": 100}, {"pl": 300}]), "miner:1"), "background_job.oc[0].pl"),
-        (job(json!([{"pl": 300}, {}]), "miner:1"), "background_job.oc[1].pl"),
+        (
+            job(json!([{"pl": 451}, {"pl": 300}]), "miner:1"),
+            "background_job.oc[0].pl",
+        ),
+        (
+            job(json!([{"pl": 100}, {"pl": 300}]), "miner:1"),
+            "background_job.oc[0].pl",
+        ),
+        (
+            job(json!([{"pl": 300}, {}]), "miner:1"),
+            "background_job.oc[1].pl",
+        ),
         (job(json!([{"pl": 300}]), "miner:1"), "background_job.oc"),
-        (job(json!([{"pl": 300}, {"pl": 300, "mem_offset": 99999}]), "miner:1"), "background_job.oc[1].mem_offset"),
-        (job(json!([{"pl": 300}, {"pl": 300}]), "not an image"), "background_job.image"),
-        (json!({"background_earnings": 5000.00000001}), "background_earnings"),
+        (
+            job(
+                json!([{"pl": 300}, {"pl": 300, "mem_offset": 99999}]),
+                "miner:1",
+            ),
+            "background_job.oc[1].mem_offset",
+        ),
+        (
+            job(json!([{"pl": 300}, {"pl": 300}]), "not an image"),
+            "background_job.image",
+        ),
+        (
+            json!({"background_earnings": 5000.00000001}),
+            "background_earnings",
+        ),
         (json!({"background_earnings": -1}), "background_earnings"),
-        (json!({"background_job": {"image": "miner:1", "oc": [{"pl": 300}, {"pl": 300}], "env": {"K": "v".repeat(2000)}}}), "background_job.env.K"),
-        (json!({"background_job": {"image": "miner:1", "oc": [{"pl": 300}, {"pl": 300}], "cmd": "x"}}), ""),
+        (
+            json!({"background_job": {"image": "miner:1", "oc": [{"pl": 300}, {"pl": 300}], "env": {"K": "v".repeat(2000)}}}),
+            "background_job.env.K",
+        ),
+        (
+            json!({"background_job": {"image": "miner:1", "oc": [{"pl": 300}, {"pl": 300}], "cmd": "x"}}),
+            "",
+        ),
     ];
     for (body, field) in cases {
         let (status, answer) = patch(&m, &host, machine, body.clone()).await;
@@ -274,7 +323,11 @@ async fn a_bad_background_job_is_refused_naming_the_field_and_changes_nothing() 
             assert_eq!(answer["error"]["field"], json!(field), "{body}: {answer}");
         }
         assert!(answer["error"]["reason"].is_string(), "{answer}");
-        assert_eq!(view(&m, machine).await, before, "{body} changed the machine");
+        assert_eq!(
+            view(&m, machine).await,
+            before,
+            "{body} changed the machine"
+        );
     }
     // The same checks at registration: nothing is registered.
     let mut bad = registration(460);

@@ -59,10 +59,12 @@ fn a_background_job_and_the_ceilings_it_sets_survive_a_reopen(backend: &Backend)
         let table = GpuRangeTable::defaults();
         let changed = store
             .modify_machine(m.machine.id, &mut |machine| {
-                change.apply(machine, &table).map_err(|e| StoreError::Invalid {
-                    field: "change",
-                    reason: format!("{e:?}"),
-                })
+                change
+                    .apply(machine, &table)
+                    .map_err(|e| StoreError::Invalid {
+                        field: "change",
+                        reason: format!("{e:?}"),
+                    })
             })
             .unwrap();
         assert_eq!(changed.gpus[0].ceiling_w, 330);
