@@ -1,10 +1,11 @@
 // Drives the dashboard of a running demo market in headless Chromium.
 // Usage: node dashboard.mjs <base url> <client key> <machine id> <screenshot path> <operator key>
-// Checks: the page shows the demo's machines; a bid placed through the API appears in the
-// machine's order book with its score; the switch to it becomes visible; signed in with
-// the client's key it shows the balance and the bid; signed in as the operator it lists
-// the plugin versions. Writes a screenshot. Exits non-zero with the reason on the first
-// failed check.
+// Checks: the page shows the demo's machines; the machine panel shows the background job
+// (image, power limit per GPU), what sets the minimum bid and the machine's activity; a bid
+// placed through the API appears in the machine's order book with its score; the switch to
+// it becomes visible; signed in with the client's key it shows the balance and the bid;
+// signed in as the operator it lists the plugin versions. Writes a screenshot. Exits
+// non-zero with the reason on the first failed check.
 import { chromium } from 'playwright-core';
 
 const [base, clientKey, machineId, screenshot, operatorKey] = process.argv.slice(2);
@@ -55,7 +56,36 @@ try {
 
   // A bid placed through the API appears in the order book with its score.
   await page.locator(`[data-machine-id="${machineId}"]`).first().click();
-  const gpus = machines.find((m) => String(m.id) === machineId).gpus;
+  const machine = machines.find((m) => String(m.id) === machineId);
+  const gpus = machine.gpus;
+
+  // The machine panel shows the host's background job (image, power limit per GPU), what
+  // sets the minimum bid and what the machine does now.
+  const job = machine.background_job;
+  if (!job) fail(`machine ${machineId} has no background job: ${JSON.stringify(machine)}`);
+  await page.waitForFunction(
+    ([id, image]) => document.querySelector('#machine-title')?.textContent === `Machine #${id}`
+      && document.querySelector('#background-image')?.textContent === image,
+    [machineId, job.image],
+    { timeout: 10000 },
+  ).catch(async () => fail(`the background job's image ${job.image} is not shown: ${await page.textContent('#machine-body')}`));
+  const limits = await page.$$eval('#gpus tbody .background-oc', (cells) => cells.map((c) => [c.dataset.powerLimitW, c.textContent]));
+  if (limits.length !== job.oc.length) fail(`${limits.length} GPU rows show a background power limit, expected ${job.oc.length}`);
+  job.oc.forEach((o, i) => {
+    const [w, text] = limits[i];
+    if (w !== String(o.power_limit_w) || !text.includes(`${o.power_limit_w} W`)) {
+      fail(`GPU ${i}: background power limit ${JSON.stringify(limits[i])}, expected ${o.power_limit_w} W`);
+    }
+  });
+  const minBidFrom = await page.locator('#min-bid-from').first();
+  const from = await minBidFrom.getAttribute('data-min-bid-from');
+  const fromText = (await minBidFrom.textContent()).trim();
+  if (from !== machine.min_bid_from || fromText !== machine.min_bid_from.replace(/_/g, ' ')) {
+    fail(`min bid set by ${from} (${fromText}), expected ${machine.min_bid_from}`);
+  }
+  const activity = await page.getAttribute('#machine-activity', 'data-activity');
+  if (!['bid', 'background', 'idle'].includes(activity)) fail(`the machine's activity is ${activity}`);
+  if (await page.locator('#background-status').count() !== 1) fail("the agent's background status is not shown");
   const bid = await api('POST', '/api/v1/bids', clientKey, {
     machine: Number(machineId),
     price: 4000,

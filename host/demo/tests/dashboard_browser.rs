@@ -1,8 +1,9 @@
 //! The dashboard in headless Chromium, driven by Playwright (`tests/browser`), against the
-//! real demo market: its machines are shown, a bid placed through the API appears with its
-//! score, the switch to it becomes visible, a client's key shows its balance and bids, the
-//! operator's key the plugin versions. The screenshot is kept as a test artefact in
-//! `target/test-artifacts/dashboard.png`.
+//! real demo market: its machines are shown, the machine panel shows the host's background
+//! job (image, power limits), what sets the minimum bid and the machine's activity, a bid
+//! placed through the API appears with its score, the switch to it becomes visible, a
+//! client's key shows its balance and bids, the operator's key the plugin versions. The
+//! screenshot is kept as a test artefact in `target/test-artifacts/dashboard.png`.
 
 use std::path::Path;
 use std::process::Command;

@@ -1,5 +1,6 @@
 //! The demo market itself: within its first minute the simulated clients cause switches
-//! and billing; a stop and a second start on the same folder continue the same market.
+//! and billing; a stop and a second start on the same folder continue the same market;
+//! every machine has its host's background job.
 
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,72 @@ async fn activity(api: &Api) -> (usize, f64) {
     (interruptions, revenue)
 }
 
+/// Every machine has a background job: an image, a power limit per GPU within the card's
+/// range; its bid ceilings follow those limits unless the host set its own; the minimum
+/// bid names its floor. No bid is ineligible for its power limits.
+async fn assert_background_jobs(api: &Api) {
+    let machines = api.get("/api/v1/machines", None).await.unwrap();
+    let machines = machines.as_array().unwrap();
+    assert_eq!(machines.len(), 5);
+    let mut declared = 0;
+    for m in machines {
+        let job = &m["background_job"];
+        assert!(
+            job["image"].as_str().is_some_and(|i| !i.is_empty()),
+            "machine {} has no background job: {m}",
+            m["id"]
+        );
+        assert!(!job["revision"].as_str().unwrap().is_empty(), "{m}");
+        assert!(!job["env_keys"].as_array().unwrap().is_empty(), "{m}");
+        let gpus = m["gpus"].as_array().unwrap();
+        let oc = job["oc"].as_array().unwrap();
+        assert_eq!(oc.len(), gpus.len(), "one setting per GPU: {m}");
+        for (g, o) in gpus.iter().zip(oc) {
+            let pl = o["power_limit_w"].as_u64().unwrap();
+            let (min, max) = (
+                g["card_min_w"].as_u64().unwrap(),
+                g["card_max_w"].as_u64().unwrap(),
+            );
+            assert!(
+                (min..=max).contains(&pl),
+                "{pl} W outside the card's range: {m}"
+            );
+            if m["explicit_ceilings"] == false {
+                assert_eq!(
+                    g["ceiling_w"], o["power_limit_w"],
+                    "the ceiling follows: {m}"
+                );
+            }
+        }
+        assert!(
+            ["reserve_price", "energy_floor", "background_earnings"]
+                .contains(&m["min_bid_from"].as_str().unwrap()),
+            "{m}"
+        );
+        if m["background_earnings"].as_f64().unwrap() > 0.0 {
+            declared += 1;
+        }
+        let book = api
+            .get(&format!("/api/v1/machines/{}/book", m["id"]), None)
+            .await
+            .unwrap();
+        for entry in book["entries"].as_array().unwrap() {
+            let reason = entry["reason"].as_str().unwrap_or("");
+            assert!(
+                !reason.contains(".pl"),
+                "a demo bid over the machine's power limits: {entry}"
+            );
+        }
+    }
+    assert!(declared > 0, "some hosts declare background earnings");
+    assert!(
+        machines
+            .iter()
+            .any(|m| m["min_bid_from"] == "background_earnings"),
+        "declared earnings set some minimum bid"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn switches_and_billing_happen_in_the_first_minute_and_a_restart_continues() {
     let dir = tempfile::tempdir().unwrap();
@@ -90,6 +157,7 @@ async fn switches_and_billing_happen_in_the_first_minute_and_a_restart_continues
         .map(|m| m["gpus"][0]["model"].as_str().unwrap().to_owned())
         .collect();
     assert!(models.len() >= 3, "mixed GPU models: {models:?}");
+    assert_background_jobs(&api).await;
     let keys = demo.keys.clone();
     let operator = keys.operator.clone();
     let ledger_before = api
@@ -117,6 +185,7 @@ async fn switches_and_billing_happen_in_the_first_minute_and_a_restart_continues
         .await
         .unwrap();
     assert!(ledger_after.as_array().unwrap().len() >= ledger_before.as_array().unwrap().len());
+    assert_background_jobs(&api).await;
     again.shutdown().await;
 
     // The market's history replays bit for bit: the recorded WebAssembly versions on the
@@ -187,5 +256,47 @@ async fn on_postgresql_two_replicas_run_the_demo_market_and_both_show_it() {
         first.as_array().unwrap().len(),
         second.as_array().unwrap().len()
     );
+    demo.shutdown().await;
+}
+
+/// NEEDS THE AGENT'S BACKGROUND JOB (issue 17, the agent's reconciler): passes once the
+/// agent runs the host's background job while no bid is assigned and reports it in its
+/// heartbeat. Without clients no bid ever wins, so within a minute some machine's activity
+/// is `background`, its agent reporting the job's current revision.
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_demo_machines_run_their_background_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = start(DemoOptions {
+        plugins: None,
+        clients: false,
+        ..options(dir.path())
+    })
+    .await
+    .unwrap();
+    let api = Api::new(&demo.url);
+    let started = Instant::now();
+    let machine = loop {
+        let machines = api.get("/api/v1/machines", None).await.unwrap();
+        let running = machines.as_array().unwrap().iter().find(|m| {
+            m["activity"] == "background"
+                && m["agent"]["background"]["revision"] == m["background_job"]["revision"]
+        });
+        if let Some(m) = running {
+            break m.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "after a minute no idle machine runs its background job: {machines:#}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    println!(
+        "machine {} runs its background job after {:?}: {}",
+        machine["id"],
+        started.elapsed(),
+        machine["agent"]["background"]
+    );
+    assert_eq!(machine["agent"]["background"]["state"], "running");
+    assert!(machine["current_bid"].is_null());
     demo.shutdown().await;
 }

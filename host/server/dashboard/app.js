@@ -108,17 +108,45 @@
     return pls.length > 1 && pls.every((p) => p === pls[0]) ? `${pls.length} × ${pls[0]} W` : `${pls.join(' + ')} W`;
   }
 
-  // The clock locks and offsets of each GPU, where set.
+  // One GPU's clock locks and offsets, where set: "core 1800 MHz, mem +500".
+  function clocks(coreLock, memLock, coreOffset, memOffset) {
+    const s = [];
+    if (coreLock != null) s.push(`core ${coreLock} MHz`);
+    if (memLock != null) s.push(`mem ${memLock} MHz`);
+    if (coreOffset != null) s.push(`core ${coreOffset > 0 ? '+' : ''}${coreOffset}`);
+    if (memOffset != null) s.push(`mem ${memOffset > 0 ? '+' : ''}${memOffset}`);
+    return s.join(', ');
+  }
+
+  // The clock locks and offsets of each GPU of a bid, where set.
   function clockSettings(oc) {
     const parts = oc.map((o, i) => {
-      const s = [];
-      if (o.core_lock != null) s.push(`core ${o.core_lock} MHz`);
-      if (o.mem_lock != null) s.push(`mem ${o.mem_lock} MHz`);
-      if (o.core_offset != null) s.push(`core ${o.core_offset > 0 ? '+' : ''}${o.core_offset}`);
-      if (o.mem_offset != null) s.push(`mem ${o.mem_offset > 0 ? '+' : ''}${o.mem_offset}`);
-      return s.length ? `GPU ${i}: ${s.join(', ')}` : null;
+      const s = clocks(o.core_lock, o.mem_lock, o.core_offset, o.mem_offset);
+      return s ? `GPU ${i}: ${s}` : null;
     });
     return parts.filter(Boolean).join('; ');
+  }
+
+  // The same for the settings a view shows (a background job's, the agent's).
+  const ocClocks = (o) => clocks(o.core_lock_mhz, o.mem_lock_mhz, o.core_offset_mhz, o.mem_offset_mhz);
+
+  // What sets the machine's minimum bid (`min_bid_from`).
+  const MIN_BID_FROM = {
+    reserve_price: ['reserve price', "The host's reserve price"],
+    energy_floor: ['energy floor', "The energy cost of a day at the cards' minimum power limits"],
+    background_earnings: ['background earnings', "What the host's background job earns a day"],
+  };
+
+  // What the machine does now (`activity`): label, badge kind, explanation.
+  const ACTIVITY = {
+    bid: ['bid', 'winner', "A bid's workload runs"],
+    background: ['background job', 'scored', "The host's background job runs: no bid runs"],
+    idle: ['idle', '', 'Nothing runs'],
+  };
+
+  function activityBadge(m) {
+    const [label, kind, title] = ACTIVITY[m.activity] || [m.activity || 'unknown', '', ''];
+    return badge(m.online ? label : `${label} (last report)`, kind, title);
   }
 
   // ---------------------------------------------------------------- API
@@ -272,7 +300,7 @@
     const focused = document.activeElement && document.activeElement.dataset.machineId;
     const rows = ms.map((m) => {
       const current = el('td', { class: 'bid-cell' }, el('span', { class: 'current-bid' }, m.current_bid ?? ''));
-      if (m.current_bid == null) current.append(el('span', { class: 'muted' }, 'idle'));
+      if (m.current_bid == null) current.append(el('span', { class: 'muted' }, m.activity === 'background' ? 'background job' : 'idle'));
       const work = workloadText(m);
       if (work) current.append(el('small', { class: 'muted block' }, work));
       return el(
@@ -363,34 +391,93 @@
       ['Energy price', `${m.energy_price} USD/kWh`],
       ['Reserve price', `${fmtPrice(m.reserve_price)} CLORE/day`],
       ['Min bid', `${fmtPrice(m.min_bid)} CLORE/day`],
+      ['Min bid set by', (MIN_BID_FROM[m.min_bid_from] || [m.min_bid_from])[0], (MIN_BID_FROM[m.min_bid_from] || [])[1],
+        { id: 'min-bid-from', 'data-min-bid-from': m.min_bid_from }],
+      ['Energy floor', `${fmtPrice(m.energy_floor)} CLORE/day`, "The energy cost of a day at the cards' minimum power limits"],
+      ['Background earnings', `${fmtPrice(m.background_earnings)} CLORE/day`, "What the host's background job earns a day, as the host declared it: a floor of the minimum bid"],
       ['Max rental', fmtDuration(m.max_rental_length)],
+      ['Activity', activityBadge(m), null, { id: 'machine-activity', 'data-activity': m.activity }],
       ['Agent', `${m.online ? 'online' : 'offline'}, ${m.working ? 'working' : 'not working'}`],
       ['Workload', w ? `${bidLabel(w.bid)} ${workloadState(w)}${m.online ? '' : ' (last report)'}` : 'none'],
       ['Cached images', String((agent.cached_images || []).length), (agent.cached_images || []).join('\n')],
     ];
     $('machine-facts').replaceChildren(
-      ...facts.map(([k, v, title]) => el('div', { title }, el('dt', null, k), el('dd', null, v))),
+      ...facts.map(([k, v, title, attrs]) => el('div', { title }, el('dt', null, k), el('dd', attrs, v))),
     );
+    renderBackground(m);
     $('machine-error').hidden = !agent.last_error;
     setText('machine-error', agent.last_error ? `Agent error: ${agent.last_error}` : '');
 
     const applied = agent.applied_settings || [];
     const measured = agent.measured_power_w || [];
+    const job = m.background_job;
     fillTable(
       'gpus',
       m.gpus.map((g, i) => {
         const ceiling = g.ceiling_w ?? g.card_max_w;
         const a = applied[i];
+        const bg = job && job.oc[i];
+        const bgClocks = bg ? ocClocks(bg) : '';
         return el(
           'tr',
           null,
           el('td', { title: g.uuid }, String(i)),
           el('td', null, g.model),
-          el('td', { class: 'num' }, `${g.card_min_w}–${ceiling} W`, ceiling < g.card_max_w ? el('small', { class: 'muted' }, ` (card ${g.card_max_w})`) : null),
+          el(
+            'td',
+            { class: 'num', title: m.explicit_ceilings ? "The host's ceiling" : job ? "The ceiling follows the background job's power limit" : null },
+            `${g.card_min_w}–${ceiling} W`,
+            ceiling < g.card_max_w ? el('small', { class: 'muted' }, ` (card ${g.card_max_w})`) : null,
+          ),
           el('td', { class: 'num' }, a ? `${a.power_limit_w} W` : '–'),
           el('td', { class: 'num' }, measured[i] != null ? `${measured[i]} W` : '–'),
+          el(
+            'td',
+            { class: 'num background-oc', 'data-power-limit-w': bg ? bg.power_limit_w : null },
+            bg ? `${bg.power_limit_w} W` : '–',
+            bgClocks ? el('small', { class: 'muted block' }, bgClocks) : null,
+          ),
         );
       }),
+    );
+  }
+
+  // The host's background job: what the machine runs while no bid wins, and how the
+  // agent reports it (it runs only while no bid is assigned).
+  function renderBackground(m) {
+    const job = m.background_job;
+    const b = (m.agent || {}).background;
+    setText('background-meta', job ? (m.explicit_ceilings ? 'bid ceilings set by the host' : 'bid ceilings follow its power limits') : '');
+    $('background-facts').hidden = !job;
+    $('background-empty').hidden = Boolean(job);
+    if (!job) {
+      $('background-facts').replaceChildren();
+      return;
+    }
+    let status = 'not running';
+    if (b) {
+      status = workloadState(b);
+      if (b.state === 'running') status += b.applied ? ', settings applied' : ', settings not read back';
+      if (b.revision !== job.revision) status += ' (an older revision)';
+      if (!m.online) status += ' (last report)';
+    }
+    const settings = job.oc.map((o, i) => {
+      const c = ocClocks(o);
+      return `GPU ${i}: ${o.power_limit_w} W${c ? `, ${c}` : ''}`;
+    });
+    const perGpu = [...new Set(job.oc.map(ocClocks))];
+    const env = job.env_keys.join(', ');
+    const facts = [
+      ['Image', job.image, job.image, { id: 'background-image' }],
+      ['Environment', env || 'none', `${env ? `${env}\n` : ''}Variable names only: the values are never shown`],
+      ['Power limits', powerLimits(job.oc.map((o) => ({ pl: o.power_limit_w }))), settings.join('\n'), { id: 'background-power' }],
+      ['Clocks', perGpu.length > 1 ? 'per GPU' : perGpu[0] || 'default', settings.join('\n')],
+      ['Earnings', m.background_earnings > 0 ? `${fmtPrice(m.background_earnings)} CLORE/day` : 'not declared', 'A floor of the minimum bid'],
+      ['Revision', shortDigest(job.revision), job.revision, { class: 'digest' }],
+      ['Agent', status, b ? `revision ${b.revision}` : 'The agent reports no background job', { id: 'background-status', 'data-state': b ? b.state : null }],
+    ];
+    $('background-facts').replaceChildren(
+      ...facts.map(([k, v, title, attrs]) => el('div', { title }, el('dt', null, k), el('dd', attrs, v))),
     );
   }
 
