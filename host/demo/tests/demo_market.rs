@@ -259,10 +259,10 @@ async fn on_postgresql_two_replicas_run_the_demo_market_and_both_show_it() {
     demo.shutdown().await;
 }
 
-/// NEEDS THE AGENT'S BACKGROUND JOB (issue 17, the agent's reconciler): passes once the
-/// agent runs the host's background job while no bid is assigned and reports it in its
-/// heartbeat. Without clients no bid ever wins, so within a minute some machine's activity
-/// is `background`, its agent reporting the job's current revision.
+/// The agent's side of the background job (issue 17, the reconciler): it runs the host's
+/// job while no bid is assigned and reports it in its heartbeat. Without clients no bid
+/// ever wins, so within a minute some machine's activity is `background`, its agent
+/// reporting the job's current revision.
 #[tokio::test(flavor = "multi_thread")]
 async fn idle_demo_machines_run_their_background_job() {
     let dir = tempfile::tempdir().unwrap();
