@@ -15,7 +15,9 @@ use gigaspot_store::{PluginVersionRecord, Store, StoreError};
 /// Loads and caches plugin versions by version id.
 pub struct PluginVersions {
     runtime: Arc<PluginRuntime>,
-    store: Arc<dyn Store>,
+    /// Weak: the market's state owns the store, and a shutdown waits for the last strong
+    /// reference to close it.
+    store: std::sync::Weak<dyn Store>,
     records: Mutex<HashMap<String, Arc<PluginVersionRecord>>>,
     strategies: Mutex<HashMap<String, Arc<dyn Strategy>>>,
     validators: Mutex<HashMap<String, Arc<dyn Validator>>>,
@@ -48,6 +50,9 @@ pub enum VersionError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The market's store was closed (the service is shutting down).
+    #[error("the market is shutting down")]
+    Closed,
 }
 
 impl PluginVersions {
@@ -55,7 +60,7 @@ impl PluginVersions {
     pub fn new(runtime: Arc<PluginRuntime>, store: Arc<dyn Store>) -> Self {
         PluginVersions {
             runtime,
-            store,
+            store: Arc::downgrade(&store),
             records: Mutex::default(),
             strategies: Mutex::default(),
             validators: Mutex::default(),
@@ -72,8 +77,8 @@ impl PluginVersions {
         let known = |records: &HashMap<String, Arc<PluginVersionRecord>>| records.get(id).cloned();
         let mut record = known(&self.records.lock().unwrap_or_else(|p| p.into_inner()));
         if record.is_none() {
-            let records: HashMap<_, _> = self
-                .store
+            let store = self.store.upgrade().ok_or(VersionError::Closed)?;
+            let records: HashMap<_, _> = store
                 .plugin_versions()?
                 .into_iter()
                 .map(|r| (r.digest.clone(), Arc::new(r)))
