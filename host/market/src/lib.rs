@@ -34,6 +34,7 @@ pub mod plugin_traits;
 pub mod price_per_watt;
 #[cfg(feature = "sample")]
 pub mod sample;
+pub mod standing_order;
 pub mod suspension;
 pub mod verdict;
 pub mod what_wins;

@@ -134,6 +134,7 @@ impl From<StoreError> for ApiError {
                 Self::forbidden(format!("this account may not {action}"))
             }
             StoreError::Invalid { field, reason } => Self::bad_field(field, reason),
+            StoreError::InvalidField { field, reason } => Self::bad_field(&field, reason),
             StoreError::Ledger(l) => Self::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 Some("amount"),

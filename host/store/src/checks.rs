@@ -294,3 +294,44 @@ pub(crate) fn gpu_table(table: &GpuRangeTable) -> StoreResult<()> {
     }
     Ok(())
 }
+
+/// A checked spec's new standing order `id` of `owner`, active from `now`.
+pub(crate) fn new_order(
+    id: u64,
+    owner: AccountId,
+    spec: &gigaspot_market::standing_order::OrderSpec,
+    now: u64,
+) -> StoreResult<gigaspot_market::standing_order::StandingOrder> {
+    use gigaspot_market::standing_order::{OrderState, StandingOrder};
+    spec.check().map_err(|r| StoreError::InvalidField {
+        field: r.field,
+        reason: r.reason,
+    })?;
+    Ok(StandingOrder {
+        id,
+        owner,
+        spec: spec.clone(),
+        created_at: now,
+        expires_at: now.saturating_add(spec.lifetime_s),
+        state: OrderState::Active,
+        note: None,
+        held: Vec::new(),
+        placed: Vec::new(),
+        spent: Amount::ZERO,
+        ledger_seen: 0,
+    })
+}
+
+/// A change of a standing order may not move it to another id or owner.
+pub(crate) fn order_change(
+    before: &gigaspot_market::standing_order::StandingOrder,
+    after: &gigaspot_market::standing_order::StandingOrder,
+) -> StoreResult<()> {
+    if after.id != before.id || after.owner != before.owner {
+        return Err(StoreError::Invalid {
+            field: "owner",
+            reason: "an order cannot change its id or owner".into(),
+        });
+    }
+    Ok(())
+}

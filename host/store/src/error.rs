@@ -58,6 +58,14 @@ pub enum StoreError {
     /// A transfer could not be booked.
     #[error("{0}")]
     Ledger(#[from] LedgerError),
+    /// A field named at run time (e.g. `models[2]`) has an unusable value.
+    #[error("{field}: {reason}")]
+    InvalidField {
+        /// The field.
+        field: String,
+        /// Why.
+        reason: String,
+    },
     /// A field has an unusable value.
     #[error("{field}: {reason}")]
     Invalid {

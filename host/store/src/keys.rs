@@ -6,10 +6,11 @@
 /// one index entry per machine, assignments likewise (`ASSIGNMENT_CHUNK`), and pending
 /// marks as one list per interval (`PENDING_INTERVAL`); version 5 keys the served,
 /// served-time and unserved marks by interval first, so that those of settled intervals
-/// are pruned by range; version 6 adds the host's background job to machines (version 2
-/// to 5 stores are migrated when opened, see `migrate`);
+/// are pruned by range; version 6 adds the host's background job to machines; version 7
+/// standing orders (`ORDER`) (version 2 to 6 stores are migrated when opened, see
+/// `migrate`);
 /// version 1 stores are refused (no migration: they predate any release).
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// `u32` schema version.
 pub const SCHEMA: &[u8] = b"meta/schema";
@@ -115,6 +116,8 @@ pub const PRICES: &[u8] = b"prices/";
 pub const SHADOW_DIFF: &[u8] = b"shadow/";
 /// `String`: the version id of the strategy run in shadow (absent: none).
 pub const SHADOW_STRATEGY: &[u8] = b"meta/shadow_strategy";
+/// Standing orders by id.
+pub const ORDER: &[u8] = b"ordr/";
 /// Schema 3 and before: prefix of decision records by (machine, interval).
 pub const LEGACY_DECISION: &[u8] = b"dec/";
 /// Schema 3: prefix of the index of full decision records by (interval, machine).

@@ -30,6 +30,12 @@ pub fn migrate(db: &sled::Db, found: u32) -> StoreResult<()> {
     if found <= 5 {
         v5_to_v6(db)?;
     }
+    if found <= 6 {
+        // Version 7 only adds standing orders under a new prefix; the version is written
+        // so that an older build refuses the store instead of ignoring its orders.
+        db.insert(keys::SCHEMA, &7u32.to_be_bytes())?;
+        db.flush()?;
+    }
     Ok(())
 }
 
@@ -357,7 +363,7 @@ mod tests {
         }
         assert_eq!(
             db.get(keys::SCHEMA).unwrap().unwrap().as_ref(),
-            &6u32.to_be_bytes()
+            &keys::SCHEMA_VERSION.to_be_bytes()
         );
     }
 

@@ -1565,6 +1565,77 @@ impl Store for SledStore {
         crate::lab_records::between(&self.db()?, keys::PRICES, first, last)
     }
 
+    fn create_order(
+        &self,
+        owner: AccountId,
+        spec: &gigaspot_market::standing_order::OrderSpec,
+        now: u64,
+    ) -> StoreResult<gigaspot_market::standing_order::StandingOrder> {
+        let guard = self.write_lock();
+        let id = {
+            let state = self.read();
+            require_role(&state, owner, Role::Client, "place standing orders")?;
+            state.last_id + 1
+        };
+        let order = checks::new_order(id, owner, spec, now)?;
+        let mut batch = Batch::default();
+        batch.insert(key(keys::ORDER, &[id]), encode(&order)?);
+        batch.insert(keys::LAST_ID, &u64_bytes(id));
+        self.commit(guard, batch, |s| s.last_id = id)?;
+        Ok(order)
+    }
+
+    fn order(
+        &self,
+        id: gigaspot_market::standing_order::OrderId,
+    ) -> StoreResult<Option<gigaspot_market::standing_order::StandingOrder>> {
+        let k = key(keys::ORDER, &[id]);
+        match self.db()?.get(&k)? {
+            Some(v) => Ok(Some(decode(&k, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn orders(
+        &self,
+        owner: Option<AccountId>,
+    ) -> StoreResult<Vec<gigaspot_market::standing_order::StandingOrder>> {
+        let mut out = Vec::new();
+        for item in self.db()?.scan_prefix(keys::ORDER) {
+            let (k, v) = item?;
+            let order: gigaspot_market::standing_order::StandingOrder = decode(&k, &v)?;
+            if owner.is_none_or(|o| o == order.owner) {
+                out.push(order);
+            }
+        }
+        Ok(out)
+    }
+
+    fn modify_order(
+        &self,
+        id: gigaspot_market::standing_order::OrderId,
+        change: &mut dyn FnMut(
+            &mut gigaspot_market::standing_order::StandingOrder,
+        ) -> StoreResult<()>,
+    ) -> StoreResult<gigaspot_market::standing_order::StandingOrder> {
+        let guard = self.write_lock();
+        let before = self.order(id)?.ok_or(StoreError::NotFound {
+            what: "standing order",
+            id,
+        })?;
+        let mut order = before.clone();
+        change(&mut order)?;
+        checks::order_change(&before, &order)?;
+        if order == before {
+            drop(guard);
+            return Ok(order);
+        }
+        let mut batch = Batch::default();
+        batch.insert(key(keys::ORDER, &[id]), encode(&order)?);
+        self.commit(guard, batch, |_| {})?;
+        Ok(order)
+    }
+
     fn set_shadow_strategy(&self, digest: Option<&str>) -> StoreResult<()> {
         let guard = self.write_lock();
         let mut batch = Batch::default();

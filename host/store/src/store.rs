@@ -224,6 +224,33 @@ pub trait Store: Send + Sync + 'static {
     /// The clearing prices per GPU model of the intervals `first..=last` that have any,
     /// oldest first.
     fn market_prices(&self, first: u64, last: u64) -> StoreResult<Vec<IntervalPrices>>;
+    /// Records a client's standing order (its spec checked by the market, the owner a
+    /// client), active from `now` for its lifetime.
+    fn create_order(
+        &self,
+        owner: AccountId,
+        spec: &gigaspot_market::standing_order::OrderSpec,
+        now: u64,
+    ) -> StoreResult<gigaspot_market::standing_order::StandingOrder>;
+    /// A standing order.
+    fn order(
+        &self,
+        id: gigaspot_market::standing_order::OrderId,
+    ) -> StoreResult<Option<gigaspot_market::standing_order::StandingOrder>>;
+    /// Every standing order, by id (`owner`: only that account's).
+    fn orders(
+        &self,
+        owner: Option<AccountId>,
+    ) -> StoreResult<Vec<gigaspot_market::standing_order::StandingOrder>>;
+    /// Reads, changes and writes a standing order under the store's lock or in one
+    /// transaction; the change may refuse (nothing is written then).
+    fn modify_order(
+        &self,
+        id: gigaspot_market::standing_order::OrderId,
+        change: &mut dyn FnMut(
+            &mut gigaspot_market::standing_order::StandingOrder,
+        ) -> StoreResult<()>,
+    ) -> StoreResult<gigaspot_market::standing_order::StandingOrder>;
     /// Sets (or, with `None`, removes) the strategy version run in shadow.
     fn set_shadow_strategy(&self, digest: Option<&str>) -> StoreResult<()>;
     /// The strategy version run in shadow, if any.

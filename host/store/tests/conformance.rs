@@ -28,7 +28,91 @@ conformance!(
     pending_withdrawals_survive_a_restart_and_cannot_be_spent_twice,
     an_audit_while_deposits_are_written_sees_a_consistent_ledger,
     a_background_job_and_the_ceilings_it_sets_survive_a_reopen,
+    standing_orders_are_checked_changed_under_the_lock_and_survive_a_reopen,
 );
+
+fn standing_orders_are_checked_changed_under_the_lock_and_survive_a_reopen(backend: &Backend) {
+    use gigaspot_market::standing_order::{Held, OrderPower, OrderSpec, OrderState};
+    let spec = OrderSpec {
+        count: 2,
+        models: vec!["NVIDIA GeForce RTX 4090".into()],
+        min_gpus: 1,
+        power: OrderPower::Fraction(0.5),
+        oc: Default::default(),
+        image: "registry.example/train:1".into(),
+        env: Default::default(),
+        max_price_per_kw: Some(Amount::clore(80)),
+        max_price_per_day: None,
+        budget: Some(Amount::clore(500)),
+        lifetime_s: 86_400,
+    };
+    let (m, order) = {
+        let store = backend.open();
+        let m = market(&*store);
+        // Only clients place orders; a bad spec names its field; neither is stored.
+        assert!(matches!(
+            store.create_order(m.host, &spec, 10),
+            Err(StoreError::Forbidden { .. })
+        ));
+        let mut bad = spec.clone();
+        bad.count = 0;
+        match store.create_order(m.alice, &bad, 10) {
+            Err(StoreError::InvalidField { field, .. }) => assert_eq!(field, "count"),
+            other => panic!("expected a refusal of count, got {other:?}"),
+        }
+        assert!(store.orders(None).unwrap().is_empty());
+        let order = store.create_order(m.alice, &spec, 10).unwrap();
+        assert_eq!(order.expires_at, 10 + 86_400);
+        assert_eq!(order.state, OrderState::Active);
+        // Concurrent changes are serialised: none is lost.
+        std::thread::scope(|scope| {
+            for t in 0..4u64 {
+                let store = store.clone();
+                scope.spawn(move || {
+                    for i in 0..10u64 {
+                        store
+                            .modify_order(order.id, &mut |o| {
+                                o.placed.push(t * 100 + i);
+                                Ok(())
+                            })
+                            .unwrap();
+                    }
+                });
+            }
+        });
+        let changed = store
+            .modify_order(order.id, &mut |o| {
+                o.held = vec![Held {
+                    machine: m.machine.id,
+                    bid: 7,
+                }];
+                o.note = Some("holds 1 of 2".into());
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(changed.placed.len(), 40);
+        // A refused change writes nothing.
+        let refused = store.modify_order(order.id, &mut |o| {
+            o.state = OrderState::Cancelled;
+            Err(StoreError::Invalid {
+                field: "state",
+                reason: "no".into(),
+            })
+        });
+        assert!(refused.is_err());
+        (m, changed)
+    };
+    let store = backend.open();
+    assert_eq!(store.order(order.id).unwrap(), Some(order.clone()));
+    assert_eq!(store.orders(Some(m.alice)).unwrap(), vec![order.clone()]);
+    assert!(store.orders(Some(m.bob)).unwrap().is_empty());
+    assert_eq!(store.order(order.id + 1_000).unwrap(), None);
+    // Orders take ids from the market's one sequence: the next id is never reused.
+    let bid = store
+        .place_bid(m.bob, &terms(m.machine.id, 100, 300), 20, None)
+        .unwrap();
+    assert!(bid.id > order.id);
+}
 
 fn a_background_job_and_the_ceilings_it_sets_survive_a_reopen(backend: &Backend) {
     use gigaspot_market::background::BackgroundRequest;

@@ -55,7 +55,7 @@ fn a_version_2_database_gets_its_machines_rewritten_for_the_background_job() {
         .psql(
             db,
             "UPDATE machines SET record = substring(record from 1 for length(record) - 4); \
-             DELETE FROM gigaspot_schema WHERE version = 3",
+             DROP TABLE standing_orders; DELETE FROM gigaspot_schema WHERE version >= 3",
         )
         .unwrap();
     let store = PgStore::open(&url).unwrap();

@@ -19,6 +19,7 @@ mod inputs;
 mod lab;
 mod lease;
 mod money;
+mod orders;
 pub mod schema;
 mod service;
 mod snapshots;

@@ -7,11 +7,21 @@
 //! `CHECK`s, unique keys, no triggers, no advisory locks, no `LISTEN/NOTIFY`.
 
 /// The newest schema version this build writes and understands.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// Migration `n` (1-based) brings a database from version `n - 1` to `n`, with the
 /// records [`rewrite_records`] rewrites in the same transaction.
-pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3];
+pub(crate) const MIGRATIONS: [&str; SCHEMA_VERSION as usize] = [V1, V2, V3, V4];
+
+/// Version 4, standing orders: one record per order, found by owner.
+const V4: &str = r#"
+CREATE TABLE standing_orders (
+    id     BIGINT PRIMARY KEY,
+    owner  BIGINT NOT NULL REFERENCES accounts (id),
+    record BYTEA NOT NULL
+);
+CREATE INDEX standing_orders_by_owner ON standing_orders (owner, id);
+"#;
 
 /// Version 3, the host's background job: no table changes; every machine record is
 /// rewritten with the job, its declared earnings and whether the ceilings are the host's

@@ -274,6 +274,39 @@ impl Store for PgStore {
         PgStore::market_prices(self, first, last)
     }
 
+    fn create_order(
+        &self,
+        owner: AccountId,
+        spec: &gigaspot_market::standing_order::OrderSpec,
+        now: u64,
+    ) -> StoreResult<gigaspot_market::standing_order::StandingOrder> {
+        PgStore::create_order(self, owner, spec, now)
+    }
+
+    fn order(
+        &self,
+        id: gigaspot_market::standing_order::OrderId,
+    ) -> StoreResult<Option<gigaspot_market::standing_order::StandingOrder>> {
+        PgStore::order(self, id)
+    }
+
+    fn orders(
+        &self,
+        owner: Option<AccountId>,
+    ) -> StoreResult<Vec<gigaspot_market::standing_order::StandingOrder>> {
+        PgStore::orders(self, owner)
+    }
+
+    fn modify_order(
+        &self,
+        id: gigaspot_market::standing_order::OrderId,
+        change: &mut dyn FnMut(
+            &mut gigaspot_market::standing_order::StandingOrder,
+        ) -> StoreResult<()>,
+    ) -> StoreResult<gigaspot_market::standing_order::StandingOrder> {
+        PgStore::modify_order(self, id, change)
+    }
+
     fn set_shadow_strategy(&self, digest: Option<&str>) -> StoreResult<()> {
         PgStore::set_shadow_strategy(self, digest)
     }
