@@ -15,7 +15,8 @@ use utoipa_axum::routes;
 use crate::app::AppState;
 use crate::{
     api_accounts, api_agent, api_backup, api_bids, api_clore, api_dashboard, api_lab, api_machines,
-    api_money, api_operator, api_withdrawals, market_history, market_prices, metrics, what_wins,
+    api_money, api_operator, api_orders, api_withdrawals, market_history, market_prices, metrics,
+    what_wins,
 };
 
 /// The document's frame: title, version, tags and the two ways to authenticate.
@@ -103,6 +104,12 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(api_bids::mine, api_bids::create))
         .routes(routes!(api_bids::show, api_bids::edit, api_bids::cancel))
         .routes(routes!(api_bids::decision))
+        .routes(routes!(api_orders::mine, api_orders::create))
+        .routes(routes!(
+            api_orders::show,
+            api_orders::edit,
+            api_orders::cancel
+        ))
         .routes(routes!(api_agent::heartbeat))
         .routes(routes!(api_operator::params, api_operator::set_params))
         .routes(routes!(

@@ -257,15 +257,19 @@ pub async fn quote(
     crate::deadline::work_started();
     state
         .store(move |s| {
-            searches
-                .one_at_a_time(|| quote_now(s, &versions, strategy, validators, terms, bidder, now))
+            searches.one_at_a_time(|| {
+                quote_for(s, &versions, strategy, validators, terms, bidder, now, None)
+            })
         })
         .await
         .map(Json)
 }
 
-/// The quote for `terms` from `bidder` at `now`.
-fn quote_now(
+/// The quote for `terms` from `bidder` at `now`, against the machine's live bids except
+/// `instead_of` (the bidder's own bid that the quoted one would replace, for a standing
+/// order re-pricing its bid).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn quote_for(
     s: &dyn Store,
     versions: &PluginVersions,
     strategy: PluginRef,
@@ -273,6 +277,7 @@ fn quote_now(
     mut terms: BidTerms,
     bidder: AccountId,
     now: u64,
+    instead_of: Option<BidId>,
 ) -> Result<QuoteView, StoreError> {
     let machine = s.machine(terms.machine)?.ok_or(StoreError::NotFound {
         what: "machine",
@@ -295,7 +300,7 @@ fn quote_now(
     let live: Vec<Arc<Bid>> = s
         .bids_on(machine.id)?
         .into_iter()
-        .filter(|b| b.is_live(now))
+        .filter(|b| b.is_live(now) && Some(b.id) != instead_of)
         .map(Arc::new)
         .collect();
     let quoted = Bid {
