@@ -89,9 +89,14 @@ pub async fn mine(
     let at = state.now();
     let views = state
         .store(move |s| {
+            let orders = crate::standing_orders::orders_by_bid(s, owner)?;
             s.bids_of(owner)?
                 .iter()
-                .map(|b| view(s, b, at))
+                .map(|b| {
+                    let mut v = view(s, b, at)?;
+                    v.order = orders.get(&b.id).copied();
+                    Ok(v)
+                })
                 .collect::<Result<Vec<_>, StoreError>>()
         })
         .await?;
@@ -115,7 +120,20 @@ pub async fn show(
 ) -> Result<Json<BidView>, ApiError> {
     let bid = visible_bid(&state, &caller, id).await?;
     let now = state.now();
-    Ok(Json(state.store(move |s| view(s, &bid, now)).await?))
+    let viewer = caller.0.id;
+    Ok(Json(
+        state
+            .store(move |s| {
+                let mut v = view(s, &bid, now)?;
+                if bid.owner == viewer {
+                    v.order = crate::standing_orders::orders_by_bid(s, viewer)?
+                        .get(&bid.id)
+                        .copied();
+                }
+                Ok(v)
+            })
+            .await?,
+    ))
 }
 
 /// The view of `bid`, with the reason of its suspension when it is suspended.

@@ -630,6 +630,9 @@ pub struct BidView {
     /// Why a suspended bid left the market, and how to put it back.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub suspension: Option<String>,
+    /// The standing order that placed it, if one did (shown to its owner).
+    #[serde(default)]
+    pub order: Option<u64>,
 }
 
 /// A bid's state as the APIs name it at `now`.
@@ -658,6 +661,7 @@ impl BidView {
             expires_at: b.expires_at,
             state: state.into(),
             suspension: None,
+            order: None,
         }
     }
 
