@@ -1,14 +1,18 @@
 // Drives the dashboard of a running demo market in headless Chromium.
 // Usage: node dashboard.mjs <base url> <client key> <machine id> <screenshot path> <operator key>
+//        <order client key>
 // Checks: the page shows the demo's machines; the machine panel shows the background job
 // (image, power limit per GPU), what sets the minimum bid and the machine's activity; a bid
 // placed through the API appears in the machine's order book with its score; the switch to
 // it becomes visible; signed in with the client's key it shows the balance and the bid;
-// signed in as the operator it lists the plugin versions. Writes a screenshot. Exits
+// signed in as the demo's order client it shows its standing order (id, state, machines
+// held of those asked) and marks the order's bids in the bid list; signed in as the
+// operator it lists the plugin versions. Writes a screenshot. Exits
 // non-zero with the reason on the first failed check.
 import { chromium } from 'playwright-core';
 
-const [base, clientKey, machineId, screenshot, operatorKey] = process.argv.slice(2);
+const [base, clientKey, machineId, screenshot, operatorKey, orderKey] = process.argv.slice(2);
+if (!orderKey) fail('usage: node dashboard.mjs <base> <client key> <machine> <screenshot> <operator key> <order client key>');
 const executablePath = process.env.CHROMIUM || '/usr/bin/chromium';
 
 function fail(message) {
@@ -169,6 +173,43 @@ try {
   await page.locator(`#withdrawals [data-withdrawal-row="${withdrawal.id}"]`).waitFor({ timeout: 10000 })
     .catch(() => fail(`withdrawal ${withdrawal.id} is not in the panel`));
   await page.screenshot({ path: screenshot, fullPage: true });
+
+  // Signed in as the demo's order client: its standing order is listed with its id and
+  // state, and the bids it placed are marked with it in the bid list.
+  await page.click('#sign-out');
+  await page.fill('#api-key', orderKey);
+  await page.click('#sign-in');
+  const orders = await api('GET', '/api/v1/orders', orderKey);
+  if (orders.length !== 1) fail(`the order client has ${orders.length} standing orders, expected 1: ${JSON.stringify(orders)}`);
+  const order = orders[0];
+  await page.waitForFunction(
+    ([id, count]) => {
+      const card = document.querySelector(`#orders .order[data-order="${id}"]`);
+      const shown = card?.querySelector('.order-state')?.dataset.state;
+      return card && card.textContent.includes(`Order #${id}`)
+        && ['active', 'paused'].includes(shown) && card.textContent.includes(shown)
+        && card.querySelector('.held')?.textContent.includes(`of ${count}`);
+    },
+    [order.id, order.count],
+    { timeout: 15000 },
+  ).catch(async () => fail(`standing order ${order.id} (${order.state}) is not shown: ${await page.textContent('#orders-section')}`));
+  // The order bids from the boundary after the demo started; its bids carry its mark.
+  let placed = order;
+  for (let i = 0; i < 40 && placed.bids.length === 0; i++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    placed = await api('GET', `/api/v1/orders/${order.id}`, orderKey);
+  }
+  if (placed.bids.length === 0) fail(`standing order ${order.id} placed no bid in 40 s: ${JSON.stringify(placed)}`);
+  const marked = placed.bids[0];
+  await page.waitForFunction(
+    ([bid, id]) => {
+      const row = document.querySelector(`#my-bids tr[data-bid="${bid}"]`);
+      return row && row.dataset.order === String(id) && row.textContent.includes(`order #${id}`);
+    },
+    [marked, order.id],
+    { timeout: 15000 },
+  ).catch(async () => fail(`bid ${marked} is not marked with order #${order.id}: ${await page.textContent('#my-bids')}`));
+  await page.screenshot({ path: screenshot.replace(/\.png$/, '-orders.png'), fullPage: true });
 
   // Signed in as the operator: every stored plugin version is listed with its digest.
   await page.click('#sign-out');

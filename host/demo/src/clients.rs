@@ -1,5 +1,7 @@
 //! Simulated clients: each places, raises, re-tunes and cancels bids at random every few
 //! seconds, so that switches, interruptions and billing happen within the first minute.
+//! One of them ([`ORDER_CLIENT`]) instead buys through a standing order and lets the market
+//! bid for it.
 
 use std::time::Duration;
 
@@ -140,4 +142,115 @@ async fn place(api: &Api, client: &Participant, rng: &mut StdRng) -> Result<()> 
         created["id"]
     );
     Ok(())
+}
+
+/// The client that buys through a standing order instead of bidding by hand.
+pub const ORDER_CLIENT: &str = "carol";
+
+/// The GPU model its order asks for, as the simulated agents report it.
+pub const ORDER_MODEL: &str = "NVIDIA GeForce RTX 4090";
+
+/// Its order's cap, CLORE/day per kW of a bid's power limit. The manual clients pay 1.1–2.5×
+/// the energy cost at their limits (about 150–500 CLORE/day per kW on the RTX 4090
+/// machines) and raise from there, so the order outbids them at first and competes with
+/// their raises afterwards.
+pub const ORDER_MAX_PRICE_PER_KW: f64 = 800.0;
+
+/// The standing order: two RTX 4090 machines at 60 % of each card's power range, paid at
+/// most [`ORDER_MAX_PRICE_PER_KW`], 1,500 CLORE in all, for the longest lifetime (20 days).
+pub fn standing_order() -> Value {
+    json!({
+        "count": 2,
+        "models": [ORDER_MODEL],
+        "pl_fraction": 0.6,
+        "image": IMAGES[0],
+        "env": {"DEMO_CLIENT": ORDER_CLIENT},
+        "max_price_per_kw": ORDER_MAX_PRICE_PER_KW,
+        "budget": 1500,
+        "lifetime_s": 20 * 86_400,
+    })
+}
+
+/// The client's standing order: the one it placed on an earlier start while that one is
+/// active or paused, else a new one. Answers the order's id.
+pub async fn ensure_order(api: &Api, client: &Participant) -> Result<u64> {
+    let key = Some(client.key.as_str());
+    let orders = api.get("/api/v1/orders", key).await?;
+    let live = orders
+        .as_array()
+        .context("orders")?
+        .iter()
+        .find(|o| o["state"] == "active" || o["state"] == "paused");
+    if let Some(order) = live {
+        let id = order["id"].as_u64().context("order id")?;
+        tracing::info!("{} keeps standing order {id}", client.name);
+        return Ok(id);
+    }
+    let created = api.post("/api/v1/orders", key, &standing_order()).await?;
+    let id = created["id"].as_u64().context("order id")?;
+    tracing::info!(
+        "{} places standing order {id}: 2 × {ORDER_MODEL} at ≤ {ORDER_MAX_PRICE_PER_KW} CLORE/day per kW",
+        client.name
+    );
+    Ok(id)
+}
+
+/// Runs the order client until `stop` turns true: the market bids for it at every
+/// boundary; the client only watches and logs what its order holds.
+pub async fn watch_order(api: Api, client: Participant, id: u64, mut stop: watch::Receiver<bool>) {
+    let mut last = None;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let order = match api
+            .get(&format!("/api/v1/orders/{id}"), Some(&client.key))
+            .await
+        {
+            Ok(order) => order,
+            Err(e) => {
+                tracing::debug!("{}: {e:#}", client.name);
+                continue;
+            }
+        };
+        let summary = (order["state"].clone(), order["machines"].clone());
+        if last.as_ref() != Some(&summary) {
+            let held: Vec<String> = order["machines"]
+                .as_array()
+                .map(|m| {
+                    m.iter()
+                        .map(|h| format!("machine {} at {}", h["machine"], h["price"]))
+                        .collect()
+                })
+                .unwrap_or_default();
+            tracing::info!(
+                "{}'s standing order {id} is {}, holds [{}]{}",
+                client.name,
+                order["state"],
+                held.join(", "),
+                order["note"]
+                    .as_str()
+                    .map(|n| format!(": {n}"))
+                    .unwrap_or_default()
+            );
+            last = Some(summary);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The order's model is the simulated RTX 4090's name.
+    #[test]
+    fn the_order_asks_for_the_simulated_rtx_4090() {
+        use gigaspot_agent::gpu_control::GpuControl;
+        let sim = gigaspot_agent::simulated_backend::SimulatedGpus::from_spec("1xRTX4090").unwrap();
+        assert_eq!(sim.inventory().unwrap().gpus[0].model, ORDER_MODEL);
+    }
 }

@@ -1,7 +1,8 @@
 //! A complete local GigaSPOT market in one process, for newcomers and for the dashboard's
 //! browser tests: the real server (sled in a data directory, the default plugins, the
 //! interval clock), one real agent per machine on simulated GPUs with the `none` container
-//! backend, and simulated clients that place, raise, re-tune and cancel bids.
+//! backend, and simulated clients that place, raise, re-tune and cancel bids, one of them
+//! through a standing order.
 //!
 //! A second start on the same data directory reuses the market and its keys
 //! (`demo-keys.json`).
@@ -195,8 +196,20 @@ pub async fn start(options: DemoOptions) -> Result<Demo> {
     }
     if options.clients {
         for (seed, client) in keys.clients.iter().enumerate() {
+            let api = Api::new(&urls[seed % urls.len()]);
+            if client.name == clients::ORDER_CLIENT {
+                // Placed on the first start; later starts find it stored.
+                let order = clients::ensure_order(&api, client).await?;
+                tasks.push(tokio::spawn(clients::watch_order(
+                    api,
+                    client.clone(),
+                    order,
+                    stopped.clone(),
+                )));
+                continue;
+            }
             tasks.push(tokio::spawn(clients::run(
-                Api::new(&urls[seed % urls.len()]),
+                api,
                 client.clone(),
                 seed as u64 + 1,
                 stopped.clone(),

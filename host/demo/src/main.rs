@@ -83,7 +83,14 @@ async fn run(options: DemoOptions) -> anyhow::Result<()> {
         k.machines.len(),
         data_dir.join("demo-keys.json").display()
     );
-    println!("  Paste a key into the dashboard to see its balance, bids and ledger. Ctrl-C stops.");
+    println!(
+        "  {} buys through a standing order (2 × RTX 4090, at most {} CLORE/day per kW)",
+        gigaspot_demo::clients::ORDER_CLIENT,
+        gigaspot_demo::clients::ORDER_MAX_PRICE_PER_KW
+    );
+    println!(
+        "  Paste a key into the dashboard to see its balance, bids, standing orders and ledger. Ctrl-C stops."
+    );
     println!();
     tokio::signal::ctrl_c().await?;
     println!("stopping…");

@@ -2,8 +2,9 @@
 //! real demo market: its machines are shown, the machine panel shows the host's background
 //! job (image, power limits), what sets the minimum bid and the machine's activity, a bid
 //! placed through the API appears with its score, the switch to it becomes visible, a
-//! client's key shows its balance and bids, the operator's key the plugin versions. The
-//! screenshot is kept as a test artefact in `target/test-artifacts/dashboard.png`.
+//! client's key shows its balance and bids, the demo's order client's key its standing
+//! order and the bids it placed, the operator's key the plugin versions. The screenshot is
+//! kept as a test artefact in `target/test-artifacts/dashboard.png`.
 
 use std::path::Path;
 use std::process::Command;
@@ -76,12 +77,21 @@ async fn the_dashboard_shows_the_demo_market_live() {
     let machine = demo.keys.machines.last().unwrap().id.to_string();
     let url = demo.url.clone();
     let operator = demo.keys.operator.clone();
+    let order_client = demo
+        .keys
+        .clients
+        .iter()
+        .find(|c| c.name == gigaspot_demo::clients::ORDER_CLIENT)
+        .expect("the demo's order client")
+        .key
+        .clone();
     let out = tokio::task::spawn_blocking(move || {
         Command::new("node")
             .arg("dashboard.mjs")
             .args([url.as_str(), client.as_str(), machine.as_str()])
             .arg(&screenshot)
             .arg(&operator)
+            .arg(&order_client)
             .current_dir(&browser_dir)
             .output()
             .expect("node (Node.js 20) to run the browser test")

@@ -1,10 +1,12 @@
 //! The demo market itself: within its first minute the simulated clients cause switches
 //! and billing; a stop and a second start on the same folder continue the same market;
-//! every machine has its host's background job.
+//! every machine has its host's background job; the order client's standing order holds
+//! machines within its cap and survives the restart, not placed twice.
 
 use std::time::{Duration, Instant};
 
 use gigaspot_demo::api::Api;
+use gigaspot_demo::clients::{ORDER_CLIENT, ORDER_MODEL};
 use gigaspot_demo::{DemoOptions, start};
 use gigaspot_store::Store;
 use serde_json::Value;
@@ -125,6 +127,89 @@ async fn assert_background_jobs(api: &Api) {
     );
 }
 
+/// The order client's standing orders.
+async fn orders(api: &Api, key: &str) -> Vec<Value> {
+    api.get("/api/v1/orders", Some(key))
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// Waits (at most a minute) for the order client's one standing order to hold a machine,
+/// then checks that every held bid is the client's own, on an RTX 4090 machine, at the
+/// order's power, and priced within its cap. Answers the order's id.
+async fn order_holds_machines_within_its_cap(api: &Api, key: &str) -> u64 {
+    let started = Instant::now();
+    let order = loop {
+        let orders = orders(api, key).await;
+        assert_eq!(orders.len(), 1, "one standing order: {orders:#?}");
+        let order = orders[0].clone();
+        assert!(
+            ["active", "paused"].contains(&order["state"].as_str().unwrap()),
+            "{order}"
+        );
+        if !order["machines"].as_array().unwrap().is_empty() {
+            break order;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "after a minute the standing order holds no machine: {order}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    };
+    println!(
+        "the standing order holds {} after {:?}",
+        order["machines"],
+        started.elapsed()
+    );
+    assert_eq!(order["models"], serde_json::json!([ORDER_MODEL]));
+    let per_kw = order["max_price_per_kw"].as_f64().unwrap();
+    let bids = api.get("/api/v1/bids", Some(key)).await.unwrap();
+    let bids = bids.as_array().unwrap();
+    let machines = api.get("/api/v1/machines", None).await.unwrap();
+    for held in order["machines"].as_array().unwrap() {
+        let bid = bids
+            .iter()
+            .find(|b| b["id"] == held["bid"])
+            .unwrap_or_else(|| panic!("held bid {held} is not among the client's bids"));
+        assert!(
+            order["bids"].as_array().unwrap().contains(&held["bid"]),
+            "{order}"
+        );
+        assert_eq!(bid["machine"], held["machine"], "{bid}");
+        let machine = machines
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == held["machine"])
+            .unwrap();
+        assert!(
+            machine["gpus"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|g| g["model"] == ORDER_MODEL),
+            "the order holds a machine of another model: {machine}"
+        );
+        let watts: u64 = bid["oc"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["pl"].as_u64().unwrap())
+            .sum();
+        let cap = per_kw * watts as f64 / 1000.0;
+        let price = held["price"].as_f64().unwrap();
+        assert!(
+            price > 0.0 && price <= cap + 1e-8,
+            "bid {} at {price} CLORE/day over the cap {cap} ({per_kw} per kW × {watts} W)",
+            held["bid"]
+        );
+    }
+    order["id"].as_u64().unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn switches_and_billing_happen_in_the_first_minute_and_a_restart_continues() {
     let dir = tempfile::tempdir().unwrap();
@@ -159,6 +244,14 @@ async fn switches_and_billing_happen_in_the_first_minute_and_a_restart_continues
     assert!(models.len() >= 3, "mixed GPU models: {models:?}");
     assert_background_jobs(&api).await;
     let keys = demo.keys.clone();
+    let order_client = keys
+        .clients
+        .iter()
+        .find(|c| c.name == ORDER_CLIENT)
+        .unwrap()
+        .key
+        .clone();
+    let order = order_holds_machines_within_its_cap(&api, &order_client).await;
     let operator = keys.operator.clone();
     let ledger_before = api
         .get("/api/v1/ledger", Some(&keys.clients[0].key))
@@ -186,6 +279,18 @@ async fn switches_and_billing_happen_in_the_first_minute_and_a_restart_continues
         .unwrap();
     assert!(ledger_after.as_array().unwrap().len() >= ledger_before.as_array().unwrap().len());
     assert_background_jobs(&api).await;
+    // The order was stored, not placed again: the same one, still bidding.
+    let after = orders(&api, &order_client).await;
+    assert_eq!(
+        after.len(),
+        1,
+        "the standing order is not duplicated: {after:#?}"
+    );
+    assert_eq!(after[0]["id"].as_u64(), Some(order), "{after:#?}");
+    assert_eq!(
+        order_holds_machines_within_its_cap(&api, &order_client).await,
+        order
+    );
     again.shutdown().await;
 
     // The market's history replays bit for bit: the recorded WebAssembly versions on the

@@ -20,6 +20,7 @@
     book: null,
     history: null, // selected machine's history, newest first
     myBids: null, // GET /bids of the signed-in key
+    orders: null, // GET /orders of the signed-in key
     hosts: {}, // host account id -> name
   };
 
@@ -229,6 +230,7 @@
     renderMachine();
     renderCharts();
     if (state.account) renderMyBids(); // marks the bids that run now
+    renderOrderModels();
     // First load: pick the first machine and fetch its details without waiting a round.
     if (!state.machines.some((m) => m.id === state.selected) && state.machines.length) {
       select(state.machines[0].id);
@@ -744,15 +746,18 @@
         state.account = account;
       }
       const isOperator = state.account.roles.includes('operator');
-      const [balance, bids, ledger, plugins, withdrawals, shadow] = await Promise.all([
+      const [balance, bids, ledger, plugins, withdrawals, shadow, orders] = await Promise.all([
         api('/api/v1/balance', { auth: true, key }),
         api('/api/v1/bids', { auth: true, key }),
         api(`/api/v1/ledger?limit=${LEDGER_ROWS}`, { auth: true, key }),
         isOperator ? api('/api/v1/plugins', { auth: true, key }) : null,
         api('/api/v1/withdrawals', { auth: true, key }),
         isOperator ? api('/api/v1/plugins/shadow', { auth: true, key }) : null,
+        api('/api/v1/orders', { auth: true, key }),
       ]);
       if (state.key !== key) return; // signed out (or in again) meanwhile
+      state.orders = orders;
+      renderOrders();
       renderAccount(balance, bids, ledger);
       renderWithdrawals(withdrawals, isOperator);
       if (plugins) renderPlugins(plugins);
@@ -778,19 +783,34 @@
     if (changed('ledger', ledger)) renderLedger(ledger, a.id);
   }
 
+  // Bid id -> the standing order that placed it.
+  function orderOfBid() {
+    const of = new Map();
+    for (const o of state.orders || []) for (const b of o.bids) of.set(b, o.id);
+    return of;
+  }
+
   function renderMyBids() {
     const bids = state.myBids || [];
     const running = new Set(state.machines.map((m) => m.current_bid).filter((b) => b != null));
-    if (!changed('my-bids', bids, [...running])) return;
+    const ofOrder = orderOfBid();
+    if (!changed('my-bids', bids, [...running], [...ofOrder])) return;
     const rows = [...bids]
       .sort((a, b) => b.id - a.id)
       .map((b) => {
         const stateCell = el('td', null, badge(b.state, b.state));
         if (running.has(b.id)) stateCell.append(badge('running now', 'winner'));
+        const order = ofOrder.get(b.id);
         return el(
           'tr',
-          { 'data-bid': b.id },
-          el('td', null, el('strong', null, `#${b.id}`)),
+          { 'data-bid': b.id, 'data-order': order },
+          el(
+            'td',
+            null,
+            el('strong', null, `#${b.id}`),
+            order != null ? ' ' : null,
+            order != null ? badge(`order #${order}`, 'scored order-mark', 'Placed by your standing order') : null,
+          ),
           el('td', null, el('button', { type: 'button', class: 'link', 'data-select-machine': b.machine, title: 'Show this machine' }, `#${b.machine}`)),
           el('td', { class: 'num' }, fmtPrice(b.price)),
           el('td', { class: 'num', title: clockSettings(b.oc) || null }, powerLimits(b.oc)),
@@ -806,6 +826,146 @@
     if (!button) return;
     select(Number(button.dataset.selectMachine));
     $('machine').scrollIntoView({ behavior: 'smooth', block: 'start' });
+  });
+
+  // ---------------------------------------------------------------- standing orders
+
+  const ORDER_STATE_KIND = { active: 'active', paused: 'paused', cancelled: 'cancelled', expired: 'expired' };
+
+  function fact(label, value, title) {
+    return el('div', { title }, el('dt', null, label), el('dd', null, value));
+  }
+
+  // The signed-in key's standing orders, newest first, each with what it holds now.
+  function renderOrders() {
+    const orders = state.orders || [];
+    const a = state.account;
+    $('orders-section').hidden = !(a && a.roles.includes('client')) && orders.length === 0;
+    if (!changed('orders', orders)) return;
+    const live = orders.filter((o) => o.state === 'active' || o.state === 'paused');
+    setText('orders-meta', orders.length ? `${live.length} live of ${orders.length}` : '');
+    const cards = [...orders]
+      .sort((x, y) => y.id - x.id)
+      .map((o) => {
+        const held = o.machines.length;
+        const winning = o.machines.filter((h) => h.winning).length;
+        const header = el(
+          'header',
+          null,
+          el('strong', { class: 'order-id' }, `Order #${o.id}`),
+          el('span', { class: 'order-state', 'data-state': o.state }, badge(o.state, ORDER_STATE_KIND[o.state])),
+          el('span', { class: 'held', title: `${winning} of the held bids win this interval` }, `holds ${held} of ${o.count}`),
+        );
+        if (o.state === 'active' || o.state === 'paused') {
+          header.append(el('button', { type: 'button', class: 'link', 'data-cancel-order': o.id }, 'cancel'));
+        }
+        const limits = [
+          o.max_price_per_kw != null ? `≤ ${fmtPrice(o.max_price_per_kw)} per kW` : null,
+          o.max_price_per_day != null ? `≤ ${fmtPrice(o.max_price_per_day)} per machine` : null,
+        ].filter(Boolean).join(' · ');
+        const power = o.pl_w != null ? `${o.pl_w} W per GPU` : `${num(o.pl_fraction * 100, 0, 1)} % of each range`;
+        const facts = el(
+          'dl',
+          { class: 'facts' },
+          fact('Asks', `${o.count} × ${o.models.length ? o.models.map(shortModel).join(' or ') : 'any model'}${o.min_gpus > 1 ? `, ≥ ${o.min_gpus} GPUs` : ''}`),
+          fact('Power', power),
+          fact('Limits', limits || '–', 'CLORE per day'),
+          fact('Spent', `${fmtAmount(o.spent)}${o.budget != null ? ` of ${fmtAmount(o.budget)}` : ''} CLORE`, o.budget != null ? 'Charged so far, of the budget' : 'Charged so far (no budget)'),
+          fact('Image', o.image, o.image),
+          fact('Expires', fmtDateTime(o.expires_at), `Placed ${fmtDateTime(o.created_at)}`),
+        );
+        const rows = o.machines.map((h) => el(
+          'tr',
+          { 'data-held-machine': h.machine, 'data-held-bid': h.bid },
+          el('td', null, el('button', { type: 'button', class: 'link', 'data-select-machine': h.machine, title: 'Show this machine' }, `#${h.machine}`)),
+          el('td', null, `#${h.bid}`),
+          el('td', { class: 'num' }, fmtPrice(h.price)),
+          el('td', null, h.winning ? badge('winning', 'winner') : badge('outbid', 'warn', 'It re-prices or moves at the next boundary')),
+        ));
+        const table = rows.length
+          ? el(
+            'table',
+            { class: 'data compact' },
+            el('thead', null, el('tr', null, el('th', null, 'Machine'), el('th', null, 'Bid'), el('th', { class: 'num', title: 'CLORE per day' }, 'Price'), el('th', null, 'Now'))),
+            el('tbody', null, ...rows),
+          )
+          : null;
+        return el(
+          'article',
+          { class: 'order', 'data-order': o.id, 'data-state': o.state },
+          header,
+          facts,
+          o.note ? el('p', { class: 'order-note' }, o.note) : null,
+          table,
+        );
+      });
+    $('orders').replaceChildren(...cards);
+    $('orders-empty').hidden = cards.length !== 0;
+  }
+
+  // The model choices of the order form: every GPU model on the market.
+  function renderOrderModels() {
+    const models = [...new Set(state.machines.flatMap((m) => m.gpus.map((g) => g.model)))].sort();
+    if (!changed('order-models', models)) return;
+    const select = $('order-model');
+    const chosen = select.value;
+    select.replaceChildren(el('option', { value: '' }, 'any'), ...models.map((m) => el('option', { value: m }, shortModel(m))));
+    if (models.includes(chosen)) select.value = chosen;
+  }
+
+  $('order-form').addEventListener('submit', async (ev) => {
+    ev.preventDefault();
+    const message = $('order-message');
+    const fail = (text) => {
+      message.className = 'error-text';
+      message.textContent = text;
+    };
+    const count = $('order-count').value.trim();
+    const pl = $('order-pl').value.trim();
+    const perKw = $('order-max-kw').value.trim();
+    if (!/^\d+$/.test(count)) return fail('machines: a whole number');
+    if (!/^\d+$/.test(pl)) return fail('power limit: whole watts per GPU');
+    if (!/^\d+(\.\d{1,8})?$/.test(perKw)) return fail('max price per kW: CLORE/day with at most 8 decimals');
+    const model = $('order-model').value;
+    const fields = [
+      `"count": ${count}`,
+      `"pl_w": ${pl}`,
+      // The price goes out as the literal the user typed, so it is never rounded.
+      `"max_price_per_kw": ${perKw}`,
+      `"image": ${JSON.stringify($('order-image').value.trim())}`,
+    ];
+    if (model) fields.push(`"models": ${JSON.stringify([model])}`);
+    try {
+      const order = await api('/api/v1/orders', { method: 'POST', auth: true, body: `{${fields.join(', ')}}` });
+      message.className = '';
+      message.textContent = `Order #${order.id} placed: the market bids for it from the next boundary.`;
+    } catch (e) {
+      fail(e.message);
+    }
+    refresh();
+  });
+
+  $('orders').addEventListener('click', async (ev) => {
+    const select_ = ev.target.closest('[data-select-machine]');
+    if (select_) {
+      select(Number(select_.dataset.selectMachine));
+      $('machine').scrollIntoView({ behavior: 'smooth', block: 'start' });
+      return;
+    }
+    const button = ev.target.closest('button[data-cancel-order]');
+    if (!button) return;
+    const id = button.dataset.cancelOrder;
+    if (!window.confirm(`Cancel standing order #${id} and every bid it holds?`)) return;
+    const message = $('order-message');
+    try {
+      await api(`/api/v1/orders/${id}`, { method: 'DELETE', auth: true });
+      message.className = '';
+      message.textContent = `Order #${id} cancelled.`;
+    } catch (e) {
+      message.className = 'error-text';
+      message.textContent = e.message;
+    }
+    refresh();
   });
 
   function renderLedger(ledger, me) {
@@ -1071,7 +1231,9 @@
     state.key = null;
     state.account = null;
     state.myBids = null;
-    for (const key of ['my-bids', 'ledger', 'plugins', 'book', 'withdrawals', 'shadow', 'backtest']) lastRendered.delete(key);
+    state.orders = null;
+    for (const key of ['my-bids', 'orders', 'ledger', 'plugins', 'book', 'withdrawals', 'shadow', 'backtest']) lastRendered.delete(key);
+    setText('order-message', '');
     $('who').hidden = true;
     $('account').hidden = true;
     $('operator').hidden = true;
