@@ -171,8 +171,9 @@ pub fn standing_order() -> Value {
     })
 }
 
-/// The client's standing order: the one it placed on an earlier start while that one is
-/// active or paused, else a new one. Answers the order's id.
+/// The client's standing order: the one it placed on an earlier start (an active or paused
+/// one first; one the user cancelled stays cancelled), else a new one on the first start.
+/// Answers the order's id.
 pub async fn ensure_order(api: &Api, client: &Participant) -> Result<u64> {
     let key = Some(client.key.as_str());
     let orders = api.get("/api/v1/orders", key).await?;
@@ -184,6 +185,17 @@ pub async fn ensure_order(api: &Api, client: &Participant) -> Result<u64> {
     if let Some(order) = live {
         let id = order["id"].as_u64().context("order id")?;
         tracing::info!("{} keeps standing order {id}", client.name);
+        return Ok(id);
+    }
+    // One the user cancelled (or that expired) stays so: a restart does not override it.
+    if let Some(id) = orders
+        .as_array()
+        .context("orders")?
+        .iter()
+        .filter_map(|o| o["id"].as_u64())
+        .max()
+    {
+        tracing::info!("{} keeps its ended standing order {id}", client.name);
         return Ok(id);
     }
     let created = api.post("/api/v1/orders", key, &standing_order()).await?;

@@ -23,13 +23,24 @@ fn twenty_sigkills_lose_no_acknowledged_write() {
             .spawn()
             .unwrap();
         let stdout = child.stdout.take().unwrap();
+        let (first, acked_once) = std::sync::mpsc::channel();
         let reader = std::thread::spawn(move || {
-            BufReader::new(stdout)
-                .lines()
-                .map_while(Result::ok)
-                .collect::<Vec<String>>()
+            let mut lines = Vec::new();
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines.is_empty() {
+                    let _ = first.send(());
+                }
+                lines.push(line);
+            }
+            lines
         });
-        std::thread::sleep(Duration::from_millis(rng.random_range(150..600)));
+        // The kill lands at a random moment of the writing, not during the opening of a
+        // store that grows every round (slow on a loaded machine): wait for the first
+        // acknowledgement, then for a random while.
+        acked_once
+            .recv_timeout(Duration::from_secs(120))
+            .unwrap_or_else(|_| panic!("round {round}: the writer acknowledged nothing in 120 s"));
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..450)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let acked = reader.join().unwrap();
