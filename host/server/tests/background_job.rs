@@ -44,39 +44,11 @@ async fn patch(m: &Market, host: &str, machine: u64, body: Value) -> (StatusCode
 
 /// The machine's entry in the published Clore-style snapshot.
 async fn snapshot_entry(m: &Market, key: &str, machine: u64) -> Value {
-    let gigaspot: Value = m
-        .http
-        .get(format!("{}/v1/get_gigaspot", m.base))
-        .header("auth", key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let snapshot: Value = m
-        .http
-        .get(gigaspot["v1_snapshot_url"].as_str().unwrap())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    snapshot[machine.to_string()].clone()
+    m.snapshot(key).await[machine.to_string()].clone()
 }
 
 async fn heartbeat(m: &Market, agent: &str) -> Value {
-    let (status, desired) = m
-        .call(
-            "POST",
-            "/api/v1/agent/heartbeat",
-            Some(agent),
-            Some(json!({"working": true, "running_bid": null})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{desired}");
-    desired
+    m.idle_heartbeat(agent).await
 }
 
 fn ceilings(view: &Value) -> Vec<u64> {

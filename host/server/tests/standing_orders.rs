@@ -29,15 +29,7 @@ async fn machine(m: &Market, host: &str, model: &str, reserve: u64) -> (u64, Str
 }
 
 async fn heartbeat(m: &Market, agent: &str) {
-    let (status, body) = m
-        .call(
-            "POST",
-            "/api/v1/agent/heartbeat",
-            Some(agent),
-            Some(json!({"working": true, "running_bid": null})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{body}");
+    m.idle_heartbeat(agent).await;
 }
 
 async fn order(m: &Market, key: &str, id: u64) -> Value {

@@ -170,6 +170,43 @@ impl Market {
         self.clock.store(base, Ordering::SeqCst);
     }
 
+    /// The published Clore-style snapshot, as a bot reads it (`/v1/get_gigaspot`, then
+    /// the snapshot URL it names).
+    pub async fn snapshot(&self, key: &str) -> Value {
+        let gigaspot: Value = self
+            .http
+            .get(format!("{}/v1/get_gigaspot", self.base))
+            .header("auth", key)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        self.http
+            .get(gigaspot["v1_snapshot_url"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// An idle agent's heartbeat (working, running nothing); answers the desired state.
+    pub async fn idle_heartbeat(&self, agent: &str) -> Value {
+        let (status, desired) = self
+            .call(
+                "POST",
+                "/api/v1/agent/heartbeat",
+                Some(agent),
+                Some(json!({"working": true, "running_bid": null})),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{desired}");
+        desired
+    }
+
     pub async fn balance(&self, key: &str) -> f64 {
         self.call("GET", "/api/v1/balance", Some(key), None).await.1["balance"]
             .as_f64()
