@@ -41,12 +41,26 @@ pub enum OrderPower {
     Fraction(f64),
 }
 
+/// What an order's `count` counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "snake_case")]
+pub enum OrderUnit {
+    /// Machines: hold exactly `count` of them.
+    Machines,
+    /// GPUs: hold machines until they have at least `count` GPUs together (the cheapest
+    /// per GPU first; the last machine may bring more than the rest needed).
+    Gpus,
+}
+
 /// What a client wants from a standing order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct OrderSpec {
-    /// Machines wanted, 1 to [`MAX_ORDER_MACHINES`].
+    /// Machines (1 to [`MAX_ORDER_MACHINES`]) or GPUs (1 to 16 × that) wanted.
     pub count: u32,
+    /// What `count` counts.
+    pub unit: OrderUnit,
     /// GPU models accepted (every GPU of a machine must be one of them); empty: any.
     pub models: Vec<String>,
     /// Fewest GPUs a machine must have.
@@ -143,8 +157,14 @@ impl OrderSpec {
     /// Checks the spec: ranges of every number, at least one price limit, clocks without
     /// power limits, an image and environment a bid could have.
     pub fn check(&self) -> Result<(), OrderRefusal> {
-        if !(1..=MAX_ORDER_MACHINES).contains(&self.count) {
-            return refuse("count", format!("1 to {MAX_ORDER_MACHINES} machines"));
+        match self.unit {
+            OrderUnit::Machines if !(1..=MAX_ORDER_MACHINES).contains(&self.count) => {
+                return refuse("count", format!("1 to {MAX_ORDER_MACHINES} machines"));
+            }
+            OrderUnit::Gpus if !(1..=16 * MAX_ORDER_MACHINES).contains(&self.count) => {
+                return refuse("gpus", format!("1 to {} GPUs", 16 * MAX_ORDER_MACHINES));
+            }
+            _ => {}
         }
         if self.models.len() > MAX_ORDER_MODELS {
             return refuse("models", format!("at most {MAX_ORDER_MODELS} models"));
@@ -275,7 +295,7 @@ impl OrderSpec {
 pub struct Candidate {
     /// The machine.
     pub machine: MachineId,
-    /// The order's settings on it.
+    /// The order's settings on it (one entry per GPU).
     pub oc: Vec<OcRequest>,
     /// The order's price cap on it ([`OrderSpec::price_cap`]).
     pub cap: Amount,
@@ -298,12 +318,14 @@ pub struct Plan {
     pub note: Option<String>,
 }
 
-/// The order's moves: the `count` cheapest machines it can win within its caps (ties to
-/// the more reliable, then the lower id) get a bid at exactly the price that wins each
+/// The order's moves: the cheapest machines it can win within its caps — `count` of them,
+/// or (counting GPUs) the cheapest per GPU until they have `count` GPUs together — ties to
+/// the more reliable, then the lower id, get a bid at exactly the price that wins each
 /// (placed, or the held bid re-priced up or down); every other held bid is cancelled.
 /// `current` gives each held bid's price and settings.
 pub fn plan(
     count: u32,
+    unit: OrderUnit,
     held: &[Held],
     current: &BTreeMap<BidId, (Amount, Vec<OcRequest>)>,
     candidates: &[Candidate],
@@ -315,12 +337,36 @@ pub fn plan(
             _ => None,
         })
         .collect();
+    let gpus = |c: &Candidate| c.oc.len().max(1) as u128;
     winnable.sort_by(|(a, pa), (b, pb)| {
-        pa.cmp(pb)
+        let cheaper = match unit {
+            OrderUnit::Machines => pa.cmp(pb),
+            // Price per GPU, compared exactly: pa / ga against pb / gb.
+            OrderUnit::Gpus => (u128::from(pa.0) * gpus(b)).cmp(&(u128::from(pb.0) * gpus(a))),
+        };
+        cheaper
             .then(b.reliability.total_cmp(&a.reliability))
             .then(a.machine.cmp(&b.machine))
     });
-    winnable.truncate(count as usize);
+    let wanted = match unit {
+        OrderUnit::Machines => count as usize,
+        OrderUnit::Gpus => {
+            let mut total = 0u128;
+            winnable
+                .iter()
+                .take_while(|(c, _)| {
+                    let take = total < u128::from(count);
+                    total += gpus(c);
+                    take
+                })
+                .count()
+        }
+    };
+    winnable.truncate(wanted);
+    let held_units: u128 = match unit {
+        OrderUnit::Machines => winnable.len() as u128,
+        OrderUnit::Gpus => winnable.iter().map(|(c, _)| gpus(c)).sum(),
+    };
     let mut out = Plan::default();
     for (c, price) in &winnable {
         match held.iter().find(|h| h.machine == c.machine) {
@@ -337,14 +383,14 @@ pub fn plan(
             out.cancel.push(h.bid);
         }
     }
-    if winnable.len() < count as usize {
-        out.note = Some(shortfall(count, winnable.len(), candidates));
+    if held_units < u128::from(count) {
+        out.note = Some(shortfall(count, unit, held_units, candidates));
     }
     out
 }
 
-/// Why an order holds `holds` of `count` machines.
-fn shortfall(count: u32, holds: usize, candidates: &[Candidate]) -> String {
+/// Why an order holds `holds` of `count` machines or GPUs.
+fn shortfall(count: u32, unit: OrderUnit, holds: u128, candidates: &[Candidate]) -> String {
     let cheapest_over_cap = candidates
         .iter()
         .filter_map(|c| match &c.price_to_win {
@@ -352,7 +398,11 @@ fn shortfall(count: u32, holds: usize, candidates: &[Candidate]) -> String {
             _ => None,
         })
         .min();
-    let head = format!("holds {holds} of {count} machines: ");
+    let what = match unit {
+        OrderUnit::Machines => "machines",
+        OrderUnit::Gpus => "GPUs",
+    };
+    let head = format!("holds {holds} of {count} {what}: ");
     match cheapest_over_cap {
         Some((price, cap, machine)) => format!(
             "{head}the cheapest machine matching (machine {machine}) needs {} CLORE/day at your limits, which allow {}",
@@ -380,6 +430,7 @@ mod tests {
     pub(crate) fn spec() -> OrderSpec {
         OrderSpec {
             count: 2,
+            unit: OrderUnit::Machines,
             models: vec!["NVIDIA GeForce RTX 4090".into()],
             min_gpus: 1,
             power: OrderPower::Watts(300),
@@ -413,6 +464,13 @@ mod tests {
         };
         assert_eq!(field(|s| s.count = 0), "count");
         assert_eq!(field(|s| s.count = 65), "count");
+        assert_eq!(
+            field(|s| {
+                s.unit = OrderUnit::Gpus;
+                s.count = 1025;
+            }),
+            "gpus"
+        );
         assert_eq!(field(|s| s.min_gpus = 0), "min_gpus");
         assert_eq!(field(|s| s.power = OrderPower::Watts(0)), "pl_w");
         assert_eq!(
@@ -495,7 +553,7 @@ mod tests {
             (11, (Amount::clore(60), vec![OcRequest::default()])),
             (12, (Amount::clore(40), vec![OcRequest::default()])),
         ]);
-        let p = plan(2, &held, &current, &candidates);
+        let p = plan(2, OrderUnit::Machines, &held, &current, &candidates);
         // 3 and 2 tie at 30: the more reliable 3 first, then 2 (held: re-priced down).
         assert_eq!(
             p.place,
@@ -508,15 +566,30 @@ mod tests {
         assert_eq!(p.cancel, vec![11]);
         assert_eq!(p.note, None);
         // Four wanted: machine 4 needs more than the cap, and the note says so.
-        let p = plan(4, &[], &BTreeMap::new(), &candidates);
+        let p = plan(4, OrderUnit::Machines, &[], &BTreeMap::new(), &candidates);
         assert_eq!(p.place.len(), 3);
         let note = p.note.unwrap();
         assert!(
             note.contains("holds 3 of 4") && note.contains("needs 150 CLORE/day"),
             "{note}"
         );
+        // Counting GPUs: the cheapest per GPU first, until enough GPUs are held.
+        let mut big = candidate(6, Some(80), 100, 1.0);
+        big.oc = vec![OcRequest::default(); 4]; // 20 per GPU
+        let candidates = [
+            candidate(1, Some(25), 100, 1.0),
+            big,
+            candidate(2, Some(30), 100, 1.0),
+        ];
+        let p = plan(5, OrderUnit::Gpus, &[], &BTreeMap::new(), &candidates);
+        let machines: Vec<u64> = p.place.iter().map(|x| x.0).collect();
+        assert_eq!(machines, vec![6, 1], "4 GPUs at 20 each, then 1 at 25");
+        assert_eq!(p.note, None);
+        let p = plan(7, OrderUnit::Gpus, &[], &BTreeMap::new(), &candidates);
+        assert_eq!(p.place.len(), 3);
+        assert!(p.note.unwrap().contains("holds 6 of 7 GPUs"));
         // Nothing matches at all.
-        let p = plan(1, &[], &BTreeMap::new(), &[]);
+        let p = plan(1, OrderUnit::Machines, &[], &BTreeMap::new(), &[]);
         assert!(p.note.unwrap().contains("no available machine matches"));
     }
 
@@ -576,6 +649,7 @@ mod tests {
                     0..12,
                 ),
                 count in 1u32..=6,
+                by_gpus in any::<bool>(),
                 pl in prop_oneof![(100u32..=700).prop_map(OrderPower::Watts), (0.0f64..=1.0).prop_map(OrderPower::Fraction)],
                 per_kw in proptest::option::of(1u64..=400),
                 per_day in proptest::option::of(1u64..=2_000),
@@ -585,6 +659,7 @@ mod tests {
                 let table = GpuRangeTable::defaults();
                 let mut order = spec();
                 order.count = count;
+                order.unit = if by_gpus { OrderUnit::Gpus } else { OrderUnit::Machines };
                 order.power = pl;
                 order.min_gpus = min_gpus;
                 order.max_price_per_kw = per_kw.map(Amount::clore);
@@ -622,8 +697,18 @@ mod tests {
                         })
                     })
                     .collect();
-                let p = plan(order.count, &[], &BTreeMap::new(), &candidates);
-                prop_assert!(p.place.len() <= order.count as usize);
+                let p = plan(order.count, order.unit, &[], &BTreeMap::new(), &candidates);
+                let gpus_of = |m: u64| candidates.iter().find(|c| c.machine == m).unwrap().oc.len() as u32;
+                match order.unit {
+                    OrderUnit::Machines => prop_assert!(p.place.len() <= order.count as usize),
+                    // Never a machine more than needed: without the last one, too few GPUs.
+                    OrderUnit::Gpus => {
+                        let total: u32 = p.place.iter().map(|x| gpus_of(x.0)).sum();
+                        if let Some(last) = p.place.last() {
+                            prop_assert!(total - gpus_of(last.0) < order.count);
+                        }
+                    }
+                }
                 let mut seen = std::collections::BTreeSet::new();
                 for (machine, oc, price) in &p.place {
                     prop_assert!(seen.insert(*machine), "one bid per machine");
@@ -643,7 +728,7 @@ mod tests {
                     prop_assert!(admission::admit(&terms, 99, Some(m), &table, &params).is_ok());
                 }
                 // It holds fewer only when no other candidate is winnable within its caps.
-                if p.place.len() < order.count as usize {
+                if order.unit == OrderUnit::Machines && p.place.len() < order.count as usize {
                     prop_assert!(p.note.is_some());
                     let winnable = candidates
                         .iter()

@@ -106,6 +106,7 @@ pub async fn edit(
     // The body's own errors (both power fields) before anything is read.
     update.apply(&mut gigaspot_market::standing_order::OrderSpec {
         count: 1,
+        unit: gigaspot_market::standing_order::OrderUnit::Machines,
         models: vec![],
         min_gpus: 1,
         power: gigaspot_market::standing_order::OrderPower::Watts(1),

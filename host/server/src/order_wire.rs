@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use gigaspot_market::bid::OcRequest;
-use gigaspot_market::standing_order::{OrderPower, OrderSpec, OrderState, StandingOrder};
+use gigaspot_market::standing_order::{
+    OrderPower, OrderSpec, OrderState, OrderUnit, StandingOrder,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::api_error::ApiError;
@@ -16,8 +18,11 @@ pub const DEFAULT_ORDER_LIFETIME_S: u64 = 7 * 86_400;
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewOrder {
-    /// Machines wanted, 1 to 64.
-    pub count: u32,
+    /// Machines wanted, 1 to 64 (this or `gpus`).
+    pub count: Option<u32>,
+    /// GPUs wanted, 1 to 1,024: machines are held, cheapest per GPU first, until they
+    /// have this many GPUs together.
+    pub gpus: Option<u32>,
     /// GPU models accepted (every GPU of a machine one of them); default any.
     #[serde(default)]
     pub models: Vec<String>,
@@ -51,8 +56,22 @@ impl NewOrder {
         let power = power(self.pl_w, self.pl_fraction)?.ok_or_else(|| {
             ApiError::bad_field("pl_w", "give pl_w (W per GPU) or pl_fraction (0 to 1)")
         })?;
+        let (count, unit) = match (self.count, self.gpus) {
+            (Some(c), None) => (c, OrderUnit::Machines),
+            (None, Some(g)) => (g, OrderUnit::Gpus),
+            (Some(_), Some(_)) => {
+                return Err(ApiError::bad_field("gpus", "give count or gpus, not both"));
+            }
+            (None, None) => {
+                return Err(ApiError::bad_field(
+                    "count",
+                    "give count (machines) or gpus (GPUs in total)",
+                ));
+            }
+        };
         Ok(OrderSpec {
-            count: self.count,
+            count,
+            unit,
             models: self.models,
             min_gpus: self.min_gpus.unwrap_or(1),
             power,
@@ -88,7 +107,7 @@ fn power(pl_w: Option<u32>, pl_fraction: Option<f64>) -> Result<Option<OrderPowe
 #[derive(Debug, Clone, Default, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderUpdate {
-    /// Machines wanted.
+    /// Machines (or GPUs, for an order counting GPUs) wanted.
     pub count: Option<u32>,
     /// Power limit per GPU in W (replaces `pl_fraction`).
     pub pl_w: Option<u32>,
@@ -146,8 +165,10 @@ pub struct OrderView {
     pub state: OrderState,
     /// Why it holds fewer machines than asked, or why it is paused.
     pub note: Option<String>,
-    /// Machines wanted.
+    /// Machines or GPUs wanted (see `unit`).
     pub count: u32,
+    /// What `count` counts: `machines` or `gpus`.
+    pub unit: OrderUnit,
     /// GPU models accepted (empty: any).
     pub models: Vec<String>,
     /// Fewest GPUs per machine.
@@ -188,6 +209,7 @@ impl OrderView {
             state: o.state,
             note: o.note.clone(),
             count: o.spec.count,
+            unit: o.spec.unit,
             models: o.spec.models.clone(),
             min_gpus: o.spec.min_gpus,
             pl_w,

@@ -94,7 +94,13 @@ fn run_one(state: &AppState, order: StandingOrder, now: u64) -> Result<(), Store
         }
     }
     let candidates = candidates(state, &order, &held, now)?;
-    let moves = plan(order.spec.count, &held, &current, &candidates);
+    let moves = plan(
+        order.spec.count,
+        order.spec.unit,
+        &held,
+        &current,
+        &candidates,
+    );
     let remaining = order.expires_at.saturating_sub(now).max(1);
     let mut note = moves.note.clone();
     let mut placed = Vec::new();

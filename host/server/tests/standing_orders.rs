@@ -156,6 +156,33 @@ async fn an_order_holds_the_cheapest_winnable_machines_moves_when_outbid_and_say
     assert!(h.iter().all(|x| x.2), "{o}");
     assert!(h.iter().all(|x| x.1 <= 60.0), "never above the cap: {o}");
 
+    // Counting GPUs: Dave wants 1 GPU and gets the cheapest machine left (the 3090 is
+    // not excluded: any model), and none more.
+    let (_, dave) = m.funded_client("dave", 1000.0).await;
+    let (status, by_gpus) = m
+        .call(
+            "POST",
+            "/api/v1/orders",
+            Some(&dave),
+            Some(json!({"gpus": 1, "pl_w": 300, "image": "registry.example/x:1", "max_price_per_day": 100})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{by_gpus}");
+    assert_eq!(by_gpus["unit"], json!("gpus"));
+    m.tick(60).await;
+    let o = order(&m, &dave, by_gpus["id"].as_u64().unwrap()).await;
+    assert_eq!(held(&o), vec![(m4, 5.0, true)], "{o}");
+    let (status, cancelled) = m
+        .call(
+            "DELETE",
+            &format!("/api/v1/orders/{}", o["id"]),
+            Some(&dave),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{cancelled}");
+    m.tick(60).await;
+
     // A second client's limits are below every machine's winning price: it holds none
     // and says what the cheapest one needs.
     let (_, carol) = m.funded_client("carol", 1000.0).await;
@@ -238,6 +265,8 @@ async fn bad_orders_are_refused_naming_the_field_and_a_spent_budget_pauses_the_o
     for (body, field) in [
         (with("count", json!(0)), "count"),
         (with("count", json!(65)), "count"),
+        (with("count", Value::Null), "count"),
+        (with("gpus", json!(2)), "gpus"),
         (with("pl_w", Value::Null), "pl_w"),
         (with("pl_fraction", json!(0.5)), "pl_fraction"),
         (with("max_price_per_kw", Value::Null), "max_price_per_kw"),

@@ -35,6 +35,7 @@ fn standing_orders_are_checked_changed_under_the_lock_and_survive_a_reopen(backe
     use gigaspot_market::standing_order::{Held, OrderPower, OrderSpec, OrderState};
     let spec = OrderSpec {
         count: 2,
+        unit: gigaspot_market::standing_order::OrderUnit::Machines,
         models: vec!["NVIDIA GeForce RTX 4090".into()],
         min_gpus: 1,
         power: OrderPower::Fraction(0.5),
