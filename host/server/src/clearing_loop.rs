@@ -70,8 +70,10 @@ pub fn run_boundary(
         }
     }
     // Standing orders place, move and re-price their bids before the clearing, so that
-    // the interval clears on them.
-    crate::standing_orders::run(state, state.now())?;
+    // the interval clears on them; if they cannot even be read, the clearing goes on.
+    if let Err(e) = crate::standing_orders::run(state, state.now()) {
+        tracing::warn!("standing orders not run at this boundary: {e}");
+    }
     let started = Instant::now();
     let report = IntervalEngine::without_audit(state.store.as_ref(), state.registry.as_ref())
         .suspend_after(state.config.suspend_after_failed_intervals)
