@@ -348,6 +348,21 @@ async fn bad_orders_are_refused_naming_the_field_and_a_spent_budget_pauses_the_o
     let o = order(&m, &alice, id).await;
     assert_eq!(o["machines"][0]["machine"], json!(machine_id), "{o}");
 
+    // A client whose balance cannot pay one interval of the winning price: the order
+    // pauses with the reason instead of bidding.
+    let (_, poor) = m.funded_client("poor", 0.00001).await;
+    let (status, created) = m
+        .call("POST", "/api/v1/orders", Some(&poor), Some(base.clone()))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let poor_id = created["id"].as_u64().unwrap();
+    heartbeat(&m, &agent).await;
+    m.tick(60).await;
+    let p = order(&m, &poor, poor_id).await;
+    assert_eq!(p["state"], json!("paused"), "{p}");
+    assert!(p["note"].as_str().unwrap().contains("balance"), "{p}");
+    assert!(p["machines"].as_array().unwrap().is_empty(), "{p}");
+
     // The order and its holdings survive a restart.
     let dir = m.stop_keeping_data().await;
     let m = Market::start_in(dir, |_| {}).await;
