@@ -103,21 +103,7 @@ pub async fn edit(
     JsonBody(update): JsonBody<OrderUpdate>,
 ) -> Result<Json<OrderView>, ApiError> {
     let owner = caller.0.id;
-    // The body's own errors (both power fields) before anything is read.
-    update.apply(&mut gigaspot_market::standing_order::OrderSpec {
-        count: 1,
-        unit: gigaspot_market::standing_order::OrderUnit::Machines,
-        models: vec![],
-        min_gpus: 1,
-        power: gigaspot_market::standing_order::OrderPower::Watts(1),
-        oc: Default::default(),
-        image: String::new(),
-        env: Default::default(),
-        max_price_per_kw: None,
-        max_price_per_day: None,
-        budget: None,
-        lifetime_s: 1,
-    })?;
+    update.check()?;
     let view = state
         .store(move |s| {
             own(s, owner, id)?;
@@ -173,6 +159,7 @@ pub async fn cancel(
     let view = state
         .store(move |s| {
             own(s, owner, id)?;
+            let mut held = Vec::new();
             let order = s.modify_order(id, &mut |o| {
                 if matches!(o.state, OrderState::Cancelled | OrderState::Expired) {
                     return Err(StoreError::Invalid {
@@ -182,16 +169,15 @@ pub async fn cancel(
                 }
                 o.state = OrderState::Cancelled;
                 o.note = Some("cancelled by its owner".into());
+                held = std::mem::take(&mut o.held);
                 Ok(())
             })?;
-            for h in &order.held {
+            // Cancelled first: the boundary's bidding, which writes only to an active
+            // order, cannot bring these back.
+            for h in &held {
                 // Already cancelled or expired bids are past cancelling.
                 let _ = s.cancel_bid(owner, h.bid, now);
             }
-            let order = s.modify_order(id, &mut |o| {
-                o.held.clear();
-                Ok(())
-            })?;
             view(s, &order)
         })
         .await?;

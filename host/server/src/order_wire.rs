@@ -122,6 +122,11 @@ pub struct OrderUpdate {
 }
 
 impl OrderUpdate {
+    /// The body's own errors (both power fields given), before anything is read.
+    pub fn check(&self) -> Result<(), ApiError> {
+        power(self.pl_w, self.pl_fraction).map(|_| ())
+    }
+
     /// `spec` with the update applied (checked by the caller).
     pub fn apply(&self, spec: &mut OrderSpec) -> Result<(), ApiError> {
         if let Some(count) = self.count {

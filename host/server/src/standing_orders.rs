@@ -28,10 +28,19 @@ const LEDGER_PAGES: usize = 20;
 
 /// Runs every active order once (`now`: the boundary's time).
 pub fn run(state: &AppState, now: u64) -> Result<(), StoreError> {
-    let orders = state.store.orders(None)?;
-    for order in orders.into_iter().filter(|o| o.state == OrderState::Active) {
+    let orders: Vec<StandingOrder> = state
+        .store
+        .orders(None)?
+        .into_iter()
+        .filter(|o| o.state == OrderState::Active)
+        .collect();
+    if orders.is_empty() {
+        return Ok(());
+    }
+    let market = Market::read(state.store.as_ref(), now)?;
+    for order in orders {
         let id = order.id;
-        if let Err(e) = run_one(state, order, now) {
+        if let Err(e) = run_one(state, &market, order, now) {
             tracing::warn!(order = id, "standing order not run: {e}");
             let _ = state.store.modify_order(id, &mut |o| {
                 o.note = Some(format!("not run at the last boundary: {e}"));
@@ -42,8 +51,38 @@ pub fn run(state: &AppState, now: u64) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// What every order reads at a boundary, read once for all of them: the available
+/// machines with their reliability, the parameters and the clock table.
+struct Market {
+    machines: Vec<(gigaspot_market::machine::Machine, f64)>,
+    params: gigaspot_market::params::MarketParams,
+    table: gigaspot_market::gpu_ranges::GpuRangeTable,
+}
+
+impl Market {
+    fn read(store: &dyn Store, now: u64) -> Result<Market, StoreError> {
+        let mut machines = Vec::new();
+        for m in store.machines()? {
+            if m.available() {
+                let reliability = store.reliability(m.id, now)?;
+                machines.push((m, reliability));
+            }
+        }
+        Ok(Market {
+            machines,
+            params: store.params()?,
+            table: store.gpu_table()?,
+        })
+    }
+}
+
 /// Everything one order does at this boundary.
-fn run_one(state: &AppState, order: StandingOrder, now: u64) -> Result<(), StoreError> {
+fn run_one(
+    state: &AppState,
+    market: &Market,
+    order: StandingOrder,
+    now: u64,
+) -> Result<(), StoreError> {
     let store = state.store.as_ref();
     let owner = order.owner;
     if now >= order.expires_at {
@@ -93,7 +132,7 @@ fn run_one(state: &AppState, order: StandingOrder, now: u64) -> Result<(), Store
             _ => {}
         }
     }
-    let candidates = candidates(state, &order, &held, now)?;
+    let candidates = candidates(state, market, &order, &held, now);
     let moves = plan(
         order.spec.count,
         order.spec.unit,
@@ -190,28 +229,27 @@ fn run_one(state: &AppState, order: StandingOrder, now: u64) -> Result<(), Store
 /// order's cap is listed at its floor, the least it would need, for the order's note).
 fn candidates(
     state: &AppState,
+    market: &Market,
     order: &StandingOrder,
     held: &[Held],
     now: u64,
-) -> Result<Vec<Candidate>, StoreError> {
+) -> Vec<Candidate> {
     let store = state.store.as_ref();
-    let params = store.params()?;
-    let table = store.gpu_table()?;
+    let (params, table) = (&market.params, &market.table);
     let mut matching = Vec::new();
-    for m in store.machines()? {
-        if !m.available() || m.host == order.owner {
+    for (m, reliability) in &market.machines {
+        if m.host == order.owner {
             continue;
         }
-        let Ok(oc) = order.spec.settings_for(&m, &table) else {
+        let Ok(oc) = order.spec.settings_for(m, table) else {
             continue;
         };
         let total: u64 = oc.iter().map(|o| u64::from(o.pl.unwrap_or(0))).sum();
         let floor = m
-            .bid_floor(total, &params)
-            .max(m.min_bid(&params))
+            .bid_floor(total, params)
+            .max(m.min_bid(params))
             .max(gigaspot_market::admission::MIN_PRICE);
-        let reliability = store.reliability(m.id, now)?;
-        matching.push((m, oc, order.spec.price_cap(total), floor, reliability));
+        matching.push((m, oc, order.spec.price_cap(total), floor, *reliability));
     }
     matching.sort_by(|a, b| {
         a.3.cmp(&b.3)
@@ -271,7 +309,7 @@ fn candidates(
             reliability,
         });
     }
-    Ok(out)
+    out
 }
 
 /// What the order's bids were charged, counting the owner's ledger bookings newer than
