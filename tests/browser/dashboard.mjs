@@ -130,7 +130,9 @@ try {
     () => [...document.querySelectorAll('#order-book tr[data-status="scored"] .to-win')]
       .some((c) => c.textContent.trim() !== ''),
     null,
-    { timeout: 20000 },
+    // The searches run one at a time, shared with the standing order's quotes at each
+    // boundary: on a loaded machine the answer can take several refreshes.
+    { timeout: 60000 },
   ).catch(() => fail('no losing bid in the order book says what would have won'));
   // The clearing price per GPU model is charted.
   await page.locator('#chart-models svg path.line').first().waitFor({ timeout: 20000 })
